@@ -1,0 +1,6 @@
+export * from './capabilities.js';
+export * from './http.js';
+export * from './job.js';
+export * from './job-id.js';
+export * from './job-spec.js';
+export * from './version.js';

@@ -1,0 +1,265 @@
+/**
+ * The Job payload handed to executors by dequeue (Sourcegraph `internal/executor/types/job.go`).
+ *
+ * Two wire shapes exist. v1 (no `version` key): file `content` is a plain string and there is no
+ * `dockerAuthConfig`. v2 (`"version":2`): `content` is base64 and `dockerAuthConfig` is always
+ * present (`{}` when empty). Nil slices and maps are `null` on the wire, as Go encodes them.
+ *
+ * In memory a Job always has decoded file contents (Buffer) and non-null collections.
+ */
+import { z } from 'zod';
+
+export const ZERO_TIME = '0001-01-01T00:00:00Z';
+
+export interface VirtualMachineFile {
+  /** Inline content (decoded). Empty when the file is fetched from the files endpoint. */
+  content?: Buffer;
+  /** Files-endpoint location: GET /.executors/files/<bucket>/<key>. */
+  bucket?: string;
+  key?: string;
+  /** RFC 3339; ZERO_TIME means not set. */
+  modifiedAt: string;
+}
+
+export interface DockerStep {
+  key?: string;
+  image: string;
+  commands: string[];
+  dir: string;
+  env: string[];
+}
+
+export interface CliStep {
+  key?: string;
+  command: string[];
+  dir: string;
+  env: string[];
+}
+
+export interface DockerAuthConfig {
+  auths?: Record<string, { auth: string }>;
+}
+
+export interface Job {
+  /** 2 when the server sent the v2 shape; 1 otherwise. */
+  version: 1 | 2;
+  id: number;
+  queue?: string;
+  token: string;
+  repositoryName: string;
+  repositoryDirectory: string;
+  commit: string;
+  fetchTags: boolean;
+  shallowClone: boolean;
+  sparseCheckout: string[];
+  files: Record<string, VirtualMachineFile>;
+  dockerSteps: DockerStep[];
+  cliSteps: CliStep[];
+  redactedValues: Record<string, string>;
+  dockerAuthConfig: DockerAuthConfig;
+}
+
+const nullableArray = <T extends z.ZodTypeAny>(item: T) =>
+  z
+    .array(item)
+    .nullish()
+    .transform((v) => v ?? []);
+
+const base64 = z.string().refine((s) => /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0, {
+  message: 'must be standard base64',
+});
+
+const wireFileV1 = z.object({
+  content: z.string().optional(),
+  bucket: z.string().optional(),
+  key: z.string().optional(),
+  modifiedAt: z.string().optional(),
+});
+const wireFileV2 = wireFileV1.extend({ content: base64.optional() });
+
+const wireDockerStep = z.object({
+  key: z.string().optional(),
+  image: z.string().default(''),
+  commands: nullableArray(z.string()),
+  dir: z.string().default(''),
+  env: nullableArray(z.string()),
+});
+
+const wireCliStep = z.object({
+  key: z.string().optional(),
+  command: nullableArray(z.string()),
+  dir: z.string().default(''),
+  env: nullableArray(z.string()),
+});
+
+const wireAuth = z.object({
+  auths: z.record(z.object({ auth: base64 })).nullish(),
+});
+
+const wireJobCommon = {
+  id: z.number().int(),
+  queue: z.string().optional(),
+  token: z.string().default(''),
+  repositoryName: z.string().default(''),
+  repositoryDirectory: z.string().default(''),
+  commit: z.string().default(''),
+  fetchTags: z.boolean().default(false),
+  shallowClone: z.boolean().default(false),
+  sparseCheckout: nullableArray(z.string()),
+  dockerSteps: nullableArray(wireDockerStep),
+  cliSteps: nullableArray(wireCliStep),
+  redactedValues: z
+    .record(z.string())
+    .nullish()
+    .transform((v) => v ?? {}),
+};
+
+export const wireJobV1Schema = z
+  .object({
+    ...wireJobCommon,
+    version: z.undefined().or(z.literal(1)).optional(),
+    files: z
+      .record(wireFileV1)
+      .nullish()
+      .transform((v) => v ?? {}),
+  })
+  .passthrough();
+
+export const wireJobV2Schema = z
+  .object({
+    ...wireJobCommon,
+    version: z.literal(2),
+    files: z
+      .record(wireFileV2)
+      .nullish()
+      .transform((v) => v ?? {}),
+    dockerAuthConfig: wireAuth.nullish(),
+  })
+  .passthrough();
+
+/**
+ * Decodes a dequeue response body. Like the Go client it reads `version` first: 2 selects the v2
+ * shape, anything else v1. Throws a ZodError when the payload does not fit.
+ */
+export function decodeJob(body: unknown): Job {
+  const version = (body as { version?: unknown } | null)?.version;
+  if (version === 2) {
+    const w = wireJobV2Schema.parse(body);
+    return {
+      version: 2,
+      id: w.id,
+      queue: w.queue || undefined,
+      token: w.token,
+      repositoryName: w.repositoryName,
+      repositoryDirectory: w.repositoryDirectory,
+      commit: w.commit,
+      fetchTags: w.fetchTags,
+      shallowClone: w.shallowClone,
+      sparseCheckout: w.sparseCheckout,
+      files: Object.fromEntries(
+        Object.entries(w.files).map(([p, f]) => [
+          p,
+          {
+            content: f.content !== undefined ? Buffer.from(f.content, 'base64') : undefined,
+            bucket: f.bucket || undefined,
+            key: f.key || undefined,
+            modifiedAt: f.modifiedAt ?? ZERO_TIME,
+          },
+        ]),
+      ),
+      dockerSteps: w.dockerSteps,
+      cliSteps: w.cliSteps,
+      redactedValues: w.redactedValues,
+      dockerAuthConfig: { auths: w.dockerAuthConfig?.auths ?? undefined },
+    };
+  }
+  const w = wireJobV1Schema.parse(body);
+  return {
+    version: 1,
+    id: w.id,
+    queue: w.queue || undefined,
+    token: w.token,
+    repositoryName: w.repositoryName,
+    repositoryDirectory: w.repositoryDirectory,
+    commit: w.commit,
+    fetchTags: w.fetchTags,
+    shallowClone: w.shallowClone,
+    sparseCheckout: w.sparseCheckout,
+    files: Object.fromEntries(
+      Object.entries(w.files).map(([p, f]) => [
+        p,
+        {
+          content: f.content !== undefined ? Buffer.from(f.content, 'utf8') : undefined,
+          bucket: f.bucket || undefined,
+          key: f.key || undefined,
+          modifiedAt: f.modifiedAt ?? ZERO_TIME,
+        },
+      ]),
+    ),
+    dockerSteps: w.dockerSteps,
+    cliSteps: w.cliSteps,
+    redactedValues: w.redactedValues,
+    dockerAuthConfig: {},
+  };
+}
+
+const nullIfEmpty = <T>(a: T[]): T[] | null => (a.length === 0 ? null : a);
+const nullIfEmptyMap = <T>(m: Record<string, T>): Record<string, T> | null =>
+  Object.keys(m).length === 0 ? null : m;
+
+/**
+ * Encodes a Job for the wire in the shape `version` asks for, key order and nulls as the Go server
+ * writes them, so byte-level fixtures from Sourcegraph's tests hold.
+ */
+export function encodeJob(job: Job, version: 1 | 2): Record<string, unknown> {
+  const files: Record<string, unknown> = {};
+  for (const [p, f] of Object.entries(job.files)) {
+    const out: Record<string, unknown> = {};
+    if (f.content !== undefined && f.content.length > 0) {
+      out.content = version === 2 ? f.content.toString('base64') : f.content.toString('utf8');
+    }
+    if (f.bucket) out.bucket = f.bucket;
+    if (f.key) out.key = f.key;
+    out.modifiedAt = f.modifiedAt || ZERO_TIME;
+    files[p] = out;
+  }
+  const body: Record<string, unknown> = {};
+  if (version === 2) body.version = 2;
+  body.id = job.id;
+  body.token = job.token;
+  if (job.queue) body.queue = job.queue;
+  body.repositoryName = job.repositoryName;
+  body.repositoryDirectory = job.repositoryDirectory;
+  body.commit = job.commit;
+  body.fetchTags = job.fetchTags;
+  body.shallowClone = job.shallowClone;
+  body.sparseCheckout = nullIfEmpty(job.sparseCheckout);
+  body.files = files;
+  body.dockerSteps = nullIfEmpty(
+    job.dockerSteps.map((s) => ({
+      ...(s.key ? { key: s.key } : {}),
+      image: s.image,
+      commands: nullIfEmpty(s.commands),
+      dir: s.dir,
+      env: nullIfEmpty(s.env),
+    })),
+  );
+  body.cliSteps = nullIfEmpty(
+    job.cliSteps.map((s) => ({
+      ...(s.key ? { key: s.key } : {}),
+      command: nullIfEmpty(s.command),
+      dir: s.dir,
+      env: nullIfEmpty(s.env),
+    })),
+  );
+  body.redactedValues = nullIfEmptyMap(job.redactedValues);
+  if (version === 2) {
+    body.dockerAuthConfig = job.dockerAuthConfig.auths ? { auths: job.dockerAuthConfig.auths } : {};
+  }
+  return body;
+}
+
+/** `"<id>"`, or `"<id>-<queue>"` when the job came from a multi-queue dequeue (RecordUID). */
+export function recordUid(job: Pick<Job, 'id' | 'queue'>): string {
+  return job.queue ? `${job.id}-${job.queue}` : String(job.id);
+}

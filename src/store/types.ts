@@ -1,0 +1,249 @@
+/**
+ * The Store: everything the queue server keeps. One interface, two implementations (sqlite/ and
+ * postgres/), one contract suite (test/store/contract.ts) that runs against both.
+ *
+ * Conventions
+ * - All times are milliseconds since the epoch, passed in by the caller from the server's clock
+ *   (`now`). The PostgreSQL twin may use the database clock instead where the interface says so;
+ *   both must give the same answers under the contract suite's fake clock.
+ * - Every write made on behalf of an executor carries the fence: job id, executor name and the
+ *   attempt number its token was issued for. A write whose fence does not match the current row
+ *   (state processing, same executor, same attempt) changes nothing and reports so.
+ * - Methods are async so that the PostgreSQL twin fits; the SQLite one resolves synchronously.
+ */
+import type { JobSpec } from '../protocol/job-spec.js';
+
+export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
+export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'canceled'];
+
+export interface JobRecord {
+  id: number;
+  queue: string;
+  state: JobState;
+  /** The submitted spec, secrets included. Never sent to users as is (see redactSpec). */
+  spec: JobSpec;
+  /** Resolved commit sha when the spec names a repository, else ''. */
+  repositoryName: string;
+  commit: string;
+  priority: number;
+  maxAttempts: number;
+  /** How many times the job was dequeued (the current attempt number while processing). */
+  attempts: number;
+  numFailures: number;
+  numResets: number;
+  cancel: boolean;
+  workerHostname: string | null;
+  failureMessage: string | null;
+  timeoutMs: number;
+  createdAt: number;
+  queuedAt: number;
+  /** Not dequeued before this time (retry backoff). */
+  processAfter: number | null;
+  startedAt: number | null;
+  lastHeartbeatAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface NewJob {
+  queue: string;
+  spec: JobSpec;
+  repositoryName: string;
+  commit: string;
+  priority: number;
+  maxAttempts: number;
+  timeoutMs: number;
+}
+
+/** The fence of one attempt: every executor write names it. */
+export interface AttemptFence {
+  jobId: number;
+  executorName: string;
+  attempt: number;
+}
+
+export interface TokenRecord extends AttemptFence {
+  queue: string;
+  repositoryName: string;
+}
+
+export interface LogEntryInput {
+  key: string;
+  command: string[] | null;
+  startTime: string;
+  exitCode?: number;
+  durationMs?: number;
+  /** Full output so far (Sourcegraph add/update semantics). */
+  out?: string;
+}
+
+export interface LogEntryRecord {
+  jobId: number;
+  attempt: number;
+  /** 1-based within the attempt. */
+  entryId: number;
+  key: string;
+  command: string[] | null;
+  startTime: string;
+  exitCode: number | null;
+  durationMs: number | null;
+  /** Bytes of output stored (UTF-8). */
+  outLength: number;
+  /** True once the server's per-job cap cut this entry's output. */
+  truncated: boolean;
+  /** Present only when asked for (getLogEntries withOutput). */
+  out?: string;
+}
+
+export type AppendResult =
+  | { ok: true; length: number }
+  | { ok: false; reason: 'not-owner' }
+  | { ok: false; reason: 'gap'; length: number };
+
+export interface ExecutorRecord {
+  name: string;
+  hostname: string;
+  queueName: string | null;
+  queueNames: string[] | null;
+  os: string;
+  architecture: string;
+  dockerVersion: string;
+  executorVersion: string;
+  gitVersion: string;
+  igniteVersion: string;
+  srcCliVersion: string;
+  firstSeenAt: number;
+  lastSeenAt: number;
+  /** Prometheus text of the last heartbeat, '' when none. */
+  metrics: string;
+}
+
+export type ExecutorHeartbeat = Omit<ExecutorRecord, 'firstSeenAt' | 'lastSeenAt'>;
+
+export interface QueueStats {
+  queue: string;
+  queued: number;
+  processing: number;
+  /** queuedAt (or processAfter when later) of the oldest dequeueable job, or null. */
+  oldestQueuedAt: number | null;
+}
+
+export interface ListJobsQuery {
+  state?: JobState;
+  queue?: string;
+  /** Page size (1..500). */
+  limit: number;
+  /** Return jobs with id < before (newest first). */
+  before?: number;
+}
+
+export interface DequeueOptions {
+  queue: string;
+  executorName: string;
+  now: number;
+  /** SHA-256 of the job token to issue for this attempt (hex). */
+  tokenHash: string;
+  /**
+   * Aging: a job's rank is queuedAt - priority * priorityStepMs, lowest first, so a job one
+   * priority level lower waits at most priorityStepMs longer and nothing starves.
+   */
+  priorityStepMs: number;
+}
+
+export interface RetryPolicy {
+  /** Backoff before the n-th retry: baseMs * 2^(n-1), capped at maxMs. */
+  baseMs: number;
+  maxMs: number;
+}
+
+export interface Store {
+  /** Applies numbered migrations; idempotent. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  enqueue(job: NewJob, now: number): Promise<JobRecord>;
+  getJob(id: number): Promise<JobRecord | null>;
+  listJobs(q: ListJobsQuery): Promise<{ jobs: JobRecord[]; total: number }>;
+
+  /**
+   * Claims the best dequeueable job of one queue (queued with processAfter <= now, or errored and
+   * due), sets it processing for this executor, increments attempts, stores the token hash for the
+   * new attempt (replacing any older token of the job). Null when nothing is ready. Exactly one
+   * caller wins each attempt, whatever the concurrency.
+   */
+  dequeue(opts: DequeueOptions): Promise<{ job: JobRecord; attempt: number } | null>;
+  /** Number of dequeueable jobs per queue, for multi-queue selection. */
+  readyCounts(queues: string[], now: number): Promise<Map<string, number>>;
+
+  /** Resolves a token hash to its fence, or null (unknown, or its attempt ended). */
+  lookupToken(tokenHash: string): Promise<TokenRecord | null>;
+
+  /**
+   * Renews the lease of the given jobs owned by executorName (processing, same owner). Returns
+   * which are known and which of those have the cancel flag. Unknown ids are simply absent.
+   */
+  heartbeat(
+    executorName: string,
+    queue: string,
+    jobIds: number[],
+    now: number,
+  ): Promise<{ knownIds: number[]; cancelIds: number[] }>;
+
+  /** Appends a log entry to the current attempt; returns its 1-based id, or null if fenced out. */
+  addLogEntry(fence: AttemptFence, entry: LogEntryInput, maxOutputBytes: number): Promise<number | null>;
+  /**
+   * Replaces entry fields; `out` is the full output so far, and only the new suffix is stored
+   * (output already stored is never rewritten). False if fenced out or the entry does not exist.
+   */
+  updateLogEntry(fence: AttemptFence, entryId: number, entry: LogEntryInput, maxOutputBytes: number): Promise<boolean>;
+  /** Extension: append `out` at byte `offset`; idempotent for chunks already stored. */
+  appendLogOutput(
+    fence: AttemptFence,
+    entryId: number,
+    offset: number,
+    out: string,
+    fields: { exitCode?: number; durationMs?: number },
+    maxOutputBytes: number,
+  ): Promise<AppendResult>;
+  /** Entries of an attempt (default: the latest), output included when asked. */
+  getLogEntries(jobId: number, opts?: { attempt?: number; withOutput?: boolean }): Promise<LogEntryRecord[]>;
+  /** Output of one entry from byte offset `from` (for following). */
+  readLogOutput(jobId: number, attempt: number, entryId: number, from: number): Promise<string>;
+
+  /** Each mark ends the attempt and deletes its token. False when fenced out. */
+  markComplete(fence: AttemptFence, now: number): Promise<boolean>;
+  /**
+   * Errored: when cancel is set -> canceled; else numFailures + 1, and if attempts < maxAttempts the
+   * job goes back to queued with processAfter = now + backoff, otherwise failed.
+   */
+  markErrored(fence: AttemptFence, message: string, now: number, retry: RetryPolicy): Promise<boolean>;
+  /** Failed (or canceled when the cancel flag is set); never retried. */
+  markFailed(fence: AttemptFence, message: string, now: number): Promise<boolean>;
+
+  /**
+   * Requeues processing jobs whose lastHeartbeatAt < now - stalledAfterMs (numResets + 1, token
+   * deleted), or fails them once numResets >= maxResets. Returns the ids touched.
+   */
+  resetStalled(now: number, stalledAfterMs: number, maxResets: number): Promise<{ reset: number[]; failed: number[] }>;
+  /**
+   * Ends processing jobs whose startedAt + timeoutMs < now as errored (retried as markErrored
+   * would) with a message naming the timeout; tokens deleted. Returns the ids touched.
+   */
+  expireDeadlines(now: number, retry: RetryPolicy): Promise<number[]>;
+
+  /** Queued/errored -> canceled at once; processing -> cancel flag set. Null if no such job. */
+  cancelJob(id: number, now: number): Promise<JobRecord | null>;
+  /** A job in failed, errored or canceled goes back to queued with a fresh attempt budget. */
+  retryJob(id: number, now: number): Promise<JobRecord | null>;
+
+  upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
+  getExecutor(name: string): Promise<ExecutorRecord | null>;
+  listExecutors(): Promise<ExecutorRecord[]>;
+  deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
+
+  queueStats(now: number): Promise<QueueStats[]>;
+}
+
+/** Backoff before the n-th retry (n >= 1). */
+export function retryDelayMs(policy: RetryPolicy, n: number): number {
+  return Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, n - 1));
+}
