@@ -57,6 +57,11 @@ export interface Job {
   cliSteps: CliStep[];
   redactedValues: Record<string, string>;
   dockerAuthConfig: DockerAuthConfig;
+  /**
+   * Extension: the attempt number this token was issued for. Our server sends it (Sourcegraph's
+   * clients ignore unknown keys); absent from a Sourcegraph server. Used for labels only.
+   */
+  attempt?: number;
 }
 
 const nullableArray = <T extends z.ZodTypeAny>(item: T) =>
@@ -112,6 +117,7 @@ const wireJobCommon = {
     .record(z.string())
     .nullish()
     .transform((v) => v ?? {}),
+  attempt: z.number().int().positive().optional(),
 };
 
 export const wireJobV1Schema = z
@@ -171,6 +177,7 @@ export function decodeJob(body: unknown): Job {
       cliSteps: w.cliSteps,
       redactedValues: w.redactedValues,
       dockerAuthConfig: { auths: w.dockerAuthConfig?.auths ?? undefined },
+      attempt: w.attempt,
     };
   }
   const w = wireJobV1Schema.parse(body);
@@ -200,6 +207,7 @@ export function decodeJob(body: unknown): Job {
     cliSteps: w.cliSteps,
     redactedValues: w.redactedValues,
     dockerAuthConfig: {},
+    attempt: w.attempt,
   };
 }
 
@@ -256,6 +264,7 @@ export function encodeJob(job: Job, version: 1 | 2): Record<string, unknown> {
   if (version === 2) {
     body.dockerAuthConfig = job.dockerAuthConfig.auths ? { auths: job.dockerAuthConfig.auths } : {};
   }
+  if (job.attempt !== undefined) body.attempt = job.attempt;
   return body;
 }
 
