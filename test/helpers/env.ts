@@ -1,0 +1,76 @@
+/**
+ * Availability of the real things some tests need (Docker, gVisor, PostgreSQL). Where one is
+ * missing the test is skipped with one line naming it, except under CI=true, where a missing
+ * dependency fails the run: CI must prove everything.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const cache = new Map<string, boolean>();
+
+function probe(name: string, fn: () => boolean): boolean {
+  let v = cache.get(name);
+  if (v === undefined) {
+    try {
+      v = fn();
+    } catch {
+      v = false;
+    }
+    cache.set(name, v);
+  }
+  return v;
+}
+
+export const isCI = process.env.CI === 'true';
+
+export function dockerAvailable(): boolean {
+  return probe('docker', () => {
+    execFileSync('docker', ['info', '--format', '{{.ServerVersion}}'], { stdio: 'pipe', timeout: 10_000 });
+    return true;
+  });
+}
+
+export function gvisorAvailable(): boolean {
+  return probe('gvisor', () => {
+    if (!dockerAvailable()) return false;
+    const out = execFileSync('docker', ['info', '--format', '{{json .Runtimes}}'], {
+      stdio: 'pipe',
+      timeout: 10_000,
+    }).toString();
+    return out.includes('runsc');
+  });
+}
+
+/** The PostgreSQL admin URL tests create their databases with (env TEST_DATABASE_URL). */
+export function postgresUrl(): string | undefined {
+  return process.env.TEST_DATABASE_URL || undefined;
+}
+
+export function kvmAvailable(): boolean {
+  return existsSync('/dev/kvm');
+}
+
+/**
+ * Returns true when the dependency is there. When it is not: under CI=true throws (the suite fails);
+ * elsewhere prints one line and returns false so the caller can `describe.skipIf(!ok)`.
+ */
+export function requireOrSkip(what: string, available: boolean): boolean {
+  if (available) return true;
+  if (isCI) throw new Error(`${what} is required under CI=true but is not available`);
+  console.warn(`skipping: ${what} is not available`);
+  return false;
+}
+
+/** Polls `cond` every intervalMs until it is truthy or timeoutMs passes (then throws). */
+export async function waitFor<T>(
+  cond: () => T | Promise<T>,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  for (;;) {
+    const v = await cond();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? 'condition'}`);
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 25));
+  }
+}
