@@ -1,0 +1,27 @@
+/**
+ * This package's version, read once from package.json (two levels up from both src/lib and
+ * dist/lib). Our executor reports it with the `+executor` build tag so our server knows it reads v2.
+ */
+import { readFileSync } from 'node:fs';
+import { OUR_BUILD_TAG } from '../protocol/version.js';
+
+let cached: string | undefined;
+
+export function packageVersion(): string {
+  if (cached === undefined) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version?: string;
+      };
+      cached = pkg.version ?? '0.0.0';
+    } catch {
+      cached = '0.0.0';
+    }
+  }
+  return cached;
+}
+
+/** The version string our executor sends in dequeue and heartbeat requests. */
+export function executorVersion(): string {
+  return `${packageVersion()}+${OUR_BUILD_TAG}`;
+}
