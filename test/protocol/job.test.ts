@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { decodeJob, encodeJob, type Job, recordUid, ZERO_TIME } from '../../src/protocol/job.js';
+
+function job(overrides: Partial<Job> = {}): Job {
+  return {
+    version: 2,
+    id: 1,
+    token: '',
+    repositoryName: '',
+    repositoryDirectory: '',
+    commit: '',
+    fetchTags: false,
+    shallowClone: false,
+    sparseCheckout: [],
+    files: {},
+    dockerSteps: [],
+    cliSteps: [],
+    redactedValues: {},
+    dockerAuthConfig: {},
+    ...overrides,
+  };
+}
+
+describe('Job payload', () => {
+  it('encodes v2 with base64 content, zero modifiedAt and an empty dockerAuthConfig (Sourcegraph job_test.go)', () => {
+    const body = encodeJob(
+      job({ files: { 'script1.sh': { content: Buffer.from('hello'), modifiedAt: ZERO_TIME } } }),
+      2,
+    );
+    expect(body.version).toBe(2);
+    expect(body.files).toEqual({ 'script1.sh': { content: 'aGVsbG8=', modifiedAt: '0001-01-01T00:00:00Z' } });
+    expect(body.dockerAuthConfig).toEqual({});
+    expect(body.token).toBe('');
+  });
+
+  it('encodes v1 with plain content and no dockerAuthConfig', () => {
+    const body = encodeJob(
+      job({ files: { 'script1.sh': { content: Buffer.from('hello'), modifiedAt: ZERO_TIME } } }),
+      1,
+    );
+    expect('version' in body).toBe(false);
+    expect('dockerAuthConfig' in body).toBe(false);
+    expect(body.files).toEqual({ 'script1.sh': { content: 'hello', modifiedAt: ZERO_TIME } });
+  });
+
+  it('writes nil collections as null, like the Go server', () => {
+    const body = encodeJob(job({ id: 1, token: 'sometoken' }), 1);
+    expect(JSON.parse(JSON.stringify(body))).toEqual({
+      id: 1,
+      token: 'sometoken',
+      repositoryName: '',
+      repositoryDirectory: '',
+      commit: '',
+      fetchTags: false,
+      shallowClone: false,
+      sparseCheckout: null,
+      files: {},
+      dockerSteps: null,
+      cliSteps: null,
+      redactedValues: null,
+    });
+  });
+
+  it('round-trips v1 and v2', () => {
+    const j = job({
+      id: 42,
+      queue: 'batches',
+      token: 'tok',
+      repositoryName: 'github.com/a/b',
+      repositoryDirectory: 'repository',
+      commit: 'deadbeef',
+      shallowClone: true,
+      sparseCheckout: ['sub/*'],
+      files: {
+        'input.json': { content: Buffer.from('{"a":1}\n'), modifiedAt: ZERO_TIME },
+        'ws/f.txt': { bucket: 'batch-changes', key: 'spec/file', modifiedAt: '2024-01-02T03:04:05Z' },
+      },
+      dockerSteps: [{ key: 'indexer', image: 'img', commands: ['echo hi'], dir: '.', env: ['K=V'] }],
+      cliSteps: [{ key: 'batch-exec', command: ['batch', 'exec'], dir: '.', env: [] }],
+      redactedValues: { s3cret: '${{ secrets.S }}' },
+      dockerAuthConfig: { auths: { 'reg:5000': { auth: Buffer.from('u:p').toString('base64') } } },
+    });
+    for (const v of [1, 2] as const) {
+      const back = decodeJob(JSON.parse(JSON.stringify(encodeJob(j, v))));
+      expect(back.version).toBe(v);
+      expect(back.files['input.json']!.content!.toString()).toBe('{"a":1}\n');
+      expect(back.files['ws/f.txt']).toMatchObject({ bucket: 'batch-changes', key: 'spec/file' });
+      expect(back.dockerSteps).toEqual(j.dockerSteps);
+      expect(back.cliSteps[0]!.command).toEqual(['batch', 'exec']);
+      expect(back.dockerAuthConfig).toEqual(v === 2 ? j.dockerAuthConfig : {});
+      expect(back.queue).toBe('batches');
+    }
+  });
+
+  it('decodes a bare {"id":42} with empty, non-null collections', () => {
+    const j = decodeJob({ id: 42 });
+    expect(j).toMatchObject({ id: 42, version: 1, files: {}, dockerSteps: [], cliSteps: [], token: '' });
+  });
+
+  it('refuses a v2 payload whose file content is not base64', () => {
+    expect(() => decodeJob({ version: 2, id: 1, files: { a: { content: 'not base64!' } } })).toThrow();
+  });
+
+  it('refuses a v2 docker auth that is not base64, as Go does', () => {
+    expect(() => decodeJob({ version: 2, id: 1, dockerAuthConfig: { auths: { r: { auth: '%%%' } } } })).toThrow();
+  });
+
+  it('names records with the queue when multi-queue', () => {
+    expect(recordUid({ id: 42 })).toBe('42');
+    expect(recordUid({ id: 42, queue: 'batches' })).toBe('42-batches');
+  });
+});
