@@ -1,0 +1,331 @@
+/**
+ * Client commands against a running server: submit, jobs, show, logs, cancel, retry, executors,
+ * queues. Human output by default (tables, colour on a TTY), `--json` for scripts.
+ * `submit --follow` and `logs -f` exit with the job's outcome: 0 completed, 1 otherwise; Ctrl-C stops
+ * following without cancelling the job.
+ */
+import type { Command } from 'commander';
+import { type ApiClient, ApiError, type ApiJob, type ApiLogEntry, createApiClient } from './api-client.js';
+import { ago, humanDuration, paint, stateText, table, toMs } from './format.js';
+import { JobFileError, readJobFile } from './job-file.js';
+
+interface GlobalOpts {
+  server?: string;
+  token?: string;
+  json?: boolean;
+}
+
+export const TERMINAL = new Set(['completed', 'failed', 'canceled']);
+
+/** Exit code for a job's final state. */
+export function outcomeExitCode(state: string): number {
+  return state === 'completed' ? 0 : 1;
+}
+
+function clientFrom(opts: GlobalOpts): ApiClient {
+  const server = opts.server ?? process.env.EXECUTOR_SERVER_URL ?? 'http://127.0.0.1:3080';
+  const token = opts.token ?? process.env.EXECUTOR_SERVER_API_TOKEN;
+  if (!token) {
+    throw new UsageError('no API token: pass --token or set EXECUTOR_SERVER_API_TOKEN (printed by `executor up`)');
+  }
+  return createApiClient({ server, token });
+}
+
+export class UsageError extends Error {}
+
+function parseId(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`"${text}" is not a job id (a positive integer)`);
+  return n;
+}
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+function str(v: unknown): string {
+  return v === null || v === undefined || v === '' ? '-' : String(v);
+}
+
+function repoOf(job: ApiJob): string {
+  const r = job.repository as { name?: string; commit?: string } | null | undefined;
+  if (r?.name) return `${r.name}@${(r.commit ?? '').slice(0, 10)}`;
+  return '-';
+}
+
+function jobDurationMs(job: ApiJob, now = Date.now()): number | null {
+  const start = toMs(job.startedAt as string);
+  if (start === null) return null;
+  return (toMs(job.finishedAt as string) ?? now) - start;
+}
+
+export function renderJobs(jobs: ApiJob[]): string {
+  return table(
+    ['ID', 'STATE', 'QUEUE', 'REPOSITORY', 'EXECUTOR', 'ATTEMPT', 'AGE', 'DURATION'],
+    jobs.map((j) => [
+      String(j.id),
+      stateText(j.state),
+      j.queue,
+      repoOf(j),
+      str(j.executor),
+      String(j.attempts ?? 0),
+      ago(j.createdAt as string),
+      humanDuration(jobDurationMs(j)),
+    ]),
+  );
+}
+
+export function renderJob(job: ApiJob): string {
+  const lines = [
+    `${paint(`Job ${job.id}`, 'bold')}  ${stateText(job.state)}`,
+    `  queue       ${job.queue}`,
+    `  repository  ${repoOf(job)}`,
+    `  attempts    ${str(job.attempts)} of ${str(job.maxAttempts)}${job.numResets ? ` (${job.numResets} resets)` : ''}`,
+    `  executor    ${str(job.executor)}`,
+    `  created     ${ago(job.createdAt as string)}`,
+    `  duration    ${humanDuration(jobDurationMs(job))}`,
+  ];
+  const secrets = job.secrets as string[] | undefined;
+  if (secrets?.length) lines.push(`  secrets     ${secrets.join(', ')}`);
+  if (job.failureMessage) lines.push(`  failure     ${paint(String(job.failureMessage), 'red')}`);
+  const entries = (job.logEntries ?? job.entries) as ApiLogEntry[] | undefined;
+  if (entries?.length) {
+    lines.push('', paint('Steps', 'bold'));
+    for (const e of entries) {
+      const mark = e.exitCode === null || e.exitCode === undefined ? paint('…', 'cyan') : e.exitCode === 0 ? paint('✓', 'green') : paint('✗', 'red');
+      lines.push(
+        `  ${mark} ${e.key.padEnd(32)} ${humanDuration(e.durationMs).padStart(8)}${
+          e.exitCode !== null && e.exitCode !== undefined ? `  exit ${e.exitCode}` : ''
+        }`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+/** Prints log events as they arrive: a header per entry, then its output, then its result. */
+export function createLogPrinter(write: (s: string) => void = (s) => process.stdout.write(s)) {
+  const keys = new Map<number, string>();
+  let current = -1;
+  let atLineStart = true;
+  const header = (id: number) => {
+    if (current === id) return;
+    if (!atLineStart) write('\n');
+    current = id;
+    atLineStart = true;
+    write(`${paint(`==> ${keys.get(id) ?? `entry ${id}`}`, 'blue')}\n`);
+  };
+  return {
+    entry(e: ApiLogEntry) {
+      const known = keys.has(e.entryId);
+      keys.set(e.entryId, e.key);
+      if (!known) header(e.entryId);
+      if (e.exitCode !== null && e.exitCode !== undefined) {
+        header(e.entryId);
+        if (!atLineStart) write('\n');
+        atLineStart = true;
+        const res = e.exitCode === 0 ? paint('ok', 'green') : paint(`exit code ${e.exitCode}`, 'red');
+        write(`${paint(`<== ${e.key}: `, 'gray')}${res}${paint(` in ${humanDuration(e.durationMs)}`, 'gray')}\n`);
+      }
+    },
+    output(entryId: number, data: string) {
+      if (!data) return;
+      header(entryId);
+      write(data);
+      atLineStart = data.endsWith('\n');
+    },
+    end(job: ApiJob) {
+      if (!atLineStart) write('\n');
+      atLineStart = true;
+      const msg = job.failureMessage ? `: ${job.failureMessage}` : '';
+      write(`${paint(`Job ${job.id} ${job.state}`, job.state === 'completed' ? 'green' : 'red')}${msg}\n`);
+    },
+  };
+}
+
+/** Follows a job's logs to the end; returns the exit code for its outcome. */
+export async function followJob(client: ApiClient, id: number, json: boolean): Promise<number> {
+  const controller = new AbortController();
+  const onSigint = () => {
+    process.stderr.write(`\nstopped following job ${id}; it keeps running (executor cancel ${id} to stop it)\n`);
+    controller.abort();
+  };
+  process.once('SIGINT', onSigint);
+  const printer = createLogPrinter();
+  try {
+    const final = await client.followLogs(
+      id,
+      (e) => {
+        if (json) {
+          out(JSON.stringify(e));
+          return;
+        }
+        if (e.type === 'entry') printer.entry(e.entry);
+        else if (e.type === 'output') printer.output(e.entryId, e.data);
+        else printer.end(e.job);
+      },
+      controller.signal,
+    );
+    return outcomeExitCode(final.state);
+  } catch (e) {
+    if (controller.signal.aborted) return 130;
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+  }
+}
+
+async function runAction(fn: () => Promise<number | undefined>): Promise<void> {
+  try {
+    const code = await fn();
+    process.exitCode = code ?? 0;
+  } catch (e) {
+    if (e instanceof JobFileError || e instanceof UsageError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      process.exitCode = 2;
+    } else if (e instanceof ApiError) {
+      process.stderr.write(`error: ${e.message}${e.code.startsWith('HTTP_') ? '' : ` (${e.code})`}\n`);
+      for (const d of e.details) process.stderr.write(`  ${d.path}: ${d.message}\n`);
+      process.exitCode = e.status === 0 ? 3 : 1;
+    } else {
+      throw e;
+    }
+  }
+}
+
+export function registerClientCommands(program: Command): void {
+  const withGlobal = (cmd: Command) =>
+    cmd
+      .option('--server <url>', 'server URL (env EXECUTOR_SERVER_URL, default http://127.0.0.1:3080)')
+      .option('--token <token>', 'user API token (env EXECUTOR_SERVER_API_TOKEN)')
+      .option('--json', 'print JSON for scripts');
+
+  withGlobal(program.command('submit <file>').description('submit a job file (YAML or JSON; - for stdin)'))
+    .option('-f, --follow', "follow the job's log until it ends; exit with its outcome")
+    .action((file: string, opts: GlobalOpts & { follow?: boolean }) =>
+      runAction(async () => {
+        const spec = await readJobFile(file);
+        const client = clientFrom(opts);
+        const job = await client.submit(spec);
+        if (opts.json && !opts.follow) out(JSON.stringify(job));
+        else process.stderr.write(`submitted job ${job.id} to queue ${job.queue}\n`);
+        return opts.follow ? followJob(client, job.id, !!opts.json) : 0;
+      }),
+    );
+
+  withGlobal(program.command('jobs').description('list jobs, newest first'))
+    .option('--state <state>', 'queued, processing, completed, errored, failed or canceled')
+    .option('--queue <queue>', 'only this queue')
+    .option('--limit <n>', 'page size', '20')
+    .option('--before <id>', 'jobs with an id below this (the next page)')
+    .action((opts: GlobalOpts & { state?: string; queue?: string; limit: string; before?: string }) =>
+      runAction(async () => {
+        const page = await clientFrom(opts).listJobs({
+          state: opts.state,
+          queue: opts.queue,
+          limit: Number(opts.limit),
+          before: opts.before ? parseId(opts.before) : undefined,
+        });
+        if (opts.json) out(JSON.stringify(page));
+        else {
+          out(page.jobs.length ? renderJobs(page.jobs) : 'no jobs');
+          if (page.nextBefore) out(paint(`${page.total} in all; next page: --before ${page.nextBefore}`, 'gray'));
+        }
+        return 0;
+      }),
+    );
+
+  withGlobal(program.command('show <id>').description('show a job: state, attempts, steps and durations')).action(
+    (id: string, opts: GlobalOpts) =>
+      runAction(async () => {
+        const job = await clientFrom(opts).getJob(parseId(id));
+        out(opts.json ? JSON.stringify(job) : renderJob(job));
+        return 0;
+      }),
+  );
+
+  withGlobal(program.command('logs <id>').description("print a job's log"))
+    .option('-f, --follow', 'follow until the job ends; exit with its outcome')
+    .action((id: string, opts: GlobalOpts & { follow?: boolean }) =>
+      runAction(async () => {
+        const client = clientFrom(opts);
+        const jobId = parseId(id);
+        if (opts.follow) return followJob(client, jobId, !!opts.json);
+        const logs = await client.getLogs(jobId);
+        const entries = Array.isArray(logs) ? logs : logs.entries;
+        if (opts.json) {
+          out(JSON.stringify(logs));
+          return 0;
+        }
+        const printer = createLogPrinter();
+        for (const e of entries) {
+          printer.entry({ ...e, exitCode: null });
+          printer.output(e.entryId, e.out ?? '');
+          if (e.exitCode !== null) printer.entry(e);
+        }
+        return 0;
+      }),
+    );
+
+  for (const [name, verb] of [
+    ['cancel', 'cancel a queued or running job'],
+    ['retry', 'queue a failed, errored or canceled job again'],
+  ] as const) {
+    withGlobal(program.command(`${name} <id>`).description(verb)).action((id: string, opts: GlobalOpts) =>
+      runAction(async () => {
+        const client = clientFrom(opts);
+        const job = name === 'cancel' ? await client.cancel(parseId(id)) : await client.retry(parseId(id));
+        out(opts.json ? JSON.stringify(job) : `job ${job.id}: ${stateText(job.state)}${job.cancel ? ' (cancel requested)' : ''}`);
+        return 0;
+      }),
+    );
+  }
+
+  withGlobal(program.command('executors').description('list executors with versions and compatibility')).action(
+    (opts: GlobalOpts) =>
+      runAction(async () => {
+        const res = (await clientFrom(opts).executors()) as { executors?: Record<string, unknown>[] } | Record<string, unknown>[];
+        const list = Array.isArray(res) ? res : (res.executors ?? []);
+        if (opts.json) out(JSON.stringify(res));
+        else
+          out(
+            list.length === 0
+              ? 'no executors have been seen'
+              : table(
+                  ['NAME', 'QUEUES', 'VERSION', 'COMPATIBILITY', 'ACTIVE', 'LAST SEEN'],
+                  list.map((e) => [
+                    str(e.name ?? e.hostname),
+                    str((e.queueNames as string[] | null)?.join(',') ?? e.queueName),
+                    str(e.executorVersion),
+                    str(e.compatibility),
+                    e.active ? paint('yes', 'green') : paint('no', 'gray'),
+                    ago(e.lastSeenAt as string),
+                  ]),
+                ),
+          );
+        return 0;
+      }),
+  );
+
+  withGlobal(program.command('queues').description('queue depth, processing and oldest waiting job')).action(
+    (opts: GlobalOpts) =>
+      runAction(async () => {
+        const res = (await clientFrom(opts).queues()) as { queues?: Record<string, unknown>[] } | Record<string, unknown>[];
+        const list = Array.isArray(res) ? res : (res.queues ?? []);
+        if (opts.json) out(JSON.stringify(res));
+        else
+          out(
+            list.length === 0
+              ? 'no queues yet'
+              : table(
+                  ['QUEUE', 'QUEUED', 'PROCESSING', 'OLDEST WAITING'],
+                  list.map((q) => [
+                    str(q.queue ?? q.name),
+                    str(q.queued ?? q.depth),
+                    str(q.processing),
+                    q.oldestAgeMs !== undefined && q.oldestAgeMs !== null ? humanDuration(Number(q.oldestAgeMs)) : '-',
+                  ]),
+                ),
+          );
+        return 0;
+      }),
+  );
+}
