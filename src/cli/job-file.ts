@@ -29,7 +29,7 @@ export function parseJobText(text: string, file = '<input>'): JobSpec {
       file,
       doc.errors.map((e) => ({
         path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(syntax)',
-        message: e.message.split('\n')[0]!,
+        message: e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''),
       })),
     );
   }
