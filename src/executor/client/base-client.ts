@@ -1,0 +1,153 @@
+/**
+ * The HTTP core shared by the queue, files and auth-test clients (Sourcegraph
+ * `apiclient/baseclient.go`): URL = base path joined with the client's prefix and the endpoint
+ * (posix `path.join`, which cleans duplicate and trailing slashes), `Content-Type: application/json`
+ * on every request, and two auth schemes:
+ *
+ * - general requests: `Authorization: token-executor <password>`;
+ * - job requests: `Authorization: Bearer <job.token>` (or token-executor when the job has no token)
+ *   plus `X-Sourcegraph-Job-ID` and `X-Sourcegraph-Executor-Name`.
+ *
+ * 200 and 204 are success; any other status becomes UnexpectedStatusError("unexpected status code N")
+ * after the retry table (retry.ts) has had its say.
+ */
+import path from 'node:path';
+import type { HttpRetryConfig } from '../../config/executor.js';
+import type { Logger } from '../../lib/logger.js';
+import { backoffDelayMs, DEFAULT_HTTP_RETRY, decideForStatus, shouldRetryError } from './retry.js';
+
+export class UnexpectedStatusError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: string,
+  ) {
+    super(`unexpected status code ${status}`);
+    this.name = 'UnexpectedStatusError';
+  }
+}
+
+export interface JobAuth {
+  id: number;
+  token: string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Headers;
+  body: Buffer;
+}
+
+export interface RequestOptions {
+  method: 'GET' | 'POST' | 'HEAD';
+  /** Path below the client's prefix, e.g. `test_queue/dequeue`. */
+  endpoint: string;
+  /** JSON-encoded as given; omitted when undefined (fetch sends no body on GET/HEAD). */
+  body?: unknown;
+  /** Use job auth for this job. */
+  job?: JobAuth;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Statuses returned to the caller rather than thrown (besides 200 and 204). */
+  passStatuses?: readonly number[];
+}
+
+export interface BaseClientOptions {
+  baseUrl: string;
+  pathPrefix: string;
+  password: string;
+  executorName: string;
+  retry?: HttpRetryConfig;
+  fetch?: typeof fetch;
+  logger?: Logger;
+  /** Injected for tests: waits between attempts. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  random?: () => number;
+}
+
+export interface BaseClient {
+  readonly executorName: string;
+  url(endpoint: string): string;
+  request(opts: RequestOptions): Promise<HttpResponse>;
+}
+
+const sleepAbortable = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+/** Throws like Go's url.Parse when the base URL has no scheme (`parse ":foo": missing protocol scheme`). */
+export function parseBaseUrl(text: string): URL {
+  if (!/^[A-Za-z][A-Za-z0-9+.-]*:/.test(text) || text.startsWith(':')) {
+    throw new Error(`parse ${JSON.stringify(text)}: missing protocol scheme`);
+  }
+  return new URL(text);
+}
+
+export function createBaseClient(opts: BaseClientOptions): BaseClient {
+  const base = parseBaseUrl(opts.baseUrl);
+  const retry = opts.retry ?? DEFAULT_HTTP_RETRY;
+  const doFetch = opts.fetch ?? fetch;
+  const sleep = opts.sleep ?? sleepAbortable;
+
+  const url = (endpoint: string) => {
+    const u = new URL(base.href);
+    u.pathname = path.posix.join(base.pathname || '/', opts.pathPrefix, endpoint);
+    u.search = '';
+    u.hash = '';
+    return u.href;
+  };
+
+  async function request(r: RequestOptions): Promise<HttpResponse> {
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...r.headers };
+    if (r.job) {
+      headers.authorization = r.job.token ? `Bearer ${r.job.token}` : `token-executor ${opts.password}`;
+      headers['x-sourcegraph-job-id'] = String(r.job.id);
+      headers['x-sourcegraph-executor-name'] = opts.executorName;
+    } else {
+      headers.authorization = `token-executor ${opts.password}`;
+    }
+    const body = r.body === undefined || r.method !== 'POST' ? undefined : JSON.stringify(r.body);
+    const target = url(r.endpoint);
+    for (let attempt = 1; ; attempt++) {
+      const timeout = retry.timeoutMs > 0 ? AbortSignal.timeout(retry.timeoutMs) : undefined;
+      const signal = timeout && r.signal ? AbortSignal.any([timeout, r.signal]) : (timeout ?? r.signal);
+      let res: Response;
+      try {
+        res = await doFetch(target, { method: r.method, headers, body, signal });
+      } catch (e) {
+        if (r.signal?.aborted) throw r.signal.reason ?? e;
+        if (attempt >= retry.maxAttempts || !shouldRetryError(e, attempt)) throw e;
+        opts.logger?.debug('http request failed; retrying', { url: target, attempt, error: e });
+        await sleep(backoffDelayMs(attempt, retry, opts.random), r.signal);
+        continue;
+      }
+      const buf = Buffer.from(await res.arrayBuffer());
+      if (res.status === 200 || res.status === 204 || r.passStatuses?.includes(res.status)) {
+        return { status: res.status, headers: res.headers, body: buf };
+      }
+      const d = decideForStatus(res.status, res.headers.get('retry-after'), attempt, retry, opts.random);
+      if (!d.retry) {
+        const text = buf.toString('utf8').slice(0, 2000);
+        opts.logger?.debug('unexpected status', { url: target, status: res.status, body: text });
+        throw new UnexpectedStatusError(res.status, text);
+      }
+      opts.logger?.debug('http request got a retryable status; retrying', {
+        url: target,
+        status: res.status,
+        attempt,
+      });
+      await sleep(d.delayMs, r.signal);
+    }
+  }
+
+  return { executorName: opts.executorName, url, request };
+}

@@ -1,0 +1,272 @@
+/**
+ * Client of `/.executors/queue` (Sourcegraph `apiclient/queue/client.go`): ping, dequeue,
+ * heartbeat, the three marks and the log entry routes. Bodies are exactly the Go client's.
+ *
+ * Capabilities: the `X-Executor-Capabilities` header of ping and heartbeat responses says which of
+ * our extensions the server has (long-poll dequeue, log-append). A Sourcegraph server never sends
+ * it, and then this client behaves like a stock executor: no long-poll header, full-snapshot log
+ * updates.
+ */
+
+import type { HttpRetryConfig } from '../../config/executor.js';
+import type { Logger } from '../../lib/logger.js';
+import {
+  CAPABILITIES_HEADER,
+  CAPABILITY,
+  LONG_POLL_HEADER,
+  MAX_LONG_POLL_MS,
+  parseCapabilities,
+} from '../../protocol/capabilities.js';
+import { decodeHeartbeatResponse, type Telemetry } from '../../protocol/http.js';
+import { decodeJob, type Job } from '../../protocol/job.js';
+import { parseJobIds } from '../../protocol/job-id.js';
+import type { RedMetrics } from '../metrics.js';
+import { type BaseClient, createBaseClient, type HttpResponse } from './base-client.js';
+
+/** One log entry as sent to the server (same shape as logs/types WireLogEntry). */
+export interface WireLogEntry {
+  key: string;
+  command: string[] | null;
+  startTime: string;
+  exitCode?: number;
+  out?: string;
+  durationMs?: number;
+}
+
+/** Where a job's log entries go (same shape as logs/types LogSink). */
+export interface QueueLogSink {
+  add(entry: WireLogEntry): Promise<number>;
+  update(entryId: number, entry: WireLogEntry): Promise<void>;
+  append?(
+    entryId: number,
+    offset: number,
+    out: string,
+    fields: { exitCode?: number; durationMs?: number },
+  ): Promise<void>;
+}
+
+export interface QueueClientOptions {
+  frontendUrl: string;
+  password: string;
+  executorName: string;
+  /** Single-queue mode. */
+  queueName?: string;
+  /** Multi-queue mode (sent sorted). */
+  queueNames?: readonly string[];
+  /** Sent as `version` on dequeue. */
+  version: string;
+  resources?: { numCPUs?: number; memory?: string; diskSpace?: string };
+  /** Gathered once at startup; sent in every heartbeat. */
+  telemetry: () => Telemetry;
+  /** Prometheus text, gathered on every heartbeat. */
+  prometheusMetrics?: () => string;
+  /** How long to ask a long-poll-capable server to hold an empty dequeue. 0 = never ask. */
+  longPollMs?: number;
+  retry?: HttpRetryConfig;
+  fetch?: typeof fetch;
+  logger?: Logger;
+  metrics?: RedMetrics;
+}
+
+export interface HeartbeatResult {
+  knownIds: string[];
+  cancelIds: string[];
+}
+
+export interface QueueClient {
+  readonly executorName: string;
+  /** Capabilities the server advertised on its latest ping or heartbeat response. */
+  capabilities(): ReadonlySet<string>;
+  ping(signal?: AbortSignal): Promise<void>;
+  /** The next job, or null when there is none (204). */
+  dequeue(signal?: AbortSignal): Promise<Job | null>;
+  heartbeat(runningUids: readonly string[]): Promise<HeartbeatResult>;
+  markComplete(job: Job): Promise<void>;
+  markErrored(job: Job, errorMessage: string): Promise<void>;
+  markFailed(job: Job, errorMessage: string): Promise<void>;
+  logSink(job: Job): QueueLogSink;
+}
+
+const emptyTelemetry: Telemetry = {
+  os: '',
+  architecture: '',
+  dockerVersion: '',
+  executorVersion: '',
+  gitVersion: '',
+  igniteVersion: '',
+  srcCliVersion: '',
+};
+
+export function createQueueClient(opts: QueueClientOptions): QueueClient {
+  const base: BaseClient = createBaseClient({
+    baseUrl: opts.frontendUrl,
+    pathPrefix: '/.executors/queue',
+    password: opts.password,
+    executorName: opts.executorName,
+    retry: opts.retry,
+    fetch: opts.fetch,
+    logger: opts.logger,
+  });
+  const multi = !opts.queueName;
+  const queueNames = [...(opts.queueNames ?? [])].sort();
+  if (multi && queueNames.length === 0)
+    throw new Error('queue client: a queue name or queue names are required');
+  let caps: ReadonlySet<string> = new Set();
+
+  const observe = <T>(op: string, fn: () => Promise<T>) =>
+    opts.metrics ? opts.metrics.observe(op, fn) : fn();
+  const noteCaps = (res: HttpResponse) => {
+    caps = parseCapabilities(res.headers.get(CAPABILITIES_HEADER));
+  };
+  /** The queue of a job's routes: the job's own (multi-queue dequeue) or the configured one. */
+  const jobQueue = (job: Job) => {
+    const q = job.queue || opts.queueName;
+    if (!q) throw new Error(`job ${job.id} has no queue and no EXECUTOR_QUEUE_NAME is configured`);
+    return q;
+  };
+  const jobAuth = (job: Job) => ({ id: job.id, token: job.token });
+  const heartbeatEndpoint = multi ? 'heartbeat' : `${opts.queueName}/heartbeat`;
+
+  async function mark(op: string, route: string, job: Job, errorMessage?: string) {
+    const body: Record<string, unknown> = { executorName: opts.executorName, jobId: job.id };
+    if (errorMessage !== undefined) body.errorMessage = errorMessage;
+    await observe(op, () =>
+      base.request({ method: 'POST', endpoint: `${jobQueue(job)}/${route}`, body, job: jobAuth(job) }),
+    );
+  }
+
+  return {
+    executorName: opts.executorName,
+    capabilities: () => caps,
+
+    async ping(signal) {
+      const body: Record<string, unknown> = { version: '', executorName: opts.executorName };
+      if (multi) body.queueNames = queueNames;
+      Object.assign(body, emptyTelemetry, { prometheusMetrics: '' });
+      const res = await base.request({ method: 'POST', endpoint: heartbeatEndpoint, body, signal });
+      noteCaps(res);
+    },
+
+    async dequeue(signal) {
+      const body: Record<string, unknown> = {};
+      if (multi) body.queues = queueNames;
+      body.executorName = opts.executorName;
+      body.version = opts.version;
+      const r = opts.resources ?? {};
+      if (r.numCPUs) body.numCPUs = r.numCPUs;
+      if (r.memory) body.memory = r.memory;
+      if (r.diskSpace) body.diskSpace = r.diskSpace;
+      const headers: Record<string, string> = {};
+      if ((opts.longPollMs ?? 0) > 0 && caps.has(CAPABILITY.longPoll)) {
+        headers[LONG_POLL_HEADER] = String(Math.min(opts.longPollMs!, MAX_LONG_POLL_MS));
+      }
+      const res = await observe('Dequeue', () =>
+        base.request({
+          method: 'POST',
+          endpoint: multi ? 'dequeue' : `${opts.queueName}/dequeue`,
+          body,
+          headers,
+          signal,
+        }),
+      );
+      if (res.status === 204) return null;
+      return decodeJob(JSON.parse(res.body.toString('utf8')));
+    },
+
+    async heartbeat(runningUids) {
+      const telemetry = { ...emptyTelemetry, ...opts.telemetry() };
+      const prometheusMetrics = opts.prometheusMetrics?.() ?? '';
+      const ids = [...runningUids].sort();
+      let body: Record<string, unknown>;
+      if (multi) {
+        body = { version: '', executorName: opts.executorName };
+        if (ids.length > 0) body.jobIdsByQueue = parseJobIds(ids); // throws JobIdsParseError: nothing sent
+        body.queueNames = queueNames;
+        Object.assign(body, telemetry, { prometheusMetrics });
+      } else {
+        const jobIds = ids.map((id) => {
+          if (!/^\d+$/.test(id)) throw new Error(`heartbeat: job id ${JSON.stringify(id)} is not an integer`);
+          return Number(id);
+        });
+        body = {
+          version: 'V2',
+          executorName: opts.executorName,
+          jobIds: jobIds.length > 0 ? jobIds : null,
+          ...telemetry,
+          prometheusMetrics,
+        };
+      }
+      const res = await observe('Heartbeat', () =>
+        base.request({ method: 'POST', endpoint: heartbeatEndpoint, body }),
+      );
+      noteCaps(res);
+      if (res.status === 204 || res.body.length === 0) return { knownIds: [], cancelIds: [] };
+      return decodeHeartbeatResponse(JSON.parse(res.body.toString('utf8')));
+    },
+
+    markComplete: (job) => mark('MarkComplete', 'markComplete', job),
+    markErrored: (job, msg) => mark('MarkErrored', 'markErrored', job, msg),
+    markFailed: (job, msg) => mark('MarkFailed', 'markFailed', job, msg),
+
+    logSink(job) {
+      const common = () => ({ executorName: opts.executorName, jobId: job.id });
+      const sink: QueueLogSink = {
+        async add(entry) {
+          const res = await observe('AddExecutionLogEntry', () =>
+            base.request({
+              method: 'POST',
+              endpoint: `${jobQueue(job)}/addExecutionLogEntry`,
+              body: { ...common(), ...entryBody(entry) },
+              job: jobAuth(job),
+            }),
+          );
+          const id = JSON.parse(res.body.toString('utf8')) as unknown;
+          if (typeof id !== 'number' || !Number.isInteger(id)) {
+            throw new Error(
+              `addExecutionLogEntry: expected an integer entry id, got ${res.body.toString('utf8').slice(0, 100)}`,
+            );
+          }
+          return id;
+        },
+        async update(entryId, entry) {
+          await observe('UpdateExecutionLogEntry', () =>
+            base.request({
+              method: 'POST',
+              endpoint: `${jobQueue(job)}/updateExecutionLogEntry`,
+              body: { ...common(), entryId, ...entryBody(entry) },
+              job: jobAuth(job),
+            }),
+          );
+        },
+      };
+      if (caps.has(CAPABILITY.logAppend)) {
+        sink.append = async (entryId, offset, out, fields) => {
+          const body: Record<string, unknown> = { ...common(), entryId, offset, out };
+          if (fields.exitCode !== undefined) body.exitCode = fields.exitCode;
+          if (fields.durationMs !== undefined) body.durationMs = fields.durationMs;
+          await observe('AppendExecutionLogEntry', () =>
+            base.request({
+              method: 'POST',
+              endpoint: `${jobQueue(job)}/appendExecutionLogEntry`,
+              body,
+              job: jobAuth(job),
+            }),
+          );
+        };
+      }
+      return sink;
+    },
+  };
+}
+
+/**
+ * The ExecutionLogEntry fields with Go's omitempty rules: exitCode and durationMs are pointers there
+ * (so 0 is sent once set), out is a string (so "" is left out).
+ */
+function entryBody(e: WireLogEntry): Record<string, unknown> {
+  const b: Record<string, unknown> = { key: e.key, command: e.command, startTime: e.startTime };
+  if (e.exitCode !== undefined) b.exitCode = e.exitCode;
+  if (e.out) b.out = e.out;
+  if (e.durationMs !== undefined) b.durationMs = e.durationMs;
+  return b;
+}
