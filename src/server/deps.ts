@@ -1,0 +1,28 @@
+import type { ServerConfig } from '../config/server.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import type { Store } from '../store/types.js';
+import type { EnqueueNotifier } from './enqueue-notifier.js';
+import type { HttpMetrics } from './metrics.js';
+
+/** What every route file gets from createServer. */
+export interface RouteDeps {
+  store: Store;
+  config: ServerConfig;
+  clock: Clock;
+  logger: Logger;
+  notifier: EnqueueNotifier;
+  metrics: HttpMetrics;
+  /** Uniform in [0, 1); injectable so multi-queue selection can be tested. */
+  random: () => number;
+  /** This package's version, for executor compatibility of our own executors. */
+  packageVersion: string;
+}
+
+/**
+ * Optional Store hook: a Store that can see enqueues made elsewhere (PostgreSQL LISTEN/NOTIFY from
+ * other replicas) calls the listener with the queue name. Returns an unsubscribe function.
+ */
+export interface EnqueueHook {
+  onEnqueue?(listener: (queue: string) => void): (() => void) | undefined;
+}

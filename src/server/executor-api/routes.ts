@@ -1,0 +1,466 @@
+/**
+ * The /.executors API (Sourcegraph `queuehandler.go` and `handler/*.go`): dequeue and heartbeat,
+ * single and multi-queue; log entries; marks; test/auth; plus our negotiated extensions (long-poll
+ * dequeue, appendExecutionLogEntry). Git and files routes live in their own files.
+ *
+ * Response conventions, exactly as upstream's `wrapHandler`: 400 text `Failed to unmarshal
+ * payload: ...` on a body that does not decode, 500 `{"error":"..."}` on a handler error, the
+ * handler's status otherwise, with a JSON body unless 204 (so "not found" is 404 `null`).
+ */
+import { randomBytes } from 'node:crypto';
+import type { ZodType, z } from 'zod';
+import { errorMessage } from '../../lib/errors.js';
+import {
+  CAPABILITIES_HEADER,
+  CAPABILITY,
+  LONG_POLL_HEADER,
+  MAX_LONG_POLL_MS,
+} from '../../protocol/capabilities.js';
+import {
+  addExecutionLogEntryRequestSchema,
+  appendExecutionLogEntryRequestSchema,
+  dequeueRequestSchema,
+  heartbeatRequestSchema,
+  markCompleteRequestSchema,
+  markErroredRequestSchema,
+  updateExecutionLogEntryRequestSchema,
+} from '../../protocol/http.js';
+import { encodeJob } from '../../protocol/job.js';
+import { InvalidVersionError, supportsV2Payload } from '../../protocol/version.js';
+import type { AttemptFence, JobRecord, LogEntryInput } from '../../store/types.js';
+import type { RouteDeps } from '../deps.js';
+import {
+  BodyTooLargeError,
+  type RouteContext,
+  type Router,
+  readBody,
+  sendEmpty,
+  sendJson,
+  sendText,
+} from '../http.js';
+import { checkExecutorToken, checkJobRequest, hashJobToken, type JobCaller } from './auth.js';
+import { buildJob } from './build-job.js';
+import { maskSecrets } from './mask-secrets.js';
+
+export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend].join(', ');
+
+/** Ends a handler with a response already written. */
+class Responded extends Error {
+  constructor() {
+    super('responded');
+  }
+}
+
+/** A handler error answered as 500 `{"error": message}` (the message is safe to show). */
+export class HandlerError extends Error {}
+
+/** Go-like decode error text for a zod failure. */
+function describeZod(error: z.ZodError): string {
+  const i = error.issues[0]!;
+  const where = i.path.length ? ` (field ${i.path.join('.')})` : '';
+  return `json: ${i.message}${where}`;
+}
+
+async function decode<T extends ZodType>(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  schema: T,
+): Promise<z.output<T>> {
+  let body: Buffer;
+  try {
+    body = await readBody(ctx.req, deps.config.executorBodyLimitBytes);
+  } catch (e) {
+    if (e instanceof BodyTooLargeError) {
+      sendText(ctx.res, 413, `request body too large (limit ${e.limit} bytes)\n`);
+      throw new Responded();
+    }
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    sendText(ctx.res, 400, `Failed to unmarshal payload: ${errorMessage(e)}\n`);
+    throw new Responded();
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    sendText(ctx.res, 400, `Failed to unmarshal payload: ${describeZod(r.error)}\n`);
+    throw new Responded();
+  }
+  return r.data;
+}
+
+/** Runs a /.executors handler with upstream's error envelope. */
+function wrap(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
+  return async (ctx: RouteContext) => {
+    ctx.res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
+    try {
+      await fn(ctx);
+    } catch (e) {
+      if (e instanceof Responded) return;
+      if (e instanceof HandlerError || e instanceof InvalidVersionError) {
+        sendJson(ctx.res, 500, { error: e.message });
+        return;
+      }
+      deps.logger.error('executor api handler failed', {
+        requestId: ctx.requestId,
+        path: ctx.url.pathname,
+        error: e,
+      });
+      sendJson(ctx.res, 500, { error: `internal error (request id ${ctx.requestId})` });
+    }
+  };
+}
+
+function requireExecutor(ctx: RouteContext, deps: RouteDeps): void {
+  const failure = checkExecutorToken(ctx.req, deps.config.executorsAccessToken);
+  if (failure) {
+    if (failure.text === '') sendEmpty(ctx.res, failure.status);
+    else sendText(ctx.res, failure.status, `${failure.text}\n`);
+    throw new Responded();
+  }
+}
+
+async function requireJob(ctx: RouteContext, deps: RouteDeps, queue: string): Promise<JobCaller> {
+  const r = await checkJobRequest(
+    ctx.req,
+    { kind: 'queue', queue },
+    {
+      store: deps.store,
+      executorsAccessToken: deps.config.executorsAccessToken,
+    },
+  );
+  if (!r.ok) {
+    if (r.failure.text === '') sendEmpty(ctx.res, r.failure.status);
+    else sendText(ctx.res, r.failure.status, `${r.failure.text}\n`);
+    throw new Responded();
+  }
+  return r.caller;
+}
+
+/**
+ * The fence of a job write. On the Bearer path the token names the attempt and the body must agree
+ * with the token and headers (403 otherwise). On the shared-token path upstream trusts the body; we
+ * fence on the job's current attempt and still refuse a body that contradicts the headers.
+ */
+async function fenceFor(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  caller: JobCaller,
+  body: { jobId: number; executorName: string },
+): Promise<{ fence: AttemptFence; job: JobRecord | null }> {
+  if (caller.token) {
+    if (body.jobId !== caller.jobId || body.executorName !== caller.executorName) {
+      sendText(ctx.res, 403, 'invalid token\n');
+      throw new Responded();
+    }
+    const job = await deps.store.getJob(body.jobId);
+    return {
+      fence: { jobId: body.jobId, executorName: body.executorName, attempt: caller.token.attempt },
+      job,
+    };
+  }
+  if (
+    (caller.jobId !== 0 && caller.jobId !== body.jobId) ||
+    (caller.executorName !== '' && caller.executorName !== body.executorName)
+  ) {
+    sendText(ctx.res, 403, 'invalid token\n');
+    throw new Responded();
+  }
+  const job = await deps.store.getJob(body.jobId);
+  return { fence: { jobId: body.jobId, executorName: body.executorName, attempt: job?.attempts ?? 0 }, job };
+}
+
+function pickWeighted(
+  queues: string[],
+  weights: Readonly<Record<string, number>>,
+  random: () => number,
+): string {
+  const w = queues.map((q) => weights[q] ?? 1);
+  const total = w.reduce((a, b) => a + b, 0);
+  let r = random() * total;
+  for (let i = 0; i < queues.length; i++) {
+    r -= w[i]!;
+    if (r < 0) return queues[i]!;
+  }
+  return queues[queues.length - 1]!;
+}
+
+function logEntry(body: LogEntryInput, secrets: string[]): LogEntryInput {
+  return {
+    key: body.key,
+    command: body.command ? body.command.map((c) => maskSecrets(c, secrets)) : null,
+    startTime: body.startTime,
+    exitCode: body.exitCode,
+    durationMs: body.durationMs,
+    out: body.out === undefined ? undefined : maskSecrets(body.out, secrets),
+  };
+}
+
+const secretsOf = (job: JobRecord | null): string[] => Object.values(job?.spec.secrets ?? {});
+
+export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
+  const { store, config, clock, logger, notifier } = deps;
+  const unknownJob = (ctx: RouteContext) => sendJson(ctx.res, 500, { error: 'unknown job' });
+
+  router.add(
+    'GET',
+    '/.executors/test/auth',
+    wrap(deps, async (ctx) => {
+      requireExecutor(ctx, deps);
+      sendText(ctx.res, 200, 'ok');
+    }),
+  );
+
+  /** One dequeue try over `queues`; null when nothing was ready (or a race was lost). */
+  const tryDequeue = async (queues: string[], multi: boolean, executorName: string, v2: boolean) => {
+    let queue = queues[0]!;
+    if (multi) {
+      const counts = await store.readyCounts(queues, clock.now());
+      const ready = queues.filter((q) => (counts.get(q) ?? 0) > 0);
+      if (ready.length === 0) return null;
+      queue = pickWeighted(ready, config.queueWeights, deps.random);
+    }
+    const raw = randomBytes(20);
+    const token = raw.toString('hex');
+    const claimed = await store.dequeue({
+      queue,
+      executorName,
+      now: clock.now(),
+      tokenHash: hashJobToken(token)!,
+      priorityStepMs: config.priorityStepMs,
+    });
+    if (!claimed) return null;
+    const { job: record, attempt } = claimed;
+    try {
+      const job = buildJob(record, attempt, token, {
+        fileInlineLimitBytes: config.fileInlineLimitBytes,
+        queue: multi ? queue : undefined,
+      });
+      return encodeJob(job, v2 ? 2 : 1);
+    } catch (e) {
+      const message = errorMessage(e);
+      await store.markFailed(
+        { jobId: record.id, executorName, attempt },
+        `failed to transform record: ${message}`,
+        clock.now(),
+      );
+      throw new HandlerError(
+        multi ? `RecordTransformer ${queue}: ${message}` : `RecordTransformer: ${message}`,
+      );
+    }
+  };
+
+  const dequeue = (multi: boolean) =>
+    wrap(deps, async (ctx) => {
+      requireExecutor(ctx, deps);
+      const body = await decode(ctx, deps, dequeueRequestSchema);
+      if (body.executorName === '') throw new HandlerError('worker hostname cannot be empty');
+      const v2 = supportsV2Payload(body.version);
+      const queues = multi ? [...new Set(body.queues ?? [])] : [ctx.params.queue!];
+      if (queues.length === 0) {
+        sendEmpty(ctx.res, 204);
+        return;
+      }
+      const asked = Number(ctx.req.headers[LONG_POLL_HEADER]);
+      const holdMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, MAX_LONG_POLL_MS) : 0;
+      const deadline = Date.now() + holdMs;
+      // The client going away ends the wait without claiming a job nobody would receive.
+      const gone = new AbortController();
+      ctx.res.on('close', () => gone.abort());
+      const signal = AbortSignal.any([gone.signal, ctx.closing]);
+      for (;;) {
+        const payload = await tryDequeue(queues, multi, body.executorName, v2);
+        if (payload) {
+          if (gone.signal.aborted) {
+            logger.warn('dequeued job for a client that went away; the resetter will requeue it', {
+              jobId: payload.id,
+              executor: body.executorName,
+            });
+          }
+          sendJson(ctx.res, 200, payload);
+          return;
+        }
+        const remaining = deadline - Date.now();
+        if (remaining <= 0 || signal.aborted) break;
+        // Woken at once by an enqueue; the 1 s re-check covers jobs becoming due (retry backoff)
+        // and enqueues this process cannot see.
+        await notifier.wait(queues, Math.min(remaining, 1000), signal);
+        if (gone.signal.aborted) return;
+      }
+      sendEmpty(ctx.res, 204);
+    });
+
+  router.add('POST', '/.executors/queue/dequeue', dequeue(true), '/.executors/queue/dequeue');
+  router.add('POST', '/.executors/queue/:queue/dequeue', dequeue(false), '/.executors/queue/:queue/dequeue');
+
+  const heartbeat = (multi: boolean) =>
+    wrap(deps, async (ctx) => {
+      requireExecutor(ctx, deps);
+      const body = await decode(ctx, deps, heartbeatRequestSchema);
+      if (body.executorName === '') throw new HandlerError('worker hostname cannot be empty');
+      const groups: { queue: string; ids: string[] }[] = [];
+      if (multi) {
+        const names = body.queueNames ?? [];
+        if (names.length === 0) throw new HandlerError('queueNames must be set for multi-queue heartbeats');
+        const byQueue = body.jobIdsByQueue ?? [];
+        const bad = byQueue.map((g) => g.queueName).filter((q) => !names.includes(q));
+        if (bad.length > 0) {
+          throw new HandlerError(
+            `unsupported queue name(s) '${bad.join(', ')}' submitted in queueJobIds, executor is configured for queues '${names.join(', ')}'`,
+          );
+        }
+        for (const g of byQueue) groups.push({ queue: g.queueName, ids: g.jobIds });
+      } else {
+        groups.push({ queue: ctx.params.queue!, ids: body.jobIds });
+      }
+      const now = clock.now();
+      try {
+        await store.upsertExecutor(
+          {
+            name: body.executorName,
+            hostname: body.executorName,
+            queueName: multi ? null : ctx.params.queue!,
+            queueNames: multi ? (body.queueNames ?? []) : null,
+            os: body.os,
+            architecture: body.architecture,
+            dockerVersion: body.dockerVersion,
+            executorVersion: body.executorVersion,
+            gitVersion: body.gitVersion,
+            igniteVersion: body.igniteVersion,
+            srcCliVersion: body.srcCliVersion,
+            metrics: body.prometheusMetrics,
+          },
+          now,
+        );
+      } catch (e) {
+        // Upstream only logs this: losing the registry row must not cost the executor its jobs.
+        logger.error('upserting executor heartbeat failed', { executor: body.executorName, error: e });
+      }
+      const knownIds: string[] = [];
+      const cancelIds: string[] = [];
+      for (const g of groups) {
+        const ids = g.ids
+          .filter((id) => /^\d+$/.test(id))
+          .map(Number)
+          .filter(Number.isSafeInteger);
+        if (ids.length === 0) continue;
+        const r = await store.heartbeat(body.executorName, g.queue, ids, now);
+        const suffix = multi ? `-${g.queue}` : '';
+        knownIds.push(...r.knownIds.map((id) => `${id}${suffix}`));
+        cancelIds.push(...r.cancelIds.map((id) => `${id}${suffix}`));
+        const lost = ids.filter((id) => !r.knownIds.includes(id));
+        if (lost.length > 0)
+          logger.info('heartbeat lost a job', { executor: body.executorName, queue: g.queue, ids: lost });
+      }
+      sendJson(ctx.res, 200, { knownIds, cancelIds });
+    });
+
+  router.add('POST', '/.executors/queue/heartbeat', heartbeat(true), '/.executors/queue/heartbeat');
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/heartbeat',
+    heartbeat(false),
+    '/.executors/queue/:queue/heartbeat',
+  );
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/addExecutionLogEntry',
+    wrap(deps, async (ctx) => {
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body = await decode(ctx, deps, addExecutionLogEntryRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      const id = await store.addLogEntry(fence, logEntry(body, secretsOf(job)), config.maxLogBytesPerJob);
+      if (id === null) return unknownJob(ctx);
+      sendJson(ctx.res, 200, id);
+    }),
+  );
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/updateExecutionLogEntry',
+    wrap(deps, async (ctx) => {
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body = await decode(ctx, deps, updateExecutionLogEntryRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      const ok = await store.updateLogEntry(
+        fence,
+        body.entryId,
+        logEntry(body, secretsOf(job)),
+        config.maxLogBytesPerJob,
+      );
+      if (!ok) return unknownJob(ctx);
+      sendEmpty(ctx.res, 204);
+    }),
+  );
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/appendExecutionLogEntry',
+    wrap(deps, async (ctx) => {
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body = await decode(ctx, deps, appendExecutionLogEntryRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      // Masking keeps the byte length, so offsets stay those the executor counts.
+      const r = await store.appendLogOutput(
+        fence,
+        body.entryId,
+        body.offset,
+        maskSecrets(body.out, secretsOf(job)),
+        { exitCode: body.exitCode, durationMs: body.durationMs },
+        config.maxLogBytesPerJob,
+      );
+      if (r.ok) sendJson(ctx.res, 200, { length: r.length });
+      else if (r.reason === 'gap') sendJson(ctx.res, 409, { length: r.length });
+      else unknownJob(ctx);
+    }),
+  );
+
+  const mark = (kind: 'complete' | 'errored' | 'failed') =>
+    wrap(deps, async (ctx) => {
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body =
+        kind === 'complete'
+          ? { ...(await decode(ctx, deps, markCompleteRequestSchema)), errorMessage: '' }
+          : await decode(ctx, deps, markErroredRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      const message = maskSecrets(body.errorMessage, secretsOf(job));
+      const now = clock.now();
+      const retry = { baseMs: config.retryBackoffBaseMs, maxMs: config.retryBackoffMaxMs };
+      const ok =
+        kind === 'complete'
+          ? await store.markComplete(fence, now)
+          : kind === 'errored'
+            ? await store.markErrored(fence, message, now, retry)
+            : await store.markFailed(fence, message, now);
+      if (!ok) {
+        sendJson(ctx.res, 404, null);
+        return;
+      }
+      if (kind === 'errored' && job) notifier.notify(job.queue);
+      sendEmpty(ctx.res, 204);
+    });
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/markComplete',
+    mark('complete'),
+    '/.executors/queue/:queue/markComplete',
+  );
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/markErrored',
+    mark('errored'),
+    '/.executors/queue/:queue/markErrored',
+  );
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/markFailed',
+    mark('failed'),
+    '/.executors/queue/:queue/markFailed',
+  );
+}
+
+export { Responded, wrap as wrapExecutorHandler };

@@ -1,0 +1,235 @@
+/**
+ * The queue server: `createServer(deps)` builds the request handler and the background loops;
+ * `listen(app, host, port)` binds it. Nothing listens or starts inside createServer, so tests and
+ * `executor up` decide when.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ServerConfig } from '../config/server.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
+import type { Store } from '../store/types.js';
+import { createDeadlineEnforcer } from './background/deadline-enforcer.js';
+import { createExecutorJanitor } from './background/executor-janitor.js';
+import type { BackgroundLoop } from './background/loop.js';
+import { createResetter } from './background/resetter.js';
+import type { EnqueueHook, RouteDeps } from './deps.js';
+import { createEnqueueNotifier } from './enqueue-notifier.js';
+import { registerFileRoutes } from './executor-api/files.js';
+import { registerGitRoutes } from './executor-api/git.js';
+import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
+import { createRouter, type RouteContext, sendText } from './http.js';
+import { createHttpMetrics, renderExecutorMetrics, renderQueueMetrics } from './metrics.js';
+import { registerUserRoutes, sendError, wrapUser } from './user-api/routes.js';
+
+export interface ServerDeps {
+  store: Store;
+  config: ServerConfig;
+  clock: Clock;
+  logger: Logger;
+  /** Uniform random in [0, 1) for multi-queue selection (default Math.random). */
+  random?: () => number;
+}
+
+export interface ServerApp {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  startBackground(): void;
+  /** Ends long-polls and log follows, stops background loops. Does not close the Store. */
+  close(): Promise<void>;
+  /** The background loops, for tests that drive them with runOnce(now). */
+  readonly loops: { resetter: BackgroundLoop; deadlines: BackgroundLoop; executorJanitor: BackgroundLoop };
+}
+
+/** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */
+const EXECUTOR_METRICS_TTL_MS = 30_000;
+
+function packageVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'executor' && pkg.version) return pkg.version;
+    } catch {
+      // try the next location (src/ vs dist/ layouts)
+    }
+  }
+  return '0.0.0';
+}
+
+export function createServer(deps: ServerDeps): ServerApp {
+  const { store, config, clock, logger } = deps;
+  const notifier = createEnqueueNotifier();
+  const metrics = createHttpMetrics();
+  const closing = new AbortController();
+  const routeDeps: RouteDeps = {
+    store,
+    config,
+    clock,
+    logger,
+    notifier,
+    metrics,
+    random: deps.random ?? Math.random,
+    packageVersion: packageVersion(),
+  };
+  const hook = store as Store & EnqueueHook;
+  const unsubscribe =
+    typeof hook.onEnqueue === 'function' ? hook.onEnqueue((q) => notifier.notify(q)) : undefined;
+
+  const router = createRouter();
+  registerExecutorRoutes(router, routeDeps);
+  registerGitRoutes(router, routeDeps);
+  registerFileRoutes(router, routeDeps);
+  registerUserRoutes(router, routeDeps);
+
+  router.add('GET', '/healthz', async (ctx) => {
+    try {
+      await store.getJob(0);
+      sendText(ctx.res, 200, 'ok');
+    } catch (e) {
+      logger.error('health check: store failed', { error: e });
+      sendText(ctx.res, 503, 'store unavailable');
+    }
+  });
+
+  router.add(
+    'GET',
+    '/metrics',
+    wrapUser(
+      routeDeps,
+      async (ctx) => {
+        const now = clock.now();
+        const [stats, executors] = await Promise.all([store.queueStats(now), store.listExecutors()]);
+        const fresh = executors.filter((e) => now - e.lastSeenAt <= EXECUTOR_METRICS_TTL_MS && e.metrics);
+        const body = renderQueueMetrics(stats, now) + metrics.render() + renderExecutorMetrics(fresh);
+        ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+        ctx.res.end(body);
+      },
+      { auth: false },
+    ),
+  );
+
+  const loops = {
+    resetter: createResetter({
+      store,
+      config,
+      clock,
+      logger,
+      onRequeued: (queues) => {
+        for (const q of queues) notifier.notify(q);
+      },
+    }),
+    deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
+    executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const requestId = randomBytes(8).toString('hex');
+    res.setHeader('x-request-id', requestId);
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://server');
+    } catch {
+      sendText(res, 400, 'bad request');
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const match = router.match(method, url.pathname);
+    const executorRoute = url.pathname.startsWith('/.executors/');
+    const routeName = match.kind === 'none' ? 'unmatched' : match.name;
+    res.on('finish', () => metrics.count(routeName, method, res.statusCode));
+    if (executorRoute) res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
+    const ctx: RouteContext = { req, res, url, params: {}, requestId, closing: closing.signal };
+    if (match.kind === 'none') {
+      req.resume();
+      if (url.pathname.startsWith('/api/')) sendError(ctx, 'NOT_FOUND', 'No such route.');
+      else sendText(res, 404, '404 page not found\n');
+      return;
+    }
+    if (match.kind === 'method') {
+      req.resume();
+      const allow = match.allow.join(', ');
+      if (url.pathname.startsWith('/api/')) {
+        res.setHeader('allow', allow);
+        sendError(ctx, 'METHOD_NOT_ALLOWED', `Use ${allow} on this route.`);
+      } else sendText(res, 405, '405 method not allowed\n', { allow });
+      return;
+    }
+    ctx.params = match.params;
+    Promise.resolve()
+      .then(() => match.handler(ctx))
+      .catch((e) => {
+        logger.error('request failed', { requestId, path: url.pathname, error: e });
+        if (!res.headersSent) sendText(res, 500, `internal error (request id ${requestId})`);
+        else res.destroy();
+      })
+      .finally(() => {
+        // A handler that answered without reading the body leaves it unread; drain it so the
+        // connection can be reused.
+        if (!req.complete) req.resume();
+      });
+  };
+
+  let started = false;
+  return {
+    handle,
+    loops,
+    startBackground() {
+      if (started) return;
+      started = true;
+      for (const loop of Object.values(loops)) loop.start();
+    },
+    async close() {
+      closing.abort();
+      if (typeof unsubscribe === 'function') unsubscribe();
+      await Promise.all(Object.values(loops).map((l) => l.stop()));
+    },
+  };
+}
+
+export interface Listening {
+  url: string;
+  port: number;
+  /** Stops accepting, ends long-polls and follows, waits for in-flight requests, stops loops. */
+  close(): Promise<void>;
+}
+
+export function listen(app: ServerApp, host: string, port: number): Promise<Listening> {
+  const server = http.createServer((req, res) => app.handle(req, res));
+  // Long-polls hold requests up to MAX_LONG_POLL_MS; keep Node's defaults from cutting them.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.keepAliveTimeout = 5_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const addr = server.address() as AddressInfo;
+      const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      let closed: Promise<void> | undefined;
+      resolve({
+        url: `http://${shownHost}:${addr.port}`,
+        port: addr.port,
+        close() {
+          closed ??= (async () => {
+            const done = new Promise<void>((r) => server.close(() => r()));
+            server.closeIdleConnections();
+            await app.close();
+            // In-flight requests get a grace period, then their connections are cut.
+            const grace = setTimeout(() => server.closeAllConnections(), 10_000);
+            grace.unref();
+            const idle = setInterval(() => server.closeIdleConnections(), 100);
+            await done;
+            clearTimeout(grace);
+            clearInterval(idle);
+          })();
+          return closed;
+        },
+      });
+    });
+  });
+}
