@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { createRedactor, MIN_DERIVED_LENGTH } from '../../../src/executor/logs/redactor.js';
+
+const SECRET = 'hunter2-s3cr3t-value';
+
+/** Feeds the chunks through a stream redactor and returns the concatenated output. */
+function streamAll(r: ReturnType<typeof createRedactor>, chunks: string[]): string {
+  const s = r.createStreamRedactor();
+  return chunks.map((c) => s.push(c)).join('') + s.end();
+}
+
+describe('redactor: whole strings', () => {
+  it('replaces the value and keeps the text around it', () => {
+    const r = createRedactor({ [SECRET]: 'SECRET_REMOVED' });
+    expect(r.redact(`token=${SECRET}; again ${SECRET}.`)).toBe('token=SECRET_REMOVED; again SECRET_REMOVED.');
+  });
+
+  it('redacts a secret inside a command argument', () => {
+    const r = createRedactor({ [SECRET]: '***' });
+    const argv = ['git', '-c', `http.extraHeader=Authorization: Bearer ${SECRET}`, 'fetch'];
+    expect(argv.map((a) => r.redact(a))).toEqual([
+      'git',
+      '-c',
+      'http.extraHeader=Authorization: Bearer ***',
+      'fetch',
+    ]);
+  });
+
+  it('prefers the longest match at a position', () => {
+    const r = createRedactor({ abcd: 'SHORT', abcdefgh: 'LONG' });
+    expect(r.redact('xxabcdefghyy abcdzz')).toBe('xxLONGyy SHORTzz');
+  });
+
+  it('ignores empty values and registers no derived forms for short ones', () => {
+    const r = createRedactor({ '': 'X', ab: 'AB' });
+    expect(r.redact('abc')).toBe('ABc');
+    // base64 of "ab" is "YWI=": its fragments must not erase ordinary text.
+    expect(r.redact('YW YWI I')).toBe('YW YWI I');
+    expect(MIN_DERIVED_LENGTH).toBe(4);
+  });
+});
+
+describe('redactor: encoded forms', () => {
+  const r = createRedactor({ [SECRET]: 'SECRET_REMOVED' });
+
+  it('replaces the canonical base64 of the value', () => {
+    const b64 = Buffer.from(SECRET).toString('base64');
+    expect(r.redact(`Authorization: Basic ${b64}`)).toBe('Authorization: Basic SECRET_REMOVED');
+  });
+
+  it('replaces the secret inside base64 of a larger string, at every byte alignment', () => {
+    for (const prefix of ['', 'u', 'us', 'use', 'user:', 'user:x']) {
+      const encoded = Buffer.from(`${prefix}${SECRET}@host`).toString('base64');
+      const out = r.redact(encoded);
+      expect(out, `prefix ${JSON.stringify(prefix)}`).toContain('SECRET_REMOVED');
+      // What is left cannot be decoded back into the secret.
+      expect(Buffer.from(out.replace('SECRET_REMOVED', ''), 'base64').toString('latin1')).not.toContain(
+        SECRET.slice(2, -2),
+      );
+    }
+  });
+
+  it('replaces URL-encoded and JSON-escaped forms', () => {
+    const tricky = 'p@ss w/rd"\\ü&=';
+    const t = createRedactor({ [tricky]: 'X' });
+    expect(t.redact(`q=${encodeURIComponent(tricky)}&z`)).toBe('q=X&z');
+    expect(t.redact(`q=${encodeURIComponent(tricky).replace(/%20/g, '+')}&z`)).toBe('q=X&z');
+    expect(t.redact(JSON.stringify({ password: tricky }))).toBe('{"password":"X"}');
+  });
+
+  it('replaces a multi-line secret whole and line by line', () => {
+    const key = '-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nshort\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----';
+    const m = createRedactor({ [key]: 'K' });
+    expect(m.redact(`before\n${key}\nafter`)).toBe('before\nK\nafter');
+    // Printed one line at a time, with a prefix on each line.
+    const printed = key
+      .split('\n')
+      .map((l) => `stdout: ${l}`)
+      .join('\n');
+    const out = m.redact(printed);
+    expect(out).not.toContain('MIIEvQIBADANBgkqhkiG9w0B');
+    expect(out).not.toContain('AQEFAASCBKcwggSjAgEAAoIB');
+    expect(out).toContain('stdout: short'); // lines under 8 chars are not patterns of their own
+  });
+});
+
+describe('redactor: streams', () => {
+  const r = createRedactor({ [SECRET]: 'SECRET_REMOVED', 'other-secret-42': 'OTHER' });
+  const text = `line one ${SECRET} middle other-secret-42 end ${SECRET}`;
+  const expected = 'line one SECRET_REMOVED middle OTHER end SECRET_REMOVED';
+
+  it('matches a secret split across two writes at every offset', () => {
+    for (let i = 0; i <= text.length; i++) {
+      expect(streamAll(r, [text.slice(0, i), text.slice(i)]), `split at ${i}`).toBe(expected);
+    }
+  });
+
+  it('matches secrets written one char at a time', () => {
+    expect(streamAll(r, [...text])).toBe(expected);
+  });
+
+  it('matches at every pair of split points (three writes)', () => {
+    const short = `a${SECRET}b`;
+    for (let i = 0; i <= short.length; i++) {
+      for (let j = i; j <= short.length; j++) {
+        expect(streamAll(r, [short.slice(0, i), short.slice(i, j), short.slice(j)])).toBe('aSECRET_REMOVEDb');
+      }
+    }
+  });
+
+  it('keeps leftmost-longest semantics across chunk boundaries', () => {
+    const o = createRedactor({ abcd: 'S', abcdefgh: 'L' });
+    const input = 'xxabcdefghyyabcdzz';
+    for (let i = 0; i <= input.length; i++) {
+      expect(streamAll(o, [input.slice(0, i), input.slice(i)])).toBe('xxLyySzz');
+    }
+  });
+
+  it('redacts base64 forms split across writes', () => {
+    const b64 = Buffer.from(`user:${SECRET}`).toString('base64');
+    const whole = r.redact(b64);
+    expect(whole).toContain('SECRET_REMOVED');
+    for (let i = 0; i <= b64.length; i++) {
+      expect(streamAll(r, [b64.slice(0, i), b64.slice(i)])).toBe(whole);
+    }
+  });
+
+  it('emits text that cannot start a secret at once and holds back at most the bounded tail', () => {
+    const s = r.createStreamRedactor();
+    expect(s.push('plain text with no secret at all\n')).toBe('plain text with no secret at all\n');
+    // "hun" could be the start of the secret: only that is held back.
+    expect(s.push('tail hun')).toBe('tail ');
+    expect(s.push('gry')).toBe('hungry');
+    let held = 0;
+    for (let i = 0; i < 200; i++) {
+      const chunk = SECRET.slice(0, i % SECRET.length);
+      held += chunk.length - s.push(chunk).length;
+      expect(held).toBeLessThan(r.maxPatternLength);
+    }
+    expect(s.end()).not.toContain(SECRET);
+  });
+
+  it('passes text through untouched when there are no secrets', () => {
+    const none = createRedactor({});
+    const s = none.createStreamRedactor();
+    expect(s.push('abc')).toBe('abc');
+    expect(s.end()).toBe('');
+  });
+});
