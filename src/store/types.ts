@@ -194,7 +194,12 @@ export interface Store {
    * Replaces entry fields; `out` is the full output so far, and only the new suffix is stored
    * (output already stored is never rewritten). False if fenced out or the entry does not exist.
    */
-  updateLogEntry(fence: AttemptFence, entryId: number, entry: LogEntryInput, maxOutputBytes: number): Promise<boolean>;
+  updateLogEntry(
+    fence: AttemptFence,
+    entryId: number,
+    entry: LogEntryInput,
+    maxOutputBytes: number,
+  ): Promise<boolean>;
   /** Extension: append `out` at byte `offset`; idempotent for chunks already stored. */
   appendLogOutput(
     fence: AttemptFence,
@@ -223,7 +228,11 @@ export interface Store {
    * Requeues processing jobs whose lastHeartbeatAt < now - stalledAfterMs (numResets + 1, token
    * deleted), or fails them once numResets >= maxResets. Returns the ids touched.
    */
-  resetStalled(now: number, stalledAfterMs: number, maxResets: number): Promise<{ reset: number[]; failed: number[] }>;
+  resetStalled(
+    now: number,
+    stalledAfterMs: number,
+    maxResets: number,
+  ): Promise<{ reset: number[]; failed: number[] }>;
   /**
    * Ends processing jobs whose startedAt + timeoutMs < now as errored (retried as markErrored
    * would) with a message naming the timeout; tokens deleted. Returns the ids touched.
@@ -241,6 +250,14 @@ export interface Store {
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 
   queueStats(now: number): Promise<QueueStats[]>;
+
+  /**
+   * Optional: calls `cb(queue)` when a job of `queue` becomes queued (enqueue, retry, stalled reset),
+   * so long-polling dequeues can wake at once. SQLite: in-process; PostgreSQL: LISTEN/NOTIFY on
+   * channel `executor_jobs`, so replicas hear each other. Returns the unsubscribe function. A wake-up
+   * is a hint, never a claim: the woken caller still dequeues.
+   */
+  onEnqueue?(cb: (queue: string) => void): () => void;
 }
 
 /** Backoff before the n-th retry (n >= 1). */

@@ -1,0 +1,56 @@
+/**
+ * Pure log-output arithmetic shared by both store twins: which bytes of an incoming write are stored,
+ * and where the per-attempt output cap cuts. Byte counts are UTF-8.
+ */
+
+/** The visible line appended once when an attempt's output reaches the cap. */
+export function truncationMarker(maxOutputBytes: number): string {
+  return `\n[output truncated: the job's log exceeded ${maxOutputBytes} bytes]\n`;
+}
+
+/** Largest n <= limit such that buf[0..n) ends on a UTF-8 character boundary. */
+export function utf8Boundary(buf: Buffer, limit: number): number {
+  let n = Math.max(0, Math.min(limit, buf.length));
+  // A continuation byte (10xxxxxx) at position n means n is inside a character.
+  while (n > 0 && n < buf.length && (buf[n]! & 0xc0) === 0x80) n--;
+  return n;
+}
+
+export interface OutputPlan {
+  /** Bytes to append to the entry (output, possibly followed by the marker). */
+  data: Buffer;
+  /** True when this write hit the cap: the entry gets `truncated` and the marker is in `data`. */
+  truncate: boolean;
+}
+
+/**
+ * The cap is per job attempt, across all its entries. `attemptBytes` is what the attempt has stored
+ * so far; once any entry of the attempt is truncated, every further byte is dropped (the write is
+ * still acknowledged so that the executor does not fail the job over its own log).
+ */
+export function planOutput(
+  incoming: Buffer,
+  attemptBytes: number,
+  attemptTruncated: boolean,
+  maxOutputBytes: number,
+): OutputPlan {
+  if (attemptTruncated || incoming.length === 0) return { data: Buffer.alloc(0), truncate: false };
+  const room = maxOutputBytes - attemptBytes;
+  if (incoming.length <= room) return { data: incoming, truncate: false };
+  const cut = utf8Boundary(incoming, Math.max(0, room));
+  return {
+    data: Buffer.concat([incoming.subarray(0, cut), Buffer.from(truncationMarker(maxOutputBytes))]),
+    truncate: true,
+  };
+}
+
+/**
+ * The part of a full-output update (`out` = everything so far) not yet stored: the bytes beyond
+ * `storedBytes`. Nothing when `out` is not longer than what is stored; stored output is never
+ * rewritten.
+ */
+export function newSuffix(out: string | undefined, storedBytes: number): Buffer {
+  if (!out) return Buffer.alloc(0);
+  const buf = Buffer.from(out, 'utf8');
+  return buf.length > storedBytes ? buf.subarray(storedBytes) : Buffer.alloc(0);
+}

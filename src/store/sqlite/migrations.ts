@@ -1,0 +1,118 @@
+/**
+ * SQLite schema, as numbered migrations. Append only: never edit a migration that has shipped; add
+ * the next number. Applied in order inside one transaction each, recorded in schema_migrations.
+ *
+ * Times are INTEGER milliseconds since the epoch (the server's clock). Booleans are 0/1.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'jobs_tokens_logs_executors',
+    sql: `
+-- The hot table: one row per job, small and fixed-width apart from spec. Logs live elsewhere.
+-- rank_key = queued_at - priority * rank_step_ms (store_settings), recomputed whenever the job is
+-- (re)queued, so dequeue order is a plain index scan.
+CREATE TABLE jobs (
+  id                INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue             TEXT    NOT NULL,
+  state             TEXT    NOT NULL
+                    CHECK (state IN ('queued','processing','completed','errored','failed','canceled')),
+  spec              TEXT    NOT NULL,
+  repository_name   TEXT    NOT NULL DEFAULT '',
+  commit_sha        TEXT    NOT NULL DEFAULT '',
+  priority          INTEGER NOT NULL DEFAULT 0,
+  max_attempts      INTEGER NOT NULL,
+  attempts          INTEGER NOT NULL DEFAULT 0,
+  num_failures      INTEGER NOT NULL DEFAULT 0,
+  num_resets        INTEGER NOT NULL DEFAULT 0,
+  cancel            INTEGER NOT NULL DEFAULT 0,
+  worker_hostname   TEXT,
+  failure_message   TEXT,
+  timeout_ms        INTEGER NOT NULL,
+  created_at        INTEGER NOT NULL,
+  queued_at         INTEGER NOT NULL,
+  process_after     INTEGER,
+  started_at        INTEGER,
+  last_heartbeat_at INTEGER,
+  finished_at       INTEGER,
+  rank_key          INTEGER NOT NULL
+);
+-- Dequeue: the queued rows of one queue in rank order.
+CREATE INDEX jobs_queued_rank ON jobs (queue, rank_key, id) WHERE state = 'queued';
+-- Resetter and deadline sweeps look only at processing rows.
+CREATE INDEX jobs_processing ON jobs (last_heartbeat_at) WHERE state = 'processing';
+-- User listing, newest first, filtered by state or queue.
+CREATE INDEX jobs_state_id ON jobs (state, id);
+CREATE INDEX jobs_queue_id ON jobs (queue, id);
+
+-- One row; the priority step the rank_key column was computed with.
+CREATE TABLE store_settings (
+  id           INTEGER PRIMARY KEY CHECK (id = 1),
+  rank_step_ms INTEGER NOT NULL
+);
+INSERT INTO store_settings (id, rank_step_ms) VALUES (1, 60000);
+
+-- Live job tokens: only the SHA-256 (hex) is kept; at most one per job (the current attempt's).
+CREATE TABLE job_tokens (
+  token_hash      TEXT    PRIMARY KEY,
+  job_id          INTEGER NOT NULL UNIQUE REFERENCES jobs (id) ON DELETE CASCADE,
+  attempt         INTEGER NOT NULL,
+  queue           TEXT    NOT NULL,
+  repository_name TEXT    NOT NULL,
+  executor_name   TEXT    NOT NULL,
+  created_at      INTEGER NOT NULL
+);
+
+-- Log entries of each attempt; entry_id is 1-based within (job_id, attempt).
+CREATE TABLE log_entries (
+  job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  attempt     INTEGER NOT NULL,
+  entry_id    INTEGER NOT NULL,
+  key         TEXT    NOT NULL,
+  command     TEXT,
+  start_time  TEXT    NOT NULL,
+  exit_code   INTEGER,
+  duration_ms INTEGER,
+  out_length  INTEGER NOT NULL DEFAULT 0,
+  truncated   INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (job_id, attempt, entry_id)
+);
+
+-- Output is append-only rows; byte_offset is where the chunk starts within its entry.
+CREATE TABLE log_chunks (
+  job_id      INTEGER NOT NULL,
+  attempt     INTEGER NOT NULL,
+  entry_id    INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  byte_offset INTEGER NOT NULL,
+  data        BLOB    NOT NULL,
+  PRIMARY KEY (job_id, attempt, entry_id, seq),
+  FOREIGN KEY (job_id, attempt, entry_id) REFERENCES log_entries (job_id, attempt, entry_id) ON DELETE CASCADE
+);
+
+CREATE TABLE executors (
+  name             TEXT    PRIMARY KEY,
+  hostname         TEXT    NOT NULL,
+  queue_name       TEXT,
+  queue_names      TEXT,
+  os               TEXT    NOT NULL,
+  architecture     TEXT    NOT NULL,
+  docker_version   TEXT    NOT NULL,
+  executor_version TEXT    NOT NULL,
+  git_version      TEXT    NOT NULL,
+  ignite_version   TEXT    NOT NULL,
+  src_cli_version  TEXT    NOT NULL,
+  first_seen_at    INTEGER NOT NULL,
+  last_seen_at     INTEGER NOT NULL,
+  metrics          TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX executors_last_seen ON executors (last_seen_at);
+`,
+  },
+];
