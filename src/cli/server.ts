@@ -1,0 +1,64 @@
+/**
+ * `executor server`: parses the server configuration (flags over environment), opens and migrates
+ * the Store, listens, and closes gracefully on SIGTERM/SIGINT (stop accepting, end long-polls,
+ * finish in-flight requests, stop loops, close the Store), exiting 0.
+ */
+import { mkdirSync } from 'node:fs';
+import type { Command } from 'commander';
+import { loadServerConfig, SERVER_SETTINGS, ServerConfigError } from '../config/server.js';
+import { systemClock } from '../lib/clock.js';
+import { createLogger } from '../lib/logger.js';
+import { createServer, listen } from '../server/index.js';
+import { openStore } from '../store/index.js';
+
+export function registerServerCommand(program: Command): void {
+  const cmd = program
+    .command('server')
+    .description('Run the queue server: the /.executors API for executors and the /api/v1 user API.');
+  for (const s of SERVER_SETTINGS) {
+    const def = s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : '';
+    cmd.option(`--${s.flag} <value>`, `${s.description}; env ${s.env}${def}`);
+  }
+  cmd.action(async (flags: Record<string, unknown>) => {
+    const logger = createLogger();
+    let config: ReturnType<typeof loadServerConfig>;
+    try {
+      config = loadServerConfig({ env: process.env, flags });
+    } catch (e) {
+      if (e instanceof ServerConfigError) {
+        process.stderr.write(`${e.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      throw e;
+    }
+    mkdirSync(config.dataDir, { recursive: true });
+    mkdirSync(config.reposDir, { recursive: true });
+    const store = openStore(config.databaseUrl);
+    await store.migrate();
+    const app = createServer({ store, config, clock: systemClock, logger });
+    const server = await listen(app, config.listenHost, config.listenPort);
+    app.startBackground();
+    logger.info('queue server listening', {
+      url: server.url,
+      repos: config.reposDir,
+      store: config.databaseUrl.startsWith('sqlite:') ? config.databaseUrl : 'postgres',
+    });
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info('shutting down', { signal });
+      try {
+        await server.close();
+        await store.close();
+        process.exit(0);
+      } catch (e) {
+        logger.error('shutdown failed', { error: e });
+        process.exit(1);
+      }
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  });
+}
