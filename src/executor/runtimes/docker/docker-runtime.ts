@@ -1,0 +1,383 @@
+/**
+ * The docker runtime (and gVisor: the same with `Runtime: runsc`). Steps run through the Engine API
+ * (dockerode), never a `docker` process per step: create -> attach -> start -> wait -> inspect ->
+ * remove. The container body comes from the pure convert.ts.
+ *
+ * Cancellation: the job's AbortSignal force-removes the running container at once (the daemon
+ * SIGKILLs it), closes the step's log entry and rejects with the abort reason. teardown() removes
+ * whatever this runner created and is safe to call any number of times, also after a failed setup.
+ */
+import os from 'node:os';
+import { Writable } from 'node:stream';
+import type { Container, ContainerInfo } from 'dockerode';
+import Dockerode from 'dockerode';
+import { errorMessage } from '../../../lib/errors.js';
+import type { Logger } from '../../../lib/logger.js';
+import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
+import type { FilesFetcher } from '../../workspace/files.js';
+import { prepareLocalWorkspace } from '../../workspace/prepare.js';
+import type {
+  CheckResult,
+  JobContext,
+  LogEntryHandle,
+  Runner,
+  RunSpec,
+  Runtime,
+  StepOutcome,
+  Workspace,
+} from '../types.js';
+import {
+  type ContainerInput,
+  type ContainerSettings,
+  dockerRunArgv,
+  effectiveAuthConfig,
+  LABELS,
+  parseMountSpecs,
+  pullAuthFor,
+  toContainerCreateOptions,
+} from './convert.js';
+
+export interface DockerRuntimeOptions {
+  kind: 'docker' | 'gvisor';
+  /** Injectable; default `new Dockerode()` (DOCKER_HOST honoured). */
+  docker?: Dockerode;
+  executorName: string;
+  workspaceRoot: string;
+  keepWorkspaces: boolean;
+  frontendUrl: string;
+  frontendPassword: string;
+  files: FilesFetcher;
+  /** CPUs per step; 0 = no limit. */
+  cpus: number;
+  /** Memory per step ("12G"); "0" or "" = no limit. */
+  memory: string;
+  pidsLimit: number;
+  network: 'bridge' | 'none';
+  hostMountPath?: string;
+  /** EXECUTOR_DOCKER_ADDITIONAL_MOUNTS, split on `;`. */
+  additionalMounts: string[];
+  addHostGateway: boolean;
+  /** EXECUTOR_DOCKER_AUTH_CONFIG; a job's own non-empty dockerAuthConfig wins. */
+  authConfig?: DockerAuthConfig;
+  logger: Logger;
+}
+
+/** After the container exits, how long the attach stream may take to deliver its last bytes. */
+const OUTPUT_DRAIN_MS = 5_000;
+
+/** HTTP status of a dockerode error, if it has one. */
+function statusOf(err: unknown): number | undefined {
+  const s = (err as { statusCode?: unknown } | null)?.statusCode;
+  return typeof s === 'number' ? s : undefined;
+}
+
+/** Force-removes a container; a container that is gone (404) or already being removed (409) is fine. */
+async function forceRemove(docker: Dockerode, id: string): Promise<void> {
+  try {
+    await docker.getContainer(id).remove({ force: true, v: true });
+  } catch (err) {
+    const s = statusOf(err);
+    if (s === 404 || s === 409) return;
+    throw err;
+  }
+}
+
+/** True when a process with this pid exists (EPERM means it exists but is not ours). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** `busybox` -> `busybox:latest`; a reference with a tag or digest is kept as is. */
+export function withDefaultTag(image: string): string {
+  if (image.includes('@')) return image;
+  const lastSlash = image.lastIndexOf('/');
+  return image.slice(lastSlash + 1).includes(':') ? image : `${image}:latest`;
+}
+
+function entryWriter(entry: LogEntryHandle, stream: 'stdout' | 'stderr'): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      entry.write(stream, chunk);
+      cb();
+    },
+  });
+}
+
+export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
+  const docker = opts.docker ?? new Dockerode();
+  const hostname = os.hostname();
+  const mounts = parseMountSpecs(opts.additionalMounts);
+  const log = opts.logger.child({ runtime: opts.kind });
+  const settings: ContainerSettings = {
+    kind: opts.kind,
+    executorName: opts.executorName,
+    hostname,
+    pid: process.pid,
+    cpus: opts.cpus,
+    memory: opts.memory,
+    pidsLimit: opts.pidsLimit,
+    network: opts.network,
+    hostMountPath: opts.hostMountPath,
+    mounts,
+    addHostGateway: opts.addHostGateway,
+  };
+
+  async function imagePresent(image: string): Promise<boolean> {
+    try {
+      await docker.getImage(image).inspect();
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 404) return false;
+      throw err;
+    }
+  }
+
+  async function pull(image: string, auth: DockerAuthConfig | undefined, signal: AbortSignal): Promise<void> {
+    const ref = withDefaultTag(image);
+    try {
+      const stream = (await docker.pull(ref, {
+        authconfig: pullAuthFor(ref, auth),
+        abortSignal: signal,
+      })) as NodeJS.ReadableStream;
+      await new Promise<void>((resolve, reject) => {
+        let progressError: string | undefined;
+        docker.modem.followProgress(
+          stream,
+          (err) => (err ? reject(err) : progressError ? reject(new Error(progressError)) : resolve()),
+          (ev: { error?: string; errorDetail?: { message?: string } }) => {
+            if (ev.error) progressError = ev.errorDetail?.message ?? ev.error;
+          },
+        );
+      });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw new Error(`cannot pull image "${image}": ${errorMessage(err)}`, { cause: err });
+    }
+    if (!(await imagePresent(ref))) throw new Error(`cannot pull image "${image}": not present after pull`);
+  }
+
+  function newRunner(job: Job, ws: Workspace, ctx: JobContext): Runner {
+    const created = new Set<string>();
+    const auth = effectiveAuthConfig(job, opts.authConfig);
+    const { signal } = ctx;
+
+    /** Create, attach, start, wait, inspect. The id is published through `onCreated` at once. */
+    async function execute(input: ContainerInput, entry: LogEntryHandle, onCreated: (c: Container) => void) {
+      const container = await docker.createContainer(toContainerCreateOptions(input));
+      created.add(container.id);
+      onCreated(container);
+      if (signal.aborted) {
+        // Aborted while the create was in flight: run() has already returned.
+        await forceRemove(docker, container.id).catch(() => {});
+        created.delete(container.id);
+        throw signal.reason;
+      }
+      const stream = (await container.attach({
+        stream: true,
+        stdout: true,
+        stderr: true,
+      })) as NodeJS.ReadableStream;
+      const ended = new Promise<void>((resolve) => {
+        stream.once('end', resolve);
+        stream.once('close', resolve);
+        stream.once('error', () => resolve());
+      });
+      docker.modem.demuxStream(stream, entryWriter(entry, 'stdout'), entryWriter(entry, 'stderr'));
+      await container.start();
+      const waited = (await container.wait()) as { StatusCode?: number };
+      let drainTimer: NodeJS.Timeout | undefined;
+      await Promise.race([ended, new Promise<void>((r) => (drainTimer = setTimeout(r, OUTPUT_DRAIN_MS)))]);
+      clearTimeout(drainTimer);
+      const info = await container.inspect();
+      const exitCode = info.State?.ExitCode ?? waited.StatusCode ?? -1;
+      const oomKilled = info.State?.OOMKilled === true;
+      return { exitCode, oomKilled } satisfies StepOutcome;
+    }
+
+    return {
+      async setup() {
+        const images = [...new Set(job.dockerSteps.map((s) => s.image))];
+        for (const image of images) {
+          if (signal.aborted) throw signal.reason;
+          if (await imagePresent(image)) continue;
+          log.info('pulling image', { image });
+          await pull(image, auth, signal);
+        }
+      },
+
+      async run(spec: RunSpec): Promise<StepOutcome> {
+        if (signal.aborted) throw signal.reason;
+        const input: ContainerInput = { spec, job, workspacePath: ws.path, settings };
+        const entry = ctx.logger.entry(spec.key, dockerRunArgv(input));
+        let closed = false;
+        const close = (code: number) => {
+          if (closed) return;
+          closed = true;
+          entry.close(code);
+        };
+        let containerId: string | undefined;
+        let onAbort = () => {};
+        const aborted = new Promise<never>((_, reject) => {
+          onAbort = () => {
+            // Kill at once; do not wait for execute() to notice.
+            if (containerId) void forceRemove(docker, containerId).catch(() => {});
+            reject(signal.reason);
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+        });
+        aborted.catch(() => {});
+        const work = execute(input, entry, (c) => {
+          containerId = c.id;
+        });
+        work.catch(() => {});
+        try {
+          const outcome = await Promise.race([work, aborted]);
+          if (outcome.oomKilled) {
+            entry.writeRaw(`container was killed: out of memory (limit ${opts.memory.trim() || 'none'})\n`);
+          }
+          close(outcome.exitCode);
+          return outcome;
+        } catch (err) {
+          if (signal.aborted) {
+            entry.writeRaw(`step cancelled: ${errorMessage(signal.reason)}\n`);
+            close(-1);
+            throw signal.reason;
+          }
+          entry.writeRaw(`error: ${errorMessage(err)}\n`);
+          close(-1);
+          throw err;
+        } finally {
+          signal.removeEventListener('abort', onAbort);
+          if (containerId) {
+            try {
+              await forceRemove(docker, containerId);
+              created.delete(containerId);
+            } catch (err) {
+              log.warn('cannot remove step container; teardown will retry', { id: containerId, err });
+            }
+          }
+        }
+      },
+
+      async teardown() {
+        const ids = [...created];
+        const results = await Promise.allSettled(ids.map((id) => forceRemove(docker, id)));
+        results.forEach((r, i) => {
+          if (r.status === 'fulfilled') created.delete(ids[i]!);
+          else log.warn('cannot remove container', { id: ids[i], err: r.reason });
+        });
+        const failed = results.find((r) => r.status === 'rejected');
+        if (failed) throw (failed as PromiseRejectedResult).reason;
+      },
+    };
+  }
+
+  return {
+    name: opts.kind,
+    stepKeyPrefix: 'step.docker',
+
+    async validate(): Promise<CheckResult[]> {
+      const checks: CheckResult[] = [];
+      try {
+        await docker.ping();
+        const v = await docker.version();
+        checks.push({ name: 'docker daemon', ok: true, detail: `answers; version ${v.Version}` });
+      } catch (err) {
+        checks.push({
+          name: 'docker daemon',
+          ok: false,
+          detail: `the Docker daemon does not answer (${errorMessage(err)}); start it or set DOCKER_HOST`,
+        });
+        return checks;
+      }
+      if (opts.kind === 'gvisor') {
+        try {
+          const info = (await docker.info()) as { Runtimes?: Record<string, unknown> };
+          const ok = Object.hasOwn(info.Runtimes ?? {}, 'runsc');
+          checks.push({
+            name: 'gvisor runtime',
+            ok,
+            detail: ok
+              ? "the Docker daemon has the 'runsc' runtime"
+              : "the Docker daemon has no 'runsc' runtime; register it in /etc/docker/daemon.json " +
+                '({"runtimes":{"runsc":{"path":"/usr/bin/runsc"}}}) and restart dockerd',
+          });
+        } catch (err) {
+          checks.push({
+            name: 'gvisor runtime',
+            ok: false,
+            detail: `docker info failed: ${errorMessage(err)}`,
+          });
+        }
+      }
+      return checks;
+    },
+
+    async version(): Promise<string> {
+      const v = await docker.version();
+      return v.Version;
+    },
+
+    prepareWorkspace(job: Job, ctx: JobContext): Promise<Workspace> {
+      return prepareLocalWorkspace(job, ctx, {
+        root: opts.workspaceRoot,
+        keepWorkspaces: opts.keepWorkspaces,
+        frontendUrl: opts.frontendUrl,
+        frontendPassword: opts.frontendPassword,
+        executorName: opts.executorName,
+        files: opts.files,
+      });
+    },
+
+    async newRunner(job: Job, ws: Workspace, ctx: JobContext): Promise<Runner> {
+      return newRunner(job, ws, ctx);
+    },
+
+    specs(job: Job, ws: Workspace): RunSpec[] {
+      return job.dockerSteps.map((step, i) => {
+        const script = ws.scriptNames[i];
+        if (script === undefined) throw new Error(`workspace has no script for docker step ${i}`);
+        return {
+          key: `step.docker.${step.key || i}`,
+          stepIndex: i,
+          image: step.image,
+          scriptPath: `.sourcegraph-executor/${script}`,
+          dir: step.dir,
+          env: [...step.env],
+        };
+      });
+    },
+
+    async cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {
+      const containers: ContainerInfo[] = await docker.listContainers({
+        all: true,
+        filters: { label: [`${LABELS.host}=${hostname}`] },
+      });
+      const removed: string[] = [];
+      for (const c of containers) {
+        const labels = c.Labels ?? {};
+        const ours = labels[LABELS.name] === opts.executorName;
+        const jobUid = labels[LABELS.job] ?? '';
+        const pid = Number(labels[LABELS.pid]);
+        // Ours and not running a job we know of, or anyone's whose executor process is gone.
+        const orphan = (ours && !activeJobUids.has(jobUid)) || !pidAlive(pid);
+        if (!orphan) continue;
+        try {
+          await forceRemove(docker, c.Id);
+          const name = c.Names?.[0]?.replace(/^\//, '');
+          removed.push(name ? `${c.Id.slice(0, 12)} (${name})` : c.Id.slice(0, 12));
+          log.info('removed orphaned container', { id: c.Id.slice(0, 12), job: jobUid });
+        } catch (err) {
+          log.warn('cannot remove orphaned container', { id: c.Id.slice(0, 12), err });
+        }
+      }
+      return removed;
+    },
+  };
+}

@@ -1,0 +1,388 @@
+/**
+ * The docker and gVisor runtimes against the real Docker daemon, with steps in the locally built
+ * `executor-test/busybox:latest` image (scripts/build-test-images.sh).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Dockerode from 'dockerode';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import {
+  createDockerRuntime,
+  type DockerRuntimeOptions,
+} from '../../../../src/executor/runtimes/docker/docker-runtime.js';
+import type { Runtime, Workspace } from '../../../../src/executor/runtimes/types.js';
+import { createMemoryLogger } from '../../../../src/lib/logger.js';
+import { recordUid } from '../../../../src/protocol/job.js';
+import { dockerAvailable, gvisorAvailable, requireOrSkip, waitFor } from '../../../helpers/env.js';
+import { createTestContext, makeJob, makeWorkspace } from '../recording-logger.js';
+
+const IMAGE = 'executor-test/busybox:latest';
+
+function imagePresent(): boolean {
+  if (!dockerAvailable()) return false;
+  try {
+    execFileSync('docker', ['image', 'inspect', IMAGE], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const haveDocker = requireOrSkip('Docker', dockerAvailable());
+const haveImage =
+  haveDocker && requireOrSkip(`image ${IMAGE} (run scripts/build-test-images.sh)`, imagePresent());
+const haveGvisor = haveImage && requireOrSkip('gVisor (runsc registered with Docker)', gvisorAvailable());
+
+const EXECUTOR_NAME = `runtime-test-${process.pid}`;
+const docker = new Dockerode();
+
+function options(over: Partial<DockerRuntimeOptions> = {}): DockerRuntimeOptions {
+  return {
+    kind: 'docker',
+    docker,
+    executorName: EXECUTOR_NAME,
+    workspaceRoot: '',
+    keepWorkspaces: false,
+    frontendUrl: 'http://127.0.0.1:1',
+    frontendPassword: '',
+    // Not used: these tests build workspaces by hand and never call prepareWorkspace.
+    files: undefined as unknown as DockerRuntimeOptions['files'],
+    cpus: 1,
+    memory: '256m',
+    pidsLimit: 1024,
+    network: 'none',
+    additionalMounts: [],
+    addHostGateway: false,
+    logger: createMemoryLogger(),
+    ...over,
+  };
+}
+
+async function containersOfJob(uid: string) {
+  return docker.listContainers({ all: true, filters: { label: [`executor.job=${uid}`] } });
+}
+
+const workspaces: Workspace[] = [];
+async function workspace(scripts: string[], extra: Record<string, string> = {}) {
+  const ws = await makeWorkspace(scripts, extra);
+  workspaces.push(ws);
+  return ws;
+}
+
+afterAll(async () => {
+  await Promise.all(workspaces.map((w) => w.remove()));
+});
+
+/** Runs every step of a one-job workspace through the runtime, as the handler would. */
+async function runJob(runtime: Runtime, scripts: string[], stepOver: { dir?: string; env?: string[] } = {}) {
+  const ws = await workspace(scripts);
+  const job = makeJob(scripts.map(() => ({ image: IMAGE, ...stepOver })));
+  const t = createTestContext(EXECUTOR_NAME);
+  const runner = await runtime.newRunner(job, ws, t.ctx);
+  const outcomes = [];
+  try {
+    await runner.setup();
+    for (const spec of runtime.specs(job, ws)) outcomes.push(await runner.run(spec));
+  } finally {
+    await runner.teardown();
+  }
+  return { job, ws, outcomes, entries: t.logger.entries };
+}
+
+describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
+  const runtime = createDockerRuntime(options());
+
+  it('validates the daemon and reports its version', async () => {
+    const checks = await runtime.validate();
+    expect(checks).toEqual([
+      { name: 'docker daemon', ok: true, detail: expect.stringMatching(/^answers; version \d/) },
+    ]);
+    expect(await runtime.version()).toMatch(/^\d+\.\d+/);
+  });
+
+  it('reports a daemon that does not answer as a failed check', async () => {
+    const dead = createDockerRuntime(
+      options({ docker: new Dockerode({ socketPath: '/nonexistent/docker.sock' }) }),
+    );
+    const [check] = await dead.validate();
+    expect(check?.ok).toBe(false);
+    expect(check?.detail).toMatch(/does not answer/);
+  });
+
+  it('keys specs step.docker.<key|index> and points at the step scripts', async () => {
+    const ws = await workspace(['true', 'true']);
+    const job = makeJob([{ image: IMAGE, key: 'build', dir: 'a', env: ['X=1'] }, { image: IMAGE }]);
+    expect(runtime.stepKeyPrefix).toBe('step.docker');
+    expect(runtime.specs(job, ws)).toEqual([
+      {
+        key: 'step.docker.build',
+        stepIndex: 0,
+        image: IMAGE,
+        scriptPath: '.sourcegraph-executor/step-0.sh',
+        dir: 'a',
+        env: ['X=1'],
+      },
+      {
+        key: 'step.docker.1',
+        stepIndex: 1,
+        image: IMAGE,
+        scriptPath: '.sourcegraph-executor/step-1.sh',
+        dir: '',
+        env: [],
+      },
+    ]);
+  });
+
+  it('runs a step with the workspace at /data, its dir and env, and demultiplexed output', async () => {
+    const ws = await workspace(['echo "pwd=$(pwd)"; echo "foo=$FOO"; cat /data/sub/marker; echo oops >&2'], {
+      'sub/marker': 'marker-content\n',
+    });
+    const job = makeJob([{ image: IMAGE, dir: 'sub', env: ['FOO=bar baz'] }]);
+    const t = createTestContext(EXECUTOR_NAME);
+    const runner = await runtime.newRunner(job, ws, t.ctx);
+    await runner.setup();
+    const [spec] = runtime.specs(job, ws);
+    const outcome = await runner.run(spec!);
+    await runner.teardown();
+
+    expect(outcome).toEqual({ exitCode: 0, oomKilled: false });
+    const [entry] = t.logger.entries;
+    expect(entry?.key).toBe('step.docker.0');
+    expect(entry?.command?.slice(0, 3)).toEqual(['docker', 'run', '--rm']);
+    expect(entry?.command).toContain(`${ws.path}:/data`);
+    expect(entry?.stdout).toBe('pwd=/data/sub\nfoo=bar baz\nmarker-content\n');
+    expect(entry?.stderr).toBe('oops\n');
+    expect(entry?.exitCode).toBe(0);
+    expect(entry?.closeCount).toBe(1);
+    expect(await containersOfJob(recordUid(job))).toEqual([]);
+  });
+
+  it('writes from the step are visible in the workspace on the host', async () => {
+    const { ws, outcomes } = await runJob(runtime, ['echo from-step > /data/out.txt']);
+    expect(outcomes).toEqual([{ exitCode: 0, oomKilled: false }]);
+    expect(execFileSync('cat', [path.join(ws.path, 'out.txt')]).toString()).toBe('from-step\n');
+  });
+
+  it('reports a non-zero exit code and still runs the next step when asked', async () => {
+    const { outcomes, entries } = await runJob(runtime, ['echo before; exit 3', 'echo second']);
+    expect(outcomes.map((o) => o.exitCode)).toEqual([3, 0]);
+    expect(entries.map((e) => [e.key, e.exitCode, e.stdout])).toEqual([
+      ['step.docker.0', 3, 'before\n'],
+      ['step.docker.1', 0, 'second\n'],
+    ]);
+  });
+
+  it('kills and removes the container within 5 s when the job is cancelled', async () => {
+    const ws = await workspace(['echo started; sleep 300; echo never']);
+    const job = makeJob([{ image: IMAGE }]);
+    const t = createTestContext(EXECUTOR_NAME);
+    const runner = await runtime.newRunner(job, ws, t.ctx);
+    await runner.setup();
+    const running = runner.run(runtime.specs(job, ws)[0]!);
+    running.catch(() => {});
+    await waitFor(() => t.logger.entries[0]?.stdout.includes('started'), { what: 'step output' });
+    expect(await containersOfJob(recordUid(job))).toHaveLength(1);
+
+    const reason = new Error('job cancelled by test');
+    const t0 = Date.now();
+    t.controller.abort(reason);
+    await expect(running).rejects.toBe(reason);
+    await waitFor(async () => (await containersOfJob(recordUid(job))).length === 0, {
+      timeoutMs: 5_000,
+      what: 'container removal',
+    });
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    const [entry] = t.logger.entries;
+    expect(entry?.closeCount).toBe(1);
+    expect(entry?.raw).toContain('step cancelled: job cancelled by test');
+    expect(entry?.stdout).not.toContain('never');
+    await runner.teardown();
+    await runner.teardown();
+  });
+
+  it('refuses to run a step after the job was cancelled', async () => {
+    const ws = await workspace(['echo hi']);
+    const job = makeJob([{ image: IMAGE }]);
+    const t = createTestContext(EXECUTOR_NAME);
+    const runner = await runtime.newRunner(job, ws, t.ctx);
+    const reason = new Error('cancelled before start');
+    t.controller.abort(reason);
+    await expect(runner.run(runtime.specs(job, ws)[0]!)).rejects.toBe(reason);
+    expect(t.logger.entries).toEqual([]);
+    expect(await containersOfJob(recordUid(job))).toEqual([]);
+  });
+
+  it('contains a fork bomb with the pids limit, and the job ends', async () => {
+    const bombRuntime = createDockerRuntime(options({ pidsLimit: 64 }));
+    // `read` and `[` are shell builtins, so the loop needs no fork while the bomb holds every pid.
+    const script = [
+      'bomb() { bomb | bomb & }',
+      'bomb',
+      'while read n < /sys/fs/cgroup/pids/pids.current; [ "$n" -lt 64 ]; do :; done',
+      'read m < /sys/fs/cgroup/pids/pids.max',
+      'echo "pids=$n max=$m"',
+    ].join('\n');
+    const t0 = Date.now();
+    const { job, outcomes, entries } = await runJob(bombRuntime, [script]);
+    expect(outcomes[0]?.exitCode).toBe(0);
+    expect(entries[0]?.stdout).toContain('pids=64 max=64');
+    expect(entries[0]?.stderr).toContain("can't fork");
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(await containersOfJob(recordUid(job))).toEqual([]);
+  });
+
+  it('OOM-kills a memory hog at the memory limit and says so', async () => {
+    const hogRuntime = createDockerRuntime(options({ memory: '64m' }));
+    // tail keeps the last 10 lines; /dev/zero has no newline, so its buffer grows without end.
+    const { outcomes, entries } = await runJob(hogRuntime, ['tail /dev/zero']);
+    expect(outcomes[0]).toEqual({ exitCode: 137, oomKilled: true });
+    expect(entries[0]?.raw).toContain('container was killed: out of memory (limit 64m)');
+    expect(entries[0]?.exitCode).toBe(137);
+  });
+
+  it('runs steps without a Docker socket, capabilities or new privileges', async () => {
+    const { outcomes, entries } = await runJob(runtime, [
+      'if [ -e /var/run/docker.sock ] || [ -e /run/docker.sock ]; then echo sock=present; else echo sock=absent; fi\n' +
+        'grep -E "^(CapEff|CapPrm|CapBnd|NoNewPrivs):" /proc/self/status',
+    ]);
+    expect(outcomes[0]?.exitCode).toBe(0);
+    const out = entries[0]!.stdout;
+    expect(out).toContain('sock=absent');
+    expect(out).toMatch(/^CapEff:\s+0000000000000000$/m);
+    expect(out).toMatch(/^CapPrm:\s+0000000000000000$/m);
+    expect(out).toMatch(/^CapBnd:\s+0000000000000000$/m);
+    expect(out).toMatch(/^NoNewPrivs:\s+1$/m);
+  });
+
+  it('gives a step no network with network=none', async () => {
+    const { entries } = await runJob(runtime, ['ls /sys/class/net']);
+    expect(entries[0]?.stdout.trim().split(/\s+/)).toEqual(['lo']);
+  });
+
+  it('fails setup with a clear error naming an image that cannot be pulled', async () => {
+    const ws = await workspace(['true']);
+    const job = makeJob([{ image: 'localhost:1/executor-test/missing:1' }]);
+    const t = createTestContext(EXECUTOR_NAME);
+    const runner = await runtime.newRunner(job, ws, t.ctx);
+    await expect(runner.setup()).rejects.toThrow(/cannot pull image "localhost:1\/executor-test\/missing:1"/);
+    await runner.teardown();
+  });
+
+  describe('cleanupOrphans', () => {
+    const created: string[] = [];
+    afterEach(async () => {
+      await Promise.all(
+        created.splice(0).map((id) =>
+          docker
+            .getContainer(id)
+            .remove({ force: true })
+            .catch(() => {}),
+        ),
+      );
+    });
+
+    async function labelled(name: string, job: string, pid: number) {
+      const c = await docker.createContainer({
+        Image: IMAGE,
+        Cmd: ['true'],
+        Labels: {
+          'executor.name': name,
+          'executor.host': os.hostname(),
+          'executor.pid': String(pid),
+          'executor.job': job,
+        },
+      });
+      created.push(c.id);
+      return c.id;
+    }
+
+    it('removes containers of dead executors and of our inactive jobs, keeps the rest', async () => {
+      const dead = spawnSync('true');
+      expect(dead.pid).toBeGreaterThan(0);
+      const deadPid = await labelled(`other-${process.pid}`, '1', dead.pid);
+      const ourInactive = await labelled(EXECUTOR_NAME, '2', process.pid);
+      const ourActive = await labelled(EXECUTOR_NAME, '3-batches', process.pid);
+      const otherLive = await labelled(`other-${process.pid}`, '4', process.pid);
+
+      const removed = await runtime.cleanupOrphans(new Set(['3-batches']));
+      const ids = (await docker.listContainers({ all: true })).map((c) => c.Id);
+      expect(ids).not.toContain(deadPid);
+      expect(ids).not.toContain(ourInactive);
+      expect(ids).toContain(ourActive);
+      expect(ids).toContain(otherLive);
+      expect(removed).toEqual(
+        expect.arrayContaining([
+          expect.stringContaining(deadPid.slice(0, 12)),
+          expect.stringContaining(ourInactive.slice(0, 12)),
+        ]),
+      );
+      expect(
+        removed.some((r) => r.includes(ourActive.slice(0, 12)) || r.includes(otherLive.slice(0, 12))),
+      ).toBe(false);
+    });
+  });
+});
+
+describe.skipIf(!haveGvisor)('gvisor runtime (real daemon with runsc)', () => {
+  const runtime = createDockerRuntime(options({ kind: 'gvisor' }));
+
+  it('validates that the daemon has the runsc runtime', async () => {
+    const checks = await runtime.validate();
+    expect(checks.map((c) => [c.name, c.ok])).toEqual([
+      ['docker daemon', true],
+      ['gvisor runtime', true],
+    ]);
+    expect(runtime.name).toBe('gvisor');
+  });
+
+  it('runs the step inside gVisor, hardened, with the workspace at /data', async () => {
+    const { outcomes, entries } = await runJob(
+      runtime,
+      [
+        'dmesg | head -n 1; echo "pwd=$(pwd) foo=$FOO"; grep -E "^CapEff:" /proc/self/status; [ -e /var/run/docker.sock ] || echo sock=absent',
+      ],
+      { dir: 'x', env: ['FOO=1'] },
+    );
+    expect(outcomes[0]?.exitCode).toBe(0);
+    const out = entries[0]!.stdout;
+    expect(out).toContain('Starting gVisor');
+    expect(out).toContain('pwd=/data/x foo=1');
+    expect(out).toMatch(/^CapEff:\s+0000000000000000$/m);
+    // gVisor's /proc/<pid>/status has no NoNewPrivs line; the flag is in the same create body as
+    // under runc (checked there and in the convert tests).
+    expect(out).toContain('sock=absent');
+    expect(entries[0]?.command).toEqual(expect.arrayContaining(['--runtime', 'runsc']));
+  });
+
+  it('reports exit codes and cancels under gVisor too', async () => {
+    const { outcomes } = await runJob(runtime, ['exit 5']);
+    expect(outcomes[0]?.exitCode).toBe(5);
+
+    const ws = await workspace(['echo started; sleep 300']);
+    const job = makeJob([{ image: IMAGE }]);
+    const t = createTestContext(EXECUTOR_NAME);
+    const runner = await runtime.newRunner(job, ws, t.ctx);
+    const running = runner.run(runtime.specs(job, ws)[0]!);
+    running.catch(() => {});
+    await waitFor(() => t.logger.entries[0]?.stdout.includes('started'), {
+      what: 'step output',
+      timeoutMs: 30_000,
+    });
+    const reason = new Error('cancelled');
+    t.controller.abort(reason);
+    await expect(running).rejects.toBe(reason);
+    await waitFor(async () => (await containersOfJob(recordUid(job))).length === 0, { timeoutMs: 5_000 });
+    await runner.teardown();
+  });
+});
+
+// The step dir must exist for `-w`; Docker creates a missing one, as `docker run -w` does.
+it.skipIf(!haveImage)('creates a missing step dir like docker run -w', async () => {
+  const runtime = createDockerRuntime(options());
+  const { outcomes, entries, ws } = await runJob(runtime, ['pwd'], { dir: 'made/by/docker' });
+  expect(outcomes[0]?.exitCode).toBe(0);
+  expect(entries[0]?.stdout).toBe('/data/made/by/docker\n');
+  expect(existsSync(path.join(ws.path, 'made/by/docker'))).toBe(true);
+});
