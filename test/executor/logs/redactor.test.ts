@@ -69,7 +69,8 @@ describe('redactor: encoded forms', () => {
   });
 
   it('replaces a multi-line secret whole and line by line', () => {
-    const key = '-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nshort\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----';
+    const key =
+      '-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nshort\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----';
     const m = createRedactor({ [key]: 'K' });
     expect(m.redact(`before\n${key}\nafter`)).toBe('before\nK\nafter');
     // Printed one line at a time, with a prefix on each line.

@@ -1,0 +1,32 @@
+/**
+ * Where the job logger sends entries: the executor client's addExecutionLogEntry /
+ * updateExecutionLogEntry, or our log-append extension when the server advertises it.
+ */
+
+/** One log entry as sent on the wire (Sourcegraph's `ExecutionLogEntry`). */
+export interface WireLogEntry {
+  key: string;
+  command: string[] | null;
+  /** RFC 3339. */
+  startTime: string;
+  exitCode?: number;
+  out?: string;
+  durationMs?: number;
+}
+
+export interface LogSink {
+  /** addExecutionLogEntry; resolves to the entry id. */
+  add(entry: WireLogEntry): Promise<number>;
+  /** updateExecutionLogEntry with the full snapshot (Sourcegraph semantics). */
+  update(entryId: number, entry: WireLogEntry): Promise<void>;
+  /**
+   * Log-append extension, present only when the server advertises `log-append`: `out` is the text
+   * that starts at UTF-8 byte `offset` of the entry's output. Retrying the same call is idempotent.
+   */
+  append?(
+    entryId: number,
+    offset: number,
+    out: string,
+    fields: { exitCode?: number; durationMs?: number },
+  ): Promise<void>;
+}

@@ -1,0 +1,335 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { createJobLogger, truncationMarker } from '../../../src/executor/logs/job-logger.js';
+import { createRedactor } from '../../../src/executor/logs/redactor.js';
+import { createFakeClock } from '../../../src/lib/clock.js';
+import { createMemoryLogger } from '../../../src/lib/logger.js';
+import { waitFor } from '../../helpers/env.js';
+import { createFakeLogSink, type SinkCall } from './fake-log-sink.js';
+
+const SECRET = 'sup3r-s3cret-t0ken';
+
+function setup(opts: { append?: boolean; cap?: number; intervalMs?: number } = {}) {
+  const sink = createFakeLogSink({ append: opts.append });
+  const clock = createFakeClock(Date.UTC(2026, 0, 2, 3, 4, 5));
+  const logger = createMemoryLogger();
+  const jl = createJobLogger({
+    sink,
+    redactor: createRedactor({ [SECRET]: 'SECRET_REMOVED' }),
+    clock,
+    maxOutputBytes: opts.cap ?? 1 << 20,
+    syncIntervalMs: opts.intervalMs ?? 40,
+    logger,
+  });
+  return { sink, clock, logger, jl };
+}
+
+describe('job logger: Sourcegraph update semantics', () => {
+  it('adds the entry, then sends full snapshots at most once per interval, then a final one', async () => {
+    const { sink, clock, jl } = setup({ intervalMs: 40 });
+    const h = jl.entry('step.docker.0', ['docker', 'run', `--env=TOKEN=${SECRET}`]);
+    await waitFor(() => sink.calls.length === 1, { what: 'add' });
+    const add = sink.calls[0]!;
+    expect(add.kind).toBe('add');
+    expect(add.entry).toEqual({
+      key: 'step.docker.0',
+      command: ['docker', 'run', '--env=TOKEN=SECRET_REMOVED'],
+      startTime: '2026-01-02T03:04:05.000Z',
+      out: '',
+    });
+
+    h.write('stdout', 'first line\n');
+    await waitFor(() => sink.calls.some((c) => c.kind === 'update'), { what: 'first update' });
+    // A burst of writes while updates are in flight.
+    const lines: string[] = ['stdout: first line\n'];
+    for (let i = 0; i < 30; i++) {
+      h.write(i % 2 ? 'stderr' : 'stdout', Buffer.from(`line ${i}\n`));
+      lines.push(`${i % 2 ? 'stderr' : 'stdout'}: line ${i}\n`);
+      if (i % 10 === 9) {
+        const n = sink.calls.length;
+        await waitFor(() => sink.calls.length > n, { what: 'an update after the burst' });
+      }
+    }
+    clock.advance(1234);
+    h.close(3);
+    await jl.flush();
+
+    const updates = sink.calls.filter((c) => c.kind === 'update');
+    const final = updates.at(-1)!;
+    expect(final.entry).toEqual({
+      key: 'step.docker.0',
+      command: ['docker', 'run', '--env=TOKEN=SECRET_REMOVED'],
+      startTime: '2026-01-02T03:04:05.000Z',
+      exitCode: 3,
+      out: lines.join(''),
+      durationMs: 1234,
+    });
+    // Every update is a full snapshot: a prefix of the final output, starting at its beginning.
+    for (const u of updates) expect(lines.join('').startsWith(u.entry!.out!)).toBe(true);
+    // Rate: consecutive non-final updates are at least one interval apart (1 ms timer slack).
+    const timed = updates.slice(0, -1).map((u) => u.at);
+    for (let i = 1; i < timed.length; i++) expect(timed[i]! - timed[i - 1]!).toBeGreaterThanOrEqual(39);
+    expect(updates.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('buffers partial lines per stream, strips CR, and flushes them at close', async () => {
+    const { sink, jl } = setup();
+    const h = jl.entry('k', ['x']);
+    h.write('stdout', 'par');
+    h.write('stderr', 'err one\r\nerr ');
+    h.write('stdout', 'tial\r\nnext');
+    h.write('stderr', 'two');
+    h.close(0);
+    await jl.flush();
+    expect([...sink.stored.values()][0]!.out).toBe(
+      'stderr: err one\nstdout: partial\nstdout: next\nstderr: err two\n',
+    );
+  });
+
+  it('decodes UTF-8 split across chunks', async () => {
+    const { sink, jl } = setup();
+    const h = jl.entry('k', null);
+    const bytes = Buffer.from('héllo wörld\n');
+    for (const b of bytes) h.write('stdout', Buffer.from([b]));
+    h.close(0);
+    await jl.flush();
+    expect([...sink.stored.values()][0]!.out).toBe('stdout: héllo wörld\n');
+  });
+
+  it('never uploads a secret split across writes, at any offset', async () => {
+    const { sink, jl } = setup();
+    const text = `token is ${SECRET} ok\n`;
+    for (let i = 0; i <= text.length; i++) {
+      const h = jl.entry(`k${i}`, null);
+      h.write('stdout', text.slice(0, i));
+      h.write('stdout', text.slice(i));
+      h.close(0);
+    }
+    await jl.flush();
+    expect(JSON.stringify(sink.calls)).not.toContain(SECRET);
+    for (const e of sink.stored.values()) expect(e.out).toBe('stdout: token is SECRET_REMOVED ok\n');
+  });
+
+  it('writeRaw appends redacted text without a prefix', async () => {
+    const { sink, jl } = setup();
+    const h = jl.entry('setup.fs.extras', null);
+    h.writeRaw(`Wrote /ws/${SECRET} in 1ms\n`);
+    h.close(0);
+    await jl.flush();
+    const e = [...sink.stored.values()][0]!;
+    expect(e.command).toBeNull();
+    expect(e.out).toBe('Wrote /ws/SECRET_REMOVED in 1ms\n');
+  });
+
+  it('adds entries in creation order even when an add is slow', async () => {
+    const { sink, jl } = setup();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    sink.addGate = (e) => (e.key === 'first' ? gate : Promise.resolve());
+    jl.entry('first', null).close(0);
+    jl.entry('second', null).close(0);
+    await waitFor(() => sink.calls.length === 1, { what: 'first add' });
+    // Give the second add every chance to overtake; it must not.
+    await new Promise((r) => setImmediate(r));
+    expect(sink.calls.map((c) => c.entry?.key)).toEqual(['first']);
+    release();
+    await jl.flush();
+    expect(sink.calls.filter((c) => c.kind === 'add').map((c) => c.entry!.key)).toEqual(['first', 'second']);
+  });
+
+  it('flush throws when the final update fails, and retries failed intermediate updates', async () => {
+    const { sink, jl } = setup({ intervalMs: 10 });
+    let failedIntermediate = 0;
+    sink.failWhen = (c) => {
+      if (c.kind !== 'update') return undefined;
+      if (c.entry!.exitCode !== undefined) return new Error('HTTP 500');
+      if (failedIntermediate++ === 0) return new Error('HTTP 503');
+      return undefined;
+    };
+    const h = jl.entry('step.docker.build', null);
+    await waitFor(() => sink.calls.length === 1, { what: 'add' });
+    h.write('stdout', 'a\n');
+    await waitFor(() => sink.calls.filter((c) => c.kind === 'update').length >= 2, {
+      what: 'retried update',
+    });
+    const ok = sink.calls.filter((c) => c.kind === 'update')[1]!;
+    expect(ok.entry!.out).toBe('stdout: a\n');
+    h.close(1);
+    await expect(jl.flush()).rejects.toThrow(/step\.docker\.build.*HTTP 500/);
+  });
+
+  it('flush throws when an add failed', async () => {
+    const { sink, jl } = setup();
+    sink.failWhen = (c) => (c.kind === 'add' ? new Error('HTTP 404') : undefined);
+    jl.entry('setup.git.init', ['git', 'init']).close(0);
+    await expect(jl.flush()).rejects.toThrow(/setup\.git\.init.*HTTP 404/);
+  });
+
+  it('flush resolves when everything was delivered', async () => {
+    const { sink, jl } = setup();
+    const h = jl.entry('a', null);
+    h.write('stdout', 'x\n');
+    h.close(0);
+    await expect(jl.flush()).resolves.toBeUndefined();
+    expect([...sink.stored.values()][0]).toMatchObject({ exitCode: 0, out: 'stdout: x\n' });
+  });
+});
+
+describe('job logger: log-append extension', () => {
+  it('sends only new bytes with their byte offset; a retry resends from the same offset', async () => {
+    const { sink, jl } = setup({ append: true, intervalMs: 10 });
+    let failed: SinkCall | undefined;
+    sink.failWhen = (c) => {
+      if (c.kind === 'append' && !failed && (c.offset ?? 0) > 0) {
+        failed = c;
+        return new Error('HTTP 502');
+      }
+      return undefined;
+    };
+    const h = jl.entry('step.docker.0', null);
+    const expected: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      h.write('stdout', `ünïcode line ${i}\n`);
+      expected.push(`stdout: ünïcode line ${i}\n`);
+      const n = sink.calls.length;
+      if (i % 3 === 2) await waitFor(() => sink.calls.length > n, { what: 'an append' });
+    }
+    h.close(0);
+    await jl.flush();
+
+    const appends = sink.calls.filter((c) => c.kind === 'append');
+    expect(sink.calls.some((c) => c.kind === 'update')).toBe(false);
+    expect(appends.length).toBeGreaterThanOrEqual(3);
+    // Offsets are byte offsets: each successful append starts where the previous successful one ended.
+    let offset = Buffer.byteLength(sink.calls[0]!.entry!.out ?? '');
+    for (let i = 0; i < appends.length; i++) {
+      const a = appends[i]!;
+      expect(a.offset).toBe(offset);
+      if (a === failed) {
+        expect(appends[i + 1]!.offset).toBe(a.offset); // the retry repeats the offset
+        continue;
+      }
+      offset += Buffer.byteLength(a.out!);
+    }
+    expect(failed).toBeDefined();
+    const stored = [...sink.stored.values()][0]!;
+    expect(stored.out).toBe(expected.join(''));
+    expect(stored.exitCode).toBe(0);
+    expect(appends.at(-1)!.fields).toMatchObject({ exitCode: 0 });
+  });
+
+  it('appends the marker and the tail only at close once the head is full', async () => {
+    const cap = 400;
+    const { sink, jl } = setup({ append: true, cap, intervalMs: 5 });
+    const h = jl.entry('k', null);
+    await waitFor(() => sink.calls.length === 1, { what: 'add' });
+    for (let i = 0; i < 100; i++) h.write('stdout', `line ${String(i).padStart(3, '0')}\n`);
+    // Let sync timers run: nothing past the head may be sent before close.
+    await waitFor(() => sink.calls.length >= 2, { what: 'head append' });
+    const beforeClose = sink.calls.length;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(sink.calls.length).toBe(beforeClose);
+    h.close(0);
+    await jl.flush();
+    const out = [...sink.stored.values()][0]!.out!;
+    expect(out.startsWith('stdout: line 000\n')).toBe(true);
+    expect(out.endsWith('stdout: line 099\n')).toBe(true);
+    expect(out).toMatch(/\n\[\.\.\. \d+ bytes of output omitted: log limit of 400 bytes reached \.\.\.\]\n/);
+    expect(Buffer.byteLength(out)).toBeLessThanOrEqual(cap + truncationMarker(99999, cap).length);
+  });
+});
+
+describe('job logger: output cap', () => {
+  it('keeps head and tail with a marker that counts the omitted bytes', async () => {
+    const cap = 1000;
+    const { sink, jl } = setup({ cap });
+    const h = jl.entry('k', null);
+    let total = 0;
+    for (let i = 0; i < 500; i++) {
+      const line = `line ${String(i).padStart(4, '0')}\n`;
+      total += Buffer.byteLength(`stdout: ${line}`);
+      h.write('stdout', line);
+    }
+    h.close(0);
+    await jl.flush();
+    const out = [...sink.stored.values()][0]!.out!;
+    const m = /\n\[\.\.\. (\d+) bytes of output omitted: log limit of 1000 bytes reached \.\.\.\]\n/.exec(
+      out,
+    )!;
+    expect(m).not.toBeNull();
+    const head = out.slice(0, m.index);
+    const tail = out.slice(m.index + m[0].length);
+    expect(Buffer.byteLength(head)).toBe(cap / 2);
+    expect(Buffer.byteLength(tail)).toBe(cap / 2);
+    expect(Number(m[1])).toBe(total - cap);
+    expect(head.startsWith('stdout: line 0000\n')).toBe(true);
+    expect(tail.endsWith('stdout: line 0499\n')).toBe(true);
+  });
+
+  it('applies one budget across all entries of the job', async () => {
+    const cap = 1000;
+    const { sink, jl } = setup({ cap });
+    const a = jl.entry('a', null);
+    a.write('stdout', `${'x'.repeat(292)}\n`); // 300 bytes with the prefix
+    a.close(0);
+    const b = jl.entry('b', null);
+    for (let i = 0; i < 200; i++) b.write('stderr', `${'y'.repeat(20)}\n`);
+    b.close(0);
+    const c = jl.entry('c', null);
+    c.write('stdout', 'late\n');
+    c.close(0);
+    await jl.flush();
+    const outs = [...sink.stored.values()].map((e) => e.out!);
+    expect(outs[0]).toBe(`stdout: ${'x'.repeat(292)}\n`);
+    const kept = outs.reduce((n, o) => n + Buffer.byteLength(o.replace(/\n\[\.\.\. .* \.\.\.\]\n/, '')), 0);
+    expect(kept).toBeLessThanOrEqual(cap);
+    expect(outs[1]).toMatch(/bytes of output omitted/);
+    expect(outs[1]!.endsWith(`stderr: ${'y'.repeat(20)}\n`)).toBe(true);
+  });
+
+  it('stays bounded in memory while 50 MiB pass through a 1 MiB cap', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const cap = 1 << 20;
+    const sink = createFakeLogSink({ keepBodies: false });
+    const jl = createJobLogger({
+      sink,
+      redactor: createRedactor({ [SECRET]: 'SECRET_REMOVED' }),
+      maxOutputBytes: cap,
+      syncIntervalMs: 20,
+      logger: createMemoryLogger(),
+    });
+    const chunk = Buffer.from(`${'0123456789abcdef'.repeat(7)}${SECRET}\n`.repeat(512)); // ~65 KiB
+    const rounds = Math.ceil((50 << 20) / chunk.length);
+    const h = jl.entry('step.docker.big', null);
+    const used = () => {
+      gc();
+      const m = process.memoryUsage();
+      return m.heapUsed + m.arrayBuffers;
+    };
+    const before = used();
+    let retained = 0;
+    for (let i = 0; i < rounds; i++) {
+      h.write(i % 2 ? 'stderr' : 'stdout', chunk);
+      if (i % 100 === 99) {
+        retained = Math.max(retained, used() - before);
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    retained = Math.max(retained, used() - before);
+    h.close(0);
+    await jl.flush();
+    const out = [...sink.stored.values()][0]!.out!;
+    expect(out).not.toContain(SECRET);
+    expect(Buffer.byteLength(out)).toBeGreaterThanOrEqual(cap);
+    expect(Buffer.byteLength(out)).toBeLessThanOrEqual(cap + truncationMarker(50 << 20, cap).length);
+    const omitted = Number(/(\d+) bytes of output omitted/.exec(out)![1]);
+    expect(omitted).toBeGreaterThan(45 << 20);
+    // The logger holds at most the cap (head strings + tail buffers, ~2x as UTF-16) plus one chunk;
+    // holding the output would take > 100 MiB.
+    expect(retained).toBeLessThan(8 * cap);
+  });
+});
