@@ -39,6 +39,8 @@ export interface ServerApp {
   startBackground(): void;
   /** Ends long-polls and log follows, stops background loops. Does not close the Store. */
   close(): Promise<void>;
+  /** Dequeues currently parked in a long-poll (tests and diagnostics). */
+  waiting(): number;
   /** The background loops, for tests that drive them with runOnce(now). */
   readonly loops: { resetter: BackgroundLoop; deadlines: BackgroundLoop; executorJanitor: BackgroundLoop };
 }
@@ -178,6 +180,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   return {
     handle,
     loops,
+    waiting: () => notifier.waiting(),
     startBackground() {
       if (started) return;
       started = true;
