@@ -1,0 +1,123 @@
+/**
+ * The executor's lifecycle: build the clients, runtime, metrics and worker from the config, start
+ * them, and stop them in two stages. `drain()` (first SIGTERM/SIGINT) stops dequeuing while
+ * heartbeats go on and running jobs finish; `forceStop()` (second signal) aborts running jobs, which
+ * are marked errored "executor shutting down". `done` resolves when everything has stopped.
+ * Signal wiring is the CLI's job (cli/run.ts); this module installs no process handlers.
+ */
+import type { ExecutorConfig } from '../config/executor.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { executorVersion } from '../lib/version.js';
+import { MAX_LONG_POLL_MS } from '../protocol/capabilities.js';
+import type { Telemetry } from '../protocol/http.js';
+import { createFilesClient } from './client/files-client.js';
+import { createQueueClient, type QueueClient } from './client/queue-client.js';
+import { createExecutorMetrics, type ExecutorMetrics, serveMetrics } from './metrics.js';
+import { createRuntime } from './runtimes/index.js';
+import type { Runtime } from './runtimes/types.js';
+import { gatherTelemetry } from './telemetry.js';
+import { createWorker, type Worker, type WorkerDeps } from './worker.js';
+
+export interface ExecutorDeps {
+  logger: Logger;
+  clock?: Clock;
+  fetch?: typeof fetch;
+  /** Default: createRuntime(config). */
+  runtime?: Runtime;
+  metrics?: ExecutorMetrics;
+  /** Default: gathered from the host (git, docker via the runtime, src). */
+  telemetry?: Telemetry;
+  /** Test knobs passed to the worker. */
+  worker?: Partial<
+    Pick<
+      WorkerDeps,
+      'freeDiskBytes' | 'heartbeatIntervalMs' | 'pingIntervalMs' | 'logSyncIntervalMs' | 'handler'
+    >
+  >;
+}
+
+export interface RunningExecutor {
+  readonly client: QueueClient;
+  readonly worker: Worker;
+  drain(): Promise<void>;
+  forceStop(): Promise<void>;
+  done: Promise<void>;
+}
+
+/** How long an empty dequeue is held by a long-poll-capable server. */
+export const LONG_POLL_MS = Math.min(25_000, MAX_LONG_POLL_MS);
+
+export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps): Promise<RunningExecutor> {
+  const logger = deps.logger.child({ executor: config.executorName });
+  const metrics = deps.metrics ?? createExecutorMetrics();
+  const files = createFilesClient({
+    frontendUrl: config.frontendUrl,
+    password: config.frontendPassword,
+    executorName: config.executorName,
+    retry: config.httpRetry,
+    fetch: deps.fetch,
+    logger,
+    metrics: metrics.filesClient,
+  });
+  const runtime =
+    deps.runtime ??
+    createRuntime(config, { logger, files: (job) => files.forJob({ id: job.id, token: job.token }) });
+  const telemetry = deps.telemetry ?? (await gatherTelemetry(runtime, logger));
+  const client = createQueueClient({
+    frontendUrl: config.frontendUrl,
+    password: config.frontendPassword,
+    executorName: config.executorName,
+    queueName: config.queueName,
+    queueNames: config.queueNames,
+    version: executorVersion(),
+    resources: {
+      numCPUs: config.jobNumCpus,
+      memory: config.jobMemory,
+      diskSpace: config.firecrackerDiskSpace,
+    },
+    telemetry: () => telemetry,
+    prometheusMetrics: () => metrics.registry.render(),
+    longPollMs: LONG_POLL_MS,
+    retry: config.httpRetry,
+    fetch: deps.fetch,
+    logger,
+    metrics: metrics.queueClient,
+  });
+  const metricsServer = config.metricsAddr
+    ? await serveMetrics(metrics.registry, config.metricsAddr, logger)
+    : undefined;
+
+  const worker = createWorker({
+    config,
+    client,
+    runtime,
+    logger,
+    metrics,
+    clock: deps.clock,
+    ...deps.worker,
+  });
+  logger.info('executor starting', {
+    runtime: runtime.name,
+    queues: config.queueName ?? config.queueNames.join(','),
+    slots: config.maximumNumJobs,
+    version: executorVersion(),
+  });
+  const done = worker.run().finally(async () => {
+    await metricsServer?.close();
+    logger.info('executor stopped');
+  });
+  return {
+    client,
+    worker,
+    done,
+    async drain() {
+      worker.drain();
+      await done;
+    },
+    async forceStop() {
+      worker.forceStop();
+      await done;
+    },
+  };
+}

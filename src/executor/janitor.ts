@@ -1,0 +1,81 @@
+/**
+ * The janitor loop: at start and every EXECUTOR_CLEANUP_TASK_INTERVAL, removes containers and
+ * workspaces left by jobs that are not running here any more (a crash, a killed executor):
+ * `runtime.cleanupOrphans(active)` and the workspace sweep of the workspace root.
+ */
+import type { Logger } from '../lib/logger.js';
+import type { ExecutorMetrics } from './metrics.js';
+import type { RunningJobs } from './running-jobs.js';
+import type { Runtime } from './runtimes/types.js';
+import { removeOrphanWorkspaces } from './workspace/janitor.js';
+
+export interface JanitorLoopOptions {
+  runtime: Pick<Runtime, 'cleanupOrphans'>;
+  running: Pick<RunningJobs, 'ids'>;
+  workspaceRoot: string;
+  executorName: string;
+  intervalMs: number;
+  logger: Logger;
+  metrics?: ExecutorMetrics;
+}
+
+export interface JanitorLoop {
+  start(): void;
+  stop(): Promise<void>;
+  /** One sweep now; returns what was removed. */
+  sweep(): Promise<string[]>;
+}
+
+export function createJanitor(opts: JanitorLoopOptions): JanitorLoop {
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: Promise<unknown> | undefined;
+  let stopped = false;
+
+  async function sweep(): Promise<string[]> {
+    const active = new Set(opts.running.ids());
+    const removed: string[] = [];
+    for (const [what, fn] of [
+      ['runtime', () => opts.runtime.cleanupOrphans(active)],
+      ['workspaces', () => removeOrphanWorkspaces(opts.workspaceRoot, active, opts.executorName)],
+    ] as const) {
+      try {
+        const r = await fn();
+        removed.push(...r);
+      } catch (e) {
+        opts.metrics?.janitorErrors.inc();
+        opts.logger.warn('janitor: cleanup failed', { what, error: e });
+      }
+    }
+    if (removed.length > 0) {
+      opts.metrics?.janitorRemoved.inc({}, removed.length);
+      opts.logger.info('janitor: removed orphans', { removed });
+    }
+    return removed;
+  }
+
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      inFlight = sweep().finally(() => {
+        inFlight = undefined;
+        schedule();
+      });
+    }, opts.intervalMs);
+  };
+
+  return {
+    start() {
+      stopped = false;
+      inFlight = sweep().finally(() => {
+        inFlight = undefined;
+        schedule();
+      });
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await inFlight;
+    },
+    sweep,
+  };
+}

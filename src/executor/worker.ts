@@ -1,0 +1,254 @@
+/**
+ * The worker (Sourcegraph `worker/worker.go` + `workerutil.Worker`): ping until the server answers
+ * (job routes need the executor known from a heartbeat), then dequeue into MAXIMUM_NUM_JOBS slots,
+ * one handler per job, while the heartbeat and janitor loops run beside it.
+ *
+ * Stopping: `drain()` stops dequeuing (an in-flight dequeue is aborted) and waits for running jobs;
+ * `forceStop()` also aborts every running job with ShutdownError, so each is marked errored
+ * "executor shutting down". NumTotalJobs and MaxActiveTime end the dequeue loop the same way as a
+ * drain. The heartbeat keeps going until the last handler has sent its mark.
+ */
+import { statfs } from 'node:fs/promises';
+import type { ExecutorConfig } from '../config/executor.js';
+import type { Clock } from '../lib/clock.js';
+import { systemClock } from '../lib/clock.js';
+import { formatBytes } from '../lib/duration.js';
+import type { Logger } from '../lib/logger.js';
+import { recordUid } from '../protocol/job.js';
+import type { QueueClient } from './client/queue-client.js';
+import { type HandlerDeps, handleJob } from './handler.js';
+import { createHeartbeat } from './heartbeat.js';
+import { createJanitor } from './janitor.js';
+import type { ExecutorMetrics } from './metrics.js';
+import { createPoller, waitOrAbort } from './poller.js';
+import { createRunningJobs, type RunningJobs, ShutdownError } from './running-jobs.js';
+import type { Runtime } from './runtimes/types.js';
+
+export const PING_INTERVAL_MS = 1000;
+
+export type WorkerConfig = Pick<
+  ExecutorConfig,
+  | 'executorName'
+  | 'frontendPassword'
+  | 'pollIntervalMs'
+  | 'maximumNumJobs'
+  | 'maximumRuntimePerJobMs'
+  | 'maxLogBytes'
+  | 'numTotalJobs'
+  | 'maxActiveTimeMs'
+  | 'minFreeDiskBytes'
+  | 'workspaceRoot'
+  | 'cleanupTaskIntervalMs'
+>;
+
+export interface WorkerDeps {
+  config: WorkerConfig;
+  client: QueueClient;
+  runtime: Runtime;
+  logger: Logger;
+  metrics: ExecutorMetrics;
+  clock?: Clock;
+  /** Free bytes of the workspace root's file system; default statfs. */
+  freeDiskBytes?: (dir: string) => Promise<number>;
+  heartbeatIntervalMs?: number;
+  pingIntervalMs?: number;
+  logSyncIntervalMs?: number;
+  /** Extra handler dependencies (tests: findSrc, graceMs). */
+  handler?: Partial<Pick<HandlerDeps, 'findSrc' | 'graceMs'>>;
+}
+
+export interface Worker {
+  readonly running: RunningJobs;
+  /** Resolves when the dequeue loop has ended and every handler has reported. */
+  run(): Promise<void>;
+  drain(): void;
+  forceStop(): void;
+}
+
+async function statfsFree(dir: string): Promise<number> {
+  const s = await statfs(dir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+export function createWorker(deps: WorkerDeps): Worker {
+  const { config, client, logger, metrics } = deps;
+  const clock = deps.clock ?? systemClock;
+  const running = createRunningJobs();
+  const stopDequeue = new AbortController();
+  let forced = false;
+  const handlers = new Set<Promise<unknown>>();
+  let freeSlots = config.maximumNumJobs;
+  let slotWaiter: (() => void) | undefined;
+
+  const heartbeat = createHeartbeat({ client, running, logger, intervalMs: deps.heartbeatIntervalMs, clock });
+  const janitor = createJanitor({
+    runtime: deps.runtime,
+    running,
+    workspaceRoot: config.workspaceRoot,
+    executorName: config.executorName,
+    intervalMs: config.cleanupTaskIntervalMs,
+    logger,
+    metrics,
+  });
+
+  let diskWasLow = false;
+  async function diskOk(): Promise<boolean> {
+    if (config.minFreeDiskBytes <= 0) return true;
+    let free: number;
+    try {
+      free = await (deps.freeDiskBytes ?? statfsFree)(config.workspaceRoot);
+    } catch (e) {
+      logger.warn('could not read free disk space; dequeuing anyway', {
+        dir: config.workspaceRoot,
+        error: e,
+      });
+      return true;
+    }
+    metrics.freeDiskBytes.set({}, free);
+    const low = free < config.minFreeDiskBytes;
+    metrics.diskLow.set({}, low ? 1 : 0);
+    if (low && !diskWasLow) {
+      logger.warn('not dequeuing: free disk space is below EXECUTOR_MIN_FREE_DISK', {
+        dir: config.workspaceRoot,
+        free: formatBytes(free),
+        required: formatBytes(config.minFreeDiskBytes),
+      });
+    } else if (!low && diskWasLow) {
+      logger.info('free disk space is back above EXECUTOR_MIN_FREE_DISK; dequeuing again', {
+        free: formatBytes(free),
+      });
+    }
+    diskWasLow = low;
+    return !low;
+  }
+
+  const poller = createPoller({
+    client,
+    intervalMs: config.pollIntervalMs,
+    logger,
+    clock,
+    beforeDequeue: diskOk,
+  });
+
+  async function acquireSlot(signal: AbortSignal): Promise<boolean> {
+    while (freeSlots === 0) {
+      if (signal.aborted) return false;
+      await new Promise<void>((resolve) => {
+        slotWaiter = resolve;
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    }
+    if (signal.aborted) return false;
+    freeSlots--;
+    return true;
+  }
+  function releaseSlot() {
+    freeSlots++;
+    const w = slotWaiter;
+    slotWaiter = undefined;
+    w?.();
+  }
+
+  async function pingUntilOk(signal: AbortSignal): Promise<boolean> {
+    const start = clock.now();
+    for (;;) {
+      if (signal.aborted) return false;
+      try {
+        await client.ping(signal);
+        logger.info('connected to the queue server', {
+          capabilities: [...client.capabilities()].join(',') || 'none',
+        });
+        return true;
+      } catch (e) {
+        if (signal.aborted) return false;
+        const connectErr = /ECONNREFUSED|fetch failed/.test(String((e as Error)?.cause ?? e));
+        if (!connectErr || clock.now() - start > 60_000) logger.warn('ping failed', { error: e });
+      }
+      await waitOrAbort(deps.pingIntervalMs ?? PING_INTERVAL_MS, signal);
+    }
+  }
+
+  const handlerDeps: HandlerDeps = {
+    runtime: deps.runtime,
+    reporter: client,
+    sinkFor: (job) => client.logSink(job),
+    executorName: config.executorName,
+    frontendPassword: config.frontendPassword,
+    maximumRuntimePerJobMs: config.maximumRuntimePerJobMs,
+    maxLogBytes: config.maxLogBytes,
+    logger,
+    clock: deps.clock,
+    metrics,
+    logSyncIntervalMs: deps.logSyncIntervalMs,
+    ...deps.handler,
+  };
+
+  async function run(): Promise<void> {
+    const signal = stopDequeue.signal;
+    if (!(await pingUntilOk(signal))) return;
+    janitor.start();
+    heartbeat.start();
+    const activeUntil =
+      config.maxActiveTimeMs > 0 ? clock.now() + config.maxActiveTimeMs : Number.POSITIVE_INFINITY;
+    const activeTimer =
+      config.maxActiveTimeMs > 0
+        ? setTimeout(() => {
+            logger.info('EXECUTOR_MAX_ACTIVE_TIME reached; no more dequeues');
+            stopDequeue.abort();
+          }, config.maxActiveTimeMs)
+        : undefined;
+    let dequeued = 0;
+    try {
+      while (!signal.aborted) {
+        if (config.numTotalJobs > 0 && dequeued >= config.numTotalJobs) {
+          logger.info('EXECUTOR_NUM_TOTAL_JOBS reached; no more dequeues', { jobs: dequeued });
+          break;
+        }
+        if (clock.now() >= activeUntil) break;
+        if (!(await acquireSlot(signal))) break;
+        const job = await poller.next(signal);
+        if (!job) {
+          releaseSlot();
+          break;
+        }
+        dequeued++;
+        const uid = recordUid(job);
+        const controller = new AbortController();
+        if (forced) controller.abort(new ShutdownError());
+        if (!running.add(uid, { job, controller })) {
+          logger.warn('dequeued a job that is already running; leaving it alone', { job: uid });
+          releaseSlot();
+          continue;
+        }
+        logger.info('dequeued job', { job: uid });
+        const h = handleJob(job, handlerDeps, { controller }).finally(() => {
+          running.release(uid, controller);
+          handlers.delete(h);
+          releaseSlot();
+        });
+        handlers.add(h);
+      }
+    } finally {
+      if (activeTimer) clearTimeout(activeTimer);
+      while (handlers.size > 0) await Promise.allSettled([...handlers]);
+      await heartbeat.stop();
+      await janitor.stop();
+    }
+  }
+
+  return {
+    running,
+    run,
+    drain() {
+      if (!stopDequeue.signal.aborted)
+        logger.info('draining: no new jobs; waiting for running jobs to finish');
+      stopDequeue.abort();
+    },
+    forceStop() {
+      forced = true;
+      stopDequeue.abort();
+      logger.warn('stopping now: aborting running jobs', { jobs: running.ids() });
+      running.abortAll(new ShutdownError());
+    },
+  };
+}
