@@ -46,7 +46,11 @@ export interface DockerRuntimeOptions {
   keepWorkspaces: boolean;
   frontendUrl: string;
   frontendPassword: string;
-  files: FilesFetcher;
+  /**
+   * Job files. A function is called once per job, so each job's fetcher carries that job's
+   * credentials and several workspaces can be prepared at once.
+   */
+  files: FilesFetcher | ((job: Job) => FilesFetcher);
   /** CPUs per step; 0 = no limit. */
   cpus: number;
   /** Memory per step ("12G"); "0" or "" = no limit. */
@@ -331,7 +335,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         frontendUrl: opts.frontendUrl,
         frontendPassword: opts.frontendPassword,
         executorName: opts.executorName,
-        files: opts.files,
+        files: typeof opts.files === 'function' ? opts.files(job) : opts.files,
       });
     },
 

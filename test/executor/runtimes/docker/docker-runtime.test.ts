@@ -4,6 +4,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Dockerode from 'dockerode';
@@ -14,7 +15,7 @@ import {
 } from '../../../../src/executor/runtimes/docker/docker-runtime.js';
 import type { Runtime, Workspace } from '../../../../src/executor/runtimes/types.js';
 import { createMemoryLogger } from '../../../../src/lib/logger.js';
-import { recordUid } from '../../../../src/protocol/job.js';
+import { recordUid, ZERO_TIME } from '../../../../src/protocol/job.js';
 import { dockerAvailable, gvisorAvailable, requireOrSkip, waitFor } from '../../../helpers/env.js';
 import { createTestContext, makeJob, makeWorkspace } from '../recording-logger.js';
 
@@ -157,6 +158,47 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
     expect(entry?.exitCode).toBe(0);
     expect(entry?.closeCount).toBe(1);
     expect(await containersOfJob(recordUid(job))).toEqual([]);
+  });
+
+  it('prepares the workspace with prepareLocalWorkspace and runs the generated scripts', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'executor-docker-ws-'));
+    const fetched: string[] = [];
+    const rt = createDockerRuntime(
+      options({
+        workspaceRoot: root,
+        // Per-job fetcher; the job's files are inline except one that is fetched.
+        files: (job) => ({
+          get: async (bucket, key) => {
+            fetched.push(`${job.id}:${bucket}/${key}`);
+            return Buffer.from('fetched-content');
+          },
+        }),
+      }),
+    );
+    const job = makeJob([{ image: IMAGE, env: ['GREETING=hello'] }], {
+      files: {
+        'inline.txt': { content: Buffer.from('inline-content'), modifiedAt: ZERO_TIME },
+        'remote.txt': { bucket: 'b', key: 'k', modifiedAt: ZERO_TIME },
+      },
+    });
+    job.dockerSteps[0]!.commands = ['cat inline.txt remote.txt', 'echo "$GREETING from $(pwd)"'];
+    const t = createTestContext(EXECUTOR_NAME);
+    const ws = await rt.prepareWorkspace(job, t.ctx);
+    try {
+      expect(ws.path.startsWith(root)).toBe(true);
+      const runner = await rt.newRunner(job, ws, t.ctx);
+      await runner.setup();
+      const outcomes = [];
+      for (const spec of rt.specs(job, ws)) outcomes.push(await runner.run(spec));
+      await runner.teardown();
+      expect(outcomes).toEqual([{ exitCode: 0, oomKilled: false }]);
+      const step = t.logger.entries.find((e) => e.key === 'step.docker.0');
+      expect(step?.stdout).toBe('inline-contentfetched-contenthello from /data\n');
+      expect(fetched).toEqual([`${job.id}:b/k`]);
+    } finally {
+      await ws.remove();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 
   it('writes from the step are visible in the workspace on the host', async () => {
