@@ -398,6 +398,17 @@ describe.skipIf(!haveGvisor)('gvisor runtime (real daemon with runsc)', () => {
     expect(entries[0]?.command).toEqual(expect.arrayContaining(['--runtime', 'runsc']));
   });
 
+  it('survives a fork bomb under gVisor: the job ends and the sandbox is removed', async () => {
+    const t0 = Date.now();
+    const { job, outcomes, entries } = await runJob(runtime, [
+      'bomb() { bomb | bomb & }\nbomb\necho after-bomb',
+    ]);
+    expect(entries[0]?.stdout).toContain('after-bomb');
+    expect(entries[0]?.exitCode).toBe(outcomes[0]?.exitCode);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(await containersOfJob(recordUid(job))).toEqual([]);
+  });
+
   it('reports exit codes and cancels under gVisor too', async () => {
     const { outcomes } = await runJob(runtime, ['exit 5']);
     expect(outcomes[0]?.exitCode).toBe(5);
