@@ -1,0 +1,116 @@
+/**
+ * PostgreSQL schema, as numbered migrations. Append only: never edit a migration that has shipped; add
+ * the next number. Applied under an advisory lock, one transaction each, recorded in
+ * schema_migrations, so several server replicas may start at once.
+ *
+ * Times are BIGINT milliseconds since the epoch, as the SQLite twin: the server passes its clock
+ * (`now`) into every operation, so both twins give the same answers under a fake clock.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'jobs_tokens_logs_executors',
+    sql: `
+-- The hot table: one small row per job; logs live in their own tables.
+-- rank_key = queued_at - priority * rank_step_ms (store_settings), set whenever the job is queued.
+CREATE TABLE jobs (
+  id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  queue             TEXT    NOT NULL,
+  state             TEXT    NOT NULL
+                    CHECK (state IN ('queued','processing','completed','errored','failed','canceled')),
+  spec              JSON    NOT NULL,
+  repository_name   TEXT    NOT NULL DEFAULT '',
+  commit_sha        TEXT    NOT NULL DEFAULT '',
+  priority          INTEGER NOT NULL DEFAULT 0,
+  max_attempts      INTEGER NOT NULL,
+  attempts          INTEGER NOT NULL DEFAULT 0,
+  num_failures      INTEGER NOT NULL DEFAULT 0,
+  num_resets        INTEGER NOT NULL DEFAULT 0,
+  cancel            BOOLEAN NOT NULL DEFAULT FALSE,
+  worker_hostname   TEXT,
+  failure_message   TEXT,
+  timeout_ms        BIGINT  NOT NULL,
+  created_at        BIGINT  NOT NULL,
+  queued_at         BIGINT  NOT NULL,
+  process_after     BIGINT,
+  started_at        BIGINT,
+  last_heartbeat_at BIGINT,
+  finished_at       BIGINT,
+  rank_key          BIGINT  NOT NULL
+);
+-- Dequeue scans only queued rows of one queue, in rank order (FOR UPDATE SKIP LOCKED).
+CREATE INDEX jobs_queued_rank ON jobs (queue, rank_key, id) WHERE state = 'queued';
+-- Resetter and deadline sweeps look only at processing rows.
+CREATE INDEX jobs_processing ON jobs (last_heartbeat_at) WHERE state = 'processing';
+CREATE INDEX jobs_state_id ON jobs (state, id);
+CREATE INDEX jobs_queue_id ON jobs (queue, id);
+
+CREATE TABLE store_settings (
+  id           INTEGER PRIMARY KEY CHECK (id = 1),
+  rank_step_ms BIGINT  NOT NULL
+);
+INSERT INTO store_settings (id, rank_step_ms) VALUES (1, 60000);
+
+-- Live job tokens: SHA-256 hex only; at most one per job (the current attempt's).
+CREATE TABLE job_tokens (
+  token_hash      TEXT    PRIMARY KEY,
+  job_id          BIGINT  NOT NULL UNIQUE REFERENCES jobs (id) ON DELETE CASCADE,
+  attempt         INTEGER NOT NULL,
+  queue           TEXT    NOT NULL,
+  repository_name TEXT    NOT NULL,
+  executor_name   TEXT    NOT NULL,
+  created_at      BIGINT  NOT NULL
+);
+
+CREATE TABLE log_entries (
+  job_id      BIGINT  NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  attempt     INTEGER NOT NULL,
+  entry_id    INTEGER NOT NULL,
+  key         TEXT    NOT NULL,
+  command     TEXT[],
+  start_time  TEXT    NOT NULL,
+  exit_code   INTEGER,
+  duration_ms BIGINT,
+  out_length  BIGINT  NOT NULL DEFAULT 0,
+  truncated   BOOLEAN NOT NULL DEFAULT FALSE,
+  PRIMARY KEY (job_id, attempt, entry_id)
+);
+
+-- Output is append-only rows; byte_offset is where the chunk starts within its entry.
+CREATE TABLE log_chunks (
+  job_id      BIGINT  NOT NULL,
+  attempt     INTEGER NOT NULL,
+  entry_id    INTEGER NOT NULL,
+  seq         INTEGER NOT NULL,
+  byte_offset BIGINT  NOT NULL,
+  data        BYTEA   NOT NULL,
+  PRIMARY KEY (job_id, attempt, entry_id, seq),
+  FOREIGN KEY (job_id, attempt, entry_id) REFERENCES log_entries (job_id, attempt, entry_id) ON DELETE CASCADE
+);
+
+CREATE TABLE executors (
+  name             TEXT    PRIMARY KEY,
+  hostname         TEXT    NOT NULL,
+  queue_name       TEXT,
+  queue_names      TEXT[],
+  os               TEXT    NOT NULL,
+  architecture     TEXT    NOT NULL,
+  docker_version   TEXT    NOT NULL,
+  executor_version TEXT    NOT NULL,
+  git_version      TEXT    NOT NULL,
+  ignite_version   TEXT    NOT NULL,
+  src_cli_version  TEXT    NOT NULL,
+  first_seen_at    BIGINT  NOT NULL,
+  last_seen_at     BIGINT  NOT NULL,
+  metrics          TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX executors_last_seen ON executors (last_seen_at);
+`,
+  },
+];

@@ -1,0 +1,110 @@
+/**
+ * The Store contract on PostgreSQL, when TEST_DATABASE_URL names an admin connection: this file
+ * creates a fresh database `executor_test_<random>`, runs the suite (tables emptied before each test)
+ * and drops the database afterwards.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../src/store/index.js';
+import { createPostgresStore } from '../../src/store/postgres/postgres-store.js';
+import type { Store } from '../../src/store/types.js';
+import { postgresUrl, requireOrSkip } from '../helpers/env.js';
+import { runStoreContract } from './contract.js';
+
+const adminUrl = postgresUrl();
+
+if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
+  const dbName = `executor_test_${randomBytes(6).toString('hex')}`;
+  // Replace the database of the admin URL, keeping credentials and query (e.g. ?host=/socket/dir).
+  const dbUrl = adminUrl!.replace(/^(postgres(?:ql)?:\/\/[^/?]*)(\/[^?]*)?/, `$1/${dbName}`);
+
+  async function admin(sql: string): Promise<void> {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  }
+
+  let cleaner: pg.Client;
+  beforeAll(async () => {
+    await admin(`CREATE DATABASE ${dbName}`);
+    const s = createPostgresStore({ connectionString: dbUrl });
+    await s.migrate();
+    await s.close();
+    cleaner = new pg.Client({ connectionString: dbUrl });
+    await cleaner.connect();
+  });
+  afterAll(async () => {
+    await cleaner?.end();
+    await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+  });
+
+  runStoreContract('postgres', async () => {
+    await cleaner.query(
+      'TRUNCATE jobs, job_tokens, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+    );
+    return createPostgresStore({ connectionString: dbUrl, poolSize: 8 });
+  });
+
+  describe('postgres store specifics', () => {
+    it('claims exactly once across replicas sharing the database', async () => {
+      await cleaner.query(
+        'TRUNCATE jobs, job_tokens, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+      );
+      const replicas: Store[] = [0, 1, 2].map(() =>
+        createPostgresStore({ connectionString: dbUrl, poolSize: 6 }),
+      );
+      try {
+        await Promise.all(replicas.map((r) => r.migrate()));
+        const spec = { queue: 'r', steps: [{ image: 'busybox', run: 'true' }] };
+        for (let i = 0; i < 30; i++) {
+          await replicas[0]!.enqueue(
+            {
+              queue: 'r',
+              spec,
+              repositoryName: '',
+              commit: '',
+              priority: 0,
+              maxAttempts: 1,
+              timeoutMs: 1000,
+            },
+            1_000 + i,
+          );
+        }
+        const claims = await Promise.all(
+          Array.from({ length: 90 }, (_, i) =>
+            replicas[i % 3]!.dequeue({
+              queue: 'r',
+              executorName: `e${i}`,
+              now: 10_000,
+              tokenHash: randomBytes(32).toString('hex'),
+              priorityStepMs: 60_000,
+            }),
+          ),
+        );
+        const ids = claims.filter((c) => c !== null).map((c) => c!.job.id);
+        expect(ids).toHaveLength(30);
+        expect(new Set(ids).size).toBe(30);
+      } finally {
+        await Promise.all(replicas.map((r) => r.close()));
+      }
+    });
+
+    it('openStore picks PostgreSQL for postgres:// URLs', async () => {
+      const s = openStore(dbUrl);
+      await s.migrate();
+      const { rows } = await cleaner.query('SELECT version, name FROM schema_migrations ORDER BY version');
+      expect(rows).toEqual([{ version: 1, name: 'jobs_tokens_logs_executors' }]);
+      expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
+      await s.close();
+    });
+  });
+} else {
+  describe.skip('Store contract: postgres', () => {
+    it('needs TEST_DATABASE_URL', () => {});
+  });
+}
