@@ -322,6 +322,8 @@ async function followLogs(
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   });
+  // Headers go out now, so a client sees the stream open before the first event.
+  res.flushHeaders();
   const send = (event: string, data: unknown) =>
     res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   const gone = new AbortController();

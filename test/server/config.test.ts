@@ -1,0 +1,79 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadServerConfig, ServerConfigError } from '../../src/config/server.js';
+
+const required = {
+  EXECUTORS_ACCESS_TOKEN: 'x'.repeat(20),
+  EXECUTOR_SERVER_API_TOKEN: 'y'.repeat(20),
+};
+
+describe('loadServerConfig', () => {
+  it('applies defaults with normalised units and freezes the result', () => {
+    const c = loadServerConfig({ env: required, cwd: '/srv' });
+    expect(c).toMatchObject({
+      listenHost: '127.0.0.1',
+      listenPort: 3080,
+      dataDir: path.resolve('/srv', '.executor-data'),
+      reposDir: path.resolve('/srv', '.executor-data', 'repos'),
+      databaseUrl: `sqlite:${path.resolve('/srv', '.executor-data', 'executor.db')}`,
+      stalledAfterMs: 25_000,
+      maxResets: 3,
+      resetIntervalMs: 5_000,
+      defaultJobTimeoutMs: 30 * 60_000,
+      maxLogBytesPerJob: 64 * 1024 * 1024,
+      priorityStepMs: 60_000,
+      sourcegraphVersion: '5.3.0',
+      fileInlineLimitBytes: 1024 * 1024,
+      executorBodyLimitBytes: 10 * 1024 * 1024,
+      executorMaxAgeMs: 7 * 86_400_000,
+      queueWeights: {},
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.queueWeights)).toBe(true);
+  });
+
+  it('takes flags over environment variables', () => {
+    const c = loadServerConfig({
+      env: { ...required, EXECUTOR_SERVER_LISTEN: '0.0.0.0:1', EXECUTOR_SERVER_STALLED_AFTER: '1m' },
+      flags: { listen: '[::1]:4000', stalledAfter: '40s', queueWeights: 'batches=4,codeintel=1', data: '/d' },
+    });
+    expect(c).toMatchObject({
+      listenHost: '::1',
+      listenPort: 4000,
+      stalledAfterMs: 40_000,
+      queueWeights: { batches: 4, codeintel: 1 },
+      reposDir: '/d/repos',
+    });
+  });
+
+  it('uses DATABASE_URL when given', () => {
+    const c = loadServerConfig({ env: { ...required, DATABASE_URL: 'postgres://u@h/db' } });
+    expect(c.databaseUrl).toBe('postgres://u@h/db');
+  });
+
+  it('reports every problem at once, naming flag and variable', () => {
+    let err: unknown;
+    try {
+      loadServerConfig({
+        env: {
+          EXECUTORS_ACCESS_TOKEN: 'short',
+          EXECUTOR_SERVER_STALLED_AFTER: 'soon',
+          EXECUTOR_SERVER_LISTEN: 'nowhere',
+          EXECUTOR_SERVER_QUEUE_WEIGHTS: 'a=x',
+        },
+      });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ServerConfigError);
+    const problems = (err as ServerConfigError).problems;
+    expect(problems).toHaveLength(5);
+    expect(problems.join('\n')).toMatch(
+      /--executors-access-token \/ EXECUTORS_ACCESS_TOKEN: must be at least 20/,
+    );
+    expect(problems.join('\n')).toMatch(/--api-token \/ EXECUTOR_SERVER_API_TOKEN: is required/);
+    expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_STALLED_AFTER: must be a duration/);
+    expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_LISTEN: must be HOST:PORT/);
+    expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_QUEUE_WEIGHTS: "a=x" is not QUEUE=WEIGHT/);
+  });
+});
