@@ -204,3 +204,12 @@ describe('loadExecutorConfig', () => {
     }
   });
 });
+
+describe('docs/configuration.md', () => {
+  it('holds the generated executor table, current with the declarations', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const doc = await readFile(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+    expect(doc).toContain('## Executor (executor run)');
+    expect(doc).toContain(renderExecutorEnvDocs());
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * `executor validate`: checks what `executor run` needs, one line per check (`✓ name: detail` or
+ * `✗ name: detail`), then a summary; exits non-zero when any check fails. Checks: configuration,
+ * git >= 2.26, the runtime's own checks (Docker answers, runsc registered, /dev/kvm, ...), the
+ * shared secret against `/.executors/test/auth`, and version compatibility when the server reports
+ * a version of this project (skipped for servers that report none).
+ */
+import type { Command } from 'commander';
+import { loadExecutorConfig } from '../config/executor.js';
+import { createAuthClient } from '../executor/client/auth-client.js';
+import { createFilesClient } from '../executor/client/files-client.js';
+import { createRuntime } from '../executor/runtimes/index.js';
+import type { CheckResult } from '../executor/runtimes/types.js';
+import { gitVersion } from '../executor/telemetry.js';
+import { errorMessage } from '../lib/errors.js';
+import { createLogger } from '../lib/logger.js';
+import { executorVersion } from '../lib/version.js';
+import {
+  calculateCompatibility,
+  compareSemver,
+  isOurExecutorVersion,
+  parseSemver,
+} from '../protocol/version.js';
+
+export const MIN_GIT_VERSION = '2.26.0';
+
+export interface ValidateDeps {
+  fetch?: typeof fetch;
+  gitVersion?: () => Promise<string>;
+  /** Replaces the runtime's checks (tests). */
+  runtimeChecks?: () => Promise<CheckResult[]>;
+}
+
+/** Runs every check, printing one line each; resolves true when all passed. */
+export async function runValidation(
+  env: Record<string, string | undefined>,
+  print: (line: string) => void,
+  deps: ValidateDeps = {},
+): Promise<boolean> {
+  const results: CheckResult[] = [];
+  const report = (r: CheckResult) => {
+    results.push(r);
+    print(`${r.ok ? '✓' : '✗'} ${r.name}: ${r.detail}`);
+  };
+  const loaded = loadExecutorConfig(env);
+  if (!loaded.ok) {
+    report({ name: 'config', ok: false, detail: loaded.problems.join('; ') });
+  } else {
+    report({
+      name: 'config',
+      ok: true,
+      detail: `runtime ${loaded.config.runtime}, queue ${loaded.config.queueName ?? loaded.config.queueNames.join(',')}`,
+    });
+  }
+
+  try {
+    const v = await (deps.gitVersion ?? gitVersion)();
+    const s = parseSemver(v.split(/\s/)[0]!.split('.').slice(0, 3).join('.'));
+    const ok = !!s && compareSemver(s, parseSemver(MIN_GIT_VERSION)!) >= 0;
+    report({
+      name: 'git',
+      ok,
+      detail: ok ? `git ${v}` : `git version is too old (${v}), install at least git 2.26`,
+    });
+  } catch (e) {
+    report({ name: 'git', ok: false, detail: `git does not run: ${errorMessage(e)}` });
+  }
+
+  if (loaded.ok) {
+    const config = loaded.config;
+    try {
+      const checks =
+        deps.runtimeChecks?.() ??
+        createRuntime(config, {
+          logger: createLogger({ level: 'error' }),
+          files: (job) =>
+            createFilesClient({
+              frontendUrl: config.frontendUrl,
+              password: config.frontendPassword,
+              executorName: config.executorName,
+            }).forJob(job),
+        }).validate();
+      for (const c of await checks) report(c);
+    } catch (e) {
+      report({ name: `runtime ${config.runtime}`, ok: false, detail: errorMessage(e) });
+    }
+
+    const auth = createAuthClient({
+      frontendUrl: config.frontendUrl,
+      password: config.frontendPassword,
+      executorName: config.executorName,
+      retry: { ...config.httpRetry, maxAttempts: Math.min(config.httpRetry.maxAttempts, 3) },
+      fetch: deps.fetch,
+    });
+    try {
+      await auth.testAuth();
+      report({
+        name: 'frontend auth',
+        ok: true,
+        detail: `${config.frontendUrl} accepted the executor secret`,
+      });
+    } catch (e) {
+      report({ name: 'frontend auth', ok: false, detail: errorMessage(e) });
+    }
+
+    let serverVersion: string | undefined;
+    try {
+      serverVersion = await auth.serverSrcCliVersion();
+    } catch {
+      serverVersion = undefined;
+    }
+    if (serverVersion && isOurExecutorVersion(serverVersion)) {
+      const c = calculateCompatibility(executorVersion(), serverVersion, true);
+      report({
+        name: 'version',
+        ok: c !== 'OUTDATED' && c !== 'VERSION_AHEAD',
+        detail: c
+          ? `executor ${executorVersion()} vs server ${serverVersion}: ${c} (one minor version of divergence is supported)`
+          : `executor ${executorVersion()} vs server ${serverVersion}: not comparable (development build)`,
+      });
+    } else {
+      print(`- version: skipped (the server reports no version of this project)`);
+    }
+  }
+
+  const failed = results.filter((r) => !r.ok).length;
+  print(failed === 0 ? 'All checks passed!' : `${failed} of ${results.length} checks failed`);
+  return failed === 0;
+}
+
+export function registerValidateCommand(program: Command): void {
+  program
+    .command('validate')
+    .description(
+      'Check the executor configuration, tools, sandbox runtime and connection to the queue server.',
+    )
+    .action(async () => {
+      const ok = await runValidation(process.env, (line) => process.stdout.write(`${line}\n`));
+      if (!ok) process.exitCode = 1;
+    });
+}
