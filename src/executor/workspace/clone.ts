@@ -1,0 +1,132 @@
+/**
+ * Clones the job's repository into the workspace with Sourcegraph's exact git sequence and log keys
+ * (`workspace/clone.go`), through the local auth proxy (git-proxy.ts):
+ *
+ *   setup.git.init          git -C <repo> init
+ *   setup.git.add-remote    git -C <repo> remote add origin http://127.0.0.1:P/<repoName>
+ *   setup.git.disable-gc    git -C <repo> config --local gc.auto 0
+ *   setup.git.fetch         git -C <repo> -c protocol.version=2 fetch --progress --no-recurse-submodules
+ *                               [--tags] [--no-tags] [--depth=1] [--filter=blob:none] origin <commit>
+ *   setup.git.sparse-checkout-config / -set   (only when sparse)
+ *   setup.git.checkout      git -C <repo> [-c protocol.version=2] checkout --progress --force <commit>
+ *   setup.git.set-remote    git -C <repo> remote set-url origin <repoName>
+ *
+ * The first failure aborts with `failed <key>: <reason>`. The proxy is closed afterwards either way.
+ */
+import { mkdir } from 'node:fs/promises';
+import type { Job } from '../../protocol/job.js';
+import { hostEnv, runCommand } from '../command.js';
+import type { JobContext } from '../runtimes/types.js';
+import { startGitProxy } from './git-proxy.js';
+import { resolveInside } from './safe-path.js';
+
+export interface CloneOptions {
+  workspacePath: string;
+  frontendUrl: string;
+  /** EXECUTOR_FRONTEND_PASSWORD; used only when the job carries no token. */
+  frontendPassword: string;
+  executorName: string;
+  graceMs?: number;
+}
+
+export interface GitCommand {
+  key: string;
+  argv: string[];
+}
+
+/** The commands of a clone, in order (pure, for tests and `executor validate`). */
+export function gitCommands(job: Job, repoPath: string, proxyUrl: string): GitCommand[] {
+  const sparse = job.sparseCheckout.length > 0;
+  const fetchFlags: string[] = [];
+  if (job.fetchTags) fetchFlags.push('--tags');
+  if (job.shallowClone && !job.fetchTags) fetchFlags.push('--no-tags');
+  if (job.shallowClone) fetchFlags.push('--depth=1');
+  if (sparse) fetchFlags.push('--filter=blob:none');
+
+  const git = ['git', '-C', repoPath];
+  const cmds: GitCommand[] = [
+    { key: 'setup.git.init', argv: [...git, 'init'] },
+    {
+      key: 'setup.git.add-remote',
+      argv: [...git, 'remote', 'add', 'origin', `${proxyUrl}/${job.repositoryName}`],
+    },
+    { key: 'setup.git.disable-gc', argv: [...git, 'config', '--local', 'gc.auto', '0'] },
+    {
+      key: 'setup.git.fetch',
+      argv: [
+        ...git,
+        '-c',
+        'protocol.version=2',
+        'fetch',
+        '--progress',
+        '--no-recurse-submodules',
+        ...fetchFlags,
+        'origin',
+        job.commit,
+      ],
+    },
+  ];
+  if (sparse) {
+    cmds.push(
+      {
+        key: 'setup.git.sparse-checkout-config',
+        argv: [...git, 'config', '--local', 'core.sparseCheckout', '1'],
+      },
+      {
+        key: 'setup.git.sparse-checkout-set',
+        argv: [...git, 'sparse-checkout', 'set', '--no-cone', '--', ...job.sparseCheckout],
+      },
+    );
+  }
+  cmds.push(
+    {
+      key: 'setup.git.checkout',
+      argv: sparse
+        ? [...git, '-c', 'protocol.version=2', 'checkout', '--progress', '--force', job.commit]
+        : [...git, 'checkout', '--progress', '--force', job.commit],
+    },
+    { key: 'setup.git.set-remote', argv: [...git, 'remote', 'set-url', 'origin', job.repositoryName] },
+  );
+  return cmds;
+}
+
+/** Clones job.repositoryName at job.commit into the workspace (or its repositoryDirectory). */
+export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOptions): Promise<string> {
+  let repoPath: string;
+  try {
+    repoPath = await resolveInside(opts.workspacePath, job.repositoryDirectory);
+  } catch (err) {
+    throw new Error('invalid repo path', { cause: err });
+  }
+  await mkdir(repoPath, { recursive: true });
+
+  const proxy = await startGitProxy({
+    frontendUrl: opts.frontendUrl,
+    repositoryName: job.repositoryName,
+    authorization: job.token ? `Bearer ${job.token}` : `token-executor ${opts.frontendPassword}`,
+    jobId: job.id,
+    executorName: opts.executorName,
+  });
+  try {
+    const env = hostEnv({ GIT_TERMINAL_PROMPT: '0', GIT_LFS_SKIP_SMUDGE: '1' });
+    for (const cmd of gitCommands(job, repoPath, proxy.url)) {
+      const res = await runCommand({
+        key: cmd.key,
+        argv: cmd.argv,
+        env,
+        logger: ctx.logger,
+        signal: ctx.signal,
+        graceMs: opts.graceMs,
+      });
+      if (res.exitCode !== 0) {
+        const reason = ctx.signal.aborted
+          ? String((ctx.signal.reason as Error)?.message ?? ctx.signal.reason)
+          : (res.error ?? `command failed with exit code ${res.exitCode}`);
+        throw new Error(`failed ${cmd.key}: ${reason}`);
+      }
+    }
+  } finally {
+    await proxy.close();
+  }
+  return repoPath;
+}

@@ -1,0 +1,103 @@
+/**
+ * Prepares a local workspace for runtimes that run steps on this host (docker, gvisor, shell):
+ * `<root>/workspace-<jobId>-<random>`, an owner file next to it for the janitor, the clone (when
+ * the job names a repository), then files and step scripts.
+ *
+ * The owner file sits NEXT TO the workspace (`<dir>.owner.json`), not inside it: the job can write
+ * anywhere in its workspace, so nothing the janitor trusts may live there.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { errorMessage } from '../../lib/errors.js';
+import type { Job } from '../../protocol/job.js';
+import { recordUid } from '../../protocol/job.js';
+import type { JobContext, Workspace } from '../runtimes/types.js';
+import { cloneRepository } from './clone.js';
+import { type FilesFetcher, writeWorkspaceFiles } from './files.js';
+
+export interface PrepareWorkspaceOptions {
+  /** Parent directory of workspaces (created when missing). */
+  root: string;
+  keepWorkspaces: boolean;
+  frontendUrl: string;
+  frontendPassword: string;
+  executorName: string;
+  files: FilesFetcher;
+}
+
+export interface WorkspaceOwner {
+  executorName: string;
+  hostname: string;
+  pid: number;
+  jobUid: string;
+  /** RFC 3339. */
+  createdAt: string;
+  /** Set when the workspace was kept on purpose (EXECUTOR_KEEP_WORKSPACES); the janitor skips it. */
+  preserved?: boolean;
+}
+
+export const OWNER_SUFFIX = '.owner.json';
+export const WORKSPACE_PREFIX = 'workspace-';
+
+export async function prepareLocalWorkspace(
+  job: Job,
+  ctx: JobContext,
+  opts: PrepareWorkspaceOptions,
+): Promise<Workspace> {
+  await mkdir(opts.root, { recursive: true });
+  const dir = await mkdtemp(path.join(opts.root, `${WORKSPACE_PREFIX}${job.id}-`));
+  const ownerPath = `${dir}${OWNER_SUFFIX}`;
+  const owner: WorkspaceOwner = {
+    executorName: opts.executorName,
+    hostname: os.hostname(),
+    pid: process.pid,
+    jobUid: recordUid(job),
+    createdAt: new Date().toISOString(),
+  };
+
+  try {
+    await writeFile(ownerPath, JSON.stringify(owner), { mode: 0o600 });
+    if (job.repositoryName) {
+      await cloneRepository(job, ctx, {
+        workspacePath: dir,
+        frontendUrl: opts.frontendUrl,
+        frontendPassword: opts.frontendPassword,
+        executorName: opts.executorName,
+      });
+    }
+    const scriptNames = await writeWorkspaceFiles(job, dir, ctx.logger, opts.files);
+
+    let removed: Promise<void> | undefined;
+    const remove = (): Promise<void> => {
+      removed ??= (async () => {
+        const handle = ctx.logger.entry('teardown.fs', null);
+        try {
+          if (opts.keepWorkspaces) {
+            handle.writeRaw(`Preserving workspace (${dir}) as per config`);
+            await writeFile(ownerPath, JSON.stringify({ ...owner, preserved: true }), { mode: 0o600 }).catch(
+              () => {},
+            );
+            return;
+          }
+          handle.writeRaw(`Removing ${dir}\n`);
+          try {
+            await rm(dir, { recursive: true, force: true });
+            await rm(ownerPath, { force: true });
+          } catch (err) {
+            handle.writeRaw(`Operation failed: ${errorMessage(err)}\n`);
+          }
+        } finally {
+          // Workspace cleanup never fails the job (Sourcegraph finalizes this entry with 0).
+          handle.close(0);
+        }
+      })();
+      return removed;
+    };
+    return { path: dir, scriptNames, remove };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+    await rm(ownerPath, { force: true }).catch(() => {});
+    throw err;
+  }
+}
