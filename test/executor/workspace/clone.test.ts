@@ -258,6 +258,7 @@ describe('prepareLocalWorkspace with a repository', () => {
       const fetchEntry = (await entries()).find((e) => e.key === 'setup.git.fetch')!;
       expect(fetchEntry.command!.slice(8, -2)).toEqual(['--tags', '--depth=1']);
       expect(git(ws.path, 'tag')).toBe('v1');
+      expect(git(ws.path, 'rev-parse', 'v1^{commit}')).toBe(first);
     } finally {
       await ws.remove();
     }

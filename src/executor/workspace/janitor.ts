@@ -1,0 +1,105 @@
+/**
+ * Finds and removes workspaces that a crashed or restarted executor left behind.
+ *
+ * A workspace `<root>/workspace-<jobId>-<random>` is an orphan when its owner file
+ * (`<dir>.owner.json`, see prepare.ts) names this host and either
+ *   - its executor is `selfName` and its jobUid is not among this executor's active jobs, or
+ *   - the process that created it is no longer alive;
+ * or when it has no owner file and is older than ORPHAN_WITHOUT_OWNER_AGE_MS (the owner file is
+ * written right after the directory is created, so a young directory may just be starting).
+ * Workspaces of other hosts (a shared root) and workspaces kept on purpose are never touched.
+ */
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Clock } from '../../lib/clock.js';
+import { systemClock } from '../../lib/clock.js';
+import { OWNER_SUFFIX, WORKSPACE_PREFIX, type WorkspaceOwner } from './prepare.js';
+
+export const ORPHAN_WITHOUT_OWNER_AGE_MS = 60 * 60 * 1000;
+
+export interface JanitorOptions {
+  clock?: Clock;
+  /** Liveness probe for a pid; default: process.kill(pid, 0). */
+  isAlive?: (pid: number) => boolean;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function readOwner(file: string): Promise<WorkspaceOwner | 'missing' | 'invalid'> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'invalid';
+  }
+  try {
+    const o = JSON.parse(text) as WorkspaceOwner;
+    if (typeof o.hostname !== 'string' || typeof o.executorName !== 'string') return 'invalid';
+    return o;
+  } catch {
+    return 'invalid';
+  }
+}
+
+export async function findOrphanWorkspaces(
+  root: string,
+  activeJobUids: ReadonlySet<string>,
+  selfName: string,
+  opts: JanitorOptions = {},
+): Promise<string[]> {
+  const clock = opts.clock ?? systemClock;
+  const isAlive = opts.isAlive ?? pidAlive;
+  let names: string[];
+  try {
+    names = await readdir(root);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const host = os.hostname();
+  const orphans: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(WORKSPACE_PREFIX) || name.endsWith(OWNER_SUFFIX)) continue;
+    const dir = path.join(root, name);
+    const st = await stat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) continue;
+    const owner = await readOwner(`${dir}${OWNER_SUFFIX}`);
+    if (owner === 'missing') {
+      if (clock.now() - st.mtimeMs > ORPHAN_WITHOUT_OWNER_AGE_MS) orphans.push(dir);
+      continue;
+    }
+    if (owner === 'invalid' || owner.hostname !== host || owner.preserved) continue;
+    const mine = owner.executorName === selfName && !activeJobUids.has(owner.jobUid);
+    const creatorGone = typeof owner.pid === 'number' && !isAlive(owner.pid);
+    if (mine || creatorGone) orphans.push(dir);
+  }
+  return orphans;
+}
+
+/** Removes what findOrphanWorkspaces returns (directory and owner file); returns the removed dirs. */
+export async function removeOrphanWorkspaces(
+  root: string,
+  activeJobUids: ReadonlySet<string>,
+  selfName: string,
+  opts: JanitorOptions = {},
+): Promise<string[]> {
+  const removed: string[] = [];
+  for (const dir of await findOrphanWorkspaces(root, activeJobUids, selfName, opts)) {
+    try {
+      await rm(dir, { recursive: true, force: true });
+      await rm(`${dir}${OWNER_SUFFIX}`, { force: true });
+      removed.push(dir);
+    } catch {
+      // Left for the next round; the caller logs what was removed.
+    }
+  }
+  return removed;
+}
