@@ -26,9 +26,9 @@ export class RuntimeUnavailableError extends Error {
 }
 
 /**
- * The docker runtime takes one FilesFetcher; the job's credentials are needed per request, so it is
- * given a fetcher that reads the job from the current request. Docker and gVisor receive a fetcher
- * bound at prepareWorkspace time through `filesForJob`.
+ * Builds the configured runtime. The docker runtime takes one FilesFetcher for all jobs, but file
+ * downloads need each job's own token, so its prepareWorkspace is wrapped to bind the job's fetcher
+ * (withJobFiles), which serialises workspace preparation across jobs.
  */
 export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtime {
   const common = {

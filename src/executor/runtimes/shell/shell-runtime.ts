@@ -5,7 +5,6 @@
  * other: for development and trusted jobs only, which is said loudly at startup.
  */
 import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../../../lib/logger.js';
@@ -112,9 +111,4 @@ export function createShellRuntime(opts: ShellRuntimeOptions): Runtime {
       return removeOrphanWorkspaces(opts.workspaceRoot, active, opts.executorName);
     },
   };
-}
-
-/** Removes a directory tree, ignoring a missing one (used by tests and teardown paths). */
-export async function removeTree(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
 }
