@@ -82,14 +82,16 @@ export const SERVER_SETTINGS: readonly Setting[] = [
     flag: 'repos',
     env: 'EXECUTOR_SERVER_REPOS',
     kind: 'string',
-    description: 'directory of git repositories served to executors (default <data>/repos)',
+    description:
+      'directory of git repositories served to executors (default: repos inside the data directory)',
   },
   {
     key: 'databaseUrlRaw',
     flag: 'database-url',
     env: 'DATABASE_URL',
     kind: 'string',
-    description: 'postgres:// URL; default the SQLite file <data>/executor.db',
+    description:
+      'PostgreSQL URL (postgres://...); default: the SQLite file executor.db in the data directory',
   },
   {
     key: 'executorsAccessToken',

@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadServerConfig, ServerConfigError } from '../../src/config/server.js';
+import { loadServerConfig, SERVER_SETTINGS, ServerConfigError } from '../../src/config/server.js';
 
 const required = {
   EXECUTORS_ACCESS_TOKEN: 'x'.repeat(20),
@@ -75,5 +76,16 @@ describe('loadServerConfig', () => {
     expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_STALLED_AFTER: must be a duration/);
     expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_LISTEN: must be HOST:PORT/);
     expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_QUEUE_WEIGHTS: "a=x" is not QUEUE=WEIGHT/);
+  });
+
+  it('docs/configuration.md lists every server setting with its default', () => {
+    const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## Server (executor server)'));
+    expect(section.length).toBeGreaterThan(100);
+    for (const s of SERVER_SETTINGS) {
+      const row = section.split('\n').find((l) => l.startsWith(`| \`--${s.flag}\` | \`${s.env}\` |`));
+      expect(row, s.env).toBeDefined();
+      if (s.default) expect(row).toContain(`\`${s.default}\``);
+    }
   });
 });
