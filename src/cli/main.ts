@@ -1,0 +1,32 @@
+/**
+ * The `executor` command. Only parses, wires and starts: the work lives in server/, executor/ and
+ * store/. `run` is the default command, as in Sourcegraph's executor.
+ */
+import { Command } from 'commander';
+import { packageVersion } from '../lib/version.js';
+import { registerClientCommands } from './client-commands.js';
+import { registerRunCommand } from './run.js';
+import { registerServerCommand } from './server.js';
+import { registerValidateCommand } from './validate.js';
+
+export function buildProgram(): Command {
+  const program = new Command('executor')
+    .description(
+      'Run untrusted batch jobs in sandboxes: a Sourcegraph-compatible executor (run) and the queue server it talks to (server).',
+    )
+    .version(packageVersion(), '-v, --version')
+    .showHelpAfterError();
+  registerRunCommand(program);
+  registerValidateCommand(program);
+  registerServerCommand(program);
+  registerClientCommands(program);
+  return program;
+}
+
+const program = buildProgram();
+const args = process.argv.slice(2);
+// `executor` alone, or with only run's flags, means `executor run` (Sourcegraph's default command).
+if (args.length === 0 || (args[0]?.startsWith('--') && !['--help', '--version'].includes(args[0]))) {
+  args.unshift('run');
+}
+await program.parseAsync(args, { from: 'user' });
