@@ -25,11 +25,7 @@ export class RuntimeUnavailableError extends Error {
   }
 }
 
-/**
- * Builds the configured runtime. The docker runtime takes one FilesFetcher for all jobs, but file
- * downloads need each job's own token, so its prepareWorkspace is wrapped to bind the job's fetcher
- * (withJobFiles), which serialises workspace preparation across jobs.
- */
+/** Builds the configured runtime. */
 export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtime {
   const common = {
     executorName: config.executorName,
@@ -40,20 +36,12 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
   };
   switch (config.runtime) {
     case 'docker':
-    case 'gvisor': {
-      // One runtime serves every job; the files fetcher must use the credentials of the job whose
-      // workspace is being prepared, so prepareWorkspace is wrapped to bind it.
-      let current: FilesFetcher | undefined;
-      const files: FilesFetcher = {
-        get: (bucket, key) => {
-          if (!current) throw new Error('files requested outside of workspace preparation');
-          return current.get(bucket, key);
-        },
-      };
-      const rt = createDockerRuntime({
+    case 'gvisor':
+      return createDockerRuntime({
         ...common,
         kind: config.runtime,
-        files,
+        // Per job: file downloads use each job's own token.
+        files: deps.files,
         cpus: config.jobNumCpus,
         memory: config.jobMemory,
         pidsLimit: config.jobPidsLimit,
@@ -64,10 +52,6 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         authConfig: config.dockerAuthConfig,
         logger: deps.logger,
       });
-      return withJobFiles(rt, deps.files, (f) => {
-        current = f;
-      });
-    }
     case 'shell':
       return createShellRuntime({ ...common, files: deps.files, logger: deps.logger });
     case 'firecracker':
@@ -78,38 +62,4 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         'not available in this build yet; use docker or gvisor',
       );
   }
-}
-
-/**
- * Binds the job's files fetcher around prepareWorkspace. Concurrent preparations are serialised
- * per call through a chain so each sees its own job's credentials.
- */
-function withJobFiles(
-  rt: Runtime,
-  filesFor: (job: Job) => FilesFetcher,
-  bind: (f: FilesFetcher | undefined) => void,
-): Runtime {
-  let chain: Promise<unknown> = Promise.resolve();
-  return {
-    ...rt,
-    name: rt.name,
-    stepKeyPrefix: rt.stepKeyPrefix,
-    validate: () => rt.validate(),
-    version: () => rt.version(),
-    newRunner: (job, ws, ctx) => rt.newRunner(job, ws, ctx),
-    specs: (job, ws) => rt.specs(job, ws),
-    cleanupOrphans: (active) => rt.cleanupOrphans(active),
-    prepareWorkspace(job, ctx) {
-      const run = chain.then(async () => {
-        bind(filesFor(job));
-        try {
-          return await rt.prepareWorkspace(job, ctx);
-        } finally {
-          bind(undefined);
-        }
-      });
-      chain = run.catch(() => undefined);
-      return run;
-    },
-  };
 }
