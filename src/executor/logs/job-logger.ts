@@ -215,6 +215,11 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     e.timer = setTimeout(() => {
       e.timer = undefined;
       if (e.closed) return;
+      // Timers run on the event loop's cached time and may fire a little early by this clock.
+      if (mono() < e.lastSendAt + intervalMs) {
+        schedule(e);
+        return;
+      }
       e.lastSendAt = mono();
       e.inflight = send(e)
         .catch((err) =>

@@ -67,9 +67,10 @@ describe('job logger: Sourcegraph update semantics', () => {
     });
     // Every update is a full snapshot: a prefix of the final output, starting at its beginning.
     for (const u of updates) expect(lines.join('').startsWith(u.entry!.out!)).toBe(true);
-    // Rate: consecutive non-final updates are at least one interval apart (1 ms timer slack).
+    // Rate: consecutive non-final updates start at least one interval apart (the sink stamps its
+    // call a moment after the logger stamps the send, hence the half millisecond).
     const timed = updates.slice(0, -1).map((u) => u.at);
-    for (let i = 1; i < timed.length; i++) expect(timed[i]! - timed[i - 1]!).toBeGreaterThanOrEqual(39);
+    for (let i = 1; i < timed.length; i++) expect(timed[i]! - timed[i - 1]!).toBeGreaterThanOrEqual(39.5);
     expect(updates.length).toBeGreaterThanOrEqual(3);
   });
 
