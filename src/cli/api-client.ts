@@ -88,7 +88,10 @@ export function createApiClient(opts: ApiClientOptions) {
       const params = new URLSearchParams();
       for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
       const qs = params.toString();
-      return call<{ jobs: ApiJob[]; total: number; nextBefore?: number | null }>('GET', `/jobs${qs ? `?${qs}` : ''}`);
+      return call<{ jobs: ApiJob[]; total: number; nextBefore?: number | null }>(
+        'GET',
+        `/jobs${qs ? `?${qs}` : ''}`,
+      );
     },
     getJob: (id: number) => call<ApiJob>('GET', `/jobs/${id}`),
     getLogs: (id: number) => call<{ entries: ApiLogEntry[] } | ApiLogEntry[]>('GET', `/jobs/${id}/logs`),
@@ -131,7 +134,8 @@ export function createApiClient(opts: ApiClientOptions) {
           if (data.length === 0) continue;
           const payload = JSON.parse(data.join('\n'));
           if (event === 'entry') onEvent({ type: 'entry', entry: payload });
-          else if (event === 'output') onEvent({ type: 'output', entryId: payload.entryId, data: payload.data });
+          else if (event === 'output')
+            onEvent({ type: 'output', entryId: payload.entryId, data: payload.data });
           else if (event === 'end') {
             final = payload.job ?? payload;
             onEvent({ type: 'end', job: final! });

@@ -26,7 +26,9 @@ function clientFrom(opts: GlobalOpts): ApiClient {
   const server = opts.server ?? process.env.EXECUTOR_SERVER_URL ?? 'http://127.0.0.1:3080';
   const token = opts.token ?? process.env.EXECUTOR_SERVER_API_TOKEN;
   if (!token) {
-    throw new UsageError('no API token: pass --token or set EXECUTOR_SERVER_API_TOKEN (printed by `executor up`)');
+    throw new UsageError(
+      'no API token: pass --token or set EXECUTOR_SERVER_API_TOKEN (printed by `executor up`)',
+    );
   }
   return createApiClient({ server, token });
 }
@@ -90,7 +92,12 @@ export function renderJob(job: ApiJob): string {
   if (entries?.length) {
     lines.push('', paint('Steps', 'bold'));
     for (const e of entries) {
-      const mark = e.exitCode === null || e.exitCode === undefined ? paint('…', 'cyan') : e.exitCode === 0 ? paint('✓', 'green') : paint('✗', 'red');
+      const mark =
+        e.exitCode === null || e.exitCode === undefined
+          ? paint('…', 'cyan')
+          : e.exitCode === 0
+            ? paint('✓', 'green')
+            : paint('✗', 'red');
       lines.push(
         `  ${mark} ${e.key.padEnd(32)} ${humanDuration(e.durationMs).padStart(8)}${
           e.exitCode !== null && e.exitCode !== undefined ? `  exit ${e.exitCode}` : ''
@@ -123,7 +130,9 @@ export function createLogPrinter(write: (s: string) => void = (s) => process.std
         if (!atLineStart) write('\n');
         atLineStart = true;
         const res = e.exitCode === 0 ? paint('ok', 'green') : paint(`exit code ${e.exitCode}`, 'red');
-        write(`${paint(`<== ${e.key}: `, 'gray')}${res}${paint(` in ${humanDuration(e.durationMs)}`, 'gray')}\n`);
+        write(
+          `${paint(`<== ${e.key}: `, 'gray')}${res}${paint(` in ${humanDuration(e.durationMs)}`, 'gray')}\n`,
+        );
       }
     },
     output(entryId: number, data: string) {
@@ -145,7 +154,9 @@ export function createLogPrinter(write: (s: string) => void = (s) => process.std
 export async function followJob(client: ApiClient, id: number, json: boolean): Promise<number> {
   const controller = new AbortController();
   const onSigint = () => {
-    process.stderr.write(`\nstopped following job ${id}; it keeps running (executor cancel ${id} to stop it)\n`);
+    process.stderr.write(
+      `\nstopped following job ${id}; it keeps running (executor cancel ${id} to stop it)\n`,
+    );
     controller.abort();
   };
   process.once('SIGINT', onSigint);
@@ -227,19 +238,21 @@ export function registerClientCommands(program: Command): void {
         if (opts.json) out(JSON.stringify(page));
         else {
           out(page.jobs.length ? renderJobs(page.jobs) : 'no jobs');
-          if (page.nextBefore) out(paint(`${page.total} in all; next page: --before ${page.nextBefore}`, 'gray'));
+          if (page.nextBefore)
+            out(paint(`${page.total} in all; next page: --before ${page.nextBefore}`, 'gray'));
         }
         return 0;
       }),
     );
 
-  withGlobal(program.command('show <id>').description('show a job: state, attempts, steps and durations')).action(
-    (id: string, opts: GlobalOpts) =>
-      runAction(async () => {
-        const job = await clientFrom(opts).getJob(parseId(id));
-        out(opts.json ? JSON.stringify(job) : renderJob(job));
-        return 0;
-      }),
+  withGlobal(
+    program.command('show <id>').description('show a job: state, attempts, steps and durations'),
+  ).action((id: string, opts: GlobalOpts) =>
+    runAction(async () => {
+      const job = await clientFrom(opts).getJob(parseId(id));
+      out(opts.json ? JSON.stringify(job) : renderJob(job));
+      return 0;
+    }),
   );
 
   withGlobal(program.command('logs <id>').description("print a job's log"))
@@ -273,42 +286,51 @@ export function registerClientCommands(program: Command): void {
       runAction(async () => {
         const client = clientFrom(opts);
         const job = name === 'cancel' ? await client.cancel(parseId(id)) : await client.retry(parseId(id));
-        out(opts.json ? JSON.stringify(job) : `job ${job.id}: ${stateText(job.state)}${job.cancel ? ' (cancel requested)' : ''}`);
+        out(
+          opts.json
+            ? JSON.stringify(job)
+            : `job ${job.id}: ${stateText(job.state)}${job.cancel ? ' (cancel requested)' : ''}`,
+        );
         return 0;
       }),
     );
   }
 
-  withGlobal(program.command('executors').description('list executors with versions and compatibility')).action(
-    (opts: GlobalOpts) =>
-      runAction(async () => {
-        const res = (await clientFrom(opts).executors()) as { executors?: Record<string, unknown>[] } | Record<string, unknown>[];
-        const list = Array.isArray(res) ? res : (res.executors ?? []);
-        if (opts.json) out(JSON.stringify(res));
-        else
-          out(
-            list.length === 0
-              ? 'no executors have been seen'
-              : table(
-                  ['NAME', 'QUEUES', 'VERSION', 'COMPATIBILITY', 'ACTIVE', 'LAST SEEN'],
-                  list.map((e) => [
-                    str(e.name ?? e.hostname),
-                    str((e.queueNames as string[] | null)?.join(',') ?? e.queueName),
-                    str(e.executorVersion),
-                    str(e.compatibility),
-                    e.active ? paint('yes', 'green') : paint('no', 'gray'),
-                    ago(e.lastSeenAt as string),
-                  ]),
-                ),
-          );
-        return 0;
-      }),
+  withGlobal(
+    program.command('executors').description('list executors with versions and compatibility'),
+  ).action((opts: GlobalOpts) =>
+    runAction(async () => {
+      const res = (await clientFrom(opts).executors()) as
+        | { executors?: Record<string, unknown>[] }
+        | Record<string, unknown>[];
+      const list = Array.isArray(res) ? res : (res.executors ?? []);
+      if (opts.json) out(JSON.stringify(res));
+      else
+        out(
+          list.length === 0
+            ? 'no executors have been seen'
+            : table(
+                ['NAME', 'QUEUES', 'VERSION', 'COMPATIBILITY', 'ACTIVE', 'LAST SEEN'],
+                list.map((e) => [
+                  str(e.name ?? e.hostname),
+                  str((e.queueNames as string[] | null)?.join(',') ?? e.queueName),
+                  str(e.executorVersion),
+                  str(e.compatibility),
+                  e.active ? paint('yes', 'green') : paint('no', 'gray'),
+                  ago(e.lastSeenAt as string),
+                ]),
+              ),
+        );
+      return 0;
+    }),
   );
 
   withGlobal(program.command('queues').description('queue depth, processing and oldest waiting job')).action(
     (opts: GlobalOpts) =>
       runAction(async () => {
-        const res = (await clientFrom(opts).queues()) as { queues?: Record<string, unknown>[] } | Record<string, unknown>[];
+        const res = (await clientFrom(opts).queues()) as
+          | { queues?: Record<string, unknown>[] }
+          | Record<string, unknown>[];
         const list = Array.isArray(res) ? res : (res.queues ?? []);
         if (opts.json) out(JSON.stringify(res));
         else
@@ -321,7 +343,9 @@ export function registerClientCommands(program: Command): void {
                     str(q.queue ?? q.name),
                     str(q.queued ?? q.depth),
                     str(q.processing),
-                    q.oldestAgeMs !== undefined && q.oldestAgeMs !== null ? humanDuration(Number(q.oldestAgeMs)) : '-',
+                    q.oldestAgeMs !== undefined && q.oldestAgeMs !== null
+                      ? humanDuration(Number(q.oldestAgeMs))
+                      : '-',
                   ]),
                 ),
           );

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { parseCapabilities } from '../../src/protocol/capabilities.js';
 import { decodeHeartbeatResponse, heartbeatRequestSchema } from '../../src/protocol/http.js';
 import { JobIdsParseError, parseJobIds, splitRecordUid } from '../../src/protocol/job-id.js';
-import { parseCapabilities } from '../../src/protocol/capabilities.js';
 
 describe('heartbeat ids', () => {
   it('accepts job ids as strings, numbers or a mix (http_test.go)', () => {

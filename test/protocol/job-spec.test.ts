@@ -5,7 +5,10 @@ const valid = {
   queue: 'default',
   repository: { name: 'org/repo', commit: 'main' },
   files: { 'a/b.txt': 'hi', 'bin.dat': { base64: 'AAE=' } },
-  steps: [{ key: 'build', image: 'alpine', run: 'make', env: { A: '1' } }, { image: 'alpine', run: ['a', 'b'] }],
+  steps: [
+    { key: 'build', image: 'alpine', run: 'make', env: { A: '1' } },
+    { image: 'alpine', run: ['a', 'b'] },
+  ],
   secrets: { TOKEN: 'x' },
   timeout: '10m',
   maxAttempts: 2,
@@ -49,7 +52,13 @@ describe('JobSpec validation', () => {
   });
 
   it('refuses duplicate step keys, including implicit index keys', () => {
-    const r = validateJobSpec({ queue: 'q', steps: [{ key: '1', image: 'a', run: 'x' }, { image: 'a', run: 'y' }] });
+    const r = validateJobSpec({
+      queue: 'q',
+      steps: [
+        { key: '1', image: 'a', run: 'x' },
+        { image: 'a', run: 'y' },
+      ],
+    });
     expect(r.ok).toBe(false);
   });
 

@@ -102,7 +102,9 @@ describe('Job payload', () => {
   });
 
   it('refuses a v2 docker auth that is not base64, as Go does', () => {
-    expect(() => decodeJob({ version: 2, id: 1, dockerAuthConfig: { auths: { r: { auth: '%%%' } } } })).toThrow();
+    expect(() =>
+      decodeJob({ version: 2, id: 1, dockerAuthConfig: { auths: { r: { auth: '%%%' } } } }),
+    ).toThrow();
   });
 
   it('names records with the queue when multi-queue', () => {

@@ -29,7 +29,9 @@ describe('payload version gate', () => {
 
   it('throws on a version that is neither semver, dev nor a build date', () => {
     expect(() => supportsV2Payload('banana')).toThrow(InvalidVersionError);
-    expect(() => supportsV2Payload('banana')).toThrow('failed to check version "banana": Invalid Semantic Version');
+    expect(() => supportsV2Payload('banana')).toThrow(
+      'failed to check version "banana": Invalid Semantic Version',
+    );
   });
 
   it('recognises our own executor by its build tag', () => {
