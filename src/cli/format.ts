@@ -25,7 +25,6 @@ export function stateText(state: string): string {
   return paint(state, STATE_COLOR[state] ?? 'bold');
 }
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
 const ANSI = /\x1b\[[0-9;]*m/g;
 const visibleLength = (s: string) => s.replace(ANSI, '').length;
 

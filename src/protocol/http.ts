@@ -44,7 +44,10 @@ const telemetry = {
   gitVersion: z.string().max(200).default(''),
   igniteVersion: z.string().max(200).default(''),
   srcCliVersion: z.string().max(200).default(''),
-  prometheusMetrics: z.string().max(4 * 1024 * 1024).default(''),
+  prometheusMetrics: z
+    .string()
+    .max(4 * 1024 * 1024)
+    .default(''),
 };
 
 /** Single-queue heartbeat ("V1" request shape, `version:"V2"`, integer `jobIds`) and multi-queue one. */

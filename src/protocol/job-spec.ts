@@ -17,9 +17,9 @@ const relativePath = z
     message: 'must be a relative path inside the workspace (no leading "/", no "..")',
   });
 
-const duration = z
-  .string()
-  .refine((s) => (parseDurationMs(s) ?? 0) > 0, { message: 'must be a duration such as "90s", "30m" or "2h"' });
+const duration = z.string().refine((s) => (parseDurationMs(s) ?? 0) > 0, {
+  message: 'must be a duration such as "90s", "30m" or "2h"',
+});
 
 export const stepSpecSchema = z
   .object({
@@ -49,7 +49,9 @@ export const repositorySpecSchema = z
       .min(1)
       .max(512)
       .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'must be a repository name like "org/repo"')
-      .refine((n) => !n.split('/').some((p) => p === '.' || p === '..'), { message: 'must not contain . or ..' }),
+      .refine((n) => !n.split('/').some((p) => p === '.' || p === '..'), {
+        message: 'must not contain . or ..',
+      }),
     commit: z.string().min(1, 'is required: a commit sha, branch or tag').max(256),
     directory: relativePath.optional(),
     fetchTags: z.boolean().optional(),
@@ -99,7 +101,8 @@ export const jobSpecSchema = z
     const seen = new Set<string>();
     spec.steps.forEach((s, i) => {
       const key = s.key ?? String(i);
-      if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['steps', i, 'key'], message: `duplicate step key "${key}"` });
+      if (seen.has(key))
+        ctx.addIssue({ code: 'custom', path: ['steps', i, 'key'], message: `duplicate step key "${key}"` });
       seen.add(key);
     });
   });
@@ -124,7 +127,9 @@ export function formatPath(path: readonly (string | number)[]): string {
 }
 
 /** Validates a JobSpec, returning every problem with its field path. */
-export function validateJobSpec(input: unknown): { ok: true; spec: JobSpec } | { ok: false; problems: SpecProblem[] } {
+export function validateJobSpec(
+  input: unknown,
+): { ok: true; spec: JobSpec } | { ok: false; problems: SpecProblem[] } {
   const r = jobSpecSchema.safeParse(input);
   if (r.success) return { ok: true, spec: r.data };
   return {

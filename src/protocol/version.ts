@@ -19,7 +19,9 @@ export interface SemVer {
 
 /** Lenient semver as Masterminds parses it: optional `v`, one to three numeric parts. */
 export function parseSemver(text: string): SemVer | undefined {
-  const m = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?$/.exec(text.trim());
+  const m = /^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+([0-9A-Za-z.-]+))?$/.exec(
+    text.trim(),
+  );
   if (!m) return undefined;
   return {
     major: Number(m[1]),

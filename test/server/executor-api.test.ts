@@ -129,7 +129,6 @@ describe('dequeue', () => {
       },
       { image: 'busybox', commands: ['echo a', 'echo b'], dir: '', env: ['API_KEY=sekrit-value-1'] },
     ]);
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: the literal placeholder text
     expect(job.redactedValues).toEqual({ 'sekrit-value-1': '${{ secrets.API_KEY }}' });
     expect([...job.files['bin/data']!.content!]).toEqual([0, 1, 2, 255]);
     expect(job.repositoryName).toBe('');
