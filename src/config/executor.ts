@@ -57,6 +57,8 @@ export interface ExecutorConfig {
   dockerAdditionalMounts: string[];
   dockerAddHostGateway: boolean;
   dockerAuthConfig?: { auths?: Record<string, { auth: string }> };
+  /** EXECUTOR_DOCKER_REGISTRY_MIRROR_URL, split on `,`; empty when unset. */
+  dockerRegistryMirrorUrls: string[];
   runtime: RuntimeName;
   jobPidsLimit: number;
   jobNetwork: 'bridge' | 'none';
@@ -157,6 +159,10 @@ export const EXECUTOR_ENV = {
   EXECUTOR_DOCKER_AUTH_CONFIG: {
     description:
       'Docker registry credentials as JSON `{"auths":{"<registry>":{"auth":"<base64>"}}}`. A job\'s own dockerAuthConfig wins when it has entries.',
+  },
+  EXECUTOR_DOCKER_REGISTRY_MIRROR_URL: {
+    description:
+      'Comma-separated registry mirror URLs (`http(s)://host[:port]`) for Docker Hub images. Written as `registry-mirrors` into the Docker daemon configuration the executor controls (`executor install`); `executor validate` reports whether the daemon in use has them.',
   },
   EXECUTOR_USE_FIRECRACKER: {
     default: 'false',
@@ -307,6 +313,45 @@ const frontendUrl = z.string().transform((s, ctx) => {
   return s;
 });
 
+/**
+ * Checks one registry mirror URL as dockerd does (`registry.ValidateMirror`): http or https, a host,
+ * no path, query or fragment. Returns the URL normalised to `scheme://host[:port]`, or a problem.
+ */
+export function checkRegistryMirrorUrl(
+  s: string,
+): { ok: true; url: string } | { ok: false; problem: string } {
+  let u: URL;
+  try {
+    u = new URL(s.trim());
+  } catch {
+    return { ok: false, problem: `${JSON.stringify(s)} is not a URL (want http(s)://host[:port])` };
+  }
+  if (!/^https?:$/.test(u.protocol) || u.host === '') {
+    return { ok: false, problem: `${JSON.stringify(s)} must be an http(s) URL with a host` };
+  }
+  if ((u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.hash !== '') {
+    return {
+      ok: false,
+      problem: `${JSON.stringify(s)} must have no path, query or fragment (dockerd rejects them)`,
+    };
+  }
+  return { ok: true, url: `${u.protocol}//${u.host}` };
+}
+
+const registryMirrorUrls = z.string().transform((s, ctx) => {
+  const urls: string[] = [];
+  for (const part of s.split(',')) {
+    if (part.trim() === '') continue;
+    const r = checkRegistryMirrorUrl(part);
+    if (!r.ok) {
+      ctx.addIssue({ code: 'custom', message: r.problem });
+      return z.NEVER;
+    }
+    if (!urls.includes(r.url)) urls.push(r.url);
+  }
+  return urls;
+});
+
 const dockerAuthConfig = z.string().transform((s, ctx) => {
   let v: unknown;
   try {
@@ -381,6 +426,7 @@ const FIELDS = {
   EXECUTOR_DOCKER_ADDITIONAL_MOUNTS: mounts.optional(),
   EXECUTOR_DOCKER_ADD_HOST_GATEWAY: bool,
   EXECUTOR_DOCKER_AUTH_CONFIG: dockerAuthConfig.optional(),
+  EXECUTOR_DOCKER_REGISTRY_MIRROR_URL: registryMirrorUrls.optional(),
   EXECUTOR_USE_FIRECRACKER: bool,
   EXECUTOR_RUNTIME: z.enum(RUNTIME_NAMES as [RuntimeName, ...RuntimeName[]], {
     errorMap: () => ({ message: `must be one of ${RUNTIME_NAMES.join(', ')}` }),
@@ -504,6 +550,7 @@ export function loadExecutorConfig(
     dockerAdditionalMounts: v.EXECUTOR_DOCKER_ADDITIONAL_MOUNTS ?? [],
     dockerAddHostGateway: v.EXECUTOR_DOCKER_ADD_HOST_GATEWAY,
     dockerAuthConfig: v.EXECUTOR_DOCKER_AUTH_CONFIG,
+    dockerRegistryMirrorUrls: v.EXECUTOR_DOCKER_REGISTRY_MIRROR_URL ?? [],
     runtime: useFc ? 'firecracker' : v.EXECUTOR_RUNTIME,
     jobPidsLimit: v.EXECUTOR_JOB_PIDS_LIMIT,
     jobNetwork: v.EXECUTOR_JOB_NETWORK,

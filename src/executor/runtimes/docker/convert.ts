@@ -165,6 +165,22 @@ export function memoryBytes(memory: string): number | undefined {
   return n === 0 ? undefined : n;
 }
 
+/**
+ * The CPU limit Docker will accept: the daemon refuses `NanoCpus` above its host's CPU count
+ * ("Range of CPUs is from 0.01 to N"), so a request above `hostCpus` is lowered to it. `0` (no
+ * limit) stays 0; an unknown host count (undefined, 0 or not finite) keeps the request as it is.
+ */
+export function clampCpus(
+  requested: number,
+  hostCpus: number | undefined,
+): { cpus: number; clamped: boolean } {
+  if (requested <= 0) return { cpus: 0, clamped: false };
+  if (hostCpus === undefined || !Number.isFinite(hostCpus) || hostCpus <= 0) {
+    return { cpus: requested, clamped: false };
+  }
+  return requested > hostCpus ? { cpus: hostCpus, clamped: true } : { cpus: requested, clamped: false };
+}
+
 /** The host directory the daemon binds at /data: the workspace, or its twin under hostMountPath. */
 export function hostWorkspaceDir(workspacePath: string, hostMountPath?: string): string {
   return hostMountPath ? path.join(hostMountPath, path.basename(workspacePath)) : workspacePath;

@@ -29,6 +29,7 @@ import type {
 import {
   type ContainerInput,
   type ContainerSettings,
+  clampCpus,
   dockerRunArgv,
   effectiveAuthConfig,
   LABELS,
@@ -132,6 +133,36 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     addHostGateway: opts.addHostGateway,
   };
 
+  let cpuCheck: Promise<void> | undefined;
+  /**
+   * Reads the daemon's CPU count once and lowers the step CPU limit to it: Docker refuses a
+   * NanoCpus above the host's CPUs, which would fail every step. Warns once when it lowers it.
+   * A failed `docker info` is retried by the next job (the create will report the daemon anyway).
+   */
+  function fitCpusToDaemon(): Promise<void> {
+    cpuCheck ??= (async () => {
+      if (opts.cpus <= 0) return;
+      let ncpu: number | undefined;
+      try {
+        ncpu = ((await docker.info()) as { NCPU?: number }).NCPU;
+      } catch (err) {
+        cpuCheck = undefined;
+        log.warn('cannot read the Docker host CPU count; CPU limit left as configured', { err });
+        return;
+      }
+      const r = clampCpus(opts.cpus, ncpu);
+      if (r.clamped) {
+        settings.cpus = r.cpus;
+        log.warn('EXECUTOR_JOB_NUM_CPUS exceeds the Docker host CPU count; limiting steps to the host', {
+          requested: opts.cpus,
+          hostCpus: ncpu,
+          using: r.cpus,
+        });
+      }
+    })();
+    return cpuCheck;
+  }
+
   async function imagePresent(image: string): Promise<boolean> {
     try {
       await docker.getImage(image).inspect();
@@ -206,6 +237,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
 
     return {
       async setup() {
+        await fitCpusToDaemon();
         const images = [...new Set(job.dockerSteps.map((s) => s.image))];
         for (const image of images) {
           if (signal.aborted) throw signal.reason;

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type ContainerInput,
   type ContainerSettings,
+  clampCpus,
   containerWorkdir,
   dockerConfigJson,
   dockerRunArgv,
@@ -109,6 +110,19 @@ describe('toContainerCreateOptions', () => {
   it('sets NanoCpus from fractional and whole cpus', () => {
     expect(toContainerCreateOptions(input({ settings: { cpus: 4 } })).HostConfig!.NanoCpus).toBe(4e9);
     expect(toContainerCreateOptions(input({ settings: { cpus: 0.5 } })).HostConfig!.NanoCpus).toBe(5e8);
+  });
+
+  it('clamps the CPU limit to the Docker host CPU count', () => {
+    expect(clampCpus(4, 2)).toEqual({ cpus: 2, clamped: true });
+    expect(clampCpus(2.5, 2)).toEqual({ cpus: 2, clamped: true });
+    expect(clampCpus(2, 2)).toEqual({ cpus: 2, clamped: false });
+    expect(clampCpus(1.5, 2)).toEqual({ cpus: 1.5, clamped: false });
+    // 0 means no limit, whatever the host.
+    expect(clampCpus(0, 2)).toEqual({ cpus: 0, clamped: false });
+    // An unknown host count keeps the request.
+    for (const host of [undefined, 0, Number.NaN, -1]) {
+      expect(clampCpus(4, host)).toEqual({ cpus: 4, clamped: false });
+    }
   });
 
   it('sets Memory with Docker binary units and no swap', () => {
