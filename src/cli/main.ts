@@ -5,8 +5,10 @@
 import { Command } from 'commander';
 import { packageVersion } from '../lib/version.js';
 import { registerClientCommands } from './client-commands.js';
+import { registerExecCommand } from './exec.js';
 import { registerRunCommand } from './run.js';
 import { registerServerCommand } from './server.js';
+import { registerUpCommand } from './up.js';
 import { registerValidateCommand } from './validate.js';
 
 export function buildProgram(): Command {
@@ -16,10 +18,12 @@ export function buildProgram(): Command {
     )
     .version(packageVersion(), '-v, --version')
     .showHelpAfterError();
+  registerUpCommand(program);
   registerRunCommand(program);
   registerValidateCommand(program);
   registerServerCommand(program);
   registerClientCommands(program);
+  registerExecCommand(program);
   return program;
 }
 
