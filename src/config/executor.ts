@@ -32,6 +32,45 @@ export interface HttpRetryConfig {
   timeoutMs: number;
 }
 
+/** The Kubernetes runtime's settings (KUBERNETES_* and EXECUTOR_KUBERNETES_*). */
+export interface KubernetesConfig {
+  /** Kubeconfig file; when missing, the in-cluster service account is used. */
+  configPath?: string;
+  namespace: string;
+  nodeName?: string;
+  nodeSelector: Record<string, string>;
+  nodeRequiredAffinityMatchExpressions: Record<string, unknown>[];
+  nodeRequiredAffinityMatchFields: Record<string, unknown>[];
+  podAffinity: Record<string, unknown>[];
+  podAntiAffinity: Record<string, unknown>[];
+  tolerations: Record<string, unknown>[];
+  persistenceVolumeName: string;
+  resourceLimitCpu?: string;
+  resourceRequestCpu?: string;
+  resourceLimitMemory?: string;
+  resourceRequestMemory?: string;
+  jobDeadlineSeconds: number;
+  keepJobs: boolean;
+  /** Applied only when > 0. */
+  runAsUser: number;
+  /** Applied only when > 0. */
+  runAsGroup: number;
+  /** Applied only when > 0. */
+  fsGroup: number;
+  runAsNonRoot: boolean;
+  singleJobPod: boolean;
+  jobVolumeType: 'emptyDir' | 'pvc';
+  jobVolumeSize: string;
+  additionalJobVolumes: Record<string, unknown>[];
+  additionalJobVolumeMounts: Array<{ name: string; mountPath: string } & Record<string, unknown>>;
+  singleJobStepImage: string;
+  gitCaCert?: string;
+  jobAnnotations: Record<string, string>;
+  jobPodAnnotations: Record<string, string>;
+  imagePullSecrets: string[];
+  runtimeClassName?: string;
+}
+
 export interface ExecutorConfig {
   frontendUrl: string;
   frontendPassword: string;
@@ -69,6 +108,7 @@ export interface ExecutorConfig {
   workspaceRoot: string;
   executorName: string;
   httpRetry: HttpRetryConfig;
+  kubernetes: KubernetesConfig;
 }
 
 export type LoadResult = { ok: true; config: ExecutorConfig } | { ok: false; problems: string[] };
@@ -199,6 +239,88 @@ export const EXECUTOR_ENV = {
     description:
       'Executor name sent to the server. Default: `<hostname>-<uuid>`, new on every start (as Sourcegraph does).',
   },
+  EXECUTOR_KUBERNETES_CONFIG_PATH: {
+    description:
+      'Kubeconfig of the Kubernetes runtime. Default `~/.kube/config`; when that file is missing, the in-cluster service account is used. With EXECUTOR_RUNTIME unset, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT both set select `kubernetes`.',
+  },
+  EXECUTOR_KUBERNETES_NAMESPACE: {
+    default: 'default',
+    description: 'Namespace of job pods, Secrets and PVCs.',
+  },
+  EXECUTOR_KUBERNETES_NODE_NAME: { description: 'Run job pods on this node (`nodeName`).' },
+  EXECUTOR_KUBERNETES_NODE_SELECTOR: { description: 'Node selector of job pods, `k=v,k2=v2`.' },
+  EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS: {
+    description: 'JSON `NodeSelectorRequirement[]`: a required node affinity term of job pods.',
+  },
+  EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_FIELDS: {
+    description: 'JSON `NodeSelectorRequirement[]` matched on node fields, in the same term.',
+  },
+  EXECUTOR_KUBERNETES_POD_AFFINITY: {
+    description: 'JSON `PodAffinityTerm[]` (each with a `topologyKey`): required pod affinity of job pods.',
+  },
+  EXECUTOR_KUBERNETES_POD_ANTI_AFFINITY: {
+    description:
+      'JSON `PodAffinityTerm[]` (each with a `topologyKey`): required pod anti-affinity of job pods.',
+  },
+  EXECUTOR_KUBERNETES_NODE_TOLERATIONS: { description: 'JSON `Toleration[]` of job pods.' },
+  EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME: {
+    default: 'sg-executor-pvc',
+    description:
+      'Multi-pod mode: the shared PVC, mounted in the executor pod at EXECUTOR_WORKSPACE_ROOT and in step pods at `/job`.',
+  },
+  EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU: { description: 'CPU limit of every job container (e.g. `2`).' },
+  EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU: { description: 'CPU request of every job container.' },
+  EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY: {
+    default: '12Gi',
+    description: 'Memory limit of every job container.',
+  },
+  EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY: {
+    default: '12Gi',
+    description: 'Memory request of every job container.',
+  },
+  EXECUTOR_KUBERNETES_RUNTIME_CLASS: {
+    description: '`runtimeClassName` of job pods, e.g. `gvisor` for a gVisor RuntimeClass.',
+  },
+  KUBERNETES_JOB_DEADLINE: {
+    default: '1200',
+    description: 'Seconds a job pod may run (`activeDeadlineSeconds`); past it the job fails and says so.',
+  },
+  KUBERNETES_KEEP_JOBS: {
+    default: 'false',
+    description: 'Keep Jobs, Secrets and PVCs after the job ends (for debugging).',
+  },
+  KUBERNETES_RUN_AS_USER: { default: '-1', description: 'Pod `runAsUser`; applied only when > 0.' },
+  KUBERNETES_RUN_AS_GROUP: { default: '-1', description: 'Pod `runAsGroup`; applied only when > 0.' },
+  KUBERNETES_FS_GROUP: { default: '1000', description: 'Pod `fsGroup`; applied only when > 0.' },
+  KUBERNETES_RUN_AS_NON_ROOT: {
+    default: 'true',
+    description:
+      'Pods and containers get `runAsNonRoot: true`: step images must name a non-root user, or set KUBERNETES_RUN_AS_USER.',
+  },
+  KUBERNETES_SINGLE_JOB_POD: {
+    default: 'true',
+    description:
+      'Run a whole job in one pod (setup, one init container per step, `main`). `false`: one Job per step on the shared PVC.',
+  },
+  KUBERNETES_JOB_VOLUME_TYPE: {
+    default: 'emptyDir',
+    description: 'Single pod workspace: `emptyDir` (with a size limit) or `pvc` (one PVC per job).',
+  },
+  KUBERNETES_JOB_VOLUME_SIZE: { default: '5Gi', description: 'Size of the single pod workspace volume.' },
+  KUBERNETES_ADDITIONAL_JOB_VOLUMES: { description: 'JSON `Volume[]` added to job pods.' },
+  KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS: {
+    description: 'JSON `VolumeMount[]` added to every job container.',
+  },
+  KUBERNETES_SINGLE_JOB_STEP_IMAGE: {
+    default: 'sourcegraph/batcheshelper:insiders',
+    description: 'Image of the `setup-workspace` and `main` containers; needs `sh` and `git`.',
+  },
+  KUBERNETES_GIT_CA_CERT: {
+    description: 'Path inside the pod of a CA bundle git trusts (`http.sslCAInfo`).',
+  },
+  KUBERNETES_JOB_ANNOTATIONS: { description: 'JSON object of annotations on job Jobs.' },
+  KUBERNETES_JOB_POD_ANNOTATIONS: { description: 'JSON object of annotations on job pods.' },
+  KUBERNETES_IMAGE_PULL_SECRETS: { description: 'Comma list of image pull Secret names for job pods.' },
   SRC_HTTP_CLI_INTERNAL_RETRY_MAX_ATTEMPTS: {
     default: '20',
     description: 'Attempts per HTTP request on transport errors, 429 and 5xx other than 501.',
@@ -400,6 +522,56 @@ const hostPort = z.string().transform((s, ctx) => {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 });
 
+/** JSON of a given shape; `what` names it in the message (e.g. "an array of objects"). */
+const jsonOf = <T extends z.ZodTypeAny>(shape: T, what: string) =>
+  z.string().transform((s, ctx): z.infer<T> => {
+    let v: unknown;
+    try {
+      v = JSON.parse(s);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: `is not valid JSON: ${(e as Error).message}` });
+      return z.NEVER;
+    }
+    const r = shape.safeParse(v);
+    if (!r.success) {
+      ctx.addIssue({ code: 'custom', message: `must be ${what}` });
+      return z.NEVER;
+    }
+    return r.data;
+  });
+
+const objectList = jsonOf(z.array(z.record(z.unknown())), 'a JSON array of objects');
+const affinityTerms = jsonOf(
+  z.array(z.object({ topologyKey: z.string().min(1) }).passthrough()),
+  'a JSON array of PodAffinityTerm, each with a topologyKey',
+);
+const stringMap = jsonOf(z.record(z.string()), 'a JSON object of strings');
+const volumeMounts = jsonOf(
+  z.array(z.object({ name: z.string().min(1), mountPath: z.string().min(1) }).passthrough()),
+  'a JSON array of VolumeMount, each with name and mountPath',
+);
+const keyValueList = z.string().transform((s, ctx) => {
+  const out: Record<string, string> = {};
+  for (const item of s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) {
+      ctx.addIssue({ code: 'custom', message: `item ${JSON.stringify(item)} must be k=v` });
+      continue;
+    }
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+});
+const commaList = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+
 const FIELDS = {
   EXECUTOR_FRONTEND_URL: frontendUrl,
   EXECUTOR_FRONTEND_PASSWORD: z.string().min(1, 'must not be empty'),
@@ -446,6 +618,41 @@ const FIELDS = {
     .string()
     .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 printable characters without spaces')
     .optional(),
+  EXECUTOR_KUBERNETES_CONFIG_PATH: z.string().optional(),
+  EXECUTOR_KUBERNETES_NAMESPACE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name'),
+  EXECUTOR_KUBERNETES_NODE_NAME: z.string().optional(),
+  EXECUTOR_KUBERNETES_NODE_SELECTOR: keyValueList.optional(),
+  EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS: objectList.optional(),
+  EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_FIELDS: objectList.optional(),
+  EXECUTOR_KUBERNETES_POD_AFFINITY: affinityTerms.optional(),
+  EXECUTOR_KUBERNETES_POD_ANTI_AFFINITY: affinityTerms.optional(),
+  EXECUTOR_KUBERNETES_NODE_TOLERATIONS: objectList.optional(),
+  EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME: z.string().min(1),
+  EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU: z.string().optional(),
+  EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU: z.string().optional(),
+  EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY: z.string().optional(),
+  EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY: z.string().optional(),
+  EXECUTOR_KUBERNETES_RUNTIME_CLASS: z.string().optional(),
+  KUBERNETES_JOB_DEADLINE: int(1),
+  KUBERNETES_KEEP_JOBS: bool,
+  KUBERNETES_RUN_AS_USER: int(-1),
+  KUBERNETES_RUN_AS_GROUP: int(-1),
+  KUBERNETES_FS_GROUP: int(-1),
+  KUBERNETES_RUN_AS_NON_ROOT: bool,
+  KUBERNETES_SINGLE_JOB_POD: bool,
+  KUBERNETES_JOB_VOLUME_TYPE: z.enum(['emptyDir', 'pvc'], {
+    errorMap: () => ({ message: 'must be emptyDir or pvc' }),
+  }),
+  KUBERNETES_JOB_VOLUME_SIZE: z.string().min(1),
+  KUBERNETES_ADDITIONAL_JOB_VOLUMES: objectList.optional(),
+  KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS: volumeMounts.optional(),
+  KUBERNETES_SINGLE_JOB_STEP_IMAGE: z.string().min(1),
+  KUBERNETES_GIT_CA_CERT: z.string().optional(),
+  KUBERNETES_JOB_ANNOTATIONS: stringMap.optional(),
+  KUBERNETES_JOB_POD_ANNOTATIONS: stringMap.optional(),
+  KUBERNETES_IMAGE_PULL_SECRETS: commaList.optional(),
   SRC_HTTP_CLI_INTERNAL_RETRY_MAX_ATTEMPTS: int(1, 1000),
   SRC_HTTP_CLI_INTERNAL_RETRY_DELAY_BASE: duration,
   SRC_HTTP_CLI_INTERNAL_RETRY_DELAY_MAX: duration,
@@ -531,6 +738,11 @@ export function loadExecutorConfig(
 
   if (problems.length > 0 || !v) return { ok: false, problems };
 
+  // Sourcegraph's IsKubernetes(): inside a cluster, with no runtime named, the runtime is kubernetes.
+  const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT);
+  const kubeConfigPath =
+    v.EXECUTOR_KUBERNETES_CONFIG_PATH ?? (env.HOME ? `${env.HOME}/.kube/config` : undefined);
+
   const config: ExecutorConfig = {
     frontendUrl: v.EXECUTOR_FRONTEND_URL,
     frontendPassword: v.EXECUTOR_FRONTEND_PASSWORD,
@@ -551,7 +763,13 @@ export function loadExecutorConfig(
     dockerAddHostGateway: v.EXECUTOR_DOCKER_ADD_HOST_GATEWAY,
     dockerAuthConfig: v.EXECUTOR_DOCKER_AUTH_CONFIG,
     dockerRegistryMirrorUrls: v.EXECUTOR_DOCKER_REGISTRY_MIRROR_URL ?? [],
-    runtime: useFc ? 'firecracker' : v.EXECUTOR_RUNTIME,
+    runtime: useFc
+      ? 'firecracker'
+      : runtimeExplicit
+        ? v.EXECUTOR_RUNTIME
+        : inCluster
+          ? 'kubernetes'
+          : v.EXECUTOR_RUNTIME,
     jobPidsLimit: v.EXECUTOR_JOB_PIDS_LIMIT,
     jobNetwork: v.EXECUTOR_JOB_NETWORK,
     maxLogBytes: v.EXECUTOR_MAX_LOG_BYTES,
@@ -565,6 +783,40 @@ export function loadExecutorConfig(
       delayMaxMs: v.SRC_HTTP_CLI_INTERNAL_RETRY_DELAY_MAX,
       retryAfterMaxMs: v.SRC_HTTP_CLI_INTERNAL_RETRY_AFTER_MAX_DURATION,
       timeoutMs: v.SRC_HTTP_CLI_INTERNAL_TIMEOUT,
+    },
+    kubernetes: {
+      configPath: kubeConfigPath,
+      namespace: v.EXECUTOR_KUBERNETES_NAMESPACE,
+      nodeName: v.EXECUTOR_KUBERNETES_NODE_NAME,
+      nodeSelector: v.EXECUTOR_KUBERNETES_NODE_SELECTOR ?? {},
+      nodeRequiredAffinityMatchExpressions:
+        v.EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS ?? [],
+      nodeRequiredAffinityMatchFields: v.EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_FIELDS ?? [],
+      podAffinity: v.EXECUTOR_KUBERNETES_POD_AFFINITY ?? [],
+      podAntiAffinity: v.EXECUTOR_KUBERNETES_POD_ANTI_AFFINITY ?? [],
+      tolerations: v.EXECUTOR_KUBERNETES_NODE_TOLERATIONS ?? [],
+      persistenceVolumeName: v.EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME,
+      resourceLimitCpu: v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU,
+      resourceRequestCpu: v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU,
+      resourceLimitMemory: v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY,
+      resourceRequestMemory: v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY,
+      jobDeadlineSeconds: v.KUBERNETES_JOB_DEADLINE,
+      keepJobs: v.KUBERNETES_KEEP_JOBS,
+      runAsUser: v.KUBERNETES_RUN_AS_USER,
+      runAsGroup: v.KUBERNETES_RUN_AS_GROUP,
+      fsGroup: v.KUBERNETES_FS_GROUP,
+      runAsNonRoot: v.KUBERNETES_RUN_AS_NON_ROOT,
+      singleJobPod: v.KUBERNETES_SINGLE_JOB_POD,
+      jobVolumeType: v.KUBERNETES_JOB_VOLUME_TYPE,
+      jobVolumeSize: v.KUBERNETES_JOB_VOLUME_SIZE,
+      additionalJobVolumes: v.KUBERNETES_ADDITIONAL_JOB_VOLUMES ?? [],
+      additionalJobVolumeMounts: v.KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS ?? [],
+      singleJobStepImage: v.KUBERNETES_SINGLE_JOB_STEP_IMAGE,
+      gitCaCert: v.KUBERNETES_GIT_CA_CERT,
+      jobAnnotations: v.KUBERNETES_JOB_ANNOTATIONS ?? {},
+      jobPodAnnotations: v.KUBERNETES_JOB_POD_ANNOTATIONS ?? {},
+      imagePullSecrets: v.KUBERNETES_IMAGE_PULL_SECRETS ?? [],
+      runtimeClassName: v.EXECUTOR_KUBERNETES_RUNTIME_CLASS,
     },
   };
   return { ok: true, config: deepFreeze(config) };
