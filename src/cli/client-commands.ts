@@ -108,16 +108,33 @@ export function renderJob(job: ApiJob): string {
   return lines.join('\n');
 }
 
-/** Prints log events as they arrive: a header per entry, then its output, then its result. */
+/**
+ * Prints log events as they arrive: a header per entry, then its output, then its result. The result
+ * line waits until the entry's output has been printed (output may arrive after the entry closed).
+ */
 export function createLogPrinter(write: (s: string) => void = (s) => process.stdout.write(s)) {
   const keys = new Map<number, string>();
+  const results = new Map<number, ApiLogEntry>();
+  const printed = new Set<number>();
   let current = -1;
   let atLineStart = true;
+  const newline = () => {
+    if (!atLineStart) write('\n');
+    atLineStart = true;
+  };
+  const printResult = (id: number) => {
+    const e = results.get(id);
+    if (!e || printed.has(id)) return;
+    printed.add(id);
+    newline();
+    const res = e.exitCode === 0 ? paint('ok', 'green') : paint(`exit code ${e.exitCode}`, 'red');
+    write(`${paint(`<== ${e.key}: `, 'gray')}${res}${paint(` in ${humanDuration(e.durationMs)}`, 'gray')}\n`);
+  };
   const header = (id: number) => {
     if (current === id) return;
-    if (!atLineStart) write('\n');
+    if (current >= 0) printResult(current);
+    newline();
     current = id;
-    atLineStart = true;
     write(`${paint(`==> ${keys.get(id) ?? `entry ${id}`}`, 'blue')}\n`);
   };
   return {
@@ -126,13 +143,8 @@ export function createLogPrinter(write: (s: string) => void = (s) => process.std
       keys.set(e.entryId, e.key);
       if (!known) header(e.entryId);
       if (e.exitCode !== null && e.exitCode !== undefined) {
-        header(e.entryId);
-        if (!atLineStart) write('\n');
-        atLineStart = true;
-        const res = e.exitCode === 0 ? paint('ok', 'green') : paint(`exit code ${e.exitCode}`, 'red');
-        write(
-          `${paint(`<== ${e.key}: `, 'gray')}${res}${paint(` in ${humanDuration(e.durationMs)}`, 'gray')}\n`,
-        );
+        results.set(e.entryId, e);
+        if (current !== e.entryId) printResult(e.entryId);
       }
     },
     output(entryId: number, data: string) {
@@ -141,9 +153,13 @@ export function createLogPrinter(write: (s: string) => void = (s) => process.std
       write(data);
       atLineStart = data.endsWith('\n');
     },
+    /** Prints the results still waiting (for a finished log printed at once). */
+    flush() {
+      for (const id of results.keys()) printResult(id);
+    },
     end(job: ApiJob) {
-      if (!atLineStart) write('\n');
-      atLineStart = true;
+      for (const id of results.keys()) printResult(id);
+      newline();
       const msg = job.failureMessage ? `: ${job.failureMessage}` : '';
       write(`${paint(`Job ${job.id} ${job.state}`, job.state === 'completed' ? 'green' : 'red')}${msg}\n`);
     },
@@ -270,10 +286,10 @@ export function registerClientCommands(program: Command): void {
         }
         const printer = createLogPrinter();
         for (const e of entries) {
-          printer.entry({ ...e, exitCode: null });
+          printer.entry(e);
           printer.output(e.entryId, e.out ?? '');
-          if (e.exitCode !== null) printer.entry(e);
         }
+        printer.flush();
         return 0;
       }),
     );
