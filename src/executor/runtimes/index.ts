@@ -9,6 +9,8 @@ import type { Job } from '../../protocol/job.js';
 import type { FilesFetcher } from '../workspace/files.js';
 import { createDockerRuntime } from './docker/docker-runtime.js';
 import { createFirecrackerRuntime } from './firecracker/firecracker-runtime.js';
+import { createKubeClient, loadKubeConfig } from './kubernetes/kube-client.js';
+import { createKubernetesRuntime } from './kubernetes/kubernetes-runtime.js';
 import { createShellRuntime } from './shell/shell-runtime.js';
 import type { Runtime } from './types.js';
 
@@ -56,10 +58,18 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
       return createShellRuntime({ ...common, files: deps.files, logger: deps.logger });
     case 'firecracker':
       return createFirecrackerRuntime();
-    case 'kubernetes':
-      throw new RuntimeUnavailableError(
-        'kubernetes',
-        'not available in this build yet; use docker or gvisor',
-      );
+    case 'kubernetes': {
+      const k = config.kubernetes;
+      return createKubernetesRuntime({
+        ...common,
+        // The kubeconfig is loaded on first use: createRuntime is synchronous.
+        client: createKubeClient({ kubeConfig: () => loadKubeConfig(k.configPath), namespace: k.namespace }),
+        settings: k,
+        keepJobs: k.keepJobs,
+        queueName: config.queueName,
+        files: deps.files,
+        logger: deps.logger,
+      });
+    }
   }
 }
