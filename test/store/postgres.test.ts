@@ -45,15 +45,16 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
 
   runStoreContract('postgres', async () => {
     await cleaner.query(
-      'TRUNCATE jobs, job_tokens, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+      'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
     );
-    return createPostgresStore({ connectionString: dbUrl, poolSize: 8 });
+    // The contract drives time by hand: the caller's clock.
+    return createPostgresStore({ connectionString: dbUrl, poolSize: 8, clock: 'caller' });
   });
 
   describe('postgres store specifics', () => {
     it('claims exactly once across replicas sharing the database', async () => {
       await cleaner.query(
-        'TRUNCATE jobs, job_tokens, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
       );
       const replicas: Store[] = [0, 1, 2].map(() =>
         createPostgresStore({ connectionString: dbUrl, poolSize: 6 }),
@@ -98,7 +99,10 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
       const s = openStore(dbUrl);
       await s.migrate();
       const { rows } = await cleaner.query('SELECT version, name FROM schema_migrations ORDER BY version');
-      expect(rows).toEqual([{ version: 1, name: 'jobs_tokens_logs_executors' }]);
+      expect(rows).toEqual([
+        { version: 1, name: 'jobs_tokens_logs_executors' },
+        { version: 2, name: 'job_claims' },
+      ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
       await s.close();
     });

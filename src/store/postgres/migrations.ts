@@ -3,8 +3,8 @@
  * the next number. Applied under an advisory lock, one transaction each, recorded in
  * schema_migrations, so several server replicas may start at once.
  *
- * Times are BIGINT milliseconds since the epoch, as the SQLite twin: the server passes its clock
- * (`now`) into every operation, so both twins give the same answers under a fake clock.
+ * Times are BIGINT milliseconds since the epoch, as in the SQLite twin; they come from the database's
+ * clock, or from the caller's in the store's 'caller' clock mode (see postgres-store.ts).
  */
 export interface Migration {
   version: number;
@@ -111,6 +111,31 @@ CREATE TABLE executors (
   metrics          TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX executors_last_seen ON executors (last_seen_at);
+`,
+  },
+  {
+    version: 2,
+    name: 'job_claims',
+    sql: `
+-- Claim history, out of the hot table: one row per dequeue (job, attempt, executor), closed with the
+-- outcome that ended the attempt (completed, errored, failed, deadline, stalled-reset,
+-- stalled-failed). Evidence for "each attempt is handed out once": (job_id, attempt) repeats only
+-- after a user retry, which starts the attempt count again.
+CREATE TABLE job_claims (
+  id            BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  job_id        BIGINT  NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  attempt       INTEGER NOT NULL,
+  executor_name TEXT    NOT NULL,
+  claimed_at    BIGINT  NOT NULL,
+  ended_at      BIGINT,
+  outcome       TEXT
+);
+CREATE INDEX job_claims_job_attempt ON job_claims (job_id, attempt);
+-- The hot table is updated several times per job: vacuum it after 1% of its rows changed instead of
+-- the default 20%, so dead row versions do not pile up in the queued-jobs index under load.
+ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02,
+  autovacuum_vacuum_cost_delay = 1);
+ALTER TABLE job_tokens SET (autovacuum_vacuum_scale_factor = 0.01);
 `,
   },
 ];

@@ -1,10 +1,14 @@
 /**
  * The PostgreSQL twin of the Store (pg). Any number of server replicas may share one database.
  *
- * Time: every operation uses the `now` the caller passes (the server passes its clock), never the
- * database clock, so both twins agree under the contract suite's fake clock. Replicas must therefore
- * run with synchronised clocks (NTP), as lease arithmetic compares times written by different
- * replicas.
+ * Time (option `clock`): 'database' (the default, and what openStore uses) takes every time that
+ * is written or compared (lease, deadline, backoff, dequeue eligibility, created/queued/finished
+ * times) from the database's `now()` inside the statement, and ignores the `now` the caller passes:
+ * replicas whose clocks disagree still agree on every lease. 'caller' uses the caller's `now`
+ * instead, as the SQLite twin does, so the contract suite can drive time by hand. Each time
+ * parameter is written `COALESCE($n::bigint, <database now>)` and bound to NULL in database mode.
+ * The one exception is deleteExecutorsSeenBefore, whose cutoff is a time, not a now: it is compared
+ * as given (the janitor's window is hours, far above any clock skew).
  *
  * Locking strategy: each operation is one statement (data-modifying CTEs keep a state change and its
  * token deletion atomic) unless stated otherwise at the operation. Guards (state, owner, attempt) are
@@ -32,6 +36,7 @@ import type {
   RetryPolicy,
   Store,
 } from '../types.js';
+import { isConnectionError, toStoreError } from './errors.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 import {
   type PgExecutorRow,
@@ -52,6 +57,13 @@ export interface PostgresStoreOptions {
    * holding a pool connection indefinitely.
    */
   statementTimeoutMs?: number;
+  /** Whose clock times come from (see the module comment). Default 'database'. */
+  clock?: 'database' | 'caller';
+  /**
+   * How long a request waits for a pool connection (including a new connection to a database that
+   * does not answer) before failing with UNAVAILABLE. Default 5000.
+   */
+  connectTimeoutMs?: number;
 }
 
 /** LISTEN/NOTIFY channel; the payload is the queue name. */
@@ -60,6 +72,11 @@ export const ENQUEUE_CHANNEL = 'executor_jobs';
 const RESET_FAILURE_MESSAGE = 'job processor died while handling this message too many times';
 const MIGRATION_LOCK_KEY = 'executor_schema_migrations';
 const RANK_STEP = '(SELECT rank_step_ms FROM store_settings WHERE id = 1)';
+
+/** The database's time in epoch milliseconds; `now()` is the statement's transaction start. */
+const DB_NOW_MS = 'floor(extract(epoch FROM now()) * 1000)::bigint';
+/** Time parameter $n: the caller's `now`, or the database's when bound to NULL (database clock). */
+const at = (n: number) => `COALESCE($${n}::bigint, ${DB_NOW_MS})`;
 
 const INT8_OID = 20;
 const types: pg.CustomTypesConfig = {
@@ -78,22 +95,29 @@ const ERRORED_SET = `
   state = CASE WHEN cancel THEN 'canceled' WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
   num_failures = num_failures + CASE WHEN cancel THEN 0 ELSE 1 END,
   failure_message = $1::text,
-  finished_at = CASE WHEN NOT cancel AND attempts < max_attempts THEN NULL ELSE $2::bigint END,
+  finished_at = CASE WHEN NOT cancel AND attempts < max_attempts THEN NULL ELSE ${at(2)} END,
   process_after = CASE WHEN NOT cancel AND attempts < max_attempts
-    THEN $2::bigint + LEAST($3::bigint, $4::bigint * (1::bigint << LEAST(num_failures, 40))) ELSE process_after END,
-  queued_at = CASE WHEN NOT cancel AND attempts < max_attempts THEN $2::bigint ELSE queued_at END,
+    THEN ${at(2)} + LEAST($3::bigint, $4::bigint * (1::bigint << LEAST(num_failures, 40))) ELSE process_after END,
+  queued_at = CASE WHEN NOT cancel AND attempts < max_attempts THEN ${at(2)} ELSE queued_at END,
   rank_key = CASE WHEN NOT cancel AND attempts < max_attempts
-    THEN $2::bigint - priority * ${RANK_STEP} ELSE rank_key END,
+    THEN ${at(2)} - priority * ${RANK_STEP} ELSE rank_key END,
   started_at = CASE WHEN NOT cancel AND attempts < max_attempts THEN NULL ELSE started_at END`;
 
 export function createPostgresStore(opts: PostgresStoreOptions): Store {
   const statementTimeoutMs = opts.statementTimeoutMs ?? 30_000;
+  const callerClock = opts.clock === 'caller';
+  /** The value bound to a time parameter: NULL selects the database clock (see `at`). */
+  const t = (now: number): number | null => (callerClock ? now : null);
   const clientConfig: pg.ClientConfig = {
     connectionString: opts.connectionString,
     types,
     statement_timeout: statementTimeoutMs,
     idle_in_transaction_session_timeout: statementTimeoutMs,
     application_name: 'executor-server',
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
+    // Detects a peer that vanished without closing (a cut network) on idle and LISTEN connections.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   };
   const pool = new pg.Pool({ ...clientConfig, max: opts.poolSize ?? 10 });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
@@ -106,30 +130,49 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
   let closed = false;
   let rankStepMs: number | undefined;
 
+  /** Every pool query goes through here: connection failures become UNAVAILABLE (toStoreError). */
+  async function query<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []) {
+    try {
+      return await pool.query<R>(sql, params);
+    } catch (e) {
+      throw toStoreError(e);
+    }
+  }
   const rows = async <R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> =>
-    (await pool.query<R>(sql, params)).rows;
+    (await query<R>(sql, params)).rows;
 
   async function inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await pool.connect();
+    let c: pg.PoolClient;
+    try {
+      c = await pool.connect();
+    } catch (e) {
+      throw toStoreError(e);
+    }
+    let broken: unknown;
     try {
       await c.query('BEGIN');
       const r = await fn(c);
       await c.query('COMMIT');
       return r;
     } catch (e) {
-      await c.query('ROLLBACK').catch(() => {});
-      throw e;
+      if (isConnectionError(e)) broken = e;
+      else await c.query('ROLLBACK').catch(() => {});
+      throw toStoreError(e);
     } finally {
-      c.release();
+      // A connection that broke is destroyed rather than returned to the pool.
+      c.release(broken !== undefined);
     }
   }
 
-  /** NOTIFY after the change committed, so a woken replica sees the row. */
+  /**
+   * NOTIFY after the change committed, so a woken replica sees the row. Best effort: a wake-up is a
+   * hint (waiters re-check on a timer), so a failure here never fails the change that committed.
+   */
   async function notify(queues: string[]): Promise<void> {
     if (queues.length === 0) return;
-    await pool.query(`SELECT pg_notify('${ENQUEUE_CHANNEL}', q) FROM unnest($1::text[]) AS q`, [
-      [...new Set(queues)],
-    ]);
+    await pool
+      .query(`SELECT pg_notify('${ENQUEUE_CHANNEL}', q) FROM unnest($1::text[]) AS q`, [[...new Set(queues)]])
+      .catch(() => {});
   }
 
   /** A dedicated connection holds LISTEN (it cannot go back to the pool); reconnects while subscribed. */
@@ -236,17 +279,29 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     return r.rows[0];
   }
 
-  /** A mark: the guarded update and the token deletion in one statement. `set` uses $1..$n. */
-  async function mark(f: AttemptFence, set: string, params: unknown[]): Promise<boolean> {
+  /**
+   * A mark: the guarded update, the token deletion and the claim's outcome (job_claims) in one
+   * statement. `set` uses $1..$n; $nowAt is the time parameter.
+   */
+  async function mark(
+    f: AttemptFence,
+    outcome: string,
+    set: string,
+    params: unknown[],
+    nowAt: number,
+  ): Promise<boolean> {
     const n = params.length;
     const r = await rows<{ n: number }>(
       `WITH m AS (
          UPDATE jobs SET ${set}
          WHERE id = $${n + 1} AND state = 'processing' AND worker_hostname = $${n + 2} AND attempts = $${n + 3}
-         RETURNING id),
-       t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM m))
+         RETURNING id, attempts),
+       t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM m)),
+       h AS (
+         UPDATE job_claims c SET ended_at = ${at(nowAt)}, outcome = $${n + 4}
+         FROM m WHERE c.job_id = m.id AND c.attempt = m.attempts AND c.outcome IS NULL)
        SELECT count(*)::int AS n FROM m`,
-      [...params, f.jobId, f.executorName, f.attempt],
+      [...params, f.jobId, f.executorName, f.attempt, outcome],
     );
     return r[0]!.n > 0;
   }
@@ -301,8 +356,9 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       const [row] = await rows<PgJobRow>(
         `INSERT INTO jobs (queue, state, spec, repository_name, commit_sha, priority, max_attempts, timeout_ms,
            created_at, queued_at, rank_key)
-         VALUES ($1::text, 'queued', $2::json, $3::text, $4::text, $5::int, $6::int, $7::bigint, $8::bigint,
-           $8::bigint, $8::bigint - $5::int * ${RANK_STEP})
+         SELECT $1::text, 'queued', $2::json, $3::text, $4::text, $5::int, $6::int, $7::bigint, n, n,
+           n - $5::int * ${RANK_STEP}
+         FROM (SELECT ${at(8)} AS n) AS clock
          RETURNING *`,
         [
           job.queue,
@@ -312,7 +368,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
           job.priority,
           job.maxAttempts,
           job.timeoutMs,
-          now,
+          t(now),
         ],
       );
       await notify([job.queue]);
@@ -365,25 +421,29 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       const [row] = await rows<PgJobRow>(
         `WITH candidate AS (
            SELECT id FROM jobs
-           WHERE queue = $1 AND state = 'queued' AND (process_after IS NULL OR process_after <= $2)
+           WHERE queue = $1 AND state = 'queued' AND (process_after IS NULL OR process_after <= ${at(2)})
            ORDER BY rank_key, id
            FOR UPDATE SKIP LOCKED
            LIMIT 1),
          claimed AS (
-           UPDATE jobs j SET state = 'processing', started_at = $2, last_heartbeat_at = $2, finished_at = NULL,
+           UPDATE jobs j SET state = 'processing', started_at = ${at(2)}, last_heartbeat_at = ${at(2)},
+             finished_at = NULL,
              failure_message = NULL, worker_hostname = $3, attempts = j.attempts + 1
            FROM candidate c WHERE j.id = c.id
            RETURNING j.*),
          token AS (
            INSERT INTO job_tokens (token_hash, job_id, attempt, queue, repository_name, executor_name, created_at)
-           SELECT $4, id, attempts, queue, repository_name, $3, $2 FROM claimed
+           SELECT $4, id, attempts, queue, repository_name, $3, started_at FROM claimed
            ON CONFLICT (job_id) DO UPDATE SET token_hash = excluded.token_hash, attempt = excluded.attempt,
              queue = excluded.queue, repository_name = excluded.repository_name,
              executor_name = excluded.executor_name, created_at = excluded.created_at),
          stale_log AS (
-           DELETE FROM log_entries l USING claimed c WHERE l.job_id = c.id AND l.attempt = c.attempts)
+           DELETE FROM log_entries l USING claimed c WHERE l.job_id = c.id AND l.attempt = c.attempts),
+         history AS (
+           INSERT INTO job_claims (job_id, attempt, executor_name, claimed_at)
+           SELECT id, attempts, $3, started_at FROM claimed)
          SELECT * FROM claimed`,
-        [o.queue, o.now, o.executorName, o.tokenHash],
+        [o.queue, t(o.now), o.executorName, o.tokenHash],
       );
       return row ? { job: toJob(row), attempt: row.attempts } : null;
     },
@@ -392,9 +452,10 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       const counts = new Map<string, number>(queues.map((name) => [name, 0]));
       const r = await rows<{ queue: string; n: number }>(
         `SELECT queue, count(*) AS n FROM jobs
-         WHERE queue = ANY($1::text[]) AND state = 'queued' AND (process_after IS NULL OR process_after <= $2)
+         WHERE queue = ANY($1::text[]) AND state = 'queued'
+           AND (process_after IS NULL OR process_after <= ${at(2)})
          GROUP BY queue`,
-        [queues, now],
+        [queues, t(now)],
       );
       for (const { queue, n } of r) counts.set(queue, n);
       return counts;
@@ -427,9 +488,9 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
            SELECT id FROM jobs
            WHERE id = ANY($1::bigint[]) AND state = 'processing' AND worker_hostname = $2 AND queue = $3
            ORDER BY id FOR UPDATE)
-         UPDATE jobs SET last_heartbeat_at = $4 WHERE id IN (SELECT id FROM alive)
+         UPDATE jobs SET last_heartbeat_at = ${at(4)} WHERE id IN (SELECT id FROM alive)
          RETURNING id, cancel`,
-        [jobIds, executorName, queue, now],
+        [jobIds, executorName, queue, t(now)],
       );
       r.sort((a, b) => a.id - b.id);
       return { knownIds: r.map((x) => x.id), cancelIds: r.filter((x) => x.cancel).map((x) => x.id) };
@@ -552,20 +613,22 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     },
 
     async markComplete(f: AttemptFence, now: number) {
-      return mark(f, "state = 'completed', finished_at = $1::bigint", [now]);
+      return mark(f, 'completed', `state = 'completed', finished_at = ${at(1)}`, [t(now)], 1);
     },
 
     async markErrored(f: AttemptFence, message: string, now: number, retry: RetryPolicy) {
-      return mark(f, ERRORED_SET, [message, now, retry.maxMs, retry.baseMs]);
+      return mark(f, 'errored', ERRORED_SET, [message, t(now), retry.maxMs, retry.baseMs], 2);
     },
 
     async markFailed(f: AttemptFence, message: string, now: number) {
       return mark(
         f,
+        'failed',
         `state = CASE WHEN cancel THEN 'canceled' ELSE 'failed' END,
          num_failures = num_failures + CASE WHEN cancel THEN 0 ELSE 1 END,
-         failure_message = $1::text, finished_at = $2::bigint`,
-        [message, now],
+         failure_message = $1::text, finished_at = ${at(2)}`,
+        [message, t(now)],
+        2,
       );
     },
 
@@ -574,32 +637,37 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
      * the resetter at once split the work instead of queueing behind each other.
      */
     async resetStalled(now: number, stalledAfterMs: number, maxResets: number) {
-      const cutoff = now - stalledAfterMs;
       const failed = await rows<{ id: number }>(
         `WITH stalled AS (
            SELECT id FROM jobs
-           WHERE state = 'processing' AND last_heartbeat_at < $1 AND num_resets >= $2
+           WHERE state = 'processing' AND last_heartbeat_at < ${at(1)} - $2::bigint AND num_resets >= $3
            FOR UPDATE SKIP LOCKED),
          f AS (
-           UPDATE jobs j SET state = 'failed', finished_at = $3, failure_message = $4
-           FROM stalled s WHERE j.id = s.id RETURNING j.id),
-         t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM f))
+           UPDATE jobs j SET state = 'failed', finished_at = ${at(1)}, failure_message = $4
+           FROM stalled s WHERE j.id = s.id RETURNING j.id, j.attempts, j.finished_at),
+         t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM f)),
+         h AS (
+           UPDATE job_claims c SET ended_at = f.finished_at, outcome = 'stalled-failed'
+           FROM f WHERE c.job_id = f.id AND c.attempt = f.attempts AND c.outcome IS NULL)
          SELECT id FROM f ORDER BY id`,
-        [cutoff, maxResets, now, RESET_FAILURE_MESSAGE],
+        [t(now), stalledAfterMs, maxResets, RESET_FAILURE_MESSAGE],
       );
       const reset = await rows<{ id: number; queue: string }>(
         `WITH stalled AS (
            SELECT id FROM jobs
-           WHERE state = 'processing' AND last_heartbeat_at < $1 AND num_resets < $2
+           WHERE state = 'processing' AND last_heartbeat_at < ${at(1)} - $2::bigint AND num_resets < $3
            FOR UPDATE SKIP LOCKED),
          r AS (
            UPDATE jobs j SET state = 'queued', num_resets = j.num_resets + 1, started_at = NULL,
-             last_heartbeat_at = NULL, process_after = NULL, queued_at = $3,
-             rank_key = $3::bigint - j.priority * ${RANK_STEP}
-           FROM stalled s WHERE j.id = s.id RETURNING j.id, j.queue),
-         t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM r))
+             last_heartbeat_at = NULL, process_after = NULL, queued_at = ${at(1)},
+             rank_key = ${at(1)} - j.priority * ${RANK_STEP}
+           FROM stalled s WHERE j.id = s.id RETURNING j.id, j.queue, j.attempts, j.queued_at),
+         t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM r)),
+         h AS (
+           UPDATE job_claims c SET ended_at = r.queued_at, outcome = 'stalled-reset'
+           FROM r WHERE c.job_id = r.id AND c.attempt = r.attempts AND c.outcome IS NULL)
          SELECT id, queue FROM r ORDER BY id`,
-        [cutoff, maxResets, now],
+        [t(now), stalledAfterMs, maxResets],
       );
       await notify(reset.map((r) => r.queue));
       return { reset: reset.map((r) => r.id), failed: failed.map((r) => r.id) };
@@ -613,8 +681,8 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     async expireDeadlines(now: number, retry: RetryPolicy) {
       const due = await rows<{ id: number; attempts: number; timeout_ms: number }>(
         `SELECT id, attempts, timeout_ms FROM jobs
-         WHERE state = 'processing' AND started_at + timeout_ms < $1 ORDER BY id`,
-        [now],
+         WHERE state = 'processing' AND started_at + timeout_ms < ${at(1)} ORDER BY id`,
+        [t(now)],
       );
       const touched: number[] = [];
       for (const j of due) {
@@ -622,10 +690,13 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
         const r = await rows<{ n: number }>(
           `WITH m AS (
              UPDATE jobs SET ${ERRORED_SET}
-             WHERE id = $5 AND state = 'processing' AND attempts = $6 RETURNING id),
-           t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM m))
+             WHERE id = $5 AND state = 'processing' AND attempts = $6 RETURNING id, attempts),
+           t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM m)),
+           h AS (
+             UPDATE job_claims c SET ended_at = ${at(2)}, outcome = 'deadline'
+             FROM m WHERE c.job_id = m.id AND c.attempt = m.attempts AND c.outcome IS NULL)
            SELECT count(*)::int AS n FROM m`,
-          [message, now, retry.maxMs, retry.baseMs, j.id, j.attempts],
+          [message, t(now), retry.maxMs, retry.baseMs, j.id, j.attempts],
         );
         if (r[0]!.n > 0) touched.push(j.id);
       }
@@ -636,9 +707,9 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       const [row] = await rows<PgJobRow>(
         `UPDATE jobs SET cancel = TRUE,
            state = CASE WHEN state IN ('queued', 'errored') THEN 'canceled' ELSE state END,
-           finished_at = CASE WHEN state IN ('queued', 'errored') THEN $2 ELSE finished_at END
+           finished_at = CASE WHEN state IN ('queued', 'errored') THEN ${at(2)} ELSE finished_at END
          WHERE id = $1 AND state IN ('queued', 'errored', 'processing') RETURNING *`,
-        [id, now],
+        [id, t(now)],
       );
       if (row) return toJob(row);
       const [cur] = await rows<PgJobRow>('SELECT * FROM jobs WHERE id = $1', [id]);
@@ -650,12 +721,12 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
         `WITH r AS (
            UPDATE jobs SET state = 'queued', attempts = 0, num_failures = 0, num_resets = 0, cancel = FALSE,
              failure_message = NULL, worker_hostname = NULL, started_at = NULL, last_heartbeat_at = NULL,
-             finished_at = NULL, process_after = NULL, queued_at = $2,
-             rank_key = $2::bigint - priority * ${RANK_STEP}
+             finished_at = NULL, process_after = NULL, queued_at = ${at(2)},
+             rank_key = ${at(2)} - priority * ${RANK_STEP}
            WHERE id = $1 AND state IN ('failed', 'errored', 'canceled') RETURNING *),
          t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM r))
          SELECT * FROM r`,
-        [id, now],
+        [id, t(now)],
       );
       if (row) {
         await notify([row.queue]);
@@ -666,10 +737,10 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     },
 
     async upsertExecutor(hb: ExecutorHeartbeat, now: number) {
-      await pool.query(
+      await query(
         `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
            executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${at(12)}, ${at(12)}, $13)
          ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, queue_name = excluded.queue_name,
            queue_names = excluded.queue_names, os = excluded.os, architecture = excluded.architecture,
            docker_version = excluded.docker_version, executor_version = excluded.executor_version,
@@ -688,7 +759,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
           hb.gitVersion,
           hb.igniteVersion,
           hb.srcCliVersion,
-          now,
+          t(now),
           hb.metrics,
         ],
       );
@@ -704,7 +775,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     },
 
     async deleteExecutorsSeenBefore(cutoff: number) {
-      return (await pool.query('DELETE FROM executors WHERE last_seen_at < $1', [cutoff])).rowCount ?? 0;
+      return (await query('DELETE FROM executors WHERE last_seen_at < $1', [cutoff])).rowCount ?? 0;
     },
 
     async queueStats(now: number) {
@@ -713,9 +784,9 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
            count(*) FILTER (WHERE state = 'queued') AS queued,
            count(*) FILTER (WHERE state = 'processing') AS processing,
            MIN(GREATEST(queued_at, COALESCE(process_after, queued_at)))
-             FILTER (WHERE state = 'queued' AND (process_after IS NULL OR process_after <= $1)) AS oldest
+             FILTER (WHERE state = 'queued' AND (process_after IS NULL OR process_after <= ${at(1)})) AS oldest
          FROM jobs GROUP BY queue ORDER BY queue COLLATE "C"`,
-        [now],
+        [t(now)],
       );
       return r.map((x) => ({
         queue: x.queue,
