@@ -9,6 +9,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
+import { isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
 import type { Store } from '../store/types.js';
@@ -93,7 +94,8 @@ export function createServer(deps: ServerDeps): ServerApp {
       await store.getJob(0);
       sendText(ctx.res, 200, 'ok');
     } catch (e) {
-      logger.error('health check: store failed', { error: e });
+      if (isAppError(e) && e.code === 'UNAVAILABLE') logger.warn('health check: store unavailable');
+      else logger.error('health check: store failed', { error: e });
       sendText(ctx.res, 503, 'store unavailable');
     }
   });
@@ -165,6 +167,13 @@ export function createServer(deps: ServerDeps): ServerApp {
     Promise.resolve()
       .then(() => match.handler(ctx))
       .catch((e) => {
+        if (isAppError(e) && e.code === 'UNAVAILABLE') {
+          // The store is unreachable (database away): 503, retried by clients.
+          logger.warn('request failed: store unavailable', { requestId, path: url.pathname });
+          if (!res.headersSent) sendText(res, 503, `${e.message}\n`, { 'retry-after': '1' });
+          else res.destroy();
+          return;
+        }
         logger.error('request failed', { requestId, path: url.pathname, error: e });
         if (!res.headersSent) sendText(res, 500, `internal error (request id ${requestId})`);
         else res.destroy();

@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ZodType, z } from 'zod';
-import { errorMessage } from '../../lib/errors.js';
+import { errorMessage, isAppError } from '../../lib/errors.js';
 import {
   CAPABILITIES_HEADER,
   CAPABILITY,
@@ -101,6 +101,16 @@ function wrap(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
       if (e instanceof Responded) return;
       if (e instanceof HandlerError || e instanceof InvalidVersionError) {
         sendJson(ctx.res, 500, { error: e.message });
+        return;
+      }
+      // The store is unreachable (database away): 503, which executors retry.
+      if (isAppError(e) && e.code === 'UNAVAILABLE') {
+        deps.logger.warn('executor api: store unavailable', {
+          requestId: ctx.requestId,
+          path: ctx.url.pathname,
+        });
+        if (!ctx.res.headersSent) sendJson(ctx.res, 503, { error: e.message }, { 'retry-after': '1' });
+        else ctx.res.destroy();
         return;
       }
       deps.logger.error('executor api handler failed', {

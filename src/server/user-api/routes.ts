@@ -66,6 +66,7 @@ export function wrapUser(
       await fn(ctx);
     } catch (e) {
       if (isAppError(e)) {
+        if (e.code === 'UNAVAILABLE') ctx.res.setHeader('retry-after', '1');
         sendError(ctx, e.code, e.message, e.details);
         return;
       }
