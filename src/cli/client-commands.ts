@@ -48,8 +48,7 @@ function str(v: unknown): string {
 }
 
 function repoOf(job: ApiJob): string {
-  const r = job.repository as { name?: string; commit?: string } | null | undefined;
-  if (r?.name) return `${r.name}@${(r.commit ?? '').slice(0, 10)}`;
+  if (job.repositoryName) return `${job.repositoryName}@${String(job.commit ?? '').slice(0, 10)}`;
   return '-';
 }
 
@@ -81,11 +80,12 @@ export function renderJob(job: ApiJob): string {
     `  queue       ${job.queue}`,
     `  repository  ${repoOf(job)}`,
     `  attempts    ${str(job.attempts)} of ${str(job.maxAttempts)}${job.numResets ? ` (${job.numResets} resets)` : ''}`,
+    `  priority    ${str(job.priority)}`,
     `  executor    ${str(job.executor)}`,
     `  created     ${ago(job.createdAt as string)}`,
     `  duration    ${humanDuration(jobDurationMs(job))}`,
   ];
-  const secrets = job.secrets as string[] | undefined;
+  const secrets = (job.spec as { secrets?: string[] } | undefined)?.secrets;
   if (secrets?.length) lines.push(`  secrets     ${secrets.join(', ')}`);
   if (job.failureMessage) lines.push(`  failure     ${paint(String(job.failureMessage), 'red')}`);
   const entries = (job.logEntries ?? job.entries) as ApiLogEntry[] | undefined;
@@ -305,7 +305,7 @@ export function registerClientCommands(program: Command): void {
         out(
           opts.json
             ? JSON.stringify(job)
-            : `job ${job.id}: ${stateText(job.state)}${job.cancel ? ' (cancel requested)' : ''}`,
+            : `job ${job.id}: ${stateText(job.state)}${job.cancelRequested ? ' (cancel requested)' : ''}`,
         );
         return 0;
       }),

@@ -1,0 +1,117 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { waitFor } from '../helpers/env.js';
+import { makeDemoRepo } from '../helpers/repos.js';
+import { spawnCli } from '../helpers/spawn-cli.js';
+
+const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
+
+describe('client commands against a running server', () => {
+  let cluster: LocalCluster;
+  let dir: string;
+  let env: Record<string, string>;
+
+  const cli = async (...args: string[]) => {
+    const p = spawnCli(args, env);
+    const code = await p.exited;
+    return { code, out: plain(p.output()) };
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'client-'));
+    makeDemoRepo(join(dir, 'data', 'repos'));
+    cluster = await startLocalCluster({
+      dataDir: join(dir, 'data'),
+      runtime: 'shell',
+      logger: createLogger({ level: 'error' }),
+    });
+    env = { EXECUTOR_SERVER_URL: cluster.url, EXECUTOR_SERVER_API_TOKEN: cluster.apiToken };
+  });
+
+  afterAll(async () => {
+    await cluster?.stop({ force: true });
+  });
+
+  it('submit --follow streams the log and exits 0 on completion; show, logs and jobs describe it', async () => {
+    const file = join(dir, 'ok.yaml');
+    writeFileSync(
+      file,
+      'queue: default\nrepository:\n  name: demo/hello\n  commit: main\nsecrets:\n  PASS: sup3r-secret-value\nsteps:\n  - key: hello\n    image: x\n    run: cat VERSION; echo "pass=$PASS"\n',
+    );
+    const sub = await cli('submit', file, '--follow');
+    expect(sub.code, sub.out).toBe(0);
+    expect(sub.out).toMatch(/submitted job (\d+)/);
+    expect(sub.out).toContain('stdout: two');
+    expect(sub.out).toContain('pass=${{ secrets.PASS }}');
+    expect(sub.out).not.toContain('sup3r-secret-value');
+    const id = /submitted job (\d+)/.exec(sub.out)![1]!;
+
+    const show = await cli('show', id);
+    expect(show.code).toBe(0);
+    expect(show.out).toContain(`Job ${id}`);
+    expect(show.out).toContain('completed');
+    expect(show.out).toContain('step.docker.hello');
+    expect(show.out).toContain('PASS');
+    expect(show.out).not.toContain('sup3r-secret-value');
+
+    const logs = await cli('logs', id);
+    expect(logs.out).toContain('==> step.docker.hello');
+    expect(logs.out).toContain('<== step.docker.hello: ok');
+
+    const jobs = await cli('jobs', '--state', 'completed', '--json');
+    const page = JSON.parse(jobs.out);
+    expect(page.jobs.map((j: { id: number }) => j.id)).toContain(Number(id));
+    const table = await cli('jobs');
+    expect(table.out).toMatch(/^ID\s+STATE\s+QUEUE/m);
+  });
+
+  it('submit --follow exits 1 when the job fails', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'queue: default\nsteps:\n  - image: x\n    run: exit 9\n');
+    const sub = await cli('submit', file, '--follow');
+    expect(sub.code).toBe(1);
+    expect(sub.out).toContain('exit code 9');
+  });
+
+  it('cancel stops a running job; retry queues it again', async () => {
+    const file = join(dir, 'slow.yaml');
+    writeFileSync(file, 'queue: default\nsteps:\n  - image: x\n    run: echo started; sleep 30\n');
+    const sub = await cli('submit', file, '--json');
+    const id = JSON.parse(sub.out.slice(sub.out.indexOf('{'))).id as number;
+    await waitFor(async () => (await cluster.api.getJob(id)).state === 'processing', { timeoutMs: 15_000 });
+    const cancel = await cli('cancel', String(id));
+    expect(cancel.code).toBe(0);
+    await waitFor(async () => (await cluster.api.getJob(id)).state === 'canceled', {
+      timeoutMs: 15_000,
+      what: 'canceled',
+    });
+    const retry = await cli('retry', String(id), '--json');
+    expect(JSON.parse(retry.out).state).toBe('queued');
+    await cluster.api.cancel(id);
+  });
+
+  it('executors and queues list what the server knows', async () => {
+    const ex = await cli('executors');
+    expect(ex.out).toMatch(/NAME\s+QUEUES\s+VERSION/);
+    expect(ex.out).toContain('+executor');
+    const q = await cli('queues', '--json');
+    expect(JSON.stringify(JSON.parse(q.out))).toContain('default');
+  });
+
+  it('reports a missing token and a bad file clearly', async () => {
+    const p = spawnCli(['jobs'], { EXECUTOR_SERVER_URL: cluster.url, EXECUTOR_SERVER_API_TOKEN: '' });
+    expect(await p.exited).toBe(2);
+    expect(p.output()).toContain('no API token');
+    const file = join(dir, 'invalid.yaml');
+    writeFileSync(file, 'queue: default\nsteps: []\n');
+    const bad = await cli('submit', file);
+    expect(bad.code).toBe(2);
+    expect(bad.out).toContain('steps: must list at least one step');
+    const wrong = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_API_TOKEN: 'x'.repeat(40) });
+    expect(await wrong.exited).toBe(1);
+  });
+});
