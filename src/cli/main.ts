@@ -6,6 +6,7 @@ import { Command } from 'commander';
 import { packageVersion } from '../lib/version.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerExecCommand } from './exec.js';
+import { registerInstallCommand } from './install.js';
 import { registerRunCommand } from './run.js';
 import { registerServerCommand } from './server.js';
 import { registerUpCommand } from './up.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerValidateCommand(program);
   registerServerCommand(program);
   registerClientCommands(program);
+  registerInstallCommand(program);
   registerExecCommand(program);
   return program;
 }

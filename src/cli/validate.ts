@@ -6,9 +6,11 @@
  * a version of this project (skipped for servers that report none).
  */
 import type { Command } from 'commander';
+import Dockerode from 'dockerode';
 import { loadExecutorConfig } from '../config/executor.js';
 import { createAuthClient } from '../executor/client/auth-client.js';
 import { createFilesClient } from '../executor/client/files-client.js';
+import { checkRegistryMirrors } from '../executor/install/daemon-config.js';
 import { createRuntime } from '../executor/runtimes/index.js';
 import type { CheckResult } from '../executor/runtimes/types.js';
 import { gitVersion } from '../executor/telemetry.js';
@@ -29,6 +31,13 @@ export interface ValidateDeps {
   gitVersion?: () => Promise<string>;
   /** Replaces the runtime's checks (tests). */
   runtimeChecks?: () => Promise<CheckResult[]>;
+  /** The Docker daemon's registry mirrors (`docker info` RegistryConfig.Mirrors); default via DOCKER_HOST. */
+  dockerMirrors?: () => Promise<string[]>;
+}
+
+async function daemonMirrors(): Promise<string[]> {
+  const info = (await new Dockerode().info()) as { RegistryConfig?: { Mirrors?: string[] | null } };
+  return info.RegistryConfig?.Mirrors ?? [];
 }
 
 /** Runs every check, printing one line each; resolves true when all passed. */
@@ -83,6 +92,22 @@ export async function runValidation(
       for (const c of await checks) report(c);
     } catch (e) {
       report({ name: `runtime ${config.runtime}`, ok: false, detail: errorMessage(e) });
+    }
+
+    // Whether the daemon pulls Docker Hub images through a mirror (and the configured ones).
+    if (config.runtime === 'docker' || config.runtime === 'gvisor') {
+      let mirrors: string[] | undefined;
+      try {
+        mirrors = await (deps.dockerMirrors ?? daemonMirrors)();
+      } catch (e) {
+        print(`- registry mirror: skipped (docker info failed: ${errorMessage(e)})`);
+      }
+      if (mirrors) {
+        report({
+          name: 'registry mirror',
+          ...checkRegistryMirrors(config.dockerRegistryMirrorUrls, mirrors),
+        });
+      }
     }
 
     const auth = createAuthClient({

@@ -1,0 +1,118 @@
+/**
+ * `executor install`: writes the systemd unit, environment file, workspace directory and Docker
+ * daemon settings of an executor host (see executor/install/install.ts), then checks Docker.
+ * Exits 0 when every check passed, 1 when one failed, 2 on bad flags.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Command } from 'commander';
+import Dockerode from 'dockerode';
+import { checkRegistryMirrorUrl } from '../config/executor.js';
+import {
+  DEFAULT_BIN_PATH,
+  type DockerFacts,
+  formatInstallResult,
+  runInstall,
+} from '../executor/install/install.js';
+import { errorMessage } from '../lib/errors.js';
+
+interface InstallFlags {
+  root: string;
+  dryRun?: boolean;
+  withGvisor?: boolean;
+  registryMirror?: string;
+  bin: string;
+  runscPath?: string;
+}
+
+/** `docker info` through the Engine API (DOCKER_HOST honoured). */
+export async function dockerFactsFromDaemon(docker: Dockerode = new Dockerode()): Promise<DockerFacts> {
+  const info = (await docker.info()) as {
+    ServerVersion?: string;
+    RegistryConfig?: { Mirrors?: string[] | null };
+    Runtimes?: Record<string, unknown>;
+  };
+  return {
+    version: info.ServerVersion ?? 'unknown',
+    mirrors: info.RegistryConfig?.Mirrors ?? [],
+    runtimes: Object.keys(info.Runtimes ?? {}),
+  };
+}
+
+/** systemd: `systemctl reload docker`; otherwise SIGHUP to the pid in /var/run/docker.pid. */
+async function reloadDockerd(): Promise<void> {
+  if (existsSync('/run/systemd/system')) {
+    await promisify(execFile)('systemctl', ['reload', 'docker']);
+    return;
+  }
+  const pid = Number(readFileSync('/var/run/docker.pid', 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error('no dockerd pid in /var/run/docker.pid');
+  process.kill(pid, 'SIGHUP');
+}
+
+function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && existsSync(path.join(dir, name))) return path.join(dir, name);
+  }
+  return undefined;
+}
+
+export function registerInstallCommand(program: Command): void {
+  program
+    .command('install')
+    .description(
+      'Prepare this host for the executor service: systemd unit, environment file, workspace directory, Docker daemon settings; idempotent.',
+    )
+    .option('--root <dir>', 'directory standing for / (images, tests)', '/')
+    .option('--dry-run', 'print what would be written and checked; write nothing')
+    .option(
+      '--with-gvisor',
+      "register gVisor ('runsc') with the Docker daemon and set EXECUTOR_RUNTIME=gvisor",
+    )
+    .option(
+      '--registry-mirror <urls>',
+      'comma-separated registry mirrors for the Docker daemon (and EXECUTOR_DOCKER_REGISTRY_MIRROR_URL)',
+    )
+    .option('--bin <path>', 'the executor binary the unit starts', DEFAULT_BIN_PATH)
+    .option('--runsc-path <path>', 'the runsc binary (default: found on PATH, else /usr/bin/runsc)')
+    .action(async (flags: InstallFlags) => {
+      const mirrors: string[] = [];
+      for (const part of (flags.registryMirror ?? '').split(',')) {
+        if (part.trim() === '') continue;
+        const r = checkRegistryMirrorUrl(part);
+        if (!r.ok) {
+          process.stderr.write(`--registry-mirror: ${r.problem}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        if (!mirrors.includes(r.url)) mirrors.push(r.url);
+      }
+      if (!path.isAbsolute(flags.bin)) {
+        process.stderr.write('--bin: must be an absolute path\n');
+        process.exitCode = 2;
+        return;
+      }
+      try {
+        const result = await runInstall({
+          root: path.resolve(flags.root),
+          dryRun: flags.dryRun === true,
+          withGvisor: flags.withGvisor === true,
+          registryMirrors: mirrors,
+          binPath: flags.bin,
+          runscPath: flags.runscPath ?? findOnPath('runsc') ?? '/usr/bin/runsc',
+          env: process.env,
+          dockerFacts: () => dockerFactsFromDaemon(),
+          reloadDocker: reloadDockerd,
+        });
+        for (const line of formatInstallResult(result, flags.dryRun === true)) {
+          process.stdout.write(`${line}\n`);
+        }
+        if (!result.ok) process.exitCode = 1;
+      } catch (e) {
+        process.stderr.write(`install failed: ${errorMessage(e)}\n`);
+        process.exitCode = 1;
+      }
+    });
+}
