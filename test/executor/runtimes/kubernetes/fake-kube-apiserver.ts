@@ -40,7 +40,7 @@ function matches(labels: Record<string, string> | undefined, selector: string): 
   if (!selector) return true;
   return selector.split(',').every((term) => {
     const [k, v] = term.split('=');
-    return (labels ?? {})[k!] === v;
+    return labels?.[k!] === v;
   });
 }
 
@@ -59,7 +59,10 @@ export async function startFakeKubeApiServer(): Promise<FakeKubeApiServer> {
   const logOf = (pod: string, c: string) => {
     const k = `${pod}/${c}`;
     let l = logs.get(k);
-    if (!l) logs.set(k, (l = { text: '', ended: false, listeners: new Set() }));
+    if (!l) {
+      l = { text: '', ended: false, listeners: new Set() };
+      logs.set(k, l);
+    }
     return l;
   };
 

@@ -1,0 +1,73 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { KUBE_API_PERMISSIONS } from '../../../../src/executor/runtimes/kubernetes/kube-client.js';
+
+const dir = new URL('../../../../deploy/kubernetes/', import.meta.url);
+
+function kubectlAvailable(): boolean {
+  try {
+    execFileSync('kubectl', ['version', '--client'], { stdio: 'pipe', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const hasKubectl = kubectlAvailable();
+if (!hasKubectl) console.warn('skipping: kubectl is not available (kustomize render test)');
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+
+describe('deploy/kubernetes', () => {
+  it('grants the executor exactly the (resource, verb) pairs the runtime calls', () => {
+    const docs = parseAllDocuments(readFileSync(new URL('rbac.yaml', dir), 'utf8')).map((d) => d.toJS());
+    const role = docs.find((d) => d.kind === 'Role') as { rules: Rule[] };
+    const granted = new Set(
+      role.rules.flatMap((r) =>
+        r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}|${res}|${v}`))),
+      ),
+    );
+    const used = new Set(
+      KUBE_API_PERMISSIONS.flatMap((p) => p.verbs.map((v) => `${p.apiGroup}|${p.resource}|${v}`)),
+    );
+    expect([...granted].sort()).toEqual([...used].sort());
+    expect(docs.some((d) => d.kind === 'ClusterRole' || d.kind === 'ClusterRoleBinding')).toBe(false);
+  });
+
+  it.skipIf(!hasKubectl)('renders with kubectl kustomize', () => {
+    const out = execFileSync('kubectl', ['kustomize', dir.pathname], { encoding: 'utf8', timeout: 60_000 });
+    const objs = parseAllDocuments(out).map(
+      (d) =>
+        d.toJS() as { kind: string; metadata: { name: string; namespace?: string } } & Record<string, any>,
+    );
+    const kinds = objs.map((o) => `${o.kind}/${o.metadata.name}`).sort();
+    expect(kinds).toEqual(
+      [
+        'ConfigMap/executor',
+        'Deployment/executor',
+        'Deployment/executor-server',
+        'Namespace/executor',
+        'Role/executor',
+        'RoleBinding/executor',
+        'Secret/executor',
+        'Secret/executor-server',
+        'Service/executor-server',
+        'ServiceAccount/executor',
+      ].sort(),
+    );
+    for (const o of objs) if (o.kind !== 'Namespace') expect(o.metadata.namespace).toBe('executor');
+    const ex = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'executor')!;
+    expect(ex.spec.template.spec.serviceAccountName).toBe('executor');
+    // Drain: the grace period covers the longest job plus teardown.
+    const cm = objs.find((o) => o.kind === 'ConfigMap')!;
+    expect(cm.data.EXECUTOR_MAXIMUM_RUNTIME_PER_JOB).toBe('30m');
+    expect(ex.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThan(30 * 60);
+    const server = objs.find((o) => o.kind === 'Deployment' && o.metadata.name === 'executor-server')!;
+    expect(server.spec.template.spec.containers[0].envFrom).toEqual([
+      { secretRef: { name: 'executor-server' } },
+    ]);
+    const sec = objs.find((o) => o.kind === 'Secret' && o.metadata.name === 'executor-server')!;
+    expect(Object.keys(sec.stringData)).toContain('DATABASE_URL');
+  });
+});
