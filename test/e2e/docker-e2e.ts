@@ -89,8 +89,11 @@ export function entry(entries: ApiLogEntry[], key: string): ApiLogEntry {
   return e;
 }
 
-/** Everything stored for the job's log (keys, commands, output), straight from the database rows. */
+/**
+ * Everything stored for the job's log (keys, command arguments, output) as raw text, straight from
+ * the database rows of the latest attempt.
+ */
 export async function storedLogText(cluster: LocalCluster, id: number): Promise<string> {
   const rows = await cluster.store.getLogEntries(id, { withOutput: true });
-  return JSON.stringify(rows);
+  return rows.map((r) => [r.key, ...(r.command ?? []), r.out ?? ''].join('\n')).join('\n');
 }
