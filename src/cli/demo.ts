@@ -13,7 +13,8 @@ import type { JobSpec } from '../protocol/job-spec.js';
 const run = promisify(execFile);
 
 export const DEMO_REPO = 'demo/hello';
-export const DEMO_IMAGE = 'executor-demo/busybox:latest';
+/** The demo and the examples use busybox; with no registry, the host's busybox-static is imported under this name. */
+export const DEMO_IMAGE = 'busybox:latest';
 
 const GIT_ENV = {
   GIT_AUTHOR_NAME: 'executor demo',
@@ -86,12 +87,18 @@ async function isStatic(binary: string): Promise<boolean> {
 }
 
 /**
- * Makes sure the Docker daemon has an image for the demo: `executor-demo/busybox` if present; else
- * one imported from the host's static busybox (no registry needed); else `busybox:latest` pulled.
- * Returns the image name, or undefined with the reason when none can be had.
+ * Makes sure the Docker daemon has `busybox:latest` for the demo and the examples: present already;
+ * else pulled; else imported from the host's static busybox (no registry needed). Returns the image
+ * name and how it was had, or the reason when it cannot be had.
  */
-export async function ensureDemoImage(): Promise<{ image?: string; reason?: string }> {
-  if (await hasImage(DEMO_IMAGE)) return { image: DEMO_IMAGE };
+export async function ensureDemoImage(): Promise<{ image?: string; how?: string; reason?: string }> {
+  if (await hasImage(DEMO_IMAGE)) return { image: DEMO_IMAGE, how: 'present' };
+  try {
+    await run('docker', ['pull', '-q', DEMO_IMAGE], { timeout: 60_000 });
+    return { image: DEMO_IMAGE, how: 'pulled' };
+  } catch {
+    // no registry reachable: make it from the host's busybox-static
+  }
   for (const bin of ['/bin/busybox', '/usr/bin/busybox']) {
     if (!existsSync(bin) || !(await isStatic(bin))) continue;
     const root = mkdtempSync(join(tmpdir(), 'executor-demo-rootfs-'));
@@ -107,20 +114,15 @@ export async function ensureDemoImage(): Promise<{ image?: string; reason?: stri
       await run('sh', ['-c', `tar -C "${root}" -c . | docker import -c 'ENV PATH=/bin' - ${DEMO_IMAGE}`], {
         timeout: 120_000,
       });
-      return { image: DEMO_IMAGE };
+      return { image: DEMO_IMAGE, how: `imported from ${bin}` };
     } catch {
-      // fall through to a pull
+      // try the next location
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
   }
-  try {
-    await run('docker', ['pull', '-q', 'busybox:latest'], { timeout: 120_000 });
-    return { image: 'busybox:latest' };
-  } catch {
-    return {
-      reason:
-        'no demo image: install busybox-static (the demo imports it as an image) or let Docker pull busybox:latest',
-    };
-  }
+  return {
+    reason:
+      'busybox:latest could not be pulled and no static busybox was found to import (apt-get install busybox-static)',
+  };
 }

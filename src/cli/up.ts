@@ -79,7 +79,10 @@ export async function up(opts: UpOptions): Promise<number> {
     if (!img.image) {
       warn(`The demo job cannot run in ${runtime}: ${img.reason}. Skipping the demo job.`);
       opts.demo = false;
-    } else demoImage = img.image;
+    } else {
+      demoImage = img.image;
+      if (img.how !== 'present') say(paint(`demo image ${img.image}: ${img.how}`, 'gray'));
+    }
   }
 
   const reposDir = join(dataDir, 'repos');
