@@ -67,6 +67,7 @@ export async function execJob(file: string, opts: ExecOptions): Promise<number> 
     };
     const job = await cluster.api.submit(spec);
     process.once('SIGINT', onSigint);
+    let finished = false;
     try {
       const printer = createLogPrinter();
       const final = await cluster.api.followLogs(
@@ -78,10 +79,11 @@ export async function execJob(file: string, opts: ExecOptions): Promise<number> 
         },
         controller.signal,
       );
+      finished = true;
       return outcomeExitCode(final.state);
     } finally {
       process.removeListener('SIGINT', onSigint);
-      await cluster.stop({ force: true });
+      await cluster.stop({ force: !finished });
     }
   } finally {
     if (!opts.keepWorkspace) rmSync(scratch, { recursive: true, force: true });

@@ -20,7 +20,7 @@ describe('examples run', () => {
     const out = plain(p.output());
     expect(code, out).toBe(0);
     expect(out).toMatch(/Job \d+ completed/);
-    if (name === 'batch-change.yaml') expect(out).toMatch(/^\+.*Hi from/m);
+    if (name === 'batch-change.yaml') expect(out).toMatch(/^stdout: \+.*Hi from/m);
     if (name === 'indexer-with-secret.yaml') {
       expect(out).toContain('${{ secrets.UPLOAD_TOKEN }}');
       expect(out).not.toContain('replace-me-with-a-real-token');
