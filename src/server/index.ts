@@ -94,7 +94,8 @@ export function createServer(deps: ServerDeps): ServerApp {
       await store.getJob(0);
       sendText(ctx.res, 200, 'ok');
     } catch (e) {
-      if (isAppError(e) && e.code === 'UNAVAILABLE') logger.warn('health check: store unavailable');
+      if (isAppError(e) && e.code === 'UNAVAILABLE')
+        logger.warn('health check: store unavailable', { error: e.cause });
       else logger.error('health check: store failed', { error: e });
       sendText(ctx.res, 503, 'store unavailable');
     }
@@ -169,7 +170,11 @@ export function createServer(deps: ServerDeps): ServerApp {
       .catch((e) => {
         if (isAppError(e) && e.code === 'UNAVAILABLE') {
           // The store is unreachable (database away): 503, retried by clients.
-          logger.warn('request failed: store unavailable', { requestId, path: url.pathname });
+          logger.warn('request failed: store unavailable', {
+            requestId,
+            path: url.pathname,
+            error: e.cause,
+          });
           if (!res.headersSent) sendText(res, 503, `${e.message}\n`, { 'retry-after': '1' });
           else res.destroy();
           return;

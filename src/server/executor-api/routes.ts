@@ -108,6 +108,7 @@ function wrap(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
         deps.logger.warn('executor api: store unavailable', {
           requestId: ctx.requestId,
           path: ctx.url.pathname,
+          error: e.cause,
         });
         if (!ctx.res.headersSent) sendJson(ctx.res, 503, { error: e.message }, { 'retry-after': '1' });
         else ctx.res.destroy();

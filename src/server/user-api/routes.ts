@@ -66,7 +66,14 @@ export function wrapUser(
       await fn(ctx);
     } catch (e) {
       if (isAppError(e)) {
-        if (e.code === 'UNAVAILABLE') ctx.res.setHeader('retry-after', '1');
+        if (e.code === 'UNAVAILABLE') {
+          ctx.res.setHeader('retry-after', '1');
+          deps.logger.warn('user api: store unavailable', {
+            requestId: ctx.requestId,
+            path: ctx.url.pathname,
+            error: e.cause,
+          });
+        }
         sendError(ctx, e.code, e.message, e.details);
         return;
       }
