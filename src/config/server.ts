@@ -38,6 +38,8 @@ export interface ServerConfig {
   fileInlineLimitBytes: number;
   executorBodyLimitBytes: number;
   apiBodyLimitBytes: number;
+  /** Dashboard: loopback peers may use the user API without a token when listening on loopback. */
+  dashboardLoopbackOpen: boolean;
 }
 
 export class ServerConfigError extends Error {
@@ -245,6 +247,15 @@ export const SERVER_SETTINGS: readonly Setting[] = [
     default: '8Mi',
     description: 'largest request body on /api/v1 routes (413 beyond)',
   },
+  {
+    key: 'dashboardLoopbackOpen',
+    flag: 'dashboard-loopback-open',
+    env: 'EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN',
+    kind: 'string',
+    default: 'true',
+    description:
+      'when listening on loopback, the dashboard opens without the API token for loopback peers (true or false)',
+  },
 ];
 
 const MIN_TOKEN_LENGTH = 20;
@@ -319,6 +330,7 @@ const schema = z
     fileInlineLimitBytes: z.number().int().min(0),
     executorBodyLimitBytes: z.number().int().min(1024, 'must be at least 1Ki'),
     apiBodyLimitBytes: z.number().int().min(1024, 'must be at least 1Ki'),
+    dashboardLoopbackOpen: z.enum(['true', 'false'], { message: 'must be true or false' }),
   })
   .superRefine((c, ctx) => {
     if (c.retryBackoffMaxMs < c.retryBackoffBaseMs) {
@@ -402,6 +414,7 @@ export function loadServerConfig(sources: ServerConfigSources = {}): ServerConfi
     fileInlineLimitBytes: c.fileInlineLimitBytes,
     executorBodyLimitBytes: c.executorBodyLimitBytes,
     apiBodyLimitBytes: c.apiBodyLimitBytes,
+    dashboardLoopbackOpen: c.dashboardLoopbackOpen === 'true',
   };
   return Object.freeze(config);
 }

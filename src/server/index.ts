@@ -24,7 +24,9 @@ import { registerGitRoutes } from './executor-api/git.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { createRouter, type RouteContext, sendText } from './http.js';
 import { createHttpMetrics, renderExecutorMetrics, renderQueueMetrics } from './metrics.js';
+import { createQueueHistory } from './queue-history.js';
 import { registerUserRoutes, sendError, wrapUser } from './user-api/routes.js';
+import { registerWebRoutes } from './web/routes.js';
 
 export interface ServerDeps {
   store: Store;
@@ -43,13 +45,23 @@ export interface ServerApp {
   /** Dequeues currently parked in a long-poll (tests and diagnostics). */
   waiting(): number;
   /** The background loops, for tests that drive them with runOnce(now). */
-  readonly loops: { resetter: BackgroundLoop; deadlines: BackgroundLoop; executorJanitor: BackgroundLoop };
+  readonly loops: {
+    resetter: BackgroundLoop;
+    deadlines: BackgroundLoop;
+    executorJanitor: BackgroundLoop;
+    /** Samples queues and executor metrics for the dashboard's charts. */
+    history: BackgroundLoop;
+  };
 }
 
 /** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */
 const EXECUTOR_METRICS_TTL_MS = 30_000;
 
+/** Set at bundle time by the single-file build (scripts/package.mjs); not defined otherwise. */
+declare const __EXECUTOR_PACKAGE_VERSION__: string | undefined;
+
 function packageVersion(): string {
+  if (typeof __EXECUTOR_PACKAGE_VERSION__ === 'string') return __EXECUTOR_PACKAGE_VERSION__;
   for (const rel of ['../../package.json', '../../../package.json']) {
     try {
       const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
@@ -65,7 +77,10 @@ function packageVersion(): string {
 }
 
 export function createServer(deps: ServerDeps): ServerApp {
-  const { store, config, clock, logger } = deps;
+  const { config, clock, logger } = deps;
+  const history = createQueueHistory({ clock, logger });
+  // Dispatches and finishes pass through this wrapper so the dashboard can chart them.
+  const store = history.observe(deps.store);
   const notifier = createEnqueueNotifier();
   const metrics = createHttpMetrics();
   const closing = new AbortController();
@@ -88,6 +103,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   registerGitRoutes(router, routeDeps);
   registerFileRoutes(router, routeDeps);
   registerUserRoutes(router, routeDeps);
+  registerWebRoutes(router, routeDeps, history);
 
   router.add('GET', '/healthz', async (ctx) => {
     try {
@@ -130,6 +146,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     }),
     deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
     executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
+    history: history.loop(deps.store),
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {

@@ -14,6 +14,7 @@ import type { RouteDeps } from '../deps.js';
 import { constantTimeEqual } from '../executor-api/auth.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
 import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
+import { loopbackOpen } from '../web/loopback-access.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
 
@@ -56,7 +57,7 @@ export function wrapUser(
 ) {
   return async (ctx: RouteContext) => {
     try {
-      if (opts.auth !== false) {
+      if (opts.auth !== false && !loopbackOpen(ctx.req, deps.config)) {
         const h = ctx.req.headers.authorization ?? '';
         const m = /^Bearer (.+)$/.exec(h);
         if (!m || !constantTimeEqual(m[1]!, deps.config.apiToken)) {

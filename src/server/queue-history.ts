@@ -1,0 +1,238 @@
+/**
+ * Short in-memory history for the dashboard's charts: per queue (depth, processing, oldest wait,
+ * jobs started and finished in each interval, median dispatch latency) and per executor (a few
+ * numeric series parsed from the Prometheus text it pushes in heartbeats).
+ *
+ * The sampler sees dispatches and finishes by wrapping the Store (`observe`): every dequeue and
+ * every successful mark that goes through this server process is counted. With several server
+ * replicas on one PostgreSQL database each replica counts its own traffic only; depth and
+ * processing come from the database and are global. Nothing is persisted: a restart starts the
+ * charts empty.
+ */
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import type { AttemptFence, Store } from '../store/types.js';
+import { type BackgroundLoop, createLoop } from './background/loop.js';
+
+export interface QueueSample {
+  /** Sample time, ms since the epoch. */
+  at: number;
+  depth: number;
+  processing: number;
+  oldestAgeSeconds: number | null;
+  /** Jobs dequeued since the previous sample. */
+  started: number;
+  /** Jobs their executor marked completed, errored or failed since the previous sample. */
+  finished: number;
+  /** Median of (startedAt - ready time) over the jobs started in the interval; null if none. */
+  dispatchP50Ms: number | null;
+}
+
+/** One executor's series: metric name -> [time, value] points. Counters are stored as rates per second. */
+export type ExecutorSeries = Record<string, Array<[number, number]>>;
+
+/**
+ * Gauges charted as they are, and counters (`_total`) charted as per-second rates. Summed over
+ * label sets. The process_* ones are what stock Sourcegraph executors push; ours push the src_* ones.
+ */
+export const EXECUTOR_GAUGES = [
+  'src_executor_processor_handlers',
+  'src_executor_workspace_free_bytes',
+  'process_resident_memory_bytes',
+] as const;
+export const EXECUTOR_COUNTERS = [
+  'src_executor_processor_total',
+  'src_executor_processor_errors_total',
+  'process_cpu_seconds_total',
+] as const;
+
+/** Executors are sampled while their last heartbeat is this recent (the /metrics window). */
+const EXECUTOR_FRESH_MS = 30_000;
+
+export interface QueueHistoryOptions {
+  clock: Clock;
+  logger: Logger;
+  /** Default 10 s. */
+  intervalMs?: number;
+  /** Samples kept per queue and per executor series; default 360 (an hour at 10 s). */
+  keep?: number;
+}
+
+export interface QueueHistory {
+  /** A Store that behaves exactly like `store` and reports dequeues and marks to the sampler. */
+  observe(store: Store): Store;
+  /** The sampling loop (reads `store`, the unwrapped one is fine). */
+  loop(store: Store): BackgroundLoop<void>;
+  readonly intervalMs: number;
+  queues(): Record<string, QueueSample[]>;
+  executors(): Record<string, ExecutorSeries>;
+}
+
+/** Sums every sample of `name` (any labels) in Prometheus text format; undefined when absent. */
+export function promValue(text: string, name: string): number | undefined {
+  let sum: number | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== ' ' && rest[0] !== '{') continue;
+    const valueText = rest[0] === '{' ? rest.slice(rest.lastIndexOf('}') + 1) : rest;
+    const v = Number(valueText.trim().split(/\s+/)[0]);
+    if (Number.isFinite(v)) sum = (sum ?? 0) + v;
+  }
+  return sum;
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
+  const intervalMs = opts.intervalMs ?? 10_000;
+  const keep = opts.keep ?? 360;
+  const samples = new Map<string, QueueSample[]>();
+  const pending = new Map<string, { latencies: number[]; finished: number }>();
+  /** Queue of each job dequeued here, so a mark can be attributed without a query. */
+  const jobQueue = new Map<number, string>();
+  const execSeries = new Map<string, ExecutorSeries>();
+  const lastCounter = new Map<string, { at: number; value: number }>();
+
+  const bucket = (queue: string) => {
+    let p = pending.get(queue);
+    if (!p) {
+      p = { latencies: [], finished: 0 };
+      pending.set(queue, p);
+    }
+    return p;
+  };
+  const seriesOf = (series: ExecutorSeries, name: string) => {
+    let list = series[name];
+    if (!list) {
+      list = [];
+      series[name] = list;
+    }
+    return list;
+  };
+  const push = <T>(list: T[], v: T) => {
+    list.push(v);
+    if (list.length > keep) list.splice(0, list.length - keep);
+  };
+
+  const observe = (store: Store): Store => {
+    const finished = async (fence: AttemptFence, ok: boolean) => {
+      if (!ok) return;
+      let queue = jobQueue.get(fence.jobId);
+      jobQueue.delete(fence.jobId);
+      if (queue === undefined) queue = (await store.getJob(fence.jobId))?.queue;
+      if (queue !== undefined) bucket(queue).finished++;
+    };
+    const wrapped: Partial<Store> = {
+      async dequeue(o) {
+        const r = await store.dequeue(o);
+        if (r) {
+          const ready = Math.max(r.job.queuedAt, r.job.processAfter ?? 0);
+          const started = r.job.startedAt ?? o.now;
+          bucket(r.job.queue).latencies.push(Math.max(0, started - ready));
+          jobQueue.set(r.job.id, r.job.queue);
+        }
+        return r;
+      },
+      async markComplete(fence, now) {
+        const ok = await store.markComplete(fence, now);
+        await finished(fence, ok);
+        return ok;
+      },
+      async markErrored(fence, message, now, retry) {
+        const ok = await store.markErrored(fence, message, now, retry);
+        await finished(fence, ok);
+        return ok;
+      },
+      async markFailed(fence, message, now) {
+        const ok = await store.markFailed(fence, message, now);
+        await finished(fence, ok);
+        return ok;
+      },
+    };
+    return new Proxy(store, {
+      get(target, prop, receiver) {
+        if (Object.hasOwn(wrapped, prop)) return wrapped[prop as keyof Store];
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  };
+
+  const sampleExecutors = async (store: Store, now: number) => {
+    const executors = await store.listExecutors();
+    const known = new Set(executors.map((e) => e.name));
+    for (const name of execSeries.keys()) if (!known.has(name)) execSeries.delete(name);
+    for (const key of lastCounter.keys()) if (!known.has(key.split('\0')[0]!)) lastCounter.delete(key);
+    for (const e of executors) {
+      if (now - e.lastSeenAt > EXECUTOR_FRESH_MS || !e.metrics) continue;
+      let series = execSeries.get(e.name);
+      if (!series) {
+        series = {};
+        execSeries.set(e.name, series);
+      }
+      for (const name of EXECUTOR_GAUGES) {
+        const v = promValue(e.metrics, name);
+        if (v !== undefined) push(seriesOf(series, name), [now, v]);
+      }
+      for (const name of EXECUTOR_COUNTERS) {
+        const v = promValue(e.metrics, name);
+        if (v === undefined) continue;
+        const key = `${e.name}\0${name}`;
+        const prev = lastCounter.get(key);
+        lastCounter.set(key, { at: now, value: v });
+        // A counter that went down restarted with its executor: no rate for this interval.
+        if (prev && now > prev.at && v >= prev.value) {
+          push(seriesOf(series, name), [now, (v - prev.value) / ((now - prev.at) / 1000)]);
+        }
+      }
+    }
+  };
+
+  const runOnce = async (store: Store, now: number) => {
+    const stats = await store.queueStats(now);
+    const names = new Set([...stats.map((s) => s.queue), ...pending.keys()]);
+    for (const queue of names) {
+      const s = stats.find((x) => x.queue === queue);
+      const p = pending.get(queue) ?? { latencies: [], finished: 0 };
+      pending.delete(queue);
+      let list = samples.get(queue);
+      if (!list) {
+        list = [];
+        samples.set(queue, list);
+      }
+      push(list, {
+        at: now,
+        depth: s?.queued ?? 0,
+        processing: s?.processing ?? 0,
+        oldestAgeSeconds: s?.oldestQueuedAt == null ? null : Math.max(0, (now - s.oldestQueuedAt) / 1000),
+        started: p.latencies.length,
+        finished: p.finished,
+        dispatchP50Ms: median(p.latencies),
+      });
+    }
+    // Jobs dequeued here but finished elsewhere (reset, deadline) must not pile up.
+    if (jobQueue.size > 100_000) jobQueue.clear();
+    await sampleExecutors(store, now);
+  };
+
+  return {
+    intervalMs,
+    observe,
+    loop: (store) =>
+      createLoop({
+        name: 'history',
+        intervalMs,
+        clock: opts.clock,
+        logger: opts.logger,
+        runOnce: (now) => runOnce(store, now),
+      }),
+    queues: () => Object.fromEntries(samples),
+    executors: () => Object.fromEntries(execSeries),
+  };
+}

@@ -1,0 +1,105 @@
+/** Queues: depth, processing, oldest waiting job, and charts of depth, throughput and dispatch latency. */
+import { apiGet, type QueueRow, type QueueSample } from './api.js';
+import { lineChart } from './charts.js';
+import { clear, h } from './dom.js';
+import { formatDuration, formatNumber } from './format.js';
+import { every, type PageContext } from './shared.js';
+
+export async function renderQueuesPage(ctx: PageContext): Promise<void> {
+  const tbody = h('tbody');
+  const charts = h('div', { className: 'queue-charts' });
+  const note = h('p', { className: 'muted' });
+  ctx.main.append(
+    h('h1', { tabindex: '-1' }, 'Queues'),
+    h(
+      'div',
+      { className: 'table-wrap' },
+      h(
+        'table',
+        { className: 'queues' },
+        h('caption', { className: 'visually-hidden' }, 'Queues now'),
+        h(
+          'thead',
+          {},
+          h(
+            'tr',
+            {},
+            ...['Queue', 'Waiting', 'Processing', 'Oldest waiting'].map((c) => h('th', { scope: 'col' }, c)),
+          ),
+        ),
+        tbody,
+      ),
+    ),
+    h('h2', {}, 'Over time'),
+    note,
+    charts,
+  );
+  const load = async () => {
+    const [now, hist] = await Promise.all([
+      apiGet<{ queues: QueueRow[] }>('/api/v1/queues', ctx.signal),
+      apiGet<{ intervalMs: number; queues: Record<string, QueueSample[]> }>(
+        '/api/v1/queues/history',
+        ctx.signal,
+      ),
+    ]);
+    clear(tbody);
+    if (now.queues.length === 0)
+      tbody.append(h('tr', {}, h('td', { colspan: 4 }, 'No queues yet: submit a job.')));
+    for (const q of now.queues) {
+      tbody.append(
+        h(
+          'tr',
+          { 'data-queue': q.queue },
+          h('th', { scope: 'row' }, q.queue),
+          h('td', {}, String(q.depth)),
+          h('td', {}, String(q.processing)),
+          h('td', {}, q.oldestAgeSeconds === null ? '—' : formatDuration(q.oldestAgeSeconds * 1000)),
+        ),
+      );
+    }
+    note.textContent = `One sample every ${formatDuration(hist.intervalMs)}, kept in the server's memory.`;
+    clear(charts);
+    const perMin = 60_000 / hist.intervalMs;
+    for (const [queue, samples] of Object.entries(hist.queues)) {
+      const pts = (f: (s: QueueSample) => number | null) =>
+        samples.flatMap((s) => {
+          const v = f(s);
+          return v === null ? [] : [[s.at, v] as [number, number]];
+        });
+      charts.append(
+        h(
+          'section',
+          { className: 'card', 'aria-label': `Charts of queue ${queue}` },
+          h('h3', {}, queue),
+          h(
+            'div',
+            { className: 'chart-grid' },
+            lineChart(
+              'Depth',
+              [
+                { name: 'waiting', points: pts((s) => s.depth) },
+                { name: 'processing', points: pts((s) => s.processing) },
+              ],
+              formatNumber,
+            ),
+            lineChart(
+              'Throughput (jobs per minute)',
+              [
+                { name: 'started', points: pts((s) => s.started * perMin) },
+                { name: 'finished', points: pts((s) => s.finished * perMin) },
+              ],
+              formatNumber,
+            ),
+            lineChart(
+              'Dispatch latency (median)',
+              [{ name: 'p50', points: pts((s) => s.dispatchP50Ms) }],
+              (v) => formatDuration(v),
+            ),
+          ),
+        ),
+      );
+    }
+  };
+  await load();
+  every(ctx.signal, 5000, load, ctx.report);
+}

@@ -1,0 +1,378 @@
+/**
+ * The dashboard in a real browser (Debian's Chromium driven by playwright-core) against a real
+ * server and executor (shell runtime) in this process. Screenshots of each page go to
+ * test-artifacts/screenshots/. Skipped with one line when /usr/bin/chromium is missing, except
+ * under CI=true.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { requireOrSkip, waitFor } from '../helpers/env.js';
+import { makeDemoRepo } from '../helpers/repos.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const available = requireOrSkip(`chromium (${CHROMIUM})`, existsSync(CHROMIUM));
+const SHOTS = fileURLToPath(new URL('../../test-artifacts/screenshots/', import.meta.url));
+const SECRET = 'hunter2-dashboard-secret-value';
+const BULK = 10_000;
+
+/** Expressions evaluated in the page (strings: the test's TypeScript program has no DOM types). */
+const IN_PAGE = {
+  unlabeled: `[...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => el.labels.length === 0 && !el.getAttribute('aria-label')).map((el) => el.outerHTML)`,
+  unnamed: `[...document.querySelectorAll('button, a[href]')]
+    .filter((el) => !el.textContent.trim()).map((el) => el.outerHTML)`,
+  unlabeledSvgs: `[...document.querySelectorAll('svg')].filter((el) => !el.getAttribute('aria-label')).length`,
+  enabledButtons: `[...document.querySelectorAll('button')].filter((b) => !b.disabled && !b.hidden)
+    .map((b) => b.textContent.trim())`,
+  blur: 'document.activeElement && document.activeElement.blur()',
+  focused: `document.activeElement.tagName + ':' + document.activeElement.textContent.trim().slice(0, 30)`,
+  storedToken: `sessionStorage.getItem('executor.apiToken')`,
+};
+
+interface Traffic {
+  url: string;
+  requestHeaders: Record<string, string>;
+  body: Promise<string>;
+}
+
+function record(page: Page, into: Traffic[]): void {
+  page.on('response', (r) => {
+    if (!new URL(r.url()).pathname.startsWith('/api/')) return;
+    into.push({ url: r.url(), requestHeaders: r.request().headers(), body: r.text().catch(() => '') });
+  });
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** A raw request, so the Host and Origin headers can be set as a browser or an attacker would. */
+function rawGet(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+  });
+}
+
+describe.skipIf(!available)('dashboard in Chromium', () => {
+  let cluster: LocalCluster;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  const traffic: Traffic[] = [];
+  let liveJobId = 0;
+
+  beforeAll(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    const data = mkdtempSync(join(tmpdir(), 'dashboard-'));
+    makeDemoRepo(join(data, 'repos'));
+    cluster = await startLocalCluster({
+      dataDir: data,
+      runtime: 'shell',
+      logger: createLogger({ level: 'error' }),
+    });
+    // A queue no executor polls, deep enough to need server-side pagination.
+    const now = Date.now();
+    for (let i = 0; i < BULK; i++) {
+      await cluster.store.enqueue(
+        {
+          queue: 'bulk',
+          spec: { queue: 'bulk', steps: [{ image: 'unused', run: `echo ${i}` }] },
+          repositoryName: '',
+          commit: '',
+          priority: 0,
+          maxAttempts: 1,
+          timeoutMs: 60_000,
+        },
+        now - (BULK - i) * 1000,
+      );
+    }
+    await cluster.app.loops.history.runOnce(Date.now());
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    page = await context.newPage();
+    record(page, traffic);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await cluster?.stop({ force: true });
+  });
+
+  it('shows a job log live, renders ANSI, and cancels the job with the button', async () => {
+    const job = await cluster.api.submit({
+      queue: 'default',
+      repository: { name: 'demo/hello', commit: 'main' },
+      steps: [
+        {
+          key: 'loop',
+          image: 'unused',
+          run: [
+            'printf "\\033[31mred-text\\033[0m plain\\n"',
+            'echo "token=$TOKEN"',
+            'for i in $(seq 1 900); do echo "tick $i"; sleep 0.1; done',
+          ],
+        },
+      ],
+      secrets: { TOKEN: SECRET },
+    });
+    liveJobId = job.id;
+    await page.goto(`${cluster.url}/#/jobs/${job.id}`);
+    const log = page.locator('section.entry[data-key="step.docker.loop"] pre.log');
+    await log.filter({ hasText: 'tick 3' }).waitFor({ timeout: 30_000 });
+    // Lines keep arriving without a reload.
+    const seen = await log.textContent();
+    const later = await waitFor(
+      async () => {
+        const t = (await log.textContent()) ?? '';
+        const n = Math.max(...[...t.matchAll(/tick (\d+)/g)].map((m) => Number(m[1])));
+        return n >= 10 ? t : undefined;
+      },
+      { timeoutMs: 30_000, what: 'more log lines' },
+    );
+    expect(later.length).toBeGreaterThan(seen?.length ?? 0);
+    await expect(log.locator('span.ansi-fg-1').first().textContent()).resolves.toBe('red-text');
+    expect(later).toContain('token=${{ secrets.TOKEN }}');
+    await shot(page, 'job-running');
+
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await page.locator('.job-state .badge.state-canceled').waitFor({ timeout: 30_000 });
+    expect((await cluster.api.getJob(job.id)).state).toBe('canceled');
+    await page.getByRole('button', { name: 'Retry job' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Cancel job' }).isDisabled()).toBe(true);
+    // The spec is shown with the secret's name only.
+    await page.locator('details.spec-box summary').click();
+    await expect(page.locator('pre.spec').textContent()).resolves.toContain('"TOKEN"');
+    await shot(page, 'job-canceled');
+  });
+
+  it('searches the log and downloads it as plain text', async () => {
+    await page.goto(`${cluster.url}/#/jobs/${liveJobId}`);
+    await page.locator('pre.log').filter({ hasText: 'tick 3' }).waitFor();
+    await page.getByLabel('Search log').fill('tick 2');
+    await page.locator('pre.log mark').first().waitFor();
+    expect(await page.locator('pre.log mark').first().textContent()).toBe('tick 2');
+    await expect(page.locator('.log-tools').textContent()).resolves.toMatch(/\d+ match/);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download log' }).click(),
+    ]);
+    const text = readFileSync((await download.path())!, 'utf8');
+    expect(text).toContain('### step.docker.loop');
+    expect(text).toContain('red-text plain');
+    expect(text).toContain('tick 1');
+    expect(text).not.toContain('\u001b[');
+    expect(text).not.toContain(SECRET);
+  });
+
+  it('lists jobs one server-side page at a time on a queue of 10,000', async () => {
+    const started = Date.now();
+    const listRequest = page.waitForRequest(
+      (r) => r.url().includes('/api/v1/jobs?') && r.url().includes('queue=bulk'),
+    );
+    await page.goto(`${cluster.url}/#/jobs?queue=bulk`);
+    const url = new URL((await listRequest).url());
+    await page.locator('.summary', { hasText: `of ${BULK}` }).waitFor();
+    const elapsed = Date.now() - started;
+    expect(url.searchParams.get('limit')).toBe('50');
+    expect(await page.locator('table.jobs tbody tr').count()).toBe(50);
+    // Generous bound for a shared CI machine; rendering all 10,000 rows would not meet it.
+    expect(elapsed).toBeLessThan(5_000);
+    const firstIds = await page
+      .locator('table.jobs tbody tr')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-job-id')));
+    await shot(page, 'jobs');
+
+    const nextRequest = page.waitForRequest(
+      (r) => r.url().includes('/api/v1/jobs?') && r.url().includes('before='),
+    );
+    await page.getByRole('button', { name: 'Older →' }).click();
+    const next = new URL((await nextRequest).url());
+    expect(next.searchParams.get('limit')).toBe('50');
+    await page.locator('.summary', { hasText: `Jobs 51–100 of ${BULK}` }).waitFor();
+    const nextIds = await page
+      .locator('table.jobs tbody tr')
+      .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-job-id')));
+    expect(nextIds).toHaveLength(50);
+    expect(Number(nextIds[0])).toBeLessThan(Number(firstIds[49]));
+    await page.getByRole('button', { name: '← Newer' }).click();
+    await page.locator('.summary', { hasText: `Jobs 1–50 of ${BULK}` }).waitFor();
+
+    await page.getByLabel('State').selectOption('canceled');
+    await page.locator('.summary', { hasText: 'No jobs match the filter.' }).waitFor();
+  });
+
+  it('lists the executor with its version, compatibility and pushed metrics', async () => {
+    const executors = (await (
+      await fetch(`${cluster.url}/api/v1/executors`, {
+        headers: { authorization: `Bearer ${cluster.apiToken}` },
+      })
+    ).json()) as { executors: Array<{ name: string; executorVersion: string }> };
+    const ex = executors.executors[0]!;
+    await waitFor(
+      async () => {
+        await cluster.app.loops.history.runOnce(Date.now());
+        const h = (await (
+          await fetch(`${cluster.url}/api/v1/executors/history`, {
+            headers: { authorization: `Bearer ${cluster.apiToken}` },
+          })
+        ).json()) as { executors: Record<string, Record<string, unknown[]>> };
+        return (h.executors[ex.name]?.src_executor_processor_handlers?.length ?? 0) >= 2;
+      },
+      { timeoutMs: 20_000, intervalMs: 500, what: 'two metric samples' },
+    );
+    await page.goto(`${cluster.url}/#/executors`);
+    const row = page.locator(`tr[data-executor="${ex.name}"]`);
+    await row.waitFor();
+    await expect(row.textContent()).resolves.toContain(`executor ${ex.executorVersion}`);
+    await expect(row.locator('.badge').first().textContent()).resolves.toBe('Up to date');
+    await expect(row.textContent()).resolves.toContain('Active');
+    await page.locator('figure.chart', { hasText: 'Jobs running' }).locator('svg path.line').waitFor();
+    await shot(page, 'executors');
+  });
+
+  it('shows queues with depth and charts over time', async () => {
+    await cluster.app.loops.history.runOnce(Date.now());
+    await page.goto(`${cluster.url}/#/queues`);
+    const bulk = page.locator('tr[data-queue="bulk"]');
+    await bulk.waitFor();
+    await expect(bulk.locator('td').first().textContent()).resolves.toBe(String(BULK));
+    const card = page.locator('section.card', { hasText: 'bulk' });
+    await expect(card.locator('figure.chart').count()).resolves.toBe(3);
+    await expect(card.locator('svg[role="img"]').first().getAttribute('aria-label')).resolves.toContain(
+      `waiting ${BULK}`,
+    );
+    const def = page.locator('section.card', { hasText: 'default' });
+    await expect(def.locator('figure.chart', { hasText: 'Throughput' }).count()).resolves.toBe(1);
+    await shot(page, 'queues');
+  });
+
+  it('labels every input and reaches every button by keyboard', async () => {
+    for (const hash of ['#/jobs', `#/jobs/${liveJobId}`, '#/executors', '#/queues']) {
+      await page.goto(`${cluster.url}/${hash}`);
+      await page.locator('main h1').waitFor();
+      await page.waitForLoadState('networkidle').catch(() => {});
+      const unlabeled = await page.evaluate<string[]>(IN_PAGE.unlabeled);
+      expect(unlabeled, hash).toEqual([]);
+      const unnamed = await page.evaluate<string[]>(IN_PAGE.unnamed);
+      expect(unnamed, hash).toEqual([]);
+      const charts = await page.evaluate<number>(IN_PAGE.unlabeledSvgs);
+      expect(charts, hash).toBe(0);
+    }
+    // On the job page, Tab alone reaches the skip link first and then every enabled button.
+    await page.goto(`${cluster.url}/#/jobs/${liveJobId}`);
+    await page.locator('pre.log').first().waitFor();
+    const want = await page.evaluate<string[]>(IN_PAGE.enabledButtons);
+    expect(want).toEqual(expect.arrayContaining(['Retry job', 'Download log']));
+    // Route changes move focus to the page heading; from the top of the document, Tab starts again.
+    await page.evaluate(IN_PAGE.blur);
+    const reached: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      await page.keyboard.press('Tab');
+      reached.push(await page.evaluate<string>(IN_PAGE.focused));
+    }
+    expect(reached[0]).toBe('A:Skip to content');
+    for (const name of want) expect(reached).toContain(`BUTTON:${name}`);
+  });
+
+  it('never shows a secret value in the page or the API traffic', async () => {
+    await page.goto(`${cluster.url}/#/jobs/${liveJobId}`);
+    await page.locator('pre.log').filter({ hasText: 'token=' }).waitFor();
+    expect(await page.content()).not.toContain(SECRET);
+    const bodies = await Promise.all(traffic.map((t) => t.body));
+    expect(traffic.some((t) => t.url.includes(`/api/v1/jobs/${liveJobId}/logs?follow=1`))).toBe(true);
+    expect(bodies.join('\n').length).toBeGreaterThan(1000);
+    for (const [i, b] of bodies.entries()) expect(b, traffic[i]!.url).not.toContain(SECRET);
+  });
+
+  it('opens without a token only for loopback requests that carry the dashboard header and a loopback Host', async () => {
+    const url = `${cluster.url}/api/v1/queues`;
+    const host = new URL(cluster.url).host;
+    expect(await rawGet(url, { 'x-executor-dashboard': '1' })).toBe(200);
+    expect(await rawGet(url, {})).toBe(401);
+    expect(await rawGet(url, { 'x-executor-dashboard': '1', host: 'evil.example' })).toBe(401);
+    expect(await rawGet(url, { 'x-executor-dashboard': '1', host, origin: 'http://evil.example' })).toBe(401);
+    expect(await rawGet(url, { 'x-executor-dashboard': '1', host, origin: `http://${host}` })).toBe(200);
+  });
+});
+
+describe.skipIf(!available)('dashboard with the loopback rule off', () => {
+  let cluster: LocalCluster;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    const data = mkdtempSync(join(tmpdir(), 'dashboard-token-'));
+    cluster = await startLocalCluster({
+      dataDir: data,
+      runtime: 'shell',
+      logger: createLogger({ level: 'error' }),
+      serverEnv: { EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN: 'false', EXECUTOR_SERVER_MAX_LOG_BYTES: '1Ki' },
+    });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--no-first-run',
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await cluster?.stop({ force: true });
+  });
+
+  it('asks for the token once per tab, and marks where the log cap cut a step', async () => {
+    const job = await cluster.api.submit({
+      queue: 'default',
+      steps: [
+        { key: 'loud', image: 'unused', run: 'for i in $(seq 1 200); do echo "line $i of a long log"; done' },
+      ],
+    });
+    await cluster.api.followLogs(job.id, () => {});
+    const page = await browser.newPage();
+    await page.goto(`${cluster.url}/#/jobs/${job.id}`);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await page.getByLabel('API token').fill('wrong-token-wrong-token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').filter({ hasText: 'refused' }).waitFor();
+    await shot(page, 'sign-in');
+    await page.getByLabel('API token').fill(cluster.apiToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('.truncated-banner').waitFor();
+    await expect(page.locator('.truncation-marker').first().textContent()).resolves.toContain(
+      'output truncated',
+    );
+    await shot(page, 'job-truncated');
+    // Kept in the tab's session: a reload needs no token.
+    await page.reload();
+    await page.locator('.truncated-banner').waitFor();
+    expect(await page.evaluate(IN_PAGE.storedToken)).toBe(cluster.apiToken);
+    await page.getByRole('button', { name: 'Forget token' }).click();
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  });
+});
