@@ -26,13 +26,37 @@ export interface JanitorLoop {
   sweep(): Promise<string[]>;
 }
 
+/**
+ * The running jobs as a set read afresh at every lookup. A sweep takes a while (listing containers,
+ * reading owner files), and a job dequeued meanwhile already has its container or workspace by the
+ * time the sweep looks at them: judged against a set taken when the sweep began, that job's fresh
+ * workspace looked orphaned and was deleted under it.
+ */
+export function liveIdSet(ids: () => Iterable<string>): ReadonlySet<string> {
+  const now = () => new Set(ids());
+  return {
+    has: (v) => now().has(v),
+    get size() {
+      return now().size;
+    },
+    forEach: (cb, thisArg) => {
+      const s = now();
+      for (const v of s) cb.call(thisArg, v, v, s);
+    },
+    entries: () => now().entries(),
+    keys: () => now().keys(),
+    values: () => now().values(),
+    [Symbol.iterator]: () => now()[Symbol.iterator](),
+  };
+}
+
 export function createJanitor(opts: JanitorLoopOptions): JanitorLoop {
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<unknown> | undefined;
   let stopped = false;
 
   async function sweep(): Promise<string[]> {
-    const active = new Set(opts.running.ids());
+    const active = liveIdSet(() => opts.running.ids());
     const removed: string[] = [];
     for (const [what, fn] of [
       ['runtime', () => opts.runtime.cleanupOrphans(active)],
