@@ -59,8 +59,12 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
     }
     note.textContent = `One sample every ${formatDuration(hist.intervalMs)}, kept in the server's memory.`;
     clear(charts);
-    const perMin = 60_000 / hist.intervalMs;
     for (const [queue, samples] of Object.entries(hist.queues)) {
+      // Counts per interval become per-minute rates over the real spacing of the samples.
+      const perMin = (i: number) =>
+        60_000 / Math.max(1, i > 0 ? samples[i]!.at - samples[i - 1]!.at : hist.intervalMs);
+      const rate = (f: (s: QueueSample) => number) =>
+        samples.map((s, i) => [s.at, f(s) * perMin(i)] as [number, number]);
       const pts = (f: (s: QueueSample) => number | null) =>
         samples.flatMap((s) => {
           const v = f(s);
@@ -85,8 +89,8 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
             lineChart(
               'Throughput (jobs per minute)',
               [
-                { name: 'started', points: pts((s) => s.started * perMin) },
-                { name: 'finished', points: pts((s) => s.finished * perMin) },
+                { name: 'started', points: rate((s) => s.started) },
+                { name: 'finished', points: rate((s) => s.finished) },
               ],
               formatNumber,
             ),
