@@ -20,7 +20,7 @@ die() { printf '[ci-setup] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Packages
-packages=(docker.io runsc busybox-static git postgresql docker-registry)
+packages=(docker.io runsc busybox-static git postgresql docker-registry chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
