@@ -149,6 +149,12 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       throw toStoreError(e);
     }
     let broken: unknown;
+    // A checked-out client has no listener of the pool's, so its 'error' event (the connection died
+    // mid-transaction) would be an uncaught exception that ends the server; the query fails anyway.
+    const onError = (e: unknown) => {
+      broken ??= e;
+    };
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       const r = await fn(c);
@@ -159,6 +165,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       else await c.query('ROLLBACK').catch(() => {});
       throw toStoreError(e);
     } finally {
+      c.off('error', onError);
       // A connection that broke is destroyed rather than returned to the pool.
       c.release(broken !== undefined);
     }
