@@ -61,7 +61,12 @@ export function createApiClient(opts: ApiClientOptions) {
         body: body !== undefined ? JSON.stringify(body) : undefined,
       });
     } catch (e) {
-      throw new ApiError(0, 'UNREACHABLE', `cannot reach the server at ${base}: ${(e as Error).cause ?? e}`);
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw new ApiError(
+        0,
+        'UNREACHABLE',
+        `cannot reach the server at ${base} (${cause?.code ?? cause?.message ?? (e as Error).message}); is it running? Set --server or EXECUTOR_SERVER_URL`,
+      );
     }
     const text = await res.text();
     let parsed: unknown;

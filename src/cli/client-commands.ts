@@ -209,7 +209,15 @@ async function runAction(fn: () => Promise<number | undefined>): Promise<void> {
       process.stderr.write(`error: ${e.message}\n`);
       process.exitCode = 2;
     } else if (e instanceof ApiError) {
-      process.stderr.write(`error: ${e.message}${e.code.startsWith('HTTP_') ? '' : ` (${e.code})`}\n`);
+      const hint =
+        e.status === 401
+          ? '; check --token or EXECUTOR_SERVER_API_TOKEN'
+          : e.status === 404
+            ? '; list jobs with `executor jobs`'
+            : '';
+      process.stderr.write(
+        `error: ${e.message}${e.code.startsWith('HTTP_') || e.code === 'UNREACHABLE' ? '' : ` (${e.code})`}${hint}\n`,
+      );
       for (const d of e.details) process.stderr.write(`  ${d.path}: ${d.message}\n`);
       process.exitCode = e.status === 0 ? 3 : 1;
     } else {

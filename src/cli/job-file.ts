@@ -43,6 +43,14 @@ export function parseJobText(text: string, file = '<input>'): JobSpec {
 }
 
 export async function readJobFile(file: string): Promise<JobSpec> {
-  const text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
+    throw new JobFileError(file, [{ path: '(file)', message: `cannot read it: ${why}` }]);
+  }
   return parseJobText(text, file === '-' ? '<stdin>' : file);
 }

@@ -35,4 +35,6 @@ const args = process.argv.slice(2);
 if (args.length === 0 || (args[0]?.startsWith('--') && !['--help', '--version'].includes(args[0]))) {
   args.unshift('run');
 }
-await program.parseAsync(args, { from: 'user' });
+// No top-level await: the single-file build (scripts/package.mjs) bundles this entry as CommonJS.
+// A rejection still ends the process with its error, as an unhandled rejection.
+void program.parseAsync(args, { from: 'user' });

@@ -102,6 +102,32 @@ describe('client commands against a running server', () => {
     expect(JSON.stringify(JSON.parse(q.out))).toContain('default');
   });
 
+  it('bad input gets a one-line error that says what to do, and a non-zero exit', async () => {
+    const missing = await cli('submit', join(dir, 'nope.yaml'));
+    expect(missing.code).toBe(2);
+    expect(missing.out).toContain('cannot read it: no such file');
+    const yamlFile = join(dir, 'broken.yaml');
+    writeFileSync(yamlFile, 'queue: [default\nsteps: {\n');
+    const broken = await cli('submit', yamlFile);
+    expect(broken.code).toBe(2);
+    expect(broken.out).toMatch(/line \d+, column \d+/);
+    const unknown = await cli('show', '999999');
+    expect(unknown.code).toBe(1);
+    expect(unknown.out).toContain('No such job');
+    expect(unknown.out).toContain('executor jobs');
+    const notId = await cli('logs', 'abc');
+    expect(notId.code).toBe(2);
+    expect(notId.out).toContain('"abc" is not a job id');
+    const wrongToken = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_API_TOKEN: 'y'.repeat(40) });
+    expect(await wrongToken.exited).toBe(1);
+    expect(wrongToken.output()).toContain('EXECUTOR_SERVER_API_TOKEN');
+    const down = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_URL: 'http://127.0.0.1:9' });
+    expect(await down.exited).toBe(3);
+    expect(down.output()).toContain('cannot reach the server at http://127.0.0.1:9');
+    for (const r of [missing, broken, unknown])
+      expect(r.out.trim().split('\n').length).toBeLessThanOrEqual(2);
+  });
+
   it('reports a missing token and a bad file clearly', async () => {
     const p = spawnCli(['jobs'], { EXECUTOR_SERVER_URL: cluster.url, EXECUTOR_SERVER_API_TOKEN: '' });
     expect(await p.exited).toBe(2);

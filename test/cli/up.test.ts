@@ -45,7 +45,10 @@ describe('executor up', () => {
     await upAndCheck('shell');
   });
 
-  it.skipIf(!requireOrSkip('Docker', dockerAvailable()))('runs the demo job with the Docker runtime', async () => {
-    await upAndCheck('docker');
-  });
+  it.skipIf(!requireOrSkip('Docker', dockerAvailable()))(
+    'runs the demo job with the Docker runtime',
+    async () => {
+      await upAndCheck('docker');
+    },
+  );
 });
