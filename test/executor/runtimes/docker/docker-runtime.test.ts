@@ -112,6 +112,21 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
     expect(check?.detail).toMatch(/does not answer/);
   });
 
+  it('lowers a CPU limit above the host CPU count to it, warning once', async () => {
+    const logger = createMemoryLogger();
+    const greedy = createDockerRuntime(options({ cpus: 4096, logger }));
+    const ncpu = ((await docker.info()) as { NCPU: number }).NCPU;
+    for (let i = 0; i < 2; i++) {
+      const { outcomes, entries } = await runJob(greedy, ['echo ran']);
+      expect(outcomes).toEqual([{ exitCode: 0, oomKilled: false }]);
+      expect(entries[0]?.stdout).toBe('ran\n');
+      const cmd = entries[0]?.command ?? [];
+      expect(cmd[cmd.indexOf('--cpus') + 1]).toBe(String(ncpu));
+    }
+    const warnings = logger.lines.filter((l) => l.includes('exceeds the Docker host CPU count'));
+    expect(warnings).toHaveLength(1);
+  });
+
   it('keys specs step.docker.<key|index> and points at the step scripts', async () => {
     const ws = await workspace(['true', 'true']);
     const job = makeJob([{ image: IMAGE, key: 'build', dir: 'a', env: ['X=1'] }, { image: IMAGE }]);
