@@ -5,9 +5,15 @@
 import { readFileSync } from 'node:fs';
 import { OUR_BUILD_TAG } from '../protocol/version.js';
 
+/** Set at bundle time by the single-file build (scripts/package.mjs); not defined otherwise. */
+declare const __EXECUTOR_PACKAGE_VERSION__: string | undefined;
+
 let cached: string | undefined;
 
 export function packageVersion(): string {
+  if (cached === undefined && typeof __EXECUTOR_PACKAGE_VERSION__ === 'string') {
+    cached = __EXECUTOR_PACKAGE_VERSION__;
+  }
   if (cached === undefined) {
     try {
       const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
