@@ -7,7 +7,7 @@
  * `GET /api/v1/executors/history` (user-API auth).
  *
  * Assets: after `npm run build` they are files in dist/server/web/static/ (app.js bundled there by
- * scripts/postbuild.mjs). Running from sources there is no app.js next to this file, so the client
+ * scripts/postbuild.mjs); in a single executable, SEA assets `dashboard/<name>`. Running from sources there is no app.js next to this file, so the client
  * is bundled from app/main.ts on the first request and kept in memory.
  */
 import { readFile } from 'node:fs/promises';
@@ -38,16 +38,32 @@ const TYPES: Record<string, string> = {
   'app.css': 'text/css; charset=utf-8',
 };
 
+/**
+ * Inside a single executable (`npm run package`) there are no files next to the code: the
+ * packaging step embeds the three files as SEA assets named `dashboard/<name>`.
+ */
+async function seaAsset(name: string): Promise<Buffer | undefined> {
+  try {
+    const sea = await import('node:sea');
+    if (!sea.isSea()) return undefined;
+    return Buffer.from(sea.getAsset(`dashboard/${name}`));
+  } catch {
+    return undefined;
+  }
+}
+
 export function registerWebRoutes(router: Router, deps: RouteDeps, history: QueueHistory): void {
   const cache = new Map<string, Promise<Buffer>>();
   const load = (name: string): Promise<Buffer> => {
     let p = cache.get(name);
     if (!p) {
-      p = readFile(new URL(name, STATIC)).catch(async (e: NodeJS.ErrnoException) => {
-        if (name !== 'app.js' || e.code !== 'ENOENT') throw e;
-        const entry = fileURLToPath(new URL('./app/main.ts', import.meta.url));
-        return Buffer.from(await bundleClient(entry), 'utf8');
-      });
+      p = (async () => (await seaAsset(name)) ?? readFile(new URL(name, STATIC)))().catch(
+        async (e: NodeJS.ErrnoException) => {
+          if (name !== 'app.js' || e.code !== 'ENOENT') throw e;
+          const entry = fileURLToPath(new URL('./app/main.ts', import.meta.url));
+          return Buffer.from(await bundleClient(entry), 'utf8');
+        },
+      );
       // A failed load is retried on the next request rather than cached.
       p.catch(() => cache.delete(name));
       cache.set(name, p);

@@ -145,5 +145,5 @@ export async function renderJobsPage(ctx: PageContext): Promise<void> {
     }
   };
   await load();
-  every(ctx.signal, 3000, load);
+  every(ctx.signal, 3000, load, ctx.report);
 }
