@@ -11,7 +11,11 @@ export class JobFileError extends Error {
     readonly file: string,
     readonly problems: SpecProblem[],
   ) {
-    super(`${file} is not a valid job:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+    super(
+      problems.length === 1
+        ? `${file}: ${problems[0]!.path === '(file)' ? '' : `${problems[0]!.path}: `}${problems[0]!.message}`
+        : `${file} is not a valid job:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`,
+    );
   }
 }
 

@@ -114,7 +114,7 @@ export async function up(opts: UpOptions): Promise<number> {
       ? 'npx executor'
       : 'executor';
   say(paint('executor is up', 'green'));
-  say(`  server     ${cluster.url}  (user API at ${cluster.url}/api/v1)`);
+  say(`  server     ${cluster.url}  (dashboard at ${cluster.url}/, user API at ${cluster.url}/api/v1)`);
   say(`  API token  ${creds.apiToken}  (kept in ${join(opts.data, 'credentials.json')})`);
   say(`  runtime    ${runtime}${runtime === 'shell' ? paint('  (not isolated)', 'yellow') : ''}`);
   say(`  data       ${opts.data}  (SQLite database, repositories under repos/)`);

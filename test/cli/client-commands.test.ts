@@ -137,6 +137,7 @@ describe('client commands against a running server', () => {
     const bad = await cli('submit', file);
     expect(bad.code).toBe(2);
     expect(bad.out).toContain('steps: must list at least one step');
+    expect(bad.out.trim().split('\n')).toHaveLength(1);
     const wrong = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_API_TOKEN: 'x'.repeat(40) });
     expect(await wrong.exited).toBe(1);
   });
