@@ -188,6 +188,26 @@ await build({
   ],
 });
 
+// The dashboard: its static files and the client bundled as at `npm run build`, embedded as SEA
+// assets `dashboard/<name>` (read by src/server/web/routes.ts).
+const dashboardDir = path.join(work, 'dashboard');
+mkdirSync(dashboardDir, { recursive: true });
+const client = await build({
+  entryPoints: [path.join(repo, 'src/server/web/app/main.ts')],
+  bundle: true,
+  format: 'esm',
+  target: 'es2022',
+  minify: true,
+  write: false,
+  legalComments: 'none',
+  logLevel: 'silent',
+});
+writeFileSync(path.join(dashboardDir, 'app.js'), client.outputFiles[0].text);
+const dashboardAssets = { 'dashboard/app.js': path.join(dashboardDir, 'app.js') };
+for (const name of ['index.html', 'app.css']) {
+  dashboardAssets[`dashboard/${name}`] = path.join(repo, 'src/server/web/static', name);
+}
+
 // ---- 2. blob ----
 const blob = path.join(work, 'sea-prep.blob');
 const seaConfig = path.join(work, 'sea-config.json');
@@ -200,7 +220,7 @@ writeFileSync(
       disableExperimentalSEAWarning: true,
       useSnapshot: false,
       useCodeCache: false,
-      assets: { 'better_sqlite3.node': addon },
+      assets: { 'better_sqlite3.node': addon, ...dashboardAssets },
     },
     null,
     2,

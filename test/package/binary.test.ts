@@ -105,6 +105,15 @@ describe.skipIf(!supported)('single-file binary', () => {
     expect(files.some((f) => f.endsWith('better_sqlite3.node'))).toBe(true);
   });
 
+  it('serves the dashboard from assets embedded in the binary', async () => {
+    const page = await fetch(`${url}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<html');
+    const app = await fetch(`${url}/assets/app.js`);
+    expect(app.status).toBe(200);
+    expect((await app.text()).length).toBeGreaterThan(1000);
+  });
+
   it('validate prints one line per check and passes against the server', async () => {
     const r = runBinary(['validate'], executorEnv());
     const code = await finished(r, 60_000);
