@@ -1,0 +1,386 @@
+/**
+ * Crash chaos over the shell runtime (fast) unless containers matter: kill -9 of an executor at
+ * random points from clone to final flush; SIGSTOP past the stall window then SIGCONT (Docker: the
+ * zombie's container must stop); the server failing after assigning a job; graceful drain. Every
+ * scenario ends with the invariant checker.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dockerAvailable, requireOrSkip, waitFor } from '../helpers/env.js';
+import { makeDemoRepo } from '../helpers/repos.js';
+import { type AuditEvent, readAudit } from './audit-store.js';
+import {
+  type ChaosExecutor,
+  type ChaosServer,
+  countingJob,
+  kill9,
+  RECOVERY_BOUND_MS,
+  spawnExecutor,
+  startChaosServer,
+  submitAll,
+  TIMING,
+} from './harness.js';
+import { checkInvariants } from './invariants.js';
+import { CHAOS_SEED, createRandom, publish, scaled } from './scale.js';
+
+const KILLS = scaled(5, 50);
+/** From a kill to the job's next attempt: the last heartbeat may precede the kill by up to H. */
+const BOUND_FROM_FAULT_MS = TIMING.heartbeatMs + RECOVERY_BOUND_MS;
+/** Scheduling slack on a loaded 2-core machine (process start, event-loop delays). */
+const SLACK_MS = 1500;
+
+/** Time from a fault to the interrupted attempt being taken back (requeued or failed). */
+function recoveryAfter(
+  audit: AuditEvent[],
+  job: number,
+  attempt: number,
+  afterT: number,
+): number | undefined {
+  const next = audit.find((e) => e.op === 'end' && e.job === job && e.attempt === attempt && e.t1 > afterT);
+  return next ? next.t1 - afterT : undefined;
+}
+
+function openAttemptsOf(
+  audit: AuditEvent[],
+  executor: string,
+  atT: number,
+): { job: number; attempt: number }[] {
+  const open: { job: number; attempt: number }[] = [];
+  for (const s of audit) {
+    if (s.op !== 'start' || s.executor !== executor || s.t1 > atT) continue;
+    const ended = audit.some(
+      (e) => e.op === 'end' && e.job === s.job && e.attempt === s.attempt && e.t0 < atT,
+    );
+    if (!ended) open.push({ job: s.job, attempt: s.attempt });
+  }
+  return open;
+}
+
+describe('crash chaos (shell runtime)', () => {
+  let dir: string;
+  let server: ChaosServer;
+  let sha: string;
+  const executors: ChaosExecutor[] = [];
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'chaos-crash-'));
+    server = await startChaosServer({ dir: join(dir, 'server') });
+    sha = makeDemoRepo(server.config.reposDir).first;
+  });
+  afterAll(async () => {
+    for (const e of executors) await kill9(e);
+    await server?.stop();
+  });
+
+  it(`kill -9 of an executor at random points, ${KILLS} times: nothing lost, recovery within the bound`, async () => {
+    const random = createRandom(CHAOS_SEED);
+    const ws = join(dir, 'ws');
+    const survivor = spawnExecutor(server, { name: `survivor-${CHAOS_SEED}`, workspaceRoot: ws, maxJobs: 6 });
+    executors.push(survivor);
+    await survivor.ready;
+    const jobIds: number[] = [];
+    const countLines = new Map<number, number>();
+    const kills: { t: number; name: string }[] = [];
+    for (let k = 0; k < KILLS; k++) {
+      const victim = spawnExecutor(server, {
+        name: `victim-${CHAOS_SEED}-${k}`,
+        workspaceRoot: ws,
+        maxJobs: 3,
+      });
+      executors.push(victim);
+      await victim.ready;
+      const jobs = await submitAll(
+        server,
+        [0, 1, 2].map(() => countingJob(40, { repoCommit: sha, delaySeconds: '0.02' })),
+      );
+      for (const j of jobs) {
+        jobIds.push(j.id);
+        countLines.set(j.id, 40);
+      }
+      // A random point from the first dequeue (clone) to past the final flush (~1-2 s of work).
+      const startedAt = await waitFor(
+        () => readAudit(server.auditFile).find((e) => e.op === 'start' && e.executor === victim.name)?.t1,
+        { timeoutMs: 20_000, what: 'the victim to dequeue' },
+      );
+      const delay = Math.floor(random() * 2500);
+      await waitFor(() => performance.timeOrigin + performance.now() >= startedAt + delay, {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+      });
+      const t = performance.timeOrigin + performance.now();
+      await kill9(victim);
+      kills.push({ t, name: victim.name });
+    }
+    await waitFor(
+      async () => {
+        for (const id of jobIds) {
+          const j = await server.store.getJob(id);
+          if (!j || !['completed', 'failed', 'canceled'].includes(j.state)) return false;
+        }
+        return true;
+      },
+      { timeoutMs: 60_000 + KILLS * 5000, intervalMs: 200, what: 'every job to end' },
+    );
+    // The survivor's janitor removes what the victims left.
+    await waitFor(
+      async () =>
+        (
+          await checkInvariants({
+            store: server.store,
+            auditFile: server.auditFile,
+            jobIds,
+            maxResets: TIMING.maxResets,
+            workspaceRoots: [ws],
+          })
+        ).violations.length === 0,
+      {
+        timeoutMs: 4 * TIMING.cleanupMs + 5000,
+        intervalMs: 250,
+      },
+    ).catch(() => undefined);
+    const report = await checkInvariants({
+      store: server.store,
+      auditFile: server.auditFile,
+      jobIds,
+      countLines,
+      maxResets: TIMING.maxResets,
+      workspaceRoots: [ws],
+    });
+    const audit = readAudit(server.auditFile);
+    const recoveries: number[] = [];
+    let interrupted = 0;
+    for (const k of kills) {
+      for (const o of openAttemptsOf(audit, k.name, k.t)) {
+        interrupted++;
+        const r = recoveryAfter(audit, o.job, o.attempt, k.t);
+        if (r === undefined) report.violations.push(`job ${o.job} never recovered from ${k.name}`);
+        else recoveries.push(r);
+      }
+    }
+    const maxRecovery = Math.max(0, ...recoveries);
+    publish('kill -9 executor (shell)', {
+      kills: KILLS,
+      jobs: jobIds.length,
+      interruptedAttempts: interrupted,
+      states: report.states,
+      failures: report.failures,
+      resets: report.resets,
+      maxRecoveryMs: Math.round(maxRecovery),
+      boundMs: BOUND_FROM_FAULT_MS,
+      violations: report.violations.length,
+    });
+    expect(report.violations).toEqual([]);
+    expect(interrupted).toBeGreaterThan(0);
+    expect(maxRecovery).toBeLessThanOrEqual(BOUND_FROM_FAULT_MS + SLACK_MS);
+  }, 600_000);
+
+  it('the server failing after assigning a job: the job is reassigned within the bound', async () => {
+    const ws = join(dir, 'ws-fail');
+    let inject = 0;
+    const dir2 = join(dir, 'server-fail');
+    const faulty = await startChaosServer({ dir: dir2, faults: { afterDequeue: () => inject-- > 0 } });
+    const ex = spawnExecutor(faulty, { name: `assign-${CHAOS_SEED}`, workspaceRoot: ws, maxJobs: 2 });
+    executors.push(ex);
+    try {
+      await ex.ready;
+      inject = scaled(2, 5);
+      const jobs = await submitAll(
+        faulty,
+        Array.from({ length: scaled(3, 10) }, () => countingJob(10)),
+      );
+      const jobIds = jobs.map((j) => j.id);
+      await waitFor(
+        async () => {
+          for (const id of jobIds) {
+            const j = await faulty.store.getJob(id);
+            if (!j || !['completed', 'failed', 'canceled'].includes(j.state)) return false;
+          }
+          return true;
+        },
+        { timeoutMs: 60_000, intervalMs: 200, what: 'every job to end' },
+      );
+      const audit = readAudit(faulty.auditFile);
+      // The injected failures are the first starts; their next start is the reassignment.
+      const failedStarts = audit.filter((e) => e.op === 'start').slice(0, scaled(2, 5));
+      const delays = failedStarts.map((s) => {
+        const next = audit.find((e) => e.op === 'start' && e.job === s.job && e.attempt > s.attempt);
+        return next ? next.t1 - s.t1 : Number.POSITIVE_INFINITY;
+      });
+      const report = await checkInvariants({
+        store: faulty.store,
+        auditFile: faulty.auditFile,
+        jobIds,
+        countLines: new Map(jobIds.map((id) => [id, 10])),
+        maxResets: TIMING.maxResets,
+      });
+      publish('server fails after assigning', {
+        injected: failedStarts.length,
+        jobs: jobIds.length,
+        states: report.states,
+        maxReassignMs: Math.round(Math.max(...delays)),
+        boundMs: RECOVERY_BOUND_MS,
+        violations: report.violations.length,
+      });
+      expect(report.violations).toEqual([]);
+      expect(report.states.completed).toBe(jobIds.length);
+      expect(Math.max(...delays)).toBeLessThanOrEqual(RECOVERY_BOUND_MS + SLACK_MS);
+    } finally {
+      await kill9(ex);
+      await faulty.stop();
+    }
+  }, 120_000);
+
+  it('graceful drain: heartbeats go on, running jobs finish on their first attempt, exit 0', async () => {
+    const ws = join(dir, 'ws-drain');
+    const ex = spawnExecutor(server, { name: `drain-${CHAOS_SEED}`, workspaceRoot: ws, maxJobs: 3 });
+    executors.push(ex);
+    await ex.ready;
+    // Each job runs longer than the stall window, so only heartbeats during the drain save it.
+    const lines = Math.ceil((TIMING.stalledAfterMs * 1.5) / 100);
+    const jobs = await submitAll(
+      server,
+      [0, 1, 2].map(() => countingJob(lines, { delaySeconds: '0.1' })),
+    );
+    const jobIds = jobs.map((j) => j.id);
+    await waitFor(
+      async () => {
+        for (const id of jobIds) if ((await server.store.getJob(id))?.state !== 'processing') return false;
+        return true;
+      },
+      { timeoutMs: 20_000, what: 'the jobs to run' },
+    );
+    ex.child.kill('SIGTERM');
+    const code = await ex.exited;
+    const report = await checkInvariants({
+      store: server.store,
+      auditFile: server.auditFile,
+      jobIds,
+      countLines: new Map(jobIds.map((id) => [id, lines])),
+      maxResets: TIMING.maxResets,
+      workspaceRoots: [ws],
+    });
+    publish('graceful drain', {
+      jobs: jobIds.length,
+      states: report.states,
+      resets: report.resets,
+      exit: code,
+      violations: report.violations.length,
+    });
+    expect(code).toBe(0);
+    expect(report.violations).toEqual([]);
+    expect(report.states.completed).toBe(3);
+    expect(report.attempts).toBe(3);
+    expect(report.resets).toBe(0);
+  }, 120_000);
+});
+
+describe('SIGSTOP past the stall window, then SIGCONT (Docker)', () => {
+  const ok = requireOrSkip('Docker', dockerAvailable());
+  it.skipIf(!ok)(
+    'the zombie is fenced: its writes are refused and its container is stopped',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'chaos-stop-'));
+      const server = await startChaosServer({ dir: join(dir, 'server') });
+      const ws = join(dir, 'ws');
+      const zombie = spawnExecutor(server, {
+        name: `zombie-${CHAOS_SEED}`,
+        workspaceRoot: ws,
+        runtime: 'docker',
+        maxJobs: 1,
+      });
+      let rescuer: ChaosExecutor | undefined;
+      try {
+        await zombie.ready;
+        const lines = 60;
+        const [job] = await submitAll(server, [countingJob(lines, { delaySeconds: '0.1' })]);
+        const jobId = job!.id;
+        await waitFor(
+          async () =>
+            (await server.store.getLogEntries(jobId, { withOutput: true })).some(
+              (e) => e.key === 'step.docker.count' && (e.out ?? '').includes('line-3'),
+            ),
+          { timeoutMs: 90_000, what: 'the step to write' },
+        );
+        zombie.child.kill('SIGSTOP');
+        const stoppedAt = performance.timeOrigin + performance.now();
+        rescuer = spawnExecutor(server, { name: `rescuer-${CHAOS_SEED}`, workspaceRoot: ws, maxJobs: 1 });
+        await waitFor(
+          () =>
+            readAudit(server.auditFile).some((e) => e.op === 'end' && e.job === jobId && e.how === 'reset'),
+          {
+            timeoutMs: RECOVERY_BOUND_MS + TIMING.heartbeatMs + 10_000,
+            what: 'the stalled reset',
+          },
+        );
+        const resetAt = performance.timeOrigin + performance.now();
+        zombie.child.kill('SIGCONT');
+        // Within a couple of heartbeats the zombie learns it lost the job and stops its container.
+        await waitFor(
+          () =>
+            execFileSync('docker', ['ps', '-q', '--filter', `label=executor.name=${zombie.name}`], {
+              stdio: 'pipe',
+            })
+              .toString()
+              .trim() === '',
+          {
+            timeoutMs: 3 * TIMING.heartbeatMs + 10_000,
+            intervalMs: 100,
+            what: "the zombie's container to stop",
+          },
+        );
+        const containerStoppedMs = performance.timeOrigin + performance.now() - resetAt;
+        await waitFor(async () => (await server.store.getJob(jobId))?.state === 'completed', {
+          timeoutMs: 60_000,
+          what: 'the rescuer to complete the job',
+        });
+        await kill9(zombie);
+        await waitFor(
+          async () => {
+            const r = await checkInvariants({
+              store: server.store,
+              auditFile: server.auditFile,
+              jobIds: [jobId],
+              maxResets: TIMING.maxResets,
+              executorNames: [zombie.name],
+              workspaceRoots: [ws],
+              docker: true,
+            });
+            return r.violations.length === 0;
+          },
+          { timeoutMs: 10_000, intervalMs: 250 },
+        ).catch(() => undefined);
+        const report = await checkInvariants({
+          store: server.store,
+          auditFile: server.auditFile,
+          jobIds: [jobId],
+          countLines: new Map([[jobId, lines]]),
+          maxResets: TIMING.maxResets,
+          executorNames: [zombie.name],
+          workspaceRoots: [ws],
+          docker: true,
+        });
+        const final = await server.store.getJob(jobId);
+        const zombieWritesAfterReset = readAudit(server.auditFile).filter(
+          (e) => e.op === 'write' && e.job === jobId && e.executor === zombie.name && e.t0 > stoppedAt,
+        ).length;
+        publish('SIGSTOP / SIGCONT zombie (docker)', {
+          stoppedForMs: Math.round(resetAt - stoppedAt),
+          attempts: final?.attempts,
+          zombieWritesAcceptedAfterStop: zombieWritesAfterReset,
+          containerStoppedWithinMs: Math.round(containerStoppedMs),
+          violations: report.violations.length,
+        });
+        expect(report.violations).toEqual([]);
+        expect(final?.attempts).toBe(2);
+        expect(zombieWritesAfterReset).toBe(0);
+      } finally {
+        await kill9(zombie);
+        if (rescuer) await kill9(rescuer);
+        await server.stop();
+      }
+    },
+    180_000,
+  );
+});
