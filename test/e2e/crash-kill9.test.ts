@@ -38,6 +38,7 @@ async function containerExists(id: string): Promise<boolean> {
 describe.skipIf(!ok)('kill -9 of the executor mid-job (docker runtime, separate processes)', () => {
   let cluster: LocalCluster;
   const executors: CliProcess[] = [];
+  const names: string[] = [];
 
   beforeAll(async () => {
     const data = mkdtempSync(join(tmpdir(), 'e2e-crash-'));
@@ -63,12 +64,14 @@ describe.skipIf(!ok)('kill -9 of the executor mid-job (docker runtime, separate 
     await cluster?.stop();
   });
 
-  function startExecutor(name: string): CliProcess {
+  function startExecutor(role: string): CliProcess {
+    const name = `${role}-${process.pid}`;
+    names.push(name);
     const p = spawnCli(
       ['run'],
       cluster.executorEnv({
         EXECUTOR_RUNTIME: 'docker',
-        EXECUTOR_NAME: `${name}-${process.pid}`,
+        EXECUTOR_NAME: name,
         EXECUTOR_MAXIMUM_NUM_JOBS: '1',
         EXECUTOR_JOB_NETWORK: 'none',
       }),
@@ -85,7 +88,7 @@ describe.skipIf(!ok)('kill -9 of the executor mid-job (docker runtime, separate 
 
     const first = startExecutor('crash-first');
     const orphan = await waitFor(
-      async () => (await containersOfJob(job.id)).find((c) => c.State === 'running'),
+      async () => (await containersOfJob(job.id, names)).find((c) => c.State === 'running'),
       { timeoutMs: 60_000, intervalMs: 100, what: `the first executor's step container\n${first.output()}` },
     );
     expect(orphan.Labels['executor.pid']).toBe(String(first.child.pid));
@@ -120,7 +123,7 @@ describe.skipIf(!ok)('kill -9 of the executor mid-job (docker runtime, separate 
     // The second executor marked it once, and said it removed the orphan.
     await waitFor(() => second.output().includes('job finished'), { what: 'the job-finished log line' });
     expect(second.output().match(/job finished/g)).toHaveLength(1);
-    expect(await containersOfJob(job.id)).toEqual([]);
+    expect(await containersOfJob(job.id, names)).toEqual([]);
 
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);

@@ -37,16 +37,30 @@ export function haveGvisorAndImage(): boolean {
 export const docker = new Dockerode();
 
 /**
- * Containers (running or not) labelled for the job: `executor.job` is `<id>` when the job came
- * from a single-queue dequeue (no queue in the payload) and `<id>-<queue>` from a multi-queue one.
+ * Containers (running or not) labelled for the job by one of the given executors. `executor.job`
+ * is `<id>` when the job came from a single-queue dequeue (no queue in the payload) and
+ * `<id>-<queue>` from a multi-queue one. The executor name matters: every cluster has its own
+ * database, so job ids repeat across test files running side by side on one Docker daemon.
  */
-export async function containersOfJob(id: number, queue = 'default') {
+export async function containersOfJob(id: number, executorNames: readonly string[], queue = 'default') {
   const lists = await Promise.all(
-    [String(id), `${id}-${queue}`].map((uid) =>
-      docker.listContainers({ all: true, filters: { label: [`executor.job=${uid}`] } }),
+    executorNames.flatMap((name) =>
+      [String(id), `${id}-${queue}`].map((uid) =>
+        docker.listContainers({
+          all: true,
+          filters: { label: [`executor.job=${uid}`, `executor.name=${name}`] },
+        }),
+      ),
     ),
   );
   return lists.flat();
+}
+
+/** Containers of the job created by the cluster's in-process executor. */
+export function clusterContainersOfJob(cluster: LocalCluster, id: number) {
+  const name = cluster.executorConfig?.executorName;
+  if (!name) throw new Error('the cluster has no in-process executor');
+  return containersOfJob(id, [name]);
 }
 
 export const TERMINAL = new Set(['completed', 'errored', 'failed', 'canceled']);

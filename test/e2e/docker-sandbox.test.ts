@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
 import { createLogger } from '../../src/lib/logger.js';
-import { apiEntries, containersOfJob, entry, haveDockerAndImage, IMAGE, waitForEnd } from './docker-e2e.js';
+import {
+  apiEntries,
+  clusterContainersOfJob,
+  entry,
+  haveDockerAndImage,
+  IMAGE,
+  waitForEnd,
+} from './docker-e2e.js';
 
 const ok = haveDockerAndImage();
 
@@ -63,7 +70,7 @@ describe.skipIf(!ok)('sandbox limits end to end (docker runtime)', () => {
     expect(bomb.out).toContain("can't fork");
     expect(bomb.command).toEqual(expect.arrayContaining(['--pids-limit', String(PIDS_LIMIT)]));
     expect(Date.now() - t0).toBeLessThan(90_000);
-    expect(await containersOfJob(job.id)).toEqual([]);
+    expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });
 
   it('OOM-kills a memory hog and the failure message says out of memory', async () => {
@@ -80,7 +87,7 @@ describe.skipIf(!ok)('sandbox limits end to end (docker runtime)', () => {
     expect(hog.exitCode).toBe(137);
     expect(hog.out).toContain('container was killed: out of memory (limit 64m)');
     expect(hog.command).toEqual(expect.arrayContaining(['--memory', '64m', '--memory-swap', '64m']));
-    expect(await containersOfJob(job.id)).toEqual([]);
+    expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });
 
   it('gives steps no Docker socket and no capabilities', async () => {

@@ -12,7 +12,7 @@ import { waitFor } from '../helpers/env.js';
 import { makeDemoRepo } from '../helpers/repos.js';
 import {
   apiEntries,
-  containersOfJob,
+  clusterContainersOfJob,
   docker,
   entry,
   haveDockerAndImage,
@@ -101,7 +101,7 @@ describe.skipIf(!ok)('end to end over the docker runtime', () => {
     const info = (await docker.info()) as { NCPU: number };
     expect(Number(command[cpusAt + 1])).toBe(Math.min(4, info.NCPU));
 
-    expect(await containersOfJob(job.id)).toEqual([]);
+    expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });
 
   it('ends failed with the exit code logged when a step fails', async () => {
@@ -122,7 +122,7 @@ describe.skipIf(!ok)('end to end over the docker runtime', () => {
     expect(bad.exitCode).toBe(7);
     expect(bad.out).toContain('stdout: about to fail');
     expect(entries.map((e) => e.key)).not.toContain('step.docker.never');
-    expect(await containersOfJob(job.id)).toEqual([]);
+    expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });
 
   it('cancels a running step: the job ends canceled and its container is gone within 5 s', async () => {
@@ -131,14 +131,17 @@ describe.skipIf(!ok)('end to end over the docker runtime', () => {
       steps: [{ key: 'sleepy', image: IMAGE, run: 'echo started; sleep 60' }],
     });
     // Running: its container exists and the step has printed.
-    await waitFor(async () => (await containersOfJob(job.id)).some((c) => c.State === 'running'), {
-      timeoutMs: 60_000,
-      what: 'the step container to run',
-    });
+    await waitFor(
+      async () => (await clusterContainersOfJob(cluster, job.id)).some((c) => c.State === 'running'),
+      {
+        timeoutMs: 60_000,
+        what: 'the step container to run',
+      },
+    );
 
     const canceledAt = Date.now();
     await cluster.api.cancel(job.id);
-    await waitFor(async () => (await containersOfJob(job.id)).length === 0, {
+    await waitFor(async () => (await clusterContainersOfJob(cluster, job.id)).length === 0, {
       timeoutMs: 5_000,
       intervalMs: 50,
       what: 'the container to be removed within 5 s of the cancel',
@@ -163,7 +166,7 @@ describe.skipIf(!ok)('end to end over the docker runtime', () => {
     expect(final.state).toBe('failed');
     expect(String(final.failureMessage)).toContain('job exceeded its timeout of 3s');
     expect(Date.now() - startedAt).toBeLessThan(30_000);
-    await waitFor(async () => (await containersOfJob(job.id)).length === 0, {
+    await waitFor(async () => (await clusterContainersOfJob(cluster, job.id)).length === 0, {
       timeoutMs: 10_000,
       intervalMs: 100,
       what: 'the timed-out job container to be removed',

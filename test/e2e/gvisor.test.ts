@@ -9,7 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { makeDemoRepo } from '../helpers/repos.js';
-import { apiEntries, containersOfJob, entry, haveGvisorAndImage, IMAGE, waitForEnd } from './docker-e2e.js';
+import {
+  apiEntries,
+  clusterContainersOfJob,
+  entry,
+  haveGvisorAndImage,
+  IMAGE,
+  waitForEnd,
+} from './docker-e2e.js';
 
 const ok = haveGvisorAndImage();
 
@@ -72,7 +79,7 @@ describe.skipIf(!ok)('end to end over the gvisor runtime', () => {
     expect(second.out).toMatch(/stdout: .*gVisor/);
     expect(second.out).toContain('stdout: sock=absent');
     expect(second.out).toMatch(/^stdout: CapEff:\s+0000000000000000$/m);
-    expect(await containersOfJob(job.id)).toEqual([]);
+    expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });
 
   it('ends failed with the exit code under gVisor too', async () => {
@@ -84,6 +91,6 @@ describe.skipIf(!ok)('end to end over the gvisor runtime', () => {
     expect(final.state).toBe('failed');
     expect(String(final.failureMessage)).toContain('exit code 9');
     expect(entry(await apiEntries(cluster, job.id), 'step.docker.bad').exitCode).toBe(9);
-    expect(await containersOfJob(job.id)).toEqual([]);
+    expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });
 });
