@@ -90,6 +90,8 @@ describe('executor <-> server partitions', () => {
         what: 'the job to complete',
       });
     }
+    // This executor must not compete for the next scenario's jobs.
+    await kill9(ex);
     const report = await checkInvariants({
       store: server.store,
       auditFile: server.auditFile,
