@@ -166,6 +166,51 @@ export function createLogPrinter(write: (s: string) => void = (s) => process.std
   };
 }
 
+/**
+ * A live progress line under the log on a terminal: which step is running and for how long. It is
+ * erased before each write and drawn again after it, so it never mixes with the log text.
+ */
+export function createProgressLine(stream: NodeJS.WriteStream, now: () => number = Date.now) {
+  let shown = false;
+  let atLineStart = true;
+  let running: { key: string; startMs: number } | null = null;
+  const clear = () => {
+    if (shown) stream.write('\r\x1b[K');
+    shown = false;
+  };
+  const draw = () => {
+    if (!running || !atLineStart) return;
+    stream.write(
+      paint(`… ${running.key} running for ${humanDuration(now() - running.startMs)}`, 'cyan', stream),
+    );
+    shown = true;
+  };
+  const timer = setInterval(() => {
+    clear();
+    draw();
+  }, 250);
+  timer.unref();
+  return {
+    write(text: string) {
+      clear();
+      stream.write(text);
+      if (text) atLineStart = text.endsWith('\n');
+      draw();
+    },
+    entry(e: ApiLogEntry) {
+      if (e.exitCode === null || e.exitCode === undefined) {
+        running = { key: e.key, startMs: toMs(e.startTime) ?? now() };
+      } else if (running?.key === e.key) {
+        running = null;
+      }
+    },
+    stop() {
+      clearInterval(timer);
+      clear();
+    },
+  };
+}
+
 /** Follows a job's logs to the end; returns the exit code for its outcome. */
 export async function followJob(client: ApiClient, id: number, json: boolean): Promise<number> {
   const controller = new AbortController();
@@ -176,7 +221,8 @@ export async function followJob(client: ApiClient, id: number, json: boolean): P
     controller.abort();
   };
   process.once('SIGINT', onSigint);
-  const printer = createLogPrinter();
+  const progress = !json && process.stdout.isTTY ? createProgressLine(process.stdout) : undefined;
+  const printer = createLogPrinter(progress ? (text) => progress.write(text) : undefined);
   try {
     const final = await client.followLogs(
       id,
@@ -185,8 +231,10 @@ export async function followJob(client: ApiClient, id: number, json: boolean): P
           out(JSON.stringify(e));
           return;
         }
-        if (e.type === 'entry') printer.entry(e.entry);
-        else if (e.type === 'output') printer.output(e.entryId, e.data);
+        if (e.type === 'entry') {
+          progress?.entry(e.entry);
+          printer.entry(e.entry);
+        } else if (e.type === 'output') printer.output(e.entryId, e.data);
         else printer.end(e.job);
       },
       controller.signal,
@@ -196,6 +244,7 @@ export async function followJob(client: ApiClient, id: number, json: boolean): P
     if (controller.signal.aborted) return 130;
     throw e;
   } finally {
+    progress?.stop();
     process.removeListener('SIGINT', onSigint);
   }
 }
