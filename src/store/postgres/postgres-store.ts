@@ -61,7 +61,8 @@ export interface PostgresStoreOptions {
   clock?: 'database' | 'caller';
   /**
    * How long a request waits for a pool connection (including a new connection to a database that
-   * does not answer) before failing with UNAVAILABLE. Default 5000.
+   * does not answer) before failing with UNAVAILABLE. Default 10000: opening a connection costs a
+   * backend process and a SCRAM exchange, which take seconds on a saturated host.
    */
   connectTimeoutMs?: number;
 }
@@ -114,12 +115,14 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     statement_timeout: statementTimeoutMs,
     idle_in_transaction_session_timeout: statementTimeoutMs,
     application_name: 'executor-server',
-    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
     // Detects a peer that vanished without closing (a cut network) on idle and LISTEN connections.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
   };
-  const pool = new pg.Pool({ ...clientConfig, max: opts.poolSize ?? 10 });
+  // Idle connections are kept for a minute (pg's default is 10 s): reopening them in every lull
+  // costs more than keeping them.
+  const pool = new pg.Pool({ ...clientConfig, max: opts.poolSize ?? 10, idleTimeoutMillis: 60_000 });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
 
