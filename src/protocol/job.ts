@@ -148,41 +148,13 @@ export const wireJobV2Schema = z
  * shape, anything else v1. Throws a ZodError when the payload does not fit.
  */
 export function decodeJob(body: unknown): Job {
-  const version = (body as { version?: unknown } | null)?.version;
-  if (version === 2) {
-    const w = wireJobV2Schema.parse(body);
-    return {
-      version: 2,
-      id: w.id,
-      queue: w.queue || undefined,
-      token: w.token,
-      repositoryName: w.repositoryName,
-      repositoryDirectory: w.repositoryDirectory,
-      commit: w.commit,
-      fetchTags: w.fetchTags,
-      shallowClone: w.shallowClone,
-      sparseCheckout: w.sparseCheckout,
-      files: Object.fromEntries(
-        Object.entries(w.files).map(([p, f]) => [
-          p,
-          {
-            content: f.content !== undefined ? Buffer.from(f.content, 'base64') : undefined,
-            bucket: f.bucket || undefined,
-            key: f.key || undefined,
-            modifiedAt: f.modifiedAt ?? ZERO_TIME,
-          },
-        ]),
-      ),
-      dockerSteps: w.dockerSteps,
-      cliSteps: w.cliSteps,
-      redactedValues: w.redactedValues,
-      dockerAuthConfig: { auths: w.dockerAuthConfig?.auths ?? undefined },
-      attempt: w.attempt,
-    };
-  }
-  const w = wireJobV1Schema.parse(body);
+  const v2 = (body as { version?: unknown } | null)?.version === 2;
+  const w = v2 ? wireJobV2Schema.parse(body) : wireJobV1Schema.parse(body);
+  // v2 carries file contents as base64 (Go []byte), v1 as plain text.
+  const encoding: BufferEncoding = v2 ? 'base64' : 'utf8';
+  const auths = v2 ? (w as z.output<typeof wireJobV2Schema>).dockerAuthConfig?.auths : undefined;
   return {
-    version: 1,
+    version: v2 ? 2 : 1,
     id: w.id,
     queue: w.queue || undefined,
     token: w.token,
@@ -196,7 +168,7 @@ export function decodeJob(body: unknown): Job {
       Object.entries(w.files).map(([p, f]) => [
         p,
         {
-          content: f.content !== undefined ? Buffer.from(f.content, 'utf8') : undefined,
+          content: f.content !== undefined ? Buffer.from(f.content, encoding) : undefined,
           bucket: f.bucket || undefined,
           key: f.key || undefined,
           modifiedAt: f.modifiedAt ?? ZERO_TIME,
@@ -206,7 +178,7 @@ export function decodeJob(body: unknown): Job {
     dockerSteps: w.dockerSteps,
     cliSteps: w.cliSteps,
     redactedValues: w.redactedValues,
-    dockerAuthConfig: {},
+    dockerAuthConfig: auths ? { auths } : {},
     attempt: w.attempt,
   };
 }
