@@ -87,6 +87,7 @@ describe('toContainerCreateOptions', () => {
     expect(h.PidsLimit).toBe(1024);
     expect(h.Init).toBe(true);
     expect(h.AutoRemove).toBe(false);
+    expect(h.LogConfig).toEqual({ Type: 'none', Config: {} });
     expect(h.NetworkMode).toBe('bridge');
     expect(h.Runtime).toBeUndefined();
     expect(JSON.stringify(h)).not.toContain('docker.sock');
