@@ -160,13 +160,16 @@ async function fenceFor(
   deps: RouteDeps,
   caller: JobCaller,
   body: { jobId: number; executorName: string },
+  /** False when the caller needs no job row (markComplete: no message to mask, no queue to wake). */
+  needJob = true,
 ): Promise<{ fence: AttemptFence; job: JobRecord | null }> {
   if (caller.token) {
     if (body.jobId !== caller.jobId || body.executorName !== caller.executorName) {
       sendText(ctx.res, 403, 'invalid token\n');
       throw new Responded();
     }
-    const job = await deps.store.getJob(body.jobId);
+    // The token names the attempt, so the row is read only for what the handler does with it.
+    const job = needJob ? await deps.store.getJob(body.jobId) : null;
     return {
       fence: { jobId: body.jobId, executorName: body.executorName, attempt: caller.token.attempt },
       job,
@@ -436,7 +439,7 @@ export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
         kind === 'complete'
           ? { ...(await decode(ctx, deps, markCompleteRequestSchema)), errorMessage: '' }
           : await decode(ctx, deps, markErroredRequestSchema);
-      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body, kind !== 'complete');
       const message = maskSecrets(body.errorMessage, secretsOf(job));
       const now = clock.now();
       const retry = { baseMs: config.retryBackoffBaseMs, maxMs: config.retryBackoffMaxMs };
