@@ -51,6 +51,32 @@ describe('stalled jobs (fake clock)', () => {
   });
 });
 
+describe('stalled jobs after a server restart (fake clock)', () => {
+  it('gives executors a full stall window to reach a restarted server before resetting', async () => {
+    const { createServer } = await import('../../src/server/index.js');
+    const { createLogger } = await import('../../src/lib/logger.js');
+    const id = await h.submit({});
+    await h.dequeue('default', 'e1');
+    // The server is down for a minute: no heartbeat can arrive. A new server starts on the store.
+    h.clock.advance(60_000);
+    const restarted = createServer({
+      store: h.store,
+      config: h.config,
+      clock: h.clock,
+      logger: createLogger({ level: 'error' }),
+    });
+    try {
+      expect(await restarted.loops.resetter.runOnce(h.clock.now())).toEqual({ reset: [], failed: [] });
+      h.clock.advance(24_000);
+      expect(await restarted.loops.resetter.runOnce(h.clock.now())).toEqual({ reset: [], failed: [] });
+      h.clock.advance(2_000);
+      expect(await restarted.loops.resetter.runOnce(h.clock.now())).toEqual({ reset: [id], failed: [] });
+    } finally {
+      await restarted.close();
+    }
+  });
+});
+
 describe('retries', () => {
   it('markErrored requeues with backoff until maxAttempts, then fails', async () => {
     const id = await h.submit({ maxAttempts: 2 });
