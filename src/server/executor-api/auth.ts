@@ -119,13 +119,16 @@ export async function checkJobRequest(
   if (executorName === '') return fail(400, 'worker hostname cannot be empty');
 
   const hash = hashJobToken(token);
-  const record = hash ? await deps.store.lookupToken(hash) : null;
+  // Both reads at once (one round trip instead of two on every job request); the checks below
+  // keep their order, so the answers are the same.
+  const [record, executor] = hash
+    ? await Promise.all([deps.store.lookupToken(hash), deps.store.getExecutor(executorName)])
+    : [null, null];
   if (!record) return fail(401, 'invalid token');
   if (record.jobId !== jobId) return fail(403, 'invalid token');
   if (scope.kind === 'git' && record.repositoryName !== scope.repo) return fail(403, 'invalid token');
   if (scope.kind === 'queue' && record.queue !== scope.queue) return fail(403, 'invalid token');
   if (record.executorName !== executorName) return fail(403, 'invalid token');
-  const executor = await deps.store.getExecutor(executorName);
   if (!executor) return fail(401, 'invalid token');
   return { ok: true, caller: { jobId, executorName, token: record } };
 }
