@@ -6,6 +6,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import Dockerode, { type ContainerCreateOptions } from 'dockerode';
 
 export const recordedCreates: ContainerCreateOptions[] = [];
@@ -54,4 +55,34 @@ export async function runRaw(docker: Dockerode, opts: ContainerCreateOptions): P
   const t1 = performance.now();
   if (r.StatusCode !== 0) throw new Error(`baseline container exited ${r.StatusCode}`);
   return t1 - t0;
+}
+
+/**
+ * Like runRaw, but the output is read: attached and drained (demultiplexed into a counter), which
+ * is the least any consumer of the output pays. Resolves with the time and the bytes read.
+ */
+export async function runRawAttached(
+  docker: Dockerode,
+  opts: ContainerCreateOptions,
+): Promise<{ ms: number; bytes: number }> {
+  const t0 = performance.now();
+  const c = await docker.createContainer(opts);
+  const stream = (await c.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
+  const ended = new Promise<void>((r) => {
+    stream.once('end', r);
+    stream.once('close', r);
+  });
+  let bytes = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      cb();
+    },
+  });
+  docker.modem.demuxStream(stream, sink, sink);
+  await c.start();
+  await c.wait();
+  await ended;
+  await c.remove({ force: true, v: true });
+  return { ms: performance.now() - t0, bytes };
 }

@@ -54,7 +54,9 @@ export interface Proc {
 /** `node [--import tsx] args`: TypeScript files need the loader, compiled ones do not. */
 export function spawnNode(args: string[], env: Record<string, string | undefined> = {}): Proc {
   const loader = args[0]?.endsWith('.ts') ? ['--import', 'tsx'] : [];
-  const child = spawn(process.execPath, [...loader, ...args], {
+  // BENCH_CHILD_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/some/dir") profiles the children.
+  const extra = (process.env.BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...extra, ...loader, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

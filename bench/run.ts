@@ -38,6 +38,7 @@ async function main() {
     say: (t) => process.stdout.write(`  .. ${t}\n`),
   };
   const started = Date.now();
+  const loadAtStart = os.loadavg()[0]!;
   const results: BenchResult[] = [];
   const failures: string[] = [];
   for (const name of names) {
@@ -63,6 +64,8 @@ async function main() {
       node: process.version,
     },
     durationSeconds: Math.round((Date.now() - started) / 1000),
+    // 1-minute load average at start and end: the floors move with it, the ratios should not.
+    loadAverage: { start: loadAtStart, end: os.loadavg()[0]! },
     results,
     failures,
   };
