@@ -26,6 +26,8 @@ export interface FakeKubeApiServer {
   pods: Map<string, Obj>;
   /** `resource verb` pairs served, e.g. `jobs create`, `pods/log get`. */
   calls: string[];
+  /** `resource/name` of every successful create, in order. */
+  created: string[];
   deleteBodies: Array<{ resource: string; name: string; body: Record<string, unknown> }>;
   /** Creates or replaces a pod and sends ADDED/MODIFIED to watchers. */
   setPod(pod: Obj): void;
@@ -51,6 +53,7 @@ export async function startFakeKubeApiServer(): Promise<FakeKubeApiServer> {
   const pvcs = new Map<string, Obj>();
   const pods = new Map<string, Obj>();
   const calls: string[] = [];
+  const created: string[] = [];
   const deleteBodies: FakeKubeApiServer['deleteBodies'] = [];
   const watchers = new Set<{ selector: string; res: http.ServerResponse }>();
   const logs = new Map<string, LogStream>();
@@ -121,6 +124,7 @@ export async function startFakeKubeApiServer(): Promise<FakeKubeApiServer> {
         return status(res, 409, 'AlreadyExists', `${resource} "${obj.metadata.name}" already exists`);
       obj.metadata.resourceVersion = String(++rv);
       store.set(obj.metadata.name, obj);
+      created.push(`${resource}/${obj.metadata.name}`);
       return json(res, 201, obj);
     }
     if (req.method === 'DELETE' && name) {
@@ -171,6 +175,7 @@ export async function startFakeKubeApiServer(): Promise<FakeKubeApiServer> {
     pvcs,
     pods,
     calls,
+    created,
     deleteBodies,
     setPod(pod) {
       const existed = pods.has(pod.metadata.name);
