@@ -32,6 +32,7 @@ import type { RouteDeps } from '../deps.js';
 import {
   BodyTooLargeError,
   type RouteContext,
+  BodyAbortedError,
   type Router,
   readBody,
   sendEmpty,
@@ -117,6 +118,15 @@ function wrap(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
       deps.logger.error('executor api handler failed', {
         requestId: ctx.requestId,
         path: ctx.url.pathname,
+      if (e instanceof BodyAbortedError) {
+        // The client went away mid-body: nobody is left to answer, and it is not a server fault.
+        deps.logger.debug('executor api: request body aborted by the client', {
+          requestId: ctx.requestId,
+          path: ctx.url.pathname,
+        });
+        ctx.res.destroy();
+        return;
+      }
         error: e,
       });
       sendJson(ctx.res, 500, { error: `internal error (request id ${ctx.requestId})` });

@@ -13,7 +13,14 @@ import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/type
 import type { RouteDeps } from '../deps.js';
 import { constantTimeEqual } from '../executor-api/auth.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
-import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
+import {
+  BodyAbortedError,
+  BodyTooLargeError,
+  type RouteContext,
+  type Router,
+  readBody,
+  sendJson,
+} from '../http.js';
 import { loopbackOpen } from '../web/loopback-access.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
@@ -80,6 +87,15 @@ export function wrapUser(
       }
       if (e instanceof BodyTooLargeError) {
         sendError(ctx, 'PAYLOAD_TOO_LARGE', `The request body is larger than ${e.limit} bytes.`);
+        return;
+      }
+      if (e instanceof BodyAbortedError) {
+        // The client went away mid-body: nobody is left to answer, and it is not a server fault.
+        deps.logger.debug('user api: request body aborted by the client', {
+          requestId: ctx.requestId,
+          path: ctx.url.pathname,
+        });
+        ctx.res.destroy();
         return;
       }
       deps.logger.error('user api handler failed', {
