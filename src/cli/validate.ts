@@ -117,8 +117,9 @@ export async function runValidation(
       retry: { ...config.httpRetry, maxAttempts: Math.min(config.httpRetry.maxAttempts, 3) },
       fetch: deps.fetch,
     });
+    let serverVersion: string | undefined;
     try {
-      await auth.testAuth();
+      serverVersion = (await auth.testAuth()).serverVersion;
       report({
         name: 'frontend auth',
         ok: true,
@@ -128,12 +129,6 @@ export async function runValidation(
       report({ name: 'frontend auth', ok: false, detail: errorMessage(e) });
     }
 
-    let serverVersion: string | undefined;
-    try {
-      serverVersion = await auth.serverSrcCliVersion();
-    } catch {
-      serverVersion = undefined;
-    }
     if (serverVersion && isOurExecutorVersion(serverVersion)) {
       const c = calculateCompatibility(executorVersion(), serverVersion, true);
       report({

@@ -13,6 +13,9 @@ export const CAPABILITY = {
 } as const;
 export type Capability = (typeof CAPABILITY)[keyof typeof CAPABILITY];
 
+/** Response header of our server on every /.executors response: its version (`<semver>+executor`). */
+export const SERVER_VERSION_HEADER = 'x-executor-server-version';
+
 /** Request header on dequeue: hold the request up to this many milliseconds when no job is ready. */
 export const LONG_POLL_HEADER = 'x-executor-long-poll-ms';
 /** The longest wait a server grants, whatever is asked (keeps proxies' idle timeouts out of play). */

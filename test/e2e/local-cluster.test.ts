@@ -6,6 +6,7 @@ import type { ApiLogEntry } from '../../src/cli/api-client.js';
 import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { makeDemoRepo } from '../helpers/repos.js';
+import { spawnCli } from '../helpers/spawn-cli.js';
 
 describe('local cluster (server + executor in one process, shell runtime)', () => {
   let cluster: LocalCluster;
@@ -62,6 +63,14 @@ describe('local cluster (server + executor in one process, shell runtime)', () =
     const all = JSON.stringify(entries) + events.join('');
     expect(all).not.toContain('hunter2-very-secret');
     expect(entries.find((e) => e.key === 'step.docker.1')!.out).toContain(shas.first);
+  });
+
+  it('executor validate passes against it and reports version compatibility with the server', async () => {
+    const p = spawnCli(['validate'], cluster.executorEnv({ EXECUTOR_RUNTIME: 'shell' }));
+    const code = await p.exited;
+    expect(code, p.output()).toBe(0);
+    expect(p.output()).toMatch(/✓ frontend auth/);
+    expect(p.output()).toMatch(/✓ version: executor \S+\+executor vs server \S+\+executor: UP_TO_DATE/);
   });
 
   it('ends errored with the exit code when a step fails', async () => {

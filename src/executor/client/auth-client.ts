@@ -1,8 +1,9 @@
 /**
- * `GET /.executors/test/auth` for `executor validate` (Sourcegraph `run/validate.go`), and the
- * instance's recommended src-cli version (`GET /.api/src-cli/version`, used as the server version).
+ * `GET /.executors/test/auth` for `executor validate` (Sourcegraph `run/validate.go`), which also
+ * reads our server's version from its response header.
  */
 import type { HttpRetryConfig } from '../../config/executor.js';
+import { SERVER_VERSION_HEADER } from '../../protocol/capabilities.js';
 import { createBaseClient, UnexpectedStatusError } from './base-client.js';
 
 export const AUTHORIZATION_FAILED =
@@ -27,10 +28,15 @@ export function createAuthClient(opts: AuthClientOptions) {
   const test = createBaseClient({ ...common, pathPrefix: '/.executors/test' });
   const root = createBaseClient({ ...common, pathPrefix: '' });
   return {
-    /** Resolves when the shared secret is accepted; rejects with Sourcegraph's messages otherwise. */
-    async testAuth(signal?: AbortSignal): Promise<void> {
+    /**
+     * Resolves when the shared secret is accepted, with the server's version when it is one of ours
+     * (header SERVER_VERSION_HEADER; a Sourcegraph instance sends none); rejects with Sourcegraph's
+     * messages otherwise.
+     */
+    async testAuth(signal?: AbortSignal): Promise<{ serverVersion?: string }> {
       try {
-        await test.request({ method: 'GET', endpoint: 'auth', signal });
+        const res = await test.request({ method: 'GET', endpoint: 'auth', signal });
+        return { serverVersion: res.headers.get(SERVER_VERSION_HEADER) ?? undefined };
       } catch (e) {
         if (e instanceof UnexpectedStatusError && e.status === 401) throw new Error(AUTHORIZATION_FAILED);
         if (e instanceof UnexpectedStatusError) {
@@ -38,18 +44,6 @@ export function createAuthClient(opts: AuthClientOptions) {
         }
         throw new Error(`failed to validate authorization token: ${(e as Error).message}`);
       }
-    },
-    /** `{"version":"x.y.z"}` from `/.api/src-cli/version`; undefined when the server has no such route. */
-    async serverSrcCliVersion(signal?: AbortSignal): Promise<string | undefined> {
-      const res = await root.request({
-        method: 'GET',
-        endpoint: '.api/src-cli/version',
-        signal,
-        passStatuses: [404],
-      });
-      if (res.status !== 200) return undefined;
-      const v = (JSON.parse(res.body.toString('utf8')) as { version?: unknown }).version;
-      return typeof v === 'string' ? v : undefined;
     },
   };
 }

@@ -10,11 +10,13 @@
 import { randomBytes } from 'node:crypto';
 import type { ZodType, z } from 'zod';
 import { errorMessage, isAppError } from '../../lib/errors.js';
+import { executorVersion } from '../../lib/version.js';
 import {
   CAPABILITIES_HEADER,
   CAPABILITY,
   LONG_POLL_HEADER,
   MAX_LONG_POLL_MS,
+  SERVER_VERSION_HEADER,
 } from '../../protocol/capabilities.js';
 import {
   addExecutionLogEntryRequestSchema,
@@ -30,9 +32,9 @@ import { InvalidVersionError, supportsV2Payload } from '../../protocol/version.j
 import type { AttemptFence, JobRecord, LogEntryInput } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import {
+  BodyAbortedError,
   BodyTooLargeError,
   type RouteContext,
-  BodyAbortedError,
   type Router,
   readBody,
   sendEmpty,
@@ -96,6 +98,7 @@ async function decode<T extends ZodType>(
 function wrap(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
   return async (ctx: RouteContext) => {
     ctx.res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
+    ctx.res.setHeader(SERVER_VERSION_HEADER, executorVersion());
     try {
       await fn(ctx);
     } catch (e) {
@@ -115,9 +118,6 @@ function wrap(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
         else ctx.res.destroy();
         return;
       }
-      deps.logger.error('executor api handler failed', {
-        requestId: ctx.requestId,
-        path: ctx.url.pathname,
       if (e instanceof BodyAbortedError) {
         // The client went away mid-body: nobody is left to answer, and it is not a server fault.
         deps.logger.debug('executor api: request body aborted by the client', {
@@ -127,6 +127,9 @@ function wrap(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
         ctx.res.destroy();
         return;
       }
+      deps.logger.error('executor api handler failed', {
+        requestId: ctx.requestId,
+        path: ctx.url.pathname,
         error: e,
       });
       sendJson(ctx.res, 500, { error: `internal error (request id ${ctx.requestId})` });

@@ -465,7 +465,7 @@ describe('auth test (run/validate_test.go)', () => {
     createAuthClient({ frontendUrl: fe.url, password: 'hunter2hunter2', executorName: 'x', retry: NO_RETRY });
   it('200 -> ok', async () => {
     fe.script.push({ status: 200, body: 'ok' });
-    await expect(auth().testAuth()).resolves.toBeUndefined();
+    await expect(auth().testAuth()).resolves.toEqual({ serverVersion: undefined });
     expectRequest(fe.requests[0], { method: 'GET', path: '/.executors/test/auth', token: 'hunter2hunter2' });
   });
   it('401 -> the site-config message', async () => {
