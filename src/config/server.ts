@@ -197,7 +197,7 @@ export const SERVER_SETTINGS: readonly Setting[] = [
     env: 'EXECUTOR_SERVER_MAX_LOG_BYTES',
     kind: 'size',
     default: '64Mi',
-    description: 'log output kept per job attempt (head and tail kept beyond it)',
+    description: 'log output stored per job attempt; beyond it a marker is stored and the rest dropped (the executor keeps head and tail within its own cap)',
   },
   {
     key: 'priorityStepMs',
