@@ -2,7 +2,8 @@
  * The heartbeat loop (Sourcegraph `workerutil` heartbeat, every 5 s): sends the running job ids,
  * then aborts and forgets jobs the server no longer knows, and aborts (keeping them) jobs it asks to
  * cancel. It runs independently of the dequeue loop, so it goes on while every slot is busy and
- * while draining. On error it logs (with the time since the last success) and tries again next tick.
+ * while draining. Beats start at a fixed rate and each is bounded by the interval (retries included);
+ * on error it logs (with the time since the last success) and tries again at the next beat.
  */
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
@@ -13,7 +14,7 @@ import { type RunningJobs, UnknownJobError } from './running-jobs.js';
 export const HEARTBEAT_INTERVAL_MS = 5000;
 
 export interface HeartbeatOptions {
-  client: { heartbeat(ids: readonly string[]): Promise<HeartbeatResult> };
+  client: { heartbeat(ids: readonly string[], opts?: { budgetMs?: number }): Promise<HeartbeatResult> };
   running: RunningJobs;
   logger: Logger;
   intervalMs?: number;
@@ -40,7 +41,9 @@ export function createHeartbeat(opts: HeartbeatOptions): HeartbeatLoop {
     const ids = opts.running.ids();
     let res: HeartbeatResult;
     try {
-      res = await opts.client.heartbeat(ids);
+      // A beat never outlives its interval: one that cannot get through in time (retries
+      // included) gives up, and the next starts fresh on schedule.
+      res = await opts.client.heartbeat(ids, { budgetMs: intervalMs });
       lastSuccess = clock.now();
     } catch (e) {
       opts.logger.warn('heartbeat failed', { error: e, sinceLastSuccessMs: clock.now() - lastSuccess });
@@ -61,14 +64,16 @@ export function createHeartbeat(opts: HeartbeatOptions): HeartbeatLoop {
     }
   }
 
-  const schedule = () => {
+  /** Fixed rate: the next beat is due one interval after the previous one began. */
+  const schedule = (delayMs = intervalMs) => {
     if (stopped) return;
     timer = setTimeout(() => {
+      const began = clock.now();
       inFlight = beat().finally(() => {
         inFlight = undefined;
-        schedule();
+        schedule(Math.max(0, intervalMs - (clock.now() - began)));
       });
-    }, intervalMs);
+    }, delayMs);
   };
 
   return {

@@ -49,6 +49,16 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses returned to the caller rather than thrown (besides 200 and 204). */
   passStatuses?: readonly number[];
+  /**
+   * Timeout of one attempt when the retry config sets none (SRC_HTTP_CLI_INTERNAL_TIMEOUT = 0): a
+   * connection that was cut without a reset (partition, peer frozen) must not hold a call forever.
+   */
+  attemptTimeoutMs?: number;
+  /**
+   * Time budget of the whole call, retries included: no attempt or backoff starts past it, and the
+   * last attempt is cut at it (the call then fails with the last error, or a TimeoutError).
+   */
+  budgetMs?: number;
 }
 
 export interface BaseClientOptions {
@@ -117,20 +127,32 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
     }
     const body = r.body === undefined || r.method !== 'POST' ? undefined : JSON.stringify(r.body);
     const target = url(r.endpoint);
+    const deadline = r.budgetMs !== undefined ? Date.now() + r.budgetMs : Number.POSITIVE_INFINITY;
+    const left = () => deadline - Date.now();
+    /** Whether waiting `ms` and trying again still fits the budget. */
+    const fits = (ms: number) => left() - ms > 0;
     for (let attempt = 1; ; attempt++) {
-      const timeout = retry.timeoutMs > 0 ? AbortSignal.timeout(retry.timeoutMs) : undefined;
+      const perAttempt = retry.timeoutMs > 0 ? retry.timeoutMs : (r.attemptTimeoutMs ?? 0);
+      const timeoutMs = Math.min(perAttempt > 0 ? perAttempt : Number.POSITIVE_INFINITY, left());
+      const timeout = Number.isFinite(timeoutMs) ? AbortSignal.timeout(Math.max(1, timeoutMs)) : undefined;
       const signal = timeout && r.signal ? AbortSignal.any([timeout, r.signal]) : (timeout ?? r.signal);
       let res: Response;
+      let buf: Buffer;
       try {
         res = await doFetch(target, { method: r.method, headers, body, signal });
+        buf = Buffer.from(await res.arrayBuffer());
       } catch (e) {
         if (r.signal?.aborted) throw r.signal.reason ?? e;
-        if (attempt >= retry.maxAttempts || !shouldRetryError(e, attempt)) throw e;
+        // An attempt cut by attemptTimeoutMs is retried like any transport error (within the
+        // budget); one cut by SRC_HTTP_CLI_INTERNAL_TIMEOUT is not, as before.
+        const timedOut = timeout?.aborted === true && retry.timeoutMs <= 0;
+        const delay = backoffDelayMs(attempt, retry, opts.random);
+        if (attempt >= retry.maxAttempts || (!timedOut && !shouldRetryError(e, attempt)) || !fits(delay))
+          throw e;
         opts.logger?.debug('http request failed; retrying', { url: target, attempt, error: e });
-        await sleep(backoffDelayMs(attempt, retry, opts.random), r.signal);
+        await sleep(delay, r.signal);
         continue;
       }
-      const buf = Buffer.from(await res.arrayBuffer());
       if (res.status === 200 || res.status === 204 || r.passStatuses?.includes(res.status)) {
         return { status: res.status, headers: res.headers, body: buf };
       }
@@ -140,6 +162,7 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
         opts.logger?.debug('unexpected status', { url: target, status: res.status, body: text });
         throw new UnexpectedStatusError(res.status, text);
       }
+      if (!fits(d.delayMs)) throw new UnexpectedStatusError(res.status, buf.toString('utf8').slice(0, 2000));
       opts.logger?.debug('http request got a retryable status; retrying', {
         url: target,
         status: res.status,

@@ -68,6 +68,15 @@ export interface QueueClientOptions {
   metrics?: RedMetrics;
 }
 
+/**
+ * Timeout of one attempt of every call but dequeue, when SRC_HTTP_CLI_INTERNAL_TIMEOUT is 0: well
+ * under the server's stall window (25 s by default), so a call on a connection that went silent is
+ * retried on a fresh one instead of waiting for the kernel to notice.
+ */
+export const CALL_ATTEMPT_TIMEOUT_MS = 10_000;
+/** A long-poll dequeue may take its wait plus this before it is presumed lost. */
+export const LONG_POLL_MARGIN_MS = 10_000;
+
 export interface HeartbeatResult {
   knownIds: string[];
   cancelIds: string[];
@@ -80,7 +89,8 @@ export interface QueueClient {
   ping(signal?: AbortSignal): Promise<void>;
   /** The next job, or null when there is none (204). */
   dequeue(signal?: AbortSignal): Promise<Job | null>;
-  heartbeat(runningUids: readonly string[]): Promise<HeartbeatResult>;
+  /** `budgetMs` bounds the call, retries included (the heartbeat loop passes its interval). */
+  heartbeat(runningUids: readonly string[], opts?: { budgetMs?: number }): Promise<HeartbeatResult>;
   markComplete(job: Job): Promise<void>;
   markErrored(job: Job, errorMessage: string): Promise<void>;
   markFailed(job: Job, errorMessage: string): Promise<void>;
@@ -107,6 +117,8 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
     fetch: opts.fetch,
     logger: opts.logger,
   });
+  const request: BaseClient['request'] = (r) =>
+    base.request({ attemptTimeoutMs: CALL_ATTEMPT_TIMEOUT_MS, ...r });
   const multi = !opts.queueName;
   const queueNames = [...(opts.queueNames ?? [])].sort();
   if (multi && queueNames.length === 0)
@@ -131,7 +143,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
     const body: Record<string, unknown> = { executorName: opts.executorName, jobId: job.id };
     if (errorMessage !== undefined) body.errorMessage = errorMessage;
     await observe(op, () =>
-      base.request({ method: 'POST', endpoint: `${jobQueue(job)}/${route}`, body, job: jobAuth(job) }),
+      request({ method: 'POST', endpoint: `${jobQueue(job)}/${route}`, body, job: jobAuth(job) }),
     );
   }
 
@@ -143,7 +155,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       const body: Record<string, unknown> = { version: '', executorName: opts.executorName };
       if (multi) body.queueNames = queueNames;
       Object.assign(body, emptyTelemetry, { prometheusMetrics: '' });
-      const res = await base.request({ method: 'POST', endpoint: heartbeatEndpoint, body, signal });
+      const res = await request({ method: 'POST', endpoint: heartbeatEndpoint, body, signal });
       noteCaps(res);
     },
 
@@ -157,8 +169,11 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       if (r.memory) body.memory = r.memory;
       if (r.diskSpace) body.diskSpace = r.diskSpace;
       const headers: Record<string, string> = {};
+      let attemptTimeoutMs = CALL_ATTEMPT_TIMEOUT_MS;
       if ((opts.longPollMs ?? 0) > 0 && caps.has(CAPABILITY.longPoll)) {
-        headers[LONG_POLL_HEADER] = String(Math.min(opts.longPollMs!, MAX_LONG_POLL_MS));
+        const waitMs = Math.min(opts.longPollMs!, MAX_LONG_POLL_MS);
+        headers[LONG_POLL_HEADER] = String(waitMs);
+        attemptTimeoutMs = waitMs + LONG_POLL_MARGIN_MS;
       }
       const res = await observe('Dequeue', () =>
         base.request({
@@ -167,13 +182,14 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
           body,
           headers,
           signal,
+          attemptTimeoutMs,
         }),
       );
       if (res.status === 204) return null;
       return decodeJob(JSON.parse(res.body.toString('utf8')));
     },
 
-    async heartbeat(runningUids) {
+    async heartbeat(runningUids, hbOpts) {
       const telemetry = { ...emptyTelemetry, ...opts.telemetry() };
       const prometheusMetrics = opts.prometheusMetrics?.() ?? '';
       const ids = [...runningUids].sort();
@@ -197,7 +213,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
         };
       }
       const res = await observe('Heartbeat', () =>
-        base.request({ method: 'POST', endpoint: heartbeatEndpoint, body }),
+        request({ method: 'POST', endpoint: heartbeatEndpoint, body, budgetMs: hbOpts?.budgetMs }),
       );
       noteCaps(res);
       if (res.status === 204 || res.body.length === 0) return { knownIds: [], cancelIds: [] };
@@ -213,7 +229,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       const sink: QueueLogSink = {
         async add(entry) {
           const res = await observe('AddExecutionLogEntry', () =>
-            base.request({
+            request({
               method: 'POST',
               endpoint: `${jobQueue(job)}/addExecutionLogEntry`,
               body: { ...common(), ...entryBody(entry) },
@@ -230,7 +246,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
         },
         async update(entryId, entry) {
           await observe('UpdateExecutionLogEntry', () =>
-            base.request({
+            request({
               method: 'POST',
               endpoint: `${jobQueue(job)}/updateExecutionLogEntry`,
               body: { ...common(), entryId, ...entryBody(entry) },
@@ -245,7 +261,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
           if (fields.exitCode !== undefined) body.exitCode = fields.exitCode;
           if (fields.durationMs !== undefined) body.durationMs = fields.durationMs;
           await observe('AppendExecutionLogEntry', () =>
-            base.request({
+            request({
               method: 'POST',
               endpoint: `${jobQueue(job)}/appendExecutionLogEntry`,
               body,

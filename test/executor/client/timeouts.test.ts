@@ -1,0 +1,85 @@
+/**
+ * Executor HTTP calls never hang on a silent connection: every attempt has a timeout (retried on a
+ * fresh connection), a heartbeat gives up within its budget, and a long-poll dequeue is allowed its
+ * wait plus a margin. Against a real loopback server that accepts requests and never answers.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createBaseClient } from '../../../src/executor/client/base-client.js';
+import { createHeartbeat } from '../../../src/executor/heartbeat.js';
+import { createRunningJobs } from '../../../src/executor/running-jobs.js';
+import { createMemoryLogger } from '../../../src/lib/logger.js';
+
+const retry = { maxAttempts: 20, delayBaseMs: 10, delayMaxMs: 50, retryAfterMaxMs: 3000, timeoutMs: 0 };
+
+let server: http.Server | undefined;
+afterEach(async () => {
+  server?.closeAllConnections();
+  await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+  server = undefined;
+});
+
+/** A server that answers the first `silent` requests never, and the rest with 200 `{}`. */
+async function silentServer(silent: number): Promise<{ url: string; seen: () => number }> {
+  let seen = 0;
+  server = http.createServer((req, res) => {
+    seen++;
+    req.resume();
+    if (seen <= silent) return;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('{}');
+  });
+  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, seen: () => seen };
+}
+
+describe('executor HTTP timeouts', () => {
+  it('an attempt that gets no answer is cut at attemptTimeoutMs and retried', async () => {
+    const s = await silentServer(2);
+    const c = createBaseClient({ baseUrl: s.url, pathPrefix: '/x', password: 'p', executorName: 'e', retry });
+    const t = Date.now();
+    const res = await c.request({ method: 'POST', endpoint: 'a', body: {}, attemptTimeoutMs: 200 });
+    expect(res.status).toBe(200);
+    expect(s.seen()).toBe(3);
+    expect(Date.now() - t).toBeLessThan(5000);
+  });
+
+  it('a call gives up at its budget, retries included', async () => {
+    const s = await silentServer(1000);
+    const c = createBaseClient({ baseUrl: s.url, pathPrefix: '/x', password: 'p', executorName: 'e', retry });
+    const t = Date.now();
+    await expect(
+      c.request({ method: 'POST', endpoint: 'a', body: {}, attemptTimeoutMs: 150, budgetMs: 600 }),
+    ).rejects.toThrow();
+    const took = Date.now() - t;
+    expect(took).toBeGreaterThanOrEqual(550);
+    expect(took).toBeLessThan(1500);
+    expect(s.seen()).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the heartbeat loop keeps its rate when beats cannot get through', async () => {
+    const s = await silentServer(1000);
+    const c = createBaseClient({ baseUrl: s.url, pathPrefix: '/x', password: 'p', executorName: 'e', retry });
+    const logger = createMemoryLogger();
+    const hb = createHeartbeat({
+      client: {
+        heartbeat: async (_ids, o) => {
+          await c.request({ method: 'POST', endpoint: 'hb', body: {}, budgetMs: o?.budgetMs });
+          return { knownIds: [], cancelIds: [] };
+        },
+      },
+      running: createRunningJobs(),
+      logger,
+      intervalMs: 300,
+    });
+    hb.start();
+    const t = Date.now();
+    const failed = () => logger.lines.filter((l) => l.includes('heartbeat failed')).length;
+    while (failed() < 3 && Date.now() - t < 5000) await new Promise((r) => setTimeout(r, 20));
+    await hb.stop();
+    // Three beats, each cut at its 300 ms budget, started 300 ms apart: about 900 ms.
+    expect(failed()).toBeGreaterThanOrEqual(3);
+    expect(Date.now() - t).toBeLessThan(2000);
+  });
+});
