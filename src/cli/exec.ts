@@ -15,7 +15,6 @@ import { createLogger } from '../lib/logger.js';
 import { ApiError } from './api-client.js';
 import { createLogPrinter, outcomeExitCode } from './client-commands.js';
 import { JobFileError, readJobFile } from './job-file.js';
-import { startLocalCluster } from './local-cluster.js';
 
 const run = promisify(execFile);
 
@@ -48,6 +47,8 @@ export async function execJob(file: string, opts: ExecOptions): Promise<number> 
         ]);
       }
     }
+    // Imported when the command runs, not when the CLI registers its commands.
+    const { startLocalCluster } = await import('./local-cluster.js');
     const cluster = await startLocalCluster({
       dataDir: join(scratch, 'data'),
       reposDir,

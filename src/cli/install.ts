@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
-import Dockerode from 'dockerode';
+import type Dockerode from 'dockerode';
 import { checkRegistryMirrorUrl } from '../config/executor.js';
 import {
   DEFAULT_BIN_PATH,
@@ -27,8 +27,12 @@ interface InstallFlags {
   runscPath?: string;
 }
 
-/** `docker info` through the Engine API (DOCKER_HOST honoured). */
-export async function dockerFactsFromDaemon(docker: Dockerode = new Dockerode()): Promise<DockerFacts> {
+/**
+ * `docker info` through the Engine API (DOCKER_HOST honoured). dockerode is imported on first use:
+ * this module is loaded with every CLI command's definition.
+ */
+export async function dockerFactsFromDaemon(docker?: Dockerode): Promise<DockerFacts> {
+  docker ??= new (await import('dockerode')).default();
   const info = (await docker.info()) as {
     ServerVersion?: string;
     RegistryConfig?: { Mirrors?: string[] | null };

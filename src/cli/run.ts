@@ -5,11 +5,12 @@
  */
 import type { Command } from 'commander';
 import { loadExecutorConfig, renderExecutorEnvHelp } from '../config/executor.js';
-import { startExecutor } from '../executor/index.js';
+import type { startExecutor } from '../executor/index.js';
 import { errorMessage } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
-import { runValidation } from './validate.js';
 
+// The executor and the validation checks are imported when the command runs, not when the CLI
+// registers its commands: every command's definition is loaded, only one command's work is.
 export function registerRunCommand(program: Command): void {
   program
     .command('run')
@@ -31,6 +32,7 @@ export function registerRunCommand(program: Command): void {
       }
       const config = loaded.config;
       if (opts.verify) {
+        const { runValidation } = await import('./validate.js');
         const ok = await runValidation(process.env, (line) => process.stdout.write(`${line}\n`));
         if (!ok) {
           process.exitCode = 1;
@@ -39,6 +41,7 @@ export function registerRunCommand(program: Command): void {
       }
       let ex: Awaited<ReturnType<typeof startExecutor>>;
       try {
+        const { startExecutor } = await import('../executor/index.js');
         ex = await startExecutor(config, { logger });
       } catch (e) {
         logger.error('executor could not start', { error: errorMessage(e) });

@@ -8,9 +8,9 @@ import type { Command } from 'commander';
 import { loadServerConfig, SERVER_SETTINGS, ServerConfigError } from '../config/server.js';
 import { systemClock } from '../lib/clock.js';
 import { createLogger } from '../lib/logger.js';
-import { createServer, listen } from '../server/index.js';
-import { openStore } from '../store/index.js';
 
+// The server and the Store drivers are imported when the command runs, not when the CLI registers
+// its commands.
 export function registerServerCommand(program: Command): void {
   const cmd = program
     .command('server')
@@ -32,6 +32,10 @@ export function registerServerCommand(program: Command): void {
       }
       throw e;
     }
+    const [{ createServer, listen }, { openStore }] = await Promise.all([
+      import('../server/index.js'),
+      import('../store/index.js'),
+    ]);
     mkdirSync(config.dataDir, { recursive: true });
     mkdirSync(config.reposDir, { recursive: true });
     const store = openStore(config.databaseUrl);

@@ -5,6 +5,7 @@
  * (running jobs finish) and stops; a second Ctrl-C stops at once.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,7 +15,7 @@ import { createLogger, type LogLevel } from '../lib/logger.js';
 import { createLogPrinter, outcomeExitCode } from './client-commands.js';
 import { DEMO_REPO, demoJob, ensureDemoImage, ensureDemoRepo } from './demo.js';
 import { paint } from './format.js';
-import { type LocalCluster, newToken, startLocalCluster } from './local-cluster.js';
+import type { LocalCluster } from './local-cluster.js';
 
 const run = promisify(execFile);
 
@@ -30,6 +31,7 @@ export function loadOrCreateCredentials(dataDir: string): Credentials {
     const c = JSON.parse(readFileSync(file, 'utf8')) as Partial<Credentials>;
     if (c.executorsAccessToken && c.apiToken) return c as Credentials;
   }
+  const newToken = () => randomBytes(20).toString('hex');
   const c = { executorsAccessToken: newToken(), apiToken: newToken() };
   mkdirSync(dataDir, { recursive: true });
   writeFileSync(file, `${JSON.stringify(c, null, 2)}\n`, { mode: 0o600 });
@@ -91,6 +93,9 @@ export async function up(opts: UpOptions): Promise<number> {
   const logger = createLogger({ level: opts.logLevel });
   let cluster: LocalCluster;
   try {
+    // The server, the Store and the executor are imported when the command runs, not when the CLI
+    // registers its commands.
+    const { startLocalCluster } = await import('./local-cluster.js');
     cluster = await startLocalCluster({
       dataDir,
       reposDir,

@@ -6,12 +6,10 @@
  * a version of this project (skipped for servers that report none).
  */
 import type { Command } from 'commander';
-import Dockerode from 'dockerode';
 import { loadExecutorConfig } from '../config/executor.js';
 import { createAuthClient } from '../executor/client/auth-client.js';
 import { createFilesClient } from '../executor/client/files-client.js';
 import { checkRegistryMirrors } from '../executor/install/daemon-config.js';
-import { createRuntime } from '../executor/runtimes/index.js';
 import type { CheckResult } from '../executor/runtimes/types.js';
 import { gitVersion } from '../executor/telemetry.js';
 import { errorMessage } from '../lib/errors.js';
@@ -35,7 +33,10 @@ export interface ValidateDeps {
   dockerMirrors?: () => Promise<string[]>;
 }
 
+// dockerode and the runtimes are imported when a check runs: this module is loaded with every CLI
+// command's definition, and they are the heaviest modules of the executor.
 async function daemonMirrors(): Promise<string[]> {
+  const { default: Dockerode } = await import('dockerode');
   const info = (await new Dockerode().info()) as { RegistryConfig?: { Mirrors?: string[] | null } };
   return info.RegistryConfig?.Mirrors ?? [];
 }
@@ -80,15 +81,17 @@ export async function runValidation(
     try {
       const checks =
         deps.runtimeChecks?.() ??
-        createRuntime(config, {
-          logger: createLogger({ level: 'error' }),
-          files: (job) =>
-            createFilesClient({
-              frontendUrl: config.frontendUrl,
-              password: config.frontendPassword,
-              executorName: config.executorName,
-            }).forJob(job),
-        }).validate();
+        (await import('../executor/runtimes/index.js'))
+          .createRuntime(config, {
+            logger: createLogger({ level: 'error' }),
+            files: (job) =>
+              createFilesClient({
+                frontendUrl: config.frontendUrl,
+                password: config.frontendPassword,
+                executorName: config.executorName,
+              }).forJob(job),
+          })
+          .validate();
       for (const c of await checks) report(c);
     } catch (e) {
       report({ name: `runtime ${config.runtime}`, ok: false, detail: errorMessage(e) });
