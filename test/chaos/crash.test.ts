@@ -160,6 +160,8 @@ describe('crash chaos (shell runtime)', () => {
       }
     }
     const maxRecovery = Math.max(0, ...recoveries);
+    // The survivor must not take the next scenarios' jobs.
+    await kill9(survivor);
     publish('kill -9 executor (shell)', {
       kills: KILLS,
       jobs: jobIds.length,
@@ -302,7 +304,10 @@ describe('SIGSTOP past the stall window, then SIGCONT (Docker)', () => {
               (e) => e.key === 'step.docker.count' && (e.out ?? '').includes('line-3'),
             ),
           { timeoutMs: 90_000, what: 'the step to write' },
-        );
+        ).catch((e: unknown) => {
+          console.log(zombie.output().slice(-4000));
+          throw e;
+        });
         zombie.child.kill('SIGSTOP');
         const stoppedAt = performance.timeOrigin + performance.now();
         rescuer = spawnExecutor(server, { name: `rescuer-${CHAOS_SEED}`, workspaceRoot: ws, maxJobs: 1 });
@@ -365,6 +370,15 @@ describe('SIGSTOP past the stall window, then SIGCONT (Docker)', () => {
         const zombieWritesAfterReset = readAudit(server.auditFile).filter(
           (e) => e.op === 'write' && e.job === jobId && e.executor === zombie.name && e.t0 > stoppedAt,
         ).length;
+        if (zombieWritesAfterReset > 0)
+          console.log(
+            readAudit(server.auditFile)
+              .filter((e) => e.job === jobId)
+              .map((e) =>
+                JSON.stringify({ ...e, t0: Math.round(e.t0 - stoppedAt), t1: Math.round(e.t1 - stoppedAt) }),
+              )
+              .join('\n'),
+          );
         publish('SIGSTOP / SIGCONT zombie (docker)', {
           stoppedForMs: Math.round(resetAt - stoppedAt),
           attempts: final?.attempts,
