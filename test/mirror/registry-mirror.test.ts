@@ -116,6 +116,7 @@ describe.skipIf(!ready)('registry mirror (pull-through cache) end to end', () =>
   let upstream: Proc | undefined;
   let mirror: Proc | undefined;
   let dockerd: Proc | undefined;
+  const bridgeName = `exm${process.pid % 100000}`;
   let socket: string;
   let cluster: LocalCluster | undefined;
   let sourceId: string;
@@ -176,8 +177,10 @@ describe.skipIf(!ready)('registry mirror (pull-through cache) end to end', () =>
     });
     expect(installed.items.find((i) => i.path === DAEMON_JSON_PATH)?.status).toBe('create');
 
-    // A second Docker daemon: own state and socket, no bridge and no iptables so the host's
-    // networking is left alone (steps run with network none).
+    // A second Docker daemon: own state and socket, its own bridge and no iptables so the host's
+    // networking is left alone (steps run with network none). Not `--bridge=none`: a daemon started
+    // that way deletes the host's docker0, which breaks the host daemon's bridge networking.
+    execFileSync('ip', ['link', 'add', bridgeName, 'type', 'bridge'], { stdio: 'pipe' });
     const d = path.join(tmp, 'd');
     mkdirSync(d, { recursive: true });
     socket = path.join(d, 'docker.sock');
@@ -192,7 +195,7 @@ describe.skipIf(!ready)('registry mirror (pull-through cache) end to end', () =>
       path.join(d, 'docker.pid'),
       '-H',
       `unix://${socket}`,
-      '--bridge=none',
+      `--bridge=${bridgeName}`,
       '--iptables=false',
       '--ip-masq=false',
       '--storage-driver=vfs',
@@ -229,6 +232,11 @@ describe.skipIf(!ready)('registry mirror (pull-through cache) end to end', () =>
       }
     }
     await stop(dockerd, 30_000);
+    try {
+      execFileSync('ip', ['link', 'delete', bridgeName], { stdio: 'pipe' });
+    } catch {
+      // never created
+    }
     await stop(mirror);
     await stop(upstream);
     if (portA) {
