@@ -21,6 +21,13 @@
  *     snapshot is head + marker + tail. Memory is O(cap) whatever the output size. With append,
  *     once an entry spills past the head, nothing more is sent for it until close, then the
  *     marker and the tail.
+ *   - With append, no request carries more than APPEND_CHUNK_BYTES of output (plus the marker):
+ *     the head and the final tail go out as consecutive appends with their offsets, and exitCode
+ *     and durationMs ride on the last one. Head text the server has is not kept, and after the
+ *     final sync an entry's tail is released.
+ *   - The rolling tail is one circular byte buffer per entry (grown on demand up to the tail
+ *     budget): output is encoded into a reused scratch buffer and copied in, so streaming output
+ *     allocates no buffer per chunk.
  */
 import { StringDecoder } from 'node:string_decoder';
 import type { Clock } from '../../lib/clock.js';
@@ -33,6 +40,9 @@ import type { LogSink, WireLogEntry } from './types.js';
 
 /** A partial line longer than this is emitted as a line of its own, to bound memory. */
 export const MAX_PARTIAL_LINE_CHARS = 1 << 20;
+
+/** Largest output of one append request (head parts are stored split to at most this size). */
+export const APPEND_CHUNK_BYTES = 1 << 20;
 
 export interface JobLoggerOptions {
   sink: LogSink;
@@ -50,6 +60,15 @@ export function truncationMarker(omittedBytes: number, capBytes: number): string
   return `\n[... ${omittedBytes} bytes of output omitted: log limit of ${capBytes} bytes reached ...]\n`;
 }
 
+interface Batch {
+  out: string;
+  bytes: number;
+  parts: number;
+  marker: boolean;
+  tail: number;
+  last: boolean;
+}
+
 interface StreamState {
   decoder: StringDecoder;
   redactor: StreamRedactor;
@@ -62,10 +81,12 @@ interface EntryState {
   startTime: string;
   startMs: number;
   streams: { stdout: StreamState; stderr: StreamState };
+  /** Head text in parts of at most APPEND_CHUNK_BYTES; with append, parts sent are set to ''. */
   headParts: string[];
+  headPartBytes: number[];
   headBytes: number;
-  /** Rolling tail: buffers from ringStart on. */
-  ring: Buffer[];
+  /** Rolling tail: `ringBytes` bytes of `ring`, circular, from `ringStart`. */
+  ring: Buffer;
   ringStart: number;
   ringBytes: number;
   omitted: number;
@@ -75,9 +96,11 @@ interface EntryState {
   /** Bumped on every visible change; compared with sentVersion to decide whether to sync. */
   version: number;
   sentVersion: number;
-  /** Append mode: head parts and bytes already acknowledged by the server. */
+  /** Append mode: head parts, bytes, marker and tail bytes already acknowledged by the server. */
   sentParts: number;
   sentBytes: number;
+  sentMarker: boolean;
+  sentTail: number;
   id?: number;
   added: Promise<void>;
   timer?: NodeJS.Timeout;
@@ -113,77 +136,179 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
   const entries: EntryState[] = [];
   let addChain: Promise<void> = Promise.resolve();
 
-  const ringText = (e: EntryState) => Buffer.concat(e.ring.slice(e.ringStart)).toString('utf8');
+  const tailBudget = cap - headBudget;
+  // Output on its way into a ring is encoded here: one buffer for the logger, grown as needed.
+  let scratch = EMPTY;
+
+  /** Bytes [from, to) of the tail as a string (decoded in place unless they wrap around). */
+  const ringSlice = (e: EntryState, from: number, to: number): string => {
+    if (to <= from || e.ring.length === 0) return '';
+    const size = e.ring.length;
+    const a = (e.ringStart + from) % size;
+    const b = a + (to - from);
+    if (b <= size) return e.ring.toString('utf8', a, b);
+    return Buffer.concat([e.ring.subarray(a), e.ring.subarray(0, b - size)]).toString('utf8');
+  };
+  const ringAt = (e: EntryState, i: number) => e.ring[(e.ringStart + i) % e.ring.length]!;
+  const ringText = (e: EntryState) => ringSlice(e, 0, e.ringBytes);
   const snapshot = (e: EntryState) =>
     e.headParts.join('') + (e.omitted > 0 ? truncationMarker(e.omitted, cap) : '') + ringText(e);
 
-  const trimRing = (e: EntryState) => {
+  /** Drops n bytes from the front of the tail, then up to the next character start. */
+  const dropFront = (e: EntryState, n: number) => {
+    let k = Math.min(n, e.ringBytes);
+    while (k < e.ringBytes && (ringAt(e, k) & 0xc0) === 0x80) k++;
+    if (k === 0) return;
+    e.ringStart = e.ringBytes === k ? 0 : (e.ringStart + k) % e.ring.length;
+    e.ringBytes -= k;
+    e.omitted += k;
+  };
+
+  /** Adds `src` to e's tail, keeping it within the budget that other open tails leave. */
+  const pushTail = (e: EntryState, src: Buffer) => {
     let others = 0;
     for (const o of open) if (o !== e) others += o.ringBytes;
-    const limit = Math.max(0, cap - headBudget - committedTail - others);
-    while (e.ringBytes > limit && e.ringStart < e.ring.length) {
-      const first = e.ring[e.ringStart]!;
-      const excess = e.ringBytes - limit;
-      if (first.length <= excess) {
-        e.ring[e.ringStart] = EMPTY; // release it now, not at the next compaction
-        e.ringStart++;
-        e.ringBytes -= first.length;
-        e.omitted += first.length;
-        continue;
-      }
-      // Drop `excess` bytes, then any continuation bytes so the tail starts on a character.
-      let k = excess;
-      while (k < first.length && (first[k]! & 0xc0) === 0x80) k++;
-      e.ring[e.ringStart] = first.subarray(k);
-      e.ringBytes -= k;
-      e.omitted += k;
+    const limit = Math.max(0, tailBudget - committedTail - others);
+    let from = 0;
+    if (src.length >= limit) {
+      dropFront(e, e.ringBytes);
+      from = src.length - limit;
+      while (from < src.length && (src[from]! & 0xc0) === 0x80) from++;
+      e.omitted += from;
+    } else if (e.ringBytes + src.length > limit) {
+      dropFront(e, e.ringBytes + src.length - limit);
     }
-    if (e.ringStart > 64 && e.ringStart * 2 > e.ring.length) {
-      e.ring = e.ring.slice(e.ringStart);
+    const n = src.length - from;
+    if (n === 0) return;
+    const need = e.ringBytes + n;
+    if (need > e.ring.length) {
+      const grown = Buffer.allocUnsafeSlow(
+        Math.min(tailBudget, Math.max(need, e.ring.length * 2, 64 * 1024)),
+      );
+      const size = e.ring.length;
+      const first = Math.min(e.ringBytes, size - e.ringStart);
+      e.ring.copy(grown, 0, e.ringStart, e.ringStart + first);
+      if (first < e.ringBytes) e.ring.copy(grown, first, 0, e.ringBytes - first);
+      e.ring = grown;
       e.ringStart = 0;
+    }
+    const size = e.ring.length;
+    const at = (e.ringStart + e.ringBytes) % size;
+    const first = Math.min(n, size - at);
+    src.copy(e.ring, at, from, from + first);
+    if (first < n) src.copy(e.ring, 0, from + first, from + n);
+    e.ringBytes += n;
+  };
+
+  /** Adds head text, split into parts of at most APPEND_CHUNK_BYTES on character boundaries. */
+  const pushHead = (e: EntryState, text: string, bytes: number) => {
+    e.headBytes += bytes;
+    if (bytes <= APPEND_CHUNK_BYTES) {
+      e.headParts.push(text);
+      e.headPartBytes.push(bytes);
+      return;
+    }
+    let buf = Buffer.from(text, 'utf8');
+    while (buf.length > 0) {
+      const k = buf.length <= APPEND_CHUNK_BYTES ? buf.length : charBoundary(buf, APPEND_CHUNK_BYTES);
+      e.headParts.push(buf.toString('utf8', 0, k));
+      e.headPartBytes.push(k);
+      buf = buf.subarray(k);
     }
   };
 
   const appendOutput = (e: EntryState, text: string) => {
     if (text === '') return;
-    let bytes = Buffer.from(text, 'utf8');
+    const size = Buffer.byteLength(text, 'utf8');
     if (e.ringBytes === 0 && e.omitted === 0 && headUsed < headBudget) {
       const room = headBudget - headUsed;
-      if (bytes.length <= room) {
-        e.headParts.push(text);
-        e.headBytes += bytes.length;
-        headUsed += bytes.length;
+      if (size <= room) {
+        pushHead(e, text, size);
+        headUsed += size;
         bump(e);
         return;
       }
-      const k = charBoundary(bytes, room);
-      if (k > 0) {
-        e.headParts.push(bytes.subarray(0, k).toString('utf8'));
-        e.headBytes += k;
-      }
+    }
+    if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(Math.max(size, 64 * 1024));
+    scratch.write(text, 0, size, 'utf8');
+    let bytes = scratch.subarray(0, size);
+    if (e.ringBytes === 0 && e.omitted === 0 && headUsed < headBudget) {
+      const k = charBoundary(bytes, headBudget - headUsed);
+      if (k > 0) pushHead(e, bytes.toString('utf8', 0, k), k);
       headUsed = headBudget;
       bytes = bytes.subarray(k);
     }
-    e.ring.push(bytes);
-    e.ringBytes += bytes.length;
-    trimRing(e);
+    pushTail(e, bytes);
     bump(e);
   };
 
-  const wire = (e: EntryState, out: string): WireLogEntry => {
+  /** `final`: with exitCode and durationMs once they are known. */
+  const wire = (e: EntryState, out: string, final = true): WireLogEntry => {
     const w: WireLogEntry = { key: e.key, command: e.command, startTime: e.startTime };
-    if (e.exitCode !== undefined) w.exitCode = e.exitCode;
+    if (final && e.exitCode !== undefined) w.exitCode = e.exitCode;
     w.out = out;
-    if (e.durationMs !== undefined) w.durationMs = e.durationMs;
+    if (final && e.durationMs !== undefined) w.durationMs = e.durationMs;
     return w;
   };
 
-  /** What append mode may send now: unsent head, and after close the marker and the tail. */
-  const appendPayload = (e: EntryState) => {
-    const parts = e.headParts.slice(e.sentParts);
-    let out = parts.join('');
-    if (e.closed) out += (e.omitted > 0 ? truncationMarker(e.omitted, cap) : '') + ringText(e);
-    return { out, parts: parts.length };
+  /**
+   * Append mode's next request: unsent head parts, and once `closed` the marker and the tail, at
+   * most APPEND_CHUNK_BYTES of output besides the marker. `last`: nothing is left after it.
+   */
+  const nextBatch = (e: EntryState, closed: boolean): Batch => {
+    let out = '';
+    let bytes = 0;
+    let parts = 0;
+    for (let i = e.sentParts; i < e.headParts.length; i++) {
+      const b = e.headPartBytes[i]!;
+      if (parts > 0 && bytes + b > APPEND_CHUNK_BYTES) break;
+      out += e.headParts[i]!;
+      bytes += b;
+      parts++;
+    }
+    const headDone = e.sentParts + parts === e.headParts.length;
+    let marker = false;
+    let tail = 0;
+    if (closed && headDone) {
+      if (!e.sentMarker) {
+        marker = true;
+        if (e.omitted > 0) {
+          const m = truncationMarker(e.omitted, cap);
+          out += m;
+          bytes += Buffer.byteLength(m, 'utf8');
+        }
+      }
+      const room = APPEND_CHUNK_BYTES - bytes;
+      if (room > 0 && e.sentTail < e.ringBytes) {
+        let end = Math.min(e.ringBytes, e.sentTail + room);
+        while (end < e.ringBytes && end > e.sentTail && (ringAt(e, end) & 0xc0) === 0x80) end--;
+        out += ringSlice(e, e.sentTail, end);
+        tail = end - e.sentTail;
+        bytes += tail;
+      }
+    }
+    const last = closed && headDone && (e.sentMarker || marker) && e.sentTail + tail === e.ringBytes;
+    return { out, bytes, parts, marker, tail, last };
+  };
+
+  /** Records a batch the server acknowledged and lets go of what it no longer needs. */
+  const acknowledged = (e: EntryState, b: Batch) => {
+    for (let i = e.sentParts; i < e.sentParts + b.parts; i++) e.headParts[i] = '';
+    e.sentParts += b.parts;
+    e.sentBytes += b.bytes;
+    if (b.marker) e.sentMarker = true;
+    e.sentTail += b.tail;
+    if (b.last) release(e);
+  };
+
+  /** After the final sync: nothing of the entry's text is needed any more. */
+  const release = (e: EntryState) => {
+    e.headParts = [];
+    e.headPartBytes = [];
+    e.sentParts = 0;
+    e.ring = EMPTY;
+    e.ringStart = 0;
+    e.sentTail = e.ringBytes; // ringBytes stays: the job's tail budget still counts it
   };
 
   /** Sends the current state if it changed since the last successful send. Throws on failure. */
@@ -191,20 +316,24 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     const v = e.version;
     if (v === e.sentVersion || e.id === undefined) return;
     if (appendMode) {
-      const { out, parts } = appendPayload(e);
-      const fields: { exitCode?: number; durationMs?: number } = {};
-      if (e.closed) {
-        fields.exitCode = e.exitCode;
-        fields.durationMs = e.durationMs;
-      } else if (out === '') {
-        e.sentVersion = v; // spilled past the head: nothing to send until close
-        return;
+      // An entry closed while this runs gets its tail from the final sync, which waits for it.
+      const closed = e.closed;
+      for (;;) {
+        const b = nextBatch(e, closed);
+        if (!b.last && b.out === '') break; // spilled past the head: nothing to send until close
+        await sink.append!(
+          e.id,
+          e.sentBytes,
+          b.out,
+          b.last ? { exitCode: e.exitCode, durationMs: e.durationMs } : {},
+        );
+        acknowledged(e, b);
+        if (b.last) break;
       }
-      await sink.append!(e.id, e.sentBytes, out, fields);
-      e.sentParts += parts;
-      e.sentBytes += Buffer.byteLength(out, 'utf8');
     } else {
+      const closed = e.closed;
       await sink.update(e.id, wire(e, snapshot(e)));
+      if (closed) release(e);
     }
     e.sentVersion = v;
   };
@@ -291,8 +420,9 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       startMs,
       streams: { stdout: newStream(), stderr: newStream() },
       headParts: [],
+      headPartBytes: [],
       headBytes: 0,
-      ring: [],
+      ring: EMPTY,
       ringStart: 0,
       ringBytes: 0,
       omitted: 0,
@@ -301,6 +431,8 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       sentVersion: -1,
       sentParts: 0,
       sentBytes: 0,
+      sentMarker: false,
+      sentTail: 0,
       added: Promise.resolve(),
       lastSendAt: mono(),
     };
@@ -308,13 +440,15 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     open.add(e);
     e.added = addChain = addChain.then(async () => {
       const v = e.version;
-      const out = appendMode ? appendPayload(e) : { out: snapshot(e), parts: e.headParts.length };
+      const closed = e.closed;
+      const b = appendMode ? nextBatch(e, closed) : undefined;
       e.lastSendAt = mono();
       try {
-        e.id = await sink.add(wire(e, out.out));
-        e.sentVersion = v;
-        e.sentParts = out.parts;
-        e.sentBytes = Buffer.byteLength(out.out, 'utf8');
+        e.id = await sink.add(b ? wire(e, b.out, b.last) : wire(e, snapshot(e)));
+        if (b) acknowledged(e, b);
+        else if (closed) release(e);
+        // Head parts left over (more than one request's worth) go out with the next sync.
+        if (!b || b.last || (!closed && e.sentParts === e.headParts.length)) e.sentVersion = v;
       } catch (err) {
         e.error = `adding log entry ${key} failed: ${errorMessage(err)}`;
         logger.error('adding log entry failed', { key, err: errorMessage(err) });

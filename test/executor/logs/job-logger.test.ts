@@ -1,7 +1,11 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { createJobLogger, truncationMarker } from '../../../src/executor/logs/job-logger.js';
+import {
+  APPEND_CHUNK_BYTES,
+  createJobLogger,
+  truncationMarker,
+} from '../../../src/executor/logs/job-logger.js';
 import { createRedactor } from '../../../src/executor/logs/redactor.js';
 import { createFakeClock } from '../../../src/lib/clock.js';
 import { createMemoryLogger } from '../../../src/lib/logger.js';
@@ -240,6 +244,70 @@ describe('job logger: log-append extension', () => {
     expect(out.endsWith('stdout: line 099\n')).toBe(true);
     expect(out).toMatch(/\n\[\.\.\. \d+ bytes of output omitted: log limit of 400 bytes reached \.\.\.\]\n/);
     expect(Buffer.byteLength(out)).toBeLessThanOrEqual(cap + truncationMarker(99999, cap).length);
+  });
+});
+
+describe('job logger: log-append in bounded requests', () => {
+  /** Same output through an append-mode and a snapshot-mode logger; returns both sinks. */
+  async function both(cap: number, feed: (h: ReturnType<ReturnType<typeof setup>['jl']['entry']>) => void) {
+    const a = setup({ append: true, cap, intervalMs: 5 });
+    const u = setup({ cap, intervalMs: 5 });
+    for (const { jl } of [a, u]) {
+      const h = jl.entry('step.docker.0', null);
+      feed(h);
+      h.close(7);
+    }
+    await Promise.all([a.jl.flush(), u.jl.flush()]);
+    return { append: a.sink, update: u.sink };
+  }
+
+  // Lines of varying length with 2-byte characters, so chunk and ring edges fall inside characters.
+  const feedLines = (total: number) => (h: { write(s: 'stdout' | 'stderr', c: Buffer | string): void }) => {
+    let sent = 0;
+    for (let i = 0; sent < total; i++) {
+      const line = `${'ü'.repeat(i % 97)}${i}\n`;
+      const chunk = line.repeat(300);
+      h.write(i % 3 ? 'stdout' : 'stderr', Buffer.from(chunk));
+      sent += Buffer.byteLength(chunk);
+    }
+  };
+
+  it('sends head and final tail as appends of at most APPEND_CHUNK_BYTES, exit code on the last', async () => {
+    const cap = 6 * APPEND_CHUNK_BYTES;
+    const { append, update } = await both(cap, feedLines(20 * APPEND_CHUNK_BYTES));
+    const stored = [...append.stored.values()][0]!;
+    // The server ends up with exactly what the full-snapshot protocol stores.
+    expect(stored.out).toBe([...update.stored.values()][0]!.out);
+    expect(stored.out).toMatch(/bytes of output omitted: log limit of 6291456 bytes reached/);
+    expect(stored.exitCode).toBe(7);
+    const appends = append.calls.filter((c) => c.kind === 'append');
+    const marker = truncationMarker(20 * APPEND_CHUNK_BYTES, cap).length;
+    let offset = Buffer.byteLength(append.calls[0]!.entry!.out ?? '');
+    for (const c of appends) {
+      expect(c.offset).toBe(offset);
+      expect(Buffer.byteLength(c.out!)).toBeLessThanOrEqual(APPEND_CHUNK_BYTES + marker);
+      offset += Buffer.byteLength(c.out!);
+    }
+    // Marker and 3 MiB of tail, sent after close: at least 4 requests from the marker's on.
+    const markerAt = appends.findIndex((c) => c.out!.includes('bytes of output omitted'));
+    expect(markerAt).toBeGreaterThanOrEqual(0);
+    expect(appends.length - markerAt).toBeGreaterThanOrEqual(4);
+    expect(appends.at(-1)!.fields).toMatchObject({ exitCode: 7 });
+    for (const c of appends.slice(0, -1)) expect(c.fields).toEqual({});
+  });
+
+  it('bounds the add and sends the rest after it when the entry closed before its add', async () => {
+    // both() writes and closes synchronously: the add (a microtask later) finds the entry closed.
+    const cap = 4 * APPEND_CHUNK_BYTES;
+    const { append, update } = await both(cap, feedLines(10 * APPEND_CHUNK_BYTES));
+    const add = append.calls[0]!;
+    expect(add.kind).toBe('add');
+    expect(Buffer.byteLength(add.entry!.out!)).toBeLessThanOrEqual(APPEND_CHUNK_BYTES);
+    expect(add.entry!.exitCode).toBeUndefined();
+    const stored = [...append.stored.values()][0]!;
+    expect(stored.out).toBe([...update.stored.values()][0]!.out);
+    expect(stored.exitCode).toBe(7);
+    expect(append.calls.filter((c) => c.kind === 'append').length).toBeGreaterThanOrEqual(4);
   });
 });
 
