@@ -59,13 +59,20 @@ describe('executor <-> server partitions', () => {
     return { proxy, ex };
   }
 
+  /**
+   * Waits until the executor holds the job: a write of its attempt was accepted. The attempt's
+   * start alone is not enough: the store records it before the dequeue answer leaves the server,
+   * and server, proxy and test share one event loop, so a cut right after the start destroyed
+   * the answer in the proxy. A lost dequeue answer is a vanished executor (the job is rightly
+   * reset after L), not the short partition this file is about.
+   */
   async function runningOn(executor: string, jobId: number) {
     await waitFor(
       () =>
         readAudit(server.auditFile).some(
-          (e) => e.op === 'start' && e.job === jobId && e.executor === executor,
+          (e) => e.op === 'write' && e.job === jobId && e.executor === executor,
         ),
-      { timeoutMs: 30_000, what: `job ${jobId} to start on ${executor}` },
+      { timeoutMs: 30_000, what: `job ${jobId} to run on ${executor}` },
     );
   }
 
