@@ -20,30 +20,9 @@ import {
 import { decodeHeartbeatResponse, type Telemetry } from '../../protocol/http.js';
 import { decodeJob, type Job } from '../../protocol/job.js';
 import { parseJobIds } from '../../protocol/job-id.js';
+import type { LogSink as QueueLogSink, WireLogEntry } from '../logs/types.js';
 import type { RedMetrics } from '../metrics.js';
 import { type BaseClient, createBaseClient, type HttpResponse } from './base-client.js';
-
-/** One log entry as sent to the server (same shape as logs/types WireLogEntry). */
-export interface WireLogEntry {
-  key: string;
-  command: string[] | null;
-  startTime: string;
-  exitCode?: number;
-  out?: string;
-  durationMs?: number;
-}
-
-/** Where a job's log entries go (same shape as logs/types LogSink). */
-export interface QueueLogSink {
-  add(entry: WireLogEntry): Promise<number>;
-  update(entryId: number, entry: WireLogEntry): Promise<void>;
-  append?(
-    entryId: number,
-    offset: number,
-    out: string,
-    fields: { exitCode?: number; durationMs?: number },
-  ): Promise<void>;
-}
 
 export interface QueueClientOptions {
   frontendUrl: string;
