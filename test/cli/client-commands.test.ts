@@ -124,8 +124,7 @@ describe('client commands against a running server', () => {
     const down = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_URL: 'http://127.0.0.1:9' });
     expect(await down.exited).toBe(3);
     expect(down.output()).toContain('cannot reach the server at http://127.0.0.1:9');
-    for (const r of [missing, broken, unknown])
-      expect(r.out.trim().split('\n').length).toBeLessThanOrEqual(2);
+    for (const r of [missing, unknown, notId]) expect(r.out.trim().split('\n')).toHaveLength(1);
   });
 
   it('reports a missing token and a bad file clearly', async () => {
