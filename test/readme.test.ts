@@ -66,7 +66,7 @@ describe.skipIf(!built)('README quickstart, verbatim', () => {
     return { child, output: () => plain(out), exited, background };
   };
 
-  it('runs every quickstart command and each succeeds', async () => {
+  it('runs every quickstart command and each succeeds', { timeout: 420_000 }, async () => {
     // A project directory where `npx executor` is this package, with the examples beside it.
     mkdirSync(join(dir, 'node_modules', '.bin'), { recursive: true });
     symlinkSync(cli, join(dir, 'node_modules', '.bin', 'executor'));

@@ -10,7 +10,7 @@ import { spawnCli } from '../helpers/spawn-cli.js';
 
 const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
-describe('client commands against a running server', () => {
+describe('client commands against a running server', { timeout: 240_000 }, () => {
   let cluster: LocalCluster;
   let dir: string;
   let env: Record<string, string>;

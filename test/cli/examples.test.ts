@@ -9,7 +9,7 @@ const examplesDir = new URL('../../examples/', import.meta.url).pathname;
 const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
 /** Every example runs to completion against the demo repository (shell runtime: images ignored). */
-describe('examples run', () => {
+describe('examples run', { timeout: 240_000 }, () => {
   const examples = readdirSync(examplesDir).filter((f) => f.endsWith('.yaml'));
 
   it.each(examples)('%s completes with executor exec', async (name) => {

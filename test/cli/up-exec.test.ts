@@ -7,7 +7,7 @@ import { spawnCli } from '../helpers/spawn-cli.js';
 
 const plain = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '');
 
-describe('executor up (shell runtime)', () => {
+describe('executor up (shell runtime)', { timeout: 240_000 }, () => {
   it('starts a server and an executor, runs the demo job live with its secret redacted, exits with its outcome', async () => {
     const data = join(mkdtempSync(join(tmpdir(), 'up-')), 'data');
     const p = spawnCli([
@@ -38,7 +38,7 @@ describe('executor up (shell runtime)', () => {
   });
 });
 
-describe('executor exec', () => {
+describe('executor exec', { timeout: 240_000 }, () => {
   function repo(): { dir: string; sha: string } {
     const dir = mkdtempSync(join(tmpdir(), 'exec-repo-'));
     const env = {

@@ -40,7 +40,7 @@ async function upAndCheck(runtime: 'shell' | 'docker') {
   }
 }
 
-describe('executor up', () => {
+describe('executor up', { timeout: 240_000 }, () => {
   it('runs the demo job with the shell runtime', async () => {
     await upAndCheck('shell');
   });
