@@ -142,10 +142,11 @@ describe('executor <-> server partitions', () => {
         maxJobs: 2,
       });
       if (!executors.includes(rescuer)) executors.push(rescuer);
+      const current = rescuer;
       const taken = await waitFor(
         () =>
           readAudit(server.auditFile).find(
-            (e) => e.op === 'start' && e.job === jobId && e.executor === rescuer!.name,
+            (e) => e.op === 'start' && e.job === jobId && e.executor === current.name,
           ),
         {
           timeoutMs: 2 * TIMING.stalledAfterMs + 30_000,
@@ -168,6 +169,9 @@ describe('executor <-> server partitions', () => {
         what: 'the job to complete',
       });
       expect(taken.attempt).toBe(2);
+      // An idle rescuer would compete with the cut-off executor for the next round's job.
+      await kill9(rescuer);
+      rescuer = undefined;
     }
     await waitFor(
       async () =>
