@@ -197,7 +197,8 @@ export const SERVER_SETTINGS: readonly Setting[] = [
     env: 'EXECUTOR_SERVER_MAX_LOG_BYTES',
     kind: 'size',
     default: '64Mi',
-    description: 'log output stored per job attempt; beyond it a marker is stored and the rest dropped (the executor keeps head and tail within its own cap)',
+    description:
+      'log output stored per job attempt; beyond it a marker is stored and the rest dropped (the executor keeps head and tail within its own cap)',
   },
   {
     key: 'priorityStepMs',

@@ -42,7 +42,10 @@ describe('progress line', () => {
     let screen = '';
     const stream = {
       isTTY: false,
-      write: (s: string) => ((screen += s), true),
+      write: (s: string) => {
+        screen += s;
+        return true;
+      },
     } as unknown as NodeJS.WriteStream;
     let t = Date.parse('2026-01-01T00:00:10Z');
     const line = createProgressLine(stream, () => t);

@@ -26,7 +26,6 @@ export function createAuthClient(opts: AuthClientOptions) {
     fetch: opts.fetch,
   };
   const test = createBaseClient({ ...common, pathPrefix: '/.executors/test' });
-  const root = createBaseClient({ ...common, pathPrefix: '' });
   return {
     /**
      * Resolves when the shared secret is accepted, with the server's version when it is one of ours
