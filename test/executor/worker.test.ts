@@ -136,15 +136,20 @@ describe('worker', () => {
   });
 
   it('heartbeats carry Prometheus metrics with Sourcegraph names', async () => {
-    queue(quickJob(10));
-    const { ex } = await startShellExecutor(testConfig(fe, ws.dir, { EXECUTOR_NUM_TOTAL_JOBS: '1' }));
-    await ex.done;
-    const body = await waitFor(() =>
-      fe.requests
-        .filter((r) => r.path.endsWith('/heartbeat'))
-        .map((r) => (r.json as { prometheusMetrics: string }).prometheusMetrics)
-        .find((m) => m.includes('src_apiworker_apiclient_queue_total')),
-    );
-    expect(body).toMatch(/src_apiworker_apiclient_queue_total\{op="Dequeue"\} \d+/);
+    // A job that outlives a few heartbeats, so a heartbeat after the dequeue is sure to happen.
+    queue({ ...quickJob(10), dockerSteps: [{ image: 'ignored', commands: ['sleep 30'], dir: '', env: [] }] });
+    const { ex } = await startShellExecutor(testConfig(fe, ws.dir));
+    try {
+      const body = await waitFor(() =>
+        fe.requests
+          .filter((r) => r.path.endsWith('/heartbeat'))
+          .map((r) => (r.json as { prometheusMetrics: string }).prometheusMetrics)
+          .find((m) => m.includes('src_apiworker_apiclient_queue_total')),
+      );
+      expect(body).toMatch(/src_apiworker_apiclient_queue_total\{op="Dequeue"\} \d+/);
+    } finally {
+      await ex.forceStop();
+      await ex.done;
+    }
   });
 });
