@@ -49,11 +49,23 @@ describe.skipIf(!built)('README quickstart, verbatim', () => {
   delete baseEnv.EXECUTOR_SERVER_API_TOKEN;
 
   afterAll(() => {
-    for (const c of children) c.kill('SIGKILL');
+    // Each command runs in its own process group: end the shell and everything it started.
+    for (const c of children) {
+      try {
+        if (c.pid) process.kill(-c.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
   });
 
   const sh = (cmd: string, env: Record<string, string>, background = false) => {
-    const child = spawn('sh', ['-c', cmd], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('sh', ['-c', cmd], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     children.push(child);
     let out = '';
     child.stdout.on('data', (d: Buffer) => {

@@ -178,10 +178,14 @@ export function registerUpCommand(program: Command): void {
     .description('Start a server and an executor in one process, with a demo job (first run).')
     .option(
       '--data <dir>',
-      'where the SQLite database, repositories and credentials live',
-      './.executor-data',
+      'where the SQLite database, repositories and credentials live (env EXECUTOR_SERVER_DATA)',
+      process.env.EXECUTOR_SERVER_DATA || './.executor-data',
     )
-    .option('--listen <host:port>', 'address of the server', '127.0.0.1:3080')
+    .option(
+      '--listen <host:port>',
+      'address of the server (env EXECUTOR_SERVER_LISTEN)',
+      process.env.EXECUTOR_SERVER_LISTEN || '127.0.0.1:3080',
+    )
     .option('--runtime <name>', 'docker, gvisor or shell (default: docker if a daemon answers, else shell)')
     .option('--no-demo', 'do not create the demo repository and job')
     .option('--exit-after-demo', 'stop after the demo job and exit with its outcome (for scripts)')
