@@ -4,13 +4,13 @@
  * `executor up` decide when.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
 import { isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { packageVersion } from '../lib/version.js';
 import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
 import type { Store } from '../store/types.js';
 import { createDeadlineEnforcer } from './background/deadline-enforcer.js';
@@ -56,25 +56,6 @@ export interface ServerApp {
 
 /** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */
 const EXECUTOR_METRICS_TTL_MS = 30_000;
-
-/** Set at bundle time by the single-file build (scripts/package.mjs); not defined otherwise. */
-declare const __EXECUTOR_PACKAGE_VERSION__: string | undefined;
-
-function packageVersion(): string {
-  if (typeof __EXECUTOR_PACKAGE_VERSION__ === 'string') return __EXECUTOR_PACKAGE_VERSION__;
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
-        name?: string;
-        version?: string;
-      };
-      if (pkg.name === 'executor' && pkg.version) return pkg.version;
-    } catch {
-      // try the next location (src/ vs dist/ layouts)
-    }
-  }
-  return '0.0.0';
-}
 
 export function createServer(deps: ServerDeps): ServerApp {
   const { config, clock, logger } = deps;
