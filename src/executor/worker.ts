@@ -133,9 +133,16 @@ export function createWorker(deps: WorkerDeps): Worker {
   async function acquireSlot(signal: AbortSignal): Promise<boolean> {
     while (freeSlots === 0) {
       if (signal.aborted) return false;
+      // The listener goes when the wait ends either way: a busy executor waits here once per job,
+      // and listeners left on the worker's long-lived signal would pile up for its lifetime.
       await new Promise<void>((resolve) => {
-        slotWaiter = resolve;
-        signal.addEventListener('abort', () => resolve(), { once: true });
+        const done = () => {
+          signal.removeEventListener('abort', done);
+          if (slotWaiter === done) slotWaiter = undefined;
+          resolve();
+        };
+        slotWaiter = done;
+        signal.addEventListener('abort', done, { once: true });
       });
     }
     if (signal.aborted) return false;

@@ -3,7 +3,8 @@
  * `/bin/sh` steps: ping first, unknown jobs aborted, server cancel -> markFailed, drain, forced stop,
  * timeout, NumTotalJobs, disk-space pause.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { getEventListeners } from 'node:events';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createExecutorMetrics } from '../../src/executor/metrics.js';
 import { waitFor } from '../helpers/env.js';
 import { type FakeFrontend, startFakeSourcegraphFrontend } from './fake-sourcegraph-frontend.js';
@@ -94,6 +95,34 @@ describe('worker', () => {
     expect(fe.jobs.get('test_queue')).toHaveLength(1);
     // The 1 s job outlives several 50 ms heartbeat periods; the loop kept beating meanwhile.
     expect(fe.requests.filter((r) => r.path.endsWith('/heartbeat')).length).toBeGreaterThan(beatsAtDrain + 2);
+  });
+
+  it('waiting for a free slot leaves no listener behind on the worker\'s stop signal', async () => {
+    // Every abort listener added while the executor runs, on whatever signal: a busy executor waits
+    // for a slot once per job, and a listener left each time would grow for the executor's lifetime.
+    const signals = new Set<AbortSignal>();
+    const original = EventTarget.prototype.addEventListener;
+    const spy = vi.spyOn(EventTarget.prototype, 'addEventListener').mockImplementation(function (
+      this: EventTarget,
+      ...args: Parameters<EventTarget['addEventListener']>
+    ) {
+      if (this instanceof AbortSignal && args[0] === 'abort') signals.add(this);
+      return original.apply(this, args);
+    });
+    try {
+      const jobs = 8;
+      queue(...Array.from({ length: jobs }, (_, i) => quickJob(100 + i)));
+      const { ex } = await startShellExecutor(
+        testConfig(fe, ws.dir, { EXECUTOR_MAXIMUM_NUM_JOBS: '1', EXECUTOR_NUM_TOTAL_JOBS: String(jobs) }),
+      );
+      await waitFor(() => fe.marks.length === jobs, { what: `${jobs} jobs marked` });
+      const most = Math.max(...[...signals].map((s) => getEventListeners(s, 'abort').length));
+      await ex.done;
+      expect(fe.marks.filter((m) => m.route === 'markComplete')).toHaveLength(jobs);
+      expect(most).toBeLessThanOrEqual(2);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('a second stop aborts running jobs: markErrored "executor shutting down"', async () => {
