@@ -97,7 +97,7 @@ describe('worker', () => {
     expect(fe.requests.filter((r) => r.path.endsWith('/heartbeat')).length).toBeGreaterThan(beatsAtDrain + 2);
   });
 
-  it('waiting for a free slot leaves no listener behind on the worker\'s stop signal', async () => {
+  it("waiting for a free slot leaves no listener behind on the worker's stop signal", async () => {
     // Every abort listener added while the executor runs, on whatever signal: a busy executor waits
     // for a slot once per job, and a listener left each time would grow for the executor's lifetime.
     const signals = new Set<AbortSignal>();
