@@ -224,9 +224,21 @@ export function countingJob(
   } as JobSpec;
 }
 
+/**
+ * Submits every spec, eight at a time (one after another, 200 submissions took 38 s on a loaded
+ * 2-core machine: fewer jobs ran at once than the scenario needs). The result is in spec order.
+ */
 export async function submitAll(server: ChaosServer, specs: JobSpec[]): Promise<ApiJob[]> {
-  const out: ApiJob[] = [];
-  for (const s of specs) out.push(await server.api.submit(s));
+  const out: ApiJob[] = new Array(specs.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(8, specs.length) }, async () => {
+      while (next < specs.length) {
+        const i = next++;
+        out[i] = await server.api.submit(specs[i]!);
+      }
+    }),
+  );
   return out;
 }
 

@@ -28,7 +28,13 @@ import { startTcpProxy } from './tcp-proxy.js';
 
 const RUNNING = scaled(20, 200);
 const EXECUTORS = scaled(2, 4);
-const LINES = 40;
+// Each job prints LINES lines, DELAY seconds apart. At full scale the jobs are fewer lines further
+// apart and last longer: 200 jobs forking a `sleep` every 0.15 s is over 1,300 forks a second, which
+// on a 2-core machine starves every process of the test (the server's event loop lagged by 0.1 to
+// 1 s), and the executors, starved too, start about 5 jobs a second between them, so 160 jobs are
+// running at once only if each lasts well over 30 s.
+const LINES = scaled(40, 20);
+const DELAY = scaled('0.15', '2');
 const pgAdmin = await postgresAdminUrl();
 
 async function allEnded(server: ChaosServer, ids: number[]): Promise<boolean> {
@@ -66,10 +72,10 @@ async function underLoad(
       );
     }
     await Promise.all(executors.map((e) => e.ready));
-    // Long enough that the fault lands while they run: LINES lines, 0.15 s apart.
+    // Long enough that the fault lands while they run: LINES lines, DELAY seconds apart.
     const jobs = await submitAll(
       server,
-      Array.from({ length: RUNNING }, () => countingJob(LINES, { delaySeconds: '0.15' })),
+      Array.from({ length: RUNNING }, () => countingJob(LINES, { delaySeconds: DELAY })),
     );
     const ids = jobs.map((j) => j.id);
     await waitFor(async () => (await processingCount(server)) >= RUNNING * 0.8, {
