@@ -173,3 +173,107 @@ describe('redactor: streams', () => {
     }
   });
 });
+
+describe('redactor: byte streams', () => {
+  /** Pushes the byte chunks; returns the views passed on, copied. */
+  function bytesAll(r: ReturnType<typeof createRedactor>, chunks: Buffer[]): Buffer[] {
+    const out: Buffer[] = [];
+    const s = r.createByteStreamRedactor((b) => out.push(Buffer.from(b)));
+    for (const c of chunks) s.push(c);
+    s.end();
+    return out;
+  }
+  const text = (views: Buffer[]) => Buffer.concat(views).toString('utf8');
+
+  const MULTI = 'clé-sécrète-€-😀-42';
+  const r = createRedactor({ [MULTI]: 'SECRET_REMOVED', [SECRET]: 'S' });
+
+  it('matches a multi-byte secret split at every byte, inside characters too', () => {
+    const input = Buffer.from(`ä ${MULTI} ö ${SECRET}\n`);
+    const want = r.redact(input.toString());
+    expect(want).toBe('ä SECRET_REMOVED ö S\n');
+    for (let i = 0; i <= input.length; i++) {
+      expect(text(bytesAll(r, [input.subarray(0, i), input.subarray(i)])), `split at ${i}`).toBe(want);
+    }
+    expect(
+      text(
+        bytesAll(
+          r,
+          [...input].map((b) => Buffer.from([b])),
+        ),
+      ),
+    ).toBe(want);
+  });
+
+  it('redacts base64 at each byte alignment, URL-encoded and JSON-escaped forms split anywhere', () => {
+    const forms = [
+      ...['', 'u', 'us'].map((p) => Buffer.from(`${p}${MULTI}!`).toString('base64')),
+      encodeURIComponent(MULTI),
+      JSON.stringify(MULTI).slice(1, -1),
+    ];
+    for (const form of forms) {
+      const input = Buffer.from(`<${form}>`);
+      const want = r.redact(input.toString());
+      expect(want, form).toContain('SECRET_REMOVED');
+      for (let i = 0; i <= input.length; i++) {
+        expect(text(bytesAll(r, [input.subarray(0, i), input.subarray(i)])), `${form} at ${i}`).toBe(want);
+      }
+    }
+  });
+
+  it('passes on views of whole characters when it is fed whole characters', () => {
+    // The secret's first byte is a lead byte that also starts ordinary characters (é).
+    const out = bytesAll(
+      r,
+      ['é', 'aé', 'clé-sé', 'crète-€', 'x😀'].map((c) => Buffer.from(c)),
+    );
+    for (const v of out) expect(v.toString('utf8'), JSON.stringify([...v])).not.toContain('\ufffd');
+    expect(text(out)).toBe('éaéclé-sécrète-€x😀');
+  });
+
+  it('reuses its buffer: every chunk is scanned in the same memory', () => {
+    const seen = new Set<ArrayBufferLike>();
+    const s = r.createByteStreamRedactor((b) => seen.add(b.buffer));
+    for (let i = 0; i < 200; i++) s.push(Buffer.alloc(1 + ((i * 7919) % 65536), 'x'));
+    s.end();
+    expect(seen.size).toBe(1);
+  });
+
+  it('cuts chunks larger than its buffer on character boundaries', () => {
+    const big = Buffer.from(`${'ü'.repeat(70_000)}${MULTI}${'€'.repeat(30_000)}`);
+    const out = bytesAll(r, [big]);
+    expect(out.length).toBeGreaterThan(1);
+    for (const v of out) expect(v.toString('utf8')).not.toContain('\ufffd');
+    expect(text(out)).toBe(`${'ü'.repeat(70_000)}SECRET_REMOVED${'€'.repeat(30_000)}`);
+  });
+
+  it('leaves out a pattern that has no UTF-8 form (a lone surrogate)', () => {
+    // Three chars: no derived forms (encodeURIComponent has none for a lone surrogate).
+    const lone = createRedactor({ 'a\ud800b': 'X' });
+    expect(text(bytesAll(lone, [Buffer.from('a\ufffdb ab')]))).toBe('a\ufffdb ab');
+    expect(lone.redact('a\ud800b')).toBe('X');
+  });
+
+  it('agrees with whole-string redaction under random byte splits (seeded fuzz)', () => {
+    let seed = 4242;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const secrets = { äbäb: 'X', 'ab€ab': 'Y', 'b€abc😀': 'Z', 'aäb\nbba-mülti': 'M' };
+    const f = createRedactor(secrets);
+    for (let round = 0; round < 500; round++) {
+      let t = '';
+      for (let i = rand(60); i > 0; i--)
+        t += rand(8) === 0 ? Object.keys(secrets)[rand(4)] : [...'aäb€\n-😀'][rand(7)];
+      const bytes = Buffer.from(t);
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < bytes.length; ) {
+        const n = 1 + rand(7);
+        chunks.push(bytes.subarray(i, i + n));
+        i += n;
+      }
+      expect(text(bytesAll(f, chunks)), JSON.stringify(t)).toBe(f.redact(t));
+    }
+  });
+});
