@@ -43,6 +43,8 @@ export interface RequestOptions {
   endpoint: string;
   /** JSON-encoded as given; omitted when undefined (fetch sends no body on GET/HEAD). */
   body?: unknown;
+  /** A POST body already encoded as JSON, sent as is instead of `body`. */
+  encodedBody?: Buffer;
   /** Use job auth for this job. */
   job?: JobAuth;
   headers?: Record<string, string>;
@@ -125,7 +127,10 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
     } else {
       headers.authorization = `token-executor ${opts.password}`;
     }
-    const body = r.body === undefined || r.method !== 'POST' ? undefined : JSON.stringify(r.body);
+    const body =
+      r.method !== 'POST'
+        ? undefined
+        : (r.encodedBody ?? (r.body === undefined ? undefined : JSON.stringify(r.body)));
     const target = url(r.endpoint);
     const deadline = r.budgetMs !== undefined ? Date.now() + r.budgetMs : Number.POSITIVE_INFINITY;
     const left = () => deadline - Date.now();
