@@ -8,7 +8,6 @@
  * whatever this runner created and is safe to call any number of times, also after a failed setup.
  */
 import os from 'node:os';
-import { Writable } from 'node:stream';
 import type { Container, ContainerInfo } from 'dockerode';
 import Dockerode from 'dockerode';
 import { errorMessage } from '../../../lib/errors.js';
@@ -37,6 +36,7 @@ import {
   pullAuthFor,
   toContainerCreateOptions,
 } from './convert.js';
+import { createDemuxer } from './demux.js';
 
 export interface DockerRuntimeOptions {
   kind: 'docker' | 'gvisor';
@@ -103,15 +103,6 @@ export function withDefaultTag(image: string): string {
   if (image.includes('@')) return image;
   const lastSlash = image.lastIndexOf('/');
   return image.slice(lastSlash + 1).includes(':') ? image : `${image}:latest`;
-}
-
-function entryWriter(entry: LogEntryHandle, stream: 'stdout' | 'stderr'): Writable {
-  return new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      entry.write(stream, chunk);
-      cb();
-    },
-  });
 }
 
 export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
@@ -223,7 +214,10 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         stream.once('close', resolve);
         stream.once('error', () => resolve());
       });
-      docker.modem.demuxStream(stream, entryWriter(entry, 'stdout'), entryWriter(entry, 'stderr'));
+      stream.on(
+        'data',
+        createDemuxer((name, bytes) => entry.write(name, bytes)),
+      );
       await container.start();
       const waited = (await container.wait()) as { StatusCode?: number };
       let drainTimer: NodeJS.Timeout | undefined;
