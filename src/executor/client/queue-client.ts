@@ -23,6 +23,7 @@ import { parseJobIds } from '../../protocol/job-id.js';
 import type { LogSink as QueueLogSink, WireLogEntry } from '../logs/types.js';
 import type { RedMetrics } from '../metrics.js';
 import { type BaseClient, createBaseClient, type HttpResponse } from './base-client.js';
+import { jsonWithBytesField } from './json-bytes.js';
 
 export interface QueueClientOptions {
   frontendUrl: string;
@@ -236,14 +237,16 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       };
       if (caps.has(CAPABILITY.logAppend)) {
         sink.append = async (entryId, offset, out, fields) => {
-          const body: Record<string, unknown> = { ...common(), entryId, offset, out };
+          const body: Record<string, unknown> = { ...common(), entryId, offset };
           if (fields.exitCode !== undefined) body.exitCode = fields.exitCode;
           if (fields.durationMs !== undefined) body.durationMs = fields.durationMs;
+          // Encoded now: `out` is the logger's to reuse once this returns (LogSink.append).
+          const encoded = jsonWithBytesField(body, 'out', out);
           await observe('AppendExecutionLogEntry', () =>
             request({
               method: 'POST',
               endpoint: `${jobQueue(job)}/appendExecutionLogEntry`,
-              body,
+              encodedBody: encoded,
               job: jobAuth(job),
             }),
           );

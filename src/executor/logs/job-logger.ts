@@ -6,8 +6,9 @@
  *   - `entry(key, argv)` creates an entry with startTime = now (RFC 3339) and the redacted argv.
  *     Entries are added in creation order: the add of entry N+1 is sent after entry N's add settled.
  *   - Output is redacted per stream (boundary-safe) BEFORE line splitting and the size cap. Lines are
- *     `stdout: <line>\n` / `stderr: <line>\n` in arrival order; a partial line waits in its stream
- *     until its newline or close (and is split at MAX_PARTIAL_LINE_CHARS so memory stays bounded).
+ *     `stdout: <line>\n` / `stderr: <line>\n` in arrival order (a CR before the newline is dropped);
+ *     a partial line waits in its stream until its newline or close (and is emitted as a line of
+ *     its own once it passes MAX_PARTIAL_LINE_BYTES, so memory stays bounded).
  *   - Without `sink.append`: at most one update per entry per syncIntervalMs, each with the FULL
  *     redacted snapshot. With `sink.append`: only new bytes, with their UTF-8 byte offset; a retry
  *     resends from the same offset, so the server can deduplicate.
@@ -23,26 +24,42 @@
  *     marker and the tail.
  *   - With append, no request carries more than APPEND_CHUNK_BYTES of output (plus the marker):
  *     the head and the final tail go out as consecutive appends with their offsets, and exitCode
- *     and durationMs ride on the last one. Head text the server has is not kept, and after the
+ *     and durationMs ride on the last one. Head output the server has is not kept, and after the
  *     final sync an entry's tail is released.
- *   - The rolling tail is one circular byte buffer per entry (grown on demand up to the tail
- *     budget): output is encoded into a reused scratch buffer and copied in, so streaming output
- *     allocates no buffer per chunk.
+ *   - Output stays bytes from the chunk to the request: per stream, an incomplete UTF-8 character
+ *     at the end of a chunk waits for the next (invalid bytes become U+FFFD, as a StringDecoder
+ *     makes them), the redactor works on bytes, and lines with their prefix are assembled in one
+ *     reused buffer of the logger, which is copied to the head (blocks of APPEND_CHUNK_BYTES) or
+ *     the tail (one circular buffer per entry, grown on demand up to the tail budget). Appends are
+ *     built in one reused buffer too. So streaming output allocates no buffer and no string per
+ *     chunk or per line (with text, the 100 MiB job of `npm run bench -- logs` peaked at 200 MiB
+ *     RSS, mostly garbage: docs/benchmarks.md). Every piece of output is whole characters, so byte
+ *     offsets and the head/tail cut fall between characters. Only the full snapshots of a server
+ *     without log-append are text.
  */
-import { StringDecoder } from 'node:string_decoder';
+import { Buffer, isUtf8 } from 'node:buffer';
 import type { Clock } from '../../lib/clock.js';
 import { systemClock } from '../../lib/clock.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { JobLogger, LogEntryHandle } from '../runtimes/types.js';
-import type { Redactor, StreamRedactor } from './redactor.js';
+import type { ByteStreamRedactor, Redactor } from './redactor.js';
 import type { LogSink, WireLogEntry } from './types.js';
 
 /** A partial line longer than this is emitted as a line of its own, to bound memory. */
-export const MAX_PARTIAL_LINE_CHARS = 1 << 20;
+export const MAX_PARTIAL_LINE_BYTES = 1 << 20;
 
 /** Largest output of one append request (head parts are stored split to at most this size). */
 export const APPEND_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Size of the buffer lines are assembled in. A chunk of output (docker and child processes deliver
+ * at most 64 KiB) usually fits with its prefixes, so it goes to the tail in one or two copies.
+ */
+const LINE_BUFFER_BYTES = 64 * 1024;
+
+/** Text longer than this (writeRaw, string chunks) is encoded into a buffer of its own. */
+const TEXT_SCRATCH_BYTES = 64 * 1024;
 
 export interface JobLoggerOptions {
   sink: LogSink;
@@ -61,7 +78,8 @@ export function truncationMarker(omittedBytes: number, capBytes: number): string
 }
 
 interface Batch {
-  out: string;
+  /** A view of the logger's batch buffer: valid until the next batch is built. */
+  out: Buffer;
   bytes: number;
   parts: number;
   marker: boolean;
@@ -70,9 +88,17 @@ interface Batch {
 }
 
 interface StreamState {
-  decoder: StringDecoder;
-  redactor: StreamRedactor;
-  partial: string;
+  /** `stdout: ` or `stderr: ` */
+  prefix: Buffer;
+  /** An incomplete UTF-8 character at the end of the last chunk: its `pendingBytes` bytes. */
+  pending: Buffer;
+  pendingBytes: number;
+  /** A high surrogate that ended the last string chunk, waiting for its low half. */
+  highSurrogate: string;
+  redactor: ByteStreamRedactor;
+  /** The line so far: `partialBytes` bytes of `partial` (redacted, whole characters). */
+  partial: Buffer;
+  partialBytes: number;
 }
 
 interface EntryState {
@@ -81,9 +107,8 @@ interface EntryState {
   startTime: string;
   startMs: number;
   streams: { stdout: StreamState; stderr: StreamState };
-  /** Head text in parts of at most APPEND_CHUNK_BYTES; with append, parts sent are set to ''. */
-  headParts: string[];
-  headPartBytes: number[];
+  /** Head output in parts of at most APPEND_CHUNK_BYTES; with append, parts sent are emptied. */
+  headParts: Buffer[];
   headBytes: number;
   /** Rolling tail: `ringBytes` bytes of `ring`, circular, from `ringStart`. */
   ring: Buffer;
@@ -111,12 +136,33 @@ interface EntryState {
 }
 
 const EMPTY = Buffer.alloc(0);
+const NEWLINE = Buffer.from('\n');
 
 /** Largest k <= n such that buf[k] does not start inside a UTF-8 sequence. */
 function charBoundary(buf: Buffer, n: number): number {
   let k = Math.min(n, buf.length);
   while (k > 0 && k < buf.length && (buf[k]! & 0xc0) === 0x80) k--;
   return k;
+}
+
+/** Length of the UTF-8 sequence that `lead` starts (1 for a byte that starts none). */
+function sequenceLength(lead: number): number {
+  if ((lead & 0xe0) === 0xc0) return 2;
+  if ((lead & 0xf0) === 0xe0) return 3;
+  if ((lead & 0xf8) === 0xf0) return 4;
+  return 1;
+}
+
+/**
+ * Copies src[from, to) to dst at `at`; short runs (a prefix, the start of a line) in a loop:
+ * Buffer#copy of part of a buffer makes a view object per call.
+ */
+function copyBytes(src: Buffer, from: number, to: number, dst: Buffer, at: number) {
+  if (to - from > 48) {
+    src.copy(dst, at, from, to);
+    return;
+  }
+  for (let i = from; i < to; i++) dst[at++] = src[i]!;
 }
 
 export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
@@ -137,8 +183,21 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
   let addChain: Promise<void> = Promise.resolve();
 
   const tailBudget = cap - headBudget;
-  // Output on its way into a ring is encoded here: one buffer for the logger, grown as needed.
-  let scratch = EMPTY;
+  // Lines are assembled here (`lineBytes` bytes) and go to an entry's head or tail when it is full
+  // and at the end of every write: one buffer for the logger, since writes are synchronous.
+  const lines = Buffer.allocUnsafeSlow(LINE_BUFFER_BYTES);
+  let lineBytes = 0;
+  // Where the lines of a batch end (a line takes at least its 8-byte prefix and its newline).
+  const newlines = new Int32Array(Math.ceil(LINE_BUFFER_BYTES / 9));
+  // Text (writeRaw, string chunks) is encoded here.
+  let textScratch = EMPTY;
+  // Head parts are views of blocks of APPEND_CHUNK_BYTES, filled in turn (`headBlockUsed` bytes).
+  let headBlock = EMPTY;
+  let headBlockUsed = 0;
+  // Append requests are built here; the sink copies what it sends before append() returns. Head
+  // parts and the tail fill at most APPEND_CHUNK_BYTES of it; the marker comes on top.
+  const batchBytes = APPEND_CHUNK_BYTES + Buffer.byteLength(truncationMarker(Number.MAX_SAFE_INTEGER, cap));
+  let batchBuffer = EMPTY;
 
   /** Bytes [from, to) of the tail as a string (decoded in place unless they wrap around). */
   const ringSlice = (e: EntryState, from: number, to: number): string => {
@@ -152,7 +211,17 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
   const ringAt = (e: EntryState, i: number) => e.ring[(e.ringStart + i) % e.ring.length]!;
   const ringText = (e: EntryState) => ringSlice(e, 0, e.ringBytes);
   const snapshot = (e: EntryState) =>
-    e.headParts.join('') + (e.omitted > 0 ? truncationMarker(e.omitted, cap) : '') + ringText(e);
+    Buffer.concat(e.headParts).toString('utf8') +
+    (e.omitted > 0 ? truncationMarker(e.omitted, cap) : '') +
+    ringText(e);
+  /** Copies bytes [from, to) of the tail to dst at `at`. */
+  const ringCopy = (e: EntryState, from: number, to: number, dst: Buffer, at: number) => {
+    const size = e.ring.length;
+    const a = (e.ringStart + from) % size;
+    const first = Math.min(to - from, size - a);
+    e.ring.copy(dst, at, a, a + first);
+    if (first < to - from) e.ring.copy(dst, at + first, 0, to - from - first);
+  };
 
   /** Drops n bytes from the front of the tail, then up to the next character start. */
   const dropFront = (e: EntryState, n: number) => {
@@ -164,21 +233,21 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     e.omitted += k;
   };
 
-  /** Adds `src` to e's tail, keeping it within the budget that other open tails leave. */
-  const pushTail = (e: EntryState, src: Buffer) => {
+  /** Adds src[start, end) to e's tail, keeping it within the budget that other open tails leave. */
+  const pushTail = (e: EntryState, src: Buffer, start: number, end: number) => {
     let others = 0;
     for (const o of open) if (o !== e) others += o.ringBytes;
     const limit = Math.max(0, tailBudget - committedTail - others);
-    let from = 0;
-    if (src.length >= limit) {
+    let from = start;
+    if (end - start >= limit) {
       dropFront(e, e.ringBytes);
-      from = src.length - limit;
-      while (from < src.length && (src[from]! & 0xc0) === 0x80) from++;
-      e.omitted += from;
-    } else if (e.ringBytes + src.length > limit) {
-      dropFront(e, e.ringBytes + src.length - limit);
+      from = end - limit;
+      while (from < end && (src[from]! & 0xc0) === 0x80) from++;
+      e.omitted += from - start;
+    } else if (e.ringBytes + end - start > limit) {
+      dropFront(e, e.ringBytes + end - start - limit);
     }
-    const n = src.length - from;
+    const n = end - from;
     if (n === 0) return;
     const need = e.ringBytes + n;
     if (need > e.ring.length) {
@@ -200,46 +269,59 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     e.ringBytes += n;
   };
 
-  /** Adds head text, split into parts of at most APPEND_CHUNK_BYTES on character boundaries. */
-  const pushHead = (e: EntryState, text: string, bytes: number) => {
-    e.headBytes += bytes;
-    if (bytes <= APPEND_CHUNK_BYTES) {
-      e.headParts.push(text);
-      e.headPartBytes.push(bytes);
-      return;
-    }
-    let buf = Buffer.from(text, 'utf8');
-    while (buf.length > 0) {
-      const k = buf.length <= APPEND_CHUNK_BYTES ? buf.length : charBoundary(buf, APPEND_CHUNK_BYTES);
-      e.headParts.push(buf.toString('utf8', 0, k));
-      e.headPartBytes.push(k);
-      buf = buf.subarray(k);
+  /** Copies src[start, end) to the head, in parts of whole characters in the logger's blocks. */
+  const pushHead = (e: EntryState, src: Buffer, start: number, end: number) => {
+    e.headBytes += end - start;
+    while (start < end) {
+      if (headBlockUsed === headBlock.length) {
+        headBlock = Buffer.allocUnsafeSlow(APPEND_CHUNK_BYTES);
+        headBlockUsed = 0;
+      }
+      const room = headBlock.length - headBlockUsed;
+      const k = end - start <= room ? end : charBoundary(src, start + room);
+      if (k <= start) {
+        headBlockUsed = headBlock.length; // no room for the next character: on to a new block
+        continue;
+      }
+      src.copy(headBlock, headBlockUsed, start, k);
+      e.headParts.push(headBlock.subarray(headBlockUsed, headBlockUsed + (k - start)));
+      headBlockUsed += k - start;
+      start = k;
     }
   };
 
-  const appendOutput = (e: EntryState, text: string) => {
-    if (text === '') return;
-    const size = Buffer.byteLength(text, 'utf8');
+  /** Adds output src[start, end), whole characters, to e's head while there is room, else its tail. */
+  const appendOutput = (e: EntryState, src: Buffer, start: number, end: number) => {
+    if (end <= start) return;
     if (e.ringBytes === 0 && e.omitted === 0 && headUsed < headBudget) {
       const room = headBudget - headUsed;
-      if (size <= room) {
-        pushHead(e, text, size);
-        headUsed += size;
+      const k = end - start <= room ? end : charBoundary(src, start + room);
+      if (k > start) pushHead(e, src, start, k);
+      if (k === end) {
+        headUsed += end - start;
         bump(e);
         return;
       }
-    }
-    if (scratch.length < size) scratch = Buffer.allocUnsafeSlow(Math.max(size, 64 * 1024));
-    scratch.write(text, 0, size, 'utf8');
-    let bytes = scratch.subarray(0, size);
-    if (e.ringBytes === 0 && e.omitted === 0 && headUsed < headBudget) {
-      const k = charBoundary(bytes, headBudget - headUsed);
-      if (k > 0) pushHead(e, bytes.toString('utf8', 0, k), k);
       headUsed = headBudget;
-      bytes = bytes.subarray(k);
+      start = k;
     }
-    pushTail(e, bytes);
+    pushTail(e, src, start, end);
     bump(e);
+  };
+
+  /** UTF-8 of `text`, in the logger's scratch buffer when it is small (valid until the next call). */
+  const encode = (text: string): Buffer => {
+    const size = Buffer.byteLength(text, 'utf8');
+    if (size > TEXT_SCRATCH_BYTES) return Buffer.from(text, 'utf8');
+    if (textScratch.length < size) textScratch = Buffer.allocUnsafeSlow(TEXT_SCRATCH_BYTES);
+    textScratch.write(text, 0, size, 'utf8');
+    return textScratch.subarray(0, size);
+  };
+
+  const appendText = (e: EntryState, text: string) => {
+    if (text === '') return;
+    const bytes = encode(text);
+    appendOutput(e, bytes, 0, bytes.length);
   };
 
   /** `final`: with exitCode and durationMs once they are known. */
@@ -256,14 +338,14 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
    * most APPEND_CHUNK_BYTES of output besides the marker. `last`: nothing is left after it.
    */
   const nextBatch = (e: EntryState, closed: boolean): Batch => {
-    let out = '';
+    if (batchBuffer.length === 0) batchBuffer = Buffer.allocUnsafeSlow(batchBytes);
     let bytes = 0;
     let parts = 0;
     for (let i = e.sentParts; i < e.headParts.length; i++) {
-      const b = e.headPartBytes[i]!;
-      if (parts > 0 && bytes + b > APPEND_CHUNK_BYTES) break;
-      out += e.headParts[i]!;
-      bytes += b;
+      const part = e.headParts[i]!;
+      if (parts > 0 && bytes + part.length > APPEND_CHUNK_BYTES) break;
+      part.copy(batchBuffer, bytes);
+      bytes += part.length;
       parts++;
     }
     const headDone = e.sentParts + parts === e.headParts.length;
@@ -272,28 +354,24 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     if (closed && headDone) {
       if (!e.sentMarker) {
         marker = true;
-        if (e.omitted > 0) {
-          const m = truncationMarker(e.omitted, cap);
-          out += m;
-          bytes += Buffer.byteLength(m, 'utf8');
-        }
+        if (e.omitted > 0) bytes += batchBuffer.write(truncationMarker(e.omitted, cap), bytes, 'utf8');
       }
       const room = APPEND_CHUNK_BYTES - bytes;
       if (room > 0 && e.sentTail < e.ringBytes) {
         let end = Math.min(e.ringBytes, e.sentTail + room);
         while (end < e.ringBytes && end > e.sentTail && (ringAt(e, end) & 0xc0) === 0x80) end--;
-        out += ringSlice(e, e.sentTail, end);
+        ringCopy(e, e.sentTail, end, batchBuffer, bytes);
         tail = end - e.sentTail;
         bytes += tail;
       }
     }
     const last = closed && headDone && (e.sentMarker || marker) && e.sentTail + tail === e.ringBytes;
-    return { out, bytes, parts, marker, tail, last };
+    return { out: batchBuffer.subarray(0, bytes), bytes, parts, marker, tail, last };
   };
 
   /** Records a batch the server acknowledged and lets go of what it no longer needs. */
   const acknowledged = (e: EntryState, b: Batch) => {
-    for (let i = e.sentParts; i < e.sentParts + b.parts; i++) e.headParts[i] = '';
+    for (let i = e.sentParts; i < e.sentParts + b.parts; i++) e.headParts[i] = EMPTY;
     e.sentParts += b.parts;
     e.sentBytes += b.bytes;
     if (b.marker) e.sentMarker = true;
@@ -304,7 +382,6 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
   /** After the final sync: nothing of the entry's text is needed any more. */
   const release = (e: EntryState) => {
     e.headParts = [];
-    e.headPartBytes = [];
     e.sentParts = 0;
     e.ring = EMPTY;
     e.ringStart = 0;
@@ -320,7 +397,7 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       const closed = e.closed;
       for (;;) {
         const b = nextBatch(e, closed);
-        if (!b.last && b.out === '') break; // spilled past the head: nothing to send until close
+        if (!b.last && b.bytes === 0) break; // spilled past the head: nothing to send until close
         await sink.append!(
           e.id,
           e.sentBytes,
@@ -386,41 +463,191 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     return e.final;
   };
 
-  const newStream = (): StreamState => ({
-    decoder: new StringDecoder('utf8'),
-    redactor: redactor.createStreamRedactor(),
-    partial: '',
-  });
+  /** Sends the assembled lines to e. */
+  const flushLines = (e: EntryState) => {
+    appendOutput(e, lines, 0, lineBytes);
+    lineBytes = 0;
+  };
 
-  const takeLines = (e: EntryState, name: 'stdout' | 'stderr', text: string, atEnd: boolean) => {
-    const s = e.streams[name];
-    let data = s.partial + text;
-    let out = '';
+  /** Adds src[start, end), whole characters, to the assembled lines; flushes to e when full. */
+  const putLine = (e: EntryState, src: Buffer, start: number, end: number) => {
+    while (start < end) {
+      const room = LINE_BUFFER_BYTES - lineBytes;
+      const k = end - start <= room ? end : charBoundary(src, start + room);
+      if (k <= start) {
+        flushLines(e); // not room for the next character
+        continue;
+      }
+      copyBytes(src, start, k, lines, lineBytes);
+      lineBytes += k - start;
+      start = k;
+    }
+  };
+
+  /** Emits `<prefix><partial><src[start, end)>\n`, without a CR before the newline when `crlf`. */
+  const emitLine = (
+    e: EntryState,
+    s: StreamState,
+    src: Buffer,
+    start: number,
+    end: number,
+    crlf: boolean,
+  ) => {
+    let partialEnd = s.partialBytes;
+    if (crlf) {
+      if (end > start) {
+        if (src[end - 1] === 13) end--;
+      } else if (partialEnd > 0 && s.partial[partialEnd - 1] === 13) partialEnd--;
+    }
+    const size = s.prefix.length + partialEnd + (end - start) + 1;
+    if (lineBytes + size <= LINE_BUFFER_BYTES) {
+      // The usual case, in place.
+      copyBytes(s.prefix, 0, s.prefix.length, lines, lineBytes);
+      lineBytes += s.prefix.length;
+      if (partialEnd > 0) {
+        copyBytes(s.partial, 0, partialEnd, lines, lineBytes);
+        lineBytes += partialEnd;
+      }
+      copyBytes(src, start, end, lines, lineBytes);
+      lineBytes += end - start;
+      lines[lineBytes++] = 10;
+    } else {
+      putLine(e, s.prefix, 0, s.prefix.length);
+      putLine(e, s.partial, 0, partialEnd);
+      putLine(e, src, start, end);
+      putLine(e, NEWLINE, 0, 1);
+    }
+    s.partialBytes = 0;
+    // A long line's buffer is not kept.
+    if (s.partial.length > LINE_BUFFER_BYTES) s.partial = EMPTY;
+  };
+
+  /** Splits redacted output of stream s into lines. */
+  const takeLines = (e: EntryState, s: StreamState, src: Buffer) => {
+    const n = src.length;
     let start = 0;
-    for (let nl = data.indexOf('\n'); nl !== -1; nl = data.indexOf('\n', start)) {
-      const end = nl > start && data.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
-      out += `${name}: ${data.slice(start, end)}\n`;
+    let nl = src.indexOf(10, 0);
+    if (nl !== -1 && s.partialBytes > 0) {
+      emitLine(e, s, src, 0, nl, true); // the line begun in an earlier segment
       start = nl + 1;
+      nl = src.indexOf(10, start);
     }
-    data = data.slice(start);
-    if ((atEnd && data !== '') || data.length > MAX_PARTIAL_LINE_CHARS) {
-      out += `${name}: ${data}\n`;
-      data = '';
+    const prefix = s.prefix;
+    const p = prefix.length;
+    while (nl !== -1) {
+      const room = LINE_BUFFER_BYTES - lineBytes;
+      if (p + (nl - start) + 1 > room) {
+        if (lineBytes > 0) {
+          flushLines(e);
+        } else {
+          emitLine(e, s, src, start, nl, true); // longer than the line buffer
+          start = nl + 1;
+          nl = src.indexOf(10, start);
+        }
+        continue;
+      }
+      // A batch of the lines that fit, with their prefixes, in the line buffer.
+      let count = 0;
+      let batchEnd = start;
+      while (nl !== -1 && nl + 1 - start + p * (count + 1) <= room) {
+        newlines[count++] = nl;
+        batchEnd = nl + 1;
+        nl = src.indexOf(10, batchEnd);
+      }
+      // The batch is copied in once, behind the room its prefixes take; then each line moves up
+      // into place after its prefix. A line's prefix ends before where its own bytes were copied,
+      // so no byte is overwritten before it has moved. (A copy per line would cost a view object
+      // per line, as much garbage as the output.)
+      const raw = lineBytes + p * count - start;
+      src.copy(lines, raw + start, start, batchEnd);
+      let out = lineBytes;
+      let from = start;
+      for (let i = 0; i < count; i++) {
+        const lineEnd = newlines[i]!;
+        const end = lineEnd > from && src[lineEnd - 1] === 13 ? lineEnd - 1 : lineEnd;
+        for (let k = 0; k < p; k++) lines[out + k] = prefix[k]!;
+        out += p;
+        lines.copyWithin(out, raw + from, raw + end);
+        out += end - from;
+        lines[out++] = 10;
+        from = lineEnd + 1;
+      }
+      lineBytes = out;
+      start = batchEnd;
     }
-    s.partial = data;
-    appendOutput(e, out);
+    if (start === n) return;
+    const need = s.partialBytes + (n - start);
+    if (need > s.partial.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(need, 2 * s.partial.length, 1024));
+      s.partial.copy(grown, 0, 0, s.partialBytes);
+      s.partial = grown;
+    }
+    src.copy(s.partial, s.partialBytes, start, n);
+    s.partialBytes = need;
+    if (s.partialBytes > MAX_PARTIAL_LINE_BYTES) emitLine(e, s, EMPTY, 0, 0, false);
+  };
+
+  /** Feeds src[start, end) of stream s to its redactor, invalid UTF-8 replaced as a decoder would. */
+  const feed = (s: StreamState, src: Buffer, start: number, end: number) => {
+    if (end <= start) return;
+    const view = start === 0 && end === src.length ? src : src.subarray(start, end);
+    s.redactor.push(isUtf8(view) ? view : Buffer.from(view.toString('utf8'), 'utf8'));
+  };
+
+  /** Output bytes of stream s: whole characters go on, an incomplete one at the end waits. */
+  const decode = (s: StreamState, chunk: Buffer) => {
+    const n = chunk.length;
+    let start = 0;
+    if (s.pendingBytes > 0) {
+      // Complete the waiting character with the continuation bytes it lacks; a byte that is not one
+      // ends it (and it becomes U+FFFD).
+      const size = sequenceLength(s.pending[0]!);
+      while (s.pendingBytes < size && start < n && (chunk[start]! & 0xc0) === 0x80) {
+        s.pending[s.pendingBytes++] = chunk[start++]!;
+      }
+      if (s.pendingBytes < size && start === n) return;
+      feed(s, s.pending, 0, s.pendingBytes);
+      s.pendingBytes = 0;
+    }
+    // An incomplete character at the end: its lead byte is one of the last three bytes.
+    let end = n;
+    for (let i = n - 1; i >= start && i >= n - 3; i--) {
+      const b = chunk[i]!;
+      if ((b & 0xc0) === 0x80) continue;
+      if (sequenceLength(b) > n - i) end = i;
+      break;
+    }
+    feed(s, chunk, start, end);
+    if (end < n) {
+      chunk.copy(s.pending, 0, end, n);
+      s.pendingBytes = n - end;
+    }
+  };
+
+  const newStream = (e: EntryState, name: 'stdout' | 'stderr'): StreamState => {
+    const s: StreamState = {
+      prefix: Buffer.from(`${name}: `, 'utf8'),
+      pending: Buffer.alloc(4),
+      pendingBytes: 0,
+      highSurrogate: '',
+      redactor: undefined!, // set below: its sink needs the state
+      partial: EMPTY,
+      partialBytes: 0,
+    };
+    s.redactor = redactor.createByteStreamRedactor((bytes) => takeLines(e, s, bytes));
+    return s;
   };
 
   const entry = (key: string, command: string[] | null): LogEntryHandle => {
     const startMs = clock.now();
+    const streams = {} as EntryState['streams'];
     const e: EntryState = {
       key,
       command: command === null ? null : command.map((a) => redactor.redact(a)),
       startTime: new Date(startMs).toISOString(),
       startMs,
-      streams: { stdout: newStream(), stderr: newStream() },
+      streams,
       headParts: [],
-      headPartBytes: [],
       headBytes: 0,
       ring: EMPTY,
       ringStart: 0,
@@ -436,6 +663,8 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       added: Promise.resolve(),
       lastSendAt: mono(),
     };
+    streams.stdout = newStream(e, 'stdout');
+    streams.stderr = newStream(e, 'stderr');
     entries.push(e);
     open.add(e);
     e.added = addChain = addChain.then(async () => {
@@ -444,7 +673,7 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       const b = appendMode ? nextBatch(e, closed) : undefined;
       e.lastSendAt = mono();
       try {
-        e.id = await sink.add(b ? wire(e, b.out, b.last) : wire(e, snapshot(e)));
+        e.id = await sink.add(b ? wire(e, b.out.toString('utf8'), b.last) : wire(e, snapshot(e)));
         if (b) acknowledged(e, b);
         else if (closed) release(e);
         // Head parts left over (more than one request's worth) go out with the next sync.
@@ -460,20 +689,37 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       write(stream, chunk) {
         if (e.closed) return;
         const s = e.streams[stream];
-        const text = typeof chunk === 'string' ? chunk : s.decoder.write(chunk);
-        takeLines(e, stream, s.redactor.push(text), false);
+        if (typeof chunk === 'string') {
+          // A surrogate pair split across two string chunks is encoded once it is whole.
+          let text = s.highSurrogate + chunk;
+          s.highSurrogate = '';
+          const last = text.charCodeAt(text.length - 1);
+          if (last >= 0xd800 && last <= 0xdbff) {
+            s.highSurrogate = text.slice(-1);
+            text = text.slice(0, -1);
+          }
+          decode(s, encode(text));
+        } else {
+          decode(s, chunk);
+        }
+        flushLines(e);
       },
       writeRaw(text) {
         if (e.closed) return;
-        appendOutput(e, redactor.redact(text));
+        appendText(e, redactor.redact(text));
       },
       close(exitCode) {
         if (e.closed) return;
         for (const name of ['stdout', 'stderr'] as const) {
           const s = e.streams[name];
-          const rest = s.redactor.push(s.decoder.end());
-          takeLines(e, name, rest + s.redactor.end(), true);
+          if (s.highSurrogate !== '') decode(s, encode(s.highSurrogate));
+          feed(s, s.pending, 0, s.pendingBytes);
+          s.pendingBytes = 0;
+          s.redactor.end();
+          if (s.partialBytes > 0) emitLine(e, s, EMPTY, 0, 0, false);
+          s.partial = EMPTY;
         }
+        flushLines(e);
         e.exitCode = exitCode;
         e.durationMs = Math.max(0, clock.now() - e.startMs);
         e.closed = true;

@@ -20,13 +20,15 @@ export interface LogSink {
   /** updateExecutionLogEntry with the full snapshot (Sourcegraph semantics). */
   update(entryId: number, entry: WireLogEntry): Promise<void>;
   /**
-   * Log-append extension, present only when the server advertises `log-append`: `out` is the text
-   * that starts at UTF-8 byte `offset` of the entry's output. Retrying the same call is idempotent.
+   * Log-append extension, present only when the server advertises `log-append`: `out` is the UTF-8
+   * output (whole characters) that starts at byte `offset` of the entry's output. Retrying the same
+   * call is idempotent. `out` may be a view of a buffer the logger reuses once the call returns, so
+   * a sink that needs the bytes later (to send or retry) copies them before it returns its promise.
    */
   append?(
     entryId: number,
     offset: number,
-    out: string,
+    out: Buffer,
     fields: { exitCode?: number; durationMs?: number },
   ): Promise<void>;
 }

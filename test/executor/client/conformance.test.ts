@@ -514,7 +514,7 @@ describe('capabilities are negotiated, never assumed', () => {
     const sink = c.logSink(job({ token: 't' }));
     expect(sink.append).toBeDefined();
     fe.script.push({ status: 200, body: '{"length":5}' });
-    await sink.append!(3, 0, 'hello', { exitCode: 0, durationMs: 12 });
+    await sink.append!(3, 0, Buffer.from('hello'), { exitCode: 0, durationMs: 12 });
     const app = fe.requests.at(-1)!;
     expect(app.path).toBe('/.executors/queue/test_queue/appendExecutionLogEntry');
     expect(app.json).toEqual({

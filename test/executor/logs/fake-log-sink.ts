@@ -53,13 +53,15 @@ export function createFakeLogSink(opts: { append?: boolean; keepBodies?: boolean
     },
   };
   if (opts.append) {
-    sink.append = async (id, offset, out, fields) => {
+    sink.append = async (id, offset, bytes, fields) => {
+      // Copied at once: the logger reuses the buffer when this returns (LogSink.append).
+      const add = Buffer.from(bytes);
       const call: SinkCall = {
         kind: 'append',
         id,
         at: performance.now(),
         offset,
-        out: opts.keepBodies === false ? '' : out,
+        out: opts.keepBodies === false ? '' : add.toString('utf8'),
         fields: { ...fields },
       };
       sink.calls.push(call);
@@ -70,7 +72,6 @@ export function createFakeLogSink(opts: { append?: boolean; keepBodies?: boolean
       const have = Buffer.from(e.out ?? '', 'utf8');
       if (offset > have.length) throw new Error(`gap: offset ${offset} > ${have.length}`);
       // Idempotent: bytes already stored at [offset, have.length) are kept; only the rest is added.
-      const add = Buffer.from(out, 'utf8');
       const merged = Buffer.concat([have, add.subarray(have.length - offset)]);
       e.out = merged.toString('utf8');
       if (fields.exitCode !== undefined) e.exitCode = fields.exitCode;

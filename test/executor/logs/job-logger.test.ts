@@ -1,9 +1,11 @@
+import { StringDecoder } from 'node:string_decoder';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import {
   APPEND_CHUNK_BYTES,
   createJobLogger,
+  MAX_PARTIAL_LINE_BYTES,
   truncationMarker,
 } from '../../../src/executor/logs/job-logger.js';
 import { createRedactor } from '../../../src/executor/logs/redactor.js';
@@ -307,7 +309,14 @@ describe('job logger: log-append in bounded requests', () => {
     const stored = [...append.stored.values()][0]!;
     expect(stored.out).toBe([...update.stored.values()][0]!.out);
     expect(stored.exitCode).toBe(7);
-    expect(append.calls.filter((c) => c.kind === 'append').length).toBeGreaterThanOrEqual(4);
+    // The rest (3 MiB and the marker) in bounded appends: at least 3 of them.
+    const appends = append.calls.filter((c) => c.kind === 'append');
+    const marker = truncationMarker(10 * APPEND_CHUNK_BYTES, cap).length;
+    for (const c of appends)
+      expect(Buffer.byteLength(c.out!)).toBeLessThanOrEqual(APPEND_CHUNK_BYTES + marker);
+    const rest = Buffer.byteLength(stored.out!) - Buffer.byteLength(add.entry!.out!);
+    expect(rest).toBeGreaterThan(3 * APPEND_CHUNK_BYTES - 1024);
+    expect(appends.length).toBeGreaterThanOrEqual(Math.ceil(rest / (APPEND_CHUNK_BYTES + marker)));
   });
 });
 
@@ -400,5 +409,182 @@ describe('job logger: output cap', () => {
     // The logger holds at most the cap (head strings + tail buffers, ~2x as UTF-16) plus one chunk;
     // holding the output would take > 100 MiB.
     expect(retained).toBeLessThan(8 * cap);
+  });
+});
+
+describe('job logger: output as bytes', () => {
+  /**
+   * What the logger must store for these chunks of one stream, computed the simple way: decode
+   * with a StringDecoder, redact the whole text, split into lines (CR before LF dropped), prefix.
+   */
+  function expected(chunks: Buffer[], name = 'stdout'): string {
+    const d = new StringDecoder('utf8');
+    const text = chunks.map((c) => d.write(c)).join('') + d.end();
+    const redacted = createRedactor({ [SECRET]: 'SECRET_REMOVED', [MULTI]: 'MULTI_REMOVED' }).redact(text);
+    const lines = redacted.split('\n');
+    const last = lines.pop()!;
+    return (
+      lines.map((l) => `${name}: ${l.endsWith('\r') ? l.slice(0, -1) : l}\n`).join('') +
+      (last ? `${name}: ${last}\n` : '')
+    );
+  }
+  const MULTI = 'mülti-bÿte-s€cret-😀';
+
+  async function store(chunks: Buffer[], opts: { append?: boolean; cap?: number } = {}) {
+    const sink = createFakeLogSink({ append: opts.append });
+    const jl = createJobLogger({
+      sink,
+      redactor: createRedactor({ [SECRET]: 'SECRET_REMOVED', [MULTI]: 'MULTI_REMOVED' }),
+      maxOutputBytes: opts.cap ?? 64 << 20,
+      syncIntervalMs: 5,
+      logger: createMemoryLogger(),
+    });
+    const h = jl.entry('k', null);
+    for (const c of chunks) h.write('stdout', c);
+    h.close(0);
+    await jl.flush();
+    return [...sink.stored.values()][0]!.out!;
+  }
+
+  it('splits inside 2-, 3- and 4-byte characters and inside secrets, at every offset', async () => {
+    const input = Buffer.from(`é€😀 ${MULTI} and ${SECRET}\r\nnext ü\n`);
+    const want = expected([input]);
+    expect(want).toBe('stdout: é€😀 MULTI_REMOVED and SECRET_REMOVED\nstdout: next ü\n');
+    for (let i = 0; i <= input.length; i++) {
+      for (const append of [false, true]) {
+        expect(await store([input.subarray(0, i), input.subarray(i)], { append }), `split at ${i}`).toBe(
+          want,
+        );
+      }
+    }
+    expect(await store([...input].map((b) => Buffer.from([b])))).toBe(want);
+  });
+
+  it('replaces invalid UTF-8 as a StringDecoder does, wherever the chunks are cut (seeded)', async () => {
+    let seed = 99;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    // Truncated and overlong sequences, stray continuation bytes, bytes that start nothing.
+    const atoms = [
+      [0x61],
+      [0x0a],
+      [0x0d],
+      [0xc3, 0xbc],
+      [0xe2, 0x82, 0xac],
+      [0xf0, 0x9f, 0x98, 0x80],
+      [0xc3],
+      [0xe2, 0x82],
+      [0xf0, 0x9f],
+      [0x80],
+      [0xbf],
+      [0xc0, 0xaf],
+      [0xe0, 0x80, 0x80],
+      [0xff],
+      [0xf8, 0x88],
+    ];
+    for (let round = 0; round < 200; round++) {
+      const bytes: number[] = [];
+      for (let i = rand(40); i > 0; i--) bytes.push(...atoms[rand(atoms.length)]!);
+      const input = Buffer.from(bytes);
+      const chunks: Buffer[] = [];
+      for (let i = 0; i < input.length; ) {
+        const n = 1 + rand(5);
+        chunks.push(input.subarray(i, i + n));
+        i += n;
+      }
+      expect(await store(chunks), JSON.stringify(bytes)).toBe(expected(chunks));
+    }
+  });
+
+  it('counts append offsets in the bytes it sends when the output had invalid UTF-8', async () => {
+    const { sink, jl } = setup({ append: true, intervalMs: 5 });
+    const h = jl.entry('k', null);
+    await waitFor(() => sink.calls.length === 1, { what: 'add' });
+    // Each chunk but the last completes a line, so each goes out in an append of its own.
+    const chunks = [
+      [0x61, 0xff, 0x0a],
+      [0x62, 0xe2, 0x82, 0x0a],
+      [0xc0, 0xaf, 0x0a],
+      [0xf0, 0x9f],
+    ].map((b) => Buffer.from(b));
+    for (const c of chunks.slice(0, -1)) {
+      const n = sink.calls.length;
+      h.write('stdout', c);
+      await waitFor(() => sink.calls.length > n, { what: 'an append' });
+    }
+    h.write('stdout', chunks.at(-1)!);
+    h.close(0);
+    await jl.flush();
+    let offset = 0;
+    for (const c of sink.calls.filter((c) => c.kind === 'append')) {
+      expect(c.offset).toBe(offset);
+      offset += Buffer.byteLength(c.out!);
+    }
+    expect([...sink.stored.values()][0]!.out).toBe(expected(chunks));
+    expect(expected(chunks)).toBe('stdout: a\ufffd\nstdout: b\ufffd\nstdout: \ufffd\ufffd\nstdout: \ufffd\n');
+    expect(sink.calls.filter((c) => c.kind === 'append').length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('keeps a lone CR, drops a CR before LF even when they arrive in two chunks', async () => {
+    const chunks = ['a\r', '\nb\rc\r', '\n\r\n', 'end\r'].map((c) => Buffer.from(c));
+    expect(await store(chunks)).toBe('stdout: a\nstdout: b\rc\nstdout: \nstdout: end\r\n');
+  });
+
+  it('prefixes every line of a chunk with many lines, across the line buffer', async () => {
+    // 40,000 short lines in chunks of 50,000 bytes: far more prefixed output than one line buffer.
+    const input = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `${i % 3 ? 'ü' : ''}${i}\n`).join(''));
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < input.length; i += 50_000) chunks.push(input.subarray(i, i + 50_000));
+    const got = await store(chunks);
+    expect(got).toBe(expected(chunks));
+    expect(got.split('\n').length).toBe(40_001);
+  });
+
+  it('keeps lines longer than the line buffer whole, and cuts a partial line past MAX_PARTIAL_LINE_BYTES', async () => {
+    const long = `${'ü€'.repeat(30_000)}\n`; // 150,000 bytes
+    const huge = 'x'.repeat(MAX_PARTIAL_LINE_BYTES + 100_000); // no newline
+    const input = Buffer.from(long + huge);
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < input.length; i += 65_536) chunks.push(input.subarray(i, i + 65_536));
+    const got = await store(chunks);
+    const lines = got.split('\n');
+    expect(lines[0]).toBe(`stdout: ${'ü€'.repeat(30_000)}`);
+    // The partial line went out as a line once it passed the limit, the rest at close.
+    expect(lines.length).toBe(4);
+    expect(lines[1]!.length).toBeGreaterThan(MAX_PARTIAL_LINE_BYTES);
+    expect(lines[1]!.length).toBeLessThanOrEqual(8 + MAX_PARTIAL_LINE_BYTES + 65_536);
+    expect(`${lines[1]!.slice(8)}${lines[2]!.slice(8)}`).toBe(huge);
+  });
+
+  it('joins a surrogate pair split across two string writes', async () => {
+    const { sink, jl } = setup();
+    const h = jl.entry('k', null);
+    h.write('stdout', 'a\ud83d');
+    h.write('stdout', '\ude00b\n');
+    h.close(0);
+    await jl.flush();
+    expect([...sink.stored.values()][0]!.out).toBe('stdout: a😀b\n');
+  });
+
+  it('cuts head and tail between characters and counts the omitted bytes exactly', async () => {
+    const input = Buffer.from(Array.from({ length: 3000 }, (_, i) => `${'€'.repeat(i % 7)}${i}\n`).join(''));
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < input.length; i += 333) chunks.push(input.subarray(i, i + 333));
+    const full = expected(chunks);
+    for (const append of [false, true]) {
+      const got = await store(chunks, { append, cap: 1001 });
+      const m = /\n\[\.\.\. (\d+) bytes of output omitted: log limit of 1001 bytes reached \.\.\.\]\n/.exec(
+        got,
+      )!;
+      const head = got.slice(0, m.index);
+      const tail = got.slice(m.index + m[0].length);
+      expect(full.startsWith(head)).toBe(true);
+      expect(full.endsWith(tail)).toBe(true);
+      expect(Buffer.byteLength(head)).toBeLessThanOrEqual(500);
+      expect(Buffer.byteLength(head)).toBeGreaterThan(497);
+      expect(Buffer.byteLength(head) + Number(m[1]) + Buffer.byteLength(tail)).toBe(Buffer.byteLength(full));
+    }
   });
 });
