@@ -76,6 +76,7 @@ async function underLoad(
     const jobs = await submitAll(
       server,
       Array.from({ length: RUNNING }, () => countingJob(LINES, { delaySeconds: DELAY })),
+      { concurrency: 8 },
     );
     const ids = jobs.map((j) => j.id);
     await waitFor(async () => (await processingCount(server)) >= RUNNING * 0.8, {
