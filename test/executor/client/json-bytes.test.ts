@@ -19,6 +19,12 @@ describe('JSON bodies with a field given as UTF-8 bytes', () => {
     }
   });
 
+  it('encodes a large body where escapes and runs alternate (runs move up over their own bytes)', () => {
+    const text = Array.from({ length: 20_000 }, (_, i) => `${'é'.repeat(i % 5)}"${i}\\\n\u0001`).join('');
+    const got = jsonWithBytesField({ offset: 1 }, 'out', Buffer.from(text));
+    expect(got.toString('utf8')).toBe(JSON.stringify({ offset: 1, out: text }));
+  });
+
   it('works with no other fields and with a view into a larger buffer', () => {
     const big = Buffer.from('xx"ab\ncd"yy');
     expect(jsonWithBytesField({}, 'out', big.subarray(2, 9)).toString()).toBe('{"out":"\\"ab\\ncd\\""}');
