@@ -15,7 +15,10 @@ import type { Job } from '../../protocol/job.js';
 
 /** Writes a log entry (redacted on the way out). Returned by JobLogger.entry(). */
 export interface LogEntryHandle {
-  /** Appends output; `stream` prefixes each line as Sourcegraph does (`stdout: `, `stderr: `). */
+  /**
+   * Appends output; `stream` prefixes each line as Sourcegraph does (`stdout: `, `stderr: `). The
+   * chunk is read only during the call, so a runtime may pass a view of a buffer it reuses.
+   */
   write(stream: 'stdout' | 'stderr', chunk: Buffer | string): void;
   /** Appends raw text (no prefix), for entries such as `setup.fs.extras` and `teardown.fs`. */
   writeRaw(text: string): void;

@@ -25,6 +25,7 @@ import type {
   StepOutcome,
   Workspace,
 } from '../types.js';
+import { attachOutput } from './attach.js';
 import {
   type ContainerInput,
   type ContainerSettings,
@@ -204,18 +205,9 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         created.delete(container.id);
         throw signal.reason;
       }
-      const stream = (await container.attach({
-        stream: true,
-        stdout: true,
-        stderr: true,
-      })) as NodeJS.ReadableStream;
-      const ended = new Promise<void>((resolve) => {
-        stream.once('end', resolve);
-        stream.once('close', resolve);
-        stream.once('error', () => resolve());
-      });
-      stream.on(
-        'data',
+      const { ended } = await attachOutput(
+        docker,
+        container.id,
         createDemuxer((name, bytes) => entry.write(name, bytes)),
       );
       await container.start();
