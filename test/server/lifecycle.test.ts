@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LONG_POLL_HEADER } from '../../src/protocol/capabilities.js';
 import { waitFor } from '../helpers/env.js';
-import { type Harness, startHarness } from './harness.js';
+import { EXECUTOR_TOKEN, type Harness, startHarness } from './harness.js';
 
 let h: Harness;
 beforeEach(async () => {
@@ -187,6 +187,30 @@ describe('long-poll dequeue', () => {
     expect(res.status).toBe(200);
     expect(((await res.json()) as { id: number }).id).toBe(id);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('a parked dequeue whose client went away claims nothing: the job waits for the next executor', async () => {
+    await h.ping('lp', 'e1');
+    const aborter = new AbortController();
+    const pending = fetch(`${h.url}${Q}/lp/dequeue`, {
+      method: 'POST',
+      headers: {
+        authorization: `token-executor ${EXECUTOR_TOKEN}`,
+        'content-type': 'application/json',
+        [LONG_POLL_HEADER]: '20000',
+      },
+      body: JSON.stringify({ executorName: 'e1', version: '5.3.0' }),
+      signal: aborter.signal,
+    }).catch((e: Error) => e);
+    await waitFor(() => h.app.waiting() > 0, { what: 'a parked dequeue' });
+    aborter.abort();
+    expect(await pending).toBeInstanceOf(Error);
+    await waitFor(() => h.app.waiting() === 0, { what: 'the parked dequeue to end' });
+    const id = await h.submit({ queue: 'lp' });
+    expect((await h.store.getJob(id))!.state).toBe('queued');
+    const res = await h.exec(`${Q}/lp/dequeue`, { executorName: 'e1', version: '5.3.0' });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { id: number }).id).toBe(id);
   });
 
   it('answers 204 when the wait ends with nothing, and at once when the server closes', async () => {

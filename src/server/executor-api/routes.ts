@@ -7,7 +7,6 @@
  * payload: ...` on a body that does not decode, 500 `{"error":"..."}` on a handler error, the
  * handler's status otherwise, with a JSON body unless 204 (so "not found" is 404 `null`).
  */
-import { randomBytes } from 'node:crypto';
 import type { ZodType, z } from 'zod';
 import { errorMessage, isAppError } from '../../lib/errors.js';
 import { executorVersion } from '../../lib/version.js';
@@ -41,7 +40,7 @@ import {
   sendJson,
   sendText,
 } from '../http.js';
-import { checkExecutorToken, checkJobRequest, hashJobToken, type JobCaller } from './auth.js';
+import { checkExecutorToken, checkJobRequest, type JobCaller, newJobToken } from './auth.js';
 import { buildJob } from './build-job.js';
 import { maskSecrets } from './mask-secrets.js';
 
@@ -249,13 +248,12 @@ export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
       if (ready.length === 0) return null;
       queue = pickWeighted(ready, config.queueWeights, deps.random);
     }
-    const raw = randomBytes(20);
-    const token = raw.toString('hex');
+    const { token, hash: tokenHash } = newJobToken();
     const claimed = await store.dequeue({
       queue,
       executorName,
       now: clock.now(),
-      tokenHash: hashJobToken(token)!,
+      tokenHash,
       priorityStepMs: config.priorityStepMs,
     });
     if (!claimed) return null;
@@ -293,14 +291,16 @@ export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
       const asked = Number(ctx.req.headers[LONG_POLL_HEADER]);
       const holdMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, MAX_LONG_POLL_MS) : 0;
       const deadline = Date.now() + holdMs;
-      // The client going away ends the wait without claiming a job nobody would receive.
-      const gone = new AbortController();
-      ctx.res.on('close', () => gone.abort());
-      const signal = AbortSignal.any([gone.signal, ctx.closing]);
+      // Set up on the first empty try only: most dequeues of a busy queue answer at once, and
+      // two abort signals and a listener per request are a measurable part of a dequeue.
+      let wait: { gone: AbortController; signal: AbortSignal } | undefined;
+      const clientGone = () => wait?.gone.signal.aborted === true || ctx.req.socket.destroyed;
       for (;;) {
+        // Nobody would receive a job claimed now.
+        if (clientGone()) return;
         const payload = await tryDequeue(queues, multi, body.executorName, v2);
         if (payload) {
-          if (gone.signal.aborted) {
+          if (clientGone()) {
             logger.warn('dequeued job for a client that went away; the resetter will requeue it', {
               jobId: payload.id,
               executor: body.executorName,
@@ -310,11 +310,18 @@ export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
           return;
         }
         const remaining = deadline - Date.now();
-        if (remaining <= 0 || signal.aborted) break;
+        if (remaining <= 0 || ctx.closing.aborted) break;
+        if (!wait) {
+          // The client going away ends the wait without claiming a job nobody would receive.
+          const gone = new AbortController();
+          ctx.res.once('close', () => gone.abort());
+          wait = { gone, signal: AbortSignal.any([gone.signal, ctx.closing]) };
+        }
         // Woken at once by an enqueue; the 1 s re-check covers jobs becoming due (retry backoff)
         // and enqueues this process cannot see.
-        await notifier.wait(queues, Math.min(remaining, 1000), signal);
-        if (gone.signal.aborted) return;
+        await notifier.wait(queues, Math.min(remaining, 1000), wait.signal);
+        if (wait.gone.signal.aborted) return;
+        if (wait.signal.aborted) break;
       }
       sendEmpty(ctx.res, 204);
     });
