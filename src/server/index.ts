@@ -130,8 +130,13 @@ export function createServer(deps: ServerDeps): ServerApp {
     history: history.loop(deps.store),
   };
 
+  // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
+  // of a call into the random generator per request.
+  const requestIdPrefix = randomBytes(4).toString('hex');
+  let requestCount = 0;
   const handle = (req: IncomingMessage, res: ServerResponse) => {
-    const requestId = randomBytes(8).toString('hex');
+    requestCount = (requestCount + 1) % 0x100000000;
+    const requestId = requestIdPrefix + requestCount.toString(16).padStart(8, '0');
     res.setHeader('x-request-id', requestId);
     let url: URL;
     try {
