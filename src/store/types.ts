@@ -246,6 +246,8 @@ export interface Store {
 
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;
+  /** Whether an executor of that name is registered (what job-route auth asks, without its row). */
+  executorExists(name: string): Promise<boolean>;
   listExecutors(): Promise<ExecutorRecord[]>;
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 

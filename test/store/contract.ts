@@ -744,6 +744,8 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
           lastSeenAt: T0 + 10,
         });
         expect(await store.getExecutor('nope')).toBeNull();
+        expect(await store.executorExists('b')).toBe(true);
+        expect(await store.executorExists('nope')).toBe(false);
         const list = await store.listExecutors();
         expect(list.map((e) => e.name)).toEqual(['a', 'b']);
         expect(list[0]).toMatchObject({ queueName: null, queueNames: ['x', 'y'], firstSeenAt: T0 + 1 });

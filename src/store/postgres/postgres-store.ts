@@ -780,6 +780,10 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       return row ? toExecutor(row) : null;
     },
 
+    async executorExists(name: string) {
+      return (await rows('SELECT 1 FROM executors WHERE name = $1', [name])).length > 0;
+    },
+
     async listExecutors() {
       return (await rows<PgExecutorRow>('SELECT * FROM executors ORDER BY name COLLATE "C"')).map(toExecutor);
     },

@@ -576,6 +576,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       return row ? toExecutor(row) : null;
     },
 
+    async executorExists(name: string): Promise<boolean> {
+      return q('SELECT 1 FROM executors WHERE name = ?').get(name) !== undefined;
+    },
+
     async listExecutors() {
       return (q('SELECT * FROM executors ORDER BY name').all() as ExecutorRow[]).map(toExecutor);
     },
