@@ -176,6 +176,15 @@ export interface Store {
 
   /** Resolves a token hash to its fence, or null (unknown, or its attempt ended). */
   lookupToken(tokenHash: string): Promise<TokenRecord | null>;
+  /**
+   * What job-route authentication reads, in one store round trip: the token (as lookupToken) and
+   * whether `executorName` is a registered executor (its row, with the metrics text of its last
+   * heartbeat, is not read).
+   */
+  lookupTokenFor(
+    tokenHash: string,
+    executorName: string,
+  ): Promise<{ token: TokenRecord | null; executorKnown: boolean }>;
 
   /**
    * Renews the lease of the given jobs owned by executorName (processing, same owner). Returns
@@ -246,8 +255,6 @@ export interface Store {
 
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;
-  /** Whether an executor of that name is registered (what job-route auth asks, without its row). */
-  executorExists(name: string): Promise<boolean>;
   listExecutors(): Promise<ExecutorRecord[]>;
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 

@@ -110,7 +110,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     retryJob: (id, n) => inner.retryJob(id, n),
     upsertExecutor: (hb, n) => inner.upsertExecutor(hb, n),
     getExecutor: (n) => inner.getExecutor(n),
-    executorExists: (n) => inner.executorExists(n),
+    lookupTokenFor: (h, n) => inner.lookupTokenFor(h, n),
     listExecutors: () => inner.listExecutors(),
     deleteExecutorsSeenBefore: (c) => inner.deleteExecutorsSeenBefore(c),
     queueStats: (n) => inner.queueStats(n),

@@ -37,6 +37,22 @@ function newJob(over: Partial<NewJob> = {}): NewJob {
 
 const hash = () => createHash('sha256').update(randomBytes(20)).digest('hex');
 
+const hb = (name: string, over: Partial<ExecutorHeartbeat> = {}): ExecutorHeartbeat => ({
+  name,
+  hostname: `${name}.local`,
+  queueName: 'default',
+  queueNames: null,
+  os: 'linux',
+  architecture: 'amd64',
+  dockerVersion: '24.0.7',
+  executorVersion: '5.3.0',
+  gitVersion: '2.43.0',
+  igniteVersion: '',
+  srcCliVersion: '5.3.0',
+  metrics: '',
+  ...over,
+});
+
 export function runStoreContract(name: string, makeStore: () => Promise<Store>): void {
   describe(`Store contract: ${name}`, () => {
     let store: Store;
@@ -251,6 +267,31 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         const c4 = await mustClaim('default', 'exec-4', T0 + 200_001);
         await store.markComplete(c4.fence, T0 + 200_002);
         expect(await store.lookupToken(c4.tokenHash)).toBeNull();
+      });
+
+      it('lookupTokenFor: the token and whether the executor is registered, in one read', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        const c = await mustClaim('default', 'exec-1');
+        const token = {
+          jobId: j.id,
+          executorName: 'exec-1',
+          attempt: 1,
+          queue: 'default',
+          repositoryName: 'org/repo',
+        };
+        expect(await store.lookupTokenFor(c.tokenHash, 'exec-1')).toEqual({ token, executorKnown: false });
+        await store.upsertExecutor(hb('exec-1'), T0);
+        expect(await store.lookupTokenFor(c.tokenHash, 'exec-1')).toEqual({ token, executorKnown: true });
+        expect(await store.lookupTokenFor(c.tokenHash, 'someone-else')).toEqual({
+          token,
+          executorKnown: false,
+        });
+        expect(await store.lookupTokenFor(hash(), 'exec-1')).toEqual({ token: null, executorKnown: true });
+        await store.markComplete(c.fence, T0 + 1);
+        expect(await store.lookupTokenFor(c.tokenHash, 'exec-1')).toEqual({
+          token: null,
+          executorKnown: true,
+        });
       });
 
       it('deletes the token when the deadline expires', async () => {
@@ -718,22 +759,6 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
     });
 
     describe('executors', () => {
-      const hb = (name: string, over: Partial<ExecutorHeartbeat> = {}): ExecutorHeartbeat => ({
-        name,
-        hostname: `${name}.local`,
-        queueName: 'default',
-        queueNames: null,
-        os: 'linux',
-        architecture: 'amd64',
-        dockerVersion: '24.0.7',
-        executorVersion: '5.3.0',
-        gitVersion: '2.43.0',
-        igniteVersion: '',
-        srcCliVersion: '5.3.0',
-        metrics: '',
-        ...over,
-      });
-
       it('upserts, keeps firstSeenAt, lists and deletes by age', async () => {
         await store.upsertExecutor(hb('b'), T0);
         await store.upsertExecutor(hb('a', { queueName: null, queueNames: ['x', 'y'] }), T0 + 1);
@@ -744,8 +769,6 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
           lastSeenAt: T0 + 10,
         });
         expect(await store.getExecutor('nope')).toBeNull();
-        expect(await store.executorExists('b')).toBe(true);
-        expect(await store.executorExists('nope')).toBe(false);
         const list = await store.listExecutors();
         expect(list.map((e) => e.name)).toEqual(['a', 'b']);
         expect(list[0]).toMatchObject({ queueName: null, queueNames: ['x', 'y'], firstSeenAt: T0 + 1 });

@@ -141,12 +141,10 @@ export async function checkJobRequest(
   if (executorName === '') return fail(400, 'worker hostname cannot be empty');
 
   const hash = hashJobToken(token);
-  // Both reads at once (one round trip instead of two on every job request); the checks below
-  // keep their order, so the answers are the same. Only the executor's existence is read: its row
-  // carries the metrics text of its last heartbeat, kilobytes a log append has no use for.
-  const [record, executor] = hash
-    ? await Promise.all([deps.store.lookupToken(hash), deps.store.executorExists(executorName)])
-    : [null, false];
+  // The token and the executor's existence in one read (one round trip on every job request).
+  const { token: record, executorKnown: executor } = hash
+    ? await deps.store.lookupTokenFor(hash, executorName)
+    : { token: null, executorKnown: false };
   if (!record) return fail(401, 'invalid token');
   if (record.jobId !== jobId) return fail(403, 'invalid token');
   if (scope.kind === 'git' && record.repositoryName !== scope.repo) return fail(403, 'invalid token');

@@ -471,6 +471,36 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       return counts;
     },
 
+    async lookupTokenFor(tokenHash: string, executorName: string) {
+      // One row always: the token's columns are null when there is no such token.
+      const [r] = await rows<{
+        job_id: number | null;
+        attempt: number;
+        queue: string;
+        repository_name: string;
+        executor_name: string;
+        executor_known: boolean;
+      }>(
+        `SELECT t.job_id, t.attempt, t.queue, t.repository_name, t.executor_name,
+           EXISTS (SELECT 1 FROM executors WHERE name = $2) AS executor_known
+         FROM (SELECT 1) AS one LEFT JOIN job_tokens t ON t.token_hash = $1`,
+        [tokenHash, executorName],
+      );
+      return {
+        token:
+          r && r.job_id !== null
+            ? {
+                jobId: r.job_id,
+                attempt: r.attempt,
+                executorName: r.executor_name,
+                queue: r.queue,
+                repositoryName: r.repository_name,
+              }
+            : null,
+        executorKnown: r?.executor_known === true,
+      };
+    },
+
     async lookupToken(tokenHash: string) {
       const [r] = await rows<{
         job_id: number;
@@ -778,10 +808,6 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     async getExecutor(name: string) {
       const [row] = await rows<PgExecutorRow>('SELECT * FROM executors WHERE name = $1', [name]);
       return row ? toExecutor(row) : null;
-    },
-
-    async executorExists(name: string) {
-      return (await rows('SELECT 1 FROM executors WHERE name = $1', [name])).length > 0;
     },
 
     async listExecutors() {

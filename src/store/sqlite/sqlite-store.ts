@@ -285,6 +285,21 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     },
   );
 
+  const tokenByHash = (tokenHash: string): TokenRecord | null => {
+    const r = q('SELECT * FROM job_tokens WHERE token_hash = ?').get(tokenHash) as
+      | { job_id: number; attempt: number; queue: string; repository_name: string; executor_name: string }
+      | undefined;
+    return r
+      ? {
+          jobId: r.job_id,
+          attempt: r.attempt,
+          executorName: r.executor_name,
+          queue: r.queue,
+          repositoryName: r.repository_name,
+        }
+      : null;
+  };
+
   const markTx = tx((f: AttemptFence, sql: string, params: unknown[]): boolean => {
     const row = q(`UPDATE jobs SET ${sql} WHERE ${FENCE} RETURNING id`).get(
       ...params,
@@ -431,19 +446,15 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       return counts;
     },
 
+    async lookupTokenFor(tokenHash: string, executorName: string) {
+      return {
+        token: tokenByHash(tokenHash),
+        executorKnown: q('SELECT 1 FROM executors WHERE name = ?').get(executorName) !== undefined,
+      };
+    },
+
     async lookupToken(tokenHash: string): Promise<TokenRecord | null> {
-      const r = q('SELECT * FROM job_tokens WHERE token_hash = ?').get(tokenHash) as
-        | { job_id: number; attempt: number; queue: string; repository_name: string; executor_name: string }
-        | undefined;
-      return r
-        ? {
-            jobId: r.job_id,
-            attempt: r.attempt,
-            executorName: r.executor_name,
-            queue: r.queue,
-            repositoryName: r.repository_name,
-          }
-        : null;
+      return tokenByHash(tokenHash);
     },
 
     async heartbeat(executorName: string, queue: string, jobIds: number[], now: number) {
@@ -574,10 +585,6 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     async getExecutor(name: string): Promise<ExecutorRecord | null> {
       const row = q('SELECT * FROM executors WHERE name = ?').get(name) as ExecutorRow | undefined;
       return row ? toExecutor(row) : null;
-    },
-
-    async executorExists(name: string): Promise<boolean> {
-      return q('SELECT 1 FROM executors WHERE name = ?').get(name) !== undefined;
     },
 
     async listExecutors() {
