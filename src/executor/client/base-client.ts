@@ -139,24 +139,39 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
     for (let attempt = 1; ; attempt++) {
       const perAttempt = retry.timeoutMs > 0 ? retry.timeoutMs : (r.attemptTimeoutMs ?? 0);
       const timeoutMs = Math.min(perAttempt > 0 ? perAttempt : Number.POSITIVE_INFINITY, left());
-      const timeout = Number.isFinite(timeoutMs) ? AbortSignal.timeout(Math.max(1, timeoutMs)) : undefined;
-      const signal = timeout && r.signal ? AbortSignal.any([timeout, r.signal]) : (timeout ?? r.signal);
+      // One controller and one timer per attempt, cleared when it ends: AbortSignal.timeout plus
+      // AbortSignal.any made two signals and a GC-tracked timer per request, a measurable part of
+      // a dequeue + mark cycle.
+      const attemptAbort = Number.isFinite(timeoutMs) || r.signal ? new AbortController() : undefined;
+      let timedOutNow = false;
+      const timer = Number.isFinite(timeoutMs)
+        ? setTimeout(() => {
+            timedOutNow = true;
+            attemptAbort!.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+          }, Math.max(1, timeoutMs))
+        : undefined;
+      const onCallerAbort = () => attemptAbort!.abort(r.signal!.reason);
+      if (r.signal?.aborted) onCallerAbort();
+      else r.signal?.addEventListener('abort', onCallerAbort, { once: true });
       let res: Response;
       let buf: Buffer;
       try {
-        res = await doFetch(target, { method: r.method, headers, body, signal });
+        res = await doFetch(target, { method: r.method, headers, body, signal: attemptAbort?.signal });
         buf = Buffer.from(await res.arrayBuffer());
       } catch (e) {
         if (r.signal?.aborted) throw r.signal.reason ?? e;
         // An attempt cut by attemptTimeoutMs is retried like any transport error (within the
         // budget); one cut by SRC_HTTP_CLI_INTERNAL_TIMEOUT is not, as before.
-        const timedOut = timeout?.aborted === true && retry.timeoutMs <= 0;
+        const timedOut = timedOutNow && retry.timeoutMs <= 0;
         const delay = backoffDelayMs(attempt, retry, opts.random);
         if (attempt >= retry.maxAttempts || (!timedOut && !shouldRetryError(e, attempt)) || !fits(delay))
           throw e;
         opts.logger?.debug('http request failed; retrying', { url: target, attempt, error: e });
         await sleep(delay, r.signal);
         continue;
+      } finally {
+        clearTimeout(timer);
+        r.signal?.removeEventListener('abort', onCallerAbort);
       }
       if (res.status === 200 || res.status === 204 || r.passStatuses?.includes(res.status)) {
         return { status: res.status, headers: res.headers, body: buf };
