@@ -31,8 +31,8 @@ import {
 } from './lib.js';
 
 const CLIENTS = 16;
-const SLICE_MS = 1_500;
-const ROUNDS = 3;
+const SLICE_MS = 2_000;
+const ROUNDS = 5;
 const QUEUE = 'bench';
 
 const newJob: NewJob = {
