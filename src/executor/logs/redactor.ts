@@ -102,7 +102,9 @@ function derivedForms(value: string): string[] {
     out.add(b);
     out.add(b.replace(/\+/g, '-').replace(/\//g, '_'));
   }
-  const uri = encodeURIComponent(value);
+  // A lone surrogate has no URL encoding (encodeURIComponent throws URIError); a process prints
+  // such a value as its UTF-8, where the surrogate is U+FFFD, so that is the form encoded.
+  const uri = encodeURIComponent(bytes.toString('utf8'));
   out.add(uri);
   out.add(uri.replace(/%20/g, '+'));
   out.add(JSON.stringify(value).slice(1, -1));
@@ -121,6 +123,9 @@ export function createRedactor(values: Record<string, string>): Redactor {
   const patterns = new Map<string, string>();
   for (const [secret, replacement] of Object.entries(values)) {
     if (secret !== '' && !patterns.has(secret)) patterns.set(secret, replacement);
+    // A value with a lone surrogate is printed as its UTF-8, where the surrogate is U+FFFD.
+    const printed = Buffer.from(secret, 'utf8').toString('utf8');
+    if (printed !== secret && !patterns.has(printed)) patterns.set(printed, replacement);
   }
   for (const [secret, replacement] of Object.entries(values)) {
     if (secret.length < MIN_DERIVED_LENGTH) continue;
@@ -140,7 +145,8 @@ export function createRedactor(values: Record<string, string>): Redactor {
   };
 
   // The patterns as UTF-8, longest first (stable: among equal lengths, the order of `sorted`). A
-  // pattern with a lone surrogate has no UTF-8 form and cannot occur in decoded bytes: left out.
+  // pattern with a lone surrogate has no UTF-8 form of its own and is left out; its printed form
+  // (U+FFFD in place of the surrogate) is a pattern of its own, registered above.
   const byLength = sorted
     .map((p) => ({ bytes: Buffer.from(p, 'utf8'), replacement: Buffer.from(patterns.get(p)!, 'utf8') }))
     .filter((x, i) => x.bytes.toString('utf8') === sorted[i])

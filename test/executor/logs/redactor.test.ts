@@ -68,6 +68,16 @@ describe('redactor: encoded forms', () => {
     expect(t.redact(JSON.stringify({ password: tricky }))).toBe('{"password":"X"}');
   });
 
+  it('takes a secret with a lone surrogate (no URL encoding of its own) and redacts its printed form', () => {
+    const odd = 'abc\uD800defghijklmn';
+    const r = createRedactor({ [odd]: 'X' });
+    // What a process writes for it: UTF-8, the surrogate as U+FFFD.
+    const printed = Buffer.from(odd, 'utf8').toString('utf8');
+    expect(r.redact(`a ${printed} b`)).toBe('a X b');
+    expect(r.redact(`q=${encodeURIComponent(printed)}`)).toBe('q=X');
+    expect(streamAll(r, [`a ${printed.slice(0, 5)}`, `${printed.slice(5)} b`])).toBe('a X b');
+  });
+
   it('replaces a multi-line secret whole and line by line', () => {
     const key =
       '-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\nshort\nAQEFAASCBKcwggSjAgEAAoIB\n-----END KEY-----';
@@ -247,11 +257,13 @@ describe('redactor: byte streams', () => {
     expect(text(out)).toBe(`${'ü'.repeat(70_000)}SECRET_REMOVED${'€'.repeat(30_000)}`);
   });
 
-  it('leaves out a pattern that has no UTF-8 form (a lone surrogate)', () => {
-    // Three chars: no derived forms (encodeURIComponent has none for a lone surrogate).
+  it('a secret with a lone surrogate: redacts it as text, and in bytes as it is printed (U+FFFD)', () => {
+    // A process given such a value (in its environment, say) gets and prints its UTF-8, where
+    // the surrogate is U+FFFD; that form is what can occur in decoded output.
     const lone = createRedactor({ 'a\ud800b': 'X' });
-    expect(text(bytesAll(lone, [Buffer.from('a\ufffdb ab')]))).toBe('a\ufffdb ab');
+    expect(text(bytesAll(lone, [Buffer.from('a\ufffdb ab')]))).toBe('X ab');
     expect(lone.redact('a\ud800b')).toBe('X');
+    expect(lone.redact('a\ufffdb')).toBe('X');
   });
 
   it('agrees with whole-string redaction under random byte splits (seeded fuzz)', () => {
