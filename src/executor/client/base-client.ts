@@ -145,10 +145,15 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
       const attemptAbort = Number.isFinite(timeoutMs) || r.signal ? new AbortController() : undefined;
       let timedOutNow = false;
       const timer = Number.isFinite(timeoutMs)
-        ? setTimeout(() => {
-            timedOutNow = true;
-            attemptAbort!.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
-          }, Math.max(1, timeoutMs))
+        ? setTimeout(
+            () => {
+              timedOutNow = true;
+              attemptAbort!.abort(
+                new DOMException('The operation was aborted due to timeout', 'TimeoutError'),
+              );
+            },
+            Math.max(1, timeoutMs),
+          )
         : undefined;
       const onCallerAbort = () => attemptAbort!.abort(r.signal!.reason);
       if (r.signal?.aborted) onCallerAbort();
