@@ -24,6 +24,7 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { formatDuration } from '../../lib/duration.js';
 import { newSuffix, planOutput } from '../log-output.js';
+import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type {
   AppendResult,
   AttemptFence,
@@ -473,51 +474,21 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
 
     async lookupTokenFor(tokenHash: string, executorName: string) {
       // One row always: the token's columns are null when there is no such token.
-      const [r] = await rows<{
-        job_id: number | null;
-        attempt: number;
-        queue: string;
-        repository_name: string;
-        executor_name: string;
-        executor_known: boolean;
-      }>(
+      const [r] = await rows<(TokenRow | { [K in keyof TokenRow]: null }) & { executor_known: boolean }>(
         `SELECT t.job_id, t.attempt, t.queue, t.repository_name, t.executor_name,
            EXISTS (SELECT 1 FROM executors WHERE name = $2) AS executor_known
          FROM (SELECT 1) AS one LEFT JOIN job_tokens t ON t.token_hash = $1`,
         [tokenHash, executorName],
       );
       return {
-        token:
-          r && r.job_id !== null
-            ? {
-                jobId: r.job_id,
-                attempt: r.attempt,
-                executorName: r.executor_name,
-                queue: r.queue,
-                repositoryName: r.repository_name,
-              }
-            : null,
+        token: r && r.job_id !== null ? toTokenRecord(r as TokenRow) : null,
         executorKnown: r?.executor_known === true,
       };
     },
 
     async lookupToken(tokenHash: string) {
-      const [r] = await rows<{
-        job_id: number;
-        attempt: number;
-        queue: string;
-        repository_name: string;
-        executor_name: string;
-      }>('SELECT * FROM job_tokens WHERE token_hash = $1', [tokenHash]);
-      return r
-        ? {
-            jobId: r.job_id,
-            attempt: r.attempt,
-            executorName: r.executor_name,
-            queue: r.queue,
-            repositoryName: r.repository_name,
-          }
-        : null;
+      const [r] = await rows<TokenRow>('SELECT * FROM job_tokens WHERE token_hash = $1', [tokenHash]);
+      return r ? toTokenRecord(r) : null;
     },
 
     /** Locks the owned rows in id order first, so two overlapping heartbeats cannot deadlock. */

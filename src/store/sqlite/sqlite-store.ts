@@ -19,6 +19,7 @@ import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { formatDuration } from '../../lib/duration.js';
 import { newSuffix, planOutput } from '../log-output.js';
+import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type {
   AppendResult,
   AttemptFence,
@@ -286,18 +287,8 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
   );
 
   const tokenByHash = (tokenHash: string): TokenRecord | null => {
-    const r = q('SELECT * FROM job_tokens WHERE token_hash = ?').get(tokenHash) as
-      | { job_id: number; attempt: number; queue: string; repository_name: string; executor_name: string }
-      | undefined;
-    return r
-      ? {
-          jobId: r.job_id,
-          attempt: r.attempt,
-          executorName: r.executor_name,
-          queue: r.queue,
-          repositoryName: r.repository_name,
-        }
-      : null;
+    const r = q('SELECT * FROM job_tokens WHERE token_hash = ?').get(tokenHash) as TokenRow | undefined;
+    return r ? toTokenRecord(r) : null;
   };
 
   const markTx = tx((f: AttemptFence, sql: string, params: unknown[]): boolean => {
