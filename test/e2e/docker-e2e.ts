@@ -3,30 +3,25 @@
  * availability of Docker and the test image, containers by job label, and job/log readers over the
  * user API and the store.
  */
-import { execFileSync } from 'node:child_process';
 import Dockerode from 'dockerode';
 import type { ApiJob, ApiLogEntry } from '../../src/cli/api-client.js';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { dockerAvailable, gvisorAvailable, requireOrSkip, waitFor } from '../helpers/env.js';
+import {
+  dockerAvailable,
+  dockerImagePresent,
+  gvisorAvailable,
+  requireOrSkip,
+  waitFor,
+} from '../helpers/env.js';
 
 /** Built locally by scripts/build-test-images.sh; no registry is reachable. */
 export const IMAGE = 'executor-test/busybox:latest';
-
-function imagePresent(): boolean {
-  if (!dockerAvailable()) return false;
-  try {
-    execFileSync('docker', ['image', 'inspect', IMAGE], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Docker and the test image; skips (or fails under CI) with one line naming what is missing. */
 export function haveDockerAndImage(): boolean {
   return (
     requireOrSkip('Docker', dockerAvailable()) &&
-    requireOrSkip(`image ${IMAGE} (run scripts/build-test-images.sh)`, imagePresent())
+    requireOrSkip(`image ${IMAGE} (run scripts/build-test-images.sh)`, dockerImagePresent(IMAGE))
   );
 }
 

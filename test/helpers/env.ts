@@ -41,6 +41,18 @@ export function gvisorAvailable(): boolean {
   });
 }
 
+/** The local test image (scripts/build-test-images.sh builds it; no registry is reachable). */
+export const TEST_IMAGE = 'executor-test/busybox:latest';
+
+/** Whether the Docker daemon answers and has `image` locally. */
+export function dockerImagePresent(image: string = TEST_IMAGE): boolean {
+  return probe(`image ${image}`, () => {
+    if (!dockerAvailable()) return false;
+    execFileSync('docker', ['image', 'inspect', image], { stdio: 'pipe', timeout: 10_000 });
+    return true;
+  });
+}
+
 /** The PostgreSQL admin URL tests create their databases with (env TEST_DATABASE_URL). */
 export function postgresUrl(): string | undefined {
   return process.env.TEST_DATABASE_URL || undefined;

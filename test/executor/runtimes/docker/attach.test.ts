@@ -2,27 +2,17 @@
  * Attaching to a container's output, against the real Docker daemon (its local socket), and the
  * dockerode path for other hosts with a fake daemon client (no tcp daemon runs here).
  */
-import { execFileSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import Dockerode from 'dockerode';
 import { afterEach, describe, expect, it } from 'vitest';
 import { attachOutput } from '../../../../src/executor/runtimes/docker/attach.js';
 import { createDemuxer } from '../../../../src/executor/runtimes/docker/demux.js';
-import { dockerAvailable, requireOrSkip } from '../../../helpers/env.js';
+import { dockerAvailable, dockerImagePresent, requireOrSkip } from '../../../helpers/env.js';
 
 const IMAGE = 'executor-test/busybox:latest';
 
-function imagePresent(): boolean {
-  if (!dockerAvailable()) return false;
-  try {
-    execFileSync('docker', ['image', 'inspect', IMAGE], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 const haveImage =
-  requireOrSkip('Docker', dockerAvailable()) && requireOrSkip(`image ${IMAGE}`, imagePresent());
+  requireOrSkip('Docker', dockerAvailable()) && requireOrSkip(`image ${IMAGE}`, dockerImagePresent(IMAGE));
 
 describe.skipIf(!haveImage)('docker attach over the daemon socket (real daemon)', () => {
   const docker = new Dockerode();

@@ -16,24 +16,20 @@ import {
 import type { Runtime, Workspace } from '../../../../src/executor/runtimes/types.js';
 import { createMemoryLogger } from '../../../../src/lib/logger.js';
 import { recordUid, ZERO_TIME } from '../../../../src/protocol/job.js';
-import { dockerAvailable, gvisorAvailable, requireOrSkip, waitFor } from '../../../helpers/env.js';
+import {
+  dockerAvailable,
+  dockerImagePresent,
+  gvisorAvailable,
+  requireOrSkip,
+  waitFor,
+} from '../../../helpers/env.js';
 import { createTestContext, makeJob, makeWorkspace } from '../recording-logger.js';
 
 const IMAGE = 'executor-test/busybox:latest';
 
-function imagePresent(): boolean {
-  if (!dockerAvailable()) return false;
-  try {
-    execFileSync('docker', ['image', 'inspect', IMAGE], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const haveDocker = requireOrSkip('Docker', dockerAvailable());
 const haveImage =
-  haveDocker && requireOrSkip(`image ${IMAGE} (run scripts/build-test-images.sh)`, imagePresent());
+  haveDocker && requireOrSkip(`image ${IMAGE} (run scripts/build-test-images.sh)`, dockerImagePresent(IMAGE));
 const haveGvisor = haveImage && requireOrSkip('gVisor (runsc registered with Docker)', gvisorAvailable());
 
 const EXECUTOR_NAME = `runtime-test-${process.pid}`;
