@@ -174,11 +174,9 @@ export interface Store {
   /** Number of dequeueable jobs per queue, for multi-queue selection. */
   readyCounts(queues: string[], now: number): Promise<Map<string, number>>;
 
-  /** Resolves a token hash to its fence, or null (unknown, or its attempt ended). */
-  lookupToken(tokenHash: string): Promise<TokenRecord | null>;
   /**
-   * What job-route authentication reads, in one store round trip: the token (as lookupToken) and
-   * whether `executorName` is a registered executor (its row, with the metrics text of its last
+   * What job-route authentication reads, in one store round trip: the token with that hash (null
+   * when unknown, or when its attempt ended) and whether `executorName` is a registered executor (its row, with the metrics text of its last
    * heartbeat, is not read).
    */
   lookupTokenFor(

@@ -103,7 +103,6 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     getJob: (id) => inner.getJob(id),
     listJobs: (q) => inner.listJobs(q),
     readyCounts: (q, n) => inner.readyCounts(q, n),
-    lookupToken: (h) => inner.lookupToken(h),
     heartbeat: (e, q, ids, n) => inner.heartbeat(e, q, ids, n),
     getLogEntries: (id, o) => inner.getLogEntries(id, o),
     readLogOutput: (id, a, e, f) => inner.readLogOutput(id, a, e, f),

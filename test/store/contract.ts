@@ -65,6 +65,9 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
       await store.close();
     });
 
+    /** The live token with that hash, or null (the token half of lookupTokenFor). */
+    const lookupToken = async (tokenHash: string) => (await store.lookupTokenFor(tokenHash, 'nobody')).token;
+
     /** Dequeues from `queue` as `executor`; returns the fence and token hash of the new attempt. */
     async function claim(queue = 'default', executor = 'exec-1', now = T0, priorityStepMs = STEP) {
       const tokenHash = hash();
@@ -210,7 +213,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         expect(won).toHaveLength(20);
         expect(new Set(won.map((r) => r!.job.id)).size).toBe(20);
         expect(won.every((r) => r!.attempt === 1)).toBe(true);
-        for (const r of won) expect((await store.lookupToken(r!.tokenHash))?.jobId).toBe(r!.job.id);
+        for (const r of won) expect((await lookupToken(r!.tokenHash))?.jobId).toBe(r!.job.id);
         expect((await store.listJobs({ limit: 100, state: 'processing' })).total).toBe(20);
       });
 
@@ -239,34 +242,34 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
       it('issues, replaces and deletes the token at every attempt end', async () => {
         const j = await store.enqueue(newJob({ maxAttempts: 5 }), T0);
         const c1 = await mustClaim('default', 'exec-1');
-        expect(await store.lookupToken(c1.tokenHash)).toEqual({
+        expect(await lookupToken(c1.tokenHash)).toEqual({
           jobId: j.id,
           executorName: 'exec-1',
           attempt: 1,
           queue: 'default',
           repositoryName: 'org/repo',
         });
-        expect(await store.lookupToken(hash())).toBeNull();
+        expect(await lookupToken(hash())).toBeNull();
 
         // errored -> token gone
         await store.markErrored(c1.fence, 'x', T0, { baseMs: 0, maxMs: 0 });
-        expect(await store.lookupToken(c1.tokenHash)).toBeNull();
+        expect(await lookupToken(c1.tokenHash)).toBeNull();
 
         // stalled reset -> token gone; the next attempt gets a new one
         const c2 = await mustClaim('default', 'exec-2', T0 + 1);
-        expect((await store.lookupToken(c2.tokenHash))?.attempt).toBe(2);
+        expect((await lookupToken(c2.tokenHash))?.attempt).toBe(2);
         await store.resetStalled(T0 + 100_000, 25_000, 3);
-        expect(await store.lookupToken(c2.tokenHash)).toBeNull();
+        expect(await lookupToken(c2.tokenHash)).toBeNull();
 
         const c3 = await mustClaim('default', 'exec-3', T0 + 100_001);
-        expect((await store.lookupToken(c3.tokenHash))?.executorName).toBe('exec-3');
+        expect((await lookupToken(c3.tokenHash))?.executorName).toBe('exec-3');
         await store.markFailed(c3.fence, 'no', T0 + 100_002);
-        expect(await store.lookupToken(c3.tokenHash)).toBeNull();
+        expect(await lookupToken(c3.tokenHash)).toBeNull();
 
         await store.retryJob(j.id, T0 + 200_000);
         const c4 = await mustClaim('default', 'exec-4', T0 + 200_001);
         await store.markComplete(c4.fence, T0 + 200_002);
-        expect(await store.lookupToken(c4.tokenHash)).toBeNull();
+        expect(await lookupToken(c4.tokenHash)).toBeNull();
       });
 
       it('lookupTokenFor: the token and whether the executor is registered, in one read', async () => {
@@ -298,7 +301,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         await store.enqueue(newJob({ timeoutMs: 1_000 }), T0);
         const c = await mustClaim();
         expect(await store.expireDeadlines(T0 + 1_001, RETRY)).toEqual([c.job.id]);
-        expect(await store.lookupToken(c.tokenHash)).toBeNull();
+        expect(await lookupToken(c.tokenHash)).toBeNull();
       });
     });
 

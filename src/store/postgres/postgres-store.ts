@@ -486,11 +486,6 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       };
     },
 
-    async lookupToken(tokenHash: string) {
-      const [r] = await rows<TokenRow>('SELECT * FROM job_tokens WHERE token_hash = $1', [tokenHash]);
-      return r ? toTokenRecord(r) : null;
-    },
-
     /** Locks the owned rows in id order first, so two overlapping heartbeats cannot deadlock. */
     async heartbeat(executorName: string, queue: string, jobIds: number[], now: number) {
       if (jobIds.length === 0) return { knownIds: [], cancelIds: [] };

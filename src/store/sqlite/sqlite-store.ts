@@ -34,7 +34,6 @@ import type {
   QueueStats,
   RetryPolicy,
   Store,
-  TokenRecord,
 } from '../types.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { type ExecutorRow, type JobRow, type LogEntryRow, toExecutor, toJob, toLogEntry } from './rows.js';
@@ -286,11 +285,6 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     },
   );
 
-  const tokenByHash = (tokenHash: string): TokenRecord | null => {
-    const r = q('SELECT * FROM job_tokens WHERE token_hash = ?').get(tokenHash) as TokenRow | undefined;
-    return r ? toTokenRecord(r) : null;
-  };
-
   const markTx = tx((f: AttemptFence, sql: string, params: unknown[]): boolean => {
     const row = q(`UPDATE jobs SET ${sql} WHERE ${FENCE} RETURNING id`).get(
       ...params,
@@ -438,14 +432,11 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     },
 
     async lookupTokenFor(tokenHash: string, executorName: string) {
+      const r = q('SELECT * FROM job_tokens WHERE token_hash = ?').get(tokenHash) as TokenRow | undefined;
       return {
-        token: tokenByHash(tokenHash),
+        token: r ? toTokenRecord(r) : null,
         executorKnown: q('SELECT 1 FROM executors WHERE name = ?').get(executorName) !== undefined,
       };
-    },
-
-    async lookupToken(tokenHash: string): Promise<TokenRecord | null> {
-      return tokenByHash(tokenHash);
     },
 
     async heartbeat(executorName: string, queue: string, jobIds: number[], now: number) {
