@@ -144,6 +144,11 @@ export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
         await finished(fence, ok);
         return ok;
       },
+      async markCompleteByToken(t, now) {
+        const fence = await store.markCompleteByToken(t, now);
+        if (fence) await finished(fence, true);
+        return fence;
+      },
       async markErrored(fence, message, now, retry) {
         const ok = await store.markErrored(fence, message, now, retry);
         await finished(fence, ok);

@@ -224,6 +224,17 @@ export interface Store {
   /** Each mark ends the attempt and deletes its token. False when fenced out. */
   markComplete(fence: AttemptFence, now: number): Promise<boolean>;
   /**
+   * markComplete authorised by a job token, in one step: the token must exist with `tokenHash`,
+   * name this job, queue and executor, the executor must be registered, and the job must be
+   * processing by that executor at the token's attempt. Returns the fence that was completed, or
+   * null when any of it does not hold (nothing is changed then, and the caller finds out why on the
+   * slower path: lookupTokenFor, then markComplete).
+   */
+  markCompleteByToken(
+    t: { tokenHash: string; jobId: number; executorName: string; queue: string },
+    now: number,
+  ): Promise<AttemptFence | null>;
+  /**
    * Errored: when cancel is set -> canceled; else numFailures + 1, and if attempts < maxAttempts the
    * job goes back to queued with processAfter = now + backoff, otherwise failed.
    */

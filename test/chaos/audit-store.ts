@@ -155,6 +155,26 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
       if (ok) record({ op: 'end', t0, t1: now(), job: fence.jobId, attempt: fence.attempt, how: 'complete' });
       return ok;
     },
+    async markCompleteByToken(t, n) {
+      // The fence is known only once the store has checked the token, so the write is audited by
+      // the attempt it completed.
+      const t0 = now();
+      const fence = await inner.markCompleteByToken(t, n);
+      if (fence) {
+        const t1 = now();
+        record({
+          op: 'write',
+          t0,
+          t1,
+          job: fence.jobId,
+          attempt: fence.attempt,
+          executor: fence.executorName,
+          kind: 'complete',
+        });
+        record({ op: 'end', t0, t1, job: fence.jobId, attempt: fence.attempt, how: 'complete' });
+      }
+      return fence;
+    },
     async markErrored(fence, msg, n, retry) {
       const t0 = now();
       const ok = await write(fence, 'errored', () => inner.markErrored(fence, msg, n, retry));

@@ -297,6 +297,51 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         });
       });
 
+      it('markCompleteByToken: completes only when token, executor, queue and attempt all hold', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        const c = await mustClaim('default', 'exec-1');
+        const by = { tokenHash: c.tokenHash, jobId: j.id, executorName: 'exec-1', queue: 'default' };
+        // The executor is not registered yet: refused, and nothing changed.
+        expect(await store.markCompleteByToken(by, T0 + 1)).toBeNull();
+        await store.upsertExecutor(hb('exec-1'), T0);
+        await store.upsertExecutor(hb('exec-2'), T0);
+        for (const wrong of [
+          { tokenHash: hash() },
+          { jobId: j.id + 1000 },
+          { executorName: 'exec-2' },
+          { queue: 'other' },
+        ]) {
+          expect(await store.markCompleteByToken({ ...by, ...wrong }, T0 + 1)).toBeNull();
+        }
+        expect((await store.getJob(j.id))?.state).toBe('processing');
+        expect(await lookupToken(c.tokenHash)).not.toBeNull();
+        expect(await store.markCompleteByToken(by, T0 + 2)).toEqual(c.fence);
+        const done = await store.getJob(j.id);
+        expect(done?.state).toBe('completed');
+        expect(done?.finishedAt).toBe(T0 + 2);
+        expect(await lookupToken(c.tokenHash)).toBeNull();
+        // A second mark with the spent token changes nothing.
+        expect(await store.markCompleteByToken(by, T0 + 3)).toBeNull();
+        expect((await store.getJob(j.id))?.finishedAt).toBe(T0 + 2);
+      });
+
+      it('markCompleteByToken: a token of an attempt the job has moved past is refused', async () => {
+        await store.upsertExecutor(hb('exec-1'), T0);
+        const j = await store.enqueue(newJob({ timeoutMs: 1_000 }), T0);
+        const first = await mustClaim('default', 'exec-1');
+        // The deadline requeues the job (and deletes the first token); a second attempt starts.
+        expect(await store.expireDeadlines(T0 + 1_001, RETRY)).toEqual([j.id]);
+        const second = await mustClaim('default', 'exec-1', T0 + 10_000);
+        expect(second.fence.attempt).toBe(2);
+        const by = { jobId: j.id, executorName: 'exec-1', queue: 'default' };
+        expect(
+          await store.markCompleteByToken({ ...by, tokenHash: first.tokenHash }, T0 + 10_001),
+        ).toBeNull();
+        expect(await store.markCompleteByToken({ ...by, tokenHash: second.tokenHash }, T0 + 10_002)).toEqual(
+          second.fence,
+        );
+      });
+
       it('deletes the token when the deadline expires', async () => {
         await store.enqueue(newJob({ timeoutMs: 1_000 }), T0);
         const c = await mustClaim();

@@ -40,7 +40,7 @@ import {
   sendJson,
   sendText,
 } from '../http.js';
-import { checkExecutorToken, checkJobRequest, type JobCaller, newJobToken } from './auth.js';
+import { checkExecutorToken, checkJobRequest, hashJobToken, type JobCaller, newJobToken } from './auth.js';
 import { buildJob } from './build-job.js';
 import { maskSecrets } from './mask-secrets.js';
 
@@ -63,6 +63,20 @@ function describeZod(error: z.ZodError): string {
   return `json: ${i.message}${where}`;
 }
 
+/** Each request's body, read once: the quick markComplete path reads it before authentication. */
+const bodies = new WeakMap<RouteContext, Promise<Buffer>>();
+
+function bodyOf(ctx: RouteContext, deps: RouteDeps): Promise<Buffer> {
+  let body = bodies.get(ctx);
+  if (!body) {
+    body = readBody(ctx.req, deps.config.executorBodyLimitBytes);
+    // Whoever awaits it handles a failure; this only keeps an unawaited one from being unhandled.
+    body.catch(() => {});
+    bodies.set(ctx, body);
+  }
+  return body;
+}
+
 async function decode<T extends ZodType>(
   ctx: RouteContext,
   deps: RouteDeps,
@@ -70,7 +84,7 @@ async function decode<T extends ZodType>(
 ): Promise<z.output<T>> {
   let body: Buffer;
   try {
-    body = await readBody(ctx.req, deps.config.executorBodyLimitBytes);
+    body = await bodyOf(ctx, deps);
   } catch (e) {
     if (e instanceof BodyTooLargeError) {
       sendText(ctx.res, 413, `request body too large (limit ${e.limit} bytes)\n`);
@@ -143,6 +157,39 @@ function requireExecutor(ctx: RouteContext, deps: RouteDeps): void {
     else sendText(ctx.res, failure.status, `${failure.text}\n`);
     throw new Responded();
   }
+}
+
+/**
+ * markComplete on the Bearer path in one store round trip. When the headers and the body are
+ * well-formed and agree, the store checks the token, the executor's registration and the fence in
+ * the statement that completes the job. Anything else, or a refusal, returns false and the handler
+ * takes the full path, which answers with the status of the first check that fails (the store has
+ * changed nothing then). Returns true when the job was completed and 204 sent.
+ */
+async function completeByToken(ctx: RouteContext, deps: RouteDeps): Promise<boolean> {
+  const auth = ctx.req.headers.authorization;
+  if (!auth?.startsWith('Bearer ')) return false;
+  const tokenHash = hashJobToken(auth.slice('Bearer '.length));
+  const jobIdText = ctx.req.headers['x-sourcegraph-job-id'];
+  const executorName = ctx.req.headers['x-sourcegraph-executor-name'];
+  if (!tokenHash || typeof jobIdText !== 'string' || typeof executorName !== 'string' || executorName === '')
+    return false;
+  let json: unknown;
+  try {
+    json = JSON.parse((await bodyOf(ctx, deps)).toString('utf8'));
+  } catch {
+    return false;
+  }
+  const body = markCompleteRequestSchema.safeParse(json);
+  if (!body.success || body.data.executorName !== executorName || String(body.data.jobId) !== jobIdText)
+    return false;
+  const fence = await deps.store.markCompleteByToken(
+    { tokenHash, jobId: body.data.jobId, executorName, queue: ctx.params.queue! },
+    deps.clock.now(),
+  );
+  if (!fence) return false;
+  sendEmpty(ctx.res, 204);
+  return true;
 }
 
 async function requireJob(ctx: RouteContext, deps: RouteDeps, queue: string): Promise<JobCaller> {
@@ -454,6 +501,7 @@ export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
 
   const mark = (kind: 'complete' | 'errored' | 'failed') =>
     wrap(deps, async (ctx) => {
+      if (kind === 'complete' && (await completeByToken(ctx, deps))) return;
       const caller = await requireJob(ctx, deps, ctx.params.queue!);
       const body =
         kind === 'complete'

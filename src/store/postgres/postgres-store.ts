@@ -622,6 +622,29 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       return mark(f, 'completed', `state = 'completed', finished_at = ${at(1)}`, [t(now)], 1);
     },
 
+    async markCompleteByToken(tk, now) {
+      // One statement: the token, the executor's registration and the fence are checked together.
+      const r = await rows<{ attempts: number }>(
+        `WITH tok AS (
+           SELECT attempt FROM job_tokens
+           WHERE token_hash = $1 AND job_id = $2 AND executor_name = $3 AND queue = $4
+             AND EXISTS (SELECT 1 FROM executors WHERE name = $3)),
+         m AS (
+           UPDATE jobs SET state = 'completed', finished_at = ${at(5)}
+           WHERE id = $2 AND state = 'processing' AND worker_hostname = $3
+             AND attempts = (SELECT attempt FROM tok)
+           RETURNING id, attempts),
+         t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM m)),
+         h AS (
+           UPDATE job_claims c SET ended_at = ${at(5)}, outcome = 'completed'
+           FROM m WHERE c.job_id = m.id AND c.attempt = m.attempts AND c.outcome IS NULL)
+         SELECT attempts FROM m`,
+        [tk.tokenHash, tk.jobId, tk.executorName, tk.queue, t(now)],
+      );
+      const row = r[0];
+      return row ? { jobId: tk.jobId, executorName: tk.executorName, attempt: row.attempts } : null;
+    },
+
     async markErrored(f: AttemptFence, message: string, now: number, retry: RetryPolicy) {
       return mark(f, 'errored', ERRORED_SET, [message, t(now), retry.maxMs, retry.baseMs], 2);
     },

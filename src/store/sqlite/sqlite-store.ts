@@ -297,6 +297,24 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     return true;
   });
 
+  const markCompleteByTokenTx = tx(
+    (t: { tokenHash: string; jobId: number; executorName: string; queue: string }, now: number) => {
+      const row = q(
+        `UPDATE jobs SET state = 'completed', finished_at = ?
+         WHERE id = ? AND state = 'processing' AND worker_hostname = ? AND attempts = (
+             SELECT attempt FROM job_tokens
+             WHERE token_hash = ? AND job_id = ? AND executor_name = ? AND queue = ?)
+           AND EXISTS (SELECT 1 FROM executors WHERE name = ?)
+         RETURNING attempts`,
+      ).get(now, t.jobId, t.executorName, t.tokenHash, t.jobId, t.executorName, t.queue, t.executorName) as
+        | { attempts: number }
+        | undefined;
+      if (!row) return null;
+      deleteToken(t.jobId);
+      return { jobId: t.jobId, executorName: t.executorName, attempt: row.attempts };
+    },
+  );
+
   const resetStalledTx = tx((now: number, stalledAfterMs: number, maxResets: number) => {
     const cutoff = now - stalledAfterMs;
     const failed = (
@@ -497,6 +515,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
 
     async markComplete(f: AttemptFence, now: number) {
       return markTx(f, "state = 'completed', finished_at = ?", [now]);
+    },
+
+    async markCompleteByToken(t, now) {
+      return markCompleteByTokenTx(t, now);
     },
 
     async markErrored(f: AttemptFence, message: string, now: number, retry: RetryPolicy) {
