@@ -95,6 +95,39 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
       }
     });
 
+    it('a statement prepared before a schema change is prepared again, and the call succeeds', async () => {
+      await cleaner.query(
+        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+      );
+      // One connection, so the statement prepared by the first read is the one the second runs.
+      const s = createPostgresStore({ connectionString: dbUrl, poolSize: 1 });
+      try {
+        const spec = { queue: 'r', steps: [{ image: 'busybox', run: 'true' }] };
+        const job = {
+          queue: 'r',
+          spec,
+          repositoryName: '',
+          commit: '',
+          priority: 0,
+          maxAttempts: 1,
+          timeoutMs: 1000,
+        };
+        const j = await s.enqueue(job, 1_000);
+        expect((await s.getJob(j.id))?.id).toBe(j.id);
+        // Another replica migrating: `SELECT *` of the prepared read now has another result type.
+        await cleaner.query('ALTER TABLE jobs ADD COLUMN prepared_statement_probe integer');
+        try {
+          expect((await s.getJob(j.id))?.id).toBe(j.id);
+          expect((await s.getJob(j.id))?.state).toBe('queued');
+        } finally {
+          await cleaner.query('ALTER TABLE jobs DROP COLUMN prepared_statement_probe');
+        }
+        expect((await s.getJob(j.id))?.id).toBe(j.id);
+      } finally {
+        await s.close();
+      }
+    });
+
     it('openStore picks PostgreSQL for postgres:// URLs', async () => {
       const s = openStore(dbUrl);
       await s.migrate();
