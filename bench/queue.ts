@@ -10,6 +10,8 @@
  *   - http: two no-op POSTs per cycle (bodies of the same size, 204 answers) to a bare node:http
  *     server, the framework our server is built on, with the same 16 clients' fetch.
  * Target: ours >= 0.5 x the lower floor.
+ * Also measured, for the note: a bare server doing only the two Store calls over node:http (see
+ * bareServer), the most any implementation can reach on this machine in this setup.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -17,8 +19,9 @@ import type { AddressInfo } from 'node:net';
 import { createQueueClient } from '../src/executor/client/queue-client.js';
 import { executorVersion } from '../src/lib/version.js';
 import type { JobSpec } from '../src/protocol/job-spec.js';
+import { newJobToken } from '../src/server/executor-api/auth.js';
 import { openStore } from '../src/store/index.js';
-import type { NewJob, Store } from '../src/store/types.js';
+import type { ExecutorHeartbeat, NewJob, Store } from '../src/store/types.js';
 import { emptyTelemetry, startBenchServer } from './cluster.js';
 import {
   type Bench,
@@ -161,6 +164,137 @@ async function storeFloor(url: string, perSlice: number): Promise<Contender> {
   };
 }
 
+/**
+ * Not a floor but a bound: the least any server can do per cycle here. A bare node:http server
+ * that parses each body and calls the same two Store operations (dequeue with a token hash, then
+ * markCompleteByToken with the hash of the token it returned), answering with a job of the size
+ * ours sends; bare fetch clients. No routing, authentication of the queue routes, validation,
+ * metrics or retries. Reported in the note, to show how much of the floor the target leaves.
+ */
+async function bareServer(url: string, perSlice: number): Promise<Contender> {
+  const store = openStore(url);
+  await store.migrate();
+  for (let i = 0; i < CLIENTS; i++) await store.upsertExecutor(heartbeatOf(`bench-queue-${i}`), Date.now());
+  let enqueued = 0;
+  let done = 0;
+  const readJson = (req: http.IncomingMessage) =>
+    new Promise<{ executorName: string; jobId?: number }>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
+      req.on('error', reject);
+    });
+  const server = http.createServer((req, res) => {
+    void (async () => {
+      const body = await readJson(req);
+      if (req.url!.endsWith('/dequeue')) {
+        const { token, hash } = newJobToken();
+        const claimed = await store.dequeue({
+          queue: QUEUE,
+          executorName: body.executorName,
+          now: Date.now(),
+          tokenHash: hash,
+          priorityStepMs: 60_000,
+        });
+        if (!claimed) {
+          res.writeHead(204);
+          res.end();
+          return;
+        }
+        const payload = Buffer.from(`${JSON.stringify({ ...jobShape, id: claimed.job.id, token })}\n`);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(payload.length) });
+        res.end(payload);
+        return;
+      }
+      const token = (req.headers.authorization ?? '').slice('Bearer '.length);
+      const fence = await store.markCompleteByToken(
+        {
+          tokenHash: createHash('sha256').update(Buffer.from(token, 'hex')).digest('hex'),
+          jobId: body.jobId!,
+          executorName: body.executorName,
+          queue: QUEUE,
+        },
+        Date.now(),
+      );
+      res.writeHead(fence ? 204 : 404);
+      res.end();
+    })().catch((e) => {
+      res.writeHead(500);
+      res.end(String(e));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    async slice() {
+      await topUp(store, perSlice, () => enqueued - done);
+      enqueued = Math.max(enqueued, done + perSlice);
+      return drive(async (i) => {
+        const executorName = `bench-queue-${i}`;
+        const res = await fetch(`${base}/.executors/queue/${QUEUE}/dequeue`, {
+          method: 'POST',
+          body: JSON.stringify({ executorName, version: executorVersion() }),
+          headers: { 'content-type': 'application/json', authorization: 'token-executor x' },
+        });
+        const text = Buffer.from(await res.arrayBuffer()).toString('utf8');
+        if (res.status === 204) return false;
+        const job = JSON.parse(text) as { id: number; token: string };
+        const mark = await fetch(`${base}/.executors/queue/${QUEUE}/markComplete`, {
+          method: 'POST',
+          body: JSON.stringify({ executorName, jobId: job.id }),
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${job.token}`,
+            'x-sourcegraph-job-id': String(job.id),
+            'x-sourcegraph-executor-name': executorName,
+          },
+        });
+        await mark.arrayBuffer();
+        if (mark.status !== 204) throw new Error(`bare server answered ${mark.status} to a mark`);
+        done++;
+        return true;
+      });
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await store.close();
+    },
+  };
+}
+
+/** The v2 job our server returns for the bench's job (id and token filled in per dequeue). */
+const jobShape = {
+  version: 2,
+  repositoryName: '',
+  repositoryDirectory: '',
+  commit: '',
+  fetchTags: false,
+  shallowClone: false,
+  sparseCheckout: null,
+  files: {},
+  dockerSteps: [{ image: 'busybox', commands: ['true'], dir: '', env: null }],
+  cliSteps: null,
+  redactedValues: {},
+  dockerAuthConfig: {},
+  attempt: 1,
+};
+
+const heartbeatOf = (name: string): ExecutorHeartbeat => ({
+  name,
+  hostname: name,
+  queueName: QUEUE,
+  queueNames: null,
+  os: 'linux',
+  architecture: 'x86_64',
+  dockerVersion: '',
+  executorVersion: '',
+  gitVersion: '',
+  igniteVersion: '',
+  srcCliVersion: '',
+  metrics: '',
+});
+
 async function httpFloor(): Promise<Contender> {
   const server = http.createServer((req, res) => {
     req.resume();
@@ -226,27 +360,31 @@ export const queue: Bench = async (ctx) => {
   for (const kind of kinds) {
     const db1 = await kind.open();
     const db2 = await kind.open();
-    const contenders: Record<'http' | 'store' | 'ours', Contender> = {
+    const db3 = await kind.open();
+    const contenders: Record<'http' | 'store' | 'bare' | 'ours', Contender> = {
       http: await httpFloor(),
       store: await storeFloor(db1.url, kind.perSlice),
+      bare: await bareServer(db3.url, kind.perSlice),
       ours: await oursOverHttp(ctx, db2.url, kind.perSlice),
     };
-    const rates: Record<keyof typeof contenders, number[]> = { http: [], store: [], ours: [] };
+    const rates: Record<keyof typeof contenders, number[]> = { http: [], store: [], bare: [], ours: [] };
     try {
       // Interleaved slices, so a burst of load elsewhere on the machine hits all three alike.
       for (let round = 0; round < ROUNDS; round++) {
         ctx.say(`queue: ${kind.label} round ${round + 1}/${ROUNDS}`);
-        for (const name of ['http', 'store', 'ours'] as const)
+        for (const name of ['http', 'store', 'bare', 'ours'] as const)
           rates[name].push(await contenders[name].slice());
       }
     } finally {
       for (const c of Object.values(contenders)) await c.close();
       await db1.drop();
       await db2.drop();
+      await db3.drop();
     }
     const storeRate = median(rates.store);
     const httpRate = median(rates.http);
     const lower = Math.min(storeRate, httpRate);
+    const bareRate = median(rates.bare);
     out.push(
       result({
         name: `queue.${kind.label}`,
@@ -255,7 +393,7 @@ export const queue: Bench = async (ctx) => {
         unit: 'cycles/s',
         target: 'ratio >= 0.5 (of the lower floor)',
         met: (_o, ratio) => ratio >= 0.5,
-        note: `${CLIENTS} clients, medians of ${ROUNDS} interleaved ${SLICE_MS / 1000} s slices; floors: store in-process ${Math.round(storeRate)}/s, no-op HTTP (2 requests) ${Math.round(httpRate)}/s; baseline is the lower`,
+        note: `${CLIENTS} clients, medians of ${ROUNDS} interleaved ${SLICE_MS / 1000} s slices; floors: store in-process ${Math.round(storeRate)}/s, no-op HTTP (2 requests) ${Math.round(httpRate)}/s; baseline is the lower; a bare server (node:http, the same two Store calls, nothing else) ${Math.round(bareRate)}/s (${(bareRate / lower).toFixed(2)} of the lower floor), ours ${(median(rates.ours) / bareRate).toFixed(2)} of it`,
       }),
     );
   }
