@@ -146,8 +146,148 @@ export const wireJobV2Schema = z
 /**
  * Decodes a dequeue response body. Like the Go client it reads `version` first: 2 selects the v2
  * shape, anything else v1. Throws a ZodError when the payload does not fit.
+ *
+ * A well-formed payload is decoded by hand (the general validator cost about as much as the rest
+ * of the client's work on a dequeue); anything the quick decoder is not sure of goes through the
+ * schemas, so what is accepted, what is refused and every error text are the schemas'.
  */
 export function decodeJob(body: unknown): Job {
+  return decodeJobQuickly(body) ?? decodeJobWithSchemas(body);
+}
+
+/** The quick decoder alone: undefined for a payload it leaves to the schemas. */
+export function decodeJobQuickly(body: unknown): Job | undefined {
+  try {
+    return decodeWellFormedJob(body);
+  } catch (e) {
+    if (e === NOT_WELL_FORMED) return undefined;
+    throw e;
+  }
+}
+
+/** Thrown by the quick decoder's readers: leave this payload to the schemas. */
+const NOT_WELL_FORMED = Symbol('not well-formed');
+
+function objectOf(v: unknown): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw NOT_WELL_FORMED;
+  return v as Record<string, unknown>;
+}
+function stringOr(v: unknown, absent: string): string {
+  if (v === undefined) return absent;
+  if (typeof v !== 'string') throw NOT_WELL_FORMED;
+  return v;
+}
+function optionalString(v: unknown): string | undefined {
+  return v === undefined ? undefined : stringOr(v, '');
+}
+function booleanOr(v: unknown, absent: boolean): boolean {
+  if (v === undefined) return absent;
+  if (typeof v !== 'boolean') throw NOT_WELL_FORMED;
+  return v;
+}
+function stringList(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw NOT_WELL_FORMED;
+  for (const x of v) if (typeof x !== 'string') throw NOT_WELL_FORMED;
+  return v as string[];
+}
+/** Entries of a JSON object used as a map (null or absent: none). */
+function mapEntries(v: unknown): [string, unknown][] {
+  if (v === undefined || v === null) return [];
+  const entries = Object.entries(objectOf(v));
+  for (const [k] of entries) if (k === '__proto__') throw NOT_WELL_FORMED;
+  return entries;
+}
+const isBase64 = (s: string) => /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0;
+
+/** The schemas' decoding of a payload they accept, for the plain shapes; NOT_WELL_FORMED otherwise. */
+function decodeWellFormedJob(body: unknown): Job {
+  const w = objectOf(body);
+  const v2 = w.version === 2;
+  if (!v2 && w.version !== undefined && w.version !== 1) throw NOT_WELL_FORMED;
+  const id = w.id;
+  if (typeof id !== 'number' || !Number.isInteger(id)) throw NOT_WELL_FORMED;
+  const attempt = w.attempt;
+  if (attempt !== undefined && (typeof attempt !== 'number' || !Number.isInteger(attempt) || attempt <= 0))
+    throw NOT_WELL_FORMED;
+  const files: Record<string, VirtualMachineFile> = {};
+  for (const [path, value] of mapEntries(w.files)) {
+    const f = objectOf(value);
+    const content = optionalString(f.content);
+    if (content !== undefined && v2 && !isBase64(content)) throw NOT_WELL_FORMED;
+    files[path] = {
+      content: content !== undefined ? Buffer.from(content, v2 ? 'base64' : 'utf8') : undefined,
+      bucket: optionalString(f.bucket) || undefined,
+      key: optionalString(f.key) || undefined,
+      modifiedAt: optionalString(f.modifiedAt) ?? ZERO_TIME,
+    };
+  }
+  const dockerSteps: DockerStep[] = (w.dockerSteps == null ? [] : listOf(w.dockerSteps)).map((value) => {
+    const step = objectOf(value);
+    const key = optionalString(step.key);
+    return {
+      ...(key !== undefined ? { key } : {}),
+      image: stringOr(step.image, ''),
+      commands: stringList(step.commands),
+      dir: stringOr(step.dir, ''),
+      env: stringList(step.env),
+    };
+  });
+  const cliSteps: CliStep[] = (w.cliSteps == null ? [] : listOf(w.cliSteps)).map((value) => {
+    const step = objectOf(value);
+    const key = optionalString(step.key);
+    return {
+      ...(key !== undefined ? { key } : {}),
+      command: stringList(step.command),
+      dir: stringOr(step.dir, ''),
+      env: stringList(step.env),
+    };
+  });
+  const redactedValues: Record<string, string> = {};
+  for (const [k, v] of mapEntries(w.redactedValues)) {
+    if (typeof v !== 'string') throw NOT_WELL_FORMED;
+    redactedValues[k] = v;
+  }
+  let dockerAuthConfig: DockerAuthConfig = {};
+  if (v2 && w.dockerAuthConfig !== undefined && w.dockerAuthConfig !== null) {
+    const auth = objectOf(w.dockerAuthConfig);
+    if (auth.auths !== undefined && auth.auths !== null) {
+      const auths: Record<string, { auth: string }> = {};
+      for (const [registry, value] of mapEntries(auth.auths)) {
+        const a = objectOf(value).auth;
+        if (typeof a !== 'string' || !isBase64(a)) throw NOT_WELL_FORMED;
+        auths[registry] = { auth: a };
+      }
+      dockerAuthConfig = { auths };
+    }
+  }
+  return {
+    version: v2 ? 2 : 1,
+    id,
+    queue: optionalString(w.queue) || undefined,
+    token: stringOr(w.token, ''),
+    repositoryName: stringOr(w.repositoryName, ''),
+    repositoryDirectory: stringOr(w.repositoryDirectory, ''),
+    commit: stringOr(w.commit, ''),
+    fetchTags: booleanOr(w.fetchTags, false),
+    shallowClone: booleanOr(w.shallowClone, false),
+    sparseCheckout: stringList(w.sparseCheckout),
+    files,
+    dockerSteps,
+    cliSteps,
+    redactedValues,
+    dockerAuthConfig,
+    attempt,
+  };
+}
+
+function listOf(v: unknown): unknown[] {
+  if (!Array.isArray(v)) throw NOT_WELL_FORMED;
+  return v;
+}
+
+/** The schemas' decoding (see decodeJob); exported for the tests that compare the two. */
+export function decodeJobWithSchemas(body: unknown): Job {
   const v2 = (body as { version?: unknown } | null)?.version === 2;
   const w = v2 ? wireJobV2Schema.parse(body) : wireJobV1Schema.parse(body);
   // v2 carries file contents as base64 (Go []byte), v1 as plain text.
