@@ -18,8 +18,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createQueueClient } from '../src/executor/client/queue-client.js';
 import { executorVersion } from '../src/lib/version.js';
+import { encodeJob } from '../src/protocol/job.js';
 import type { JobSpec } from '../src/protocol/job-spec.js';
 import { newJobToken } from '../src/server/executor-api/auth.js';
+import { buildJob } from '../src/server/executor-api/build-job.js';
 import { openStore } from '../src/store/index.js';
 import type { ExecutorHeartbeat, NewJob, Store } from '../src/store/types.js';
 import { emptyTelemetry, startBenchServer } from './cluster.js';
@@ -82,10 +84,23 @@ async function drive(cycle: (client: number) => Promise<boolean>): Promise<numbe
 
 type StoreKind = { label: string; open(): Promise<{ url: string; drop(): Promise<void> }> };
 
-/** Ready jobs in the queue (dequeued ones are completed at once, so the rest are ready). */
-async function topUp(store: Store, want: number, have: () => number): Promise<void> {
-  const missing = want - have();
-  if (missing > 0) await fill(store, missing);
+/**
+ * Keeps `perSlice` ready jobs in a contender's queue: topped up before each slice (dequeued jobs
+ * are completed at once, so the rest are ready).
+ */
+function readyJobs(store: Store, perSlice: number) {
+  let enqueued = 0;
+  let done = 0;
+  return {
+    async fill() {
+      const missing = perSlice - (enqueued - done);
+      if (missing > 0) await fill(store, missing);
+      enqueued = Math.max(enqueued, done + perSlice);
+    },
+    completed() {
+      done++;
+    },
+  };
 }
 
 interface Contender {
@@ -96,8 +111,7 @@ interface Contender {
 
 async function oursOverHttp(ctx: BenchContext, url: string, perSlice: number): Promise<Contender> {
   const server = await startBenchServer({ logger: ctx.logger, databaseUrl: url });
-  let enqueued = 0;
-  let done = 0;
+  const ready = readyJobs(server.store, perSlice);
   const clients = await Promise.all(
     Array.from({ length: CLIENTS }, async (_, i) => {
       const c = createQueueClient({
@@ -116,14 +130,13 @@ async function oursOverHttp(ctx: BenchContext, url: string, perSlice: number): P
   );
   return {
     async slice() {
-      await topUp(server.store, perSlice, () => enqueued - done);
-      enqueued = Math.max(enqueued, done + perSlice);
+      await ready.fill();
       return drive(async (i) => {
         const c = clients[i]!;
         const job = await c.dequeue();
         if (!job) return false;
         await c.markComplete(job);
-        done++;
+        ready.completed();
         return true;
       });
     },
@@ -134,12 +147,10 @@ async function oursOverHttp(ctx: BenchContext, url: string, perSlice: number): P
 async function storeFloor(url: string, perSlice: number): Promise<Contender> {
   const store = openStore(url);
   await store.migrate();
-  let enqueued = 0;
-  let done = 0;
+  const ready = readyJobs(store, perSlice);
   return {
     async slice() {
-      await topUp(store, perSlice, () => enqueued - done);
-      enqueued = Math.max(enqueued, done + perSlice);
+      await ready.fill();
       return drive(async (i) => {
         const executorName = `bench-queue-${i}`;
         const tokenHash = createHash('sha256').update(randomBytes(20)).digest('hex');
@@ -156,7 +167,7 @@ async function storeFloor(url: string, perSlice: number): Promise<Contender> {
           Date.now(),
         );
         if (!ok) throw new Error('markComplete fenced out');
-        done++;
+        ready.completed();
         return true;
       });
     },
@@ -167,16 +178,15 @@ async function storeFloor(url: string, perSlice: number): Promise<Contender> {
 /**
  * Not a floor but a bound: the least any server can do per cycle here. A bare node:http server
  * that parses each body and calls the same two Store operations (dequeue with a token hash, then
- * markCompleteByToken with the hash of the token it returned), answering with a job of the size
- * ours sends; bare fetch clients. No routing, authentication of the queue routes, validation,
+ * markCompleteByToken with the hash of the token it returned), answering with the job encoded as
+ * ours encodes it; bare fetch clients. No routing, authentication of the queue routes, validation,
  * metrics or retries. Reported in the note, to show how much of the floor the target leaves.
  */
 async function bareServer(url: string, perSlice: number): Promise<Contender> {
   const store = openStore(url);
   await store.migrate();
   for (let i = 0; i < CLIENTS; i++) await store.upsertExecutor(heartbeatOf(`bench-queue-${i}`), Date.now());
-  let enqueued = 0;
-  let done = 0;
+  const ready = readyJobs(store, perSlice);
   const readJson = (req: http.IncomingMessage) =>
     new Promise<{ executorName: string; jobId?: number }>((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -201,7 +211,9 @@ async function bareServer(url: string, perSlice: number): Promise<Contender> {
           res.end();
           return;
         }
-        const payload = Buffer.from(`${JSON.stringify({ ...jobShape, id: claimed.job.id, token })}\n`);
+        // The job as our server encodes it: any server has to send the job.
+        const job = buildJob(claimed.job, claimed.attempt, token, { fileInlineLimitBytes: 1 << 20 });
+        const payload = Buffer.from(`${JSON.stringify(encodeJob(job, 2))}\n`);
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(payload.length) });
         res.end(payload);
         return;
@@ -227,8 +239,7 @@ async function bareServer(url: string, perSlice: number): Promise<Contender> {
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     async slice() {
-      await topUp(store, perSlice, () => enqueued - done);
-      enqueued = Math.max(enqueued, done + perSlice);
+      await ready.fill();
       return drive(async (i) => {
         const executorName = `bench-queue-${i}`;
         const res = await fetch(`${base}/.executors/queue/${QUEUE}/dequeue`, {
@@ -251,7 +262,7 @@ async function bareServer(url: string, perSlice: number): Promise<Contender> {
         });
         await mark.arrayBuffer();
         if (mark.status !== 204) throw new Error(`bare server answered ${mark.status} to a mark`);
-        done++;
+        ready.completed();
         return true;
       });
     },
@@ -263,35 +274,12 @@ async function bareServer(url: string, perSlice: number): Promise<Contender> {
   };
 }
 
-/** The v2 job our server returns for the bench's job (id and token filled in per dequeue). */
-const jobShape = {
-  version: 2,
-  repositoryName: '',
-  repositoryDirectory: '',
-  commit: '',
-  fetchTags: false,
-  shallowClone: false,
-  sparseCheckout: null,
-  files: {},
-  dockerSteps: [{ image: 'busybox', commands: ['true'], dir: '', env: null }],
-  cliSteps: null,
-  redactedValues: {},
-  dockerAuthConfig: {},
-  attempt: 1,
-};
-
 const heartbeatOf = (name: string): ExecutorHeartbeat => ({
   name,
   hostname: name,
   queueName: QUEUE,
   queueNames: null,
-  os: 'linux',
-  architecture: 'x86_64',
-  dockerVersion: '',
-  executorVersion: '',
-  gitVersion: '',
-  igniteVersion: '',
-  srcCliVersion: '',
+  ...emptyTelemetry,
   metrics: '',
 });
 

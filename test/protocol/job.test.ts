@@ -29,6 +29,32 @@ function job(overrides: Partial<Job> = {}): Job {
   };
 }
 
+/** A job with every field set. */
+const fullJob = () =>
+  job({
+    id: 42,
+    queue: 'batches',
+    token: 'tok',
+    repositoryName: 'github.com/a/b',
+    repositoryDirectory: 'repository',
+    commit: 'deadbeef',
+    fetchTags: true,
+    shallowClone: true,
+    sparseCheckout: ['sub/*'],
+    files: {
+      'input.json': { content: Buffer.from('{"a":1}\n'), modifiedAt: ZERO_TIME },
+      'ws/f.txt': { bucket: 'batch-changes', key: 'spec/file', modifiedAt: '2024-01-02T03:04:05Z' },
+    },
+    dockerSteps: [
+      { key: 'indexer', image: 'img', commands: ['echo hi'], dir: '.', env: ['K=V'] },
+      { image: 'img2', commands: [], dir: '', env: [] },
+    ],
+    cliSteps: [{ key: 'batch-exec', command: ['batch', 'exec'], dir: '.', env: [] }],
+    redactedValues: { s3cret: '${{ secrets.S }}' },
+    dockerAuthConfig: { auths: { 'reg:5000': { auth: Buffer.from('u:p').toString('base64') } } },
+    attempt: 3,
+  });
+
 describe('Job payload', () => {
   it('encodes v2 with base64 content, zero modifiedAt and an empty dockerAuthConfig (Sourcegraph job_test.go)', () => {
     const body = encodeJob(
@@ -70,24 +96,7 @@ describe('Job payload', () => {
   });
 
   it('round-trips v1 and v2', () => {
-    const j = job({
-      id: 42,
-      queue: 'batches',
-      token: 'tok',
-      repositoryName: 'github.com/a/b',
-      repositoryDirectory: 'repository',
-      commit: 'deadbeef',
-      shallowClone: true,
-      sparseCheckout: ['sub/*'],
-      files: {
-        'input.json': { content: Buffer.from('{"a":1}\n'), modifiedAt: ZERO_TIME },
-        'ws/f.txt': { bucket: 'batch-changes', key: 'spec/file', modifiedAt: '2024-01-02T03:04:05Z' },
-      },
-      dockerSteps: [{ key: 'indexer', image: 'img', commands: ['echo hi'], dir: '.', env: ['K=V'] }],
-      cliSteps: [{ key: 'batch-exec', command: ['batch', 'exec'], dir: '.', env: [] }],
-      redactedValues: { s3cret: '${{ secrets.S }}' },
-      dockerAuthConfig: { auths: { 'reg:5000': { auth: Buffer.from('u:p').toString('base64') } } },
-    });
+    const j = fullJob();
     for (const v of [1, 2] as const) {
       const back = decodeJob(JSON.parse(JSON.stringify(encodeJob(j, v))));
       expect(back.version).toBe(v);
@@ -116,29 +125,7 @@ describe('Job payload', () => {
   });
 
   describe('the quick decoder agrees with the schemas', () => {
-    const full = job({
-      id: 42,
-      queue: 'batches',
-      token: 'tok',
-      repositoryName: 'github.com/a/b',
-      repositoryDirectory: 'repository',
-      commit: 'deadbeef',
-      fetchTags: true,
-      shallowClone: true,
-      sparseCheckout: ['sub/*'],
-      files: {
-        'input.json': { content: Buffer.from('{"a":1}\n'), modifiedAt: ZERO_TIME },
-        'ws/f.txt': { bucket: 'batch-changes', key: 'spec/file', modifiedAt: '2024-01-02T03:04:05Z' },
-      },
-      dockerSteps: [
-        { key: 'indexer', image: 'img', commands: ['echo hi'], dir: '.', env: ['K=V'] },
-        { image: 'img2', commands: [], dir: '', env: [] },
-      ],
-      cliSteps: [{ key: 'batch-exec', command: ['batch', 'exec'], dir: '.', env: [] }],
-      redactedValues: { s3cret: '${{ secrets.S }}' },
-      dockerAuthConfig: { auths: { 'reg:5000': { auth: Buffer.from('u:p').toString('base64') } } },
-      attempt: 3,
-    });
+    const full = fullJob();
     const wire = (v: 1 | 2) => JSON.parse(JSON.stringify(encodeJob(full, v))) as Record<string, unknown>;
     // Well-formed payloads: the quick decoder takes them.
     const accepted: [string, unknown][] = [

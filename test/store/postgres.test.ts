@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { createPostgresStore } from '../../src/store/postgres/postgres-store.js';
-import type { Store } from '../../src/store/types.js';
+import type { NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip } from '../helpers/env.js';
 import { runStoreContract } from './contract.js';
 
@@ -52,6 +52,17 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
   });
 
   describe('postgres store specifics', () => {
+    /** A job of queue `r` running `true`, one attempt. */
+    const trueJob: NewJob = {
+      queue: 'r',
+      spec: { queue: 'r', steps: [{ image: 'busybox', run: 'true' }] },
+      repositoryName: '',
+      commit: '',
+      priority: 0,
+      maxAttempts: 1,
+      timeoutMs: 1000,
+    };
+
     it('claims exactly once across replicas sharing the database', async () => {
       await cleaner.query(
         'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
@@ -61,21 +72,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
       );
       try {
         await Promise.all(replicas.map((r) => r.migrate()));
-        const spec = { queue: 'r', steps: [{ image: 'busybox', run: 'true' }] };
-        for (let i = 0; i < 30; i++) {
-          await replicas[0]!.enqueue(
-            {
-              queue: 'r',
-              spec,
-              repositoryName: '',
-              commit: '',
-              priority: 0,
-              maxAttempts: 1,
-              timeoutMs: 1000,
-            },
-            1_000 + i,
-          );
-        }
+        for (let i = 0; i < 30; i++) await replicas[0]!.enqueue(trueJob, 1_000 + i);
         const claims = await Promise.all(
           Array.from({ length: 90 }, (_, i) =>
             replicas[i % 3]!.dequeue({
@@ -102,17 +99,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
       // One connection, so the statement prepared by the first read is the one the second runs.
       const s = createPostgresStore({ connectionString: dbUrl, poolSize: 1 });
       try {
-        const spec = { queue: 'r', steps: [{ image: 'busybox', run: 'true' }] };
-        const job = {
-          queue: 'r',
-          spec,
-          repositoryName: '',
-          commit: '',
-          priority: 0,
-          maxAttempts: 1,
-          timeoutMs: 1000,
-        };
-        const j = await s.enqueue(job, 1_000);
+        const j = await s.enqueue(trueJob, 1_000);
         expect((await s.getJob(j.id))?.id).toBe(j.id);
         // Another replica migrating: `SELECT *` of the prepared read now has another result type.
         await cleaner.query('ALTER TABLE jobs ADD COLUMN prepared_statement_probe integer');
