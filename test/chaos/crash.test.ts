@@ -83,6 +83,8 @@ describe('crash chaos (shell runtime)', () => {
     const jobIds: number[] = [];
     const countLines = new Map<number, number>();
     const kills: { t: number; name: string }[] = [];
+    /** Jobs added to rounds in which the survivor had taken every job. */
+    let extraJobs = 0;
     for (let k = 0; k < KILLS; k++) {
       const victim = spawnExecutor(server, {
         name: `victim-${CHAOS_SEED}-${k}`,
@@ -91,19 +93,36 @@ describe('crash chaos (shell runtime)', () => {
       });
       executors.push(victim);
       await victim.ready;
-      const jobs = await submitAll(
-        server,
-        [0, 1, 2].map(() => countingJob(40, { repoCommit: sha, delaySeconds: '0.02' })),
-      );
-      for (const j of jobs) {
-        jobIds.push(j.id);
-        countLines.set(j.id, 40);
+      const submit = async (n: number) => {
+        const jobs = await submitAll(
+          server,
+          Array.from({ length: n }, () => countingJob(40, { repoCommit: sha, delaySeconds: '0.02' })),
+        );
+        for (const j of jobs) {
+          jobIds.push(j.id);
+          countLines.set(j.id, 40);
+        }
+      };
+      await submit(3);
+      // The survivor long-polls the same queue with more free slots, so now and then it may win
+      // every job of a round. The victim must hold a job when it is killed: the round adds one job
+      // at a time until it has one (counted in the result as extraJobs).
+      const victimStart = () =>
+        readAudit(server.auditFile).find((e) => e.op === 'start' && e.executor === victim.name)?.t1;
+      let startedAt: number | undefined;
+      for (let more = 0; startedAt === undefined; more++) {
+        startedAt = await waitFor(victimStart, { timeoutMs: 5_000, what: 'the victim to dequeue' }).catch(
+          (e: unknown) => {
+            if (more >= 4) throw e;
+            return undefined;
+          },
+        );
+        if (startedAt === undefined) {
+          extraJobs++;
+          await submit(1);
+        }
       }
       // A random point from the first dequeue (clone) to past the final flush (~1-2 s of work).
-      const startedAt = await waitFor(
-        () => readAudit(server.auditFile).find((e) => e.op === 'start' && e.executor === victim.name)?.t1,
-        { timeoutMs: 20_000, what: 'the victim to dequeue' },
-      );
       const delay = Math.floor(random() * 2500);
       await waitFor(() => performance.timeOrigin + performance.now() >= startedAt + delay, {
         timeoutMs: 10_000,
@@ -166,6 +185,7 @@ describe('crash chaos (shell runtime)', () => {
       kills: KILLS,
       jobs: jobIds.length,
       interruptedAttempts: interrupted,
+      extraJobs,
       states: report.states,
       failures: report.failures,
       resets: report.resets,
@@ -235,6 +255,9 @@ describe('crash chaos (shell runtime)', () => {
   }, 120_000);
 
   it('graceful drain: heartbeats go on, running jobs finish on their first attempt, exit 0', async () => {
+    // No executor of an earlier scenario may take this one's jobs (the kill -9 scenario stops its
+    // survivor, but not when it failed half-way).
+    for (const e of executors.splice(0)) await kill9(e);
     const ws = join(dir, 'ws-drain');
     const ex = spawnExecutor(server, { name: `drain-${CHAOS_SEED}`, workspaceRoot: ws, maxJobs: 3 });
     executors.push(ex);
