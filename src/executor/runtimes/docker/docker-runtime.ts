@@ -33,11 +33,13 @@ import {
   dockerRunArgv,
   effectiveAuthConfig,
   LABELS,
+  memoryBytes,
   parseMountSpecs,
   pullAuthFor,
   toContainerCreateOptions,
 } from './convert.js';
 import { createDemuxer } from './demux.js';
+import { classifyOom, daemonIsLocal, readOomKillCount, SIGKILL_EXIT } from './oom.js';
 
 export interface DockerRuntimeOptions {
   kind: 'docker' | 'gvisor';
@@ -125,6 +127,10 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     addHostGateway: opts.addHostGateway,
   };
 
+  const memoryLimited = memoryBytes(opts.memory) !== undefined;
+  /** The host's OOM count tells only about containers on this host's kernel (see oom.ts). */
+  const countHostOomKills = memoryLimited && daemonIsLocal(docker);
+
   let cpuCheck: Promise<void> | undefined;
   /**
    * Reads the daemon's CPU count once and lowers the step CPU limit to it: Docker refuses a
@@ -210,6 +216,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         container.id,
         createDemuxer((name, bytes) => entry.write(name, bytes)),
       );
+      const oomKillsBefore = countHostOomKills ? await readOomKillCount() : undefined;
       await container.start();
       const waited = (await container.wait()) as { StatusCode?: number };
       let drainTimer: NodeJS.Timeout | undefined;
@@ -217,8 +224,21 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
       clearTimeout(drainTimer);
       const info = await container.inspect();
       const exitCode = info.State?.ExitCode ?? waited.StatusCode ?? -1;
-      const oomKilled = info.State?.OOMKilled === true;
-      return { exitCode, oomKilled } satisfies StepOutcome;
+      const oomKillsAfter =
+        oomKillsBefore !== undefined && exitCode === SIGKILL_EXIT ? await readOomKillCount() : undefined;
+      const verdict = classifyOom({
+        exitCode,
+        dockerOomKilled: info.State?.OOMKilled === true,
+        memoryLimited,
+        killedByUs: signal.aborted,
+        hostOomKills: oomKillsAfter === undefined ? undefined : oomKillsAfter - oomKillsBefore!,
+      });
+      if (verdict.source === 'kernel-count') {
+        log.info('step was killed for memory; Docker did not flag it, the kernel counted it', {
+          id: container.id,
+        });
+      }
+      return { exitCode, oomKilled: verdict.oomKilled } satisfies StepOutcome;
     }
 
     return {
