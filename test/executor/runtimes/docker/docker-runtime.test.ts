@@ -267,7 +267,9 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
     expect(await containersOfJob(recordUid(job))).toEqual([]);
   });
 
-  it('contains a fork bomb with the pids limit, and the job ends', async () => {
+  // No wall-clock bound: on a loaded machine the bomb takes a while to reach the limit. What is
+  // claimed is that it stops at the limit and the job ends.
+  it('contains a fork bomb with the pids limit, and the job ends', { timeout: 300_000 }, async () => {
     const bombRuntime = createDockerRuntime(options({ pidsLimit: 64 }));
     // `read` and `[` are shell builtins, so the loop needs no fork while the bomb holds every pid.
     const script = [
@@ -277,12 +279,10 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
       'read m < /sys/fs/cgroup/pids/pids.max',
       'echo "pids=$n max=$m"',
     ].join('\n');
-    const t0 = Date.now();
     const { job, outcomes, entries } = await runJob(bombRuntime, [script]);
     expect(outcomes[0]?.exitCode).toBe(0);
     expect(entries[0]?.stdout).toContain('pids=64 max=64');
     expect(entries[0]?.stderr).toContain("can't fork");
-    expect(Date.now() - t0).toBeLessThan(60_000);
     expect(await containersOfJob(recordUid(job))).toEqual([]);
   });
 
@@ -409,15 +409,22 @@ describe.skipIf(!haveGvisor)('gvisor runtime (real daemon with runsc)', () => {
     expect(entries[0]?.command).toEqual(expect.arrayContaining(['--runtime', 'runsc']));
   });
 
-  it('survives a fork bomb under gVisor: the job ends and the sandbox is removed', async () => {
-    const t0 = Date.now();
+  it('survives a fork bomb under gVisor: the job ends and the sandbox is removed', {
+    timeout: 300_000,
+  }, async () => {
     const { job, outcomes, entries } = await runJob(runtime, [
       'bomb() { bomb | bomb & }\nbomb\necho after-bomb',
     ]);
     expect(entries[0]?.stdout).toContain('after-bomb');
     expect(entries[0]?.exitCode).toBe(outcomes[0]?.exitCode);
-    expect(Date.now() - t0).toBeLessThan(60_000);
     expect(await containersOfJob(recordUid(job))).toEqual([]);
+  });
+
+  it('OOM-kills a memory hog under gVisor and says so', async () => {
+    const hogRuntime = createDockerRuntime(options({ kind: 'gvisor', memory: '64m' }));
+    const { outcomes, entries } = await runJob(hogRuntime, ['tail /dev/zero']);
+    expect(outcomes[0]).toEqual({ exitCode: 137, oomKilled: true });
+    expect(entries[0]?.raw).toContain('container was killed: out of memory (limit 64m)');
   });
 
   it('reports exit codes and cancels under gVisor too', async () => {
