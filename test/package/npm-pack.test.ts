@@ -1,15 +1,18 @@
 /**
- * `npm pack` makes an installable package: installed offline (from the npm cache, as after
- * `npm ci`) into a fresh project, its `executor` bin works: help, version, and a real job run by
- * `executor up` with the shell runtime.
+ * `npm pack` makes an installable package: installed into a fresh project with an empty npm cache,
+ * its dependencies resolved from a registry on loopback that serves the project's own installed
+ * production dependencies (test/helpers/local-registry.ts; no network, nothing from the machine's
+ * cache), its `executor` bin works: help, version, and a real job run by `executor up` with the
+ * shell runtime.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isCI } from '../helpers/env.js';
+import { startLocalRegistry } from '../helpers/local-registry.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const built = existsSync(join(repo, 'dist', 'cli', 'main.js'));
@@ -19,7 +22,9 @@ if (!built) {
 }
 
 describe.skipIf(!built)('npm pack', () => {
-  it('installs offline into a new project and its executor bin runs a job', { timeout: 600_000 }, () => {
+  it('installs into a new project with an empty cache and its executor bin runs a job', {
+    timeout: 600_000,
+  }, async () => {
     const out = mkdtempSync(join(tmpdir(), 'pack-'));
     execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', out], {
       cwd: repo,
@@ -38,12 +43,31 @@ describe.skipIf(!built)('npm pack', () => {
       join(project, 'package.json'),
       JSON.stringify({ name: 'uses-executor', private: true, allowScripts: { 'better-sqlite3': true } }),
     );
-    const install = spawnSync(
-      'npm',
-      ['install', '--offline', '--no-audit', '--no-fund', '--omit=dev', join(out, tgz)],
-      { cwd: project, encoding: 'utf8', timeout: 540_000 },
-    );
-    expect(install.status, install.stderr).toBe(0);
+    const registry = await startLocalRegistry(repo);
+    expect(registry.names).toContain('better-sqlite3');
+    let install: ReturnType<typeof spawnSync>;
+    try {
+      // spawnSync would block the registry's event loop: run npm asynchronously.
+      install = await spawnAsync(
+        'npm',
+        [
+          'install',
+          '--registry',
+          registry.url,
+          '--cache',
+          mkdtempSync(join(tmpdir(), 'pack-cache-')),
+          '--no-audit',
+          '--no-fund',
+          '--omit=dev',
+          join(out, tgz),
+        ],
+        project,
+        540_000,
+      );
+    } finally {
+      await registry.close();
+    }
+    expect(install.status, String(install.stderr)).toBe(0);
     const bin = join(project, 'node_modules', '.bin', 'executor');
     expect(execFileSync(bin, ['--version']).toString().trim()).toMatch(/^\d+\.\d+\.\d+$/);
     const help = execFileSync(bin, ['--help']).toString();
@@ -72,3 +96,17 @@ describe.skipIf(!built)('npm pack', () => {
     expect(up.stdout).toMatch(/Job 1 completed/);
   });
 });
+
+/** spawnSync's result shape, without blocking the event loop. */
+function spawnAsync(cmd: string, args: string[], cwd: string, timeoutMs: number) {
+  return new Promise<ReturnType<typeof spawnSync>>((resolve) => {
+    const child = spawn(cmd, args, { cwd, timeout: timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (status, signal) =>
+      resolve({ pid: child.pid ?? 0, status, signal, stdout, stderr, output: [null, stdout, stderr] }),
+    );
+  });
+}
