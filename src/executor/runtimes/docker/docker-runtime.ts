@@ -13,18 +13,15 @@ import Dockerode from 'dockerode';
 import { errorMessage } from '../../../lib/errors.js';
 import type { Logger } from '../../../lib/logger.js';
 import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
+import type { JobContext, LogEntryHandle } from '../../job-context.js';
 import type { FilesFetcher } from '../../workspace/files.js';
-import { prepareLocalWorkspace } from '../../workspace/prepare.js';
-import type {
-  CheckResult,
-  JobContext,
-  LogEntryHandle,
-  Runner,
-  RunSpec,
-  Runtime,
-  StepOutcome,
-  Workspace,
-} from '../types.js';
+import {
+  DOCKER_STEP_PREFIX,
+  type LocalWorkspaceSettings,
+  prepareHostWorkspace,
+  specsFromSteps,
+} from '../common.js';
+import type { CheckResult, Runner, RunSpec, Runtime, StepOutcome, Workspace } from '../types.js';
 import { attachOutput } from './attach.js';
 import {
   type ContainerInput,
@@ -39,15 +36,10 @@ import {
 } from './convert.js';
 import { createDemuxer } from './demux.js';
 
-export interface DockerRuntimeOptions {
+export interface DockerRuntimeOptions extends LocalWorkspaceSettings {
   kind: 'docker' | 'gvisor';
   /** Injectable; default `new Dockerode()` (DOCKER_HOST honoured). */
   docker?: Dockerode;
-  executorName: string;
-  workspaceRoot: string;
-  keepWorkspaces: boolean;
-  frontendUrl: string;
-  frontendPassword: string;
   /**
    * Job files. A function is called once per job, so each job's fetcher carries that job's
    * credentials and several workspaces can be prepared at once.
@@ -302,7 +294,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
 
   return {
     name: opts.kind,
-    stepKeyPrefix: 'step.docker',
+    stepKeyPrefix: DOCKER_STEP_PREFIX,
 
     async validate(): Promise<CheckResult[]> {
       const checks: CheckResult[] = [];
@@ -347,14 +339,12 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     },
 
     prepareWorkspace(job: Job, ctx: JobContext): Promise<Workspace> {
-      return prepareLocalWorkspace(job, ctx, {
-        root: opts.workspaceRoot,
-        keepWorkspaces: opts.keepWorkspaces,
-        frontendUrl: opts.frontendUrl,
-        frontendPassword: opts.frontendPassword,
-        executorName: opts.executorName,
-        files: typeof opts.files === 'function' ? opts.files(job) : opts.files,
-      });
+      return prepareHostWorkspace(
+        job,
+        ctx,
+        opts,
+        typeof opts.files === 'function' ? opts.files(job) : opts.files,
+      );
     },
 
     async newRunner(job: Job, ws: Workspace, ctx: JobContext): Promise<Runner> {
@@ -362,18 +352,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     },
 
     specs(job: Job, ws: Workspace): RunSpec[] {
-      return job.dockerSteps.map((step, i) => {
-        const script = ws.scriptNames[i];
-        if (script === undefined) throw new Error(`workspace has no script for docker step ${i}`);
-        return {
-          key: `step.docker.${step.key || i}`,
-          stepIndex: i,
-          image: step.image,
-          scriptPath: `.sourcegraph-executor/${script}`,
-          dir: step.dir,
-          env: [...step.env],
-        };
-      });
+      return specsFromSteps(job, ws, DOCKER_STEP_PREFIX);
     },
 
     async cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {

@@ -11,7 +11,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { KubeObject, Pod } from './convert.js';
+import type { KubeObject, Pod } from './kube-types.js';
 
 export const KUBE_API_PERMISSIONS = [
   { apiGroup: 'batch', resource: 'jobs', verbs: ['create', 'delete', 'list'] },

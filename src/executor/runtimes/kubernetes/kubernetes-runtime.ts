@@ -15,62 +15,44 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import type { KubernetesConfig } from '../../../config/executor.js';
 import { errorMessage } from '../../../lib/errors.js';
 import type { Logger } from '../../../lib/logger.js';
 import type { Job } from '../../../protocol/job.js';
 import { recordUid } from '../../../protocol/job.js';
+import type { JobContext, LogEntryHandle } from '../../job-context.js';
 import type { FilesFetcher } from '../../workspace/files.js';
 import { scriptName } from '../../workspace/files.js';
-import { prepareLocalWorkspace } from '../../workspace/prepare.js';
-import type {
-  CheckResult,
-  JobContext,
-  LogEntryHandle,
-  Runner,
-  RunSpec,
-  Runtime,
-  StepOutcome,
-  Workspace,
-} from '../types.js';
 import {
-  type BuiltJob,
-  buildPvc,
-  buildSecret,
-  buildSingleJob,
-  buildStepJob,
-  classifyPod,
+  KUBERNETES_STEP_PREFIX,
+  type LocalWorkspaceSettings,
+  prepareHostWorkspace,
+  specsFromSteps,
+} from '../common.js';
+import type { CheckResult, Runner, RunSpec, Runtime, StepOutcome, Workspace } from '../types.js';
+import { type BuiltJob, buildPvc, buildSecret, buildSingleJob, buildStepJob } from './convert.js';
+import type { KubeClient, WatchEvent } from './kube-client.js';
+import type { KubeObject, Pod } from './kube-types.js';
+import {
   hostSelector,
-  type InputFile,
-  inputFiles,
   JOB_NAME_LABEL,
   type JobIdentity,
   jobBaseName,
-  type KubeObject,
-  type KubernetesSettings,
   LABELS,
   labelValue,
-  type Pod,
   pvcName,
   secretName,
-  startedContainers,
-  stepKey,
-} from './convert.js';
-import type { KubeClient, WatchEvent } from './kube-client.js';
+} from './naming.js';
+import { classifyPod, startedContainers } from './pod-status.js';
+import { type InputFile, inputFiles } from './setup-script.js';
 
-export interface KubernetesRuntimeOptions {
+export interface KubernetesRuntimeOptions extends LocalWorkspaceSettings {
   client: KubeClient;
-  settings: KubernetesSettings;
-  keepJobs: boolean;
-  executorName: string;
+  settings: KubernetesConfig;
   /** For the `executor.host` label; default os.hostname(). */
   hostname?: string;
   /** EXECUTOR_QUEUE_NAME (single-queue mode), part of object names. */
   queueName?: string;
-  frontendUrl: string;
-  frontendPassword: string;
-  /** Multi-pod: where the shared PVC is mounted in the executor's own pod. */
-  workspaceRoot: string;
-  keepWorkspaces: boolean;
   files: (job: Job) => FilesFetcher;
   logger: Logger;
   /** After a container ends, how long its followed log may take to deliver its last bytes. */
@@ -82,7 +64,11 @@ export interface KubernetesRuntimeOptions {
 /** The single spec of a single-pod job; it is never a log key itself. */
 export const SINGLE_POD_SPEC_KEY = 'kubernetes.job';
 
-interface KubeWorkspace extends Workspace {
+/**
+ * Single pod: no local workspace, only the job's input files. Multi-pod: a workspace on the shared
+ * PVC (EXECUTOR_WORKSPACE_ROOT is where the executor's own pod mounts it).
+ */
+export interface KubeWorkspace extends Workspace {
   /** Single pod: the resolved job files (downloaded here, inlined into the Secret). */
   readonly inputs?: InputFile[];
 }
@@ -99,7 +85,7 @@ class StepFailedError extends Error {
 
 type PodResult = { kind: 'ok' } | { kind: 'step-failed'; key: string; exitCode: number };
 
-export function createKubernetesRuntime(opts: KubernetesRuntimeOptions): Runtime {
+export function createKubernetesRuntime(opts: KubernetesRuntimeOptions): Runtime<KubeWorkspace> {
   const { client, settings: s } = opts;
   const hostname = opts.hostname ?? os.hostname();
   const log = opts.logger.child({ runtime: 'kubernetes' });
@@ -321,7 +307,7 @@ export function createKubernetesRuntime(opts: KubernetesRuntimeOptions): Runtime
 
       teardown() {
         tornDown ??= (async () => {
-          if (opts.keepJobs) return;
+          if (s.keepJobs) return;
           if (createdJobs.size === 0 && !secretCreated && !pvcCreated) return;
           const entry = ctx.logger.entry('teardown.kubernetes.job', null);
           const failures: string[] = [];
@@ -357,7 +343,7 @@ export function createKubernetesRuntime(opts: KubernetesRuntimeOptions): Runtime
 
   return {
     name: 'kubernetes',
-    stepKeyPrefix: 'step.kubernetes',
+    stepKeyPrefix: KUBERNETES_STEP_PREFIX,
 
     async validate(): Promise<CheckResult[]> {
       const checks: CheckResult[] = [];
@@ -389,18 +375,9 @@ export function createKubernetesRuntime(opts: KubernetesRuntimeOptions): Runtime
       return '';
     },
 
-    async prepareWorkspace(job: Job, ctx: JobContext): Promise<Workspace> {
+    async prepareWorkspace(job: Job, ctx: JobContext): Promise<KubeWorkspace> {
+      if (!s.singleJobPod) return prepareHostWorkspace(job, ctx, opts, opts.files(job));
       const names = job.dockerSteps.map((_, i) => scriptName(job, i));
-      if (!s.singleJobPod) {
-        return prepareLocalWorkspace(job, ctx, {
-          root: opts.workspaceRoot,
-          keepWorkspaces: opts.keepWorkspaces,
-          frontendUrl: opts.frontendUrl,
-          frontendPassword: opts.frontendPassword,
-          executorName: opts.executorName,
-          files: opts.files(job),
-        });
-      }
       // Files from the files store are downloaded here and inlined into the Secret.
       const fetcher = opts.files(job);
       const resolved = new Map<string, Buffer>();
@@ -411,15 +388,14 @@ export function createKubernetesRuntime(opts: KubernetesRuntimeOptions): Runtime
         }
       }
       const inputs = inputFiles(job, resolved);
-      const ws: KubeWorkspace = { path: '', scriptNames: names, inputs, remove: async () => {} };
-      return ws;
+      return { path: '', scriptNames: names, inputs, remove: async () => {} };
     },
 
-    async newRunner(job: Job, ws: Workspace, ctx: JobContext): Promise<Runner> {
-      return newRunner(job, ws as KubeWorkspace, ctx);
+    async newRunner(job: Job, ws: KubeWorkspace, ctx: JobContext): Promise<Runner> {
+      return newRunner(job, ws, ctx);
     },
 
-    specs(job: Job, ws: Workspace): RunSpec[] {
+    specs(job: Job, ws: KubeWorkspace): RunSpec[] {
       if (s.singleJobPod) {
         return [
           {
@@ -432,18 +408,7 @@ export function createKubernetesRuntime(opts: KubernetesRuntimeOptions): Runtime
           },
         ];
       }
-      return job.dockerSteps.map((step, i) => {
-        const script = ws.scriptNames[i];
-        if (script === undefined) throw new Error(`workspace has no script for docker step ${i}`);
-        return {
-          key: stepKey(job, i),
-          stepIndex: i,
-          image: step.image,
-          scriptPath: `.sourcegraph-executor/${script}`,
-          dir: step.dir,
-          env: [...step.env],
-        };
-      });
+      return specsFromSteps(job, ws, KUBERNETES_STEP_PREFIX);
     },
 
     async cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {
