@@ -1,15 +1,18 @@
 /**
- * The one module of the executor that runs external processes (git, sh, docker, runsc, ...).
+ * The one module of the executor that runs external processes (git, sh, src, ...): a job's commands
+ * through runCommand, and short commands outside any job (startup checks, telemetry) through
+ * commandOutput. Docker and Kubernetes are spoken to through their APIs, not their CLIs.
  *
- * Every run opens a log entry with its key and argv (the job logger redacts the argv), streams
+ * Every runCommand opens a log entry with its key and argv (the job logger redacts the argv), streams
  * stdout and stderr into it, and closes it with the exit code. Cancellation goes through an
  * AbortSignal: SIGTERM to the whole process group, then SIGKILL after graceMs. The child is the
  * leader of its own process group (spawn detached), so grandchildren (a shell's children, git's
  * remote helpers) are signalled too.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { errorMessage } from '../lib/errors.js';
-import type { JobLogger } from './runtimes/types.js';
+import type { JobLogger } from './job-context.js';
 
 export const DEFAULT_GRACE_MS = 5000;
 
@@ -46,6 +49,29 @@ export function hostEnv(extra: Record<string, string> = {}): Record<string, stri
   const env: Record<string, string> = {};
   for (const k of ['HOME', 'PATH', 'USER', 'DOCKER_HOST']) env[k] = process.env[k] ?? '';
   return { ...env, ...extra };
+}
+
+/** Splits `K=V` step env entries (first `=`); entries without `=` are set to ''. */
+export function envListToRecord(env: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of env) {
+    const i = kv.indexOf('=');
+    if (i < 0) out[kv] = '';
+    else out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+const pexec = promisify(execFile);
+
+/**
+ * Runs a short command that belongs to no job and resolves to its stdout. Rejects when it cannot
+ * start, exits non-zero or runs longer than timeoutMs (0 = no limit); the error message names the
+ * command and carries its stderr.
+ */
+export async function commandOutput(argv: readonly string[], timeoutMs = 0): Promise<string> {
+  const { stdout } = await pexec(argv[0]!, argv.slice(1), { timeout: timeoutMs });
+  return stdout;
 }
 
 function killGroup(pid: number, sig: NodeJS.Signals): void {

@@ -23,16 +23,20 @@ import { formatDuration } from '../lib/duration.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { type Job, recordUid } from '../protocol/job.js';
-import { hostEnv, runCommand } from './command.js';
+import { envListToRecord, hostEnv, runCommand } from './command.js';
+import type { JobContext } from './job-context.js';
 import { createJobLogger } from './logs/job-logger.js';
 import { createRedactor } from './logs/redactor.js';
 import type { LogSink } from './logs/types.js';
 import type { ExecutorMetrics } from './metrics.js';
 import { JobCanceledError, JobTimeoutError, ShutdownError } from './running-jobs.js';
-import { envListToRecord } from './runtimes/shell/shell-runtime.js';
-import type { JobContext, Runner, Runtime, Workspace } from './runtimes/types.js';
+import { SKIP_FILE, stepKey } from './runtimes/common.js';
+import type { Runner, Runtime, Workspace } from './runtimes/types.js';
 
-/** Where the final state goes: the queue client, or a local reporter for `executor exec`. */
+/**
+ * Where the final state goes: the queue client (also under `executor exec`, which runs a private
+ * server in-process).
+ */
 export interface JobReporter {
   markComplete(job: Job): Promise<void>;
   markErrored(job: Job, errorMessage: string): Promise<void>;
@@ -67,9 +71,6 @@ export type JobOutcome =
   | { mark: 'complete' }
   | { mark: 'errored'; message: string }
   | { mark: 'failed'; message: string };
-
-/** `{"nextStep":"<key>"}` written by a `.pre` step (Sourcegraph `types/skip.go`). */
-export const SKIP_FILE = 'skip.json';
 
 export async function findOnPath(
   name: string,
@@ -186,7 +187,7 @@ export async function handleJob(job: Job, deps: HandlerDeps, opts: HandleOptions
     // Legacy cli steps (src-cli on the host), after all docker steps, as Sourcegraph runs them.
     for (const [i, step] of job.cliSteps.entries()) {
       checkAborted();
-      const key = `step.src.${step.key || i}`;
+      const key = stepKey('step.src', step.key, i);
       const r = await runCommand({
         key,
         argv: [srcPath!, ...step.command],

@@ -2,14 +2,12 @@
  * Heartbeat telemetry, gathered once at startup within a 5 s budget (Sourcegraph
  * `run/util.go newQueueTelemetryOptions`). Failures are logged and leave the field ''.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { Logger } from '../lib/logger.js';
 import { executorVersion } from '../lib/version.js';
 import type { Telemetry } from '../protocol/http.js';
+import { commandOutput } from './command.js';
 import type { Runtime } from './runtimes/types.js';
 
-const pexec = promisify(execFile);
 const BUDGET_MS = 5000;
 
 /** Go's GOOS names. */
@@ -30,7 +28,7 @@ export function goArch(arch: string = process.arch): string {
 }
 
 async function firstLine(cmd: string, args: string[], strip: string): Promise<string> {
-  const { stdout } = await pexec(cmd, args, { timeout: BUDGET_MS });
+  const stdout = await commandOutput([cmd, ...args], BUDGET_MS);
   return stdout.trim().split('\n')[0]!.replace(strip, '').trim();
 }
 

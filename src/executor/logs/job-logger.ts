@@ -42,7 +42,7 @@ import type { Clock } from '../../lib/clock.js';
 import { systemClock } from '../../lib/clock.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import type { JobLogger, LogEntryHandle } from '../runtimes/types.js';
+import type { JobLogger, LogEntryHandle } from '../job-context.js';
 import type { ByteStreamRedactor, Redactor } from './redactor.js';
 import type { LogSink, WireLogEntry } from './types.js';
 

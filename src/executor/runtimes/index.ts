@@ -1,14 +1,13 @@
 /**
- * Picks the runtime named by the configuration. Nothing is guessed: EXECUTOR_RUNTIME (or
- * EXECUTOR_USE_FIRECRACKER=true) decides, and a runtime this build cannot run is an error at
- * startup, never a silent fallback to a weaker sandbox.
+ * Picks the runtime named by the configuration. Nothing is guessed: EXECUTOR_RUNTIME decides, and a
+ * runtime this build cannot run is an error at startup, never a silent fallback to a weaker sandbox.
  */
 import type { ExecutorConfig } from '../../config/executor.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Job } from '../../protocol/job.js';
 import type { FilesFetcher } from '../workspace/files.js';
+import type { LocalWorkspaceSettings } from './common.js';
 import { createDockerRuntime } from './docker/docker-runtime.js';
-import { createFirecrackerRuntime } from './firecracker/firecracker-runtime.js';
 import { createKubeClient, loadKubeConfig } from './kubernetes/kube-client.js';
 import { createKubernetesRuntime } from './kubernetes/kubernetes-runtime.js';
 import { createShellRuntime } from './shell/shell-runtime.js';
@@ -29,7 +28,7 @@ export class RuntimeUnavailableError extends Error {
 
 /** Builds the configured runtime. */
 export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtime {
-  const common = {
+  const common: LocalWorkspaceSettings = {
     executorName: config.executorName,
     workspaceRoot: config.workspaceRoot,
     keepWorkspaces: config.keepWorkspaces,
@@ -56,8 +55,6 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
       });
     case 'shell':
       return createShellRuntime({ ...common, files: deps.files, logger: deps.logger });
-    case 'firecracker':
-      return createFirecrackerRuntime();
     case 'kubernetes': {
       const k = config.kubernetes;
       return createKubernetesRuntime({
@@ -65,11 +62,13 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         // The kubeconfig is loaded on first use: createRuntime is synchronous.
         client: createKubeClient({ kubeConfig: () => loadKubeConfig(k.configPath), namespace: k.namespace }),
         settings: k,
-        keepJobs: k.keepJobs,
         queueName: config.queueName,
         files: deps.files,
         logger: deps.logger,
       });
     }
+    default:
+      // The configuration refuses runtimes this build does not have; this is the last line.
+      throw new RuntimeUnavailableError(config.runtime, 'this build does not include it');
   }
 }

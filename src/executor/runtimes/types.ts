@@ -1,7 +1,8 @@
 /**
  * The Runtime interface: how a job's steps get run. One folder per runtime (docker/, shell/,
- * kubernetes/, firecracker/), each with a pure `convert.ts` (step -> container config or pod spec)
- * and the I/O around it. gVisor is the docker runtime with the runsc OCI runtime.
+ * kubernetes/), each with a pure `convert.ts` (step -> container config or pod spec) and the I/O
+ * around it; what they share is in common.ts. gVisor is the docker runtime with the runsc OCI
+ * runtime.
  *
  * Call order for one job (the handler owns it):
  *   ws = await runtime.prepareWorkspace(job, ctx)        // clone + files + scripts (local runtimes)
@@ -12,31 +13,7 @@
  * run() streams several log entries; the handler does not need to know.
  */
 import type { Job } from '../../protocol/job.js';
-
-/** Writes a log entry (redacted on the way out). Returned by JobLogger.entry(). */
-export interface LogEntryHandle {
-  /**
-   * Appends output; `stream` prefixes each line as Sourcegraph does (`stdout: `, `stderr: `). The
-   * chunk is read only during the call, so a runtime may pass a view of a buffer it reuses.
-   */
-  write(stream: 'stdout' | 'stderr', chunk: Buffer | string): void;
-  /** Appends raw text (no prefix), for entries such as `setup.fs.extras` and `teardown.fs`. */
-  writeRaw(text: string): void;
-  /** Ends the entry with an exit code; durationMs is measured by the logger. */
-  close(exitCode: number): void;
-}
-
-export interface JobLogger {
-  /** Opens a log entry with its key and command (argv; redacted before upload). */
-  entry(key: string, command: string[] | null): LogEntryHandle;
-}
-
-export interface JobContext {
-  /** Aborted on cancel, timeout or forced shutdown; the reason is an Error naming which. */
-  signal: AbortSignal;
-  logger: JobLogger;
-  executorName: string;
-}
+import type { JobContext } from '../job-context.js';
 
 export interface Workspace {
   /** Host path of the workspace, or '' for runtimes without a local workspace. */
@@ -81,17 +58,22 @@ export interface CheckResult {
   detail: string;
 }
 
-export interface Runtime {
-  readonly name: 'docker' | 'gvisor' | 'shell' | 'kubernetes' | 'firecracker';
+/**
+ * A runtime whose workspaces are of type W. The handler passes back to newRunner() and specs() only
+ * the workspace this runtime's prepareWorkspace() returned for the same job, so a runtime may rely
+ * on its own workspace fields without checking them.
+ */
+export interface Runtime<W extends Workspace = Workspace> {
+  readonly name: 'docker' | 'gvisor' | 'shell' | 'kubernetes';
   /** `step.docker` for docker, gvisor and shell; `step.kubernetes` for kubernetes. */
   readonly stepKeyPrefix: string;
   /** Checks for `executor validate` and startup (daemon answers, runsc registered, ...). */
   validate(): Promise<CheckResult[]>;
   /** Version string for heartbeat telemetry (`dockerVersion`), '' when not applicable. */
   version(): Promise<string>;
-  prepareWorkspace(job: Job, ctx: JobContext): Promise<Workspace>;
-  newRunner(job: Job, ws: Workspace, ctx: JobContext): Promise<Runner>;
-  specs(job: Job, ws: Workspace): RunSpec[];
+  prepareWorkspace(job: Job, ctx: JobContext): Promise<W>;
+  newRunner(job: Job, ws: W, ctx: JobContext): Promise<Runner>;
+  specs(job: Job, ws: W): RunSpec[];
   /**
    * Removes containers and workspaces labelled by executors of this host that belong to no running
    * job (`activeJobUids`). Returns what was removed, for logs and metrics.

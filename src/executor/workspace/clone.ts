@@ -16,7 +16,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Job } from '../../protocol/job.js';
 import { hostEnv, runCommand } from '../command.js';
-import type { JobContext } from '../runtimes/types.js';
+import type { JobContext } from '../job-context.js';
 import { startGitProxy } from './git-proxy.js';
 import { resolveInside } from './safe-path.js';
 

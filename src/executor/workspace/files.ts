@@ -13,7 +13,7 @@ import { chmod, mkdir, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import type { Job } from '../../protocol/job.js';
 import { ZERO_TIME } from '../../protocol/job.js';
-import type { JobLogger } from '../runtimes/types.js';
+import type { JobLogger } from '../job-context.js';
 import { openForWrite, resolveInside } from './safe-path.js';
 
 export const SCRIPTS_DIR = '.sourcegraph-executor';

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { errorMessage } from '../../lib/errors.js';
 import type { Job } from '../../protocol/job.js';
 import { recordUid } from '../../protocol/job.js';
-import type { JobContext, Workspace } from '../runtimes/types.js';
+import type { JobContext } from '../job-context.js';
+import type { Workspace } from '../runtimes/types.js';
 import { cloneRepository } from './clone.js';
 import { type FilesFetcher, writeWorkspaceFiles } from './files.js';
 

@@ -6,7 +6,8 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { JobContext, JobLogger, Workspace } from '../../../src/executor/runtimes/types.js';
+import type { JobContext, JobLogger } from '../../../src/executor/job-context.js';
+import type { Workspace } from '../../../src/executor/runtimes/types.js';
 import type { Job } from '../../../src/protocol/job.js';
 
 export interface RecordedEntry {

@@ -8,23 +8,20 @@
  * whatever this runner created and is safe to call any number of times, also after a failed setup.
  */
 import os from 'node:os';
-import type { Container, ContainerInfo } from 'dockerode';
+import type { Container } from 'dockerode';
 import Dockerode from 'dockerode';
 import { errorMessage } from '../../../lib/errors.js';
 import type { Logger } from '../../../lib/logger.js';
 import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
+import type { JobContext, LogEntryHandle } from '../../job-context.js';
 import type { FilesFetcher } from '../../workspace/files.js';
-import { prepareLocalWorkspace } from '../../workspace/prepare.js';
-import type {
-  CheckResult,
-  JobContext,
-  LogEntryHandle,
-  Runner,
-  RunSpec,
-  Runtime,
-  StepOutcome,
-  Workspace,
-} from '../types.js';
+import {
+  DOCKER_STEP_PREFIX,
+  type LocalWorkspaceSettings,
+  prepareHostWorkspace,
+  specsFromSteps,
+} from '../common.js';
+import type { CheckResult, Runner, RunSpec, Runtime, StepOutcome, Workspace } from '../types.js';
 import { attachOutput } from './attach.js';
 import {
   type ContainerInput,
@@ -32,24 +29,20 @@ import {
   clampCpus,
   dockerRunArgv,
   effectiveAuthConfig,
-  LABELS,
   memoryBytes,
   parseMountSpecs,
-  pullAuthFor,
   toContainerCreateOptions,
 } from './convert.js';
 import { createDemuxer } from './demux.js';
+import { forceRemove, imageExists, pullImage } from './engine.js';
 import { classifyOom, daemonIsLocal, readOomKillCount, SIGKILL_EXIT } from './oom.js';
+import { removeOrphanContainers } from './orphans.js';
+import { validateDocker } from './validate.js';
 
-export interface DockerRuntimeOptions {
+export interface DockerRuntimeOptions extends LocalWorkspaceSettings {
   kind: 'docker' | 'gvisor';
   /** Injectable; default `new Dockerode()` (DOCKER_HOST honoured). */
   docker?: Dockerode;
-  executorName: string;
-  workspaceRoot: string;
-  keepWorkspaces: boolean;
-  frontendUrl: string;
-  frontendPassword: string;
   /**
    * Job files. A function is called once per job, so each job's fetcher carries that job's
    * credentials and several workspaces can be prepared at once.
@@ -72,41 +65,6 @@ export interface DockerRuntimeOptions {
 
 /** After the container exits, how long the attach stream may take to deliver its last bytes. */
 const OUTPUT_DRAIN_MS = 5_000;
-
-/** HTTP status of a dockerode error, if it has one. */
-function statusOf(err: unknown): number | undefined {
-  const s = (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof s === 'number' ? s : undefined;
-}
-
-/** Force-removes a container; a container that is gone (404) or already being removed (409) is fine. */
-async function forceRemove(docker: Dockerode, id: string): Promise<void> {
-  try {
-    await docker.getContainer(id).remove({ force: true, v: true });
-  } catch (err) {
-    const s = statusOf(err);
-    if (s === 404 || s === 409) return;
-    throw err;
-  }
-}
-
-/** True when a process with this pid exists (EPERM means it exists but is not ours). */
-export function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** `busybox` -> `busybox:latest`; a reference with a tag or digest is kept as is. */
-export function withDefaultTag(image: string): string {
-  if (image.includes('@')) return image;
-  const lastSlash = image.lastIndexOf('/');
-  return image.slice(lastSlash + 1).includes(':') ? image : `${image}:latest`;
-}
 
 export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
   const docker = opts.docker ?? new Dockerode();
@@ -161,39 +119,9 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     return cpuCheck;
   }
 
-  async function imagePresent(image: string): Promise<boolean> {
-    try {
-      await docker.getImage(image).inspect();
-      return true;
-    } catch (err) {
-      if (statusOf(err) === 404) return false;
-      throw err;
-    }
-  }
-
-  async function pull(image: string, auth: DockerAuthConfig | undefined, signal: AbortSignal): Promise<void> {
-    const ref = withDefaultTag(image);
-    try {
-      const stream = (await docker.pull(ref, {
-        authconfig: pullAuthFor(ref, auth),
-        abortSignal: signal,
-      })) as NodeJS.ReadableStream;
-      await new Promise<void>((resolve, reject) => {
-        let progressError: string | undefined;
-        docker.modem.followProgress(
-          stream,
-          (err) => (err ? reject(err) : progressError ? reject(new Error(progressError)) : resolve()),
-          (ev: { error?: string; errorDetail?: { message?: string } }) => {
-            if (ev.error) progressError = ev.errorDetail?.message ?? ev.error;
-          },
-        );
-      });
-    } catch (err) {
-      if (signal.aborted) throw signal.reason;
-      throw new Error(`cannot pull image "${image}": ${errorMessage(err)}`, { cause: err });
-    }
-    if (!(await imagePresent(ref))) throw new Error(`cannot pull image "${image}": not present after pull`);
-  }
+  const imagePresent = (image: string) => imageExists(docker, image);
+  const pull = (image: string, auth: DockerAuthConfig | undefined, signal: AbortSignal) =>
+    pullImage(docker, image, auth, signal);
 
   function newRunner(job: Job, ws: Workspace, ctx: JobContext): Runner {
     const created = new Set<string>();
@@ -322,43 +250,10 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
 
   return {
     name: opts.kind,
-    stepKeyPrefix: 'step.docker',
+    stepKeyPrefix: DOCKER_STEP_PREFIX,
 
-    async validate(): Promise<CheckResult[]> {
-      const checks: CheckResult[] = [];
-      try {
-        await docker.ping();
-        const v = await docker.version();
-        checks.push({ name: 'docker daemon', ok: true, detail: `answers; version ${v.Version}` });
-      } catch (err) {
-        checks.push({
-          name: 'docker daemon',
-          ok: false,
-          detail: `the Docker daemon does not answer (${errorMessage(err)}); start it or set DOCKER_HOST`,
-        });
-        return checks;
-      }
-      if (opts.kind === 'gvisor') {
-        try {
-          const info = (await docker.info()) as { Runtimes?: Record<string, unknown> };
-          const ok = Object.hasOwn(info.Runtimes ?? {}, 'runsc');
-          checks.push({
-            name: 'gvisor runtime',
-            ok,
-            detail: ok
-              ? "the Docker daemon has the 'runsc' runtime"
-              : "the Docker daemon has no 'runsc' runtime; register it in /etc/docker/daemon.json " +
-                '({"runtimes":{"runsc":{"path":"/usr/bin/runsc"}}}) and restart dockerd',
-          });
-        } catch (err) {
-          checks.push({
-            name: 'gvisor runtime',
-            ok: false,
-            detail: `docker info failed: ${errorMessage(err)}`,
-          });
-        }
-      }
-      return checks;
+    validate(): Promise<CheckResult[]> {
+      return validateDocker(docker, opts.kind);
     },
 
     async version(): Promise<string> {
@@ -367,14 +262,12 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     },
 
     prepareWorkspace(job: Job, ctx: JobContext): Promise<Workspace> {
-      return prepareLocalWorkspace(job, ctx, {
-        root: opts.workspaceRoot,
-        keepWorkspaces: opts.keepWorkspaces,
-        frontendUrl: opts.frontendUrl,
-        frontendPassword: opts.frontendPassword,
-        executorName: opts.executorName,
-        files: typeof opts.files === 'function' ? opts.files(job) : opts.files,
-      });
+      return prepareHostWorkspace(
+        job,
+        ctx,
+        opts,
+        typeof opts.files === 'function' ? opts.files(job) : opts.files,
+      );
     },
 
     async newRunner(job: Job, ws: Workspace, ctx: JobContext): Promise<Runner> {
@@ -382,44 +275,16 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     },
 
     specs(job: Job, ws: Workspace): RunSpec[] {
-      return job.dockerSteps.map((step, i) => {
-        const script = ws.scriptNames[i];
-        if (script === undefined) throw new Error(`workspace has no script for docker step ${i}`);
-        return {
-          key: `step.docker.${step.key || i}`,
-          stepIndex: i,
-          image: step.image,
-          scriptPath: `.sourcegraph-executor/${script}`,
-          dir: step.dir,
-          env: [...step.env],
-        };
-      });
+      return specsFromSteps(job, ws, DOCKER_STEP_PREFIX);
     },
 
-    async cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {
-      const containers: ContainerInfo[] = await docker.listContainers({
-        all: true,
-        filters: { label: [`${LABELS.host}=${hostname}`] },
+    cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {
+      return removeOrphanContainers(activeJobUids, {
+        docker,
+        executorName: opts.executorName,
+        hostname,
+        log,
       });
-      const removed: string[] = [];
-      for (const c of containers) {
-        const labels = c.Labels ?? {};
-        const ours = labels[LABELS.name] === opts.executorName;
-        const jobUid = labels[LABELS.job] ?? '';
-        const pid = Number(labels[LABELS.pid]);
-        // Ours and not running a job we know of, or anyone's whose executor process is gone.
-        const orphan = (ours && !activeJobUids.has(jobUid)) || !pidAlive(pid);
-        if (!orphan) continue;
-        try {
-          await forceRemove(docker, c.Id);
-          const name = c.Names?.[0]?.replace(/^\//, '');
-          removed.push(name ? `${c.Id.slice(0, 12)} (${name})` : c.Id.slice(0, 12));
-          log.info('removed orphaned container', { id: c.Id.slice(0, 12), job: jobUid });
-        } catch (err) {
-          log.warn('cannot remove orphaned container', { id: c.Id.slice(0, 12), err });
-        }
-      }
-      return removed;
     },
   };
 }

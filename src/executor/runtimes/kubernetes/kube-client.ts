@@ -11,7 +11,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { KubeObject, Pod } from './convert.js';
+import type { KubeObject, Pod } from './kube-types.js';
 
 export const KUBE_API_PERMISSIONS = [
   { apiGroup: 'batch', resource: 'jobs', verbs: ['create', 'delete', 'list'] },
@@ -85,6 +85,28 @@ function allowed(resource: KubeResource, verb: Verb): void {
   }
 }
 
+async function readAll(res: http.IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The error of a stream request (GET `p`) the API server refused. */
+async function streamError(p: string, res: http.IncomingMessage): Promise<KubeApiError> {
+  const text = await readAll(res);
+  let msg = text.slice(0, 300);
+  try {
+    msg = String((JSON.parse(text) as { message?: string }).message ?? msg);
+  } catch {
+    // plain text
+  }
+  return new KubeApiError(
+    res.statusCode ?? 0,
+    '',
+    `kubernetes API: GET ${p.split('?')[0]}: ${res.statusCode} ${msg}`,
+  );
+}
+
 export interface KubeClientOptions {
   /** A loaded config, or a loader called once on first use (createRuntime is synchronous). */
   kubeConfig: KubeConfig | (() => Promise<KubeConfig>);
@@ -140,12 +162,6 @@ export function createKubeClient(opts: KubeClientOptions): KubeClient {
     });
   }
 
-  async function readAll(res: http.IncomingMessage): Promise<string> {
-    const chunks: Buffer[] = [];
-    for await (const c of res) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
-  }
-
   async function call(method: string, p: string, body?: unknown): Promise<KubeObject> {
     const res = await send(method, p, body, undefined, timeoutMs);
     const text = await readAll(res);
@@ -169,20 +185,7 @@ export function createKubeClient(opts: KubeClientOptions): KubeClient {
 
   async function stream(p: string, signal: AbortSignal, onData: (b: Buffer) => void): Promise<void> {
     const res = await send('GET', p, undefined, signal);
-    if ((res.statusCode ?? 0) >= 400) {
-      const text = await readAll(res);
-      let msg = text.slice(0, 300);
-      try {
-        msg = String((JSON.parse(text) as { message?: string }).message ?? msg);
-      } catch {
-        // plain text
-      }
-      throw new KubeApiError(
-        res.statusCode ?? 0,
-        '',
-        `kubernetes API: GET ${p.split('?')[0]}: ${res.statusCode} ${msg}`,
-      );
-    }
+    if ((res.statusCode ?? 0) >= 400) throw await streamError(p, res);
     try {
       for await (const c of res) onData(c as Buffer);
     } catch (err) {

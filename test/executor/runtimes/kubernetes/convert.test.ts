@@ -3,29 +3,33 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { KubernetesConfig } from '../../../../src/config/executor.js';
 import { loadExecutorConfig } from '../../../../src/config/executor.js';
 import {
   buildPvc,
   buildSecret,
   buildSingleJob,
   buildStepJob,
-  classifyPod,
-  confinedPath,
+} from '../../../../src/executor/runtimes/kubernetes/convert.js';
+import type { Pod } from '../../../../src/executor/runtimes/kubernetes/kube-types.js';
+import {
   dnsLabel,
   fileKey,
-  inputFiles,
   type JobIdentity,
   jobBaseName,
-  type KubernetesSettings,
-  NEXT_INDEX_SH,
-  type Pod,
-  setupScript,
   stepContainerName,
-} from '../../../../src/executor/runtimes/kubernetes/convert.js';
+} from '../../../../src/executor/runtimes/kubernetes/naming.js';
+import { classifyPod } from '../../../../src/executor/runtimes/kubernetes/pod-status.js';
+import {
+  confinedPath,
+  inputFiles,
+  NEXT_INDEX_SH,
+  setupScript,
+} from '../../../../src/executor/runtimes/kubernetes/setup-script.js';
 import type { Job } from '../../../../src/protocol/job.js';
 import { makeJob } from '../recording-logger.js';
 
-function settings(env: Record<string, string> = {}): KubernetesSettings {
+function settings(env: Record<string, string> = {}): KubernetesConfig {
   const r = loadExecutorConfig({
     EXECUTOR_FRONTEND_URL: 'https://sg.example.com',
     EXECUTOR_FRONTEND_PASSWORD: 'pw',

@@ -52,7 +52,6 @@ function runtime(env: Record<string, string> = {}): Runtime {
   return createKubernetesRuntime({
     client: createKubeClient({ kubeConfig: kc, namespace: 'default' }),
     settings: r.config.kubernetes,
-    keepJobs: r.config.kubernetes.keepJobs,
     executorName: 'exec-1',
     hostname: 'host-a',
     queueName: 'batches',

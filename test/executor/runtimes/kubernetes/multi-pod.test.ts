@@ -76,7 +76,6 @@ function runtime(
   return createKubernetesRuntime({
     client: createKubeClient({ kubeConfig: kc, namespace: 'default' }),
     settings: r.config.kubernetes,
-    keepJobs: r.config.kubernetes.keepJobs,
     executorName: 'exec-1',
     hostname: 'host-a',
     queueName: 'batches',
