@@ -5,8 +5,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Logger } from '../lib/logger.js';
-import { executorVersion } from '../lib/version.js';
 import type { Telemetry } from '../protocol/http.js';
+import { executorVersion } from '../protocol/version.js';
 import type { Runtime } from './runtimes/types.js';
 
 const pexec = promisify(execFile);

@@ -8,6 +8,7 @@
  *   executor.(minor+1).0, VERSION_AHEAD when the executor is beyond server.(minor+1).0, else
  *   UP_TO_DATE; null when inactive or either side is a dev build.
  */
+import { packageVersion } from '../lib/version.js';
 
 export interface SemVer {
   major: number;
@@ -57,6 +58,11 @@ export function compareSemver(a: SemVer, b: SemVer): number {
 
 /** The build tag our executor puts on its version, so that our server knows it reads v2. */
 export const OUR_BUILD_TAG = 'executor';
+
+/** The version string our executor sends in dequeue and heartbeat requests. */
+export function executorVersion(): string {
+  return `${packageVersion()}+${OUR_BUILD_TAG}`;
+}
 
 export function isDevVersion(v: string): boolean {
   return v === 'dev' || v === '0.0.0+dev';
