@@ -9,6 +9,7 @@
  *   UP_TO_DATE; null when inactive or either side is a dev build.
  */
 import { packageVersion } from '../lib/version.js';
+import type { Compatibility } from './user-api.js';
 
 export interface SemVer {
   major: number;
@@ -97,8 +98,6 @@ export function supportsV2Payload(version: string): boolean {
   if (!s) throw new InvalidVersionError(version);
   return compareSemver(s, V2_MIN) >= 0;
 }
-
-export type Compatibility = 'UP_TO_DATE' | 'OUTDATED' | 'VERSION_AHEAD';
 
 const INSIDERS = /^[\w-]+_(\d{4}-\d{2}-\d{2})_(\d+\.\d+-)?\w+/;
 const RELEASE_CYCLE_DAYS = 35;
