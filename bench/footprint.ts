@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { newToken } from '../src/cli/local-cluster.js';
 import { createQueueClient, type QueueClient } from '../src/executor/client/queue-client.js';
 import { LONG_POLL_MS } from '../src/executor/index.js';
-import { executorVersion } from '../src/lib/version.js';
+import { executorVersion } from '../src/protocol/version.js';
 import { emptyTelemetry, executorEnv, startBenchServer } from './cluster.js';
 import {
   type Bench,

@@ -3,6 +3,17 @@
  * Errors carry the server's code, message and field details so the CLI can print them as they are.
  */
 import type { JobSpec } from '../protocol/job-spec.js';
+import {
+  type ErrorBody,
+  type ExecutorListView,
+  type JobDetailView,
+  type JobListView,
+  type JobLogsView,
+  type JobView,
+  type LogEntryView,
+  type QueueListView,
+  readLogStreamEvents,
+} from '../protocol/user-api.js';
 
 export interface ApiClientOptions {
   server: string;
@@ -21,29 +32,21 @@ export class ApiError extends Error {
   }
 }
 
-export interface ApiLogEntry {
-  entryId: number;
-  key: string;
-  command: string[] | null;
-  startTime: string;
-  exitCode: number | null;
-  durationMs: number | null;
-  outLength?: number;
-  truncated?: boolean;
-  out?: string;
-}
+/** What the CLI's printers need of a log entry (a LogEntryView has it all). */
+export type ApiLogEntry = Pick<
+  LogEntryView,
+  'entryId' | 'key' | 'command' | 'startTime' | 'exitCode' | 'durationMs'
+> &
+  Partial<Pick<LogEntryView, 'outLength' | 'truncated' | 'out'>>;
 
-export interface ApiJob {
-  id: number;
-  queue: string;
-  state: string;
-  [k: string]: unknown;
-}
+/** What the CLI's printers need of a job (a JobView has it all); other fields are read loosely. */
+export type ApiJob = Pick<JobView, 'id' | 'queue' | 'state'> & Partial<JobView> & { [k: string]: unknown };
 
+/** The follow's events as `executor logs --follow --json` prints them, one JSON object a line. */
 export type LogEvent =
-  | { type: 'entry'; entry: ApiLogEntry }
+  | { type: 'entry'; entry: LogEntryView }
   | { type: 'output'; entryId: number; data: string }
-  | { type: 'end'; job: ApiJob };
+  | { type: 'end'; job: JobView };
 
 export function createApiClient(opts: ApiClientOptions) {
   const f = opts.fetch ?? fetch;
@@ -76,7 +79,7 @@ export function createApiClient(opts: ApiClientOptions) {
       parsed = text;
     }
     if (!res.ok) {
-      const err = (parsed as { error?: { code?: string; message?: string; details?: [] } } | null)?.error;
+      const err = (parsed as Partial<ErrorBody> | null)?.error;
       throw new ApiError(
         res.status,
         err?.code ?? `HTTP_${res.status}`,
@@ -88,28 +91,26 @@ export function createApiClient(opts: ApiClientOptions) {
   }
 
   return {
-    submit: (spec: JobSpec) => call<ApiJob>('POST', '/jobs', spec),
+    submit: (spec: JobSpec) => call<JobView>('POST', '/jobs', spec),
     listJobs: (q: { state?: string; queue?: string; limit?: number; before?: number } = {}) => {
       const params = new URLSearchParams();
       for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
       const qs = params.toString();
-      return call<{ jobs: ApiJob[]; total: number; nextBefore?: number | null }>(
-        'GET',
-        `/jobs${qs ? `?${qs}` : ''}`,
-      );
+      return call<JobListView>('GET', `/jobs${qs ? `?${qs}` : ''}`);
     },
-    getJob: (id: number) => call<ApiJob>('GET', `/jobs/${id}`),
-    getLogs: (id: number) => call<{ entries: ApiLogEntry[] } | ApiLogEntry[]>('GET', `/jobs/${id}/logs`),
-    cancel: (id: number) => call<ApiJob>('POST', `/jobs/${id}/cancel`),
-    retry: (id: number) => call<ApiJob>('POST', `/jobs/${id}/retry`),
-    executors: () => call<unknown>('GET', '/executors'),
-    queues: () => call<unknown>('GET', '/queues'),
+    getJob: (id: number) => call<JobDetailView>('GET', `/jobs/${id}`),
+    getLogs: (id: number) => call<JobLogsView>('GET', `/jobs/${id}/logs`),
+    cancel: (id: number) => call<JobView>('POST', `/jobs/${id}/cancel`),
+    retry: (id: number) => call<JobView>('POST', `/jobs/${id}/retry`),
+    executors: () => call<ExecutorListView>('GET', '/executors'),
+    queues: () => call<QueueListView>('GET', '/queues'),
 
     /**
      * Follows a job's log as server-sent events until the job ends (resolves with the final job)
-     * or `signal` aborts. Reconnects after a dropped connection, resuming from what was seen.
+     * or `signal` aborts. A stream that closes before the `end` event rejects with STREAM_ENDED;
+     * the caller decides whether to follow again.
      */
-    async followLogs(id: number, onEvent: (e: LogEvent) => void, signal?: AbortSignal): Promise<ApiJob> {
+    async followLogs(id: number, onEvent: (e: LogEvent) => void, signal?: AbortSignal): Promise<JobView> {
       const res = await f(`${base}/api/v1/jobs/${id}/logs?follow=1`, {
         headers: { authorization: `Bearer ${opts.token}`, accept: 'text/event-stream' },
         signal,
@@ -122,34 +123,16 @@ export function createApiClient(opts: ApiClientOptions) {
         } catch {}
         throw new ApiError(res.status, `HTTP_${res.status}`, msg || `HTTP ${res.status}`);
       }
-      const decoder = new TextDecoder();
-      let buf = '';
-      let final: ApiJob | undefined;
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) event = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-          }
-          if (data.length === 0) continue;
-          const payload = JSON.parse(data.join('\n'));
-          if (event === 'entry') onEvent({ type: 'entry', entry: payload });
-          else if (event === 'output')
-            onEvent({ type: 'output', entryId: payload.entryId, data: payload.data });
-          else if (event === 'end') {
-            final = payload.job ?? payload;
-            onEvent({ type: 'end', job: final! });
-          }
+      for await (const e of readLogStreamEvents(res.body)) {
+        if (e.event === 'entry') onEvent({ type: 'entry', entry: e.data });
+        else if (e.event === 'output')
+          onEvent({ type: 'output', entryId: e.data.entryId, data: e.data.data });
+        else {
+          onEvent({ type: 'end', job: e.data });
+          return e.data;
         }
-        if (final) break;
       }
-      if (!final) throw new ApiError(0, 'STREAM_ENDED', 'the log stream ended before the job did');
-      return final;
+      throw new ApiError(0, 'STREAM_ENDED', 'the log stream ended before the job did');
     },
   };
 }

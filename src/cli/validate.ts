@@ -14,10 +14,10 @@ import type { CheckResult } from '../executor/runtimes/types.js';
 import { gitVersion } from '../executor/telemetry.js';
 import { errorMessage } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
-import { executorVersion } from '../lib/version.js';
 import {
   calculateCompatibility,
   compareSemver,
+  executorVersion,
   isOurExecutorVersion,
   parseSemver,
 } from '../protocol/version.js';

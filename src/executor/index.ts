@@ -8,9 +8,9 @@
 import type { ExecutorConfig } from '../config/executor.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
-import { executorVersion } from '../lib/version.js';
 import { MAX_LONG_POLL_MS } from '../protocol/capabilities.js';
 import type { Telemetry } from '../protocol/http.js';
+import { executorVersion } from '../protocol/version.js';
 import { createFilesClient } from './client/files-client.js';
 import { createQueueClient, type QueueClient } from './client/queue-client.js';
 import { createExecutorMetrics, type ExecutorMetrics, serveMetrics } from './metrics.js';

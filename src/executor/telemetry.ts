@@ -3,8 +3,8 @@
  * `run/util.go newQueueTelemetryOptions`). Failures are logged and leave the field ''.
  */
 import type { Logger } from '../lib/logger.js';
-import { executorVersion } from '../lib/version.js';
 import type { Telemetry } from '../protocol/http.js';
+import { executorVersion } from '../protocol/version.js';
 import { commandOutput } from './command.js';
 import type { Runtime } from './runtimes/types.js';
 

@@ -1,9 +1,8 @@
 /**
  * This package's version, read once from package.json (two levels up from both src/lib and
- * dist/lib). Our executor reports it with the `+executor` build tag so our server knows it reads v2.
+ * dist/lib). Our executor reports it with a build tag (protocol/version.ts `executorVersion`).
  */
 import { readFileSync } from 'node:fs';
-import { OUR_BUILD_TAG } from '../protocol/version.js';
 
 /** Set at bundle time by the single-file build (scripts/package.mjs); not defined otherwise. */
 declare const __EXECUTOR_PACKAGE_VERSION__: string | undefined;
@@ -25,9 +24,4 @@ export function packageVersion(): string {
     }
   }
   return cached;
-}
-
-/** The version string our executor sends in dequeue and heartbeat requests. */
-export function executorVersion(): string {
-  return `${packageVersion()}+${OUR_BUILD_TAG}`;
 }

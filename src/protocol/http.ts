@@ -61,7 +61,7 @@ export const heartbeatRequestSchema = z.object({
 });
 export type HeartbeatRequest = z.output<typeof heartbeatRequestSchema>;
 
-export interface Telemetry {
+export type Telemetry = {
   os: string;
   architecture: string;
   dockerVersion: string;
@@ -69,7 +69,7 @@ export interface Telemetry {
   gitVersion: string;
   igniteVersion: string;
   srcCliVersion: string;
-}
+};
 
 /** Accepts `knownIds`/`knownIDs` and `cancelIds`/`cancelIDs`, ids as strings or numbers, `null` as empty. */
 export function decodeHeartbeatResponse(body: unknown): { knownIds: string[]; cancelIds: string[] } {

@@ -8,6 +8,8 @@
  *   executor.(minor+1).0, VERSION_AHEAD when the executor is beyond server.(minor+1).0, else
  *   UP_TO_DATE; null when inactive or either side is a dev build.
  */
+import { packageVersion } from '../lib/version.js';
+import type { Compatibility } from './user-api.js';
 
 export interface SemVer {
   major: number;
@@ -58,6 +60,11 @@ export function compareSemver(a: SemVer, b: SemVer): number {
 /** The build tag our executor puts on its version, so that our server knows it reads v2. */
 export const OUR_BUILD_TAG = 'executor';
 
+/** The version string our executor sends in dequeue and heartbeat requests. */
+export function executorVersion(): string {
+  return `${packageVersion()}+${OUR_BUILD_TAG}`;
+}
+
 export function isDevVersion(v: string): boolean {
   return v === 'dev' || v === '0.0.0+dev';
 }
@@ -91,8 +98,6 @@ export function supportsV2Payload(version: string): boolean {
   if (!s) throw new InvalidVersionError(version);
   return compareSemver(s, V2_MIN) >= 0;
 }
-
-export type Compatibility = 'UP_TO_DATE' | 'OUTDATED' | 'VERSION_AHEAD';
 
 const INSIDERS = /^[\w-]+_(\d{4}-\d{2}-\d{2})_(\d+\.\d+-)?\w+/;
 const RELEASE_CYCLE_DAYS = 35;

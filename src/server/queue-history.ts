@@ -11,25 +11,9 @@
  */
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import type { ExecutorSeries, QueueSample } from '../protocol/user-api.js';
 import type { AttemptFence, Store } from '../store/types.js';
 import { type BackgroundLoop, createLoop } from './background/loop.js';
-
-export interface QueueSample {
-  /** Sample time, ms since the epoch. */
-  at: number;
-  depth: number;
-  processing: number;
-  oldestAgeSeconds: number | null;
-  /** Jobs dequeued since the previous sample. */
-  started: number;
-  /** Jobs their executor marked completed, errored or failed since the previous sample. */
-  finished: number;
-  /** Median of (startedAt - ready time) over the jobs started in the interval; null if none. */
-  dispatchP50Ms: number | null;
-}
-
-/** One executor's series: metric name -> [time, value] points. Counters are stored as rates per second. */
-export type ExecutorSeries = Record<string, Array<[number, number]>>;
 
 /**
  * Gauges charted as they are, and counters (`_total`) charted as per-second rates. Summed over

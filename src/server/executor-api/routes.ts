@@ -9,7 +9,6 @@
  */
 import type { ZodType, z } from 'zod';
 import { errorMessage, isAppError } from '../../lib/errors.js';
-import { executorVersion } from '../../lib/version.js';
 import {
   CAPABILITIES_HEADER,
   CAPABILITY,
@@ -27,7 +26,7 @@ import {
   updateExecutionLogEntryRequestSchema,
 } from '../../protocol/http.js';
 import { encodeJob } from '../../protocol/job.js';
-import { InvalidVersionError, supportsV2Payload } from '../../protocol/version.js';
+import { executorVersion, InvalidVersionError, supportsV2Payload } from '../../protocol/version.js';
 import type { AttemptFence, JobRecord, LogEntryInput } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import {

@@ -3,12 +3,12 @@
  * never part of a user-API response, and failure messages and log output are masked once more.
  */
 import type { JobSpec } from '../../protocol/job-spec.js';
+import type { JobView, LogEntryView, PublicSpec } from '../../protocol/user-api.js';
 import type { JobRecord, LogEntryRecord } from '../../store/types.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-export type PublicSpec = Omit<JobSpec, 'secrets'> & { secrets?: string[] };
+const iso = (ms: number) => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 
 export function publicSpec(spec: JobSpec): PublicSpec {
   const { secrets, ...rest } = spec;
@@ -19,7 +19,7 @@ export function secretValues(job: JobRecord): string[] {
   return Object.values(job.spec.secrets ?? {});
 }
 
-export function jobView(job: JobRecord) {
+export function jobView(job: JobRecord): JobView {
   return {
     id: job.id,
     queue: job.queue,
@@ -37,15 +37,15 @@ export function jobView(job: JobRecord) {
     executor: job.workerHostname,
     createdAt: iso(job.createdAt),
     queuedAt: iso(job.queuedAt),
-    processAfter: iso(job.processAfter),
-    startedAt: iso(job.startedAt),
-    lastHeartbeatAt: iso(job.lastHeartbeatAt),
-    finishedAt: iso(job.finishedAt),
+    processAfter: isoOrNull(job.processAfter),
+    startedAt: isoOrNull(job.startedAt),
+    lastHeartbeatAt: isoOrNull(job.lastHeartbeatAt),
+    finishedAt: isoOrNull(job.finishedAt),
     spec: publicSpec(job.spec),
   };
 }
 
-export function logEntryView(e: LogEntryRecord, secrets: string[]) {
+export function logEntryView(e: LogEntryRecord, secrets: string[]): LogEntryView {
   return {
     attempt: e.attempt,
     entryId: e.entryId,

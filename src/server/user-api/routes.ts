@@ -8,6 +8,17 @@
 import { parseDurationMs } from '../../lib/duration.js';
 import { AppError, ERRORS, type ErrorDetail, isAppError } from '../../lib/errors.js';
 import { validateJobSpec } from '../../protocol/job-spec.js';
+import {
+  type ExecutorListView,
+  encodeLogStreamEvent,
+  JOB_STATES,
+  type JobDetailView,
+  type JobListView,
+  type JobLogsView,
+  type LogStreamEvent,
+  type QueueListView,
+  SSE_KEEPALIVE,
+} from '../../protocol/user-api.js';
 import { calculateCompatibility, isOurExecutorVersion } from '../../protocol/version.js';
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
@@ -25,14 +36,6 @@ import { loopbackOpen } from '../web/loopback-access.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
 
-const JOB_STATES: readonly JobState[] = [
-  'queued',
-  'processing',
-  'completed',
-  'errored',
-  'failed',
-  'canceled',
-];
 /** An executor counts as active when seen within three heartbeat intervals (Sourcegraph: 3 x 5 s). */
 export const ACTIVE_WITHIN_MS = 15_000;
 /** How often a log follower looks for new output. */
@@ -202,7 +205,11 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
       });
       const last = jobs[jobs.length - 1];
       const hasMore = jobs.length === limit && last !== undefined;
-      sendJson(ctx.res, 200, { jobs: jobs.map(jobView), total, nextBefore: hasMore ? last.id : null });
+      sendJson(ctx.res, 200, {
+        jobs: jobs.map(jobView),
+        total,
+        nextBefore: hasMore ? last.id : null,
+      } satisfies JobListView);
     }),
   );
 
@@ -213,7 +220,10 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
       const job = await getJobOr404(deps, ctx.params.id);
       const entries = job.attempts > 0 ? await store.getLogEntries(job.id, { attempt: job.attempts }) : [];
       const secrets = secretValues(job);
-      sendJson(ctx.res, 200, { ...jobView(job), logEntries: entries.map((e) => logEntryView(e, secrets)) });
+      sendJson(ctx.res, 200, {
+        ...jobView(job),
+        logEntries: entries.map((e) => logEntryView(e, secrets)),
+      } satisfies JobDetailView);
     }),
   );
 
@@ -239,7 +249,7 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
         jobId: job.id,
         attempt: which,
         entries: entries.map((e) => logEntryView(e, secrets)),
-      });
+      } satisfies JobLogsView);
     }),
   );
 
@@ -305,7 +315,7 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
             compatibility: calculateCompatibility(e.executorVersion, serverVersion, active),
           };
         }),
-      });
+      } satisfies ExecutorListView);
     }),
   );
 
@@ -323,7 +333,7 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
           oldestQueuedAt: s.oldestQueuedAt === null ? null : new Date(s.oldestQueuedAt).toISOString(),
           oldestAgeSeconds: s.oldestQueuedAt === null ? null : Math.max(0, (now - s.oldestQueuedAt) / 1000),
         })),
-      });
+      } satisfies QueueListView);
     }),
   );
 }
@@ -349,8 +359,7 @@ async function followLogs(
   });
   // Headers go out now, so a client sees the stream open before the first event.
   res.flushHeaders();
-  const send = (event: string, data: unknown) =>
-    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  const send = (e: LogStreamEvent) => res.write(encodeLogStreamEvent(e));
   const gone = new AbortController();
   res.on('close', () => gone.abort());
   const signal = AbortSignal.any([gone.signal, ctx.closing]);
@@ -369,7 +378,7 @@ async function followLogs(
       const fields = JSON.stringify([e.exitCode, e.durationMs, e.truncated]);
       let s = seen.get(k);
       if (!s || s.fields !== fields) {
-        send('entry', logEntryView(e, secrets));
+        send({ event: 'entry', data: logEntryView(e, secrets) });
         lastWrite = Date.now();
         if (!s) {
           s = { sent: 0, fields };
@@ -381,20 +390,23 @@ async function followLogs(
         const data = await deps.store.readLogOutput(job.id, e.attempt, e.entryId, s.sent);
         if (data.length > 0) {
           s.sent += Buffer.byteLength(data, 'utf8');
-          send('output', { attempt: e.attempt, entryId: e.entryId, data: maskSecrets(data, secrets) });
+          send({
+            event: 'output',
+            data: { attempt: e.attempt, entryId: e.entryId, data: maskSecrets(data, secrets) },
+          });
           lastWrite = Date.now();
         }
       }
     }
     // One more pass after the job is seen ended catches writes that raced the final mark.
     if (ended && endedSeen) {
-      send('end', jobView(job));
+      send({ event: 'end', data: jobView(job) });
       break;
     }
     endedSeen = ended;
     if (ended) continue;
     if (Date.now() - lastWrite > FOLLOW_KEEPALIVE_MS) {
-      res.write(': keep-alive\n\n');
+      res.write(SSE_KEEPALIVE);
       lastWrite = Date.now();
     }
     await new Promise<void>((resolve) => {

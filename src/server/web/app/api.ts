@@ -6,6 +6,8 @@
  * Log follows use fetch streaming instead of EventSource, because EventSource cannot send the
  * Authorization header and a token in a URL would land in logs and history.
  */
+import { type ErrorBody, type LogStreamEvent, readLogStreamEvents } from '../../../protocol/user-api.js';
+
 const TOKEN_KEY = 'executor.apiToken';
 
 export class UnauthenticatedError extends Error {}
@@ -40,7 +42,7 @@ async function failure(res: Response): Promise<never> {
   let code = 'HTTP';
   let message = `${res.status} ${res.statusText}`;
   try {
-    const body = (await res.json()) as { error?: { code?: string; message?: string } };
+    const body = (await res.json()) as Partial<ErrorBody>;
     if (body.error?.message) message = body.error.message;
     if (body.error?.code) code = body.error.code;
   } catch {
@@ -61,115 +63,17 @@ export async function apiPost<T>(path: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-export interface SseEvent {
-  event: string;
-  data: string;
-}
-
 /**
- * Reads a server-sent-event stream with fetch; calls onEvent per event until the stream ends or
- * `signal` aborts. Resolves when the stream ends.
+ * Follows a log stream with fetch; calls onEvent per event until the stream ends or `signal`
+ * aborts. Resolves when the stream ends.
  */
 export async function followStream(
   path: string,
-  onEvent: (e: SseEvent) => void,
+  onEvent: (e: LogStreamEvent) => void,
   signal: AbortSignal,
 ): Promise<void> {
   const res = await fetch(path, { headers: headers({ accept: 'text/event-stream' }), signal });
   if (!res.ok) await failure(res);
   if (!res.body) return;
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += value;
-    let cut = buf.indexOf('\n\n');
-    while (cut >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) continue;
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-      }
-      if (data.length > 0) onEvent({ event, data: data.join('\n') });
-      cut = buf.indexOf('\n\n');
-    }
-  }
-}
-
-export interface Job {
-  id: number;
-  queue: string;
-  state: string;
-  attempts: number;
-  maxAttempts: number;
-  numFailures: number;
-  numResets: number;
-  cancelRequested: boolean;
-  failureMessage: string | null;
-  priority: number;
-  timeoutMs: number;
-  repositoryName: string | null;
-  commit: string | null;
-  executor: string | null;
-  createdAt: string;
-  queuedAt: string;
-  processAfter: string | null;
-  startedAt: string | null;
-  lastHeartbeatAt: string | null;
-  finishedAt: string | null;
-  spec: unknown;
-}
-
-export interface LogEntry {
-  attempt: number;
-  entryId: number;
-  key: string;
-  command: string[] | null;
-  startTime: string;
-  exitCode: number | null;
-  durationMs: number | null;
-  outLength: number;
-  truncated: boolean;
-  out?: string;
-}
-
-export interface Executor {
-  name: string;
-  hostname: string;
-  queueName: string | null;
-  queueNames: string[] | null;
-  os: string;
-  architecture: string;
-  dockerVersion: string;
-  executorVersion: string;
-  gitVersion: string;
-  igniteVersion: string;
-  srcCliVersion: string;
-  firstSeenAt: string;
-  lastSeenAt: string;
-  active: boolean;
-  compatibility: 'UP_TO_DATE' | 'OUTDATED' | 'VERSION_AHEAD' | null;
-}
-
-export interface QueueRow {
-  queue: string;
-  depth: number;
-  processing: number;
-  oldestQueuedAt: string | null;
-  oldestAgeSeconds: number | null;
-}
-
-export interface QueueSample {
-  at: number;
-  depth: number;
-  processing: number;
-  oldestAgeSeconds: number | null;
-  started: number;
-  finished: number;
-  dispatchP50Ms: number | null;
+  for await (const e of readLogStreamEvents(res.body)) onEvent(e);
 }

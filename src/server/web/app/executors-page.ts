@@ -1,5 +1,6 @@
 /** Executors: identity, versions, compatibility, liveness, running jobs, and their pushed metrics. */
-import { apiGet, type Executor, type Job } from './api.js';
+import type { ExecutorHistoryView, ExecutorListView, JobListView } from '../../../protocol/user-api.js';
+import { apiGet } from './api.js';
 import { lineChart, type Series } from './charts.js';
 import { clear, h } from './dom.js';
 import { formatAge, formatBytes, formatNumber } from './format.js';
@@ -10,8 +11,6 @@ const COMPAT: Record<string, [string, string]> = {
   OUTDATED: ['Outdated', 'bad'],
   VERSION_AHEAD: ['Ahead of server', 'warn'],
 };
-
-type History = { intervalMs: number; executors: Record<string, Record<string, Array<[number, number]>>> };
 
 const CHARTS: Array<{ title: string; series: Array<[string, string]>; fmt: (v: number) => string }> = [
   { title: 'Jobs running', series: [['src_executor_processor_handlers', 'handlers']], fmt: formatNumber },
@@ -69,9 +68,9 @@ export async function renderExecutorsPage(ctx: PageContext): Promise<void> {
 
   const load = async () => {
     const [ex, running, hist] = await Promise.all([
-      apiGet<{ executors: Executor[] }>('/api/v1/executors', ctx.signal),
-      apiGet<{ jobs: Job[] }>('/api/v1/jobs?state=processing&limit=500', ctx.signal),
-      apiGet<History>('/api/v1/executors/history', ctx.signal),
+      apiGet<ExecutorListView>('/api/v1/executors', ctx.signal),
+      apiGet<JobListView>('/api/v1/jobs?state=processing&limit=500', ctx.signal),
+      apiGet<ExecutorHistoryView>('/api/v1/executors/history', ctx.signal),
     ]);
     const counts = new Map<string, number>();
     for (const j of running.jobs) if (j.executor) counts.set(j.executor, (counts.get(j.executor) ?? 0) + 1);

@@ -3,8 +3,10 @@
  * attempts, a timeline of its log entries, and each entry's output streaming live (ANSI rendered,
  * follow-tail, search, download as text, truncation marker).
  */
+
+import type { JobDetailView, JobLogsView, JobView, LogEntryView } from '../../../protocol/user-api.js';
 import { type AnsiSegment, type AnsiState, createAnsiState, parseAnsi, stripAnsi } from './ansi.js';
-import { ApiError, apiGet, apiPost, followStream, type Job, type LogEntry } from './api.js';
+import { ApiError, apiGet, apiPost, followStream } from './api.js';
 import { clear, h } from './dom.js';
 import { formatAge, formatDuration } from './format.js';
 import { jobDuration } from './jobs-page.js';
@@ -14,7 +16,7 @@ const ENDED = ['completed', 'failed', 'canceled'];
 const TRUNCATION = /\[output truncated: [^\]\n]*\]/;
 
 interface EntryView {
-  entry: LogEntry;
+  entry: LogEntryView;
   raw: string;
   ansi: AnsiState;
   section: HTMLElement;
@@ -73,13 +75,13 @@ function appendText(target: Node, text: string, term: string): void {
   target.appendChild(document.createTextNode(text.slice(at)));
 }
 
-function entryLabel(e: LogEntry): string {
+function entryLabel(e: LogEntryView): string {
   return e.key.replace(/^step\.(docker|kubernetes|shell)\./, 'step ');
 }
 
 export async function renderJobPage(ctx: PageContext): Promise<void> {
   const id = ctx.params[0]!;
-  let job = await apiGet<Job & { logEntries: LogEntry[] }>(`/api/v1/jobs/${id}`, ctx.signal);
+  let job = await apiGet<JobDetailView>(`/api/v1/jobs/${id}`, ctx.signal);
   const wanted = Number(ctx.query.get('attempt') ?? '') || job.attempts;
   const attempt = Math.max(0, Math.min(wanted, job.attempts));
 
@@ -117,7 +119,7 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
 
   const act = async (what: 'cancel' | 'retry') => {
     try {
-      job = { ...job, ...(await apiPost<Job>(`/api/v1/jobs/${job.id}/${what}`)) };
+      job = { ...job, ...(await apiPost<JobView>(`/api/v1/jobs/${job.id}/${what}`)) };
       status.textContent =
         what === 'cancel' ? `Cancel requested for job #${job.id}.` : `Job #${job.id} queued again.`;
       renderSummary();
@@ -238,7 +240,7 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
     if (follow.checked) window.scrollTo({ top: document.body.scrollHeight });
   };
 
-  const upsertEntry = (e: LogEntry) => {
+  const upsertEntry = (e: LogEntryView) => {
     let v = views.get(e.entryId);
     if (!v) {
       const head = h('h3', { tabindex: '-1', id: `entry-${e.entryId}` });
@@ -329,7 +331,7 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
 
   // Job state refresh (the log follow also reports the end).
   every(ctx.signal, 2000, async () => {
-    job = { ...job, ...(await apiGet<Job>(`/api/v1/jobs/${id}`, ctx.signal)) };
+    job = { ...job, ...(await apiGet<JobView>(`/api/v1/jobs/${id}`, ctx.signal)) };
     renderSummary();
     if (job.attempts > 0 && attempt === 0) ctx.refresh();
   });
@@ -337,25 +339,20 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
   if (attempt === 0) return;
   const stream = async () => {
     if (attempt !== job.attempts || ENDED.includes(job.state)) {
-      const r = await apiGet<{ entries: LogEntry[] }>(
-        `/api/v1/jobs/${id}/logs?attempt=${attempt}`,
-        ctx.signal,
-      );
+      const r = await apiGet<JobLogsView>(`/api/v1/jobs/${id}/logs?attempt=${attempt}`, ctx.signal);
       for (const e of r.entries) appendOutput(upsertEntry(e), e.out ?? '');
       return;
     }
     await followStream(
       `/api/v1/jobs/${id}/logs?follow=1&attempt=${attempt}`,
       (ev) => {
-        const data = JSON.parse(ev.data);
-        if (ev.event === 'entry') upsertEntry(data as LogEntry);
+        if (ev.event === 'entry') upsertEntry(ev.data);
         else if (ev.event === 'output') {
-          const v =
-            views.get(data.entryId) ??
-            upsertEntry({ entryId: data.entryId, key: `entry ${data.entryId}` } as LogEntry);
-          appendOutput(v, data.data);
-        } else if (ev.event === 'end') {
-          job = { ...job, ...(data as Job) };
+          const { entryId, data } = ev.data;
+          const v = views.get(entryId) ?? upsertEntry({ entryId, key: `entry ${entryId}` } as LogEntryView);
+          appendOutput(v, data);
+        } else {
+          job = { ...job, ...ev.data };
           renderSummary();
         }
       },

@@ -2,7 +2,8 @@
  * The jobs list: filter by state and queue, pages of PAGE_SIZE rows fetched from the server
  * (`limit` + `before` cursor), refreshed every few seconds while shown.
  */
-import { apiGet, type Job } from './api.js';
+import type { JobListView, JobView } from '../../../protocol/user-api.js';
+import { apiGet } from './api.js';
 import { clear, h } from './dom.js';
 import { formatAge, formatDuration, shortSha } from './format.js';
 import { every, type PageContext, stateBadge } from './shared.js';
@@ -10,7 +11,7 @@ import { every, type PageContext, stateBadge } from './shared.js';
 export const PAGE_SIZE = 50;
 const STATES = ['queued', 'processing', 'completed', 'errored', 'failed', 'canceled'];
 
-export function jobDuration(job: Job, now = Date.now()): string {
+export function jobDuration(job: JobView, now = Date.now()): string {
   if (!job.startedAt) return '—';
   const end = job.finishedAt ? Date.parse(job.finishedAt) : now;
   return formatDuration(end - Date.parse(job.startedAt));
@@ -108,10 +109,7 @@ export async function renderJobsPage(ctx: PageContext): Promise<void> {
     if (state) p.set('state', state);
     if (queue) p.set('queue', queue);
     if (before) p.set('before', before);
-    const r = await apiGet<{ jobs: Job[]; total: number; nextBefore: number | null }>(
-      `/api/v1/jobs?${p}`,
-      ctx.signal,
-    );
+    const r = await apiGet<JobListView>(`/api/v1/jobs?${p}`, ctx.signal);
     nextBefore = r.nextBefore;
     older.disabled = r.nextBefore === null;
     const first = trail.length * PAGE_SIZE + 1;

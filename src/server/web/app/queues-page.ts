@@ -1,5 +1,6 @@
 /** Queues: depth, processing, oldest waiting job, and charts of depth, throughput and dispatch latency. */
-import { apiGet, type QueueRow, type QueueSample } from './api.js';
+import type { QueueHistoryView, QueueListView, QueueSample } from '../../../protocol/user-api.js';
+import { apiGet } from './api.js';
 import { lineChart } from './charts.js';
 import { clear, h } from './dom.js';
 import { formatDuration, formatNumber } from './format.js';
@@ -36,11 +37,8 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
   );
   const load = async () => {
     const [now, hist] = await Promise.all([
-      apiGet<{ queues: QueueRow[] }>('/api/v1/queues', ctx.signal),
-      apiGet<{ intervalMs: number; queues: Record<string, QueueSample[]> }>(
-        '/api/v1/queues/history',
-        ctx.signal,
-      ),
+      apiGet<QueueListView>('/api/v1/queues', ctx.signal),
+      apiGet<QueueHistoryView>('/api/v1/queues/history', ctx.signal),
     ]);
     clear(tbody);
     if (now.queues.length === 0)
