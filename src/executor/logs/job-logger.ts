@@ -1,8 +1,8 @@
 /**
  * The job logger: one per job. It turns command output into Sourcegraph log entries and keeps them
  * in sync with the server (Sourcegraph `worker/cmdlogger`). It composes three parts:
- *   - line assembly (`line-assembler.ts`): bytes per stream, UTF-8 carried across chunks, redaction,
- *     prefixed lines in one reused buffer;
+ *   - line assembly: bytes per stream, UTF-8 carried across chunks and redaction
+ *     (`stream-decoder.ts`), then prefixed lines in one reused buffer (`line-assembler.ts`);
  *   - the head/tail cap (`output-cap.ts`): what of the job's output is kept, with the truncation
  *     marker; append requests are cut from it by `append-batcher.ts`;
  *   - the sync loop (`log-sync.ts`): adds in order, the timer, retries and the final sync.
@@ -26,10 +26,11 @@ import type { Clock } from '../../lib/clock.js';
 import { systemClock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import type { JobLogger, LogEntryHandle } from '../runtimes/types.js';
-import { createLineAssembler, type OutputStream } from './line-assembler.js';
+import { createLineAssembler, type DeliverOutput } from './line-assembler.js';
 import { createLogSync, type SyncedEntry } from './log-sync.js';
 import { createOutputCap } from './output-cap.js';
 import type { Redactor } from './redactor.js';
+import { createStreamDecoder, type OutputStream } from './stream-decoder.js';
 import type { LogSink } from './types.js';
 import { EMPTY } from './utf8.js';
 
@@ -58,11 +59,13 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
   const clock = opts.clock ?? systemClock;
   const cap = createOutputCap(opts.maxOutputBytes);
   const sync = createLogSync({ sink, cap, intervalMs: opts.syncIntervalMs ?? 1000, logger });
-  const lines = createLineAssembler<EntryState>(redactor, (e, src, start, end) => {
+  const deliver: DeliverOutput<EntryState> = (e, src, start, end) => {
     if (end <= start) return;
     cap.append(e, src, start, end);
     sync.changed(e);
-  });
+  };
+  const lines = createLineAssembler(deliver);
+  const decoder = createStreamDecoder(redactor, lines, deliver);
   const entries: EntryState[] = [];
 
   const entry = (key: string, command: string[] | null): LogEntryHandle => {
@@ -90,8 +93,8 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       added: Promise.resolve(),
       lastSendAt: 0, // set when the add is sent; nothing reads it before
     };
-    streams.stdout = lines.createStream(e, 'stdout');
-    streams.stderr = lines.createStream(e, 'stderr');
+    streams.stdout = decoder.createStream(e, 'stdout');
+    streams.stderr = decoder.createStream(e, 'stderr');
     entries.push(e);
     cap.open(e);
     sync.add(e);
@@ -99,16 +102,16 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     return {
       write(stream, chunk) {
         if (e.closed) return;
-        lines.write(e, e.streams[stream], chunk);
+        decoder.write(e, e.streams[stream], chunk);
       },
       writeRaw(text) {
         if (e.closed) return;
-        lines.writeText(e, redactor.redact(text));
+        decoder.writeText(e, redactor.redact(text));
       },
       close(exitCode) {
         if (e.closed) return;
-        lines.end(e, e.streams.stdout);
-        lines.end(e, e.streams.stderr);
+        decoder.end(e, e.streams.stdout);
+        decoder.end(e, e.streams.stderr);
         lines.flush(e);
         e.exitCode = exitCode;
         e.durationMs = Math.max(0, clock.now() - e.startMs);
