@@ -148,7 +148,7 @@ describe('job logger: Sourcegraph update semantics', () => {
   });
 
   it('flush throws when the final update fails, and retries failed intermediate updates', async () => {
-    const { sink, jl } = setup({ intervalMs: 10 });
+    const { sink, jl, logger } = setup({ intervalMs: 10 });
     let failedIntermediate = 0;
     sink.failWhen = (c) => {
       if (c.kind !== 'update') return undefined;
@@ -166,6 +166,13 @@ describe('job logger: Sourcegraph update semantics', () => {
     expect(ok.entry!.out).toBe('stdout: a\n');
     h.close(1);
     await expect(jl.flush()).rejects.toThrow(/step\.docker\.build.*HTTP 500/);
+    // Each failure is logged with the time since the sync loop's last successful request.
+    const failures = logger.lines.map((l) => JSON.parse(l)).filter((r) => r.key === 'step.docker.build');
+    expect(failures.map((r) => r.msg)).toEqual([
+      'log entry update failed; retrying',
+      'log entry final update failed',
+    ]);
+    for (const r of failures) expect(r.sinceLastSuccessMs).toBeGreaterThanOrEqual(0);
   });
 
   it('flush throws when an add failed', async () => {

@@ -1,0 +1,194 @@
+/**
+ * The sync loop of a job's log entries: adds them, keeps them in sync with the server on a timer,
+ * retries failed updates and sends each entry's final state (Sourcegraph `worker/cmdlogger`).
+ *
+ * Contracts:
+ *   - Entries are added in `add` order: the add of entry N+1 is sent after entry N's add settled.
+ *   - `changed` after every visible change of an open entry. Without `sink.append`: at most one
+ *     update per entry per intervalMs, each with the FULL redacted text. With `sink.append`: only
+ *     new bytes, with their UTF-8 byte offset; a retry resends from the same offset, so the server
+ *     can deduplicate. With append, once an entry spills past the head, nothing more is sent for it
+ *     until its final sync.
+ *   - `finalSync` once the entry is closed (exitCode and durationMs set): it cancels the timer,
+ *     waits for the update in flight and sends right away; it runs once, later calls share it. A
+ *     failed add or final sync is recorded in `error`; a failed intermediate update is retried at
+ *     the next interval and only logged, with the time since the loop's last successful request.
+ */
+import { errorMessage } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import { type BatchedOutput, createAppendBatcher, releaseSent } from './append-batcher.js';
+import type { OutputCap } from './output-cap.js';
+import type { LogSink, WireLogEntry } from './types.js';
+
+/** An entry as the sync loop sees it. */
+export interface SyncedEntry extends BatchedOutput {
+  key: string;
+  /** Redacted argv. */
+  command: string[] | null;
+  /** RFC 3339. */
+  startTime: string;
+  exitCode?: number;
+  durationMs?: number;
+  closed: boolean;
+  /** Bumped on every visible change; compared with sentVersion to decide whether to sync. */
+  version: number;
+  sentVersion: number;
+  id?: number;
+  added: Promise<void>;
+  timer?: NodeJS.Timeout;
+  inflight?: Promise<void>;
+  /** When the last request for the entry was sent, by the monotonic timer. */
+  lastSendAt: number;
+  final?: Promise<void>;
+  error?: string;
+}
+
+export interface LogSyncOptions {
+  sink: LogSink;
+  cap: OutputCap;
+  /** Minimum time between two updates of one entry. */
+  intervalMs: number;
+  logger: Logger;
+}
+
+export interface LogSync {
+  /** Queues e's add behind the adds before it; sets `e.added`. */
+  add(e: SyncedEntry): void;
+  /** e changed visibly: its next update is due within intervalMs. */
+  changed(e: SyncedEntry): void;
+  finalSync(e: SyncedEntry): Promise<void>;
+  /** Settles once every add queued so far has settled. */
+  addsSettled(): Promise<void>;
+}
+
+export function createLogSync(opts: LogSyncOptions): LogSync {
+  const { sink, cap, intervalMs, logger } = opts;
+  const appendMode = typeof sink.append === 'function';
+  const batcher = appendMode ? createAppendBatcher(cap.capBytes) : undefined;
+  // Rate limiting uses a monotonic timer, not the injected clock: the clock stamps entries, the
+  // timer decides when to talk to the server.
+  const mono = () => performance.now();
+  let lastSuccessAt = mono();
+  const sinceLastSuccessMs = () => Math.round(mono() - lastSuccessAt);
+  let addChain: Promise<void> = Promise.resolve();
+
+  /** `final`: with exitCode and durationMs once they are known. */
+  const wire = (e: SyncedEntry, out: string, final = true): WireLogEntry => {
+    const w: WireLogEntry = { key: e.key, command: e.command, startTime: e.startTime };
+    if (final && e.exitCode !== undefined) w.exitCode = e.exitCode;
+    w.out = out;
+    if (final && e.durationMs !== undefined) w.durationMs = e.durationMs;
+    return w;
+  };
+
+  /** Sends the current state if it changed since the last successful send. Throws on failure. */
+  const send = async (e: SyncedEntry) => {
+    const v = e.version;
+    if (v === e.sentVersion || e.id === undefined) return;
+    if (batcher) {
+      // An entry closed while this runs gets its tail from the final sync, which waits for it.
+      const closed = e.closed;
+      for (;;) {
+        const b = batcher.next(e, closed);
+        if (!b.last && b.bytes === 0) break; // spilled past the head: nothing to send until close
+        await sink.append!(
+          e.id,
+          e.sentBytes,
+          b.out,
+          b.last ? { exitCode: e.exitCode, durationMs: e.durationMs } : {},
+        );
+        lastSuccessAt = mono();
+        batcher.acknowledged(e, b);
+        if (b.last) break;
+      }
+    } else {
+      const closed = e.closed;
+      await sink.update(e.id, wire(e, cap.text(e)));
+      lastSuccessAt = mono();
+      if (closed) releaseSent(e);
+    }
+    e.sentVersion = v;
+  };
+
+  const schedule = (e: SyncedEntry) => {
+    if (e.id === undefined || e.closed || e.timer || e.inflight || e.version === e.sentVersion) return;
+    const waitMs = Math.max(0, e.lastSendAt + intervalMs - mono());
+    e.timer = setTimeout(() => {
+      e.timer = undefined;
+      if (e.closed) return;
+      // Timers run on the event loop's cached time and may fire a little early by this clock.
+      if (mono() < e.lastSendAt + intervalMs) {
+        schedule(e);
+        return;
+      }
+      e.lastSendAt = mono();
+      e.inflight = send(e)
+        .catch((err) =>
+          logger.warn('log entry update failed; retrying', {
+            key: e.key,
+            err: errorMessage(err),
+            sinceLastSuccessMs: sinceLastSuccessMs(),
+          }),
+        )
+        .finally(() => {
+          e.inflight = undefined;
+          schedule(e);
+        });
+    }, waitMs);
+    e.timer.unref();
+  };
+
+  return {
+    add(e) {
+      e.added = addChain = addChain.then(async () => {
+        const v = e.version;
+        const closed = e.closed;
+        const b = batcher?.next(e, closed);
+        e.lastSendAt = mono();
+        try {
+          e.id = await sink.add(b ? wire(e, b.out.toString('utf8'), b.last) : wire(e, cap.text(e)));
+          lastSuccessAt = mono();
+          if (b) batcher!.acknowledged(e, b);
+          else if (closed) releaseSent(e);
+          // Head parts left over (more than one request's worth) go out with the next sync.
+          if (!b || b.last || (!closed && e.sentParts === e.headParts.length)) e.sentVersion = v;
+        } catch (err) {
+          e.error = `adding log entry ${e.key} failed: ${errorMessage(err)}`;
+          logger.error('adding log entry failed', {
+            key: e.key,
+            err: errorMessage(err),
+            sinceLastSuccessMs: sinceLastSuccessMs(),
+          });
+        }
+        if (!e.closed) schedule(e);
+      });
+    },
+    changed(e) {
+      e.version++;
+      schedule(e);
+    },
+    finalSync(e) {
+      e.final ??= (async () => {
+        await e.added;
+        if (e.id === undefined) return; // the add failed; its error is already recorded
+        if (e.timer) {
+          clearTimeout(e.timer);
+          e.timer = undefined;
+        }
+        while (e.inflight) await e.inflight;
+        try {
+          await send(e);
+        } catch (err) {
+          e.error = `final update of log entry ${e.key} failed: ${errorMessage(err)}`;
+          logger.error('log entry final update failed', {
+            key: e.key,
+            err: errorMessage(err),
+            sinceLastSuccessMs: sinceLastSuccessMs(),
+          });
+        }
+      })();
+      return e.final;
+    },
+    addsSettled: () => addChain,
+  };
+}
