@@ -8,7 +8,6 @@ import type { Logger } from '../../lib/logger.js';
 import type { Job } from '../../protocol/job.js';
 import type { FilesFetcher } from '../workspace/files.js';
 import { createDockerRuntime } from './docker/docker-runtime.js';
-import { createFirecrackerRuntime } from './firecracker/firecracker-runtime.js';
 import { createKubeClient, loadKubeConfig } from './kubernetes/kube-client.js';
 import { createKubernetesRuntime } from './kubernetes/kubernetes-runtime.js';
 import { createShellRuntime } from './shell/shell-runtime.js';
@@ -56,8 +55,6 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
       });
     case 'shell':
       return createShellRuntime({ ...common, files: deps.files, logger: deps.logger });
-    case 'firecracker':
-      return createFirecrackerRuntime();
     case 'kubernetes': {
       const k = config.kubernetes;
       return createKubernetesRuntime({
