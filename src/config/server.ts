@@ -57,7 +57,7 @@ const MIN_TOKEN_LENGTH = 20;
 
 const token = () => z.string().min(MIN_TOKEN_LENGTH, `must be at least ${MIN_TOKEN_LENGTH} characters`);
 
-/** A duration of at least `min`, in milliseconds (`message` says which minimum). */
+/** A duration in milliseconds, then `check` (its minimum, with the message that names it). */
 const duration = (check: z.ZodNumber = z.number()) =>
   durationMs(() => 'must be a duration such as "25s" or "30m"').pipe(check);
 
