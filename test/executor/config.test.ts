@@ -112,8 +112,22 @@ describe('loadExecutorConfig', () => {
     });
   });
 
-  it('EXECUTOR_USE_FIRECRACKER=true selects firecracker; a contradicting EXECUTOR_RUNTIME is a problem', () => {
-    expect(ok({ ...base, EXECUTOR_USE_FIRECRACKER: 'true' }).runtime).toBe('firecracker');
+  it('refuses firecracker, however asked for, saying what to use instead', () => {
+    const refused =
+      'the firecracker runtime is not available in this build; use the gvisor runtime for strong isolation without KVM';
+    expect(problems({ ...base, EXECUTOR_RUNTIME: 'firecracker' })).toEqual([`EXECUTOR_RUNTIME: ${refused}`]);
+    expect(problems({ ...base, EXECUTOR_USE_FIRECRACKER: 'true' })).toEqual([
+      `EXECUTOR_USE_FIRECRACKER: ${refused}`,
+    ]);
+    expect(problems({ ...base, EXECUTOR_USE_FIRECRACKER: 'true', EXECUTOR_RUNTIME: 'firecracker' })).toEqual([
+      `EXECUTOR_RUNTIME: ${refused}`,
+    ]);
+    expect(problems({ ...base, EXECUTOR_RUNTIME: 'podman' })).toEqual([
+      'EXECUTOR_RUNTIME: must be one of docker, gvisor, shell, kubernetes',
+    ]);
+  });
+
+  it('a runtime contradicting EXECUTOR_USE_FIRECRACKER=true is a problem', () => {
     expect(problems({ ...base, EXECUTOR_USE_FIRECRACKER: 'true', EXECUTOR_RUNTIME: 'docker' })).toEqual([
       expect.stringContaining('EXECUTOR_RUNTIME'),
     ]);

@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadServerConfig, SERVER_SETTINGS, ServerConfigError } from '../../src/config/server.js';
+import {
+  loadServerConfig,
+  renderServerSettingsDocs,
+  SERVER_SETTINGS,
+  ServerConfigError,
+} from '../../src/config/server.js';
 
 const required = {
   EXECUTORS_ACCESS_TOKEN: 'x'.repeat(20),
@@ -87,5 +92,6 @@ describe('loadServerConfig', () => {
       expect(row, s.env).toBeDefined();
       if (s.default) expect(row).toContain(`\`${s.default}\``);
     }
+    expect(section).toContain(renderServerSettingsDocs());
   });
 });

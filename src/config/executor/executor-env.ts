@@ -1,0 +1,196 @@
+/**
+ * Every environment variable the executor reads, declared once with its default, parser and
+ * description; docs/configuration.md's executor table is rendered from EXECUTOR_ENV.
+ *
+ * Names and defaults follow Sourcegraph's executor (`cmd/executor/internal/config/config.go`), except
+ * that nothing is guessed: the runtime is `docker` unless EXECUTOR_RUNTIME says otherwise, and queue
+ * names are free-form.
+ */
+import { z } from 'zod';
+import type { Catalogue } from '../declare.js';
+import {
+  absolutePath,
+  bool,
+  durationMs,
+  hostPort,
+  httpUrl,
+  int,
+  oneOf,
+  sizeBytes,
+  sizeText,
+} from '../parsers.js';
+import { dockerAuthConfig, mounts, registryMirrorUrls } from './docker-parsers.js';
+import { HTTP_RETRY_ENV } from './http-retry-config.js';
+import { KUBERNETES_ENV } from './kubernetes-config.js';
+import { runtimeName } from './runtime.js';
+
+const positiveDurationMs = () => durationMs().refine((ms) => ms > 0, { message: 'must be longer than 0' });
+
+/** Docker memory syntax, kept as text: it is sent to the server as written. */
+const dockerSize = () => sizeText(() => 'must be a size such as "12G" or "512M" ("0" = no limit)');
+
+const queueName = () =>
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'queue names are letters, digits, "_", "." or "-"');
+
+const EXECUTOR_OWN_ENV = {
+  EXECUTOR_FRONTEND_URL: {
+    required: true,
+    description:
+      'URL of the queue server or Sourcegraph instance, `scheme://host[:port][/path]`. A host of `host.docker.internal` needs EXECUTOR_DOCKER_ADD_HOST_GATEWAY=true.',
+    parse: httpUrl(),
+  },
+  EXECUTOR_FRONTEND_PASSWORD: {
+    required: true,
+    description:
+      'The shared executor secret (`executors.accessToken` in Sourcegraph). Sent as `token-executor <password>`; redacted from job logs as `SECRET_REMOVED`.',
+    parse: z.string().min(1, 'must not be empty'),
+  },
+  EXECUTOR_QUEUE_NAME: {
+    description:
+      'The queue to take jobs from (single-queue mode). Exactly one of this and EXECUTOR_QUEUE_NAMES.',
+    parse: queueName(),
+  },
+  EXECUTOR_QUEUE_NAMES: {
+    description:
+      'Comma-separated queues to take jobs from (multi-queue mode, `/.executors/queue/dequeue`). Names are free-form.',
+    // Not trimmed, empty items refused: `a,,b` is a mistake worth reporting.
+    parse: z
+      .string()
+      .transform((s) => s.split(','))
+      .pipe(z.array(queueName()).min(1)),
+  },
+  EXECUTOR_QUEUE_POLL_INTERVAL: {
+    default: '1s',
+    description:
+      'Wait between dequeues when the queue is empty (Go duration). With a server that advertises long-poll, an empty dequeue is held open instead.',
+    parse: positiveDurationMs(),
+  },
+  EXECUTOR_MAXIMUM_NUM_JOBS: {
+    default: '1',
+    description: 'Jobs run concurrently (handler slots).',
+    parse: int({ min: 1, max: 1000 }),
+  },
+  EXECUTOR_MAXIMUM_RUNTIME_PER_JOB: {
+    default: '30m',
+    description: 'A job still running after this long is aborted and marked errored.',
+    parse: positiveDurationMs(),
+  },
+  EXECUTOR_JOB_NUM_CPUS: {
+    default: '4',
+    alias: 'EXECUTOR_FIRECRACKER_NUM_CPUS',
+    description: 'CPUs per job (container limit; sent on dequeue as `numCPUs`). `0` = no limit.',
+    parse: int({ min: 0, max: 1_000_000 }),
+  },
+  EXECUTOR_JOB_MEMORY: {
+    default: '12G',
+    alias: 'EXECUTOR_FIRECRACKER_MEMORY',
+    description: 'Memory per job (container limit; sent on dequeue as `memory`). `0` = no limit.',
+    parse: dockerSize(),
+  },
+  EXECUTOR_FIRECRACKER_DISK_SPACE: {
+    default: '20G',
+    description: 'Disk per job for Firecracker VMs; sent on dequeue as `diskSpace` in every mode.',
+    parse: dockerSize(),
+  },
+  EXECUTOR_KEEP_WORKSPACES: {
+    default: 'false',
+    description: 'Keep job workspaces after the job ends (for debugging).',
+    parse: bool(),
+  },
+  EXECUTOR_NUM_TOTAL_JOBS: {
+    default: '0',
+    description: 'Exit after this many jobs have been dequeued and finished. `0` = unlimited.',
+    parse: int({ min: 0 }),
+  },
+  EXECUTOR_MAX_ACTIVE_TIME: {
+    default: '0',
+    description: 'Stop dequeuing after this long, finish running jobs and exit. `0` = unlimited.',
+    parse: durationMs(),
+  },
+  EXECUTOR_CLEANUP_TASK_INTERVAL: {
+    default: '1m',
+    description: 'Period of the janitor that removes containers and workspaces of jobs no longer running.',
+    parse: positiveDurationMs(),
+  },
+  EXECUTOR_DOCKER_HOST_MOUNT_PATH: {
+    description:
+      'Docker-in-Docker: the host path under which the workspace root is visible to the Docker daemon.',
+    parse: absolutePath(),
+  },
+  EXECUTOR_DOCKER_ADDITIONAL_MOUNTS: {
+    description:
+      '`;`-separated docker mount specs added to every step, e.g. `type=bind,source=/foo,target=/bar`.',
+    parse: mounts(),
+  },
+  EXECUTOR_DOCKER_ADD_HOST_GATEWAY: {
+    default: 'false',
+    description: 'Add `host.docker.internal:host-gateway` to step containers.',
+    parse: bool(),
+  },
+  EXECUTOR_DOCKER_AUTH_CONFIG: {
+    description:
+      'Docker registry credentials as JSON `{"auths":{"<registry>":{"auth":"<base64>"}}}`. A job\'s own dockerAuthConfig wins when it has entries.',
+    parse: dockerAuthConfig(),
+  },
+  EXECUTOR_DOCKER_REGISTRY_MIRROR_URL: {
+    description:
+      'Comma-separated registry mirror URLs (`http(s)://host[:port]`) for Docker Hub images. Written as `registry-mirrors` into the Docker daemon configuration the executor controls (`executor install`); `executor validate` reports whether the daemon in use has them.',
+    parse: registryMirrorUrls(),
+  },
+  EXECUTOR_USE_FIRECRACKER: {
+    default: 'false',
+    description:
+      'Legacy switch: `true` asks for the firecracker runtime (as EXECUTOR_RUNTIME=firecracker does), which this build refuses at startup.',
+    parse: bool(),
+  },
+  EXECUTOR_RUNTIME: {
+    default: 'docker',
+    description:
+      'Sandbox for job steps: `docker`, `gvisor` (docker with runsc), `shell` (NO isolation, development only) or `kubernetes`. Never guessed. `firecracker` is refused at startup: this build runs no microVMs; use `gvisor` for strong isolation without KVM.',
+    parse: runtimeName(),
+  },
+  EXECUTOR_JOB_PIDS_LIMIT: {
+    default: '1024',
+    description: 'Maximum processes per step container.',
+    parse: int({ min: 1, max: 4_194_304 }),
+  },
+  EXECUTOR_JOB_NETWORK: {
+    default: 'bridge',
+    description: 'Network of step containers: `bridge` or `none`.',
+    parse: oneOf(['bridge', 'none'], 'must be bridge or none'),
+  },
+  EXECUTOR_MAX_LOG_BYTES: {
+    default: '16MiB',
+    description: 'Output kept per job (head and tail, with a truncation marker). Sizes like `16MiB`, `512K`.',
+    parse: sizeBytes().refine((b) => b >= 4096, { message: 'must be at least 4KiB' }),
+  },
+  EXECUTOR_MIN_FREE_DISK: {
+    default: '1GiB',
+    description:
+      'Free space required in the workspace root before a job is dequeued; below it the executor waits and says why. `0` disables the check.',
+    parse: sizeBytes(),
+  },
+  EXECUTOR_METRICS_ADDR: {
+    description:
+      'Serve Prometheus metrics on `host:port` at `/metrics` (metrics are always sent in heartbeats).',
+    parse: hostPort(),
+  },
+  EXECUTOR_WORKSPACE_ROOT: {
+    description: 'Directory where job workspaces are created. Default: the OS temporary directory (TMPDIR).',
+    parse: absolutePath(),
+  },
+  EXECUTOR_NAME: {
+    description:
+      'Executor name sent to the server. Default: `<hostname>-<uuid>`, new on every start (as Sourcegraph does).',
+    parse: z.string().regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 printable characters without spaces'),
+  },
+} as const satisfies Catalogue;
+
+/** Every environment variable the executor reads, in the order docs/configuration.md lists them. */
+export const EXECUTOR_ENV = {
+  ...EXECUTOR_OWN_ENV,
+  ...KUBERNETES_ENV,
+  ...HTTP_RETRY_ENV,
+} as const satisfies Catalogue;
+
+export type ExecutorEnvName = keyof typeof EXECUTOR_ENV;
