@@ -155,7 +155,7 @@ describe('crash chaos (shell runtime)', () => {
           })
         ).violations.length === 0,
       {
-        timeoutMs: 4 * TIMING.cleanupMs + 5000,
+        timeoutMs: 4 * TIMING.cleanupMs + 30_000,
         intervalMs: 250,
       },
     ).catch(() => undefined);
@@ -274,7 +274,7 @@ describe('crash chaos (shell runtime)', () => {
         for (const id of jobIds) if ((await server.store.getJob(id))?.state !== 'processing') return false;
         return true;
       },
-      { timeoutMs: 20_000, what: 'the jobs to run' },
+      { timeoutMs: 60_000, what: 'the jobs to run' },
     );
     ex.child.kill('SIGTERM');
     const code = await ex.exited;
@@ -377,7 +377,7 @@ describe('SIGSTOP past the stall window, then SIGCONT (Docker)', () => {
             });
             return r.violations.length === 0;
           },
-          { timeoutMs: 10_000, intervalMs: 250 },
+          { timeoutMs: 30_000, intervalMs: 250 },
         ).catch(() => undefined);
         const report = await checkInvariants({
           store: server.store,

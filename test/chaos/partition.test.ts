@@ -184,7 +184,7 @@ describe('executor <-> server partitions', () => {
             workspaceRoots: [ws],
           })
         ).violations.length === 0,
-      { timeoutMs: 4 * TIMING.cleanupMs + 5000, intervalMs: 250 },
+      { timeoutMs: 4 * TIMING.cleanupMs + 30_000, intervalMs: 250 },
     ).catch(() => undefined);
     const report = await checkInvariants({
       store: server.store,

@@ -82,13 +82,10 @@ describe('client commands against a running server', { timeout: 240_000 }, () =>
     writeFileSync(file, 'queue: default\nsteps:\n  - image: x\n    run: echo started; sleep 30\n');
     const sub = await cli('submit', file, '--json');
     const id = JSON.parse(sub.out.slice(sub.out.indexOf('{'))).id as number;
-    await waitFor(async () => (await cluster.api.getJob(id)).state === 'processing', { timeoutMs: 15_000 });
+    await waitFor(async () => (await cluster.api.getJob(id)).state === 'processing', { what: 'processing' });
     const cancel = await cli('cancel', String(id));
     expect(cancel.code).toBe(0);
-    await waitFor(async () => (await cluster.api.getJob(id)).state === 'canceled', {
-      timeoutMs: 15_000,
-      what: 'canceled',
-    });
+    await waitFor(async () => (await cluster.api.getJob(id)).state === 'canceled', { what: 'canceled' });
     const retry = await cli('retry', String(id), '--json');
     expect(JSON.parse(retry.out).state).toBe('queued');
     await cluster.api.cancel(id);

@@ -57,19 +57,19 @@ describe.skipIf(!ok)('sandbox limits end to end (docker runtime)', () => {
     await cluster?.stop({ force: true });
   });
 
-  it('stops a fork bomb at the pids limit, and the job ends', async () => {
-    const t0 = Date.now();
+  // No wall-clock bound: on a loaded machine the bomb takes a while to reach the limit. What is
+  // claimed is that it stops at the limit and the job ends.
+  it('stops a fork bomb at the pids limit, and the job ends', { timeout: 300_000 }, async () => {
     const job = await cluster.api.submit({
       queue: 'default',
       steps: [{ key: 'bomb', image: IMAGE, run: FORK_BOMB }],
     });
-    const final = await waitForEnd(cluster, job.id, 90_000);
+    const final = await waitForEnd(cluster, job.id, 240_000);
     expect(final.state).toBe('completed');
     const bomb = entry(await apiEntries(cluster, job.id), 'step.docker.bomb');
     expect(bomb.out).toContain(`stdout: pids=${PIDS_LIMIT} max=${PIDS_LIMIT}`);
     expect(bomb.out).toContain("can't fork");
     expect(bomb.command).toEqual(expect.arrayContaining(['--pids-limit', String(PIDS_LIMIT)]));
-    expect(Date.now() - t0).toBeLessThan(90_000);
     expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });
 

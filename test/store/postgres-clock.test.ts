@@ -125,7 +125,7 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
       const erroredAt = await dbNow();
       expect(await store.markErrored(fence, 'boom', YEAR_AHEAD, { baseMs: 300, maxMs: 300 })).toBe(true);
       expect(await claim(YEAR_AHEAD)).toBeNull();
-      const again = await waitFor(() => claim(0), { timeoutMs: 5_000, what: 'the job after its backoff' });
+      const again = await waitFor(() => claim(0), { what: 'the job after its backoff' });
       expect(again.jobId).toBe(quick.id);
       const job = (await store.getJob(quick.id))!;
       expect(job.processAfter! - job.queuedAt).toBe(300);
@@ -146,7 +146,7 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
           const x = await store.resetStalled(0, 200, 3);
           return x.reset.length > 0 ? x : null;
         },
-        { timeoutMs: 5_000, what: 'the stalled reset' },
+        { what: 'the stalled reset' },
       );
       expect(r).toEqual({ reset: [j.id], failed: [] });
       const claims = await db.query('SELECT attempt, outcome FROM job_claims WHERE job_id = $1', [j.id]);
@@ -163,7 +163,7 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
           const x = await store.expireDeadlines(0, { baseMs: 1, maxMs: 1 });
           return x.length > 0 ? x : null;
         },
-        { timeoutMs: 5_000, what: 'the deadline' },
+        { what: 'the deadline' },
       );
       expect(expired).toEqual([j.id]);
       const job = (await store.getJob(j.id))!;

@@ -186,19 +186,17 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     expect(text).not.toContain(SECRET);
   });
 
+  // What shows the paging is the request's limit and the rendered row count; a wall-clock bound on
+  // the page load only measured how busy the machine was.
   it('lists jobs one server-side page at a time on a queue of 10,000', async () => {
-    const started = Date.now();
     const listRequest = page.waitForRequest(
       (r) => r.url().includes('/api/v1/jobs?') && r.url().includes('queue=bulk'),
     );
     await page.goto(`${cluster.url}/#/jobs?queue=bulk`);
     const url = new URL((await listRequest).url());
     await page.locator('.summary', { hasText: `of ${BULK}` }).waitFor();
-    const elapsed = Date.now() - started;
     expect(url.searchParams.get('limit')).toBe('50');
     expect(await page.locator('table.jobs tbody tr').count()).toBe(50);
-    // Generous bound for a shared CI machine; rendering all 10,000 rows would not meet it.
-    expect(elapsed).toBeLessThan(5_000);
     const firstIds = await page
       .locator('table.jobs tbody tr')
       .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-job-id')));
@@ -240,7 +238,7 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
         ).json()) as { executors: Record<string, Record<string, unknown[]>> };
         return (h.executors[ex.name]?.src_executor_processor_handlers?.length ?? 0) >= 2;
       },
-      { timeoutMs: 20_000, intervalMs: 500, what: 'two metric samples' },
+      { timeoutMs: 60_000, intervalMs: 500, what: 'two metric samples' },
     );
     await page.goto(`${cluster.url}/#/executors`);
     const row = page.locator(`tr[data-executor="${ex.name}"]`);

@@ -18,7 +18,7 @@ import {
 } from './fake-kube-apiserver.js';
 
 /** Polls `cond` until true (bounded); the fake and the runtime talk over real sockets. */
-async function until(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+async function until(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
