@@ -88,7 +88,7 @@ export function createServer(deps: ServerDeps): ServerApp {
 
   router.add('GET', '/healthz', async (ctx) => {
     try {
-      await store.getJob(0);
+      await store.ping();
       sendText(ctx.res, 200, 'ok');
     } catch (e) {
       if (isAppError(e) && e.code === 'UNAVAILABLE')

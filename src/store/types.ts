@@ -159,6 +159,8 @@ export interface Store {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /** One round trip to the database (the health check); rejects, as any query would, when it is down. */
+  ping(): Promise<void>;
 
   enqueue(job: NewJob, now: number): Promise<JobRecord>;
   getJob(id: number): Promise<JobRecord | null>;

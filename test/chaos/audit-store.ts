@@ -99,6 +99,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
   const decorated: Store = {
     migrate: () => inner.migrate(),
     close: () => inner.close(),
+    ping: () => inner.ping(),
     enqueue: (j, n) => inner.enqueue(j, n),
     getJob: (id) => inner.getJob(id),
     listJobs: (q) => inner.listJobs(q),

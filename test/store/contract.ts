@@ -89,6 +89,14 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
     });
 
     describe('migrations and jobs', () => {
+      it('ping answers while open and rejects once closed', async () => {
+        const s = await makeStore();
+        await s.migrate();
+        await expect(s.ping()).resolves.toBeUndefined();
+        await s.close();
+        await expect(s.ping()).rejects.toThrow();
+      });
+
       it('migrate is idempotent', async () => {
         await store.migrate();
         const j = await store.enqueue(newJob(), T0);

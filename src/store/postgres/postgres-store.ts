@@ -393,6 +393,10 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       await pool.end();
     },
 
+    async ping() {
+      await query('SELECT 1');
+    },
+
     async enqueue(job: NewJob, now: number) {
       const [row] = await rows<PgJobRow>(
         `INSERT INTO jobs (queue, state, spec, repository_name, commit_sha, priority, max_attempts, timeout_ms,

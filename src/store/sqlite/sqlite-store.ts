@@ -381,6 +381,10 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
       if (db.open) db.close();
     },
 
+    async ping() {
+      q('SELECT 1').get();
+    },
+
     async enqueue(job: NewJob, now: number) {
       const row = q(
         `INSERT INTO jobs (queue, state, spec, repository_name, commit_sha, priority, max_attempts, timeout_ms,
