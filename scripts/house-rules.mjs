@@ -50,7 +50,11 @@ export function findBreaches() {
         const n = end - start - 1;
         if (n > MAX_FUNCTION_LINES) {
           const name = node.name?.getText(sf) ?? '(anonymous)';
-          breaches.push({ file: rel, rule: 'function-lines', detail: `${name} at line ${start + 1}: ${n} lines` });
+          breaches.push({
+            file: rel,
+            rule: 'function-lines',
+            detail: `${name} at line ${start + 1}: ${n} lines`,
+          });
         }
       }
       if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier) {
