@@ -23,9 +23,10 @@ import { registerFileRoutes } from './executor-api/files.js';
 import { registerGitRoutes } from './executor-api/git.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { createRouter, type RouteContext, sendText } from './http.js';
-import { createHttpMetrics, renderExecutorMetrics, renderQueueMetrics } from './metrics.js';
+import { createHttpMetrics } from './metrics.js';
+import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory } from './queue-history.js';
-import { registerUserRoutes, sendError, wrapUser } from './user-api/routes.js';
+import { registerUserRoutes, sendError } from './user-api/routes.js';
 import { registerWebRoutes } from './web/routes.js';
 
 export interface ServerDeps {
@@ -53,9 +54,6 @@ export interface ServerApp {
     history: BackgroundLoop;
   };
 }
-
-/** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */
-const EXECUTOR_METRICS_TTL_MS = 30_000;
 
 export function createServer(deps: ServerDeps): ServerApp {
   const { config, clock, logger } = deps;
@@ -86,34 +84,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   registerUserRoutes(router, routeDeps);
   registerWebRoutes(router, routeDeps, history);
 
-  router.add('GET', '/healthz', async (ctx) => {
-    try {
-      await store.ping();
-      sendText(ctx.res, 200, 'ok');
-    } catch (e) {
-      if (isAppError(e) && e.code === 'UNAVAILABLE')
-        logger.warn('health check: store unavailable', { error: e.cause });
-      else logger.error('health check: store failed', { error: e });
-      sendText(ctx.res, 503, 'store unavailable');
-    }
-  });
-
-  router.add(
-    'GET',
-    '/metrics',
-    wrapUser(
-      routeDeps,
-      async (ctx) => {
-        const now = clock.now();
-        const [stats, executors] = await Promise.all([store.queueStats(now), store.listExecutors()]);
-        const fresh = executors.filter((e) => now - e.lastSeenAt <= EXECUTOR_METRICS_TTL_MS && e.metrics);
-        const body = renderQueueMetrics(stats, now) + metrics.render() + renderExecutorMetrics(fresh);
-        ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-        ctx.res.end(body);
-      },
-      { auth: false },
-    ),
-  );
+  registerOpsRoutes(router, routeDeps);
 
   const loops = {
     resetter: createResetter({
