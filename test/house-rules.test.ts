@@ -20,7 +20,6 @@ const KNOWN: string[] = [
   'src/executor/worker.ts function-lines',
   'src/server/executor-api/routes.ts file-lines',
   'src/server/executor-api/routes.ts function-lines',
-  'src/server/user-api/routes.ts function-lines',
   'src/server/web/app/job-page.ts function-lines',
   'src/store/postgres/postgres-store.ts file-lines',
   'src/store/postgres/postgres-store.ts function-lines',

@@ -152,6 +152,13 @@ function intParam(
 }
 
 export function registerUserRoutes(router: Router, deps: RouteDeps): void {
+  registerJobWriteRoutes(router, deps);
+  registerJobReadRoutes(router, deps);
+  registerFleetRoutes(router, deps);
+}
+
+/** Submit, cancel, retry: the routes that change jobs (and wake the queue's waiters). */
+function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
   const { store, config, clock, notifier } = deps;
 
   router.add(
@@ -182,6 +189,43 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
       sendJson(ctx.res, 201, jobView(job), { location: `/api/v1/jobs/${job.id}` });
     }),
   );
+
+  router.add(
+    'POST',
+    '/api/v1/jobs/:id/cancel',
+    wrapUser(deps, async (ctx) => {
+      const before = await getJobOr404(deps, ctx.params.id);
+      if (TERMINAL_STATES.includes(before.state)) {
+        throw new AppError('CONFLICT', `Job ${before.id} already ended (${before.state}).`);
+      }
+      const job = await store.cancelJob(before.id, clock.now());
+      if (!job) throw new AppError('NOT_FOUND', 'No such job.');
+      sendJson(ctx.res, 200, jobView(job));
+    }),
+  );
+
+  router.add(
+    'POST',
+    '/api/v1/jobs/:id/retry',
+    wrapUser(deps, async (ctx) => {
+      const before = await getJobOr404(deps, ctx.params.id);
+      if (!['failed', 'errored', 'canceled'].includes(before.state)) {
+        throw new AppError(
+          'CONFLICT',
+          `Job ${before.id} is ${before.state}; only failed, errored or canceled jobs can be retried.`,
+        );
+      }
+      const job = await store.retryJob(before.id, clock.now());
+      if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
+      notifier.notify(job.queue);
+      sendJson(ctx.res, 200, jobView(job));
+    }),
+  );
+}
+
+/** List, get, logs (and their follow). */
+function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
+  const { store } = deps;
 
   router.add(
     'GET',
@@ -252,38 +296,11 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
       } satisfies JobLogsView);
     }),
   );
+}
 
-  router.add(
-    'POST',
-    '/api/v1/jobs/:id/cancel',
-    wrapUser(deps, async (ctx) => {
-      const before = await getJobOr404(deps, ctx.params.id);
-      if (TERMINAL_STATES.includes(before.state)) {
-        throw new AppError('CONFLICT', `Job ${before.id} already ended (${before.state}).`);
-      }
-      const job = await store.cancelJob(before.id, clock.now());
-      if (!job) throw new AppError('NOT_FOUND', 'No such job.');
-      sendJson(ctx.res, 200, jobView(job));
-    }),
-  );
-
-  router.add(
-    'POST',
-    '/api/v1/jobs/:id/retry',
-    wrapUser(deps, async (ctx) => {
-      const before = await getJobOr404(deps, ctx.params.id);
-      if (!['failed', 'errored', 'canceled'].includes(before.state)) {
-        throw new AppError(
-          'CONFLICT',
-          `Job ${before.id} is ${before.state}; only failed, errored or canceled jobs can be retried.`,
-        );
-      }
-      const job = await store.retryJob(before.id, clock.now());
-      if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
-      notifier.notify(job.queue);
-      sendJson(ctx.res, 200, jobView(job));
-    }),
-  );
+/** Executors and queues, as the dashboard's fleet pages show them. */
+function registerFleetRoutes(router: Router, deps: RouteDeps): void {
+  const { store, config, clock } = deps;
 
   router.add(
     'GET',
