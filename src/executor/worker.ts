@@ -8,17 +8,17 @@
  * "executor shutting down". NumTotalJobs and MaxActiveTime end the dequeue loop the same way as a
  * drain. The heartbeat keeps going until the last handler has sent its mark.
  */
-import { statfs } from 'node:fs/promises';
 import type { ExecutorConfig } from '../config/executor.js';
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
-import { formatBytes } from '../lib/duration.js';
 import type { Logger } from '../lib/logger.js';
 import { recordUid } from '../protocol/job.js';
 import type { QueueClient } from './client/queue-client.js';
+import { createDiskGuard } from './disk-guard.js';
 import { type HandlerDeps, handleJob } from './handler.js';
 import { createHeartbeat } from './heartbeat.js';
 import { createJanitor } from './janitor.js';
+import { createJobSlots } from './job-slots.js';
 import type { ExecutorMetrics } from './metrics.js';
 import { createPoller, waitOrAbort } from './poller.js';
 import { createRunningJobs, type RunningJobs, ShutdownError } from './running-jobs.js';
@@ -65,9 +65,34 @@ export interface Worker {
   forceStop(): void;
 }
 
-async function statfsFree(dir: string): Promise<number> {
-  const s = await statfs(dir);
-  return Number(s.bavail) * Number(s.bsize);
+/**
+ * Waits until the queue server answers a ping (job routes need the executor known from a
+ * heartbeat). Connection refusals are logged only after a minute: a server starting beside the
+ * executor is normal. False when the signal ends the wait.
+ */
+async function pingUntilOk(
+  client: QueueClient,
+  logger: Logger,
+  clock: Clock,
+  intervalMs: number,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const start = clock.now();
+  for (;;) {
+    if (signal.aborted) return false;
+    try {
+      await client.ping(signal);
+      logger.info('connected to the queue server', {
+        capabilities: [...client.capabilities()].join(',') || 'none',
+      });
+      return true;
+    } catch (e) {
+      if (signal.aborted) return false;
+      const connectErr = /ECONNREFUSED|fetch failed/.test(String((e as Error)?.cause ?? e));
+      if (!connectErr || clock.now() - start > 60_000) logger.warn('ping failed', { error: e });
+    }
+    await waitOrAbort(intervalMs, signal);
+  }
 }
 
 export function createWorker(deps: WorkerDeps): Worker {
@@ -77,8 +102,7 @@ export function createWorker(deps: WorkerDeps): Worker {
   const stopDequeue = new AbortController();
   let forced = false;
   const handlers = new Set<Promise<unknown>>();
-  let freeSlots = config.maximumNumJobs;
-  let slotWaiter: (() => void) | undefined;
+  const slots = createJobSlots(config.maximumNumJobs);
 
   const heartbeat = createHeartbeat({ client, running, logger, intervalMs: deps.heartbeatIntervalMs, clock });
   const janitor = createJanitor({
@@ -91,36 +115,13 @@ export function createWorker(deps: WorkerDeps): Worker {
     metrics,
   });
 
-  let diskWasLow = false;
-  async function diskOk(): Promise<boolean> {
-    if (config.minFreeDiskBytes <= 0) return true;
-    let free: number;
-    try {
-      free = await (deps.freeDiskBytes ?? statfsFree)(config.workspaceRoot);
-    } catch (e) {
-      logger.warn('could not read free disk space; dequeuing anyway', {
-        dir: config.workspaceRoot,
-        error: e,
-      });
-      return true;
-    }
-    metrics.freeDiskBytes.set({}, free);
-    const low = free < config.minFreeDiskBytes;
-    metrics.diskLow.set({}, low ? 1 : 0);
-    if (low && !diskWasLow) {
-      logger.warn('not dequeuing: free disk space is below EXECUTOR_MIN_FREE_DISK', {
-        dir: config.workspaceRoot,
-        free: formatBytes(free),
-        required: formatBytes(config.minFreeDiskBytes),
-      });
-    } else if (!low && diskWasLow) {
-      logger.info('free disk space is back above EXECUTOR_MIN_FREE_DISK; dequeuing again', {
-        free: formatBytes(free),
-      });
-    }
-    diskWasLow = low;
-    return !low;
-  }
+  const diskOk = createDiskGuard({
+    minFreeBytes: config.minFreeDiskBytes,
+    dir: config.workspaceRoot,
+    freeDiskBytes: deps.freeDiskBytes,
+    logger,
+    metrics,
+  });
 
   const poller = createPoller({
     client,
@@ -129,51 +130,6 @@ export function createWorker(deps: WorkerDeps): Worker {
     clock,
     beforeDequeue: diskOk,
   });
-
-  async function acquireSlot(signal: AbortSignal): Promise<boolean> {
-    while (freeSlots === 0) {
-      if (signal.aborted) return false;
-      // The listener goes when the wait ends either way: a busy executor waits here once per job,
-      // and listeners left on the worker's long-lived signal would pile up for its lifetime.
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          signal.removeEventListener('abort', done);
-          if (slotWaiter === done) slotWaiter = undefined;
-          resolve();
-        };
-        slotWaiter = done;
-        signal.addEventListener('abort', done, { once: true });
-      });
-    }
-    if (signal.aborted) return false;
-    freeSlots--;
-    return true;
-  }
-  function releaseSlot() {
-    freeSlots++;
-    const w = slotWaiter;
-    slotWaiter = undefined;
-    w?.();
-  }
-
-  async function pingUntilOk(signal: AbortSignal): Promise<boolean> {
-    const start = clock.now();
-    for (;;) {
-      if (signal.aborted) return false;
-      try {
-        await client.ping(signal);
-        logger.info('connected to the queue server', {
-          capabilities: [...client.capabilities()].join(',') || 'none',
-        });
-        return true;
-      } catch (e) {
-        if (signal.aborted) return false;
-        const connectErr = /ECONNREFUSED|fetch failed/.test(String((e as Error)?.cause ?? e));
-        if (!connectErr || clock.now() - start > 60_000) logger.warn('ping failed', { error: e });
-      }
-      await waitOrAbort(deps.pingIntervalMs ?? PING_INTERVAL_MS, signal);
-    }
-  }
 
   const handlerDeps: HandlerDeps = {
     runtime: deps.runtime,
@@ -192,7 +148,7 @@ export function createWorker(deps: WorkerDeps): Worker {
 
   async function run(): Promise<void> {
     const signal = stopDequeue.signal;
-    if (!(await pingUntilOk(signal))) return;
+    if (!(await pingUntilOk(client, logger, clock, deps.pingIntervalMs ?? PING_INTERVAL_MS, signal))) return;
     janitor.start();
     heartbeat.start();
     const activeUntil =
@@ -212,10 +168,10 @@ export function createWorker(deps: WorkerDeps): Worker {
           break;
         }
         if (clock.now() >= activeUntil) break;
-        if (!(await acquireSlot(signal))) break;
+        if (!(await slots.acquire(signal))) break;
         const job = await poller.next(signal);
         if (!job) {
-          releaseSlot();
+          slots.release();
           break;
         }
         dequeued++;
@@ -224,14 +180,14 @@ export function createWorker(deps: WorkerDeps): Worker {
         if (forced) controller.abort(new ShutdownError());
         if (!running.add(uid, { job, controller })) {
           logger.warn('dequeued a job that is already running; leaving it alone', { job: uid });
-          releaseSlot();
+          slots.release();
           continue;
         }
         logger.info('dequeued job', { job: uid });
         const h = handleJob(job, handlerDeps, { controller }).finally(() => {
           running.release(uid, controller);
           handlers.delete(h);
-          releaseSlot();
+          slots.release();
         });
         handlers.add(h);
       }
