@@ -87,6 +87,54 @@ const emptyTelemetry: Telemetry = {
   srcCliVersion: '',
 };
 
+/** The dequeue body: `queues` first in the multi-queue form, resources only when set. */
+function dequeueBody(
+  queueNames: string[] | undefined,
+  executorName: string,
+  version: string,
+  r: QueueClientOptions['resources'] = {},
+): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (queueNames) body.queues = queueNames;
+  body.executorName = executorName;
+  body.version = version;
+  if (r.numCPUs) body.numCPUs = r.numCPUs;
+  if (r.memory) body.memory = r.memory;
+  if (r.diskSpace) body.diskSpace = r.diskSpace;
+  return body;
+}
+
+/**
+ * The heartbeat body, in the field order Sourcegraph's executor sends: the multi-queue form (job ids
+ * grouped by queue, `queueNames`) when `queueNames` is given, else V2 with integer job ids. Throws
+ * (and nothing is sent) on a running id the form cannot carry.
+ */
+function heartbeatBody(
+  queueNames: string[] | undefined,
+  executorName: string,
+  ids: string[],
+  telemetry: Telemetry,
+  prometheusMetrics: string,
+): Record<string, unknown> {
+  if (queueNames) {
+    const body: Record<string, unknown> = { version: '', executorName };
+    if (ids.length > 0) body.jobIdsByQueue = parseJobIds(ids); // throws JobIdsParseError: nothing sent
+    body.queueNames = queueNames;
+    return Object.assign(body, telemetry, { prometheusMetrics });
+  }
+  const jobIds = ids.map((id) => {
+    if (!/^\d+$/.test(id)) throw new Error(`heartbeat: job id ${JSON.stringify(id)} is not an integer`);
+    return Number(id);
+  });
+  return {
+    version: 'V2',
+    executorName,
+    jobIds: jobIds.length > 0 ? jobIds : null,
+    ...telemetry,
+    prometheusMetrics,
+  };
+}
+
 export function createQueueClient(opts: QueueClientOptions): QueueClient {
   const base: BaseClient = createBaseClient({
     baseUrl: opts.frontendUrl,
@@ -140,14 +188,12 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
     },
 
     async dequeue(signal) {
-      const body: Record<string, unknown> = {};
-      if (multi) body.queues = queueNames;
-      body.executorName = opts.executorName;
-      body.version = opts.version;
-      const r = opts.resources ?? {};
-      if (r.numCPUs) body.numCPUs = r.numCPUs;
-      if (r.memory) body.memory = r.memory;
-      if (r.diskSpace) body.diskSpace = r.diskSpace;
+      const body = dequeueBody(
+        multi ? queueNames : undefined,
+        opts.executorName,
+        opts.version,
+        opts.resources,
+      );
       const headers: Record<string, string> = {};
       let attemptTimeoutMs = CALL_ATTEMPT_TIMEOUT_MS;
       if ((opts.longPollMs ?? 0) > 0 && caps.has(CAPABILITY.longPoll)) {
@@ -170,28 +216,13 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
     },
 
     async heartbeat(runningUids, hbOpts) {
-      const telemetry = { ...emptyTelemetry, ...opts.telemetry() };
-      const prometheusMetrics = opts.prometheusMetrics?.() ?? '';
-      const ids = [...runningUids].sort();
-      let body: Record<string, unknown>;
-      if (multi) {
-        body = { version: '', executorName: opts.executorName };
-        if (ids.length > 0) body.jobIdsByQueue = parseJobIds(ids); // throws JobIdsParseError: nothing sent
-        body.queueNames = queueNames;
-        Object.assign(body, telemetry, { prometheusMetrics });
-      } else {
-        const jobIds = ids.map((id) => {
-          if (!/^\d+$/.test(id)) throw new Error(`heartbeat: job id ${JSON.stringify(id)} is not an integer`);
-          return Number(id);
-        });
-        body = {
-          version: 'V2',
-          executorName: opts.executorName,
-          jobIds: jobIds.length > 0 ? jobIds : null,
-          ...telemetry,
-          prometheusMetrics,
-        };
-      }
+      const body = heartbeatBody(
+        multi ? queueNames : undefined,
+        opts.executorName,
+        [...runningUids].sort(),
+        { ...emptyTelemetry, ...opts.telemetry() },
+        opts.prometheusMetrics?.() ?? '',
+      );
       const res = await observe('Heartbeat', () =>
         request({ method: 'POST', endpoint: heartbeatEndpoint, body, budgetMs: hbOpts?.budgetMs }),
       );
