@@ -18,7 +18,6 @@ interface Breach {
 const KNOWN: string[] = [
   'src/server/executor-api/routes.ts file-lines',
   'src/server/executor-api/routes.ts function-lines',
-  'src/server/web/app/job-page.ts function-lines',
   'src/store/postgres/postgres-store.ts file-lines',
   'src/store/postgres/postgres-store.ts function-lines',
   'src/store/sqlite/sqlite-store.ts file-lines',
