@@ -8,7 +8,7 @@ import type { RouteDeps } from '../deps.js';
 import { type Router, sendEmpty, sendText } from '../http.js';
 import { checkJobRequest } from './auth.js';
 import { JOB_FILES_BUCKET, specFiles } from './build-job.js';
-import { Responded, wrapExecutorHandler } from './routes.js';
+import { Responded, wrapExecutorHandler } from './envelope.js';
 
 export function registerFileRoutes(router: Router, deps: RouteDeps): void {
   const handler = wrapExecutorHandler(deps, async (ctx) => {

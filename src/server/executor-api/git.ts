@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import type { RouteDeps } from '../deps.js';
 import { type RouteContext, type Router, sendEmpty, sendText } from '../http.js';
 import { checkJobRequest } from './auth.js';
-import { Responded, wrapExecutorHandler } from './routes.js';
+import { Responded, wrapExecutorHandler } from './envelope.js';
 
 /** Same rule as a JobSpec repository name: `org/repo`, no `.` or `..` segments. */
 export const REPO_NAME = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;

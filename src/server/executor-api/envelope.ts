@@ -1,0 +1,126 @@
+/**
+ * The /.executors response envelope, exactly as upstream's `wrapHandler`: 400 text `Failed to
+ * unmarshal payload: ...` on a body that does not decode, 413 text over the body limit, 500
+ * `{"error":"..."}` on a handler error (a generic one with the request id for anything unexpected),
+ * 503 `{"error"}` with Retry-After when the store is unreachable, the handler's status otherwise.
+ * Every answer carries the capabilities and server-version headers.
+ */
+import type { ZodType, z } from 'zod';
+import { errorMessage, isAppError } from '../../lib/errors.js';
+import { CAPABILITIES_HEADER, CAPABILITY, SERVER_VERSION_HEADER } from '../../protocol/capabilities.js';
+import { executorVersion, InvalidVersionError } from '../../protocol/version.js';
+import type { RouteDeps } from '../deps.js';
+import {
+  BodyAbortedError,
+  BodyTooLargeError,
+  type RouteContext,
+  readBody,
+  sendJson,
+  sendText,
+} from '../http.js';
+
+export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend].join(', ');
+
+/** Ends a handler with a response already written. */
+export class Responded extends Error {
+  constructor() {
+    super('responded');
+  }
+}
+
+/** A handler error answered as 500 `{"error": message}` (the message is safe to show). */
+export class HandlerError extends Error {}
+
+/** Go-like decode error text for a zod failure. */
+function describeZod(error: z.ZodError): string {
+  const i = error.issues[0]!;
+  const where = i.path.length ? ` (field ${i.path.join('.')})` : '';
+  return `json: ${i.message}${where}`;
+}
+
+/** Each request's body, read once: the quick markComplete path reads it before authentication. */
+const bodies = new WeakMap<RouteContext, Promise<Buffer>>();
+
+export function bodyOf(ctx: RouteContext, deps: RouteDeps): Promise<Buffer> {
+  let body = bodies.get(ctx);
+  if (!body) {
+    body = readBody(ctx.req, deps.config.executorBodyLimitBytes);
+    // Whoever awaits it handles a failure; this only keeps an unawaited one from being unhandled.
+    body.catch(() => {});
+    bodies.set(ctx, body);
+  }
+  return body;
+}
+
+export async function decode<T extends ZodType>(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  schema: T,
+): Promise<z.output<T>> {
+  let body: Buffer;
+  try {
+    body = await bodyOf(ctx, deps);
+  } catch (e) {
+    if (e instanceof BodyTooLargeError) {
+      sendText(ctx.res, 413, `request body too large (limit ${e.limit} bytes)\n`);
+      throw new Responded();
+    }
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (e) {
+    sendText(ctx.res, 400, `Failed to unmarshal payload: ${errorMessage(e)}\n`);
+    throw new Responded();
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    sendText(ctx.res, 400, `Failed to unmarshal payload: ${describeZod(r.error)}\n`);
+    throw new Responded();
+  }
+  return r.data;
+}
+
+/** Runs a /.executors handler with upstream's error envelope. */
+export function wrapExecutorHandler(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
+  return async (ctx: RouteContext) => {
+    ctx.res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
+    ctx.res.setHeader(SERVER_VERSION_HEADER, executorVersion());
+    try {
+      await fn(ctx);
+    } catch (e) {
+      if (e instanceof Responded) return;
+      if (e instanceof HandlerError || e instanceof InvalidVersionError) {
+        sendJson(ctx.res, 500, { error: e.message });
+        return;
+      }
+      // The store is unreachable (database away): 503, which executors retry.
+      if (isAppError(e) && e.code === 'UNAVAILABLE') {
+        deps.logger.warn('executor api: store unavailable', {
+          requestId: ctx.requestId,
+          path: ctx.url.pathname,
+          error: e.cause,
+        });
+        if (!ctx.res.headersSent) sendJson(ctx.res, 503, { error: e.message }, { 'retry-after': '1' });
+        else ctx.res.destroy();
+        return;
+      }
+      if (e instanceof BodyAbortedError) {
+        // The client went away mid-body: nobody is left to answer, and it is not a server fault.
+        deps.logger.debug('executor api: request body aborted by the client', {
+          requestId: ctx.requestId,
+          path: ctx.url.pathname,
+        });
+        ctx.res.destroy();
+        return;
+      }
+      deps.logger.error('executor api handler failed', {
+        requestId: ctx.requestId,
+        path: ctx.url.pathname,
+        error: e,
+      });
+      sendJson(ctx.res, 500, { error: `internal error (request id ${ctx.requestId})` });
+    }
+  };
+}

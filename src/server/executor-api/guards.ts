@@ -1,0 +1,72 @@
+/**
+ * The checks every /.executors handler starts with, answering the refusal itself (and throwing
+ * Responded) when one fails: the shared executor token on queue routes, the job token (or the shared
+ * token with job headers) on job routes, and the fence a job write is held to.
+ */
+import type { AttemptFence, JobRecord } from '../../store/types.js';
+import type { RouteDeps } from '../deps.js';
+import { type RouteContext, sendEmpty, sendText } from '../http.js';
+import { checkExecutorToken, checkJobRequest, type JobCaller } from './auth.js';
+import { Responded } from './envelope.js';
+
+export function requireExecutor(ctx: RouteContext, deps: RouteDeps): void {
+  const failure = checkExecutorToken(ctx.req, deps.config.executorsAccessToken);
+  if (failure) {
+    if (failure.text === '') sendEmpty(ctx.res, failure.status);
+    else sendText(ctx.res, failure.status, `${failure.text}\n`);
+    throw new Responded();
+  }
+}
+
+export async function requireJob(ctx: RouteContext, deps: RouteDeps, queue: string): Promise<JobCaller> {
+  const r = await checkJobRequest(
+    ctx.req,
+    { kind: 'queue', queue },
+    {
+      store: deps.store,
+      executorsAccessToken: deps.config.executorsAccessToken,
+    },
+  );
+  if (!r.ok) {
+    if (r.failure.text === '') sendEmpty(ctx.res, r.failure.status);
+    else sendText(ctx.res, r.failure.status, `${r.failure.text}\n`);
+    throw new Responded();
+  }
+  return r.caller;
+}
+
+/**
+ * The fence of a job write. On the Bearer path the token names the attempt and the body must agree
+ * with the token and headers (403 otherwise). On the shared-token path upstream trusts the body; we
+ * fence on the job's current attempt and still refuse a body that contradicts the headers.
+ */
+export async function fenceFor(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  caller: JobCaller,
+  body: { jobId: number; executorName: string },
+  /** False when the caller needs no job row (markComplete: no message to mask, no queue to wake). */
+  needJob = true,
+): Promise<{ fence: AttemptFence; job: JobRecord | null }> {
+  if (caller.token) {
+    if (body.jobId !== caller.jobId || body.executorName !== caller.executorName) {
+      sendText(ctx.res, 403, 'invalid token\n');
+      throw new Responded();
+    }
+    // The token names the attempt, so the row is read only for what the handler does with it.
+    const job = needJob ? await deps.store.getJob(body.jobId) : null;
+    return {
+      fence: { jobId: body.jobId, executorName: body.executorName, attempt: caller.token.attempt },
+      job,
+    };
+  }
+  if (
+    (caller.jobId !== 0 && caller.jobId !== body.jobId) ||
+    (caller.executorName !== '' && caller.executorName !== body.executorName)
+  ) {
+    sendText(ctx.res, 403, 'invalid token\n');
+    throw new Responded();
+  }
+  const job = await deps.store.getJob(body.jobId);
+  return { fence: { jobId: body.jobId, executorName: body.executorName, attempt: job?.attempts ?? 0 }, job };
+}

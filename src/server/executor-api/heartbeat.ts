@@ -1,0 +1,85 @@
+/**
+ * `POST /.executors/queue/heartbeat` (multi-queue, job ids grouped by queue) and
+ * `POST /.executors/queue/:queue/heartbeat`: record the executor (its versions and pushed metrics),
+ * renew the leases of the jobs it reports, and answer which of them the server still knows and
+ * which it wants cancelled.
+ */
+import { heartbeatRequestSchema } from '../../protocol/http.js';
+import type { RouteDeps } from '../deps.js';
+import { type Router, sendJson } from '../http.js';
+import { decode, HandlerError, wrapExecutorHandler as wrap } from './envelope.js';
+import { requireExecutor } from './guards.js';
+
+export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
+  const { store, clock, logger } = deps;
+
+  const heartbeat = (multi: boolean) =>
+    wrap(deps, async (ctx) => {
+      requireExecutor(ctx, deps);
+      const body = await decode(ctx, deps, heartbeatRequestSchema);
+      if (body.executorName === '') throw new HandlerError('worker hostname cannot be empty');
+      const groups: { queue: string; ids: string[] }[] = [];
+      if (multi) {
+        const names = body.queueNames ?? [];
+        if (names.length === 0) throw new HandlerError('queueNames must be set for multi-queue heartbeats');
+        const byQueue = body.jobIdsByQueue ?? [];
+        const bad = byQueue.map((g) => g.queueName).filter((q) => !names.includes(q));
+        if (bad.length > 0) {
+          throw new HandlerError(
+            `unsupported queue name(s) '${bad.join(', ')}' submitted in queueJobIds, executor is configured for queues '${names.join(', ')}'`,
+          );
+        }
+        for (const g of byQueue) groups.push({ queue: g.queueName, ids: g.jobIds });
+      } else {
+        groups.push({ queue: ctx.params.queue!, ids: body.jobIds });
+      }
+      const now = clock.now();
+      try {
+        await store.upsertExecutor(
+          {
+            name: body.executorName,
+            hostname: body.executorName,
+            queueName: multi ? null : ctx.params.queue!,
+            queueNames: multi ? (body.queueNames ?? []) : null,
+            os: body.os,
+            architecture: body.architecture,
+            dockerVersion: body.dockerVersion,
+            executorVersion: body.executorVersion,
+            gitVersion: body.gitVersion,
+            igniteVersion: body.igniteVersion,
+            srcCliVersion: body.srcCliVersion,
+            metrics: body.prometheusMetrics,
+          },
+          now,
+        );
+      } catch (e) {
+        // Upstream only logs this: losing the registry row must not cost the executor its jobs.
+        logger.error('upserting executor heartbeat failed', { executor: body.executorName, error: e });
+      }
+      const knownIds: string[] = [];
+      const cancelIds: string[] = [];
+      for (const g of groups) {
+        const ids = g.ids
+          .filter((id) => /^\d+$/.test(id))
+          .map(Number)
+          .filter(Number.isSafeInteger);
+        if (ids.length === 0) continue;
+        const r = await store.heartbeat(body.executorName, g.queue, ids, now);
+        const suffix = multi ? `-${g.queue}` : '';
+        knownIds.push(...r.knownIds.map((id) => `${id}${suffix}`));
+        cancelIds.push(...r.cancelIds.map((id) => `${id}${suffix}`));
+        const lost = ids.filter((id) => !r.knownIds.includes(id));
+        if (lost.length > 0)
+          logger.info('heartbeat lost a job', { executor: body.executorName, queue: g.queue, ids: lost });
+      }
+      sendJson(ctx.res, 200, { knownIds, cancelIds });
+    });
+
+  router.add('POST', '/.executors/queue/heartbeat', heartbeat(true), '/.executors/queue/heartbeat');
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/heartbeat',
+    heartbeat(false),
+    '/.executors/queue/:queue/heartbeat',
+  );
+}

@@ -1,0 +1,91 @@
+/**
+ * Log writes of a job: `addExecutionLogEntry`, `updateExecutionLogEntry` (Sourcegraph's, full
+ * output each time, stored as the new suffix) and our `appendExecutionLogEntry` extension (new
+ * output at a byte offset; 409 with the stored length on a gap). Every write is fenced to the
+ * caller's attempt, secrets that still arrive are masked, and the per-job output cap applies.
+ */
+import {
+  addExecutionLogEntryRequestSchema,
+  appendExecutionLogEntryRequestSchema,
+  updateExecutionLogEntryRequestSchema,
+} from '../../protocol/http.js';
+import type { JobRecord, LogEntryInput } from '../../store/types.js';
+import type { RouteDeps } from '../deps.js';
+import type { RouteContext, Router } from '../http.js';
+import { sendEmpty, sendJson } from '../http.js';
+import { decode, wrapExecutorHandler as wrap } from './envelope.js';
+import { fenceFor, requireJob } from './guards.js';
+import { maskSecrets } from './mask-secrets.js';
+
+function logEntry(body: LogEntryInput, secrets: string[]): LogEntryInput {
+  return {
+    key: body.key,
+    command: body.command ? body.command.map((c) => maskSecrets(c, secrets)) : null,
+    startTime: body.startTime,
+    exitCode: body.exitCode,
+    durationMs: body.durationMs,
+    out: body.out === undefined ? undefined : maskSecrets(body.out, secrets),
+  };
+}
+
+export const secretsOf = (job: JobRecord | null): string[] => Object.values(job?.spec.secrets ?? {});
+
+/** Upstream's answer to a write for a job (or attempt) the store does not know. */
+const unknownJob = (ctx: RouteContext) => sendJson(ctx.res, 500, { error: 'unknown job' });
+
+export function registerLogRoutes(router: Router, deps: RouteDeps): void {
+  const { store, config } = deps;
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/addExecutionLogEntry',
+    wrap(deps, async (ctx) => {
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body = await decode(ctx, deps, addExecutionLogEntryRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      const id = await store.addLogEntry(fence, logEntry(body, secretsOf(job)), config.maxLogBytesPerJob);
+      if (id === null) return unknownJob(ctx);
+      sendJson(ctx.res, 200, id);
+    }),
+  );
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/updateExecutionLogEntry',
+    wrap(deps, async (ctx) => {
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body = await decode(ctx, deps, updateExecutionLogEntryRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      const ok = await store.updateLogEntry(
+        fence,
+        body.entryId,
+        logEntry(body, secretsOf(job)),
+        config.maxLogBytesPerJob,
+      );
+      if (!ok) return unknownJob(ctx);
+      sendEmpty(ctx.res, 204);
+    }),
+  );
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/appendExecutionLogEntry',
+    wrap(deps, async (ctx) => {
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body = await decode(ctx, deps, appendExecutionLogEntryRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body);
+      // Masking keeps the byte length, so offsets stay those the executor counts.
+      const r = await store.appendLogOutput(
+        fence,
+        body.entryId,
+        body.offset,
+        maskSecrets(body.out, secretsOf(job)),
+        { exitCode: body.exitCode, durationMs: body.durationMs },
+        config.maxLogBytesPerJob,
+      );
+      if (r.ok) sendJson(ctx.res, 200, { length: r.length });
+      else if (r.reason === 'gap') sendJson(ctx.res, 409, { length: r.length });
+      else unknownJob(ctx);
+    }),
+  );
+}

@@ -1,0 +1,95 @@
+/**
+ * `markComplete`, `markErrored`, `markFailed`: the end of an attempt, fenced to it; 404 `null` when
+ * the store does not know the job or attempt (upstream's answer). markComplete on the Bearer path
+ * first tries a quick path that checks token, executor and fence in the completing statement.
+ */
+import { markCompleteRequestSchema, markErroredRequestSchema } from '../../protocol/http.js';
+import type { RouteDeps } from '../deps.js';
+import { type RouteContext, type Router, sendEmpty, sendJson } from '../http.js';
+import { hashJobToken } from './auth.js';
+import { bodyOf, decode, wrapExecutorHandler as wrap } from './envelope.js';
+import { fenceFor, requireJob } from './guards.js';
+import { secretsOf } from './logs.js';
+import { maskSecrets } from './mask-secrets.js';
+
+/**
+ * markComplete on the Bearer path in one store round trip. When the headers and the body are
+ * well-formed and agree, the store checks the token, the executor's registration and the fence in
+ * the statement that completes the job. Anything else, or a refusal, returns false and the handler
+ * takes the full path, which answers with the status of the first check that fails (the store has
+ * changed nothing then). Returns true when the job was completed and 204 sent.
+ */
+async function completeByToken(ctx: RouteContext, deps: RouteDeps): Promise<boolean> {
+  const auth = ctx.req.headers.authorization;
+  if (!auth?.startsWith('Bearer ')) return false;
+  const tokenHash = hashJobToken(auth.slice('Bearer '.length));
+  const jobIdText = ctx.req.headers['x-sourcegraph-job-id'];
+  const executorName = ctx.req.headers['x-sourcegraph-executor-name'];
+  if (!tokenHash || typeof jobIdText !== 'string' || typeof executorName !== 'string' || executorName === '')
+    return false;
+  let json: unknown;
+  try {
+    json = JSON.parse((await bodyOf(ctx, deps)).toString('utf8'));
+  } catch {
+    return false;
+  }
+  const body = markCompleteRequestSchema.safeParse(json);
+  if (!body.success || body.data.executorName !== executorName || String(body.data.jobId) !== jobIdText)
+    return false;
+  const fence = await deps.store.markCompleteByToken(
+    { tokenHash, jobId: body.data.jobId, executorName, queue: ctx.params.queue! },
+    deps.clock.now(),
+  );
+  if (!fence) return false;
+  sendEmpty(ctx.res, 204);
+  return true;
+}
+
+export function registerMarkRoutes(router: Router, deps: RouteDeps): void {
+  const { store, config, clock, notifier } = deps;
+
+  const mark = (kind: 'complete' | 'errored' | 'failed') =>
+    wrap(deps, async (ctx) => {
+      if (kind === 'complete' && (await completeByToken(ctx, deps))) return;
+      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const body =
+        kind === 'complete'
+          ? { ...(await decode(ctx, deps, markCompleteRequestSchema)), errorMessage: '' }
+          : await decode(ctx, deps, markErroredRequestSchema);
+      const { fence, job } = await fenceFor(ctx, deps, caller, body, kind !== 'complete');
+      const message = maskSecrets(body.errorMessage, secretsOf(job));
+      const now = clock.now();
+      const retry = { baseMs: config.retryBackoffBaseMs, maxMs: config.retryBackoffMaxMs };
+      const ok =
+        kind === 'complete'
+          ? await store.markComplete(fence, now)
+          : kind === 'errored'
+            ? await store.markErrored(fence, message, now, retry)
+            : await store.markFailed(fence, message, now);
+      if (!ok) {
+        sendJson(ctx.res, 404, null);
+        return;
+      }
+      if (kind === 'errored' && job) notifier.notify(job.queue);
+      sendEmpty(ctx.res, 204);
+    });
+
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/markComplete',
+    mark('complete'),
+    '/.executors/queue/:queue/markComplete',
+  );
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/markErrored',
+    mark('errored'),
+    '/.executors/queue/:queue/markErrored',
+  );
+  router.add(
+    'POST',
+    '/.executors/queue/:queue/markFailed',
+    mark('failed'),
+    '/.executors/queue/:queue/markFailed',
+  );
+}
