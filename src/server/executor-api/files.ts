@@ -6,31 +6,19 @@
  */
 import type { RouteDeps } from '../deps.js';
 import { type Router, sendEmpty, sendText } from '../http.js';
-import { checkJobRequest } from './auth.js';
 import { JOB_FILES_BUCKET, specFiles } from './build-job.js';
-import { Responded, wrapExecutorHandler } from './envelope.js';
+import { wrapExecutorHandler } from './envelope.js';
+import { requireJob } from './guards.js';
 
 export function registerFileRoutes(router: Router, deps: RouteDeps): void {
   const handler = wrapExecutorHandler(deps, async (ctx) => {
-    const auth = await checkJobRequest(
-      ctx.req,
-      { kind: 'files' },
-      {
-        store: deps.store,
-        executorsAccessToken: deps.config.executorsAccessToken,
-      },
-    );
-    if (!auth.ok) {
-      if (auth.failure.text === '') sendEmpty(ctx.res, auth.failure.status);
-      else sendText(ctx.res, auth.failure.status, `${auth.failure.text}\n`);
-      throw new Responded();
-    }
+    const caller = await requireJob(ctx, deps, { kind: 'files' });
     const head = ctx.req.method === 'HEAD';
     const notFound = () => (head ? sendEmpty(ctx.res, 404) : sendText(ctx.res, 404, 'file not found\n'));
     const m = /^(\d+)\/(\d+)$/.exec(ctx.params.key!);
     if (ctx.params.bucket !== JOB_FILES_BUCKET || !m) return notFound();
     const jobId = Number(m[1]);
-    if (jobId !== auth.caller.jobId) {
+    if (jobId !== caller.jobId) {
       if (head) sendEmpty(ctx.res, 403);
       else sendText(ctx.res, 403, 'invalid token\n');
       return;

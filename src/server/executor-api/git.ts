@@ -6,9 +6,9 @@
  */
 import { spawn } from 'node:child_process';
 import type { RouteDeps } from '../deps.js';
-import { type RouteContext, type Router, sendEmpty, sendText } from '../http.js';
-import { checkJobRequest } from './auth.js';
-import { Responded, wrapExecutorHandler } from './envelope.js';
+import { type RouteContext, type Router, sendText } from '../http.js';
+import { wrapExecutorHandler } from './envelope.js';
+import { requireJob } from './guards.js';
 
 /** Same rule as a JobSpec repository name: `org/repo`, no `.` or `..` segments. */
 export const REPO_NAME = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
@@ -169,19 +169,7 @@ export function registerGitRoutes(router: Router, deps: RouteDeps): void {
       sendText(ctx.res, 404, '404 page not found\n');
       return;
     }
-    const auth = await checkJobRequest(
-      ctx.req,
-      { kind: 'git', repo },
-      {
-        store: deps.store,
-        executorsAccessToken: deps.config.executorsAccessToken,
-      },
-    );
-    if (!auth.ok) {
-      if (auth.failure.text === '') sendEmpty(ctx.res, auth.failure.status);
-      else sendText(ctx.res, auth.failure.status, `${auth.failure.text}\n`);
-      throw new Responded();
-    }
+    await requireJob(ctx, deps, { kind: 'git', repo });
     if (service === 'info/refs' && ctx.url.searchParams.get('service') !== 'git-upload-pack') {
       sendText(ctx.res, 403, 'only git-upload-pack is served\n');
       return;

@@ -6,32 +6,34 @@
 import type { AttemptFence, JobRecord } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import { type RouteContext, sendEmpty, sendText } from '../http.js';
-import { checkExecutorToken, checkJobRequest, type JobCaller } from './auth.js';
+import {
+  type AuthFailure,
+  checkExecutorToken,
+  checkJobRequest,
+  type JobCaller,
+  type JobScope,
+} from './auth.js';
 import { Responded } from './envelope.js';
+
+/** Answers an authentication failure with upstream's status and text (no body when the text is empty). */
+function refuse(ctx: RouteContext, failure: AuthFailure): never {
+  if (failure.text === '') sendEmpty(ctx.res, failure.status);
+  else sendText(ctx.res, failure.status, `${failure.text}\n`);
+  throw new Responded();
+}
 
 export function requireExecutor(ctx: RouteContext, deps: RouteDeps): void {
   const failure = checkExecutorToken(ctx.req, deps.config.executorsAccessToken);
-  if (failure) {
-    if (failure.text === '') sendEmpty(ctx.res, failure.status);
-    else sendText(ctx.res, failure.status, `${failure.text}\n`);
-    throw new Responded();
-  }
+  if (failure) refuse(ctx, failure);
 }
 
-export async function requireJob(ctx: RouteContext, deps: RouteDeps, queue: string): Promise<JobCaller> {
-  const r = await checkJobRequest(
-    ctx.req,
-    { kind: 'queue', queue },
-    {
-      store: deps.store,
-      executorsAccessToken: deps.config.executorsAccessToken,
-    },
-  );
-  if (!r.ok) {
-    if (r.failure.text === '') sendEmpty(ctx.res, r.failure.status);
-    else sendText(ctx.res, r.failure.status, `${r.failure.text}\n`);
-    throw new Responded();
-  }
+/** The caller of a job route for `scope` (a queue's job writes, a repository, job files). */
+export async function requireJob(ctx: RouteContext, deps: RouteDeps, scope: JobScope): Promise<JobCaller> {
+  const r = await checkJobRequest(ctx.req, scope, {
+    store: deps.store,
+    executorsAccessToken: deps.config.executorsAccessToken,
+  });
+  if (!r.ok) refuse(ctx, r.failure);
   return r.caller;
 }
 

@@ -40,7 +40,7 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
     'POST',
     '/.executors/queue/:queue/addExecutionLogEntry',
     wrap(deps, async (ctx) => {
-      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
       const body = await decode(ctx, deps, addExecutionLogEntryRequestSchema);
       const { fence, job } = await fenceFor(ctx, deps, caller, body);
       const id = await store.addLogEntry(fence, logEntry(body, secretsOf(job)), config.maxLogBytesPerJob);
@@ -53,7 +53,7 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
     'POST',
     '/.executors/queue/:queue/updateExecutionLogEntry',
     wrap(deps, async (ctx) => {
-      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
       const body = await decode(ctx, deps, updateExecutionLogEntryRequestSchema);
       const { fence, job } = await fenceFor(ctx, deps, caller, body);
       const ok = await store.updateLogEntry(
@@ -71,7 +71,7 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
     'POST',
     '/.executors/queue/:queue/appendExecutionLogEntry',
     wrap(deps, async (ctx) => {
-      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
       const body = await decode(ctx, deps, appendExecutionLogEntryRequestSchema);
       const { fence, job } = await fenceFor(ctx, deps, caller, body);
       // Masking keeps the byte length, so offsets stay those the executor counts.

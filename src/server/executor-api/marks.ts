@@ -51,7 +51,7 @@ export function registerMarkRoutes(router: Router, deps: RouteDeps): void {
   const mark = (kind: 'complete' | 'errored' | 'failed') =>
     wrap(deps, async (ctx) => {
       if (kind === 'complete' && (await completeByToken(ctx, deps))) return;
-      const caller = await requireJob(ctx, deps, ctx.params.queue!);
+      const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
       const body =
         kind === 'complete'
           ? { ...(await decode(ctx, deps, markCompleteRequestSchema)), errorMessage: '' }
