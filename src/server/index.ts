@@ -8,7 +8,6 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
-import { isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { packageVersion } from '../lib/version.js';
 import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
@@ -22,6 +21,7 @@ import { createEnqueueNotifier } from './enqueue-notifier.js';
 import { registerFileRoutes } from './executor-api/files.js';
 import { registerGitRoutes } from './executor-api/git.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
+import { answerFailure, type FailureForms } from './failure.js';
 import { createRouter, type RouteContext, sendText } from './http.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
@@ -54,6 +54,16 @@ export interface ServerApp {
     history: BackgroundLoop;
   };
 }
+
+/** Routes outside both APIs (dashboard assets, /healthz, /metrics) answer failures as text. */
+const PLAIN_FAILURES: FailureForms = {
+  unavailableLog: 'request failed: store unavailable',
+  failedLog: 'request failed',
+  abortedLog: 'request body aborted by the client',
+  unavailable: (ctx, e) => sendText(ctx.res, 503, `${e.message}\n`, { 'retry-after': '1' }),
+  internal: (ctx) => sendText(ctx.res, 500, `internal error (request id ${ctx.requestId})`),
+  afterHeaders: 'destroy',
+};
 
 export function createServer(deps: ServerDeps): ServerApp {
   const { config, clock, logger } = deps;
@@ -141,22 +151,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     ctx.params = match.params;
     Promise.resolve()
       .then(() => match.handler(ctx))
-      .catch((e) => {
-        if (isAppError(e) && e.code === 'UNAVAILABLE') {
-          // The store is unreachable (database away): 503, retried by clients.
-          logger.warn('request failed: store unavailable', {
-            requestId,
-            path: url.pathname,
-            error: e.cause,
-          });
-          if (!res.headersSent) sendText(res, 503, `${e.message}\n`, { 'retry-after': '1' });
-          else res.destroy();
-          return;
-        }
-        logger.error('request failed', { requestId, path: url.pathname, error: e });
-        if (!res.headersSent) sendText(res, 500, `internal error (request id ${requestId})`);
-        else res.destroy();
-      })
+      .catch((e) => answerFailure(ctx, logger, PLAIN_FAILURES, e))
       .finally(() => {
         // A handler that answered without reading the body leaves it unread; drain it so the
         // connection can be reused.

@@ -6,18 +6,12 @@
  * Every answer carries the capabilities and server-version headers.
  */
 import type { ZodType, z } from 'zod';
-import { errorMessage, isAppError } from '../../lib/errors.js';
+import { errorMessage } from '../../lib/errors.js';
 import { CAPABILITIES_HEADER, CAPABILITY, SERVER_VERSION_HEADER } from '../../protocol/capabilities.js';
 import { executorVersion, InvalidVersionError } from '../../protocol/version.js';
 import type { RouteDeps } from '../deps.js';
-import {
-  BodyAbortedError,
-  BodyTooLargeError,
-  type RouteContext,
-  readBody,
-  sendJson,
-  sendText,
-} from '../http.js';
+import { answerFailure, type FailureForms } from '../failure.js';
+import { BodyTooLargeError, type RouteContext, readBody, sendJson, sendText } from '../http.js';
 
 export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend].join(', ');
 
@@ -82,6 +76,16 @@ export async function decode<T extends ZodType>(
   return r.data;
 }
 
+/** Upstream's forms: 503 `{"error"}` (executors retry it) and 500 `{"error"}` with the request id. */
+const EXECUTOR_API_FAILURES: FailureForms = {
+  unavailableLog: 'executor api: store unavailable',
+  failedLog: 'executor api handler failed',
+  abortedLog: 'executor api: request body aborted by the client',
+  unavailable: (ctx, e) => sendJson(ctx.res, 503, { error: e.message }, { 'retry-after': '1' }),
+  internal: (ctx) => sendJson(ctx.res, 500, { error: `internal error (request id ${ctx.requestId})` }),
+  afterHeaders: 'destroy',
+};
+
 /** Runs a /.executors handler with upstream's error envelope. */
 export function wrapExecutorHandler(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
   return async (ctx: RouteContext) => {
@@ -95,32 +99,7 @@ export function wrapExecutorHandler(deps: RouteDeps, fn: (ctx: RouteContext) => 
         sendJson(ctx.res, 500, { error: e.message });
         return;
       }
-      // The store is unreachable (database away): 503, which executors retry.
-      if (isAppError(e) && e.code === 'UNAVAILABLE') {
-        deps.logger.warn('executor api: store unavailable', {
-          requestId: ctx.requestId,
-          path: ctx.url.pathname,
-          error: e.cause,
-        });
-        if (!ctx.res.headersSent) sendJson(ctx.res, 503, { error: e.message }, { 'retry-after': '1' });
-        else ctx.res.destroy();
-        return;
-      }
-      if (e instanceof BodyAbortedError) {
-        // The client went away mid-body: nobody is left to answer, and it is not a server fault.
-        deps.logger.debug('executor api: request body aborted by the client', {
-          requestId: ctx.requestId,
-          path: ctx.url.pathname,
-        });
-        ctx.res.destroy();
-        return;
-      }
-      deps.logger.error('executor api handler failed', {
-        requestId: ctx.requestId,
-        path: ctx.url.pathname,
-        error: e,
-      });
-      sendJson(ctx.res, 500, { error: `internal error (request id ${ctx.requestId})` });
+      answerFailure(ctx, deps.logger, EXECUTOR_API_FAILURES, e);
     }
   };
 }

@@ -24,14 +24,8 @@ import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/type
 import type { RouteDeps } from '../deps.js';
 import { constantTimeEqual } from '../executor-api/auth.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
-import {
-  BodyAbortedError,
-  BodyTooLargeError,
-  type RouteContext,
-  type Router,
-  readBody,
-  sendJson,
-} from '../http.js';
+import { answerFailure, type FailureForms } from '../failure.js';
+import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
 import { loopbackOpen } from '../web/loopback-access.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
@@ -59,6 +53,19 @@ export function sendError(
   });
 }
 
+/** The catalogue's forms: UNAVAILABLE with Retry-After, INTERNAL naming the request id. */
+const USER_API_FAILURES: FailureForms = {
+  unavailableLog: 'user api: store unavailable',
+  failedLog: 'user api handler failed',
+  abortedLog: 'user api: request body aborted by the client',
+  unavailable: (ctx, e) => {
+    ctx.res.setHeader('retry-after', '1');
+    sendError(ctx, e.code, e.message, e.details);
+  },
+  internal: (ctx) => sendError(ctx, 'INTERNAL', `Internal error; quote request id ${ctx.requestId}.`),
+  afterHeaders: 'end',
+};
+
 /** Runs a user-API handler: auth, then the catalogue's error envelope around it. */
 export function wrapUser(
   deps: RouteDeps,
@@ -76,15 +83,7 @@ export function wrapUser(
       }
       await fn(ctx);
     } catch (e) {
-      if (isAppError(e)) {
-        if (e.code === 'UNAVAILABLE') {
-          ctx.res.setHeader('retry-after', '1');
-          deps.logger.warn('user api: store unavailable', {
-            requestId: ctx.requestId,
-            path: ctx.url.pathname,
-            error: e.cause,
-          });
-        }
+      if (isAppError(e) && e.code !== 'UNAVAILABLE') {
         sendError(ctx, e.code, e.message, e.details);
         return;
       }
@@ -92,23 +91,7 @@ export function wrapUser(
         sendError(ctx, 'PAYLOAD_TOO_LARGE', `The request body is larger than ${e.limit} bytes.`);
         return;
       }
-      if (e instanceof BodyAbortedError) {
-        // The client went away mid-body: nobody is left to answer, and it is not a server fault.
-        deps.logger.debug('user api: request body aborted by the client', {
-          requestId: ctx.requestId,
-          path: ctx.url.pathname,
-        });
-        ctx.res.destroy();
-        return;
-      }
-      deps.logger.error('user api handler failed', {
-        requestId: ctx.requestId,
-        path: ctx.url.pathname,
-        error: e,
-      });
-      if (!ctx.res.headersSent)
-        sendError(ctx, 'INTERNAL', `Internal error; quote request id ${ctx.requestId}.`);
-      else ctx.res.end();
+      answerFailure(ctx, deps.logger, USER_API_FAILURES, e);
     }
   };
 }
