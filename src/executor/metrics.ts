@@ -1,158 +1,17 @@
 /**
- * A small Prometheus registry of our own: counters, gauges and histograms with labels, rendered in
- * the text exposition format (version 0.0.4). Sent in every heartbeat as `prometheusMetrics` and
- * served on EXECUTOR_METRICS_ADDR when set. Metric names follow Sourcegraph's executor so existing
- * dashboards keep working.
+ * The executor's metrics on the registry of lib/prometheus.ts: RED metrics of its calls and jobs,
+ * and its gauges. Sent in every heartbeat as `prometheusMetrics` and served on EXECUTOR_METRICS_ADDR
+ * when set. Metric names follow Sourcegraph's executor so existing dashboards keep working.
  */
 import http from 'node:http';
 import type { Logger } from '../lib/logger.js';
-
-type Labels = Record<string, string>;
-
-export interface Counter {
-  inc(labels?: Labels, by?: number): void;
-  get(labels?: Labels): number;
-}
-export interface Gauge {
-  set(labels: Labels, value: number): void;
-  inc(labels?: Labels, by?: number): void;
-  dec(labels?: Labels, by?: number): void;
-  get(labels?: Labels): number;
-}
-export interface Histogram {
-  observe(labels: Labels, value: number): void;
-  count(labels?: Labels): number;
-}
-
-interface Family {
-  name: string;
-  help: string;
-  type: 'counter' | 'gauge' | 'histogram';
-  render(): string[];
-}
-
-const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-const labelKey = (labels: Labels = {}) =>
-  Object.keys(labels)
-    .sort()
-    .map((k) => `${k}="${escapeLabel(labels[k]!)}"`)
-    .join(',');
-const fmt = (n: number) => (Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(15))));
-
-export interface MetricsRegistry {
-  counter(name: string, help: string): Counter;
-  gauge(name: string, help: string): Gauge;
-  histogram(name: string, help: string, buckets: number[]): Histogram;
-  /** Text exposition of every family, in registration order. */
-  render(): string;
-}
-
-export function createMetricsRegistry(): MetricsRegistry {
-  const families: Family[] = [];
-  const byName = new Map<string, unknown>();
-
-  function scalar(name: string, help: string, type: 'counter' | 'gauge') {
-    const values = new Map<string, number>();
-    families.push({
-      name,
-      help,
-      type,
-      render: () => [...values].map(([k, v]) => `${name}${k ? `{${k}}` : ''} ${fmt(v)}`),
-    });
-    return values;
-  }
-
-  const reg: MetricsRegistry = {
-    counter(name, help) {
-      const existing = byName.get(name);
-      if (existing) return existing as Counter;
-      const values = scalar(name, help, 'counter');
-      const c: Counter = {
-        inc(labels, by = 1) {
-          if (by < 0) throw new Error('counters only go up');
-          const k = labelKey(labels);
-          values.set(k, (values.get(k) ?? 0) + by);
-        },
-        get: (labels) => values.get(labelKey(labels)) ?? 0,
-      };
-      byName.set(name, c);
-      return c;
-    },
-    gauge(name, help) {
-      const existing = byName.get(name);
-      if (existing) return existing as Gauge;
-      const values = scalar(name, help, 'gauge');
-      const g: Gauge = {
-        set: (labels, value) => void values.set(labelKey(labels), value),
-        inc(labels, by = 1) {
-          const k = labelKey(labels);
-          values.set(k, (values.get(k) ?? 0) + by);
-        },
-        dec(labels, by = 1) {
-          const k = labelKey(labels);
-          values.set(k, (values.get(k) ?? 0) - by);
-        },
-        get: (labels) => values.get(labelKey(labels)) ?? 0,
-      };
-      byName.set(name, g);
-      return g;
-    },
-    histogram(name, help, buckets) {
-      const existing = byName.get(name);
-      if (existing) return existing as Histogram;
-      const bounds = [...buckets].sort((a, b) => a - b);
-      const series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-      families.push({
-        name,
-        help,
-        type: 'histogram',
-        render: () => {
-          const lines: string[] = [];
-          for (const s of series.values()) {
-            bounds.forEach((b, i) => {
-              lines.push(`${name}_bucket{${labelKey({ ...s.labels, le: fmt(b) })}} ${s.counts[i]}`);
-            });
-            lines.push(`${name}_bucket{${labelKey({ ...s.labels, le: '+Inf' })}} ${s.count}`);
-            const k = labelKey(s.labels);
-            lines.push(`${name}_sum${k ? `{${k}}` : ''} ${fmt(s.sum)}`);
-            lines.push(`${name}_count${k ? `{${k}}` : ''} ${s.count}`);
-          }
-          return lines;
-        },
-      });
-      const h: Histogram = {
-        observe(labels, value) {
-          const k = labelKey(labels);
-          let s = series.get(k);
-          if (!s) {
-            s = { labels: { ...labels }, counts: bounds.map(() => 0), sum: 0, count: 0 };
-            series.set(k, s);
-          }
-          bounds.forEach((b, i) => {
-            if (value <= b) s!.counts[i]!++;
-          });
-          s.sum += value;
-          s.count++;
-        },
-        count: (labels) => series.get(labelKey(labels))?.count ?? 0,
-      };
-      byName.set(name, h);
-      return h;
-    },
-    render() {
-      const out: string[] = [];
-      for (const f of families) {
-        const lines = f.render();
-        if (lines.length === 0) continue;
-        out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`);
-        out.push(`# TYPE ${f.name} ${f.type}`);
-        out.push(...lines);
-      }
-      return out.length ? `${out.join('\n')}\n` : '';
-    },
-  };
-  return reg;
-}
+import {
+  type Counter,
+  createMetricsRegistry,
+  type Gauge,
+  type Labels,
+  type MetricsRegistry,
+} from '../lib/prometheus.js';
 
 /** RED metrics (`src_<prefix>_total`, `_duration_seconds`, `_errors_total`, label `op` + extra). */
 export interface RedMetrics {

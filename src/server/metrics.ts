@@ -3,6 +3,7 @@
  * so autoscaling rules keep working), HTTP request counters, and the metrics executors push in their
  * heartbeats, re-labelled as Sourcegraph does (`sg_instance=<executor>`, `sg_job`).
  */
+import { escapeLabel, parseLabels, SAMPLE } from '../lib/prometheus.js';
 import type { ExecutorRecord, QueueStats } from '../store/types.js';
 
 export interface HttpMetrics {
@@ -29,10 +30,6 @@ export function createHttpMetrics(): HttpMetrics {
   };
 }
 
-export function escapeLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
 export function renderQueueMetrics(stats: QueueStats[], now: number): string {
   const lines: string[] = [];
   const family = (name: string, help: string, type: string, value: (s: QueueStats) => number) => {
@@ -53,23 +50,6 @@ export function renderQueueMetrics(stats: QueueStats[], now: number): string {
   );
   family('src_executor_processing', 'Jobs being processed.', 'gauge', (s) => s.processing);
   return `${lines.join('\n')}\n`;
-}
-
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?\s*$/;
-
-/** Splits a label set body (`a="x",b="y"`) into pairs; undefined when malformed. */
-function parseLabels(body: string): [string, string][] | undefined {
-  const out: [string, string][] = [];
-  const re = /\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)/y;
-  let i = 0;
-  while (i < body.length) {
-    re.lastIndex = i;
-    const m = re.exec(body);
-    if (!m) return undefined;
-    out.push([m[1]!, m[2]!]);
-    i = re.lastIndex;
-  }
-  return out;
 }
 
 /**

@@ -9,8 +9,10 @@
  * processing come from the database and are global. Nothing is persisted: a restart starts the
  * charts empty.
  */
+
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import { promValue } from '../lib/prometheus.js';
 import type { ExecutorSeries, QueueSample } from '../protocol/user-api.js';
 import type { AttemptFence, Store } from '../store/types.js';
 import { type BackgroundLoop, createLoop } from './background/loop.js';
@@ -19,6 +21,8 @@ import { type BackgroundLoop, createLoop } from './background/loop.js';
  * Gauges charted as they are, and counters (`_total`) charted as per-second rates. Summed over
  * label sets. The process_* ones are what stock Sourcegraph executors push; ours push the src_* ones.
  */
+export { promValue };
+
 export const EXECUTOR_GAUGES = [
   'src_executor_processor_handlers',
   'src_executor_workspace_free_bytes',
@@ -50,20 +54,6 @@ export interface QueueHistory {
   readonly intervalMs: number;
   queues(): Record<string, QueueSample[]>;
   executors(): Record<string, ExecutorSeries>;
-}
-
-/** Sums every sample of `name` (any labels) in Prometheus text format; undefined when absent. */
-export function promValue(text: string, name: string): number | undefined {
-  let sum: number | undefined;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (rest[0] !== ' ' && rest[0] !== '{') continue;
-    const valueText = rest[0] === '{' ? rest.slice(rest.lastIndexOf('}') + 1) : rest;
-    const v = Number(valueText.trim().split(/\s+/)[0]);
-    if (Number.isFinite(v)) sum = (sum ?? 0) + v;
-  }
-  return sum;
 }
 
 function median(values: number[]): number | null {
