@@ -1,0 +1,90 @@
+/**
+ * Executors and what they send: the registry row a heartbeat upserts, lease renewal of the jobs a
+ * heartbeat reports (one guarded UPDATE), and the job-token lookup of every job route. Single
+ * statements; no transaction needed.
+ */
+
+import { type TokenRow, toTokenRecord } from '../token-row.js';
+import type { ExecutorHeartbeat, ExecutorRecord, Store } from '../types.js';
+import type { SqliteContext } from './connection.js';
+import { type ExecutorRow, toExecutor } from './rows.js';
+
+export function executorQueries(
+  c: SqliteContext,
+): Pick<
+  Store,
+  | 'heartbeat'
+  | 'upsertExecutor'
+  | 'getExecutor'
+  | 'listExecutors'
+  | 'deleteExecutorsSeenBefore'
+  | 'lookupTokenFor'
+> {
+  const { q } = c;
+  return {
+    async heartbeat(executorName: string, queue: string, jobIds: number[], now: number) {
+      if (jobIds.length === 0) return { knownIds: [], cancelIds: [] };
+      // One statement: the guard (processing, same owner, same queue) and the renewal together.
+      const rows = q(
+        `UPDATE jobs SET last_heartbeat_at = ?
+           WHERE id IN (SELECT value FROM json_each(?)) AND state = 'processing' AND worker_hostname = ? AND queue = ?
+           RETURNING id, cancel`,
+      ).all(now, JSON.stringify(jobIds), executorName, queue) as { id: number; cancel: number }[];
+      rows.sort((a, b) => a.id - b.id);
+      return {
+        knownIds: rows.map((r) => r.id),
+        cancelIds: rows.filter((r) => r.cancel === 1).map((r) => r.id),
+      };
+    },
+
+    async upsertExecutor(hb: ExecutorHeartbeat, now: number) {
+      q(
+        `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
+             executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, queue_name = excluded.queue_name,
+             queue_names = excluded.queue_names, os = excluded.os, architecture = excluded.architecture,
+             docker_version = excluded.docker_version, executor_version = excluded.executor_version,
+             git_version = excluded.git_version, ignite_version = excluded.ignite_version,
+             src_cli_version = excluded.src_cli_version, last_seen_at = excluded.last_seen_at,
+             metrics = excluded.metrics`,
+      ).run(
+        hb.name,
+        hb.hostname,
+        hb.queueName,
+        hb.queueNames === null ? null : JSON.stringify(hb.queueNames),
+        hb.os,
+        hb.architecture,
+        hb.dockerVersion,
+        hb.executorVersion,
+        hb.gitVersion,
+        hb.igniteVersion,
+        hb.srcCliVersion,
+        now,
+        now,
+        hb.metrics,
+      );
+    },
+
+    async getExecutor(name: string): Promise<ExecutorRecord | null> {
+      const row = q('SELECT * FROM executors WHERE name = ?').get(name) as ExecutorRow | undefined;
+      return row ? toExecutor(row) : null;
+    },
+
+    async listExecutors() {
+      return (q('SELECT * FROM executors ORDER BY name').all() as ExecutorRow[]).map(toExecutor);
+    },
+
+    async deleteExecutorsSeenBefore(cutoff: number) {
+      return q('DELETE FROM executors WHERE last_seen_at < ?').run(cutoff).changes;
+    },
+
+    async lookupTokenFor(tokenHash: string, executorName: string) {
+      const r = q('SELECT * FROM job_tokens WHERE token_hash = ?').get(tokenHash) as TokenRow | undefined;
+      return {
+        token: r ? toTokenRecord(r) : null,
+        executorKnown: q('SELECT 1 FROM executors WHERE name = ?').get(executorName) !== undefined,
+      };
+    },
+  };
+}

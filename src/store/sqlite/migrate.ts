@@ -1,0 +1,37 @@
+/**
+ * Numbered migrations (migrations.ts), applied in one IMMEDIATE transaction: a second process
+ * migrating the same file waits, then finds them applied. Idempotent.
+ */
+import type { Store } from '../types.js';
+import type { SqliteContext } from './connection.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
+
+export function migrateQueries(c: SqliteContext): Pick<Store, 'migrate'> {
+  const { db, tx } = c;
+  const migrateTx = tx(() => {
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (
+         version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
+    );
+    const applied = new Set(
+      (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map(
+        (r) => r.version,
+      ),
+    );
+    for (const m of SQLITE_MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+        m.version,
+        m.name,
+        Date.now(),
+      );
+    }
+  });
+
+  return {
+    async migrate() {
+      migrateTx();
+    },
+  };
+}
