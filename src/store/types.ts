@@ -22,8 +22,9 @@ export interface JobRecord {
   state: JobState;
   /** The submitted spec, secrets included. Never sent to users as is (see redactSpec). */
   spec: JobSpec;
-  /** Resolved commit sha when the spec names a repository, else ''. */
+  /** The spec's repository name, else ''. */
   repositoryName: string;
+  /** Resolved commit sha when the spec names a repository, else ''. */
   commit: string;
   priority: number;
   maxAttempts: number;
