@@ -68,7 +68,8 @@ describe.skipIf(!ok)('sandbox limits end to end (docker runtime)', () => {
     expect(final.state).toBe('completed');
     const bomb = entry(await apiEntries(cluster, job.id), 'step.docker.bomb');
     expect(bomb.out).toContain(`stdout: pids=${PIDS_LIMIT} max=${PIDS_LIMIT}`);
-    expect(bomb.out).toContain("can't fork");
+    // Forks refused is proven by the counter at the maximum; the bomb's "can't fork" message may be
+    // cut mid-write when the step's end kills it (see docker-runtime.test.ts).
     expect(bomb.command).toEqual(expect.arrayContaining(['--pids-limit', String(PIDS_LIMIT)]));
     expect(await clusterContainersOfJob(cluster, job.id)).toEqual([]);
   });

@@ -281,8 +281,10 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
     ].join('\n');
     const { job, outcomes, entries } = await runJob(bombRuntime, [script]);
     expect(outcomes[0]?.exitCode).toBe(0);
+    // The counter at the maximum is the proof that forks were refused. The bomb's own "can't fork"
+    // message is not asserted: the step's end kills bomb processes mid-write, and on a loaded
+    // machine the only message written was cut before those words (seen in CI).
     expect(entries[0]?.stdout).toContain('pids=64 max=64');
-    expect(entries[0]?.stderr).toContain("can't fork");
     expect(await containersOfJob(recordUid(job))).toEqual([]);
   });
 
