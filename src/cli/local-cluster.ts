@@ -59,6 +59,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const apiToken = opts.apiToken ?? newToken();
   const config = loadServerConfig({
     env: {
+      // The local trial's dashboard opens on loopback without the token (see web/loopback-access.ts);
+      // `executor server` keeps it closed unless configured.
+      EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN: 'true',
       ...opts.serverEnv,
       EXECUTORS_ACCESS_TOKEN: executorsAccessToken,
       EXECUTOR_SERVER_API_TOKEN: apiToken,

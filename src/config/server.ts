@@ -245,9 +245,9 @@ export const SERVER_ENV = {
   },
   EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN: {
     flag: 'dashboard-loopback-open',
-    default: 'true',
+    default: 'false',
     description:
-      'when listening on loopback, the dashboard opens without the API token for loopback peers (true or false)',
+      'when listening on loopback, the dashboard opens without the API token for loopback peers that came through no proxy (true or false; `executor up` turns it on)',
     parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
   },
 } as const satisfies Catalogue;

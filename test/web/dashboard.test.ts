@@ -323,6 +323,21 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     expect(await rawGet(url, { 'x-executor-dashboard': '1', host, origin: 'http://evil.example' })).toBe(401);
     expect(await rawGet(url, { 'x-executor-dashboard': '1', host, origin: `http://${host}` })).toBe(200);
   });
+
+  it('treats a request that came through a proxy as remote: it needs a token', async () => {
+    const url = `${cluster.url}/api/v1/queues`;
+    const proxied: Record<string, string> = {
+      forwarded: 'for=203.0.113.9',
+      'x-forwarded-for': '203.0.113.9',
+      'x-forwarded-host': 'executor.example.com',
+      'x-forwarded-proto': 'https',
+      'x-real-ip': '203.0.113.9',
+      via: '1.1 nginx',
+    };
+    for (const [name, value] of Object.entries(proxied)) {
+      expect(await rawGet(url, { 'x-executor-dashboard': '1', [name]: value }), name).toBe(401);
+    }
+  });
 });
 
 describe.skipIf(!available)('dashboard with the loopback rule off', () => {
