@@ -15,6 +15,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runValidation } from '../../../../src/cli/validate.js';
 import { startExecutor } from '../../../../src/executor/index.js';
 import { chainNames } from '../../../../src/executor/network/egress-rules.js';
 import {
@@ -258,6 +259,38 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
     } finally {
       await fe.close();
       await ws.cleanup();
+    }
+  }, 120_000);
+
+  it('executor validate reports the missing rules, then the isolated network in place', async () => {
+    const fe = await startFakeSourcegraphFrontend();
+    try {
+      const env = {
+        EXECUTOR_FRONTEND_URL: fe.url,
+        EXECUTOR_FRONTEND_PASSWORD: 'hunter2hunter2',
+        EXECUTOR_QUEUE_NAME: 'q',
+        EXECUTOR_RUNTIME: 'gvisor',
+        EXECUTOR_JOB_NETWORK_NAME: NET,
+        EXECUTOR_JOB_NETWORK_SUBNET: SUBNET,
+      };
+      await removeIsolation(options(), bridgeName(NET));
+      const before: string[] = [];
+      await runValidation(env, (l) => before.push(l), { runtimeChecks: async () => [] });
+      expect(before).toContain(
+        `✗ job network: isolated on Docker network ${NET} (${SUBNET}): Docker network ${NET} does not exist; the executor will not dequeue. Fix: run the executor once as root (or with CAP_NET_ADMIN), or run \`executor install\`, to create it`,
+      );
+      const r = await installIsolation({ ...options(), frontendUrl: fe.url, resolvers: undefined });
+      expect(r.problems).toEqual([]);
+      const after: string[] = [];
+      await runValidation(env, (l) => after.push(l), { runtimeChecks: async () => [] });
+      expect(after.find((l) => l.includes('job network'))).toBe(
+        `✓ job network: isolated on Docker network ${NET} (${SUBNET}): private, link-local and host addresses refused; gVisor steps use their own network namespace on it`,
+      );
+      const shell: string[] = [];
+      await runValidation({ ...env, EXECUTOR_RUNTIME: 'shell' }, (l) => shell.push(l));
+      expect(shell).toContain("✓ job network: no isolation: steps run on this host with the host's network");
+    } finally {
+      await fe.close();
     }
   }, 120_000);
 });
