@@ -4,7 +4,6 @@
  * creates what is missing and replaces our rules; `check` only reads. Both answer with the
  * problems found, each with its fix, for the startup log, the dequeue guard and `executor validate`.
  */
-import { readFileSync } from 'node:fs';
 import Dockerode from 'dockerode';
 import type { EgressAllow } from '../../config/executor.js';
 import type { Cidr } from '../../lib/cidr.js';
@@ -13,6 +12,8 @@ import { dockerResolvers, endpointOf, hostAddresses } from './egress-inputs.js';
 import { type EgressRules, type Endpoint, egressRules } from './egress-rules.js';
 import { checkFamily, installFamily, removeFamily } from './firewall.js';
 import { checkJobNetwork, ensureJobNetwork, removeJobNetwork } from './job-network.js';
+
+export { hasNetAdmin } from './net-admin.js';
 
 export interface IsolationOptions {
   networkName: string;
@@ -38,17 +39,6 @@ export interface IsolationReport {
 
 export const FIREWALL_FIX =
   'run the executor as root or with CAP_NET_ADMIN (it installs the rules at start), or run `executor install` as root once; see docs/security.md, "Network"';
-
-/** True when this process may change the firewall: root, or CAP_NET_ADMIN in its effective set. */
-export function hasNetAdmin(): boolean {
-  if (process.getuid?.() === 0) return true;
-  try {
-    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-    return m ? (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n : false;
-  } catch {
-    return false;
-  }
-}
 
 async function resolveEndpoint(url: string, what: string, warnings: string[]): Promise<Endpoint | undefined> {
   try {
