@@ -11,12 +11,14 @@
  * host. The network, chains, namespace and routes are removed afterwards, also on failure.
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runValidation } from '../../../../src/cli/validate.js';
 import { startExecutor } from '../../../../src/executor/index.js';
+import { installJobNetwork } from '../../../../src/executor/install/job-network-install.js';
 import { chainNames } from '../../../../src/executor/network/egress-rules.js';
 import {
   checkIsolation,
@@ -291,6 +293,42 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
       expect(shell).toContain("✓ job network: no isolation: steps run on this host with the host's network");
     } finally {
       await fe.close();
+    }
+  }, 120_000);
+
+  it('executor install sets the network and rules up from the environment file', async () => {
+    await removeIsolation(options(), bridgeName(NET));
+    const ws = await tempDir('exj-install-');
+    try {
+      const envPath = `${ws.dir}/executor.env`;
+      writeFileSync(
+        envPath,
+        [
+          `EXECUTOR_FRONTEND_URL=http://${QUEUE}:8080`,
+          'EXECUTOR_FRONTEND_PASSWORD=hunter2hunter2',
+          'EXECUTOR_QUEUE_NAME=q',
+          `EXECUTOR_JOB_NETWORK_NAME=${NET}`,
+          `EXECUTOR_JOB_NETWORK_SUBNET=${SUBNET}`,
+          '',
+        ].join('\n'),
+      );
+      const dry = await installJobNetwork(envPath, {}, true);
+      expect(dry.lines).toEqual([
+        `- job network: would create Docker network ${NET} (${SUBNET}) and its firewall rules`,
+      ]);
+      expect((await checkIsolation(options())).ok).toBe(false);
+      const r = await installJobNetwork(envPath, {}, false);
+      expect(r).toEqual({
+        ok: true,
+        lines: [`✓ job network: Docker network ${NET} (${SUBNET}) and its firewall rules in place`],
+      });
+      expect(jumps('DOCKER-USER', names.forward)).toBe(1);
+      const partial = await installJobNetwork(`${ws.dir}/absent.env`, {}, false);
+      expect(partial.lines[0]).toMatch(
+        /^- job network: skipped \(the configuration is incomplete: EXECUTOR_FRONTEND_URL/,
+      );
+    } finally {
+      await ws.cleanup();
     }
   }, 120_000);
 });
