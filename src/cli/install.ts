@@ -13,6 +13,7 @@ import { checkRegistryMirrorUrl } from '../config/executor.js';
 import {
   DEFAULT_BIN_PATH,
   type DockerFacts,
+  ENV_PATH,
   formatInstallResult,
   runInstall,
 } from '../executor/install/install.js';
@@ -67,7 +68,7 @@ export function registerInstallCommand(program: Command): void {
   program
     .command('install')
     .description(
-      'Prepare this host for the executor service: systemd unit, environment file, workspace directory, Docker daemon settings; idempotent.',
+      'Prepare this host for the executor service: systemd unit, environment file, workspace directory, Docker daemon settings, the isolated job network and its firewall rules; idempotent.',
     )
     .option('--root <dir>', 'directory standing for / (images, tests)', '/')
     .option('--dry-run', 'print what would be written and checked; write nothing')
@@ -114,6 +115,13 @@ export function registerInstallCommand(program: Command): void {
           process.stdout.write(`${line}\n`);
         }
         if (!result.ok) process.exitCode = 1;
+        // The firewall is the real host's: never touched for an image directory (--root).
+        if (path.resolve(flags.root) === '/') {
+          const { installJobNetwork } = await import('../executor/install/job-network-install.js');
+          const net = await installJobNetwork(ENV_PATH, process.env, flags.dryRun === true);
+          for (const line of net.lines) process.stdout.write(`${line}\n`);
+          if (!net.ok) process.exitCode = 1;
+        }
       } catch (e) {
         process.stderr.write(`install failed: ${errorMessage(e)}\n`);
         process.exitCode = 1;

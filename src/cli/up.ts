@@ -76,6 +76,17 @@ export async function up(opts: UpOptions): Promise<number> {
   } else if (runtime === 'shell') {
     warn('The shell runtime runs jobs directly on this machine, as this user, NOT ISOLATED.');
   }
+  const executorEnv: Record<string, string> = {};
+  if (runtime === 'docker' || runtime === 'gvisor') {
+    const { hasNetAdmin } = await import('../executor/network/net-admin.js');
+    if (!hasNetAdmin()) {
+      executorEnv.EXECUTOR_JOB_NETWORK = 'bridge';
+      warn("Not root and no CAP_NET_ADMIN, so job steps get Docker's plain BRIDGE network: NOT FIREWALLED,");
+      warn(
+        'they can reach private networks, this machine and cloud metadata. Fine for a first look; run as root (or `executor install`) for the isolated network.',
+      );
+    }
+  }
   if (opts.demo && (runtime === 'docker' || runtime === 'gvisor')) {
     const img = await ensureDemoImage();
     if (!img.image) {
@@ -101,6 +112,7 @@ export async function up(opts: UpOptions): Promise<number> {
       reposDir,
       listen: opts.listen,
       runtime,
+      executorEnv,
       logger,
       executorsAccessToken: creds.executorsAccessToken,
       apiToken: creds.apiToken,
@@ -121,7 +133,15 @@ export async function up(opts: UpOptions): Promise<number> {
   say(paint('executor is up', 'green'));
   say(`  server     ${cluster.url}  (dashboard at ${cluster.url}/, user API at ${cluster.url}/api/v1)`);
   say(`  API token  ${creds.apiToken}  (kept in ${join(opts.data, 'credentials.json')})`);
-  say(`  runtime    ${runtime}${runtime === 'shell' ? paint('  (not isolated)', 'yellow') : ''}`);
+  const network =
+    runtime === 'shell' ? '' : `, job network ${executorEnv.EXECUTOR_JOB_NETWORK ?? 'isolated'}`;
+  const unconfined =
+    runtime === 'shell'
+      ? '  (not isolated)'
+      : executorEnv.EXECUTOR_JOB_NETWORK
+        ? '  (network not firewalled)'
+        : '';
+  say(`  runtime    ${runtime}${network}${unconfined ? paint(unconfined, 'yellow') : ''}`);
   say(`  data       ${opts.data}  (SQLite database, repositories under repos/)`);
   say();
   say('Submit more work from another terminal:');

@@ -6,7 +6,7 @@
  * a version of this project (skipped for servers that report none).
  */
 import type { Command } from 'commander';
-import { loadExecutorConfig } from '../config/executor.js';
+import { type ExecutorConfig, loadExecutorConfig } from '../config/executor.js';
 import { createAuthClient } from '../executor/client/auth-client.js';
 import { createFilesClient } from '../executor/client/files-client.js';
 import { checkRegistryMirrors } from '../executor/install/daemon-config.js';
@@ -29,6 +29,8 @@ export interface ValidateDeps {
   gitVersion?: () => Promise<string>;
   /** Replaces the runtime's checks (tests). */
   runtimeChecks?: () => Promise<CheckResult[]>;
+  /** Replaces the job network check (tests). */
+  networkCheck?: (config: ExecutorConfig) => Promise<CheckResult>;
   /** The Docker daemon's registry mirrors (`docker info` RegistryConfig.Mirrors); default via DOCKER_HOST. */
   dockerMirrors?: () => Promise<string[]>;
 }
@@ -95,6 +97,13 @@ export async function runValidation(
       for (const c of await checks) report(c);
     } catch (e) {
       report({ name: `runtime ${config.runtime}`, ok: false, detail: errorMessage(e) });
+    }
+
+    try {
+      const { networkConfinement } = await import('../executor/network/network-confinement.js');
+      report(await (deps.networkCheck ?? networkConfinement)(config));
+    } catch (e) {
+      report({ name: 'job network', ok: false, detail: errorMessage(e) });
     }
 
     // Whether the daemon pulls Docker Hub images through a mirror (and the configured ones).

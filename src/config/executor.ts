@@ -10,6 +10,12 @@ import { renderEnvHelp, renderEnvTable } from './render-docs.js';
 export { checkRegistryMirrorUrl, type DockerAuthConfig } from './executor/docker-parsers.js';
 export { EXECUTOR_ENV, type ExecutorEnvName } from './executor/executor-env.js';
 export type { HttpRetryConfig } from './executor/http-retry-config.js';
+export {
+  DEFAULT_JOB_SUBNET,
+  type EgressAllow,
+  formatEgressAllow,
+  type JobNetworkMode,
+} from './executor/job-network-config.js';
 export type { KubernetesConfig } from './executor/kubernetes-config.js';
 export {
   defaultExecutorName,

@@ -74,6 +74,24 @@ export async function commandOutput(argv: readonly string[], timeoutMs = 0): Pro
   return stdout;
 }
 
+/**
+ * Like commandOutput, with `input` written to the process's stdin (iptables-restore reads its
+ * rules there). Rejects on a non-zero exit with stderr in the message.
+ */
+export function commandOutputWithInput(
+  argv: readonly string[],
+  input: string,
+  timeoutMs = 0,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${argv.join(' ')}: ${String(stderr).trim() || errorMessage(err)}`));
+      else resolve(String(stdout));
+    });
+    child.stdin?.end(input);
+  });
+}
+
 function killGroup(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(-pid, sig);

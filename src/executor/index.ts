@@ -14,6 +14,7 @@ import { executorVersion } from '../protocol/version.js';
 import { createFilesClient } from './client/files-client.js';
 import { createQueueClient, type QueueClient } from './client/queue-client.js';
 import { createExecutorMetrics, type ExecutorMetrics, serveMetrics } from './metrics.js';
+import { type JobNetworkOverrides, jobNetworkGuards } from './network/job-network-guards.js';
 import { createRuntime } from './runtimes/index.js';
 import type { Runtime } from './runtimes/types.js';
 import { gatherTelemetry } from './telemetry.js';
@@ -28,6 +29,8 @@ export interface ExecutorDeps {
   metrics?: ExecutorMetrics;
   /** Default: gathered from the host (git, docker via the runtime, src). */
   telemetry?: Telemetry;
+  /** Test knobs of EXECUTOR_JOB_NETWORK=isolated (check only, host facts). */
+  jobNetwork?: JobNetworkOverrides;
   /** Test knobs passed to the worker. */
   worker?: Partial<
     Pick<
@@ -95,6 +98,7 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
     logger,
     metrics,
     clock: deps.clock,
+    dequeueGuards: jobNetworkGuards(config, runtime.name, logger, deps.jobNetwork),
     ...deps.worker,
   });
   logger.info('executor starting', {

@@ -53,6 +53,8 @@ export interface WorkerDeps {
   heartbeatIntervalMs?: number;
   pingIntervalMs?: number;
   logSyncIntervalMs?: number;
+  /** More checks before each dequeue, besides free disk space (the isolated network's guard). */
+  dequeueGuards?: (() => Promise<boolean>)[];
   /** Extra handler dependencies (tests: findSrc, graceMs). */
   handler?: Partial<Pick<HandlerDeps, 'findSrc' | 'graceMs'>>;
 }
@@ -128,7 +130,11 @@ export function createWorker(deps: WorkerDeps): Worker {
     intervalMs: config.pollIntervalMs,
     logger,
     clock,
-    beforeDequeue: diskOk,
+    beforeDequeue: async () => {
+      if (!(await diskOk())) return false;
+      for (const guard of deps.dequeueGuards ?? []) if (!(await guard())) return false;
+      return true;
+    },
   });
 
   const handlerDeps: HandlerDeps = {

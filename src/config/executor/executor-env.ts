@@ -8,19 +8,10 @@
  */
 import { z } from 'zod';
 import type { Catalogue } from '../declare.js';
-import {
-  absolutePath,
-  bool,
-  durationMs,
-  hostPort,
-  httpUrl,
-  int,
-  oneOf,
-  sizeBytes,
-  sizeText,
-} from '../parsers.js';
+import { absolutePath, bool, durationMs, hostPort, httpUrl, int, sizeBytes, sizeText } from '../parsers.js';
 import { dockerAuthConfig, mounts, registryMirrorUrls } from './docker-parsers.js';
 import { HTTP_RETRY_ENV } from './http-retry-config.js';
+import { JOB_NETWORK_ENV } from './job-network-config.js';
 import { KUBERNETES_ENV } from './kubernetes-config.js';
 import { runtimeName } from './runtime.js';
 
@@ -154,11 +145,6 @@ const EXECUTOR_OWN_ENV = {
     description: 'Maximum processes per step container.',
     parse: int({ min: 1, max: 4_194_304 }),
   },
-  EXECUTOR_JOB_NETWORK: {
-    default: 'bridge',
-    description: 'Network of step containers: `bridge` or `none`.',
-    parse: oneOf(['bridge', 'none'], 'must be bridge or none'),
-  },
   EXECUTOR_MAX_LOG_BYTES: {
     default: '16MiB',
     description: 'Output kept per job (head and tail, with a truncation marker). Sizes like `16MiB`, `512K`.',
@@ -189,6 +175,7 @@ const EXECUTOR_OWN_ENV = {
 /** Every environment variable the executor reads, in the order docs/configuration.md lists them. */
 export const EXECUTOR_ENV = {
   ...EXECUTOR_OWN_ENV,
+  ...JOB_NETWORK_ENV,
   ...KUBERNETES_ENV,
   ...HTTP_RETRY_ENV,
 } as const satisfies Catalogue;

@@ -11,10 +11,11 @@ import { readBool } from '../parsers.js';
 import type { DockerAuthConfig } from './docker-parsers.js';
 import { EXECUTOR_ENV, type ExecutorEnvName } from './executor-env.js';
 import { type HttpRetryConfig, httpRetryConfig, httpRetryProblems } from './http-retry-config.js';
+import { type JobNetworkConfig, jobNetworkConfig } from './job-network-config.js';
 import { type KubernetesConfig, kubernetesConfig } from './kubernetes-config.js';
 import { FIRECRACKER_REFUSED, type RuntimeName } from './runtime.js';
 
-export interface ExecutorConfig {
+export interface ExecutorConfig extends JobNetworkConfig {
   frontendUrl: string;
   frontendPassword: string;
   /** Single-queue mode: the queue. Undefined in multi-queue mode. */
@@ -43,7 +44,6 @@ export interface ExecutorConfig {
   dockerRegistryMirrorUrls: string[];
   runtime: RuntimeName;
   jobPidsLimit: number;
-  jobNetwork: 'bridge' | 'none';
   maxLogBytes: number;
   /** Free bytes required in the workspace root before a dequeue; 0 disables the check. */
   minFreeDiskBytes: number;
@@ -138,7 +138,7 @@ function executorConfig(v: Values<typeof EXECUTOR_ENV>, env: Env, runtimeGiven: 
     dockerRegistryMirrorUrls: v.EXECUTOR_DOCKER_REGISTRY_MIRROR_URL ?? [],
     runtime: !runtimeGiven && inCluster ? 'kubernetes' : v.EXECUTOR_RUNTIME,
     jobPidsLimit: v.EXECUTOR_JOB_PIDS_LIMIT,
-    jobNetwork: v.EXECUTOR_JOB_NETWORK,
+    ...jobNetworkConfig(v),
     maxLogBytes: v.EXECUTOR_MAX_LOG_BYTES,
     minFreeDiskBytes: v.EXECUTOR_MIN_FREE_DISK,
     metricsAddr: v.EXECUTOR_METRICS_ADDR,

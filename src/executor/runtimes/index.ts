@@ -46,7 +46,7 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         cpus: config.jobNumCpus,
         memory: config.jobMemory,
         pidsLimit: config.jobPidsLimit,
-        network: config.jobNetwork,
+        network: config.jobNetwork === 'isolated' ? config.jobNetworkName : config.jobNetwork,
         hostMountPath: config.dockerHostMountPath,
         additionalMounts: [...config.dockerAdditionalMounts],
         addHostGateway: config.dockerAddHostGateway,

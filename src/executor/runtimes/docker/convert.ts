@@ -41,7 +41,8 @@ export interface ContainerSettings {
   /** Memory per step in Docker's syntax ("12G", "512m"); "0" or "" = no limit. */
   memory: string;
   pidsLimit: number;
-  network: 'bridge' | 'none';
+  /** Docker NetworkMode: `bridge`, `none`, or the isolated network's name. */
+  network: string;
   /** Docker-in-Docker: the daemon sees workspaces under this path (EXECUTOR_DOCKER_HOST_MOUNT_PATH). */
   hostMountPath?: string;
   /** Mounts parsed by parseMountSpecs (EXECUTOR_DOCKER_ADDITIONAL_MOUNTS). */

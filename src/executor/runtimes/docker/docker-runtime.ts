@@ -37,7 +37,8 @@ export interface DockerRuntimeOptions extends LocalWorkspaceSettings {
   /** Memory per step ("12G"); "0" or "" = no limit. */
   memory: string;
   pidsLimit: number;
-  network: 'bridge' | 'none';
+  /** Docker NetworkMode: `bridge`, `none`, or the isolated network's name (EXECUTOR_JOB_NETWORK_NAME). */
+  network: string;
   hostMountPath?: string;
   /** EXECUTOR_DOCKER_ADDITIONAL_MOUNTS, split on `;`. */
   additionalMounts: string[];

@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { BLOCKED_V4, BLOCKED_V6 } from '../../../../src/executor/network/egress-rules.js';
 import { KUBE_API_PERMISSIONS } from '../../../../src/executor/runtimes/kubernetes/kube-client.js';
+import { objectLabels } from '../../../../src/executor/runtimes/kubernetes/naming.js';
 
 const dir = new URL('../../../../deploy/kubernetes/', import.meta.url);
 
@@ -48,6 +50,7 @@ describe('deploy/kubernetes', () => {
         'Deployment/executor',
         'Deployment/executor-server',
         'Namespace/executor',
+        'NetworkPolicy/executor-jobs',
         'Role/executor',
         'RoleBinding/executor',
         'Secret/executor',
@@ -69,5 +72,34 @@ describe('deploy/kubernetes', () => {
     ]);
     const sec = objs.find((o) => o.kind === 'Secret' && o.metadata.name === 'executor-server')!;
     expect(Object.keys(sec.stringData)).toContain('DATABASE_URL');
+
+    // The job pods' NetworkPolicy selects the labels the runtime puts on job pods, and only those.
+    const policy = objs.find((o) => o.kind === 'NetworkPolicy')!;
+    const jobLabels = objectLabels({
+      executorName: 'e',
+      hostname: 'h',
+      job: { id: 7, queue: 'q', attempt: 1 },
+    });
+    const selects = (labels: Record<string, string>) =>
+      (policy.spec.podSelector.matchExpressions as { key: string; operator: string }[]).every(
+        (m) => m.operator === 'Exists' && m.key in labels,
+      ) && Object.keys(policy.spec.podSelector.matchLabels ?? {}).length === 0;
+    expect(selects(jobLabels)).toBe(true);
+    expect(selects(ex.spec.template.metadata.labels)).toBe(false);
+    expect(selects(server.spec.template.metadata.labels)).toBe(false);
+    expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    const egress = policy.spec.egress as { to: Record<string, any>[]; ports?: { port: number }[] }[];
+    // DNS and the queue server are allowed; public addresses without the
+    // private, link-local and reserved ranges of the Docker rules.
+    expect(egress[0]!.ports!.map((p) => p.port)).toEqual([53, 53]);
+    expect(egress[1]!.to[0]!.podSelector.matchLabels).toEqual(server.spec.template.metadata.labels);
+    // A NetworkPolicy's ports are the pod's (container) ports, not the Service's.
+    expect(egress[1]!.ports!.map((p) => p.port)).toEqual(
+      server.spec.template.spec.containers[0].ports.map((p: { containerPort: number }) => p.containerPort),
+    );
+    const v4 = egress[2]!.to.find((t) => t.ipBlock.cidr === '0.0.0.0/0')!;
+    expect(v4.ipBlock.except).toEqual([...BLOCKED_V4]);
+    const v6 = egress[2]!.to.find((t) => t.ipBlock.cidr === '::/0')!;
+    expect(v6.ipBlock.except).toEqual([...BLOCKED_V6]);
   });
 });
