@@ -16,7 +16,9 @@ import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dockerFactsFromDaemon } from '../../src/cli/install.js';
 import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
+import { remappedCheck } from '../../src/executor/install/userns-remap.js';
 import { detectUsernsRemap, type RemappedRoot } from '../../src/executor/runtimes/docker/userns.js';
 import { validateDocker } from '../../src/executor/runtimes/docker/validate.js';
 import { createLogger } from '../../src/lib/logger.js';
@@ -88,7 +90,7 @@ describe.skipIf(!ready)('steps under Docker user-namespace remapping', () => {
     await daemon?.stop();
   }, 120_000);
 
-  it('detects the remapped root and validate reports it', async () => {
+  it('detects the remapped root; validate and install report it', async () => {
     expect(root.uid).toBeGreaterThan(0);
     expect(root.gid).toBeGreaterThan(0);
     // dockerd took its ids from the remap user's subordinate ranges (created on first use).
@@ -100,6 +102,11 @@ describe.skipIf(!ready)('steps under Docker user-namespace remapping', () => {
       ok: true,
       detail: `remapped, root in steps is uid ${root.uid} on the host (gid ${root.gid}); workspaces are given to it`,
     });
+    // What `executor install --userns-remap` reads after its restart.
+    const facts = await dockerFactsFromDaemon(new Dockerode());
+    expect(facts.rootDir).toMatch(new RegExp(`/${root.uid}\\.${root.gid}$`));
+    expect(remappedCheck(facts)).toMatchObject({ ok: true });
+    expect(remappedCheck(facts).detail).toContain(`root in steps is uid ${root.uid} on the host`);
   });
 
   it('root in a step is the remapped uid on the host; the job clones, writes and completes', async () => {
