@@ -255,14 +255,7 @@ export async function runInstall(opts: InstallOptions): Promise<InstallResult> {
     let facts = await opts.dockerFacts();
     if (opts.usernsRemap && real && !opts.dryRun) {
       // A restart applies every daemon.json change, mirrors and runtimes included: no reload.
-      const r = await ensureDaemonRemaps(facts, {
-        dockerFacts: opts.dockerFacts,
-        restartDocker:
-          opts.restartDocker ?? (() => Promise.reject(new Error('no way to restart dockerd was given'))),
-      });
-      checks.push(r.check);
-      if (!r.facts) throw new Error('it did not answer after the restart');
-      facts = r.facts;
+      facts = await restartForUsernsRemap(opts, facts, checks);
     } else if (daemonChanged && real && !opts.dryRun) {
       await opts.reloadDocker();
       // The reload is asynchronous: poll until the daemon shows what was written, or give up.
@@ -322,6 +315,22 @@ export async function runInstall(opts: InstallOptions): Promise<InstallResult> {
   }
 
   return { items, checks, missing: env.missing, ok: checks.every((c) => c.ok) };
+}
+
+/** Restarts dockerd unless it remaps already; rejects when it does not answer afterwards. */
+async function restartForUsernsRemap(
+  opts: InstallOptions,
+  facts: DockerFacts,
+  checks: InstallCheck[],
+): Promise<DockerFacts> {
+  const r = await ensureDaemonRemaps(facts, {
+    dockerFacts: opts.dockerFacts,
+    restartDocker:
+      opts.restartDocker ?? (() => Promise.reject(new Error('no way to restart dockerd was given'))),
+  });
+  checks.push(r.check);
+  if (!r.facts) throw new Error('it did not answer after the restart');
+  return r.facts;
 }
 
 async function apply(root: string, item: InstallItem): Promise<void> {
