@@ -1,6 +1,7 @@
 /**
  * `executor install`: writes the systemd unit, environment file, workspace directory and Docker
- * daemon settings of an executor host (see executor/install/install.ts), then checks Docker.
+ * daemon settings of an executor host (see executor/install/install.ts), then checks Docker;
+ * `--userns-remap` restarts dockerd (see executor/install/userns-remap.ts).
  * Exits 0 when every check passed, 1 when one failed, 2 on bad flags.
  */
 import { execFile } from 'node:child_process';
@@ -17,6 +18,7 @@ import {
   formatInstallResult,
   runInstall,
 } from '../executor/install/install.js';
+import { daemonRemaps } from '../executor/runtimes/docker/userns.js';
 import { errorMessage } from '../lib/errors.js';
 
 interface InstallFlags {
@@ -26,6 +28,7 @@ interface InstallFlags {
   registryMirror?: string;
   bin: string;
   runscPath?: string;
+  usernsRemap?: boolean;
 }
 
 /**
@@ -38,11 +41,15 @@ export async function dockerFactsFromDaemon(docker?: Dockerode): Promise<DockerF
     ServerVersion?: string;
     RegistryConfig?: { Mirrors?: string[] | null };
     Runtimes?: Record<string, unknown>;
+    SecurityOptions?: string[] | null;
+    DockerRootDir?: string;
   };
   return {
     version: info.ServerVersion ?? 'unknown',
     mirrors: info.RegistryConfig?.Mirrors ?? [],
     runtimes: Object.keys(info.Runtimes ?? {}),
+    usernsRemapped: daemonRemaps(info),
+    rootDir: info.DockerRootDir,
   };
 }
 
@@ -55,6 +62,20 @@ async function reloadDockerd(): Promise<void> {
   const pid = Number(readFileSync('/var/run/docker.pid', 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 0) throw new Error('no dockerd pid in /var/run/docker.pid');
   process.kill(pid, 'SIGHUP');
+}
+
+/**
+ * userns-remap takes effect only when dockerd starts. With systemd: `systemctl restart docker`.
+ * Without it there is no reliable way to restart a daemon whose command line we do not know, so
+ * install says what to do and fails its check (exit 1) until the daemon remaps.
+ */
+async function restartDockerd(): Promise<void> {
+  if (!existsSync('/run/systemd/system')) {
+    throw new Error(
+      'this host has no systemd; restart dockerd yourself (for example `service docker restart`), then run `executor install --userns-remap` again to check',
+    );
+  }
+  await promisify(execFile)('systemctl', ['restart', 'docker']);
 }
 
 function findOnPath(name: string): string | undefined {
@@ -82,6 +103,12 @@ export function registerInstallCommand(program: Command): void {
     )
     .option('--bin <path>', 'the executor binary the unit starts', DEFAULT_BIN_PATH)
     .option('--runsc-path <path>', 'the runsc binary (default: found on PATH, else /usr/bin/runsc)')
+    .option(
+      '--userns-remap',
+      'set "userns-remap": "default" in daemon.json and RESTART dockerd (stops running containers; ' +
+        'the remapped daemon has its own image store, so images must be pulled or loaded again): ' +
+        'root in steps becomes an unprivileged uid on the host. Not with --with-gvisor',
+    )
     .action(async (flags: InstallFlags) => {
       const mirrors: string[] = [];
       for (const part of (flags.registryMirror ?? '').split(',')) {
@@ -93,6 +120,13 @@ export function registerInstallCommand(program: Command): void {
           return;
         }
         if (!mirrors.includes(r.url)) mirrors.push(r.url);
+      }
+      if (flags.usernsRemap && flags.withGvisor) {
+        process.stderr.write(
+          '--userns-remap: runsc does not start sandboxes on a daemon that remaps user namespaces; choose one\n',
+        );
+        process.exitCode = 2;
+        return;
       }
       if (!path.isAbsolute(flags.bin)) {
         process.stderr.write('--bin: must be an absolute path\n');
@@ -110,6 +144,8 @@ export function registerInstallCommand(program: Command): void {
           env: process.env,
           dockerFacts: () => dockerFactsFromDaemon(),
           reloadDocker: reloadDockerd,
+          usernsRemap: flags.usernsRemap === true,
+          restartDocker: restartDockerd,
         });
         for (const line of formatInstallResult(result, flags.dryRun === true)) {
           process.stdout.write(`${line}\n`);

@@ -1,8 +1,9 @@
 /**
  * The parts of a Docker daemon's configuration (`/etc/docker/daemon.json`) the executor controls:
- * `registry-mirrors` (EXECUTOR_DOCKER_REGISTRY_MIRROR_URL) and the `runsc` runtime (gVisor). Both
- * are merged into what is there: keys an operator set are kept, mirrors already listed keep their
- * order, an existing `runsc` entry is left as it is. Pure; no I/O.
+ * `registry-mirrors` (EXECUTOR_DOCKER_REGISTRY_MIRROR_URL), the `runsc` runtime (gVisor) and
+ * `userns-remap` (user-namespace remapping). All are merged into what is there: keys an operator
+ * set are kept, mirrors already listed keep their order, an existing `runsc` entry is left as it is,
+ * and so is an existing non-empty `userns-remap` (an operator's own remap user). Pure; no I/O.
  */
 
 export type DaemonConfig = Record<string, unknown>;
@@ -12,6 +13,8 @@ export interface DaemonConfigWants {
   registryMirrors: string[];
   /** Register gVisor as the `runsc` runtime with this binary. */
   runscPath?: string;
+  /** `userns-remap` value to set when none is set (`default`: dockerd creates and uses `dockremap`). */
+  usernsRemap?: string;
 }
 
 /**
@@ -49,6 +52,10 @@ export function mergeDaemonConfig(existing: DaemonConfig, wants: DaemonConfigWan
         : {};
     if (!runtimes.runsc) runtimes.runsc = { path: wants.runscPath, runtimeArgs: RUNSC_RUNTIME_ARGS };
     out.runtimes = runtimes;
+  }
+  if (wants.usernsRemap) {
+    const current = existing['userns-remap'];
+    if (typeof current !== 'string' || current.trim() === '') out['userns-remap'] = wants.usernsRemap;
   }
   return out;
 }

@@ -7,11 +7,12 @@
  *   kept; only settings named by a flag of this run (`--with-gvisor` sets EXECUTOR_RUNTIME,
  *   `--registry-mirror` sets EXECUTOR_DOCKER_REGISTRY_MIRROR_URL) replace them;
  * - `var/lib/executor/workspaces`: the workspace root;
- * - `etc/docker/daemon.json`: `registry-mirrors` and, with `--with-gvisor`, the `runsc` runtime,
- *   merged into what is there (see daemon-config.ts);
+ * - `etc/docker/daemon.json`: `registry-mirrors`, with `--with-gvisor` the `runsc` runtime, and
+ *   with `--userns-remap` `"userns-remap": "default"`, merged into what is there (see
+ *   daemon-config.ts);
  *
  * then checks that Docker answers (and, after a daemon.json change on `/`, reloads dockerd and
- * checks it took the change). Idempotent: a second run with the same inputs changes nothing and
+ * checks it took the change; with `--userns-remap` it restarts dockerd instead, see userns-remap.ts). Idempotent: a second run with the same inputs changes nothing and
  * says "unchanged" for every item. A dry run computes the same plan and writes nothing.
  */
 import { existsSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { EXECUTOR_ENV } from '../../config/executor.js';
 import { errorMessage } from '../../lib/errors.js';
 import { type DaemonConfig, mergeDaemonConfig, normaliseMirror } from './daemon-config.js';
 import { parseEnvFile, renderEnvFile } from './env-file.js';
+import { ensureDaemonRemaps, USERNS_REMAP_DEFAULT } from './userns-remap.js';
 
 export const UNIT_PATH = '/etc/systemd/system/executor.service';
 export const ENV_PATH = '/etc/executor/executor.env';
@@ -33,6 +35,10 @@ export interface DockerFacts {
   version: string;
   mirrors: string[];
   runtimes: string[];
+  /** SecurityOptions lists `name=userns`. */
+  usernsRemapped?: boolean;
+  /** DockerRootDir (`<data-root>/<uid>.<gid>` when remapped). */
+  rootDir?: string;
 }
 
 export interface InstallOptions {
@@ -54,6 +60,10 @@ export interface InstallOptions {
   reloadDocker: () => Promise<void>;
   /** How long to wait for the reloaded daemon to show the change. */
   reloadWaitMs?: number;
+  /** `--userns-remap`: set `"userns-remap": "default"` and restart dockerd for it. */
+  usernsRemap?: boolean;
+  /** Restarts dockerd (userns-remap is not reloadable); rejects with what to do when it cannot. */
+  restartDocker?: () => Promise<void>;
 }
 
 export type ItemStatus = 'create' | 'update' | 'unchanged';
@@ -196,7 +206,7 @@ export async function runInstall(opts: InstallOptions): Promise<InstallResult> {
 
   // Docker daemon configuration.
   let daemonChanged = false;
-  if (opts.registryMirrors.length > 0 || opts.withGvisor) {
+  if (opts.registryMirrors.length > 0 || opts.withGvisor || opts.usernsRemap) {
     if (opts.withGvisor && !existsSync(opts.runscPath)) {
       checks.push({
         name: 'gvisor',
@@ -218,6 +228,7 @@ export async function runInstall(opts: InstallOptions): Promise<InstallResult> {
     const merged = mergeDaemonConfig(existing, {
       registryMirrors: opts.registryMirrors,
       runscPath: opts.withGvisor ? opts.runscPath : undefined,
+      usernsRemap: opts.usernsRemap ? USERNS_REMAP_DEFAULT : undefined,
     });
     const unchanged = existingText !== undefined && JSON.stringify(merged) === JSON.stringify(existing);
     if (unchanged) {
@@ -242,7 +253,10 @@ export async function runInstall(opts: InstallOptions): Promise<InstallResult> {
   const real = path.resolve(opts.root) === '/';
   try {
     let facts = await opts.dockerFacts();
-    if (daemonChanged && real && !opts.dryRun) {
+    if (opts.usernsRemap && real && !opts.dryRun) {
+      // A restart applies every daemon.json change, mirrors and runtimes included: no reload.
+      facts = await restartForUsernsRemap(opts, facts, checks);
+    } else if (daemonChanged && real && !opts.dryRun) {
       await opts.reloadDocker();
       // The reload is asynchronous: poll until the daemon shows what was written, or give up.
       const took = (f: DockerFacts) =>
@@ -288,7 +302,7 @@ export async function runInstall(opts: InstallOptions): Promise<InstallResult> {
         name: 'docker reload',
         ok: true,
         detail: opts.dryRun
-          ? 'dry run: the daemon would be reloaded when installing on /'
+          ? `dry run: the daemon would be ${opts.usernsRemap ? 'restarted' : 'reloaded'} when installing on /`
           : `daemon.json was written under ${opts.root}, not for the running daemon; it is not reloaded`,
       });
     }
@@ -301,6 +315,22 @@ export async function runInstall(opts: InstallOptions): Promise<InstallResult> {
   }
 
   return { items, checks, missing: env.missing, ok: checks.every((c) => c.ok) };
+}
+
+/** Restarts dockerd unless it remaps already; rejects when it does not answer afterwards. */
+async function restartForUsernsRemap(
+  opts: InstallOptions,
+  facts: DockerFacts,
+  checks: InstallCheck[],
+): Promise<DockerFacts> {
+  const r = await ensureDaemonRemaps(facts, {
+    dockerFacts: opts.dockerFacts,
+    restartDocker:
+      opts.restartDocker ?? (() => Promise.reject(new Error('no way to restart dockerd was given'))),
+  });
+  checks.push(r.check);
+  if (!r.facts) throw new Error('it did not answer after the restart');
+  return r.facts;
 }
 
 async function apply(root: string, item: InstallItem): Promise<void> {

@@ -50,14 +50,19 @@ export interface LocalWorkspaceSettings {
   frontendPassword: string;
 }
 
-/** Clones the repository and writes files and step scripts into a new workspace on this host. */
+/**
+ * Clones the repository and writes files and step scripts into a new workspace on this host; with
+ * `stepRoot` (Docker user-namespace remapping) the workspace is then given to those host ids.
+ */
 export function prepareHostWorkspace(
   job: Job,
   ctx: JobContext,
   settings: LocalWorkspaceSettings,
   files: FilesFetcher,
+  stepRoot?: { uid: number; gid: number },
 ): Promise<Workspace> {
   return prepareLocalWorkspace(job, ctx, {
+    stepRoot,
     root: settings.workspaceRoot,
     keepWorkspaces: settings.keepWorkspaces,
     frontendUrl: settings.frontendUrl,

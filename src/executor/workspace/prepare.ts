@@ -14,6 +14,7 @@ import type { Job } from '../../protocol/job.js';
 import { recordUid } from '../../protocol/job.js';
 import type { JobContext } from '../job-context.js';
 import type { Workspace } from '../runtimes/types.js';
+import { chownTree } from './chown-tree.js';
 import { cloneRepository } from './clone.js';
 import { type FilesFetcher, writeWorkspaceFiles } from './files.js';
 
@@ -25,6 +26,11 @@ export interface PrepareWorkspaceOptions {
   frontendPassword: string;
   executorName: string;
   files: FilesFetcher;
+  /**
+   * Host ids of a step's root under Docker user-namespace remapping: the finished workspace is
+   * given to them before any step runs (see chown-tree.ts). Undefined = left to the executor's user.
+   */
+  stepRoot?: { uid: number; gid: number };
 }
 
 export interface WorkspaceOwner {
@@ -68,6 +74,14 @@ export async function prepareLocalWorkspace(
       });
     }
     const scriptNames = await writeWorkspaceFiles(job, dir, ctx.logger, opts.files);
+    if (opts.stepRoot) {
+      const { uid, gid } = opts.stepRoot;
+      await chownTree(dir, uid, gid).catch((err: unknown) => {
+        throw new Error(
+          `cannot give the workspace to uid ${uid}:${gid}, root of the steps under the Docker daemon's user-namespace remapping (${errorMessage(err)}); run the executor as root`,
+        );
+      });
+    }
 
     let removed: Promise<void> | undefined;
     const remove = (): Promise<void> => {

@@ -21,6 +21,7 @@ import { type ContainerSettings, clampCpus, memoryBytes, parseMountSpecs } from 
 import { createDockerRunner, type DockerRunnerDeps } from './docker-runner.js';
 import { daemonIsLocal } from './oom.js';
 import { removeOrphanContainers } from './orphans.js';
+import { detectUsernsRemap, type RemappedRoot } from './userns.js';
 import { validateDocker } from './validate.js';
 
 export interface DockerRuntimeOptions extends LocalWorkspaceSettings {
@@ -101,6 +102,30 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     return cpuCheck;
   }
 
+  let remap: Promise<RemappedRoot | undefined> | undefined;
+  /**
+   * The host ids of a step's root when the daemon remaps user namespaces, asked once (a daemon's
+   * remapping changes only with a restart, which also empties its image store). A failed
+   * `docker info` fails this job's preparation and is asked again by the next job.
+   */
+  function stepRoot(): Promise<RemappedRoot | undefined> {
+    remap ??= detectUsernsRemap(docker).then(
+      (r) => {
+        if (!r.remapped) return undefined;
+        log.info('the Docker daemon remaps user namespaces; workspaces are given to the root of steps', {
+          uid: r.root.uid,
+          gid: r.root.gid,
+        });
+        return r.root;
+      },
+      (err: unknown) => {
+        remap = undefined;
+        throw err;
+      },
+    );
+    return remap;
+  }
+
   const runnerDeps: DockerRunnerDeps = {
     docker,
     settings,
@@ -124,12 +149,13 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
       return v.Version;
     },
 
-    prepareWorkspace(job: Job, ctx: JobContext): Promise<Workspace> {
+    async prepareWorkspace(job: Job, ctx: JobContext): Promise<Workspace> {
       return prepareHostWorkspace(
         job,
         ctx,
         opts,
         typeof opts.files === 'function' ? opts.files(job) : opts.files,
+        await stepRoot(),
       );
     },
 

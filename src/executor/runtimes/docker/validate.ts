@@ -1,8 +1,12 @@
 import type Dockerode from 'dockerode';
 import { errorMessage } from '../../../lib/errors.js';
 import type { CheckResult } from '../types.js';
+import { validateUserns } from './userns.js';
 
-/** Checks for `executor validate` and startup: the daemon answers; for gvisor, runsc is registered. */
+/**
+ * Checks for `executor validate` and startup: the daemon answers; whether it remaps user namespaces
+ * (userns.ts); for gvisor, runsc is registered.
+ */
 export async function validateDocker(docker: Dockerode, kind: 'docker' | 'gvisor'): Promise<CheckResult[]> {
   const checks: CheckResult[] = [];
   try {
@@ -17,6 +21,7 @@ export async function validateDocker(docker: Dockerode, kind: 'docker' | 'gvisor
     });
     return checks;
   }
+  checks.push(...(await validateUserns(docker, kind)));
   if (kind === 'gvisor') {
     try {
       const info = (await docker.info()) as { Runtimes?: Record<string, unknown> };

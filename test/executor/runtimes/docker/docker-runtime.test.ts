@@ -95,6 +95,13 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
     const checks = await runtime.validate();
     expect(checks).toEqual([
       { name: 'docker daemon', ok: true, detail: expect.stringMatching(/^answers; version \d/) },
+      // The host's daemon does not remap (docker-userns.test.ts runs one that does).
+      {
+        name: 'user namespaces',
+        ok: true,
+        detail:
+          'not remapped: root in steps is root on the host (with no capabilities); enable with executor install --userns-remap',
+      },
     ]);
     expect(await runtime.version()).toMatch(/^\d+\.\d+/);
   });
@@ -387,6 +394,7 @@ describe.skipIf(!haveGvisor)('gvisor runtime (real daemon with runsc)', () => {
     const checks = await runtime.validate();
     expect(checks.map((c) => [c.name, c.ok])).toEqual([
       ['docker daemon', true],
+      ['user namespaces', true],
       ['gvisor runtime', true],
     ]);
     expect(runtime.name).toBe('gvisor');
