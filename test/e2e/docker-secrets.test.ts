@@ -113,7 +113,7 @@ describe.skipIf(!ok)('secrets never reach stored logs (docker runtime, end to en
             // breaks and the indentation are one whitespace run each).
             'printf "%s\\n" "$M" | while read -r line; do echo "    $line"; done',
             // With CRLF line endings.
-            'printf "%s\\n" "$M" | sed "s/\$/\\r/"',
+            'printf "%s\\n" "$M" | sed "s/$/\\r/"',
             // A prefix on each line: no longer the block, so each line on its own.
             'printf "%s\\n" "$M" | while read -r line; do echo "key: $line"; done',
             'printf "mb64: "; printf %s "$M" | base64 | tr -d "\\n"; echo',
