@@ -5,6 +5,11 @@
  * the real queue client over HTTP, into a real server and store. Then no secret, in any of those
  * forms, may appear in the stored logs, the user API's answers, or the server's and the executor's
  * own log lines.
+ *
+ * Then multi-line secrets with lines of 1 to 7 chars among long ones, some ending with a newline,
+ * printed with other line endings (CRLF, CR CR LF, spaces, tabs, mixed whitespace runs), each
+ * case split in two at every byte: in the stored log each must be its placeholder alone, with the
+ * text around it intact, the line break after it included.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +28,22 @@ const CASES_PER_JOB = 500;
 const ALPHABET = Array.from(
   'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/+=%."\\ :@!é中😀',
 );
+
+/** A line of a multi-line secret: no whitespace, no marker char (« | »). */
+const LINE_ALPHABET = ALPHABET.filter((c) => c !== ' ');
+const WHITESPACE = [' ', '\t', '\r', '\n', '\v', '\f'];
+/** How a case prints each line break of its secret; `i` numbers the breaks. */
+const LINE_ENDINGS: Record<string, (random: () => number) => string> = {
+  CRLF: () => '\r\n',
+  'CR CR LF': () => '\r\r\n',
+  spaces: (random) => ' '.repeat(1 + Math.floor(random() * 4)),
+  tabs: (random) => '\t'.repeat(1 + Math.floor(random() * 3)),
+  'mixed whitespace runs': (random) =>
+    Array.from({ length: 1 + Math.floor(random() * 12) }, () => WHITESPACE[Math.floor(random() * 6)]).join(
+      '',
+    ),
+  LF: () => '\n',
+};
 
 /** The forms a reader could decode a secret from (computed independently of the redactor). */
 function leakForms(secret: string): string[] {
@@ -174,5 +195,103 @@ describe('masking fuzz', () => {
     expect(leaks.slice(0, 10)).toEqual([]);
     // The output did arrive (a store with nothing in it would pass the leak check trivially).
     expect(storedBytes).toBeGreaterThan(cases * 10);
+  }, 1_800_000);
+
+  it('multi-line secrets with other line endings, split at every byte: each is its placeholder, the text around it intact', async () => {
+    const random = createRandom(CHAOS_SEED + 1);
+    const int = (n: number) => Math.floor(random() * n);
+    const line = (min: number, max: number) =>
+      Array.from({ length: min + int(max - min + 1) }, () => LINE_ALPHABET[int(LINE_ALPHABET.length)]).join(
+        '',
+      );
+    const execLogger = createMemoryLogger();
+    const client = createQueueClient({
+      frontendUrl: server.url,
+      password: server.executorsAccessToken,
+      executorName: `mask-lines-${CHAOS_SEED}`,
+      queueName: 'chaos',
+      version: '0.0.0+executor',
+      telemetry: () => ({}) as never,
+      logger: execLogger,
+    });
+    await client.ping();
+    /** Case id -> the text its stored region must be. */
+    const expected = new Map<number, { jobId: number; region: string; secret: string }>();
+    const perForm = new Map<string, number>();
+    let id = 0;
+    for (let j = 0; j < scaled(2, 20); j++) {
+      const secrets: Record<string, string> = {};
+      for (let s = 0; s < 4; s++) {
+        // 2 to 6 lines, at least one long; the others of 1 to 7 chars; some end with a newline.
+        const lines = Array.from({ length: 2 + int(5) }, () => (random() < 0.6 ? line(1, 7) : line(8, 24)));
+        lines[int(lines.length)] = line(8, 24);
+        secrets[`L${s}`] = `${lines.join(random() < 0.5 ? '\n' : '\r\n')}${['', '\n', '\r\n'][int(3)]}`;
+      }
+      await server.api.submit({
+        queue: 'chaos',
+        steps: [{ key: 'mask', image: 'executor-test/busybox:latest', run: 'true' }],
+        secrets,
+      } as never);
+      const job = await client.dequeue();
+      expect(job).not.toBeNull();
+      const redactor = createRedactor({
+        [server.executorsAccessToken]: 'SECRET_REMOVED',
+        ...job!.redactedValues,
+      });
+      const jl = createJobLogger({
+        sink: client.logSink(job!),
+        redactor,
+        maxOutputBytes: 64 * 1024 * 1024,
+        syncIntervalMs: 50,
+        logger: execLogger,
+      });
+      const entry = jl.entry('step.docker.mask', null);
+      for (const secret of Object.values(secrets)) {
+        const placeholder = job!.redactedValues[secret]!;
+        const lines = secret.split(/\r\n|\n/);
+        const endsWithNewline = lines.at(-1) === '';
+        if (endsWithNewline) lines.pop();
+        for (const [form, lineBreak] of Object.entries(LINE_ENDINGS)) {
+          const printed = lines.join(lineBreak(random));
+          // The secret's own trailing newline, printed the same way, then the rest of the line.
+          const tail = endsWithNewline ? lineBreak(random) : '';
+          for (let at = 0; ; at++) {
+            const text = Buffer.from(`«${id}|${printed}${tail}|${id}»\n`, 'utf8');
+            if (at > text.length) break;
+            entry.write('stdout', text.subarray(0, at));
+            entry.write('stdout', text.subarray(at));
+            // As the log stores it: a CR before a newline dropped, each new line prefixed.
+            const region = `${placeholder}${tail}`.replace(/\r\n/g, '\n').replace(/\n/g, '\nstdout: ');
+            expected.set(id, { jobId: job!.id, region, secret });
+            perForm.set(form, (perForm.get(form) ?? 0) + 1);
+            id++;
+          }
+        }
+      }
+      entry.close(0);
+      await jl.flush();
+      await client.markComplete(job!);
+    }
+
+    const stored = new Map<number, string>();
+    for (const jobId of new Set([...expected.values()].map((e) => e.jobId))) {
+      const entries = await server.store.getLogEntries(jobId, { withOutput: true });
+      stored.set(jobId, entries.map((e) => e.out ?? '').join('\n'));
+    }
+    const wrong: string[] = [];
+    for (const [n, { jobId, region, secret }] of expected) {
+      const out = stored.get(jobId)!;
+      const start = out.indexOf(`«${n}|`);
+      const end = out.indexOf(`|${n}»`, start);
+      const got = start === -1 || end === -1 ? '(case missing)' : out.slice(start + `«${n}|`.length, end);
+      if (got !== region) wrong.push(`case ${n} of ${JSON.stringify(secret)}: ${JSON.stringify(got)}`);
+    }
+    publish('masking fuzz, multi-line secrets', {
+      cases: expected.size,
+      forms: Object.fromEntries(perForm),
+      wrong: wrong.length,
+    });
+    expect(wrong.slice(0, 10)).toEqual([]);
+    expect(expected.size).toBeGreaterThan(1000);
   }, 1_800_000);
 });

@@ -109,8 +109,13 @@ describe.skipIf(!ok)('secrets never reach stored logs (docker runtime, end to en
           image: IMAGE,
           run: [
             'printf "%s\\n" "$M"',
-            // Re-indented, one line at a time, as tools print keys.
+            // Re-indented, one line at a time, as tools print keys: still one block (the line
+            // breaks and the indentation are one whitespace run each).
             'printf "%s\\n" "$M" | while read -r line; do echo "    $line"; done',
+            // With CRLF line endings.
+            'printf "%s\\n" "$M" | sed "s/$/\\r/"',
+            // A prefix on each line: no longer the block, so each line on its own.
+            'printf "%s\\n" "$M" | while read -r line; do echo "key: $line"; done',
             'printf "mb64: "; printf %s "$M" | base64 | tr -d "\\n"; echo',
           ],
         },
@@ -145,7 +150,9 @@ describe.skipIf(!ok)('secrets never reach stored logs (docker runtime, end to en
     expect(encoded).toMatch(/b64in2: \S*\$\{\{ secrets\.S \}\}/);
     const multi = out('step.docker.multiline');
     expect(multi).toContain(`mb64: ${PM}`);
-    expect(multi.split(`stdout:     ${PM}\n`).length - 1).toBe(3);
+    expect(multi.split(`stdout: ${PM}\n`).length - 1).toBe(2);
+    expect(multi.split(`stdout:     ${PM}\n`).length - 1).toBe(1);
+    expect(multi.split(`stdout: key: ${PM}\n`).length - 1).toBe(3);
     expect(stored).not.toMatch(/\*{8,}/);
   });
 });

@@ -7,6 +7,7 @@
  */
 import { Buffer } from 'node:buffer';
 import type { ByteSink, ByteStreamRedactor, StreamRedactor } from './redactor.js';
+import { type ByteBlock, compileByteBlock, matchBlockBytes, type SecretBlock } from './secret-block.js';
 
 /**
  * A byte stream is redacted in pieces of at most this many bytes, so its buffer stays this small
@@ -14,34 +15,80 @@ import type { ByteSink, ByteStreamRedactor, StreamRedactor } from './redactor.js
  */
 const PIECE_BYTES = 64 * 1024;
 
-/** The patterns as UTF-8 with their replacements, longest first, and an index by first byte. */
+/**
+ * The patterns as UTF-8 with their replacements: fixed strings longest first, and blocks (a
+ * multi-line secret whose line breaks match whitespace runs, secret-block.ts), each indexed by
+ * first byte. `maxPatternBytes` is the longest possible match of either.
+ */
 export interface BytePatterns {
   pats: Buffer[];
   reps: Buffer[];
+  blocks: ByteBlock[];
+  blockReps: Buffer[];
   maxPatternBytes: number;
   byFirstByte: number[][];
+  blocksByFirstByte: number[][];
+  /** 1 for a byte that some pattern or block starts with: most output bytes start nothing. */
+  startBytes: Uint8Array;
 }
 
-/** `sorted`: the text patterns, longest first; `patterns`: pattern -> replacement. */
-export function compileBytePatterns(sorted: string[], patterns: Map<string, string>): BytePatterns {
+/**
+ * `sorted`: the fixed text patterns, longest first; `patterns`: pattern -> replacement; `blocks`:
+ * the blocks with their replacements.
+ */
+export function compileBytePatterns(
+  sorted: string[],
+  patterns: Map<string, string>,
+  blocks: ReadonlyArray<{ block: SecretBlock; replacement: string }> = [],
+): BytePatterns {
   // The patterns as UTF-8, longest first (stable: among equal lengths, the order of `sorted`). A
   // pattern with a lone surrogate has no UTF-8 form of its own and is left out; its printed form
-  // (U+FFFD in place of the surrogate) is a pattern of its own (redactor.ts registers it).
+  // (U+FFFD in place of the surrogate) is a pattern of its own (redactor.ts registers it). The
+  // same holds for a block with such a line.
   const byLength = sorted
     .map((p) => ({ bytes: Buffer.from(p, 'utf8'), replacement: Buffer.from(patterns.get(p)!, 'utf8') }))
     .filter((x, i) => x.bytes.toString('utf8') === sorted[i])
     .sort((a, b) => b.bytes.length - a.bytes.length);
   const pats = byLength.map((x) => x.bytes);
   const reps = byLength.map((x) => x.replacement);
-  const maxPatternBytes = pats[0]?.length ?? 0;
+  const printable = blocks.filter(({ block }) =>
+    block.lines.every((l) => Buffer.from(l, 'utf8').toString('utf8') === l),
+  );
+  const byteBlocks = printable.map(({ block }) => compileByteBlock(block, (l) => Buffer.from(l, 'utf8')));
+  const blockReps = printable.map(({ replacement }) => Buffer.from(replacement, 'utf8'));
+  let maxPatternBytes = pats[0]?.length ?? 0;
+  for (const b of byteBlocks) maxPatternBytes = Math.max(maxPatternBytes, b.maxBytes);
   const byFirstByte: number[][] = Array.from({ length: 256 }, () => []);
   for (const [k, p] of pats.entries()) byFirstByte[p[0]!]!.push(k);
+  const blocksByFirstByte: number[][] = Array.from({ length: 256 }, () => []);
+  for (const [k, b] of byteBlocks.entries()) blocksByFirstByte[b.segs[0]![0]!]!.push(k);
+  const startBytes = new Uint8Array(256);
+  for (let b = 0; b < 256; b++)
+    startBytes[b] = byFirstByte[b]!.length + blocksByFirstByte[b]!.length > 0 ? 1 : 0;
 
-  return { pats, reps, maxPatternBytes, byFirstByte };
+  return {
+    pats,
+    reps,
+    blocks: byteBlocks,
+    blockReps,
+    maxPatternBytes,
+    byFirstByte,
+    blocksByFirstByte,
+    startBytes,
+  };
 }
 
-/** True when view[i..] is a proper prefix of some pattern (a match may start at i later). */
-function couldStartBytesAt({ pats, byFirstByte }: BytePatterns, view: Buffer, i: number): boolean {
+/**
+ * True when a match may start at view[i] once more bytes arrive: view[i..] is a proper prefix of
+ * some fixed pattern, or agrees with a block so far, or is a whole block match (which a longer
+ * pattern may still beat; only called in the last maxPatternBytes - 1 bytes, where every match is
+ * held).
+ */
+function couldStartBytesAt(
+  { pats, byFirstByte, blocks, blocksByFirstByte }: BytePatterns,
+  view: Buffer,
+  i: number,
+): boolean {
   const rest = view.length - i;
   for (const k of byFirstByte[view[i]!]!) {
     const p = pats[k]!;
@@ -50,12 +97,34 @@ function couldStartBytesAt({ pats, byFirstByte }: BytePatterns, view: Buffer, i:
     while (j < rest && p[j] === view[i + j]) j++;
     if (j === rest) return true;
   }
+  for (const k of blocksByFirstByte[view[i]!]!) {
+    if (matchBlockBytes(blocks[k]!, view, i) !== 0) return true;
+  }
   return false;
 }
 
+/**
+ * Where the block matches first in the view at or after `from` (its length goes to len[k]), or -1
+ * when it does not. Before the end of the stream, a start that runs off the end of the view also
+ * gives -1: it lies in the last maxPatternBytes - 1 bytes, and so does every later start, which the
+ * tail check of the scan decides.
+ */
+function nextBlockAt(block: ByteBlock, view: Buffer, from: number, atEnd: boolean, len: number[], k: number) {
+  const first = block.segs[0]!;
+  for (let i = view.indexOf(first, from); i !== -1; i = view.indexOf(first, i + 1)) {
+    const n = matchBlockBytes(block, view, i);
+    if (n > 0) {
+      len[k] = n;
+      return i;
+    }
+    if (n < 0 && !atEnd) return -1;
+  }
+  return -1;
+}
+
 export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): ByteStreamRedactor {
-  const { pats, reps, maxPatternBytes } = patterns;
-  if (pats.length === 0) {
+  const { pats, reps, blocks, blockReps, maxPatternBytes, startBytes } = patterns;
+  if (pats.length === 0 && blocks.length === 0) {
     return {
       push: (chunk) => {
         if (chunk.length > 0) sink(chunk);
@@ -67,24 +136,29 @@ export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): Byte
   let work = Buffer.alloc(0);
   let held = 0;
   let ended = false;
-  /** next[k]: where pattern k occurs next in the piece at or after the scan position, or -1. */
-  const next = new Array<number>(pats.length).fill(-1);
+  const nPats = pats.length;
+  const count = nPats + blocks.length;
+  /**
+   * next[k]: where pattern k (fixed patterns, then blocks) occurs next in the piece at or after the
+   * scan position, or -1; len[k]: the length of that match.
+   */
+  const next = new Array<number>(count).fill(-1);
+  const len = pats.map((p) => p.length).concat(blocks.map(() => 0));
 
-  /** Scans work[0, len): passes on what is final, keeps the rest at the front of work. */
-  const scan = (len: number, atEnd: boolean) => {
-    const view = work.subarray(0, len);
-    for (let k = 0; k < pats.length; k++) {
-      next[k] = pats[k]!.length <= len ? view.indexOf(pats[k]!, 0) : -1;
-    }
+  /** Scans work[0, size): passes on what is final, keeps the rest at the front of work. */
+  const scan = (size: number, atEnd: boolean) => {
+    const view = work.subarray(0, size);
+    for (let k = 0; k < nPats; k++) next[k] = pats[k]!.length <= size ? view.indexOf(pats[k]!, 0) : -1;
+    for (let k = nPats; k < count; k++) next[k] = nextBlockAt(blocks[k - nPats]!, view, 0, atEnd, len, k);
     let pos = 0;
-    let holdFrom = len;
+    let holdFrom = size;
     for (;;) {
-      // Leftmost match; on a tie the longest, which comes first.
+      // Leftmost match; on a tie the longest (among fixed patterns the first).
       let best = -1;
-      let at = len;
-      for (let k = 0; k < pats.length; k++) {
+      let at = size;
+      for (let k = 0; k < count; k++) {
         const n = next[k]!;
-        if (n !== -1 && n < at) {
+        if (n !== -1 && (n < at || (n === at && len[k]! > len[best]!))) {
           at = n;
           best = k;
         }
@@ -92,23 +166,27 @@ export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): Byte
       if (best === -1) break;
       // A match is final only when every pattern starting at its position fits in the piece;
       // otherwise a longer pattern may still match there once more bytes arrive.
-      if (!atEnd && at + maxPatternBytes > len) {
+      if (!atEnd && at + maxPatternBytes > size) {
         holdFrom = at;
         break;
       }
       if (at > pos) sink(view.subarray(pos, at));
-      sink(reps[best]!);
-      pos = at + pats[best]!.length;
-      for (let k = 0; k < pats.length; k++) {
+      sink(best < nPats ? reps[best]! : blockReps[best - nPats]!);
+      pos = at + len[best]!;
+      for (let k = 0; k < nPats; k++) {
         if (next[k] !== -1 && next[k]! < pos) next[k] = view.indexOf(pats[k]!, pos);
+      }
+      for (let k = nPats; k < count; k++) {
+        if (next[k] !== -1 && next[k]! < pos)
+          next[k] = nextBlockAt(blocks[k - nPats]!, view, pos, atEnd, len, k);
       }
     }
     if (!atEnd) {
       // Before a held match, or at the end: the first position whose tail may begin a pattern.
-      // Positions earlier than (len - maxPatternBytes + 1) have room for every pattern, so the
+      // Positions earlier than (size - maxPatternBytes + 1) have room for every pattern, so the
       // search above has already decided them.
-      for (let i = Math.max(pos, len - maxPatternBytes + 1); i < holdFrom; i++) {
-        if (couldStartBytesAt(patterns, view, i)) {
+      for (let i = Math.max(pos, size - maxPatternBytes + 1); i < holdFrom; i++) {
+        if (startBytes[view[i]!] === 1 && couldStartBytesAt(patterns, view, i)) {
           holdFrom = i;
           break;
         }
@@ -116,8 +194,8 @@ export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): Byte
     }
     holdFrom = Math.max(holdFrom, pos);
     if (holdFrom > pos) sink(view.subarray(pos, holdFrom));
-    held = len - holdFrom;
-    if (held > 0) work.copy(work, 0, holdFrom, len);
+    held = size - holdFrom;
+    if (held > 0) work.copy(work, 0, holdFrom, size);
   };
 
   return {

@@ -10,8 +10,18 @@
  *     and the URL-safe alphabet variants of all of these;
  *   - URL-encoded (`encodeURIComponent`, and with `+` for space);
  *   - JSON-escaped (`JSON.stringify(v)` without its quotes);
- *   - for multi-line values, each line of at least MIN_LINE_LENGTH chars (tools often print one
- *     line at a time, or re-indent), besides the whole value.
+ *   - for a value with line breaks, the same of the value without whitespace at either end (a
+ *     secret read from a file usually ends with a newline that its users strip).
+ *
+ * A value with line breaks is matched as one block (secret-block.ts): each whitespace run of the
+ * value that holds a line break matches any run of 1 to 64 whitespace bytes per line break, so the
+ * value is found whatever line endings it is printed with, and none of its lines survives, however
+ * short. Whitespace at either end of the value is left out of the block, so a value that ends with
+ * a newline leaves the line break after it in place. Besides the block, each of its lines of at
+ * least MIN_LINE_LENGTH chars is replaced on its own (tools print one line at a time, or re-indent);
+ * a shorter line printed on its own is indistinguishable from ordinary output and stays. A value
+ * whose lines hold fewer than MIN_DERIVED_LENGTH chars in all is matched only as it is (without
+ * the whitespace at its ends): as a block, "a\nb" would erase "a b" from ordinary text.
  *
  * Derived forms are only registered for values of at least MIN_DERIVED_LENGTH chars: the base64
  * fragments of a 1-3 char value are 0-2 chars long and would erase ordinary text everywhere (the
@@ -27,10 +37,20 @@
  */
 import { Buffer } from 'node:buffer';
 import { byteStreamRedactor, compileBytePatterns, textStreamRedactor } from './byte-stream-redactor.js';
+import {
+  blockMaxLength,
+  blockRegExpSource,
+  escapeRegExp,
+  hasLineBreak,
+  matchBlockText,
+  type SecretBlock,
+  secretBlock,
+  trimSecret,
+} from './secret-block.js';
 
 /** Values shorter than this get no derived (encoded) forms; see the module comment. */
 export const MIN_DERIVED_LENGTH = 4;
-/** Lines of a multi-line secret shorter than this are not redacted on their own. */
+/** Lines of a multi-line secret shorter than this are not redacted on their own (only in its block). */
 export const MIN_LINE_LENGTH = 8;
 
 export interface StreamRedactor {
@@ -71,10 +91,6 @@ export interface Redactor {
   readonly maxPatternBytes: number;
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 /**
  * The base64 chars of `value` placed at byte offset `offset` (0, 1, 2) inside a larger byte string
  * that depend only on the value's own bits: char j covers bits [6j, 6j+6), which must lie inside
@@ -88,7 +104,7 @@ function base64Fragment(value: Buffer, offset: number): string {
   return b64.slice(start, end);
 }
 
-function derivedForms(value: string): string[] {
+function encodedForms(value: string): Set<string> {
   const out = new Set<string>();
   const bytes = Buffer.from(value, 'utf8');
   const b64: string[] = [bytes.toString('base64')];
@@ -103,24 +119,55 @@ function derivedForms(value: string): string[] {
   out.add(uri);
   out.add(uri.replace(/%20/g, '+'));
   out.add(JSON.stringify(value).slice(1, -1));
-  if (/[\r\n]/.test(value)) {
-    for (const line of value.split(/\r?\n|\r/)) {
+  out.delete(value);
+  return out;
+}
+
+function derivedForms(value: string): string[] {
+  const out = encodedForms(value);
+  if (hasLineBreak(value)) {
+    const trimmed = trimSecret(value);
+    if (trimmed !== '') for (const f of encodedForms(trimmed)) out.add(f);
+    for (const line of secretBlock(value).lines) {
       if (line.length >= MIN_LINE_LENGTH) out.add(line);
     }
   }
-  out.delete(value);
   // Fragments shorter than the minimum would match ordinary text (see MIN_DERIVED_LENGTH).
   return [...out].filter((p) => p.length >= MIN_DERIVED_LENGTH);
 }
 
+/**
+ * The fixed pattern a value is matched as, or undefined when it is matched as a block: a value
+ * without line breaks is its own pattern; one with line breaks loses the whitespace at its ends.
+ */
+function fixedForm(value: string): string | undefined {
+  if (!hasLineBreak(value)) return value;
+  const block = secretBlock(value);
+  const chars = block.lines.reduce((n, l) => n + l.length, 0);
+  if (block.lines.length >= 2 && chars >= MIN_DERIVED_LENGTH) return undefined;
+  return trimSecret(value);
+}
+
 export function createRedactor(values: Record<string, string>): Redactor {
-  // pattern -> replacement; the raw values first so they win over a derived form of another value.
+  // Fixed pattern -> replacement, and the blocks of multi-line values; the values themselves first
+  // so they win over a derived form of another value.
   const patterns = new Map<string, string>();
+  const blocks = new Map<string, { block: SecretBlock; replacement: string }>();
+  const addValue = (value: string, replacement: string) => {
+    const fixed = fixedForm(value);
+    if (fixed !== undefined) {
+      if (fixed !== '' && !patterns.has(fixed)) patterns.set(fixed, replacement);
+      return;
+    }
+    const block = secretBlock(value);
+    const key = JSON.stringify(block);
+    if (!blocks.has(key)) blocks.set(key, { block, replacement });
+  };
   for (const [secret, replacement] of Object.entries(values)) {
-    if (secret !== '' && !patterns.has(secret)) patterns.set(secret, replacement);
+    addValue(secret, replacement);
     // A value with a lone surrogate is printed as its UTF-8, where the surrogate is U+FFFD.
     const printed = Buffer.from(secret, 'utf8').toString('utf8');
-    if (printed !== secret && !patterns.has(printed)) patterns.set(printed, replacement);
+    if (printed !== secret) addValue(printed, replacement);
   }
   for (const [secret, replacement] of Object.entries(values)) {
     if (secret.length < MIN_DERIVED_LENGTH) continue;
@@ -130,16 +177,47 @@ export function createRedactor(values: Record<string, string>): Redactor {
   }
 
   const sorted = [...patterns.keys()].sort((a, b) => b.length - a.length);
-  const maxPatternLength = sorted[0]?.length ?? 0;
-  // JS alternation takes the first alternative that matches at the leftmost position, so sorting by
-  // length descending gives leftmost-longest.
-  const source = sorted.map(escapeRegExp).join('|');
+  const blockList = [...blocks.values()];
+  let maxPatternLength = sorted[0]?.length ?? 0;
+  for (const { block } of blockList) maxPatternLength = Math.max(maxPatternLength, blockMaxLength(block));
+  // The expression finds the leftmost position where anything matches; the longest match there is
+  // then chosen by hand (JS alternation takes the first alternative that matches, and a block's
+  // length depends on the text). Ties go to fixed patterns, as in the byte stream.
+  const source = [
+    ...blockList.map(({ block }) => blockRegExpSource(block)),
+    ...sorted.map(escapeRegExp),
+  ].join('|');
   const redact = (text: string): string => {
-    if (sorted.length === 0 || text === '') return text;
-    return text.replace(new RegExp(source, 'g'), (m) => patterns.get(m) ?? m);
+    if (source === '' || text === '') return text;
+    const re = new RegExp(source, 'g');
+    let out = '';
+    let pos = 0;
+    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+      const at = m.index;
+      let length = 0;
+      let replacement = '';
+      for (const p of sorted) {
+        if (p.length <= length) break;
+        if (text.startsWith(p, at)) {
+          length = p.length;
+          replacement = patterns.get(p)!;
+        }
+      }
+      for (const b of blockList) {
+        const n = matchBlockText(b.block, text, at);
+        if (n > length) {
+          length = n;
+          replacement = b.replacement;
+        }
+      }
+      out += text.slice(pos, at) + replacement;
+      pos = at + length;
+      re.lastIndex = pos;
+    }
+    return out + text.slice(pos);
   };
 
-  const bytePatterns = compileBytePatterns(sorted, patterns);
+  const bytePatterns = compileBytePatterns(sorted, patterns, blockList);
   const { maxPatternBytes } = bytePatterns;
   const createByteStreamRedactor = (sink: ByteSink) => byteStreamRedactor(bytePatterns, sink);
   const createStreamRedactor = () => textStreamRedactor(createByteStreamRedactor);
