@@ -276,6 +276,12 @@ describe('crash chaos (shell runtime)', () => {
       },
       { timeoutMs: 60_000, what: 'the jobs to run' },
     );
+    // Processing on the server is not yet running on the executor: its dequeue answer may still be
+    // on the way. The drain must find all three running, so wait for the executor to say so.
+    await waitFor(() => ex.output().split('"dequeued job"').length - 1 >= 3, {
+      timeoutMs: 60_000,
+      what: 'the executor to start the three jobs',
+    });
     ex.child.kill('SIGTERM');
     const code = await ex.exited;
     const report = await checkInvariants({

@@ -162,6 +162,11 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
       let buf: Buffer;
       try {
         res = await doFetch(target, { method: r.method, headers, body, signal: attemptAbort?.signal });
+        // The caller's abort cuts the wait for an answer, not the reading of one that has begun: a
+        // dequeue answered while the executor starts draining carries a job the server has already
+        // claimed, and dropping it would leave that job to the resetter. The attempt timeout still
+        // bounds the read.
+        r.signal?.removeEventListener('abort', onCallerAbort);
         buf = Buffer.from(await res.arrayBuffer());
       } catch (e) {
         if (r.signal?.aborted) throw r.signal.reason ?? e;

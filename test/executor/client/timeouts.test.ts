@@ -96,4 +96,51 @@ describe('executor HTTP timeouts', () => {
     expect(gaps).toHaveLength(2);
     for (const gap of gaps) expect(gap).toBeLessThan(1.5 * intervalMs);
   });
+
+  it("the caller's abort cuts the wait for an answer, not the reading of one that has begun", async () => {
+    // The server sends its headers, then the body only after the caller has aborted: like a drain
+    // landing while a dequeue's job is on its way. The job must not be dropped.
+    let sendBody: (() => void) | undefined;
+    server = http.createServer((req, res) => {
+      req.resume();
+      if (req.url?.endsWith('/silent')) return;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+      sendBody = () => res.end('{"id":7}');
+    });
+    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+    let headersIn: () => void;
+    const headersReceived = new Promise<void>((r) => {
+      headersIn = r;
+    });
+    const c = createBaseClient({
+      baseUrl: url,
+      pathPrefix: '/x',
+      password: 'p',
+      executorName: 'e',
+      retry,
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        headersIn();
+        return res;
+      },
+    });
+
+    const answered = new AbortController();
+    const call = c.request({ method: 'POST', endpoint: 'answer', body: {}, signal: answered.signal });
+    await headersReceived;
+    // The client's own continuation after fetch runs in microtasks; this lets it run first.
+    await new Promise<void>((r) => setImmediate(r));
+    answered.abort(new Error('draining'));
+    sendBody!();
+    const res = await call;
+    expect(JSON.parse(res.body.toString())).toEqual({ id: 7 });
+
+    // Before the headers, the abort ends the call at once with the caller's reason.
+    const unanswered = new AbortController();
+    const waiting = c.request({ method: 'POST', endpoint: 'silent', body: {}, signal: unanswered.signal });
+    unanswered.abort(new Error('draining'));
+    await expect(waiting).rejects.toThrow('draining');
+  });
 });
