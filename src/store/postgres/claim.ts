@@ -1,15 +1,19 @@
 /**
  * Claiming work: dequeue takes the best ready row with FOR UPDATE SKIP LOCKED inside the claiming
- * statement, so replicas never wait on each other's candidate and no transaction stays open; the
- * ready counts the multi-queue pick weighs; the per-queue figures of /metrics. The rank step is
+ * statement (which also writes the attempt's token and its claim record), so replicas never wait on
+ * each other's candidate and no transaction stays open; the ready counts the multi-queue pick
+ * weighs; the per-queue figures of /metrics; the claim history (a single read). The rank step is
  * re-synced in a short transaction on the settings row when the configuration changes.
  */
+import { CLAIM_COLUMNS, type ClaimRow, toClaimRecord } from '../rows.js';
 import type { DequeueOptions, Store } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at } from './fragments.js';
 import { type PgJobRow, toJob } from './rows.js';
 
-export function claimQueries(c: PgContext): Pick<Store, 'dequeue' | 'readyCounts' | 'queueStats'> {
+export function claimQueries(
+  c: PgContext,
+): Pick<Store, 'dequeue' | 'readyCounts' | 'queueStats' | 'claimHistory'> {
   const { t, rows, inTransaction } = c;
   let rankStepMs: number | undefined;
 
@@ -95,6 +99,14 @@ export function claimQueries(c: PgContext): Pick<Store, 'dequeue' | 'readyCounts
         processing: x.processing,
         oldestQueuedAt: x.oldest,
       }));
+    },
+
+    async claimHistory(jobId: number) {
+      const r = await rows<ClaimRow>(
+        `SELECT ${CLAIM_COLUMNS} FROM job_claims WHERE job_id = $1 ORDER BY id`,
+        [jobId],
+      );
+      return r.map(toClaimRecord);
     },
   };
 }
