@@ -15,6 +15,7 @@ import type {
   JobState,
   LogEntryRecord,
   NewJob,
+  QueueStats,
 } from './types.js';
 
 /** How one driver reads a JSON or list column (`J`) and a boolean column (`B`), and writes a list. */
@@ -101,6 +102,18 @@ export function toClaimRecord(r: ClaimRow): ClaimRecord {
     endedAt: r.ended_at,
     outcome: r.outcome,
   };
+}
+
+/** A row of the queue-stats aggregate (both twins name its columns so). */
+export interface QueueStatsRow {
+  queue: string;
+  queued: number;
+  processing: number;
+  oldest: number | null;
+}
+
+export function toQueueStats(r: QueueStatsRow): QueueStats {
+  return { queue: r.queue, queued: r.queued, processing: r.processing, oldestQueuedAt: r.oldest };
 }
 
 /**

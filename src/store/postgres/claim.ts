@@ -5,7 +5,7 @@
  * weighs; the per-queue figures of /metrics; the claim history (a single read). The rank step is
  * re-synced in a short transaction on the settings row when the configuration changes.
  */
-import { CLAIM_COLUMNS, type ClaimRow, toClaimRecord } from '../rows.js';
+import { CLAIM_COLUMNS, type ClaimRow, type QueueStatsRow, toClaimRecord, toQueueStats } from '../rows.js';
 import type { DequeueOptions, Store } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at } from './fragments.js';
@@ -84,7 +84,7 @@ export function claimQueries(
     },
 
     async queueStats(now: number) {
-      const r = await rows<{ queue: string; queued: number; processing: number; oldest: number | null }>(
+      const r = await rows<QueueStatsRow>(
         `SELECT queue,
            count(*) FILTER (WHERE state = 'queued') AS queued,
            count(*) FILTER (WHERE state = 'processing') AS processing,
@@ -93,12 +93,7 @@ export function claimQueries(
          FROM jobs GROUP BY queue ORDER BY queue COLLATE "C"`,
         [t(now)],
       );
-      return r.map((x) => ({
-        queue: x.queue,
-        queued: x.queued,
-        processing: x.processing,
-        oldestQueuedAt: x.oldest,
-      }));
+      return r.map(toQueueStats);
     },
 
     async claimHistory(jobId: number) {

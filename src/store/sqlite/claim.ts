@@ -4,7 +4,7 @@
  * row), the ready counts the multi-queue pick weighs, the per-queue figures of /metrics, and the
  * claim history (a single read).
  */
-import { CLAIM_COLUMNS, type ClaimRow, toClaimRecord } from '../rows.js';
+import { CLAIM_COLUMNS, type ClaimRow, type QueueStatsRow, toClaimRecord, toQueueStats } from '../rows.js';
 import type { DequeueOptions, JobRecord, QueueStats, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { type JobRow, toJob } from './rows.js';
@@ -82,13 +82,8 @@ export function claimQueries(
              MIN(CASE WHEN state = 'queued' AND (process_after IS NULL OR process_after <= ?)
                  THEN max(queued_at, COALESCE(process_after, queued_at)) END) AS oldest
            FROM jobs GROUP BY queue ORDER BY queue`,
-      ).all(now) as { queue: string; queued: number; processing: number; oldest: number | null }[];
-      return rows.map((r) => ({
-        queue: r.queue,
-        queued: r.queued,
-        processing: r.processing,
-        oldestQueuedAt: r.oldest,
-      }));
+      ).all(now) as QueueStatsRow[];
+      return rows.map(toQueueStats);
     },
 
     async claimHistory(jobId: number) {

@@ -5,10 +5,10 @@
  * requeued queues emit `enqueue` after it commits.
  */
 
-import { formatDuration } from '../../lib/duration.js';
+import { deadlineMessage, RESET_FAILURE_MESSAGE } from '../failure-messages.js';
 import type { RetryPolicy, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
-import { ERRORED_SET, erroredParams, RANK_AT, RESET_FAILURE_MESSAGE } from './fragments.js';
+import { ERRORED_SET, erroredParams, RANK_AT } from './fragments.js';
 
 export function resetQueries(c: SqliteContext): Pick<Store, 'resetStalled' | 'expireDeadlines'> {
   const { q, tx } = c;
@@ -36,7 +36,7 @@ export function resetQueries(c: SqliteContext): Pick<Store, 'resetStalled' | 'ex
     ).all(now) as { id: number; attempts: number; timeout_ms: number }[];
     const touched: number[] = [];
     for (const j of due) {
-      const message = `job exceeded its timeout of ${formatDuration(j.timeout_ms)}`;
+      const message = deadlineMessage(j.timeout_ms);
       const row = q(
         `UPDATE jobs SET ${ERRORED_SET} WHERE id = ? AND state = 'processing' AND attempts = ? RETURNING id`,
       ).get(...erroredParams(message, now, retry), j.id, j.attempts);
