@@ -95,6 +95,28 @@ export interface LogEntryRecord {
   out?: string;
 }
 
+/**
+ * How a claimed attempt ended: a mark, the deadline sweep, or the resetter (requeued, or failed
+ * after too many resets). Null while the attempt runs.
+ */
+export type ClaimOutcome =
+  | 'completed'
+  | 'errored'
+  | 'failed'
+  | 'deadline'
+  | 'stalled-reset'
+  | 'stalled-failed';
+
+/** One dequeue of a job: the claim history both twins keep (table job_claims). */
+export interface ClaimRecord {
+  jobId: number;
+  attempt: number;
+  executorName: string;
+  claimedAt: number;
+  endedAt: number | null;
+  outcome: ClaimOutcome | null;
+}
+
 export type AppendResult =
   | { ok: true; length: number }
   | { ok: false; reason: 'not-owner' }
@@ -271,6 +293,14 @@ export interface Store {
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 
   queueStats(now: number): Promise<QueueStats[]>;
+
+  /**
+   * The claim history of a job, oldest first: one record per dequeue, written by the claiming
+   * statement or transaction and closed with its outcome by whatever ended the attempt, in the same
+   * statement or transaction. A fenced-out write closes nothing. A user retry starts attempt numbers
+   * again, so (jobId, attempt) repeats only after one. Records go when the job row is deleted.
+   */
+  claimHistory(jobId: number): Promise<ClaimRecord[]>;
 
   /**
    * Optional: calls `cb(queue)` when a job of `queue` becomes queued (enqueue, retry, stalled reset),

@@ -114,6 +114,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     listExecutors: () => inner.listExecutors(),
     deleteExecutorsSeenBefore: (c) => inner.deleteExecutorsSeenBefore(c),
     queueStats: (n) => inner.queueStats(n),
+    claimHistory: (id) => inner.claimHistory(id),
     onEnqueue: inner.onEnqueue ? (cb) => inner.onEnqueue!(cb) : undefined,
 
     async dequeue(opts) {

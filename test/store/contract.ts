@@ -906,5 +906,87 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         expect(heard).not.toContain('n2');
       });
     });
+
+    describe('claim history', () => {
+      /** The claim record of job `jobId` that `claim` expects, ended or not. */
+      const record = (
+        jobId: number,
+        attempt: number,
+        executorName: string,
+        claimedAt: number,
+        endedAt: number | null = null,
+        outcome: string | null = null,
+      ) => ({ jobId, attempt, executorName, claimedAt, endedAt, outcome });
+
+      it('records each claim and closes it with the outcome that ended the attempt', async () => {
+        expect(await store.claimHistory(12345)).toEqual([]);
+        const a = await store.enqueue(newJob(), T0);
+        const ca = await mustClaim('default', 'exec-1', T0);
+        expect(await store.claimHistory(a.id)).toEqual([record(a.id, 1, 'exec-1', T0)]);
+        expect(await store.markComplete(ca.fence, T0 + 1)).toBe(true);
+        expect(await store.claimHistory(a.id)).toEqual([record(a.id, 1, 'exec-1', T0, T0 + 1, 'completed')]);
+
+        const b = await store.enqueue(newJob({ queue: 'hist', timeoutMs: 90_000, maxAttempts: 5 }), T0);
+        const c1 = await mustClaim('hist', 'exec-1', T0);
+        expect(await store.markErrored(c1.fence, 'x', T0 + 1, RETRY)).toBe(true);
+        await mustClaim('hist', 'exec-2', T0 + 2_000);
+        expect(await store.resetStalled(T0 + 32_000, 25_000, 3)).toEqual({ reset: [b.id], failed: [] });
+        await mustClaim('hist', 'exec-1', T0 + 32_000);
+        expect(await store.expireDeadlines(T0 + 122_001, RETRY)).toEqual([b.id]);
+        const c4 = await mustClaim('hist', 'exec-1', T0 + 130_000);
+        expect(await store.markFailed(c4.fence, 'y', T0 + 130_001)).toBe(true);
+        // A user retry starts attempt numbers again; the history keeps the earlier attempts.
+        expect((await store.retryJob(b.id, T0 + 130_002))?.state).toBe('queued');
+        await store.upsertExecutor(hb('exec-1'), T0);
+        const c5 = await mustClaim('hist', 'exec-1', T0 + 130_003);
+        expect(
+          await store.markCompleteByToken(
+            { tokenHash: c5.tokenHash, jobId: b.id, executorName: 'exec-1', queue: 'hist' },
+            T0 + 130_004,
+          ),
+        ).not.toBeNull();
+        expect(await store.claimHistory(b.id)).toEqual([
+          record(b.id, 1, 'exec-1', T0, T0 + 1, 'errored'),
+          record(b.id, 2, 'exec-2', T0 + 2_000, T0 + 32_000, 'stalled-reset'),
+          record(b.id, 3, 'exec-1', T0 + 32_000, T0 + 122_001, 'deadline'),
+          record(b.id, 4, 'exec-1', T0 + 130_000, T0 + 130_001, 'failed'),
+          record(b.id, 1, 'exec-1', T0 + 130_003, T0 + 130_004, 'completed'),
+        ]);
+
+        const c = await store.enqueue(newJob({ queue: 'hist2' }), T0);
+        await mustClaim('hist2', 'exec-2', T0 + 140_000);
+        expect(await store.resetStalled(T0 + 170_000, 25_000, 0)).toEqual({ reset: [], failed: [c.id] });
+        expect(await store.claimHistory(c.id)).toEqual([
+          record(c.id, 1, 'exec-2', T0 + 140_000, T0 + 170_000, 'stalled-failed'),
+        ]);
+        // Each job's history is its own.
+        expect(await store.claimHistory(a.id)).toHaveLength(1);
+      });
+
+      it('a canceled attempt is closed by the mark that ends it', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        const c = await mustClaim('default', 'exec-1', T0);
+        expect((await store.cancelJob(j.id, T0 + 1))?.state).toBe('processing');
+        expect(await store.claimHistory(j.id)).toEqual([record(j.id, 1, 'exec-1', T0)]);
+        expect(await store.markErrored(c.fence, 'canceled', T0 + 2, RETRY)).toBe(true);
+        expect((await store.getJob(j.id))?.state).toBe('canceled');
+        expect(await store.claimHistory(j.id)).toEqual([record(j.id, 1, 'exec-1', T0, T0 + 2, 'errored')]);
+      });
+
+      it('a fenced-out mark leaves the history as it was', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        await store.upsertExecutor(hb('exec-1'), T0);
+        const c = await mustClaim('default', 'exec-1', T0);
+        expect(await store.markComplete({ ...c.fence, executorName: 'other' }, T0 + 1)).toBe(false);
+        expect(await store.markFailed({ ...c.fence, attempt: 2 }, 'no', T0 + 1)).toBe(false);
+        expect(
+          await store.markCompleteByToken(
+            { tokenHash: hash(), jobId: j.id, executorName: 'exec-1', queue: 'default' },
+            T0 + 1,
+          ),
+        ).toBeNull();
+        expect(await store.claimHistory(j.id)).toEqual([record(j.id, 1, 'exec-1', T0)]);
+      });
+    });
   });
 }

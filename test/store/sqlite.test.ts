@@ -40,6 +40,7 @@ describe('sqlite store specifics', () => {
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(raw.prepare('SELECT version, name FROM schema_migrations').all()).toEqual([
       { version: 1, name: 'jobs_tokens_logs_executors' },
+      { version: 2, name: 'job_claims' },
     ]);
     raw.close();
   });

@@ -1,15 +1,19 @@
 /**
  * Claiming work: dequeue takes the best ready row with FOR UPDATE SKIP LOCKED inside the claiming
- * statement, so replicas never wait on each other's candidate and no transaction stays open; the
- * ready counts the multi-queue pick weighs; the per-queue figures of /metrics. The rank step is
+ * statement (which also writes the attempt's token and its claim record), so replicas never wait on
+ * each other's candidate and no transaction stays open; the ready counts the multi-queue pick
+ * weighs; the per-queue figures of /metrics; the claim history (a single read). The rank step is
  * re-synced in a short transaction on the settings row when the configuration changes.
  */
+import { CLAIM_COLUMNS, type ClaimRow, type QueueStatsRow, toClaimRecord, toQueueStats } from '../rows.js';
 import type { DequeueOptions, Store } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at } from './fragments.js';
 import { type PgJobRow, toJob } from './rows.js';
 
-export function claimQueries(c: PgContext): Pick<Store, 'dequeue' | 'readyCounts' | 'queueStats'> {
+export function claimQueries(
+  c: PgContext,
+): Pick<Store, 'dequeue' | 'readyCounts' | 'queueStats' | 'claimHistory'> {
   const { t, rows, inTransaction } = c;
   let rankStepMs: number | undefined;
 
@@ -80,7 +84,7 @@ export function claimQueries(c: PgContext): Pick<Store, 'dequeue' | 'readyCounts
     },
 
     async queueStats(now: number) {
-      const r = await rows<{ queue: string; queued: number; processing: number; oldest: number | null }>(
+      const r = await rows<QueueStatsRow>(
         `SELECT queue,
            count(*) FILTER (WHERE state = 'queued') AS queued,
            count(*) FILTER (WHERE state = 'processing') AS processing,
@@ -89,12 +93,15 @@ export function claimQueries(c: PgContext): Pick<Store, 'dequeue' | 'readyCounts
          FROM jobs GROUP BY queue ORDER BY queue COLLATE "C"`,
         [t(now)],
       );
-      return r.map((x) => ({
-        queue: x.queue,
-        queued: x.queued,
-        processing: x.processing,
-        oldestQueuedAt: x.oldest,
-      }));
+      return r.map(toQueueStats);
+    },
+
+    async claimHistory(jobId: number) {
+      const r = await rows<ClaimRow>(
+        `SELECT ${CLAIM_COLUMNS} FROM job_claims WHERE job_id = $1 ORDER BY id`,
+        [jobId],
+      );
+      return r.map(toClaimRecord);
     },
   };
 }

@@ -3,12 +3,12 @@
  * heartbeat reports (one guarded UPDATE), and the job-token lookup of every job route (one query for
  * the token and the executor's registration). Single statements.
  */
-
+import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type { ExecutorHeartbeat, Store } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at } from './fragments.js';
-import { type PgExecutorRow, toExecutor } from './rows.js';
+import { executorValues, type PgExecutorRow, toExecutor } from './rows.js';
 
 export function executorQueries(
   c: PgContext,
@@ -58,27 +58,8 @@ export function executorQueries(
         `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
            executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${at(12)}, ${at(12)}, $13)
-         ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, queue_name = excluded.queue_name,
-           queue_names = excluded.queue_names, os = excluded.os, architecture = excluded.architecture,
-           docker_version = excluded.docker_version, executor_version = excluded.executor_version,
-           git_version = excluded.git_version, ignite_version = excluded.ignite_version,
-           src_cli_version = excluded.src_cli_version, last_seen_at = excluded.last_seen_at,
-           metrics = excluded.metrics`,
-        [
-          hb.name,
-          hb.hostname,
-          hb.queueName,
-          hb.queueNames,
-          hb.os,
-          hb.architecture,
-          hb.dockerVersion,
-          hb.executorVersion,
-          hb.gitVersion,
-          hb.igniteVersion,
-          hb.srcCliVersion,
-          t(now),
-          hb.metrics,
-        ],
+         ${EXECUTOR_ON_CONFLICT}`,
+        [...executorValues(hb), t(now), hb.metrics],
       );
     },
 

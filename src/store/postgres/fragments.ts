@@ -3,7 +3,6 @@
  * time parameter is written `COALESCE($n::bigint, <database now>)` (see postgres-store.ts).
  */
 
-export const RESET_FAILURE_MESSAGE = 'job processor died while handling this message too many times';
 export const MIGRATION_LOCK_KEY = 'executor_schema_migrations';
 export const RANK_STEP = '(SELECT rank_step_ms FROM store_settings WHERE id = 1)';
 

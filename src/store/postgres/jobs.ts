@@ -3,6 +3,7 @@
  * CTEs keep a state change and its token deletion atomic); a job that becomes ready is NOTIFYed
  * after the statement committed.
  */
+import { jobValues } from '../rows.js';
 import type { ListJobsQuery, NewJob, Store } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at, RANK_STEP } from './fragments.js';
@@ -21,16 +22,7 @@ export function jobQueries(
            n - $5::int * ${RANK_STEP}
          FROM (SELECT ${at(8)} AS n) AS clock
          RETURNING *`,
-        [
-          job.queue,
-          JSON.stringify(job.spec),
-          job.repositoryName,
-          job.commit,
-          job.priority,
-          job.maxAttempts,
-          job.timeoutMs,
-          t(now),
-        ],
+        [...jobValues(job), t(now)],
       );
       await notify([job.queue]);
       return toJob(row!);

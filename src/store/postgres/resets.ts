@@ -5,10 +5,10 @@
  * NOTIFYed after it.
  */
 
-import { formatDuration } from '../../lib/duration.js';
+import { deadlineMessage, RESET_FAILURE_MESSAGE } from '../failure-messages.js';
 import type { RetryPolicy, Store } from '../types.js';
 import type { PgContext } from './connection.js';
-import { at, ERRORED_SET, RANK_STEP, RESET_FAILURE_MESSAGE } from './fragments.js';
+import { at, ERRORED_SET, RANK_STEP } from './fragments.js';
 
 export function resetQueries(c: PgContext): Pick<Store, 'resetStalled' | 'expireDeadlines'> {
   const { t, rows, notify } = c;
@@ -67,7 +67,7 @@ export function resetQueries(c: PgContext): Pick<Store, 'resetStalled' | 'expire
       );
       const touched: number[] = [];
       for (const j of due) {
-        const message = `job exceeded its timeout of ${formatDuration(j.timeout_ms)}`;
+        const message = deadlineMessage(j.timeout_ms);
         const r = await rows<{ n: number }>(
           `WITH m AS (
              UPDATE jobs SET ${ERRORED_SET}

@@ -1,13 +1,17 @@
 /**
- * Claiming work: dequeue (the oldest ready job by rank, a new attempt and its token hash, in one
- * IMMEDIATE transaction: SQLite has one writer, so no two dequeues can claim the same row), the
- * ready counts the multi-queue pick weighs, and the per-queue figures of /metrics.
+ * Claiming work: dequeue (the oldest ready job by rank, a new attempt, its token hash and its claim
+ * record, in one IMMEDIATE transaction: SQLite has one writer, so no two dequeues can claim the same
+ * row), the ready counts the multi-queue pick weighs, the per-queue figures of /metrics, and the
+ * claim history (a single read).
  */
+import { CLAIM_COLUMNS, type ClaimRow, type QueueStatsRow, toClaimRecord, toQueueStats } from '../rows.js';
 import type { DequeueOptions, JobRecord, QueueStats, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { type JobRow, toJob } from './rows.js';
 
-export function claimQueries(c: SqliteContext): Pick<Store, 'dequeue' | 'readyCounts' | 'queueStats'> {
+export function claimQueries(
+  c: SqliteContext,
+): Pick<Store, 'dequeue' | 'readyCounts' | 'queueStats' | 'claimHistory'> {
   const { q, tx } = c;
   let rankStepMs: number | undefined;
 
@@ -46,6 +50,12 @@ export function claimQueries(c: SqliteContext): Pick<Store, 'dequeue' | 'readyCo
          queue = excluded.queue, repository_name = excluded.repository_name,
          executor_name = excluded.executor_name, created_at = excluded.created_at`,
     ).run(o.tokenHash, row.id, row.attempts, row.queue, row.repository_name, o.executorName, o.now);
+    q('INSERT INTO job_claims (job_id, attempt, executor_name, claimed_at) VALUES (?, ?, ?, ?)').run(
+      row.id,
+      row.attempts,
+      o.executorName,
+      o.now,
+    );
     return { job: toJob(row), attempt: row.attempts };
   });
 
@@ -72,13 +82,15 @@ export function claimQueries(c: SqliteContext): Pick<Store, 'dequeue' | 'readyCo
              MIN(CASE WHEN state = 'queued' AND (process_after IS NULL OR process_after <= ?)
                  THEN max(queued_at, COALESCE(process_after, queued_at)) END) AS oldest
            FROM jobs GROUP BY queue ORDER BY queue`,
-      ).all(now) as { queue: string; queued: number; processing: number; oldest: number | null }[];
-      return rows.map((r) => ({
-        queue: r.queue,
-        queued: r.queued,
-        processing: r.processing,
-        oldestQueuedAt: r.oldest,
-      }));
+      ).all(now) as QueueStatsRow[];
+      return rows.map(toQueueStats);
+    },
+
+    async claimHistory(jobId: number) {
+      const rows = q(`SELECT ${CLAIM_COLUMNS} FROM job_claims WHERE job_id = ? ORDER BY id`).all(
+        jobId,
+      ) as ClaimRow[];
+      return rows.map(toClaimRecord);
     },
   };
 }

@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
-import type { AttemptFence } from '../types.js';
+import type { AttemptFence, ClaimOutcome } from '../types.js';
 import { FENCE } from './fragments.js';
 import type { JobRow } from './rows.js';
 
@@ -32,6 +32,11 @@ export interface SqliteContext {
   /** The attempt is current, processing and owned by the executor. */
   fenceHolds(f: AttemptFence): boolean;
   deleteToken(jobId: number): void;
+  /**
+   * What every end of an attempt does besides its own update, inside the caller's transaction: the
+   * job's token is deleted and the attempt's claim (job_claims) closed with its outcome.
+   */
+  endAttempt(jobId: number, attempt: number, outcome: ClaimOutcome, now: number): void;
 }
 
 export function openSqlite(opts: SqliteStoreOptions): SqliteContext {
@@ -56,6 +61,7 @@ export function openSqlite(opts: SqliteStoreOptions): SqliteContext {
     const t = db.transaction(fn);
     return (...args: A): R => t.immediate(...args);
   };
+  const deleteToken = (jobId: number) => void q('DELETE FROM job_tokens WHERE job_id = ?').run(jobId);
   return {
     db,
     q,
@@ -64,6 +70,13 @@ export function openSqlite(opts: SqliteStoreOptions): SqliteContext {
     getJobRow: (id) => q('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined,
     fenceHolds: (f) =>
       q(`SELECT 1 FROM jobs WHERE ${FENCE}`).get(f.jobId, f.executorName, f.attempt) !== undefined,
-    deleteToken: (jobId) => void q('DELETE FROM job_tokens WHERE job_id = ?').run(jobId),
+    deleteToken,
+    endAttempt: (jobId, attempt, outcome, now) => {
+      deleteToken(jobId);
+      q(
+        `UPDATE job_claims SET ended_at = ?, outcome = ?
+         WHERE job_id = ? AND attempt = ? AND outcome IS NULL`,
+      ).run(now, outcome, jobId, attempt);
+    },
   };
 }

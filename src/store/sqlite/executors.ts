@@ -3,11 +3,11 @@
  * heartbeat reports (one guarded UPDATE), and the job-token lookup of every job route. Single
  * statements; no transaction needed.
  */
-
+import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type { ExecutorHeartbeat, ExecutorRecord, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
-import { type ExecutorRow, toExecutor } from './rows.js';
+import { type ExecutorRow, executorValues, toExecutor } from './rows.js';
 
 export function executorQueries(
   c: SqliteContext,
@@ -42,28 +42,8 @@ export function executorQueries(
         `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
              executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (name) DO UPDATE SET hostname = excluded.hostname, queue_name = excluded.queue_name,
-             queue_names = excluded.queue_names, os = excluded.os, architecture = excluded.architecture,
-             docker_version = excluded.docker_version, executor_version = excluded.executor_version,
-             git_version = excluded.git_version, ignite_version = excluded.ignite_version,
-             src_cli_version = excluded.src_cli_version, last_seen_at = excluded.last_seen_at,
-             metrics = excluded.metrics`,
-      ).run(
-        hb.name,
-        hb.hostname,
-        hb.queueName,
-        hb.queueNames === null ? null : JSON.stringify(hb.queueNames),
-        hb.os,
-        hb.architecture,
-        hb.dockerVersion,
-        hb.executorVersion,
-        hb.gitVersion,
-        hb.igniteVersion,
-        hb.srcCliVersion,
-        now,
-        now,
-        hb.metrics,
-      );
+           ${EXECUTOR_ON_CONFLICT}`,
+      ).run(...executorValues(hb), now, now, hb.metrics);
     },
 
     async getExecutor(name: string): Promise<ExecutorRecord | null> {

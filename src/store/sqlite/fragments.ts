@@ -4,8 +4,6 @@
  */
 import type { RetryPolicy } from '../types.js';
 
-export const RESET_FAILURE_MESSAGE = 'job processor died while handling this message too many times';
-
 /** rank_key of a row being (re)queued at `?` (the only parameter). */
 export const RANK_AT = '(? - priority * (SELECT rank_step_ms FROM store_settings WHERE id = 1))';
 

@@ -3,6 +3,7 @@
  * statements; cancel and retry are one IMMEDIATE transaction each (the update, then the row or the
  * token). A job that becomes ready emits `enqueue` so parked dequeues wake.
  */
+import { jobValues } from '../rows.js';
 import type { ListJobsQuery, NewJob, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { RANK_AT } from './fragments.js';
@@ -42,19 +43,7 @@ export function jobQueries(
              created_at, queued_at, rank_key)
            VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, (? - ? * (SELECT rank_step_ms FROM store_settings WHERE id = 1)))
            RETURNING *`,
-      ).get(
-        job.queue,
-        JSON.stringify(job.spec),
-        job.repositoryName,
-        job.commit,
-        job.priority,
-        job.maxAttempts,
-        job.timeoutMs,
-        now,
-        now,
-        now,
-        job.priority,
-      ) as JobRow;
+      ).get(...jobValues(job), now, now, now, job.priority) as JobRow;
       events.emit('enqueue', row.queue);
       return toJob(row);
     },

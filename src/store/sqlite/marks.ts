@@ -1,9 +1,10 @@
 /**
- * The end of an attempt: one UPDATE guarded by the fence (current attempt, processing, owner), and
- * the job token deleted, in one IMMEDIATE transaction. markCompleteByToken checks the token, the
- * executor's registration and the fence inside the completing statement itself.
+ * The end of an attempt: one UPDATE guarded by the fence (current attempt, processing, owner), the
+ * job token deleted and the claim closed with its outcome (job_claims), in one IMMEDIATE
+ * transaction. markCompleteByToken checks the token, the executor's registration and the fence
+ * inside the completing statement itself.
  */
-import type { AttemptFence, RetryPolicy, Store } from '../types.js';
+import type { AttemptFence, ClaimOutcome, RetryPolicy, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { ERRORED_SET, erroredParams, FENCE } from './fragments.js';
 
@@ -11,19 +12,22 @@ export function markQueries(
   c: SqliteContext,
 ): Pick<Store, 'markComplete' | 'markCompleteByToken' | 'markErrored' | 'markFailed'> {
   const { q, tx } = c;
-  const { deleteToken } = c;
+  const { endAttempt } = c;
 
-  const markTx = tx((f: AttemptFence, sql: string, params: unknown[]): boolean => {
-    const row = q(`UPDATE jobs SET ${sql} WHERE ${FENCE} RETURNING id`).get(
-      ...params,
-      f.jobId,
-      f.executorName,
-      f.attempt,
-    );
-    if (!row) return false;
-    deleteToken(f.jobId);
-    return true;
-  });
+  /** `sql` is the SET clause with its `params`; `now` is when the claim ends. */
+  const markTx = tx(
+    (f: AttemptFence, outcome: ClaimOutcome, now: number, sql: string, params: unknown[]): boolean => {
+      const row = q(`UPDATE jobs SET ${sql} WHERE ${FENCE} RETURNING id`).get(
+        ...params,
+        f.jobId,
+        f.executorName,
+        f.attempt,
+      );
+      if (!row) return false;
+      endAttempt(f.jobId, f.attempt, outcome, now);
+      return true;
+    },
+  );
 
   const markCompleteByTokenTx = tx(
     (t: { tokenHash: string; jobId: number; executorName: string; queue: string }, now: number) => {
@@ -38,14 +42,14 @@ export function markQueries(
         | { attempts: number }
         | undefined;
       if (!row) return null;
-      deleteToken(t.jobId);
+      endAttempt(t.jobId, row.attempts, 'completed', now);
       return { jobId: t.jobId, executorName: t.executorName, attempt: row.attempts };
     },
   );
 
   return {
     async markComplete(f: AttemptFence, now: number) {
-      return markTx(f, "state = 'completed', finished_at = ?", [now]);
+      return markTx(f, 'completed', now, "state = 'completed', finished_at = ?", [now]);
     },
 
     async markCompleteByToken(t, now) {
@@ -53,12 +57,14 @@ export function markQueries(
     },
 
     async markErrored(f: AttemptFence, message: string, now: number, retry: RetryPolicy) {
-      return markTx(f, ERRORED_SET, erroredParams(message, now, retry));
+      return markTx(f, 'errored', now, ERRORED_SET, erroredParams(message, now, retry));
     },
 
     async markFailed(f: AttemptFence, message: string, now: number) {
       return markTx(
         f,
+        'failed',
+        now,
         `state = CASE WHEN cancel = 1 THEN 'canceled' ELSE 'failed' END,
            num_failures = num_failures + CASE WHEN cancel = 1 THEN 0 ELSE 1 END,
            failure_message = ?, finished_at = ?`,

@@ -115,4 +115,24 @@ CREATE TABLE executors (
 CREATE INDEX executors_last_seen ON executors (last_seen_at);
 `,
   },
+  {
+    version: 2,
+    name: 'job_claims',
+    sql: `
+-- Claim history, the PostgreSQL twin's table: one row per dequeue (job, attempt, executor), closed
+-- with the outcome that ended the attempt (completed, errored, failed, deadline, stalled-reset,
+-- stalled-failed) in the same transaction. (job_id, attempt) repeats only after a user retry,
+-- which starts the attempt count again.
+CREATE TABLE job_claims (
+  id            INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id        INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  attempt       INTEGER NOT NULL,
+  executor_name TEXT    NOT NULL,
+  claimed_at    INTEGER NOT NULL,
+  ended_at      INTEGER,
+  outcome       TEXT
+);
+CREATE INDEX job_claims_job_attempt ON job_claims (job_id, attempt);
+`,
+  },
 ];

@@ -1,33 +1,33 @@
 /**
  * The server's own corrections: stalled jobs (no heartbeat within the lease) requeued or failed
  * after too many resets, and jobs past their deadline errored. Each pass is one IMMEDIATE
- * transaction; requeued queues emit `enqueue` after it commits.
+ * transaction, which also deletes the tokens and closes the claims of the attempts it ends;
+ * requeued queues emit `enqueue` after it commits.
  */
 
-import { formatDuration } from '../../lib/duration.js';
+import { deadlineMessage, RESET_FAILURE_MESSAGE } from '../failure-messages.js';
 import type { RetryPolicy, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
-import { ERRORED_SET, erroredParams, RANK_AT, RESET_FAILURE_MESSAGE } from './fragments.js';
+import { ERRORED_SET, erroredParams, RANK_AT } from './fragments.js';
 
 export function resetQueries(c: SqliteContext): Pick<Store, 'resetStalled' | 'expireDeadlines'> {
   const { q, tx } = c;
-  const { events, deleteToken } = c;
+  const { events, endAttempt } = c;
 
   const resetStalledTx = tx((now: number, stalledAfterMs: number, maxResets: number) => {
     const cutoff = now - stalledAfterMs;
-    const failed = (
-      q(
-        `UPDATE jobs SET state = 'failed', finished_at = ?, failure_message = ?
-         WHERE state = 'processing' AND last_heartbeat_at < ? AND num_resets >= ? RETURNING id`,
-      ).all(now, RESET_FAILURE_MESSAGE, cutoff, maxResets) as { id: number }[]
-    ).map((r) => r.id);
+    const failed = q(
+      `UPDATE jobs SET state = 'failed', finished_at = ?, failure_message = ?
+         WHERE state = 'processing' AND last_heartbeat_at < ? AND num_resets >= ? RETURNING id, attempts`,
+    ).all(now, RESET_FAILURE_MESSAGE, cutoff, maxResets) as { id: number; attempts: number }[];
     const reset = q(
       `UPDATE jobs SET state = 'queued', num_resets = num_resets + 1, started_at = NULL,
          last_heartbeat_at = NULL, process_after = NULL, queued_at = ?, rank_key = ${RANK_AT}
-       WHERE state = 'processing' AND last_heartbeat_at < ? AND num_resets < ? RETURNING id, queue`,
-    ).all(now, now, cutoff, maxResets) as { id: number; queue: string }[];
-    for (const id of [...failed, ...reset.map((r) => r.id)]) deleteToken(id);
-    return { reset, failed };
+       WHERE state = 'processing' AND last_heartbeat_at < ? AND num_resets < ? RETURNING id, queue, attempts`,
+    ).all(now, now, cutoff, maxResets) as { id: number; queue: string; attempts: number }[];
+    for (const r of failed) endAttempt(r.id, r.attempts, 'stalled-failed', now);
+    for (const r of reset) endAttempt(r.id, r.attempts, 'stalled-reset', now);
+    return { reset, failed: failed.map((r) => r.id) };
   });
 
   const expireTx = tx((now: number, retry: RetryPolicy): number[] => {
@@ -36,12 +36,12 @@ export function resetQueries(c: SqliteContext): Pick<Store, 'resetStalled' | 'ex
     ).all(now) as { id: number; attempts: number; timeout_ms: number }[];
     const touched: number[] = [];
     for (const j of due) {
-      const message = `job exceeded its timeout of ${formatDuration(j.timeout_ms)}`;
+      const message = deadlineMessage(j.timeout_ms);
       const row = q(
         `UPDATE jobs SET ${ERRORED_SET} WHERE id = ? AND state = 'processing' AND attempts = ? RETURNING id`,
       ).get(...erroredParams(message, now, retry), j.id, j.attempts);
       if (row) {
-        deleteToken(j.id);
+        endAttempt(j.id, j.attempts, 'deadline', now);
         touched.push(j.id);
       }
     }
