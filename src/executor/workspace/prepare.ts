@@ -16,13 +16,7 @@ import type { JobContext } from '../job-context.js';
 import type { Workspace } from '../runtimes/types.js';
 import { chownTree } from './chown-tree.js';
 import { cloneRepository } from './clone.js';
-import {
-  type DiskQuota,
-  diskFullReason,
-  diskIsFull,
-  mountDiskImage,
-  releaseDiskImage,
-} from './disk-image.js';
+import { type DiskImages, diskFullReason, diskIsFull, releaseDiskImage } from './disk-image.js';
 import { type FilesFetcher, writeWorkspaceFiles } from './files.js';
 
 export interface PrepareWorkspaceOptions {
@@ -38,8 +32,8 @@ export interface PrepareWorkspaceOptions {
    * given to them before any step runs (see chown-tree.ts). Undefined = left to the executor's user.
    */
   stepRoot?: { uid: number; gid: number };
-  /** EXECUTOR_JOB_DISK_SPACE: the workspace is an image of this size mounted on its directory. */
-  diskQuota?: DiskQuota;
+  /** EXECUTOR_JOB_DISK_SPACE: the workspace is an image of its quota mounted on its directory. */
+  disk?: DiskImages;
 }
 
 export interface WorkspaceOwner {
@@ -64,7 +58,7 @@ export async function prepareLocalWorkspace(
   await mkdir(opts.root, { recursive: true });
   const dir = await mkdtemp(path.join(opts.root, `${WORKSPACE_PREFIX}${job.id}-`));
   const ownerPath = `${dir}${OWNER_SUFFIX}`;
-  const quota = opts.diskQuota;
+  const quota = opts.disk?.quota;
   const diskFull = quota
     ? async () => ((await diskIsFull(dir, quota)) ? diskFullReason(quota) : undefined)
     : undefined;
@@ -78,7 +72,7 @@ export async function prepareLocalWorkspace(
 
   try {
     await writeFile(ownerPath, JSON.stringify(owner), { mode: 0o600 });
-    if (quota) await mountDiskImage(dir, quota);
+    await opts.disk?.mount(dir);
     let scriptNames: string[];
     try {
       if (job.repositoryName) {

@@ -9,7 +9,7 @@ import Dockerode from 'dockerode';
 import type { Logger } from '../../../lib/logger.js';
 import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
 import type { JobContext } from '../../job-context.js';
-import type { DiskQuota } from '../../workspace/disk-image.js';
+import { createDiskImages, type DiskQuota } from '../../workspace/disk-image.js';
 import type { FilesFetcher } from '../../workspace/files.js';
 import {
   DOCKER_STEP_PREFIX,
@@ -75,6 +75,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     addHostGateway: opts.addHostGateway,
   };
 
+  const disk = opts.diskQuota ? createDiskImages(opts.diskQuota, opts.workspaceRoot) : undefined;
   const memoryLimited = memoryBytes(opts.memory) !== undefined;
   /** The host's OOM count tells only about containers on this host's kernel (see oom.ts). */
   const countHostOomKills = memoryLimited && daemonIsLocal(docker);
@@ -172,7 +173,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         ctx,
         opts,
         typeof opts.files === 'function' ? opts.files(job) : opts.files,
-        { stepRoot: await stepRoot(), diskQuota: opts.diskQuota },
+        { stepRoot: await stepRoot(), disk },
       );
     },
 
