@@ -17,6 +17,8 @@ import { errorMessage } from '../../lib/errors.js';
 import { commandOutput } from '../command.js';
 
 export const IMAGE_SUFFIX = '.disk.img';
+/** Scratch directories of the startup probe and of the template under the workspace root. */
+export const SCRATCH_PREFIXES = ['.disk-probe-', '.disk-template-'] as const;
 
 /** EXECUTOR_JOB_DISK_SPACE: as written (for messages) and in bytes. */
 export interface DiskQuota {
@@ -125,7 +127,7 @@ export function createDiskImages(quota: DiskQuota, scratchDir: string): DiskImag
 
 async function makeTemplate(quota: DiskQuota, scratchDir: string): Promise<Template | undefined> {
   await mkdir(scratchDir, { recursive: true });
-  const dir = await mkdtemp(path.join(scratchDir, '.disk-template-'));
+  const dir = await mkdtemp(path.join(scratchDir, SCRATCH_PREFIXES[1]));
   const image = path.join(dir, 'template.img');
   try {
     const fh = await open(image, 'wx', 0o600);
@@ -233,7 +235,7 @@ export async function probeDiskImages(root: string, quota: DiskQuota): Promise<s
   try {
     await mkdir(root, { recursive: true });
     // Not named like a workspace: the janitor never looks at it.
-    dir = await mkdtemp(path.join(root, '.disk-probe-'));
+    dir = await mkdtemp(path.join(root, SCRATCH_PREFIXES[0]));
     await mountDiskImage(dir, { text: '16M', bytes: 16 * 1024 * 1024 });
     return undefined;
   } catch (err) {

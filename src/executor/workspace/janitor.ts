@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Clock } from '../../lib/clock.js';
 import { systemClock } from '../../lib/clock.js';
-import { IMAGE_SUFFIX, releaseDiskImage } from './disk-image.js';
+import { IMAGE_SUFFIX, releaseDiskImage, SCRATCH_PREFIXES } from './disk-image.js';
 import { OWNER_SUFFIX, WORKSPACE_PREFIX, type WorkspaceOwner } from './prepare.js';
 
 export const ORPHAN_WITHOUT_OWNER_AGE_MS = 60 * 60 * 1000;
@@ -108,6 +108,15 @@ export async function removeOrphanWorkspaces(
       // Left for the next round; the caller logs what was removed.
     }
   }
+  for (const dir of await findStaleScratch(root, opts.clock ?? systemClock)) {
+    try {
+      await releaseDiskImage(dir, { detachLoops: true });
+      await rm(dir, { recursive: true, force: true });
+      removed.push(dir);
+    } catch {
+      // Left for the next round.
+    }
+  }
   for (const image of await findStrayImages(root)) {
     try {
       await releaseDiskImage(image.slice(0, -IMAGE_SUFFIX.length), { detachLoops: true });
@@ -117,6 +126,22 @@ export async function removeOrphanWorkspaces(
     }
   }
   return removed;
+}
+
+/**
+ * Scratch directories of the disk probe and template (disk-image.ts) older than
+ * ORPHAN_WITHOUT_OWNER_AGE_MS: each lives for well under a second, unless its process died.
+ */
+async function findStaleScratch(root: string, clock: Clock): Promise<string[]> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  const stale: string[] = [];
+  for (const name of names) {
+    if (!SCRATCH_PREFIXES.some((p) => name.startsWith(p)) || name.endsWith(IMAGE_SUFFIX)) continue;
+    const dir = path.join(root, name);
+    const st = await stat(dir).catch(() => undefined);
+    if (st?.isDirectory() && clock.now() - st.mtimeMs > ORPHAN_WITHOUT_OWNER_AGE_MS) stale.push(dir);
+  }
+  return stale;
 }
 
 /** Disk images under `root` whose workspace directory is gone (see the file comment). */

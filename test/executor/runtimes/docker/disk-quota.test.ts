@@ -12,7 +12,10 @@ import path, { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type LocalCluster, startLocalCluster } from '../../../../src/cli/local-cluster.js';
 import { IMAGE_SUFFIX, isMountPoint, mountDiskImage } from '../../../../src/executor/workspace/disk-image.js';
-import { removeOrphanWorkspaces } from '../../../../src/executor/workspace/janitor.js';
+import {
+  ORPHAN_WITHOUT_OWNER_AGE_MS,
+  removeOrphanWorkspaces,
+} from '../../../../src/executor/workspace/janitor.js';
 import { OWNER_SUFFIX } from '../../../../src/executor/workspace/prepare.js';
 import { createLogger } from '../../../../src/lib/logger.js';
 import {
@@ -200,6 +203,19 @@ describe.skipIf(!requireOrSkip('root (loop mounts)', root))('the janitor and ima
     expect(existsSync(join(active, 'data'))).toBe(true);
     expect(mountsUnder(dir)).toEqual([active]);
     expect(loopsUnder(dir)).toHaveLength(1);
+  });
+
+  it('removes the scratch of a probe that died mounted, once it is old', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'disk-janitor-'));
+    const probe = join(dir, '.disk-probe-xyz');
+    await mkdir(probe);
+    await mountDiskImage(probe, { text: '16M', bytes: 16 * MiB });
+    expect(await removeOrphanWorkspaces(dir, new Set(), 'me')).toEqual([]);
+    expect(await isMountPoint(probe)).toBe(true);
+    const later = { now: () => Date.now() + ORPHAN_WITHOUT_OWNER_AGE_MS + 60_000 };
+    expect(await removeOrphanWorkspaces(dir, new Set(), 'me', { clock: later })).toEqual([probe]);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(loopsUnder(dir)).toEqual([]);
   });
 
   it('detaches and deletes an image whose workspace directory is gone', async () => {
