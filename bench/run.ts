@@ -12,8 +12,16 @@ import { type Bench, type BenchContext, type BenchResult, postgresAnswers, quiet
 import { logs } from './logs.js';
 import { queue } from './queue.js';
 import { step } from './step.js';
+import { stepIsolated } from './step-isolated.js';
 
-const BENCHES: Record<string, Bench> = { dispatch, queue, step, logs, footprint };
+const BENCHES: Record<string, Bench> = {
+  dispatch,
+  queue,
+  step,
+  'step.isolated': stepIsolated,
+  logs,
+  footprint,
+};
 
 function formatRow(r: BenchResult): string {
   const n = (x: number) => (Number.isFinite(x) ? String(x) : '-');

@@ -8,7 +8,7 @@ import Dockerode from 'dockerode';
 import { createApiClient } from '../src/cli/api-client.js';
 import { startExecutor } from '../src/executor/index.js';
 import type { JobSpec } from '../src/protocol/job-spec.js';
-import { executorConfig, executorEnv, startBenchServer } from './cluster.js';
+import { type BenchServer, executorConfig, executorEnv, startBenchServer } from './cluster.js';
 import { recordContainerCreates, recordedCreates, replayOptions, runRaw } from './docker-baseline.js';
 import { type Bench, type BenchContext, median, result, tempDir, waitFor } from './lib.js';
 
@@ -45,6 +45,33 @@ export const step: Bench = async (ctx) => {
   ];
 };
 
+/**
+ * Waits until the job is completed and `stamped()` (its markComplete has returned); a job that ends
+ * otherwise throws with its message and log.
+ */
+export async function waitForCompletion(
+  server: Pick<BenchServer, 'store'>,
+  id: number,
+  stamped: () => boolean,
+): Promise<void> {
+  await waitFor(
+    `job ${id}`,
+    async () => {
+      const j = await server.store.getJob(id);
+      const s = j?.state;
+      if (s && s !== 'queued' && s !== 'processing' && s !== 'completed') {
+        const log = (await server.store.getLogEntries(id, { withOutput: true }))
+          .map((e) => `${e.key}: ${e.out}`)
+          .join('\n');
+        throw new Error(`job ${id} ${s}: ${j?.failureMessage}\n${log}`);
+      }
+      return stamped() && s === 'completed';
+    },
+    60_000,
+    5,
+  );
+}
+
 async function runSteps(ctx: BenchContext, runs: number): Promise<{ ours: number[]; raw: number[] }> {
   recordContainerCreates();
   const docker = new Dockerode();
@@ -57,6 +84,8 @@ async function runSteps(ctx: BenchContext, runs: number): Promise<{ ours: number
       EXECUTOR_WORKSPACE_ROOT: `${work.path}/ws`,
       // This machine's daemon may have no docker0 bridge; `none` is the stricter setting anyway.
       EXECUTOR_JOB_NETWORK: process.env.BENCH_JOB_NETWORK ?? 'none',
+      // The step path as it was before workspace quotas; step.isolated measures what they add.
+      EXECUTOR_JOB_DISK_SPACE: '0',
     }),
   );
   const executor = await startExecutor(config, { logger: ctx.logger, fetch: stampingFetch(stamps) });
@@ -67,23 +96,7 @@ async function runSteps(ctx: BenchContext, runs: number): Promise<{ ours: number
   try {
     for (let i = 0; i <= runs; i++) {
       const job = await api.submit(spec);
-      await waitFor(
-        `job ${job.id}`,
-        async () => {
-          const s = (await server.store.getJob(job.id))?.state;
-          if (s && s !== 'queued' && s !== 'processing' && s !== 'completed')
-            throw new Error(
-              `job ${job.id} ${s}: ${(await server.store.getJob(job.id))?.failureMessage}\n${(
-                await server.store.getLogEntries(job.id, { withOutput: true })
-              )
-                .map((e) => `${e.key}: ${e.out}`)
-                .join('\n')}`,
-            );
-          return stamps.completed.length > i && s === 'completed';
-        },
-        60_000,
-        5,
-      );
+      await waitForCompletion(server, job.id, () => stamps.completed.length > i);
       const template = recordedCreates.at(-1);
       if (!template) throw new Error('the docker runtime created no container');
       if (i === 0) continue; // warm-up: image cache, first connections

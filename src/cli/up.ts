@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
@@ -86,6 +87,13 @@ export async function up(opts: UpOptions): Promise<number> {
         'they can reach private networks, this machine and cloud metadata. Fine for a first look; run as root (or `executor install`) for the isolated network.',
       );
     }
+    const { diskQuotaProblem } = await import('../executor/workspace/disk-confinement.js');
+    const disk = { text: '20G', bytes: 20 * 1024 ** 3 };
+    if (await diskQuotaProblem({ runtime, jobDiskSpace: disk, workspaceRoot: tmpdir() })) {
+      executorEnv.EXECUTOR_JOB_DISK_SPACE = '0';
+      warn('Cannot loop-mount disk images here (needs root), so job workspaces have NO DISK QUOTA:');
+      warn("a job can fill this machine's disk. Fine for a first look; run as root for the quota.");
+    }
   }
   if (opts.demo && (runtime === 'docker' || runtime === 'gvisor')) {
     const img = await ensureDemoImage();
@@ -138,9 +146,13 @@ export async function up(opts: UpOptions): Promise<number> {
   const unconfined =
     runtime === 'shell'
       ? '  (not isolated)'
-      : executorEnv.EXECUTOR_JOB_NETWORK
-        ? '  (network not firewalled)'
-        : '';
+      : [
+          executorEnv.EXECUTOR_JOB_NETWORK ? 'network not firewalled' : '',
+          executorEnv.EXECUTOR_JOB_DISK_SPACE ? 'no disk quota' : '',
+        ]
+          .filter(Boolean)
+          .map((w) => `  (${w})`)
+          .join('');
   say(`  runtime    ${runtime}${network}${unconfined ? paint(unconfined, 'yellow') : ''}`);
   say(`  data       ${opts.data}  (SQLite database, repositories under repos/)`);
   say();

@@ -1,9 +1,10 @@
 /**
  * `executor validate`: checks what `executor run` needs, one line per check (`✓ name: detail` or
  * `✗ name: detail`), then a summary; exits non-zero when any check fails. Checks: configuration,
- * git >= 2.26, the runtime's own checks (Docker answers, runsc registered, /dev/kvm, ...), the
- * shared secret against `/.executors/test/auth`, and version compatibility when the server reports
- * a version of this project (skipped for servers that report none).
+ * git >= 2.26, the runtime's own checks (Docker answers, runsc registered, /dev/kvm, ...), the job
+ * network and the job disk quota, the shared secret against `/.executors/test/auth`, and version
+ * compatibility when the server reports a version of this project (skipped for servers that report
+ * none).
  */
 import type { Command } from 'commander';
 import { type ExecutorConfig, loadExecutorConfig } from '../config/executor.js';
@@ -31,6 +32,8 @@ export interface ValidateDeps {
   runtimeChecks?: () => Promise<CheckResult[]>;
   /** Replaces the job network check (tests). */
   networkCheck?: (config: ExecutorConfig) => Promise<CheckResult>;
+  /** Replaces the job disk check (tests). */
+  diskCheck?: (config: ExecutorConfig) => Promise<CheckResult>;
   /** The Docker daemon's registry mirrors (`docker info` RegistryConfig.Mirrors); default via DOCKER_HOST. */
   dockerMirrors?: () => Promise<string[]>;
 }
@@ -104,6 +107,13 @@ export async function runValidation(
       report(await (deps.networkCheck ?? networkConfinement)(config));
     } catch (e) {
       report({ name: 'job network', ok: false, detail: errorMessage(e) });
+    }
+
+    try {
+      const { diskConfinement } = await import('../executor/workspace/disk-confinement.js');
+      report(await (deps.diskCheck ?? diskConfinement)(config));
+    } catch (e) {
+      report({ name: 'job disk', ok: false, detail: errorMessage(e) });
     }
 
     // Whether the daemon pulls Docker Hub images through a mirror (and the configured ones).

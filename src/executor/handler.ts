@@ -108,11 +108,23 @@ async function readSkip(wsPath: string): Promise<string> {
   }
 }
 
-function stepFailure(key: string, exitCode: number, oomKilled?: boolean): Error {
-  const oom = oomKilled
+/**
+ * The error of a step that exited non-zero, with the reason when it is known: the OOM killer, or a
+ * full workspace (asked of the workspace only now, after the step's processes have ended).
+ */
+async function stepFailure(
+  key: string,
+  exitCode: number,
+  ws: Workspace,
+  oomKilled?: boolean,
+): Promise<Error> {
+  const full = await ws.diskFull?.().catch(() => undefined);
+  const reason = oomKilled
     ? " (killed: out of memory; raise EXECUTOR_JOB_MEMORY or lower the step's memory use)"
-    : '';
-  return new Error(`running command "${key}": command failed with exit code ${exitCode}${oom}`);
+    : full
+      ? ` (${full})`
+      : '';
+  return new Error(`running command "${key}": command failed with exit code ${exitCode}${reason}`);
 }
 
 /** Runs the job and sends its mark. Never throws; returns the outcome it reported. */
@@ -177,7 +189,7 @@ export async function handleJob(job: Job, deps: HandlerDeps, opts: HandleOptions
       checkAborted();
       const out = await runner.run(spec);
       checkAborted();
-      if (out.exitCode !== 0) throw stepFailure(spec.key, out.exitCode, out.oomKilled);
+      if (out.exitCode !== 0) throw await stepFailure(spec.key, out.exitCode, ws, out.oomKilled);
       if (spec.key.endsWith('.pre')) {
         const next = await readSkip(ws.path);
         if (next) skipKey = `${deps.runtime.stepKeyPrefix}.${next}`;
@@ -199,7 +211,7 @@ export async function handleJob(job: Job, deps: HandlerDeps, opts: HandleOptions
       });
       checkAborted();
       if (r.error) throw new Error(`running command "${key}": ${r.error}`);
-      if (r.exitCode !== 0) throw stepFailure(key, r.exitCode);
+      if (r.exitCode !== 0) throw await stepFailure(key, r.exitCode, ws);
     }
   } catch (e) {
     primary = signal.aborted ? signal.reason : e;

@@ -19,6 +19,7 @@ import { createRuntime } from './runtimes/index.js';
 import type { Runtime } from './runtimes/types.js';
 import { gatherTelemetry } from './telemetry.js';
 import { createWorker, type Worker, type WorkerDeps } from './worker.js';
+import { diskQuotaProblem } from './workspace/disk-confinement.js';
 
 export interface ExecutorDeps {
   logger: Logger;
@@ -63,6 +64,12 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
     logger,
     metrics: metrics.filesClient,
   });
+  if (!deps.runtime) {
+    // The runtime built from the configuration applies EXECUTOR_JOB_DISK_SPACE; it never runs a job
+    // without the quota it was given.
+    const problem = await diskQuotaProblem(config);
+    if (problem) throw new Error(problem);
+  }
   const runtime =
     deps.runtime ??
     createRuntime(config, { logger, files: (job) => files.forJob({ id: job.id, token: job.token }) });

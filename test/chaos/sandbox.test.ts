@@ -7,7 +7,11 @@
  *     bind-mounted at /data), nor its host path;
  *   - writes to / and /tmp inside a container reach neither the host nor the next container;
  *   - the disk floor: with EXECUTOR_MIN_FREE_DISK far above the free space the executor does not
- *     dequeue and says why (runtime-independent, checked once).
+ *     dequeue and says why (runtime-independent, checked once);
+ *   - the disk quota: with EXECUTOR_JOB_DISK_SPACE=64M a step writing 1 GiB fails the job with a
+ *     message naming the limit, and its image holds at most the quota of the host's disk;
+ *   - a kill -9 mid-job leaves the job's disk image mounted, and the next executor's janitor
+ *     unmounts and deletes it (runtime-independent, checked once).
  */
 import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +25,7 @@ import {
   IMAGE,
   TERMINAL,
 } from '../e2e/docker-e2e.js';
+import { FILL_STEP, filledImage, hostFree, mountsUnder } from '../executor/disk-quota-helpers.js';
 import { waitFor } from '../helpers/env.js';
 import {
   type ChaosExecutor,
@@ -273,6 +278,96 @@ for (const runtime of ['docker', 'gvisor'] as const) {
         }
       },
       90_000,
+    );
+
+    it('the disk quota: a step writing past 64M fails the job naming the limit; the host is spared', async () => {
+      const queue = `chaos-quota-${runtime}-${TAG}`;
+      const quotaWs = join(dir, 'ws-quota');
+      const q = spawnExecutor(server, {
+        name: `quota-${runtime}-${TAG}`,
+        workspaceRoot: quotaWs,
+        runtime,
+        env: { EXECUTOR_QUEUE_NAME: queue, EXECUTOR_JOB_DISK_SPACE: '64M', EXECUTOR_JOB_NETWORK: 'none' },
+      });
+      try {
+        await q.ready;
+        const before = hostFree(quotaWs);
+        const [j] = await submitAll(server, [job('fill', FILL_STEP, queue)]);
+        const filled = await filledImage(quotaWs);
+        const lostMiB = Math.round((before - hostFree(quotaWs)) / 2 ** 20);
+        writeFileSync(join(filled.workspace, 'release'), '');
+        const end = await ended(server, j!.id, 90_000);
+        const out = await stepOut(server, j!.id, 'fill');
+        const imageMiB = Math.round(filled.hostBytes / 2 ** 20);
+        publish(`sandbox disk quota (${runtime})`, {
+          state: end.state,
+          message: end.failureMessage,
+          imageMiB,
+          hostFreeDropMiB: lostMiB,
+        });
+        expect(end.state, out).not.toBe('completed');
+        expect(String(end.failureMessage), out).toContain(
+          'the workspace is full: jobs get 64M of disk (EXECUTOR_JOB_DISK_SPACE)',
+        );
+        expect(out).toContain('No space left on device');
+        // The job cost the host its image's blocks, at most the quota of the GiB it asked for; the
+        // free space also moves with whatever else this machine writes meanwhile.
+        expect(filled.hostBytes).toBeLessThanOrEqual(64 * 2 ** 20);
+        expect(lostMiB).toBeLessThan(1024);
+        expect(readdirSync(quotaWs)).toEqual([]);
+      } finally {
+        await kill9(q);
+      }
+    }, 120_000);
+
+    it.runIf(runtime === 'docker')(
+      'a kill -9 mid-job leaves the disk image mounted; the next janitor removes it',
+      async () => {
+        const queue = `chaos-crash-disk-${TAG}`;
+        const crashWs = join(dir, 'ws-crash');
+        const first = spawnExecutor(server, {
+          name: `crash-disk-${TAG}`,
+          workspaceRoot: crashWs,
+          runtime,
+          env: { EXECUTOR_QUEUE_NAME: queue, EXECUTOR_JOB_DISK_SPACE: '64M', EXECUTOR_JOB_NETWORK: 'none' },
+        });
+        let second: ChaosExecutor | undefined;
+        try {
+          await first.ready;
+          await submitAll(server, [
+            job(
+              'held',
+              'echo x > /data/here; i=0; while [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done',
+              queue,
+            ),
+          ]);
+          const here = await waitFor(() => findFile(crashWs, 'here'), {
+            timeoutMs: 60_000,
+            intervalMs: 100,
+            what: 'the held step to write into its workspace',
+          });
+          await kill9(first);
+          const left = mountsUnder(crashWs);
+          expect(left).toEqual([dirname(here)]);
+          // Another executor on the same workspace root, taking nothing from that queue.
+          second = spawnExecutor(server, {
+            name: `after-crash-disk-${TAG}`,
+            workspaceRoot: crashWs,
+            runtime,
+            env: { EXECUTOR_QUEUE_NAME: `${queue}-other`, EXECUTOR_JOB_DISK_SPACE: '64M' },
+          });
+          await waitFor(() => mountsUnder(crashWs).length === 0 && readdirSync(crashWs).length === 0, {
+            timeoutMs: 60_000,
+            intervalMs: 100,
+            what: 'the janitor to unmount and delete the image',
+          });
+          publish('sandbox disk crash', { leftMounted: left.length, removedByJanitor: true });
+        } finally {
+          await kill9(first);
+          if (second) await kill9(second);
+        }
+      },
+      120_000,
     );
   });
 }

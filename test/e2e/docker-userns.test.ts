@@ -21,6 +21,7 @@ import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluste
 import { remappedCheck } from '../../src/executor/install/userns-remap.js';
 import { detectUsernsRemap, type RemappedRoot } from '../../src/executor/runtimes/docker/userns.js';
 import { validateDocker } from '../../src/executor/runtimes/docker/validate.js';
+import { IMAGE_SUFFIX, releaseDiskImage } from '../../src/executor/workspace/disk-image.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { requireOrSkip } from '../helpers/env.js';
 import { makeDemoRepo } from '../helpers/repos.js';
@@ -85,6 +86,11 @@ describe.skipIf(!ready)('steps under Docker user-namespace remapping', () => {
 
   afterAll(async () => {
     await cluster?.stop({ force: true });
+    // The kept workspace is still its mounted disk image (EXECUTOR_JOB_DISK_SPACE).
+    for (const n of workspaces ? readdirSync(workspaces) : []) {
+      if (n.endsWith(IMAGE_SUFFIX))
+        await releaseDiskImage(path.join(workspaces, n.slice(0, -IMAGE_SUFFIX.length)));
+    }
     if (savedDockerHost === undefined) delete process.env.DOCKER_HOST;
     else process.env.DOCKER_HOST = savedDockerHost;
     await daemon?.stop();
@@ -144,7 +150,7 @@ describe.skipIf(!ready)('steps under Docker user-namespace remapping', () => {
     // The kept workspace: what the step made belongs to the remapped root, and so does what the
     // executor cloned and wrote (it was handed over before the first step ran).
     const kept = readdirSync(workspaces).filter(
-      (n) => n.startsWith(`workspace-${job.id}-`) && !n.endsWith('.json'),
+      (n) => n.startsWith(`workspace-${job.id}-`) && !n.endsWith('.json') && !n.endsWith(IMAGE_SUFFIX),
     );
     expect(kept).toHaveLength(1);
     const ws = path.join(workspaces, kept[0]!);

@@ -55,6 +55,20 @@ describe('loadExecutorConfig', () => {
     expect(Object.isFrozen(c.httpRetry)).toBe(true);
   });
 
+  it('reads EXECUTOR_JOB_DISK_SPACE as written and in bytes: 20G by default, 0 or at least 16M', () => {
+    expect(ok(base).jobDiskSpace).toEqual({ text: '20G', bytes: 20 * 1024 ** 3 });
+    expect(ok({ ...base, EXECUTOR_JOB_DISK_SPACE: '0' }).jobDiskSpace).toEqual({ text: '0', bytes: 0 });
+    expect(ok({ ...base, EXECUTOR_JOB_DISK_SPACE: ' 64M ' }).jobDiskSpace).toEqual({
+      text: '64M',
+      bytes: 64 * 1024 ** 2,
+    });
+    for (const bad of ['1M', '20 apples', '-1G']) {
+      expect(problems({ ...base, EXECUTOR_JOB_DISK_SPACE: bad })).toEqual([
+        `EXECUTOR_JOB_DISK_SPACE: must be a size such as "20G" or "512M", at least 16M ("0" = no quota), got ${JSON.stringify(bad)}`,
+      ]);
+    }
+  });
+
   it('regenerates the executor name per load unless EXECUTOR_NAME is set', () => {
     expect(ok(base).executorName).not.toBe(ok(base).executorName);
     expect(ok({ ...base, EXECUTOR_NAME: 'exec-1' }).executorName).toBe('exec-1');

@@ -7,18 +7,42 @@
  * names are free-form.
  */
 import { z } from 'zod';
+import { parseSizeBytes } from '../../lib/duration.js';
 import type { Catalogue } from '../declare.js';
-import { absolutePath, bool, durationMs, hostPort, httpUrl, int, sizeBytes, sizeText } from '../parsers.js';
+import {
+  absolutePath,
+  bool,
+  durationMs,
+  hostPort,
+  httpUrl,
+  int,
+  parser,
+  sizeBytes,
+  sizeText,
+} from '../parsers.js';
 import { dockerAuthConfig, mounts, registryMirrorUrls } from './docker-parsers.js';
 import { HTTP_RETRY_ENV } from './http-retry-config.js';
 import { JOB_NETWORK_ENV } from './job-network-config.js';
 import { KUBERNETES_ENV } from './kubernetes-config.js';
 import { runtimeName } from './runtime.js';
 
+/** The smallest EXECUTOR_JOB_DISK_SPACE other than 0. */
+export const MIN_JOB_DISK_BYTES = 16 * 1024 * 1024;
+
 const positiveDurationMs = () => durationMs().refine((ms) => ms > 0, { message: 'must be longer than 0' });
 
 /** Docker memory syntax, kept as text: it is sent to the server as written. */
 const dockerSize = () => sizeText(() => 'must be a size such as "12G" or "512M" ("0" = no limit)');
+
+/** `0`, or a size of at least 16 MiB (a smaller ext4 file system leaves no room for a clone). */
+const jobDiskSpace = () =>
+  parser(
+    (s) => {
+      const b = parseSizeBytes(s);
+      return b === 0 || (b !== undefined && b >= MIN_JOB_DISK_BYTES) ? s : undefined;
+    },
+    (s) => `must be a size such as "20G" or "512M", at least 16M ("0" = no quota), got ${JSON.stringify(s)}`,
+  );
 
 const queueName = () =>
   z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/, 'queue names are letters, digits, "_", "." or "-"');
@@ -82,6 +106,12 @@ const EXECUTOR_OWN_ENV = {
     default: '20G',
     description: 'Disk per job for Firecracker VMs; sent on dequeue as `diskSpace` in every mode.',
     parse: dockerSize(),
+  },
+  EXECUTOR_JOB_DISK_SPACE: {
+    default: '20G',
+    description:
+      "Disk per job (docker and gvisor runtimes): each workspace is a sparse ext4 image of this size, loop-mounted for the job and removed after it; a step that fills it gets ENOSPC and the job fails naming this limit. Needs root (or CAP_SYS_ADMIN) and a loop device: without them the executor refuses to start. Where Docker's storage driver supports it (overlay2 on xfs with pquota), each step container's writable layer gets the same size. `0` = no quota (steps can fill the workspace root's file system).",
+    parse: jobDiskSpace(),
   },
   EXECUTOR_KEEP_WORKSPACES: {
     default: 'false',

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import { parseSizeBytes } from '../../lib/duration.js';
 import { deepFreeze, type Values } from '../declare.js';
 import { type Env, loadSettings } from '../load.js';
 import { readBool } from '../parsers.js';
@@ -30,6 +31,11 @@ export interface ExecutorConfig extends JobNetworkConfig {
   jobMemory: string;
   /** As given (e.g. `20G`); sent as `diskSpace` on dequeue. */
   firecrackerDiskSpace: string;
+  /**
+   * EXECUTOR_JOB_DISK_SPACE as given (e.g. `20G`) and in bytes: the size of each workspace's ext4
+   * image (docker and gvisor). 0 bytes = no quota.
+   */
+  jobDiskSpace: { text: string; bytes: number };
   keepWorkspaces: boolean;
   /** Stop after this many successful dequeues; 0 = unlimited. */
   numTotalJobs: number;
@@ -127,6 +133,10 @@ function executorConfig(v: Values<typeof EXECUTOR_ENV>, env: Env, runtimeGiven: 
     jobNumCpus: v.EXECUTOR_JOB_NUM_CPUS,
     jobMemory: v.EXECUTOR_JOB_MEMORY,
     firecrackerDiskSpace: v.EXECUTOR_FIRECRACKER_DISK_SPACE,
+    jobDiskSpace: {
+      text: v.EXECUTOR_JOB_DISK_SPACE.trim(),
+      bytes: parseSizeBytes(v.EXECUTOR_JOB_DISK_SPACE) ?? 0,
+    },
     keepWorkspaces: v.EXECUTOR_KEEP_WORKSPACES,
     numTotalJobs: v.EXECUTOR_NUM_TOTAL_JOBS,
     maxActiveTimeMs: v.EXECUTOR_MAX_ACTIVE_TIME,

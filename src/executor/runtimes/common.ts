@@ -4,6 +4,7 @@
  */
 import type { Job } from '../../protocol/job.js';
 import type { JobContext } from '../job-context.js';
+import type { DiskImages } from '../workspace/disk-image.js';
 import { type FilesFetcher, SCRIPTS_DIR } from '../workspace/files.js';
 import { prepareLocalWorkspace } from '../workspace/prepare.js';
 import type { RunSpec, Workspace } from './types.js';
@@ -52,17 +53,18 @@ export interface LocalWorkspaceSettings {
 
 /**
  * Clones the repository and writes files and step scripts into a new workspace on this host; with
- * `stepRoot` (Docker user-namespace remapping) the workspace is then given to those host ids.
+ * `stepRoot` (Docker user-namespace remapping) the workspace is then given to those host ids; with
+ * `disk` it is an image of its quota mounted on the workspace directory (disk-image.ts).
  */
 export function prepareHostWorkspace(
   job: Job,
   ctx: JobContext,
   settings: LocalWorkspaceSettings,
   files: FilesFetcher,
-  stepRoot?: { uid: number; gid: number },
+  confine: { stepRoot?: { uid: number; gid: number }; disk?: DiskImages } = {},
 ): Promise<Workspace> {
   return prepareLocalWorkspace(job, ctx, {
-    stepRoot,
+    ...confine,
     root: settings.workspaceRoot,
     keepWorkspaces: settings.keepWorkspaces,
     frontendUrl: settings.frontendUrl,

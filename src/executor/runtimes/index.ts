@@ -51,6 +51,7 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         additionalMounts: [...config.dockerAdditionalMounts],
         addHostGateway: config.dockerAddHostGateway,
         authConfig: config.dockerAuthConfig,
+        diskQuota: config.jobDiskSpace.bytes > 0 ? config.jobDiskSpace : undefined,
         logger: deps.logger,
       });
     case 'shell':

@@ -22,6 +22,11 @@ export interface Workspace {
   readonly scriptNames: string[];
   /** Removes the workspace (logs `teardown.fs`) unless keepWorkspaces; idempotent. */
   remove(): Promise<void>;
+  /**
+   * With a disk quota (EXECUTOR_JOB_DISK_SPACE): called after a step failed and its processes
+   * ended; resolves to the reason to add to the step's error when the workspace's disk is full.
+   */
+  diskFull?(): Promise<string | undefined>;
 }
 
 export interface RunSpec {

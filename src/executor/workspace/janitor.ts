@@ -8,12 +8,17 @@
  * or when it has no owner file and is older than ORPHAN_WITHOUT_OWNER_AGE_MS (the owner file is
  * written right after the directory is created, so a young directory may just be starting).
  * Workspaces of other hosts (a shared root) and workspaces kept on purpose are never touched.
+ *
+ * An orphan's disk image (disk-image.ts) is unmounted and deleted before its directory. An image
+ * `workspace-*.disk.img` whose directory is gone is always an orphan: a job's image is made after its
+ * directory and deleted before it, so only a crash between those two deletions leaves one.
  */
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Clock } from '../../lib/clock.js';
 import { systemClock } from '../../lib/clock.js';
+import { IMAGE_SUFFIX, releaseDiskImage, SCRATCH_PREFIXES } from './disk-image.js';
 import { OWNER_SUFFIX, WORKSPACE_PREFIX, type WorkspaceOwner } from './prepare.js';
 
 export const ORPHAN_WITHOUT_OWNER_AGE_MS = 60 * 60 * 1000;
@@ -67,7 +72,8 @@ export async function findOrphanWorkspaces(
   const host = os.hostname();
   const orphans: string[] = [];
   for (const name of names) {
-    if (!name.startsWith(WORKSPACE_PREFIX) || name.endsWith(OWNER_SUFFIX)) continue;
+    if (!name.startsWith(WORKSPACE_PREFIX) || name.endsWith(OWNER_SUFFIX) || name.endsWith(IMAGE_SUFFIX))
+      continue;
     const dir = path.join(root, name);
     const st = await stat(dir).catch(() => undefined);
     if (!st?.isDirectory()) continue;
@@ -94,6 +100,7 @@ export async function removeOrphanWorkspaces(
   const removed: string[] = [];
   for (const dir of await findOrphanWorkspaces(root, activeJobUids, selfName, opts)) {
     try {
+      await releaseDiskImage(dir, { detachLoops: true });
       await rm(dir, { recursive: true, force: true });
       await rm(`${dir}${OWNER_SUFFIX}`, { force: true });
       removed.push(dir);
@@ -101,5 +108,50 @@ export async function removeOrphanWorkspaces(
       // Left for the next round; the caller logs what was removed.
     }
   }
+  for (const dir of await findStaleScratch(root, opts.clock ?? systemClock)) {
+    try {
+      await releaseDiskImage(dir, { detachLoops: true });
+      await rm(dir, { recursive: true, force: true });
+      removed.push(dir);
+    } catch {
+      // Left for the next round.
+    }
+  }
+  for (const image of await findStrayImages(root)) {
+    try {
+      await releaseDiskImage(image.slice(0, -IMAGE_SUFFIX.length), { detachLoops: true });
+      removed.push(image);
+    } catch {
+      // Left for the next round.
+    }
+  }
   return removed;
+}
+
+/**
+ * Scratch directories of the disk probe and template (disk-image.ts) older than
+ * ORPHAN_WITHOUT_OWNER_AGE_MS: each lives for well under a second, unless its process died.
+ */
+async function findStaleScratch(root: string, clock: Clock): Promise<string[]> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  const stale: string[] = [];
+  for (const name of names) {
+    if (!SCRATCH_PREFIXES.some((p) => name.startsWith(p)) || name.endsWith(IMAGE_SUFFIX)) continue;
+    const dir = path.join(root, name);
+    const st = await stat(dir).catch(() => undefined);
+    if (st?.isDirectory() && clock.now() - st.mtimeMs > ORPHAN_WITHOUT_OWNER_AGE_MS) stale.push(dir);
+  }
+  return stale;
+}
+
+/** Disk images under `root` whose workspace directory is gone (see the file comment). */
+export async function findStrayImages(root: string): Promise<string[]> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  const stray: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(WORKSPACE_PREFIX) || !name.endsWith(IMAGE_SUFFIX)) continue;
+    const dir = path.join(root, name.slice(0, -IMAGE_SUFFIX.length));
+    if (!(await stat(dir).catch(() => undefined))) stray.push(path.join(root, name));
+  }
+  return stray;
 }

@@ -16,6 +16,7 @@ import type { JobContext } from '../job-context.js';
 import type { Workspace } from '../runtimes/types.js';
 import { chownTree } from './chown-tree.js';
 import { cloneRepository } from './clone.js';
+import { type DiskImages, diskFullReason, diskIsFull, releaseDiskImage } from './disk-image.js';
 import { type FilesFetcher, writeWorkspaceFiles } from './files.js';
 
 export interface PrepareWorkspaceOptions {
@@ -31,6 +32,8 @@ export interface PrepareWorkspaceOptions {
    * given to them before any step runs (see chown-tree.ts). Undefined = left to the executor's user.
    */
   stepRoot?: { uid: number; gid: number };
+  /** EXECUTOR_JOB_DISK_SPACE: the workspace is an image of its quota mounted on its directory. */
+  disk?: DiskImages;
 }
 
 export interface WorkspaceOwner {
@@ -55,6 +58,10 @@ export async function prepareLocalWorkspace(
   await mkdir(opts.root, { recursive: true });
   const dir = await mkdtemp(path.join(opts.root, `${WORKSPACE_PREFIX}${job.id}-`));
   const ownerPath = `${dir}${OWNER_SUFFIX}`;
+  const quota = opts.disk?.quota;
+  const diskFull = quota
+    ? async () => ((await diskIsFull(dir, quota)) ? diskFullReason(quota) : undefined)
+    : undefined;
   const owner: WorkspaceOwner = {
     executorName: opts.executorName,
     hostname: os.hostname(),
@@ -65,15 +72,22 @@ export async function prepareLocalWorkspace(
 
   try {
     await writeFile(ownerPath, JSON.stringify(owner), { mode: 0o600 });
-    if (job.repositoryName) {
-      await cloneRepository(job, ctx, {
-        workspacePath: dir,
-        frontendUrl: opts.frontendUrl,
-        frontendPassword: opts.frontendPassword,
-        executorName: opts.executorName,
-      });
+    await opts.disk?.mount(dir);
+    let scriptNames: string[];
+    try {
+      if (job.repositoryName) {
+        await cloneRepository(job, ctx, {
+          workspacePath: dir,
+          frontendUrl: opts.frontendUrl,
+          frontendPassword: opts.frontendPassword,
+          executorName: opts.executorName,
+        });
+      }
+      scriptNames = await writeWorkspaceFiles(job, dir, ctx.logger, opts.files);
+    } catch (err) {
+      const full = await diskFull?.().catch(() => undefined);
+      throw full ? new Error(`${errorMessage(err)} (${full})`) : err;
     }
-    const scriptNames = await writeWorkspaceFiles(job, dir, ctx.logger, opts.files);
     if (opts.stepRoot) {
       const { uid, gid } = opts.stepRoot;
       await chownTree(dir, uid, gid).catch((err: unknown) => {
@@ -97,6 +111,7 @@ export async function prepareLocalWorkspace(
           }
           handle.writeRaw(`Removing ${dir}\n`);
           try {
+            if (quota) await releaseDiskImage(dir);
             await rm(dir, { recursive: true, force: true });
             await rm(ownerPath, { force: true });
           } catch (err) {
@@ -109,8 +124,9 @@ export async function prepareLocalWorkspace(
       })();
       return removed;
     };
-    return { path: dir, scriptNames, remove };
+    return { path: dir, scriptNames, remove, diskFull };
   } catch (err) {
+    if (quota) await releaseDiskImage(dir).catch(() => {});
     await rm(dir, { recursive: true, force: true }).catch(() => {});
     await rm(ownerPath, { force: true }).catch(() => {});
     throw err;

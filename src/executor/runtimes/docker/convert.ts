@@ -48,6 +48,8 @@ export interface ContainerSettings {
   /** Mounts parsed by parseMountSpecs (EXECUTOR_DOCKER_ADDITIONAL_MOUNTS). */
   mounts: MountSettings[];
   addHostGateway: boolean;
+  /** Size limit of the writable layer (`--storage-opt size=`), where the daemon supports it. */
+  storageSize?: string;
 }
 
 export interface ContainerInput {
@@ -242,6 +244,7 @@ export function toContainerCreateOptions(input: ContainerInput): ContainerCreate
   }
   if (settings.addHostGateway) hostConfig.ExtraHosts = ['host.docker.internal:host-gateway'];
   if (settings.kind === 'gvisor') hostConfig.Runtime = 'runsc';
+  if (settings.storageSize) hostConfig.StorageOpt = { size: settings.storageSize };
   return {
     Image: spec.image,
     Entrypoint: ['/bin/sh'],
@@ -286,6 +289,7 @@ export function dockerRunArgv(input: ContainerInput): string[] {
     '--init',
   );
   if (settings.kind === 'gvisor') argv.push('--runtime', 'runsc');
+  if (settings.storageSize) argv.push('--storage-opt', `size=${settings.storageSize}`);
   argv.push('--entrypoint', '/bin/sh', spec.image, containerScriptPath(spec.scriptPath));
   return argv;
 }

@@ -39,7 +39,7 @@ export interface DockerRunnerDeps {
   memoryLimited: boolean;
   /** Read the host's OOM kill count around each step (a local daemon and a memory limit; oom.ts). */
   countHostOomKills: boolean;
-  fitCpusToDaemon(): Promise<void>;
+  fitToDaemon(): Promise<void>;
 }
 
 export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspace, ctx: JobContext): Runner {
@@ -91,7 +91,7 @@ export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspa
 
   return {
     async setup() {
-      await deps.fitCpusToDaemon();
+      await deps.fitToDaemon();
       const images = [...new Set(job.dockerSteps.map((s) => s.image))];
       for (const image of images) {
         if (signal.aborted) throw signal.reason;

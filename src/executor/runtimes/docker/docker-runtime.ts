@@ -9,6 +9,7 @@ import Dockerode from 'dockerode';
 import type { Logger } from '../../../lib/logger.js';
 import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
 import type { JobContext } from '../../job-context.js';
+import { createDiskImages, type DiskQuota } from '../../workspace/disk-image.js';
 import type { FilesFetcher } from '../../workspace/files.js';
 import {
   DOCKER_STEP_PREFIX,
@@ -21,6 +22,7 @@ import { type ContainerSettings, clampCpus, memoryBytes, parseMountSpecs } from 
 import { createDockerRunner, type DockerRunnerDeps } from './docker-runner.js';
 import { daemonIsLocal } from './oom.js';
 import { removeOrphanContainers } from './orphans.js';
+import { type DaemonStorageInfo, writableLayerLimit } from './storage.js';
 import { detectUsernsRemap, type RemappedRoot } from './userns.js';
 import { validateDocker } from './validate.js';
 
@@ -44,6 +46,11 @@ export interface DockerRuntimeOptions extends LocalWorkspaceSettings {
   /** EXECUTOR_DOCKER_ADDITIONAL_MOUNTS, split on `;`. */
   additionalMounts: string[];
   addHostGateway: boolean;
+  /**
+   * EXECUTOR_JOB_DISK_SPACE when not 0: each workspace is an image of that size (disk-image.ts),
+   * and each step's writable layer gets the same size where the storage driver can (storage.ts).
+   */
+  diskQuota?: DiskQuota;
   /** EXECUTOR_DOCKER_AUTH_CONFIG; a job's own non-empty dockerAuthConfig wins. */
   authConfig?: DockerAuthConfig;
   logger: Logger;
@@ -68,38 +75,49 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     addHostGateway: opts.addHostGateway,
   };
 
+  const disk = opts.diskQuota ? createDiskImages(opts.diskQuota, opts.workspaceRoot) : undefined;
   const memoryLimited = memoryBytes(opts.memory) !== undefined;
   /** The host's OOM count tells only about containers on this host's kernel (see oom.ts). */
   const countHostOomKills = memoryLimited && daemonIsLocal(docker);
 
-  let cpuCheck: Promise<void> | undefined;
+  let daemonFit: Promise<void> | undefined;
   /**
-   * Reads the daemon's CPU count once and lowers the step CPU limit to it: Docker refuses a
-   * NanoCpus above the host's CPUs, which would fail every step. Warns once when it lowers it.
-   * A failed `docker info` is retried by the next job (the create will report the daemon anyway).
+   * Reads `docker info` once and fits the step settings to the daemon: lowers the step CPU limit to
+   * the daemon's CPU count (Docker refuses a NanoCpus above it, which would fail every step; warns
+   * once), and limits each step's writable layer to the disk quota where the storage driver can
+   * (storage.ts; says once when it cannot). A failed `docker info` is retried by the next job (the
+   * create will report the daemon anyway).
    */
-  function fitCpusToDaemon(): Promise<void> {
-    cpuCheck ??= (async () => {
-      if (opts.cpus <= 0) return;
-      let ncpu: number | undefined;
+  function fitToDaemon(): Promise<void> {
+    daemonFit ??= (async () => {
+      if (opts.cpus <= 0 && !opts.diskQuota) return;
+      let info: { NCPU?: number } & DaemonStorageInfo;
       try {
-        ncpu = ((await docker.info()) as { NCPU?: number }).NCPU;
+        info = await docker.info();
       } catch (err) {
-        cpuCheck = undefined;
-        log.warn('cannot read the Docker host CPU count; CPU limit left as configured', { err });
+        daemonFit = undefined;
+        log.warn('cannot read the Docker host CPU count and storage driver; steps left as configured', {
+          err,
+        });
         return;
       }
-      const r = clampCpus(opts.cpus, ncpu);
+      if (opts.diskQuota) {
+        const l = writableLayerLimit(info);
+        if (l.limited) settings.storageSize = opts.diskQuota.text;
+        else log.warn(`step containers' writable layers are not limited: ${l.why}`);
+      }
+      if (opts.cpus <= 0) return;
+      const r = clampCpus(opts.cpus, info.NCPU);
       if (r.clamped) {
         settings.cpus = r.cpus;
         log.warn('EXECUTOR_JOB_NUM_CPUS exceeds the Docker host CPU count; limiting steps to the host', {
           requested: opts.cpus,
-          hostCpus: ncpu,
+          hostCpus: info.NCPU,
           using: r.cpus,
         });
       }
     })();
-    return cpuCheck;
+    return daemonFit;
   }
 
   let remap: Promise<RemappedRoot | undefined> | undefined;
@@ -133,7 +151,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     log,
     countHostOomKills,
     memoryLimited,
-    fitCpusToDaemon,
+    fitToDaemon,
   };
 
   return {
@@ -141,7 +159,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     stepKeyPrefix: DOCKER_STEP_PREFIX,
 
     validate(): Promise<CheckResult[]> {
-      return validateDocker(docker, opts.kind);
+      return validateDocker(docker, opts.kind, opts.diskQuota);
     },
 
     async version(): Promise<string> {
@@ -155,7 +173,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         ctx,
         opts,
         typeof opts.files === 'function' ? opts.files(job) : opts.files,
-        await stepRoot(),
+        { stepRoot: await stepRoot(), disk },
       );
     },
 

@@ -1,13 +1,20 @@
 import type Dockerode from 'dockerode';
 import { errorMessage } from '../../../lib/errors.js';
+import type { DiskQuota } from '../../workspace/disk-image.js';
 import type { CheckResult } from '../types.js';
+import { writableLayerCheck } from './storage.js';
 import { validateUserns } from './userns.js';
 
 /**
  * Checks for `executor validate` and startup: the daemon answers; whether it remaps user namespaces
- * (userns.ts); for gvisor, runsc is registered.
+ * (userns.ts); whether step containers' writable layers are limited (storage.ts); for gvisor, runsc
+ * is registered.
  */
-export async function validateDocker(docker: Dockerode, kind: 'docker' | 'gvisor'): Promise<CheckResult[]> {
+export async function validateDocker(
+  docker: Dockerode,
+  kind: 'docker' | 'gvisor',
+  diskQuota?: DiskQuota,
+): Promise<CheckResult[]> {
   const checks: CheckResult[] = [];
   try {
     await docker.ping();
@@ -22,6 +29,15 @@ export async function validateDocker(docker: Dockerode, kind: 'docker' | 'gvisor
     return checks;
   }
   checks.push(...(await validateUserns(docker, kind)));
+  try {
+    checks.push(writableLayerCheck(await docker.info(), diskQuota?.text));
+  } catch (err) {
+    checks.push({
+      name: 'container writable layer',
+      ok: false,
+      detail: `docker info failed: ${errorMessage(err)}`,
+    });
+  }
   if (kind === 'gvisor') {
     try {
       const info = (await docker.info()) as { Runtimes?: Record<string, unknown> };

@@ -65,6 +65,18 @@ describe('toContainerCreateOptions', () => {
     expect(o.Tty).toBe(false);
   });
 
+  it('limits the writable layer only when the runtime found the storage driver able', () => {
+    expect(toContainerCreateOptions(input()).HostConfig?.StorageOpt).toBeUndefined();
+    expect(dockerRunArgv(input())).not.toContain('--storage-opt');
+    const limited = input({ settings: { storageSize: '20G' } });
+    expect(toContainerCreateOptions(limited).HostConfig?.StorageOpt).toEqual({ size: '20G' });
+    const argv = dockerRunArgv(limited);
+    expect(argv.slice(argv.indexOf('--storage-opt'), argv.indexOf('--storage-opt') + 2)).toEqual([
+      '--storage-opt',
+      'size=20G',
+    ]);
+  });
+
   it('joins the step dir under /data', () => {
     expect(toContainerCreateOptions(input({ spec: { dir: 'sub/dir' } })).WorkingDir).toBe('/data/sub/dir');
     expect(toContainerCreateOptions(input({ spec: { dir: './a/../b/' } })).WorkingDir).toBe('/data/b/');

@@ -102,6 +102,8 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
         detail:
           'not remapped: root in steps is root on the host (with no capabilities); enable with executor install --userns-remap',
       },
+      // This runtime is made without a disk quota.
+      { name: 'container writable layer', ok: true, detail: 'not limited (EXECUTOR_JOB_DISK_SPACE=0)' },
     ]);
     expect(await runtime.version()).toMatch(/^\d+\.\d+/);
   });
@@ -395,6 +397,7 @@ describe.skipIf(!haveGvisor)('gvisor runtime (real daemon with runsc)', () => {
     expect(checks.map((c) => [c.name, c.ok])).toEqual([
       ['docker daemon', true],
       ['user namespaces', true],
+      ['container writable layer', true],
       ['gvisor runtime', true],
     ]);
     expect(runtime.name).toBe('gvisor');

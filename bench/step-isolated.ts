@@ -1,0 +1,100 @@
+/**
+ * step.isolated: the one-step `true` job of `step` with the confinement of the defaults, the
+ * isolated job network (its own Docker network and firewall chains) and a 20G workspace disk image,
+ * against the same job on the step path without them (network `none`, no disk quota). Two more
+ * kinds split the cost: the disk image alone (`step.isolated.disk`) and the isolated network alone
+ * (`step.isolated.network`). One executor per kind in this process takes its jobs from its own queue
+ * of one server, the kinds in alternation, so load elsewhere hits all alike; medians from dequeue
+ * returned to markComplete returned are compared.
+ *
+ * Needs root (firewall rules, loop mounts). The bench's network has its own name and subnet and is
+ * removed, with its rules, afterwards.
+ */
+import Dockerode from 'dockerode';
+import { createApiClient } from '../src/cli/api-client.js';
+import { type RunningExecutor, startExecutor } from '../src/executor/index.js';
+import { removeIsolation } from '../src/executor/network/job-isolation.js';
+import { bridgeName } from '../src/executor/network/job-network.js';
+import { isolationOptions } from '../src/executor/network/job-network-guards.js';
+import type { JobSpec } from '../src/protocol/job-spec.js';
+import { executorConfig, executorEnv, startBenchServer } from './cluster.js';
+import { type Bench, type BenchResult, median, result, tempDir } from './lib.js';
+import { stampingFetch, waitForCompletion } from './step.js';
+
+const RUNS = 10;
+const NETWORK = 'executor-bench-jobs';
+const SUBNET = '10.93.0.0/24';
+
+const isolatedNet = {
+  EXECUTOR_JOB_NETWORK: 'isolated',
+  EXECUTOR_JOB_NETWORK_NAME: NETWORK,
+  EXECUTOR_JOB_NETWORK_SUBNET: SUBNET,
+};
+const KINDS = {
+  plain: { EXECUTOR_JOB_NETWORK: 'none', EXECUTOR_JOB_DISK_SPACE: '0' },
+  disk: { EXECUTOR_JOB_NETWORK: 'none', EXECUTOR_JOB_DISK_SPACE: '20G' },
+  network: { ...isolatedNet, EXECUTOR_JOB_DISK_SPACE: '0' },
+  isolated: { ...isolatedNet, EXECUTOR_JOB_DISK_SPACE: '20G' },
+} as const;
+type Kind = keyof typeof KINDS;
+
+export const stepIsolated: Bench = async (ctx) => {
+  if (process.getuid?.() !== 0) throw new Error('step.isolated needs root (firewall rules and loop mounts)');
+  const server = await startBenchServer({ logger: ctx.logger });
+  const work = tempDir('step-isolated');
+  const kinds = Object.keys(KINDS) as Kind[];
+  const executors: RunningExecutor[] = [];
+  const times = Object.fromEntries(kinds.map((k) => [k, [] as number[]])) as Record<Kind, number[]>;
+  try {
+    const stamps = Object.fromEntries(
+      kinds.map((k) => [k, { dequeued: [] as number[], completed: [] as number[] }]),
+    ) as Record<Kind, { dequeued: number[]; completed: number[] }>;
+    for (const kind of kinds) {
+      const config = executorConfig(
+        executorEnv(server, {
+          ...KINDS[kind],
+          EXECUTOR_RUNTIME: 'docker',
+          EXECUTOR_QUEUE_NAME: `bench-${kind}`,
+          EXECUTOR_WORKSPACE_ROOT: `${work.path}/ws-${kind}`,
+        }),
+      );
+      executors.push(await startExecutor(config, { logger: ctx.logger, fetch: stampingFetch(stamps[kind]) }));
+    }
+    const api = createApiClient({ server: server.url, token: server.apiToken });
+    for (let i = 0; i <= RUNS; i++) {
+      for (const kind of kinds) {
+        const spec = { queue: `bench-${kind}`, steps: [{ image: ctx.dockerImage, run: 'true' }] } as JobSpec;
+        const job = await api.submit(spec);
+        const s = stamps[kind];
+        await waitForCompletion(server, job.id, () => s.completed.length > i);
+        // Run 0 warms up: the image cache, first connections, the network and rules installed, the
+        // disk image template made.
+        if (i > 0) times[kind].push(s.completed[i]! - s.dequeued[i]!);
+      }
+    }
+  } finally {
+    for (const e of executors) await e.drain();
+    await server.close();
+    work.remove();
+    const config = executorConfig(executorEnv(server, KINDS.isolated));
+    await removeIsolation(
+      { ...isolationOptions(config), docker: new Dockerode() },
+      bridgeName(NETWORK),
+    ).catch((e) => ctx.say(`could not remove the bench network ${NETWORK}: ${e}`));
+  }
+  const row = (name: string, kind: Kind, what: string): BenchResult =>
+    result({
+      name,
+      ours: median(times[kind]),
+      baseline: median(times.plain),
+      unit: 'ms',
+      target: 'ratio <= 1.1',
+      met: (_o, ratio) => ratio <= 1.1,
+      note: `medians of ${RUNS} alternating runs, dequeue returned -> markComplete returned; ours: ${what}; baseline: network none, no disk quota`,
+    });
+  return [
+    row('step.isolated', 'isolated', 'isolated network + 20G workspace disk image'),
+    row('step.isolated.disk', 'disk', '20G workspace disk image, network none'),
+    row('step.isolated.network', 'network', 'isolated network, no disk quota'),
+  ];
+};

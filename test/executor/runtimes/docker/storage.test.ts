@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { writableLayerCheck, writableLayerLimit } from '../../../../src/executor/runtimes/docker/storage.js';
+
+const info = (driver: string, backing: string) => ({
+  Driver: driver,
+  DriverStatus: [
+    ['Backing Filesystem', backing],
+    ['Supports d_type', 'true'],
+  ] as [string, string][],
+});
+
+describe('writableLayerLimit', () => {
+  it('is able on overlay2 over xfs only', () => {
+    expect(writableLayerLimit(info('overlay2', 'xfs'))).toEqual({ limited: true });
+    for (const [d, b] of [
+      ['overlay2', 'extfs'],
+      ['overlay2', 'btrfs'],
+      ['vfs', 'xfs'],
+    ] as const) {
+      const l = writableLayerLimit(info(d, b));
+      expect(l.limited).toBe(false);
+      if (!l.limited)
+        expect(l.why).toContain(`the storage driver ${d} on ${b} does not support --storage-opt size`);
+    }
+    const none = writableLayerLimit({});
+    expect(none.limited).toBe(false);
+    if (!none.limited) expect(none.why).toContain('unknown on unknown');
+  });
+});
+
+describe('writableLayerCheck', () => {
+  it('says whether the layer is limited, and why not', () => {
+    expect(writableLayerCheck(info('overlay2', 'xfs'), '20G')).toEqual({
+      name: 'container writable layer',
+      ok: true,
+      detail: 'limited to 20G per step (--storage-opt size=20G)',
+    });
+    expect(writableLayerCheck(info('overlay2', 'extfs'), '20G').detail).toMatch(
+      /^NOT limited: the storage driver overlay2 on extfs does not support --storage-opt size \(it needs overlay2 on xfs mounted with pquota\)/,
+    );
+    expect(writableLayerCheck(info('overlay2', 'xfs'), undefined).detail).toBe(
+      'not limited (EXECUTOR_JOB_DISK_SPACE=0)',
+    );
+  });
+});
