@@ -23,24 +23,15 @@ import { detectUsernsRemap, type RemappedRoot } from '../../src/executor/runtime
 import { validateDocker } from '../../src/executor/runtimes/docker/validate.js';
 import { IMAGE_SUFFIX, releaseDiskImage } from '../../src/executor/workspace/disk-image.js';
 import { createLogger } from '../../src/lib/logger.js';
-import { requireOrSkip } from '../helpers/env.js';
+import { commandAvailable, requireOrSkip } from '../helpers/env.js';
 import { makeDemoRepo } from '../helpers/repos.js';
 import { type SecondDockerd, startSecondDockerd } from '../helpers/second-dockerd.js';
 import { apiEntries, entry, haveDockerAndImage, IMAGE, waitForEnd } from './docker-e2e.js';
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const ready =
   haveDockerAndImage() &&
   requireOrSkip('root (a second dockerd)', process.getuid?.() === 0) &&
-  requireOrSkip('dockerd', has('dockerd'));
+  requireOrSkip('dockerd', commandAvailable('dockerd'));
 
 describe.skipIf(!ready)('steps under Docker user-namespace remapping', () => {
   let daemon: SecondDockerd | undefined;

@@ -66,6 +66,16 @@ export function kvmAvailable(): boolean {
  * Returns true when the dependency is there. When it is not: under CI=true throws (the suite fails);
  * elsewhere prints one line and returns false so the caller can `describe.skipIf(!ok)`.
  */
+/** Whether `cmd` is on PATH. */
+export function commandAvailable(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function requireOrSkip(what: string, available: boolean): boolean {
   if (available) return true;
   if (isCI) throw new Error(`${what} is required under CI=true but is not available`);

@@ -20,25 +20,16 @@ import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluste
 import { runValidation } from '../../src/cli/validate.js';
 import { DAEMON_JSON_PATH, runInstall } from '../../src/executor/install/install.js';
 import { createLogger } from '../../src/lib/logger.js';
-import { dockerAvailable, requireOrSkip, waitFor } from '../helpers/env.js';
+import { commandAvailable, dockerAvailable, requireOrSkip, waitFor } from '../helpers/env.js';
 
 const MIRROR_CONFIG = fileURLToPath(new URL('../../deploy/registry-mirror/config.yml', import.meta.url));
 const REGISTRY_BIN = '/usr/bin/docker-registry';
 const SOURCE_IMAGE = 'executor-test/busybox:latest';
 
-function has(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const ready =
   requireOrSkip('docker', dockerAvailable()) &&
   requireOrSkip('docker-registry (apt-get install docker-registry)', existsSync(REGISTRY_BIN)) &&
-  requireOrSkip('dockerd', has('dockerd')) &&
+  requireOrSkip('dockerd', commandAvailable('dockerd')) &&
   requireOrSkip(
     `image ${SOURCE_IMAGE} (scripts/build-test-images.sh)`,
     dockerAvailable() &&
