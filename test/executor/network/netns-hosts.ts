@@ -6,9 +6,17 @@
  * address is checked with `ip route get` to lead into the namespace's veth; `create` throws
  * otherwise, after removing what it made. `remove` deletes the namespace (and with it the veth
  * pair and the routes); it is safe to call twice.
+ *
+ * Two test files may want the same address (every one has its metadata host at 169.254.169.254),
+ * and vitest runs files in parallel: a lock directory, taken before anything is made and released
+ * by `remove`, lets one file at a time hold test hosts. A lock whose holder died is taken over.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { waitFor } from '../../helpers/env.js';
 
 export interface NetnsHosts {
   ns: string;
@@ -41,6 +49,77 @@ dns.on('message', (q, rinfo) => {
 dns.bind(53, process.argv[2], () => console.log('ready'));
 `;
 
+const LOCK = join(tmpdir(), 'executor-test-netns-hosts.lock');
+/** Another file's hosts are held for its whole run (a few minutes under load). */
+const LOCK_WAIT_MS = 540_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function tryLock(): boolean {
+  try {
+    mkdirSync(LOCK);
+  } catch {
+    let holder = Number.NaN;
+    try {
+      holder = Number(readFileSync(join(LOCK, 'pid'), 'utf8'));
+    } catch {
+      // being written by its taker
+    }
+    if (Number.isInteger(holder) && !alive(holder)) rmSync(LOCK, { recursive: true, force: true });
+    return false;
+  }
+  writeFileSync(join(LOCK, 'pid'), String(process.pid));
+  return true;
+}
+
+async function lockTestHosts(): Promise<() => void> {
+  await waitFor(tryLock, {
+    timeoutMs: LOCK_WAIT_MS,
+    intervalMs: 200,
+    what: `the test-hosts lock ${LOCK} (another test file holds its network namespace)`,
+  });
+  let held = true;
+  return () => {
+    if (held) rmSync(LOCK, { recursive: true, force: true });
+    held = false;
+  };
+}
+
+/**
+ * A shell script for a step: one `PROBE <target> ok|fail <seconds> <answer>` line per `host:port`
+ * target (an HTTP request with busybox nc), then the answer of `nslookup <dnsName> <resolver>`.
+ */
+export function probeScript(targets: string[], dns?: { name: string; resolver: string }): string {
+  return [
+    'probe() { s=$(date +%s); if out=$(printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 20 "$1" "$2" 2>&1); then r=ok; else r=fail; fi; echo "PROBE $1:$2 $r $(( $(date +%s) - s )) $(echo $out | tr "\\r\\n" "  ")"; }',
+    ...targets.map((t) => `probe ${t.replace(':', ' ')}`),
+    ...(dns ? [`nslookup ${dns.name} ${dns.resolver} 2>&1 | tr "\\n" " "; echo`] : []),
+  ].join('\n');
+}
+
+export interface ProbeResult {
+  ok: boolean;
+  seconds: number;
+  out: string;
+}
+
+/** The PROBE lines of a step's output (raw, or as stored with `stdout: ` prefixes). */
+export function parseProbes(output: string): Map<string, ProbeResult> {
+  const results = new Map<string, ProbeResult>();
+  for (const line of output.split('\n')) {
+    const m = /^(?:stdout: )?PROBE (\S+) (ok|fail) (\d+) ?(.*)$/.exec(line);
+    if (m) results.set(m[1]!, { ok: m[2] === 'ok', seconds: Number(m[3]), out: m[4]! });
+  }
+  return results;
+}
+
 export async function createNetnsHosts(opts: {
   tag: string;
   /** /30 for the veth pair, e.g. 10.93.6.0: host .1, namespace .2. */
@@ -57,6 +136,7 @@ export async function createNetnsHosts(opts: {
   const hostIp = `${base}.${last + 1}`;
   const nsIp = `${base}.${last + 2}`;
   let server: ChildProcess | undefined;
+  const unlock = await lockTestHosts();
   const remove = async () => {
     if (server && server.exitCode === null) {
       server.kill('SIGKILL');
@@ -72,6 +152,7 @@ export async function createNetnsHosts(opts: {
     } catch {
       // removed with the namespace
     }
+    unlock();
   };
   try {
     sh(['ip', 'netns', 'add', ns]);

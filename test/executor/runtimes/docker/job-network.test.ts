@@ -38,7 +38,7 @@ import {
 } from '../../../helpers/env.js';
 import { startFakeSourcegraphFrontend } from '../../fake-sourcegraph-frontend.js';
 import { tempDir, testConfig } from '../../harness.js';
-import { createNetnsHosts, type NetnsHosts } from '../../network/netns-hosts.js';
+import { createNetnsHosts, type NetnsHosts, parseProbes, probeScript } from '../../network/netns-hosts.js';
 
 const pexec = promisify(execFile);
 
@@ -113,7 +113,8 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
     hostPort = (hostServer.address() as AddressInfo).port;
     const r = await installIsolation(options());
     expect(r.problems).toEqual([]);
-  }, 120_000);
+    // Waits for the test-hosts lock while another file holds its hosts.
+  }, 600_000);
 
   afterAll(async () => {
     try {
@@ -134,11 +135,7 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
       `${QUEUE}:8080`,
       `${OUTSIDE}:80`,
     ];
-    const script = [
-      'probe() { s=$(date +%s); if out=$(printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 20 "$1" "$2" 2>&1); then r=ok; else r=fail; fi; echo "PROBE $1:$2 $r $(( $(date +%s) - s )) $(echo $out | tr "\\r\\n" "  ")"; }',
-      ...targets.map((t) => `probe ${t.replace(':', ' ')}`),
-      `nslookup outside.test ${RESOLVER} 2>&1 | tr "\\n" " "; echo`,
-    ].join('\n');
+    const script = probeScript(targets, { name: 'outside.test', resolver: RESOLVER });
     const { stdout } = await pexec(
       'docker',
       [
@@ -154,11 +151,7 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
       ],
       { timeout: 180_000 },
     );
-    const results = new Map<string, { ok: boolean; seconds: number; out: string }>();
-    for (const line of stdout.split('\n')) {
-      const m = /^PROBE (\S+) (ok|fail) (\d+) ?(.*)$/.exec(line);
-      if (m) results.set(m[1]!, { ok: m[2] === 'ok', seconds: Number(m[3]), out: m[4]! });
-    }
+    const results = parseProbes(stdout);
     const dns = stdout.split('\n').find((l) => l.includes('outside.test')) ?? '';
     return { results, dns, stdout };
   }
