@@ -6,7 +6,8 @@
  * Idempotent and safe against concurrent installers (two executors starting together): each
  * family is one `iptables-restore --noflush` transaction that refills our chains and deletes as
  * many jumps as it counted before inserting one; when another installer changed the count in
- * between, a `-D` fails, nothing is applied, and the count is read again.
+ * between, a `-D` fails, nothing is applied, and the count is read again. Installers that both
+ * counted none both insert one; each then counts again and repeats the round until one jump is left.
  */
 
 import { errorMessage } from '../../lib/errors.js';
@@ -97,10 +98,15 @@ export async function installFamily(rules: FamilyRules): Promise<string[]> {
         installScript(rules, hooks, counts),
         TIMEOUT_MS,
       );
-      return checkFamily(rules);
     } catch (e) {
       lastError = errorMessage(e);
+      continue;
     }
+    // Two installers that both counted no jump both insert one (there is no `-D` to fail): the
+    // next round sees two and deletes them before inserting one, and one of them wins.
+    const after = await countJumps(rules.family, rules, hooks);
+    if (rules.jumps.every((j) => after[j.hook] === 1)) return checkFamily(rules);
+    lastError = `another installer changed the jumps (${rules.jumps.map((j) => `${hooks[j.hook]}: ${after[j.hook]}`).join(', ')})`;
   }
   return [`installing the ${bin(rules.family)} rules failed: ${lastError}`];
 }

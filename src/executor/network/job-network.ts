@@ -77,6 +77,15 @@ export async function checkJobNetwork(
 }
 
 /** Creates the network when absent (a concurrent creator is fine), then checks it. */
+/** Whether the network exists or shows up within about two seconds (another creator's). */
+async function appears(docker: Dockerode, name: string): Promise<boolean> {
+  for (let i = 0; i < 10; i++) {
+    if (await inspect(docker, name)) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
+}
+
 export async function ensureJobNetwork(
   docker: Dockerode,
   name: string,
@@ -93,8 +102,10 @@ export async function ensureJobNetwork(
         Labels: { [NETWORK_LABEL]: 'isolated' },
       });
     } catch (e) {
-      // 409: created by another executor in the meantime; anything else is reported by the check.
-      if (statusOf(e) !== 409) {
+      // Created by another executor in the meantime: Docker answers 409, or 403 "Pool overlaps"
+      // when the other's network already holds the subnet (and may not list the network for a
+      // moment yet). The check decides whether it is ours.
+      if (statusOf(e) !== 409 && !(await appears(docker, name))) {
         return {
           ok: false,
           problem: `creating Docker network ${name} (${formatCidr(subnet)}) failed: ${(e as Error).message}`,

@@ -20,10 +20,12 @@ import { runValidation } from '../../../../src/cli/validate.js';
 import { startExecutor } from '../../../../src/executor/index.js';
 import { installJobNetwork } from '../../../../src/executor/install/job-network-install.js';
 import { chainNames } from '../../../../src/executor/network/egress-rules.js';
+import { installFamily, removeFamily } from '../../../../src/executor/network/firewall.js';
 import {
   checkIsolation,
   type IsolationOptions,
   installIsolation,
+  plannedRules,
   removeIsolation,
 } from '../../../../src/executor/network/job-isolation.js';
 import { bridgeName } from '../../../../src/executor/network/job-network.js';
@@ -201,6 +203,28 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
     expect(jumps('DOCKER-USER', names.forward)).toBe(1);
     expect(jumps('INPUT', names.input)).toBe(1);
     expect((await checkIsolation(options())).problems).toEqual([]);
+    // And from nothing: installers that all count no jump must not each leave one.
+    await removeIsolation(options(), bridgeName(NET));
+    const reports = await Promise.all([
+      installIsolation(options()),
+      installIsolation(options()),
+      installIsolation(options()),
+    ]);
+    expect(reports.map((r) => r.problems)).toEqual([[], [], []]);
+    expect(jumps('DOCKER-USER', names.forward)).toBe(1);
+    expect(jumps('INPUT', names.input)).toBe(1);
+    // The same for installers in different processes (not queued behind each other): the
+    // firewall rounds themselves, concurrently, from no jump.
+    const planned = await plannedRules(options(), bridgeName(NET));
+    await removeFamily(planned.v4);
+    const rounds = await Promise.all([
+      installFamily(planned.v4),
+      installFamily(planned.v4),
+      installFamily(planned.v4),
+    ]);
+    expect(rounds).toEqual([[], [], []]);
+    expect(jumps('DOCKER-USER', names.forward)).toBe(1);
+    expect(jumps('INPUT', names.input)).toBe(1);
   }, 120_000);
 
   it('a changed allow list replaces the old rules', async () => {
