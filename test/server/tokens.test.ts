@@ -33,23 +33,58 @@ async function createToken(name: string, scope: TokenScope, expires?: string): P
 }
 
 /**
- * For each route: what to send, and the status it answers when allowed. `prepare` makes a fresh
- * object for requests that use one up (a job to cancel, a token to revoke). The Record type makes
+ * For each route: the scope it must need (the issue's words: read sees, submit also submits,
+ * cancels and retries, admin also manages tokens), what to send, and the status it answers when
+ * allowed. `prepare` makes a fresh object for requests that use one up (a job to cancel, a token
+ * to revoke). The Record type makes
  * the compiler insist on an entry for every route of ROUTE_SCOPES.
  */
-const ROUTES: Record<UserRoute, { ok: number; prepare: () => Promise<{ path: string; body?: unknown }> }> = {
-  'GET /api/v1/whoami': { ok: 200, prepare: async () => ({ path: '/whoami' }) },
-  'GET /api/v1/jobs': { ok: 200, prepare: async () => ({ path: '/jobs' }) },
-  'GET /api/v1/jobs/:id': { ok: 200, prepare: async () => ({ path: `/jobs/${await h.submit({})}` }) },
+const ROUTES: Record<
+  UserRoute,
+  { needs: TokenScope; ok: number; prepare: () => Promise<{ path: string; body?: unknown }> }
+> = {
+  'GET /api/v1/whoami': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: '/whoami' }),
+  },
+  'GET /api/v1/jobs': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: '/jobs' }),
+  },
+  'GET /api/v1/jobs/:id': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: `/jobs/${await h.submit({})}` }),
+  },
   'GET /api/v1/jobs/:id/logs': {
+    needs: 'read',
     ok: 200,
     prepare: async () => ({ path: `/jobs/${await h.submit({})}/logs` }),
   },
-  'GET /api/v1/executors': { ok: 200, prepare: async () => ({ path: '/executors' }) },
-  'GET /api/v1/executors/history': { ok: 200, prepare: async () => ({ path: '/executors/history' }) },
-  'GET /api/v1/queues': { ok: 200, prepare: async () => ({ path: '/queues' }) },
-  'GET /api/v1/queues/history': { ok: 200, prepare: async () => ({ path: '/queues/history' }) },
+  'GET /api/v1/executors': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: '/executors' }),
+  },
+  'GET /api/v1/executors/history': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: '/executors/history' }),
+  },
+  'GET /api/v1/queues': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: '/queues' }),
+  },
+  'GET /api/v1/queues/history': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: '/queues/history' }),
+  },
   'POST /api/v1/jobs': {
+    needs: 'submit',
     ok: 201,
     prepare: async () => ({
       path: '/jobs',
@@ -57,10 +92,12 @@ const ROUTES: Record<UserRoute, { ok: number; prepare: () => Promise<{ path: str
     }),
   },
   'POST /api/v1/jobs/:id/cancel': {
+    needs: 'submit',
     ok: 200,
     prepare: async () => ({ path: `/jobs/${await h.submit({})}/cancel`, body: {} }),
   },
   'POST /api/v1/jobs/:id/retry': {
+    needs: 'submit',
     ok: 200,
     prepare: async () => {
       const id = await h.submit({});
@@ -68,12 +105,18 @@ const ROUTES: Record<UserRoute, { ok: number; prepare: () => Promise<{ path: str
       return { path: `/jobs/${id}/retry`, body: {} };
     },
   },
-  'GET /api/v1/tokens': { ok: 200, prepare: async () => ({ path: '/tokens' }) },
+  'GET /api/v1/tokens': {
+    needs: 'admin',
+    ok: 200,
+    prepare: async () => ({ path: '/tokens' }),
+  },
   'POST /api/v1/tokens': {
+    needs: 'admin',
     ok: 201,
     prepare: async () => ({ path: '/tokens', body: { name: `made-${++seq}`, scope: 'read' } }),
   },
   'DELETE /api/v1/tokens/:name': {
+    needs: 'admin',
     ok: 200,
     prepare: async () => ({ path: `/tokens/${(await createToken(`victim-${++seq}`, 'read')).name}` }),
   },
@@ -147,8 +190,9 @@ describe('scope matrix', () => {
   });
 
   for (const route of Object.keys(ROUTE_SCOPES) as UserRoute[]) {
-    const needs = ROUTE_SCOPES[route];
+    const needs = ROUTES[route].needs;
     it(`${route} (needs ${needs})`, async () => {
+      expect(ROUTE_SCOPES[route]).toBe(needs);
       const method = route.split(' ')[0]!;
       const rows: string[] = [];
       const want: string[] = [];
