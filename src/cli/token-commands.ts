@@ -7,16 +7,14 @@
 import type { Command } from 'commander';
 import { TOKEN_SCOPES } from '../protocol/user-api.js';
 import { clientFrom, type GlobalOpts, runAction, UsageError, withGlobal } from './client-commands.js';
-import { ago, humanDuration, paint, table } from './format.js';
+import { ago, paint, table } from './format.js';
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 const NOT_FOUND = '; list tokens with `executor tokens list`';
 
-/** An expiry as "in 29d 23h" or "expired 2h ago". */
-function expiry(iso: string | null, now = Date.now()): string {
-  if (iso === null) return 'never';
-  const ms = Date.parse(iso);
-  return ms > now ? `in ${humanDuration(ms - now)}` : `expired ${ago(iso, now)}`;
+/** An expiry as the server's UTC time to the minute ("2026-02-01 12:00 UTC"), or "never". */
+function expiry(iso: string | null): string {
+  return iso === null ? 'never' : `${iso.slice(0, 16).replace('T', ' ')} UTC`;
 }
 
 export function registerTokenCommands(program: Command): void {
