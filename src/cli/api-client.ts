@@ -4,6 +4,9 @@
  */
 import type { JobSpec } from '../protocol/job-spec.js';
 import {
+  type ApiTokenCreatedView,
+  type ApiTokenListView,
+  type ApiTokenView,
   type ErrorBody,
   type ExecutorListView,
   type JobDetailView,
@@ -13,6 +16,7 @@ import {
   type LogEntryView,
   type QueueListView,
   readLogStreamEvents,
+  type WhoamiView,
 } from '../protocol/user-api.js';
 
 export interface ApiClientOptions {
@@ -104,6 +108,11 @@ export function createApiClient(opts: ApiClientOptions) {
     retry: (id: number) => call<JobView>('POST', `/jobs/${id}/retry`),
     executors: () => call<ExecutorListView>('GET', '/executors'),
     queues: () => call<QueueListView>('GET', '/queues'),
+    whoami: () => call<WhoamiView>('GET', '/whoami'),
+    createToken: (t: { name: string; scope: string; expires?: string }) =>
+      call<ApiTokenCreatedView>('POST', '/tokens', t),
+    listTokens: () => call<ApiTokenListView>('GET', '/tokens'),
+    revokeToken: (name: string) => call<ApiTokenView>('DELETE', `/tokens/${encodeURIComponent(name)}`),
 
     /**
      * Follows a job's log as server-sent events until the job ends (resolves with the final job)

@@ -9,7 +9,7 @@ import { type ApiClient, ApiError, type ApiJob, type ApiLogEntry, createApiClien
 import { ago, humanDuration, paint, stateText, table, toMs } from './format.js';
 import { JobFileError, readJobFile } from './job-file.js';
 
-interface GlobalOpts {
+export interface GlobalOpts {
   server?: string;
   token?: string;
   json?: boolean;
@@ -22,7 +22,7 @@ export function outcomeExitCode(state: string): number {
   return state === 'completed' ? 0 : 1;
 }
 
-function clientFrom(opts: GlobalOpts): ApiClient {
+export function clientFrom(opts: GlobalOpts): ApiClient {
   const server = opts.server ?? process.env.EXECUTOR_SERVER_URL ?? 'http://127.0.0.1:3080';
   const token = opts.token ?? process.env.EXECUTOR_SERVER_API_TOKEN;
   if (!token) {
@@ -249,7 +249,14 @@ export async function followJob(client: ApiClient, id: number, json: boolean): P
   }
 }
 
-async function runAction(fn: () => Promise<number | undefined>): Promise<void> {
+/**
+ * Runs a command's action: its exit code, or a clear message for usage errors (2), API errors (1)
+ * and an unreachable server (3). `notFound` is the hint after a 404.
+ */
+export async function runAction(
+  fn: () => Promise<number | undefined>,
+  notFound = '; list jobs with `executor jobs`',
+): Promise<void> {
   try {
     const code = await fn();
     process.exitCode = code ?? 0;
@@ -262,8 +269,10 @@ async function runAction(fn: () => Promise<number | undefined>): Promise<void> {
         e.status === 401
           ? '; check --token or EXECUTOR_SERVER_API_TOKEN'
           : e.status === 404
-            ? '; list jobs with `executor jobs`'
-            : '';
+            ? notFound
+            : e.status === 403
+              ? '; use a token with that scope (see `executor tokens list`)'
+              : '';
       process.stderr.write(
         `error: ${e.message}${e.code.startsWith('HTTP_') || e.code === 'UNREACHABLE' ? '' : ` (${e.code})`}${hint}\n`,
       );
@@ -275,13 +284,15 @@ async function runAction(fn: () => Promise<number | undefined>): Promise<void> {
   }
 }
 
-export function registerClientCommands(program: Command): void {
-  const withGlobal = (cmd: Command) =>
-    cmd
-      .option('--server <url>', 'server URL (env EXECUTOR_SERVER_URL, default http://127.0.0.1:3080)')
-      .option('--token <token>', 'user API token (env EXECUTOR_SERVER_API_TOKEN)')
-      .option('--json', 'print JSON for scripts');
+/** The options every client command takes. */
+export function withGlobal(cmd: Command): Command {
+  return cmd
+    .option('--server <url>', 'server URL (env EXECUTOR_SERVER_URL, default http://127.0.0.1:3080)')
+    .option('--token <token>', 'user API token (env EXECUTOR_SERVER_API_TOKEN)')
+    .option('--json', 'print JSON for scripts');
+}
 
+export function registerClientCommands(program: Command): void {
   withGlobal(program.command('submit <file>').description('submit a job file (YAML or JSON; - for stdin)'))
     .option('-f, --follow', "follow the job's log until it ends; exit with its outcome")
     .action((file: string, opts: GlobalOpts & { follow?: boolean }) =>

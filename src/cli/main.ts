@@ -9,6 +9,7 @@ import { registerExecCommand } from './exec.js';
 import { registerInstallCommand } from './install.js';
 import { registerRunCommand } from './run.js';
 import { registerServerCommand } from './server.js';
+import { registerTokenCommands } from './token-commands.js';
 import { registerUpCommand } from './up.js';
 import { registerValidateCommand } from './validate.js';
 
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerValidateCommand(program);
   registerServerCommand(program);
   registerClientCommands(program);
+  registerTokenCommands(program);
   registerInstallCommand(program);
   registerExecCommand(program);
   return program;

@@ -137,7 +137,8 @@ export const SERVER_ENV = {
   EXECUTOR_SERVER_API_TOKEN: {
     flag: 'api-token',
     required: true,
-    description: 'bearer token of the user API (/api/v1), at least 20 characters',
+    description:
+      'bootstrap bearer token of the user API (/api/v1), scope admin, at least 20 characters; scoped tokens are made with `executor tokens create`',
     parse: token(),
   },
   EXECUTOR_SERVER_STALLED_AFTER: {

@@ -80,3 +80,15 @@ export function formatBytes(n: number): string {
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
+
+/**
+ * A lifetime such as an API token's expiry: whole days ("30d"), a Go duration ("12h", "90m"), or
+ * both ("1d12h"). Returns undefined when the text is none of these.
+ */
+export function parseLifetimeMs(text: string): number | undefined {
+  const m = /^(?:(\d{1,6})d)?(.*)$/.exec(text.trim());
+  if (!m || (m[1] === undefined && m[2] === '')) return undefined;
+  const rest = m[2] === '' ? 0 : parseDurationMs(m[2]!);
+  if (rest === undefined) return undefined;
+  return Number(m[1] ?? 0) * 86_400_000 + rest;
+}

@@ -43,6 +43,37 @@ export type JobView = {
   spec: PublicSpec;
 };
 
+/**
+ * What a user-API token may do, each including the one before: `read` sees jobs, logs, executors and
+ * queues; `submit` also submits, cancels and retries; `admin` also manages tokens.
+ */
+export const TOKEN_SCOPES = ['read', 'submit', 'admin'] as const;
+export type TokenScope = (typeof TOKEN_SCOPES)[number];
+
+/** True when a token of scope `has` may use a route that needs `needs`. */
+export function scopeAllows(has: TokenScope, needs: TokenScope): boolean {
+  return TOKEN_SCOPES.indexOf(has) >= TOKEN_SCOPES.indexOf(needs);
+}
+
+/** `GET /whoami`: who the request's credentials are (`bootstrap`, `local`, or a token's name). */
+export type WhoamiView = { name: string; scope: TokenScope };
+
+/** A stored API token as `GET /tokens` lists it: never its value, never its hash. */
+export type ApiTokenView = {
+  name: string;
+  scope: TokenScope;
+  state: 'active' | 'revoked' | 'expired';
+  createdAt: string;
+  lastUsedAt: string | null;
+  expiresAt: string | null;
+  revokedAt: string | null;
+};
+
+export type ApiTokenListView = { tokens: ApiTokenView[] };
+
+/** `POST /tokens`: the new token, its value shown this once. */
+export type ApiTokenCreatedView = ApiTokenView & { token: string };
+
 /** One log entry of an attempt; `out` only where output is asked for (the logs route). */
 export type LogEntryView = {
   attempt: number;

@@ -26,7 +26,8 @@ import { createRouter, type RouteContext, sendText } from './http.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory } from './queue-history.js';
-import { registerUserRoutes, sendError } from './user-api/routes.js';
+import { registerUserRoutes } from './user-api/routes.js';
+import { sendError } from './user-api/wrap.js';
 import { registerWebRoutes } from './web/routes.js';
 
 export interface ServerDeps {

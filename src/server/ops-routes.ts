@@ -8,7 +8,7 @@ import { isAppError } from '../lib/errors.js';
 import type { RouteDeps } from './deps.js';
 import { type Router, sendText } from './http.js';
 import { renderExecutorMetrics, renderQueueMetrics } from './metrics.js';
-import { wrapUser } from './user-api/routes.js';
+import { wrapUser } from './user-api/wrap.js';
 
 /** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */
 const EXECUTOR_METRICS_TTL_MS = 30_000;

@@ -12,6 +12,7 @@
  * - Methods are async so that the PostgreSQL twin fits; the SQLite one resolves synchronously.
  */
 import type { JobSpec } from '../protocol/job-spec.js';
+import type { TokenScope } from '../protocol/user-api.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
 export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'canceled'];
@@ -178,6 +179,28 @@ export interface RetryPolicy {
   maxMs: number;
 }
 
+/** A user-API token (table api_tokens); the value itself is never stored, only its SHA-256. */
+export interface ApiTokenRecord {
+  name: string;
+  scope: TokenScope;
+  createdAt: number;
+  /** Updated at most once per API_TOKEN_TOUCH_MS by findApiTokenByHash. */
+  lastUsedAt: number | null;
+  expiresAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface NewApiToken {
+  name: string;
+  scope: TokenScope;
+  /** SHA-256 (hex) of the token value. */
+  tokenHash: string;
+  expiresAt: number | null;
+}
+
+/** findApiTokenByHash writes last_used_at only when the stored one is older than this. */
+export const API_TOKEN_TOUCH_MS = 60_000;
+
 export interface Store {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
@@ -301,6 +324,22 @@ export interface Store {
    * again, so (jobId, attempt) repeats only after one. Records go when the job row is deleted.
    */
   claimHistory(jobId: number): Promise<ClaimRecord[]>;
+
+  /**
+   * Stores a new user-API token. Names are unique: a name held by an active token answers null;
+   * a revoked or expired token of that name (expiresAt <= now) is replaced by the new one.
+   */
+  createApiToken(t: NewApiToken, now: number): Promise<ApiTokenRecord | null>;
+  /** Every stored token, revoked and expired ones included, by name. */
+  listApiTokens(): Promise<ApiTokenRecord[]>;
+  /** Sets revokedAt (kept if already set); null when there is no token of that name. */
+  revokeApiToken(name: string, now: number): Promise<ApiTokenRecord | null>;
+  /**
+   * The token with this hash, revoked and expired ones included (the caller refuses them), or null.
+   * Sets lastUsedAt = now on a live token whose lastUsedAt is unset or older than
+   * API_TOKEN_TOUCH_MS, so a busy token costs one write a minute, not one per request.
+   */
+  findApiTokenByHash(tokenHash: string, now: number): Promise<ApiTokenRecord | null>;
 
   /**
    * Optional: calls `cb(queue)` when a job of `queue` becomes queued (enqueue, retry, stalled reset),

@@ -115,6 +115,10 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     deleteExecutorsSeenBefore: (c) => inner.deleteExecutorsSeenBefore(c),
     queueStats: (n) => inner.queueStats(n),
     claimHistory: (id) => inner.claimHistory(id),
+    createApiToken: (t, n) => inner.createApiToken(t, n),
+    listApiTokens: () => inner.listApiTokens(),
+    revokeApiToken: (name, n) => inner.revokeApiToken(name, n),
+    findApiTokenByHash: (h, n) => inner.findApiTokenByHash(h, n),
     onEnqueue: inner.onEnqueue ? (cb) => inner.onEnqueue!(cb) : undefined,
 
     async dequeue(opts) {

@@ -1,7 +1,8 @@
 /**
  * Two server replicas (createServer + listen twice, each with its own PostgreSQL store) on one fresh
  * database: a long-poll dequeue parked on one replica is woken by a job submitted through the other
- * replica's user API (LISTEN/NOTIFY), well before the 1 s fallback re-check would find it.
+ * replica's user API (LISTEN/NOTIFY), well before the 1 s fallback re-check would find it; and an
+ * API token revoked through one replica is refused by the other from its next request on.
  * Needs TEST_DATABASE_URL.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -124,6 +125,36 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
       for (const r of rounds) expect(r.commitToDelivery).toBeLessThan(FALLBACK_MS / 2);
       const claims = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM job_claims');
       expect(claims[0]!.n).toBe(rounds.length);
+    });
+
+    it('a token revoked through one replica is refused by the other within a second', async () => {
+      const [a, b] = replicas as [Replica, Replica];
+      const as = (token: string) => ({
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+      });
+      const made = await fetch(`${a.url}/api/v1/tokens`, {
+        method: 'POST',
+        headers: as(API_TOKEN),
+        body: JSON.stringify({ name: 'replicated', scope: 'read' }),
+      });
+      expect(made.status).toBe(201);
+      const { token } = (await made.json()) as { token: string };
+      const before = await fetch(`${b.url}/api/v1/whoami`, { headers: as(token) });
+      expect(await before.json()).toEqual({ name: 'replicated', scope: 'read' });
+      const revoked = await fetch(`${a.url}/api/v1/tokens/replicated`, {
+        method: 'DELETE',
+        headers: as(API_TOKEN),
+      });
+      expect(revoked.status).toBe(200);
+      const revokedAt = performance.now();
+      // No cache: the very next request on the other replica is refused.
+      const after = await fetch(`${b.url}/api/v1/jobs`, { headers: as(token) });
+      const refusedAfterMs = performance.now() - revokedAt;
+      console.log(`revoke on replica a -> refused on replica b: ${refusedAfterMs.toFixed(1)} ms`);
+      expect(after.status).toBe(401);
+      expect(((await after.json()) as { error: { message: string } }).error.message).toMatch(/revoked/);
+      expect(refusedAfterMs).toBeLessThan(1_000);
     });
   },
 );

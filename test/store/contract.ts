@@ -9,6 +9,7 @@ import type { JobSpec } from '../../src/protocol/job-spec.js';
 import { truncationMarker } from '../../src/store/log-output.js';
 import type { AttemptFence, ExecutorHeartbeat, NewJob, RetryPolicy, Store } from '../../src/store/types.js';
 import { waitFor } from '../helpers/env.js';
+import { apiTokenContract } from './api-token-contract.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const STEP = 60_000;
@@ -357,6 +358,8 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         expect(await lookupToken(c.tokenHash)).toBeNull();
       });
     });
+
+    apiTokenContract(() => store);
 
     describe('heartbeat', () => {
       it('renews owned jobs, reports cancel, ignores others', async () => {

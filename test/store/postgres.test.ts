@@ -45,7 +45,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
 
   runStoreContract('postgres', async () => {
     await cleaner.query(
-      'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+      'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
     );
     // The contract drives time by hand: the caller's clock.
     return createPostgresStore({ connectionString: dbUrl, poolSize: 8, clock: 'caller' });
@@ -65,7 +65,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
 
     it('claims exactly once across replicas sharing the database', async () => {
       await cleaner.query(
-        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
       );
       const replicas: Store[] = [0, 1, 2].map(() =>
         createPostgresStore({ connectionString: dbUrl, poolSize: 6 }),
@@ -94,7 +94,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
 
     it('a statement prepared before a schema change is prepared again, and the call succeeds', async () => {
       await cleaner.query(
-        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors RESTART IDENTITY CASCADE',
+        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
       );
       // One connection, so the statement prepared by the first read is the one the second runs.
       const s = createPostgresStore({ connectionString: dbUrl, poolSize: 1 });
@@ -122,6 +122,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
       expect(rows).toEqual([
         { version: 1, name: 'jobs_tokens_logs_executors' },
         { version: 2, name: 'job_claims' },
+        { version: 3, name: 'api_tokens' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
       await s.close();

@@ -398,4 +398,39 @@ describe.skipIf(!available)('dashboard with the loopback rule off', () => {
     await page.getByRole('button', { name: 'Forget token' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   });
+
+  it('signed in with a read token: shows its name and scope, hides cancel and retry, signs out on a revoke', async () => {
+    const job = await cluster.api.submit({
+      queue: 'nobody-polls',
+      steps: [{ image: 'unused', run: 'true' }],
+    });
+    const viewer = await cluster.api.createToken({ name: 'viewer', scope: 'read' });
+    const page = await browser.newPage();
+    await page.goto(`${cluster.url}/#/jobs/${job.id}`);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await page.getByLabel('API token').fill(viewer.token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: `Job #${job.id}` }).waitFor();
+    await expect(page.locator('#whoami').textContent()).resolves.toBe('Signed in as viewer (read)');
+    // The job is queued, so an admin would see an enabled Cancel button; a reader sees neither.
+    expect(await page.getByRole('button', { name: 'Cancel job' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Retry job' }).count()).toBe(0);
+    expect(await page.evaluate(IN_PAGE.enabledButtons)).not.toContain('Cancel job');
+    await shot(page, 'job-read-token');
+
+    await cluster.api.revokeToken('viewer');
+    await page.goto(`${cluster.url}/#/queues`);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await page.getByRole('alert').filter({ hasText: 'revoked' }).waitFor();
+    expect(await page.evaluate(IN_PAGE.storedToken)).toBeNull();
+    expect(await page.locator('#whoami').isHidden()).toBe(true);
+
+    // The bootstrap token (admin) sees the buttons on the same job.
+    await page.getByLabel('API token').fill(cluster.apiToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.goto(`${cluster.url}/#/jobs/${job.id}`);
+    await expect(page.locator('#whoami').textContent()).resolves.toBe('Signed in as bootstrap (admin)');
+    await page.getByRole('button', { name: 'Cancel job' }).waitFor();
+    await page.close();
+  });
 });

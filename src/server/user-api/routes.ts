@@ -1,12 +1,10 @@
 /**
- * The user API, `/api/v1`, authenticated with `Authorization: Bearer <api token>`.
- *
- * Errors use the catalogue of lib/errors.ts: `{"error":{"code","message","details?","requestId"}}`.
- * Anything unexpected is INTERNAL (500) with the request id; its real message goes to the log only.
+ * The user API, `/api/v1`, authenticated with `Authorization: Bearer <api token>` (auth.ts), each
+ * route behind the scope scopes.ts gives it; errors in the catalogue's envelope (wrap.ts).
  */
 
 import { parseDurationMs } from '../../lib/duration.js';
-import { AppError, ERRORS, type ErrorDetail, isAppError } from '../../lib/errors.js';
+import { AppError, type ErrorDetail } from '../../lib/errors.js';
 import { validateJobSpec } from '../../protocol/job-spec.js';
 import {
   type ExecutorListView,
@@ -22,90 +20,19 @@ import {
 import { calculateCompatibility, isOurExecutorVersion } from '../../protocol/version.js';
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
-import { constantTimeEqual } from '../executor-api/auth.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
-import { answerFailure, type FailureForms } from '../failure.js';
-import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
-import { loopbackOpen } from '../web/loopback-access.js';
+import { type RouteContext, type Router, sendJson } from '../http.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
+import { addUserRoute } from './scopes.js';
+import { registerTokenRoutes } from './token-routes.js';
+import { readJson } from './wrap.js';
 
 /** An executor counts as active when seen within three heartbeat intervals (Sourcegraph: 3 x 5 s). */
 export const ACTIVE_WITHIN_MS = 15_000;
 /** How often a log follower looks for new output. */
 const FOLLOW_POLL_MS = 250;
 const FOLLOW_KEEPALIVE_MS = 15_000;
-
-export function sendError(
-  ctx: RouteContext,
-  code: keyof typeof ERRORS,
-  message?: string,
-  details?: ErrorDetail[],
-): void {
-  const status = ERRORS[code].status;
-  sendJson(ctx.res, status, {
-    error: {
-      code,
-      message: message ?? ERRORS[code].message,
-      ...(details ? { details } : {}),
-      requestId: ctx.requestId,
-    },
-  });
-}
-
-/** The catalogue's forms: UNAVAILABLE with Retry-After, INTERNAL naming the request id. */
-const USER_API_FAILURES: FailureForms = {
-  unavailableLog: 'user api: store unavailable',
-  failedLog: 'user api handler failed',
-  abortedLog: 'user api: request body aborted by the client',
-  unavailable: (ctx, e) => {
-    ctx.res.setHeader('retry-after', '1');
-    sendError(ctx, e.code, e.message, e.details);
-  },
-  internal: (ctx) => sendError(ctx, 'INTERNAL', `Internal error; quote request id ${ctx.requestId}.`),
-  afterHeaders: 'end',
-};
-
-/** Runs a user-API handler: auth, then the catalogue's error envelope around it. */
-export function wrapUser(
-  deps: RouteDeps,
-  fn: (ctx: RouteContext) => Promise<void>,
-  opts: { auth?: boolean } = {},
-) {
-  return async (ctx: RouteContext) => {
-    try {
-      if (opts.auth !== false && !loopbackOpen(ctx.req, deps.config)) {
-        const h = ctx.req.headers.authorization ?? '';
-        const m = /^Bearer (.+)$/.exec(h);
-        if (!m || !constantTimeEqual(m[1]!, deps.config.apiToken)) {
-          throw new AppError('UNAUTHENTICATED', 'Send "Authorization: Bearer <api token>".');
-        }
-      }
-      await fn(ctx);
-    } catch (e) {
-      if (isAppError(e) && e.code !== 'UNAVAILABLE') {
-        sendError(ctx, e.code, e.message, e.details);
-        return;
-      }
-      if (e instanceof BodyTooLargeError) {
-        sendError(ctx, 'PAYLOAD_TOO_LARGE', `The request body is larger than ${e.limit} bytes.`);
-        return;
-      }
-      answerFailure(ctx, deps.logger, USER_API_FAILURES, e);
-    }
-  };
-}
-
-async function readJson(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
-  const type = ctx.req.headers['content-type'];
-  if (type && !/\bjson\b/i.test(type)) throw new AppError('UNSUPPORTED_MEDIA_TYPE');
-  const body = await readBody(ctx.req, deps.config.apiBodyLimitBytes);
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch (e) {
-    throw new AppError('BAD_REQUEST', `The body is not valid JSON: ${(e as Error).message}`);
-  }
-}
 
 function parseId(text: string | undefined): number {
   if (!text || !/^\d{1,15}$/.test(text)) throw new AppError('NOT_FOUND', 'No such job.');
@@ -138,204 +65,171 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
   registerJobWriteRoutes(router, deps);
   registerJobReadRoutes(router, deps);
   registerFleetRoutes(router, deps);
+  registerTokenRoutes(router, deps);
 }
 
 /** Submit, cancel, retry: the routes that change jobs (and wake the queue's waiters). */
 function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
   const { store, config, clock, notifier } = deps;
 
-  router.add(
-    'POST',
-    '/api/v1/jobs',
-    wrapUser(deps, async (ctx) => {
-      const input = await readJson(ctx, deps);
-      const v = validateJobSpec(input);
-      if (!v.ok)
-        throw new AppError('VALIDATION', 'The job spec has invalid fields.', { details: v.problems });
-      const spec = v.spec;
-      const commit = spec.repository
-        ? await resolveCommit(config.reposDir, spec.repository.name, spec.repository.commit)
-        : '';
-      const job = await store.enqueue(
-        {
-          queue: spec.queue,
-          spec,
-          repositoryName: spec.repository?.name ?? '',
-          commit,
-          priority: spec.priority ?? 0,
-          maxAttempts: spec.maxAttempts ?? config.defaultMaxAttempts,
-          timeoutMs: (spec.timeout ? parseDurationMs(spec.timeout) : undefined) ?? config.defaultJobTimeoutMs,
-        },
-        clock.now(),
+  addUserRoute(router, deps, 'POST /api/v1/jobs', async (ctx) => {
+    const input = await readJson(ctx, deps);
+    const v = validateJobSpec(input);
+    if (!v.ok) throw new AppError('VALIDATION', 'The job spec has invalid fields.', { details: v.problems });
+    const spec = v.spec;
+    const commit = spec.repository
+      ? await resolveCommit(config.reposDir, spec.repository.name, spec.repository.commit)
+      : '';
+    const job = await store.enqueue(
+      {
+        queue: spec.queue,
+        spec,
+        repositoryName: spec.repository?.name ?? '',
+        commit,
+        priority: spec.priority ?? 0,
+        maxAttempts: spec.maxAttempts ?? config.defaultMaxAttempts,
+        timeoutMs: (spec.timeout ? parseDurationMs(spec.timeout) : undefined) ?? config.defaultJobTimeoutMs,
+      },
+      clock.now(),
+    );
+    notifier.notify(job.queue);
+    sendJson(ctx.res, 201, jobView(job), { location: `/api/v1/jobs/${job.id}` });
+  });
+
+  addUserRoute(router, deps, 'POST /api/v1/jobs/:id/cancel', async (ctx) => {
+    const before = await getJobOr404(deps, ctx.params.id);
+    if (TERMINAL_STATES.includes(before.state)) {
+      throw new AppError('CONFLICT', `Job ${before.id} already ended (${before.state}).`);
+    }
+    const job = await store.cancelJob(before.id, clock.now());
+    if (!job) throw new AppError('NOT_FOUND', 'No such job.');
+    sendJson(ctx.res, 200, jobView(job));
+  });
+
+  addUserRoute(router, deps, 'POST /api/v1/jobs/:id/retry', async (ctx) => {
+    const before = await getJobOr404(deps, ctx.params.id);
+    if (!['failed', 'errored', 'canceled'].includes(before.state)) {
+      throw new AppError(
+        'CONFLICT',
+        `Job ${before.id} is ${before.state}; only failed, errored or canceled jobs can be retried.`,
       );
-      notifier.notify(job.queue);
-      sendJson(ctx.res, 201, jobView(job), { location: `/api/v1/jobs/${job.id}` });
-    }),
-  );
-
-  router.add(
-    'POST',
-    '/api/v1/jobs/:id/cancel',
-    wrapUser(deps, async (ctx) => {
-      const before = await getJobOr404(deps, ctx.params.id);
-      if (TERMINAL_STATES.includes(before.state)) {
-        throw new AppError('CONFLICT', `Job ${before.id} already ended (${before.state}).`);
-      }
-      const job = await store.cancelJob(before.id, clock.now());
-      if (!job) throw new AppError('NOT_FOUND', 'No such job.');
-      sendJson(ctx.res, 200, jobView(job));
-    }),
-  );
-
-  router.add(
-    'POST',
-    '/api/v1/jobs/:id/retry',
-    wrapUser(deps, async (ctx) => {
-      const before = await getJobOr404(deps, ctx.params.id);
-      if (!['failed', 'errored', 'canceled'].includes(before.state)) {
-        throw new AppError(
-          'CONFLICT',
-          `Job ${before.id} is ${before.state}; only failed, errored or canceled jobs can be retried.`,
-        );
-      }
-      const job = await store.retryJob(before.id, clock.now());
-      if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
-      notifier.notify(job.queue);
-      sendJson(ctx.res, 200, jobView(job));
-    }),
-  );
+    }
+    const job = await store.retryJob(before.id, clock.now());
+    if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
+    notifier.notify(job.queue);
+    sendJson(ctx.res, 200, jobView(job));
+  });
 }
 
 /** List, get, logs (and their follow). */
 function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
   const { store } = deps;
 
-  router.add(
-    'GET',
-    '/api/v1/jobs',
-    wrapUser(deps, async (ctx) => {
-      const problems: ErrorDetail[] = [];
-      const state = ctx.url.searchParams.get('state') || undefined;
-      if (state !== undefined && !JOB_STATES.includes(state as JobState)) {
-        problems.push({ path: 'state', message: `must be one of ${JOB_STATES.join(', ')}` });
-      }
-      const queue = ctx.url.searchParams.get('queue') || undefined;
-      const limit = intParam(ctx.url, 'limit', 1, 500, problems) ?? 50;
-      const before = intParam(ctx.url, 'before', 1, Number.MAX_SAFE_INTEGER, problems);
-      if (problems.length > 0)
-        throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
-      const { jobs, total } = await store.listJobs({
-        state: state as JobState | undefined,
-        queue,
-        limit,
-        before,
-      });
-      const last = jobs[jobs.length - 1];
-      const hasMore = jobs.length === limit && last !== undefined;
-      sendJson(ctx.res, 200, {
-        jobs: jobs.map(jobView),
-        total,
-        nextBefore: hasMore ? last.id : null,
-      } satisfies JobListView);
-    }),
-  );
+  addUserRoute(router, deps, 'GET /api/v1/jobs', async (ctx) => {
+    const problems: ErrorDetail[] = [];
+    const state = ctx.url.searchParams.get('state') || undefined;
+    if (state !== undefined && !JOB_STATES.includes(state as JobState)) {
+      problems.push({ path: 'state', message: `must be one of ${JOB_STATES.join(', ')}` });
+    }
+    const queue = ctx.url.searchParams.get('queue') || undefined;
+    const limit = intParam(ctx.url, 'limit', 1, 500, problems) ?? 50;
+    const before = intParam(ctx.url, 'before', 1, Number.MAX_SAFE_INTEGER, problems);
+    if (problems.length > 0)
+      throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
+    const { jobs, total } = await store.listJobs({
+      state: state as JobState | undefined,
+      queue,
+      limit,
+      before,
+    });
+    const last = jobs[jobs.length - 1];
+    const hasMore = jobs.length === limit && last !== undefined;
+    sendJson(ctx.res, 200, {
+      jobs: jobs.map(jobView),
+      total,
+      nextBefore: hasMore ? last.id : null,
+    } satisfies JobListView);
+  });
 
-  router.add(
-    'GET',
-    '/api/v1/jobs/:id',
-    wrapUser(deps, async (ctx) => {
-      const job = await getJobOr404(deps, ctx.params.id);
-      const entries = job.attempts > 0 ? await store.getLogEntries(job.id, { attempt: job.attempts }) : [];
-      const secrets = secretValues(job);
-      sendJson(ctx.res, 200, {
-        ...jobView(job),
-        logEntries: entries.map((e) => logEntryView(e, secrets)),
-      } satisfies JobDetailView);
-    }),
-  );
+  addUserRoute(router, deps, 'GET /api/v1/jobs/:id', async (ctx) => {
+    const job = await getJobOr404(deps, ctx.params.id);
+    const entries = job.attempts > 0 ? await store.getLogEntries(job.id, { attempt: job.attempts }) : [];
+    const secrets = secretValues(job);
+    sendJson(ctx.res, 200, {
+      ...jobView(job),
+      logEntries: entries.map((e) => logEntryView(e, secrets)),
+    } satisfies JobDetailView);
+  });
 
-  router.add(
-    'GET',
-    '/api/v1/jobs/:id/logs',
-    wrapUser(deps, async (ctx) => {
-      const job = await getJobOr404(deps, ctx.params.id);
-      const problems: ErrorDetail[] = [];
-      const attempt = intParam(ctx.url, 'attempt', 1, 1_000_000, problems);
-      const follow = ['1', 'true'].includes(ctx.url.searchParams.get('follow') ?? '');
-      if (problems.length > 0)
-        throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
-      if (follow) {
-        await followLogs(ctx, deps, job, attempt);
-        return;
-      }
-      const which = attempt ?? job.attempts;
-      const entries =
-        which > 0 ? await store.getLogEntries(job.id, { attempt: which, withOutput: true }) : [];
-      const secrets = secretValues(job);
-      sendJson(ctx.res, 200, {
-        jobId: job.id,
-        attempt: which,
-        entries: entries.map((e) => logEntryView(e, secrets)),
-      } satisfies JobLogsView);
-    }),
-  );
+  addUserRoute(router, deps, 'GET /api/v1/jobs/:id/logs', async (ctx) => {
+    const job = await getJobOr404(deps, ctx.params.id);
+    const problems: ErrorDetail[] = [];
+    const attempt = intParam(ctx.url, 'attempt', 1, 1_000_000, problems);
+    const follow = ['1', 'true'].includes(ctx.url.searchParams.get('follow') ?? '');
+    if (problems.length > 0)
+      throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
+    if (follow) {
+      await followLogs(ctx, deps, job, attempt);
+      return;
+    }
+    const which = attempt ?? job.attempts;
+    const entries = which > 0 ? await store.getLogEntries(job.id, { attempt: which, withOutput: true }) : [];
+    const secrets = secretValues(job);
+    sendJson(ctx.res, 200, {
+      jobId: job.id,
+      attempt: which,
+      entries: entries.map((e) => logEntryView(e, secrets)),
+    } satisfies JobLogsView);
+  });
 }
 
 /** Executors and queues, as the dashboard's fleet pages show them. */
 function registerFleetRoutes(router: Router, deps: RouteDeps): void {
   const { store, config, clock } = deps;
 
-  router.add(
-    'GET',
-    '/api/v1/executors',
-    wrapUser(deps, async (ctx) => {
-      const now = clock.now();
-      const executors = await store.listExecutors();
-      sendJson(ctx.res, 200, {
-        executors: executors.map((e) => {
-          const active = now - e.lastSeenAt <= ACTIVE_WITHIN_MS;
-          const serverVersion = isOurExecutorVersion(e.executorVersion)
-            ? deps.packageVersion
-            : config.sourcegraphVersion;
-          return {
-            name: e.name,
-            hostname: e.hostname,
-            queueName: e.queueName,
-            queueNames: e.queueNames,
-            os: e.os,
-            architecture: e.architecture,
-            dockerVersion: e.dockerVersion,
-            executorVersion: e.executorVersion,
-            gitVersion: e.gitVersion,
-            igniteVersion: e.igniteVersion,
-            srcCliVersion: e.srcCliVersion,
-            firstSeenAt: new Date(e.firstSeenAt).toISOString(),
-            lastSeenAt: new Date(e.lastSeenAt).toISOString(),
-            active,
-            compatibility: calculateCompatibility(e.executorVersion, serverVersion, active),
-          };
-        }),
-      } satisfies ExecutorListView);
-    }),
-  );
+  addUserRoute(router, deps, 'GET /api/v1/executors', async (ctx) => {
+    const now = clock.now();
+    const executors = await store.listExecutors();
+    sendJson(ctx.res, 200, {
+      executors: executors.map((e) => {
+        const active = now - e.lastSeenAt <= ACTIVE_WITHIN_MS;
+        const serverVersion = isOurExecutorVersion(e.executorVersion)
+          ? deps.packageVersion
+          : config.sourcegraphVersion;
+        return {
+          name: e.name,
+          hostname: e.hostname,
+          queueName: e.queueName,
+          queueNames: e.queueNames,
+          os: e.os,
+          architecture: e.architecture,
+          dockerVersion: e.dockerVersion,
+          executorVersion: e.executorVersion,
+          gitVersion: e.gitVersion,
+          igniteVersion: e.igniteVersion,
+          srcCliVersion: e.srcCliVersion,
+          firstSeenAt: new Date(e.firstSeenAt).toISOString(),
+          lastSeenAt: new Date(e.lastSeenAt).toISOString(),
+          active,
+          compatibility: calculateCompatibility(e.executorVersion, serverVersion, active),
+        };
+      }),
+    } satisfies ExecutorListView);
+  });
 
-  router.add(
-    'GET',
-    '/api/v1/queues',
-    wrapUser(deps, async (ctx) => {
-      const now = clock.now();
-      const stats = await store.queueStats(now);
-      sendJson(ctx.res, 200, {
-        queues: stats.map((s) => ({
-          queue: s.queue,
-          depth: s.queued,
-          processing: s.processing,
-          oldestQueuedAt: s.oldestQueuedAt === null ? null : new Date(s.oldestQueuedAt).toISOString(),
-          oldestAgeSeconds: s.oldestQueuedAt === null ? null : Math.max(0, (now - s.oldestQueuedAt) / 1000),
-        })),
-      } satisfies QueueListView);
-    }),
-  );
+  addUserRoute(router, deps, 'GET /api/v1/queues', async (ctx) => {
+    const now = clock.now();
+    const stats = await store.queueStats(now);
+    sendJson(ctx.res, 200, {
+      queues: stats.map((s) => ({
+        queue: s.queue,
+        depth: s.queued,
+        processing: s.processing,
+        oldestQueuedAt: s.oldestQueuedAt === null ? null : new Date(s.oldestQueuedAt).toISOString(),
+        oldestAgeSeconds: s.oldestQueuedAt === null ? null : Math.max(0, (now - s.oldestQueuedAt) / 1000),
+      })),
+    } satisfies QueueListView);
+  });
 }
 
 /**

@@ -4,7 +4,7 @@
  * the API token, or without one under the loopback rule (see loopback-access.ts).
  *
  * Also the two history routes the charts read, `GET /api/v1/queues/history` and
- * `GET /api/v1/executors/history` (user-API auth).
+ * `GET /api/v1/executors/history` (user-API auth, read scope).
  *
  * Assets: after `npm run build` they are files in dist/server/web/static/ (app.js bundled there by
  * scripts/postbuild.mjs); in a single executable, SEA assets `dashboard/<name>`. Running from sources there is no app.js next to this file, so the client
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { RouteDeps } from '../deps.js';
 import { type RouteContext, type Router, sendJson, sendText } from '../http.js';
 import type { QueueHistory } from '../queue-history.js';
-import { wrapUser } from '../user-api/routes.js';
+import { addUserRoute } from '../user-api/scopes.js';
 import { bundleClient } from './bundle.js';
 
 const STATIC = new URL('./static/', import.meta.url);
@@ -105,18 +105,10 @@ export function registerWebRoutes(router: Router, deps: RouteDeps, history: Queu
     'dashboard assets',
   );
 
-  router.add(
-    'GET',
-    '/api/v1/queues/history',
-    wrapUser(deps, async (ctx) => {
-      sendJson(ctx.res, 200, { intervalMs: history.intervalMs, queues: history.queues() });
-    }),
-  );
-  router.add(
-    'GET',
-    '/api/v1/executors/history',
-    wrapUser(deps, async (ctx) => {
-      sendJson(ctx.res, 200, { intervalMs: history.intervalMs, executors: history.executors() });
-    }),
-  );
+  addUserRoute(router, deps, 'GET /api/v1/queues/history', async (ctx) => {
+    sendJson(ctx.res, 200, { intervalMs: history.intervalMs, queues: history.queues() });
+  });
+  addUserRoute(router, deps, 'GET /api/v1/executors/history', async (ctx) => {
+    sendJson(ctx.res, 200, { intervalMs: history.intervalMs, executors: history.executors() });
+  });
 }

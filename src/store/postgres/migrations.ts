@@ -138,4 +138,22 @@ ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_
 ALTER TABLE job_tokens SET (autovacuum_vacuum_scale_factor = 0.01);
 `,
   },
+  {
+    version: 3,
+    name: 'api_tokens',
+    sql: `
+-- User-API tokens besides the bootstrap one: only the SHA-256 (hex) of the value is kept. Every
+-- request with such a token reads its row (no cache), so a revoke is seen by every replica at once.
+-- Revoked and expired rows stay (listed as such) until a token of the same name replaces them.
+CREATE TABLE api_tokens (
+  name         TEXT    PRIMARY KEY,
+  scope        TEXT    NOT NULL CHECK (scope IN ('read','submit','admin')),
+  token_hash   TEXT    NOT NULL UNIQUE,
+  created_at   BIGINT  NOT NULL,
+  last_used_at BIGINT,
+  expires_at   BIGINT,
+  revoked_at   BIGINT
+);
+`,
+  },
 ];

@@ -22,6 +22,7 @@
  * each with its own locking rule; this file composes them.
  */
 import type { Store } from '../types.js';
+import { apiTokenQueries } from './api-tokens.js';
 import { claimQueries } from './claim.js';
 import { openPostgres, type PostgresStoreOptions } from './connection.js';
 import { executorQueries } from './executors.js';
@@ -43,6 +44,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     ...logQueries(c),
     ...markQueries(c),
     ...resetQueries(c),
+    ...apiTokenQueries(c),
     close: () => c.close(),
     async ping() {
       await c.query('SELECT 1');

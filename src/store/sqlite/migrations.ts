@@ -135,4 +135,21 @@ CREATE TABLE job_claims (
 CREATE INDEX job_claims_job_attempt ON job_claims (job_id, attempt);
 `,
   },
+  {
+    version: 3,
+    name: 'api_tokens',
+    sql: `
+-- User-API tokens besides the bootstrap one: only the SHA-256 (hex) of the value is kept. Revoked
+-- and expired rows stay (listed as such) until a token of the same name replaces them.
+CREATE TABLE api_tokens (
+  name         TEXT    PRIMARY KEY,
+  scope        TEXT    NOT NULL CHECK (scope IN ('read','submit','admin')),
+  token_hash   TEXT    NOT NULL UNIQUE,
+  created_at   INTEGER NOT NULL,
+  last_used_at INTEGER,
+  expires_at   INTEGER,
+  revoked_at   INTEGER
+);
+`,
+  },
 ];

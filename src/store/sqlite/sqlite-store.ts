@@ -16,6 +16,7 @@
  * - appendLogOutput on an entry that does not exist answers `not-owner`.
  */
 import type { Store } from '../types.js';
+import { apiTokenQueries } from './api-tokens.js';
 import { claimQueries } from './claim.js';
 import { openSqlite, type SqliteStoreOptions } from './connection.js';
 import { executorQueries } from './executors.js';
@@ -39,6 +40,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     ...logQueries(c),
     ...markQueries(c),
     ...resetQueries(c),
+    ...apiTokenQueries(c),
 
     async close() {
       events.removeAllListeners();

@@ -3,10 +3,20 @@
  * when the tab closes). Every request carries `X-Executor-Dashboard: 1`, which the server's
  * loopback rule requires (a cross-origin page cannot send it without a preflight).
  *
+ * Who is signed in (name and scope, from /api/v1/whoami) is kept beside the token, so pages can
+ * hide what the scope cannot do; a 401 forgets both (main.ts shows the sign-in again).
+ *
  * Log follows use fetch streaming instead of EventSource, because EventSource cannot send the
  * Authorization header and a token in a URL would land in logs and history.
  */
-import { type ErrorBody, type LogStreamEvent, readLogStreamEvents } from '../../../protocol/user-api.js';
+import {
+  type ErrorBody,
+  type LogStreamEvent,
+  readLogStreamEvents,
+  scopeAllows,
+  type TokenScope,
+  type WhoamiView,
+} from '../../../protocol/user-api.js';
 
 const TOKEN_KEY = 'executor.apiToken';
 
@@ -26,8 +36,22 @@ export function getToken(): string | null {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 export function setToken(token: string | null): void {
+  signedIn = null;
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
   else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+let signedIn: WhoamiView | null = null;
+
+/** Who the current credentials are; asks the server once per token. */
+export async function loadWhoami(signal?: AbortSignal): Promise<WhoamiView> {
+  if (!signedIn) signedIn = await apiGet<WhoamiView>('/api/v1/whoami', signal);
+  return signedIn;
+}
+
+/** True when the signed-in principal's scope covers `needs` (false before whoami answered). */
+export function may(needs: TokenScope): boolean {
+  return signedIn !== null && scopeAllows(signedIn.scope, needs);
 }
 
 function headers(extra: Record<string, string> = {}): Record<string, string> {
@@ -38,7 +62,15 @@ function headers(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 async function failure(res: Response): Promise<never> {
-  if (res.status === 401) throw new UnauthenticatedError('The API token is missing or wrong.');
+  if (res.status === 401) {
+    let message = 'The API token is missing or wrong.';
+    try {
+      message = ((await res.json()) as Partial<ErrorBody>).error?.message ?? message;
+    } catch {
+      // not JSON: keep the generic message
+    }
+    throw new UnauthenticatedError(message);
+  }
   let code = 'HTTP';
   let message = `${res.status} ${res.statusText}`;
   try {

@@ -5,7 +5,7 @@
  */
 
 import type { JobDetailView, JobLogsView, JobView, LogEntryView } from '../../../protocol/user-api.js';
-import { ApiError, apiGet, apiPost, followStream } from './api.js';
+import { ApiError, apiGet, apiPost, followStream, may } from './api.js';
 import { clear, h } from './dom.js';
 import { formatAge, formatDuration } from './format.js';
 import { jobDuration } from './jobs-page.js';
@@ -25,6 +25,8 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
   const status = h('p', { className: 'status', role: 'status' });
   const cancelBtn = h('button', { type: 'button', className: 'danger' }, 'Cancel job');
   const retryBtn = h('button', { type: 'button' }, 'Retry job');
+  // A read-scoped token cannot cancel or retry: the buttons are not shown at all.
+  cancelBtn.hidden = retryBtn.hidden = !may('submit');
   const facts = h('dl', { className: 'facts' });
 
   const renderSummary = () => {

@@ -1,9 +1,11 @@
 /**
  * The dashboard: a hash-routed single page (#/jobs, #/jobs/:id, #/executors, #/queues). Each route
  * renders into <main> with an AbortSignal that ends its refresh timers and streams when the route
- * changes. A 401 from any call shows the token form; the token is kept in sessionStorage.
+ * changes. The header shows who is signed in (whoami: name and scope). A 401 from any call signs
+ * out: the token is forgotten and the sign-in form shown with the server's reason (revoked,
+ * expired, wrong). The token is kept in sessionStorage.
  */
-import { ApiError, getToken, setToken, UnauthenticatedError } from './api.js';
+import { ApiError, getToken, loadWhoami, setToken, UnauthenticatedError } from './api.js';
 import { append, clear, h } from './dom.js';
 import { renderExecutorsPage } from './executors-page.js';
 import { renderJobPage } from './job-page.js';
@@ -22,11 +24,16 @@ const ROUTES: Array<[RegExp, Render, string]> = [
 const main = document.getElementById('main') as HTMLElement;
 const errorBox = document.getElementById('error') as HTMLElement;
 const forget = document.getElementById('forget-token') as HTMLButtonElement;
+const who = document.getElementById('whoami') as HTMLElement;
 let current: AbortController | undefined;
 
 function showError(e: unknown): void {
   if (e instanceof UnauthenticatedError) {
-    showLogin(getToken() ? 'That token was refused. Enter the API token again.' : undefined);
+    const had = getToken() !== null;
+    setToken(null);
+    forget.hidden = true;
+    who.hidden = true;
+    showLogin(had ? `That token was refused: ${e.message} Enter an API token again.` : undefined);
     return;
   }
   errorBox.textContent =
@@ -50,7 +57,7 @@ function showLogin(message?: string): void {
     h(
       'p',
       {},
-      'Enter the server’s API token (EXECUTOR_SERVER_API_TOKEN). It is kept in this browser tab only.',
+      'Enter an API token of the server (EXECUTOR_SERVER_API_TOKEN, or one made with `executor tokens create`). It is kept in this browser tab only.',
     ),
     message ? h('p', { className: 'error', role: 'alert' }, message) : null,
     h(
@@ -93,6 +100,14 @@ async function route(): Promise<void> {
     return;
   }
   const [m, render] = found;
+  try {
+    const me = await loadWhoami(controller.signal);
+    who.textContent = `Signed in as ${me.name} (${me.scope})`;
+    who.hidden = false;
+  } catch (e) {
+    if (!controller.signal.aborted) showError(e);
+    return;
+  }
   const ctx: PageContext = {
     main,
     params: m!.slice(1),
