@@ -11,10 +11,12 @@ import { validateJobSpec } from '../../protocol/job-spec.js';
 import {
   type ExecutorListView,
   encodeLogStreamEvent,
+  JOB_ENTRIES_PAGE,
   JOB_STATES,
   type JobDetailView,
   type JobListView,
   type JobLogsView,
+  LOG_PAGE,
   type LogStreamEvent,
   type QueueListView,
   SSE_KEEPALIVE,
@@ -28,6 +30,7 @@ import { answerFailure, type FailureForms } from '../failure.js';
 import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
 import { loopbackOpen } from '../web/loopback-access.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
+import { entriesPage, logsPage } from './log-pages.js';
 import { resolveCommit } from './resolve-commit.js';
 
 /** An executor counts as active when seen within three heartbeat intervals (Sourcegraph: 3 x 5 s). */
@@ -245,11 +248,14 @@ function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
     '/api/v1/jobs/:id',
     wrapUser(deps, async (ctx) => {
       const job = await getJobOr404(deps, ctx.params.id);
-      const entries = job.attempts > 0 ? await store.getLogEntries(job.id, { attempt: job.attempts }) : [];
-      const secrets = secretValues(job);
+      const problems: ErrorDetail[] = [];
+      const after = intParam(ctx.url, 'entriesAfter', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0;
+      const limit = intParam(ctx.url, 'limit', 1, JOB_ENTRIES_PAGE.max, problems);
+      if (problems.length > 0)
+        throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
       sendJson(ctx.res, 200, {
         ...jobView(job),
-        logEntries: entries.map((e) => logEntryView(e, secrets)),
+        ...(await entriesPage(store, job, after, limit)),
       } satisfies JobDetailView);
     }),
   );
@@ -262,6 +268,9 @@ function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
       const problems: ErrorDetail[] = [];
       const attempt = intParam(ctx.url, 'attempt', 1, 1_000_000, problems);
       const follow = ['1', 'true'].includes(ctx.url.searchParams.get('follow') ?? '');
+      const after = intParam(ctx.url, 'entriesAfter', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0;
+      const outputFrom = intParam(ctx.url, 'outputFrom', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0;
+      const limit = intParam(ctx.url, 'limit', 1, LOG_PAGE.max, problems);
       if (problems.length > 0)
         throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
       if (follow) {
@@ -269,14 +278,8 @@ function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
         return;
       }
       const which = attempt ?? job.attempts;
-      const entries =
-        which > 0 ? await store.getLogEntries(job.id, { attempt: which, withOutput: true }) : [];
-      const secrets = secretValues(job);
-      sendJson(ctx.res, 200, {
-        jobId: job.id,
-        attempt: which,
-        entries: entries.map((e) => logEntryView(e, secrets)),
-      } satisfies JobLogsView);
+      const page = await logsPage(store, job, which, { entriesAfter: after, outputFrom }, limit);
+      sendJson(ctx.res, 200, { jobId: job.id, attempt: which, ...page } satisfies JobLogsView);
     }),
   );
 }

@@ -113,9 +113,14 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
   if (attempt === 0) return;
   const stream = async () => {
     if (attempt !== job.attempts || ENDED.includes(job.state)) {
-      const r = await apiGet<JobLogsView>(`/api/v1/jobs/${id}/logs?attempt=${attempt}`, ctx.signal);
-      for (const e of r.entries) appendOutput(upsertEntry(e), e.out ?? '');
-      return;
+      // Page by page; an entry cut at a page's end continues (same entryId) on the next.
+      let query = `attempt=${attempt}`;
+      for (;;) {
+        const r = await apiGet<JobLogsView>(`/api/v1/jobs/${id}/logs?${query}`, ctx.signal);
+        for (const e of r.entries) appendOutput(upsertEntry(e), e.out ?? '');
+        if (!r.next) return;
+        query = `attempt=${attempt}&entriesAfter=${r.next.entriesAfter}&outputFrom=${r.next.outputFrom}`;
+      }
     }
     await followStream(
       `/api/v1/jobs/${id}/logs?follow=1&attempt=${attempt}`,
