@@ -11,6 +11,10 @@
  * FOLLOW_BYTES_PER_READ bytes, FOLLOW_BYTES_PER_POLL per poll), so a poll costs what is new, not
  * what the job holds, and no single store call blocks the event loop for long. When a poll stopped
  * at a bound, the next one starts at once (after yielding to the event loop) instead of waiting.
+ *
+ * Memory: a poll holds at most 150 entries (commands cut at COMMAND_VIEW_CHARS) and 256 KiB of
+ * output, about 1.5 MiB, and a follower whose client does not read waits for its socket to drain
+ * before it reads more; so followers together hold at most EXECUTOR_SERVER_MAX_FOLLOWERS x 1.5 MiB.
  */
 import {
   COMMAND_VIEW_CHARS,
@@ -28,13 +32,13 @@ import { jobView, logEntryView, secretValues } from './job-view.js';
 const FOLLOW_POLL_MS = 250;
 const FOLLOW_KEEPALIVE_MS = 15_000;
 /** New entries one poll reads. */
-export const FOLLOW_ENTRIES_PER_READ = 200;
+export const FOLLOW_ENTRIES_PER_READ = 100;
 /** Open entries (no exit code yet) a poll re-reads for changed fields and output: the latest ones. */
-export const FOLLOW_OPEN_MAX = 100;
+export const FOLLOW_OPEN_MAX = 50;
 /** Output bytes of one store read; a 256 KiB SQLite read takes well under a millisecond. */
 export const FOLLOW_BYTES_PER_READ = 256 * 1024;
 /** Output bytes one poll sends in all, before it yields. */
-export const FOLLOW_BYTES_PER_POLL = 1024 * 1024;
+export const FOLLOW_BYTES_PER_POLL = 256 * 1024;
 
 interface Tracked {
   /** Output bytes sent. */
@@ -85,6 +89,9 @@ export async function followLogs(
   };
 
   while (!signal.aborted) {
+    // A client that does not read: read nothing more until what was sent has left.
+    if (res.writableNeedDrain) await drained(res, signal);
+    if (signal.aborted) break;
     const job = await store.getJob(initial.id);
     if (!job) break;
     const ended = TERMINAL_STATES.includes(job.state);
@@ -156,6 +163,18 @@ export async function followLogs(
     }
     return false;
   }
+}
+
+function drained(res: RouteContext['res'], signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    res.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
