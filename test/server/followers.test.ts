@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type LogStreamEvent, readLogStreamEvents } from '../../src/protocol/user-api.js';
 import { createMemoryGuard } from '../../src/server/memory-guard.js';
+import { createFollowerLimits, FOLLOWER_POLLS_AT_ONCE } from '../../src/server/user-api/follower-limits.js';
 import type { AttemptFence, Store } from '../../src/store/types.js';
 import { waitFor } from '../helpers/env.js';
 import { API_TOKEN, type Harness, startHarness } from './harness.js';
@@ -18,6 +19,7 @@ afterEach(async () => {
 });
 
 const MAX = 64 * 1024 * 1024;
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const entry = (key: string, out = '') => ({ key, command: ['sh'], startTime: 't', out });
 
 async function runningJob(hh: Harness): Promise<{ id: number; fence: AttemptFence }> {
@@ -151,6 +153,25 @@ describe('follower limits', () => {
       { what: 'a free follower slot' },
     );
     expect(again.status).toBe(200);
+  });
+});
+
+describe('follower poll slots', () => {
+  it('at most FOLLOWER_POLLS_AT_ONCE polls run at once; the next waits for a release, in order', async () => {
+    const limits = createFollowerLimits({ perJob: 10, total: 10 });
+    const held = await Promise.all(range(FOLLOWER_POLLS_AT_ONCE).map(() => limits.pollSlot()));
+    const order: number[] = [];
+    const waiting = [1, 2].map((n) => limits.pollSlot().then((release) => (order.push(n), release)));
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual([]);
+    held[0]!();
+    held[0]!(); // a second release of the same slot frees nothing more
+    const first = await waiting[0]!;
+    await new Promise((r) => setImmediate(r));
+    expect(order).toEqual([1]);
+    first();
+    await waiting[1];
+    expect(order).toEqual([1, 2]);
   });
 });
 

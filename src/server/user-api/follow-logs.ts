@@ -12,7 +12,7 @@
  * what the job holds, and no single store call blocks the event loop for long. When a poll stopped
  * at a bound, the next one starts at once (after yielding to the event loop) instead of waiting.
  *
- * Memory: a poll holds at most 150 entries (commands cut at COMMAND_VIEW_CHARS) and 256 KiB of
+ * Memory: a poll holds at most 100 entries (commands cut at COMMAND_VIEW_CHARS) and 256 KiB of
  * output, about 1.5 MiB, and a follower whose client does not read waits for its socket to drain
  * before it reads more; so followers together hold at most EXECUTOR_SERVER_MAX_FOLLOWERS x 1.5 MiB.
  */
@@ -32,9 +32,15 @@ import { jobView, logEntryView, secretValues } from './job-view.js';
 const FOLLOW_POLL_MS = 250;
 const FOLLOW_KEEPALIVE_MS = 15_000;
 /** New entries one poll reads. */
-export const FOLLOW_ENTRIES_PER_READ = 100;
+export const FOLLOW_ENTRIES_PER_READ = 50;
 /** Open entries (no exit code yet) a poll re-reads for changed fields and output: the latest ones. */
 export const FOLLOW_OPEN_MAX = 50;
+/**
+ * Output reads between two yields to the event loop: SQLite reads are synchronous, so a poll that
+ * read fifty entries' output in one go would hold the loop for all of them (measured: 10-90 ms
+ * per 100 entries on a loaded 2-core host); in groups of this many a turn stays a few ms.
+ */
+export const FOLLOW_READS_PER_TURN = 16;
 /** Output bytes of one store read; a 256 KiB SQLite read takes well under a millisecond. */
 export const FOLLOW_BYTES_PER_READ = 256 * 1024;
 /** Output bytes one poll sends in all, before it yields. */
@@ -65,7 +71,12 @@ export async function followLogs(
   });
   // Headers go out now, so a client sees the stream open before the first event.
   res.flushHeaders();
+  // Events written in one tick go out in one write (cork, uncork on the next tick).
   const send = (e: LogStreamEvent) => {
+    if (res.writableCorked === 0) {
+      res.cork();
+      process.nextTick(() => res.uncork());
+    }
     res.write(encodeLogStreamEvent(e));
     lastWrite = Date.now();
   };
@@ -77,6 +88,8 @@ export async function followLogs(
   let endedSeen = false;
   let attempt = -1;
   let afterEntryId = 0;
+  // Set by a poll that stopped at a bound: the next one starts without waiting.
+  let more = false;
   // Entries not finished for this follower: open, or with output not yet sent.
   const tracked = new Map<number, Tracked>();
 
@@ -92,35 +105,16 @@ export async function followLogs(
     // A client that does not read: read nothing more until what was sent has left.
     if (res.writableNeedDrain) await drained(res, signal);
     if (signal.aborted) break;
-    const job = await store.getJob(initial.id);
+    const release = await deps.followers.pollSlot();
+    let job: JobRecord | null;
+    more = false;
+    try {
+      job = await poll();
+    } finally {
+      release();
+    }
     if (!job) break;
     const ended = TERMINAL_STATES.includes(job.state);
-    const now = fixedAttempt ?? job.attempts;
-    if (now !== attempt) {
-      // A new attempt (a reset or retry while following the latest): its entries start again at 1.
-      attempt = now;
-      afterEntryId = 0;
-      tracked.clear();
-    }
-    let more = false;
-    if (attempt > 0) {
-      const open = [...tracked].filter(([, t]) => t.open).map(([id]) => id);
-      const reread = open.slice(-FOLLOW_OPEN_MAX);
-      const changed =
-        reread.length > 0
-          ? await store.getLogEntries(job.id, { attempt, entryIds: reread, commandChars: COMMAND_VIEW_CHARS })
-          : [];
-      for (const e of changed) see(e);
-      const fresh = await store.getLogEntries(job.id, {
-        attempt,
-        afterEntryId,
-        limit: FOLLOW_ENTRIES_PER_READ,
-        commandChars: COMMAND_VIEW_CHARS,
-      });
-      for (const e of fresh) see(e);
-      more = fresh.length === FOLLOW_ENTRIES_PER_READ;
-      more = (await sendOutput(job.id)) || more;
-    }
     // One more pass after the job is seen ended catches writes that raced the final mark.
     if (ended && endedSeen && !more) {
       send({ event: 'end', data: jobView(job) });
@@ -128,7 +122,7 @@ export async function followLogs(
     }
     if (ended) endedSeen = true;
     if (more || ended) {
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await turn();
       continue;
     }
     if (Date.now() - lastWrite > FOLLOW_KEEPALIVE_MS) {
@@ -139,12 +133,45 @@ export async function followLogs(
   }
   res.end();
 
+  /** One poll: the job, entries after the position and the open ones, output after each offset. */
+  async function poll(): Promise<JobRecord | null> {
+    const job = await store.getJob(initial.id);
+    if (!job) return null;
+    const now = fixedAttempt ?? job.attempts;
+    if (now !== attempt) {
+      // A new attempt (a reset or retry while following the latest): its entries start again at 1.
+      attempt = now;
+      afterEntryId = 0;
+      tracked.clear();
+    }
+    if (attempt === 0) return job;
+    const open = [...tracked].filter(([, t]) => t.open).map(([id]) => id);
+    const reread = open.slice(-FOLLOW_OPEN_MAX);
+    const changed =
+      reread.length > 0
+        ? await store.getLogEntries(job.id, { attempt, entryIds: reread, commandChars: COMMAND_VIEW_CHARS })
+        : [];
+    for (const e of changed) see(e);
+    const fresh = await store.getLogEntries(job.id, {
+      attempt,
+      afterEntryId,
+      limit: FOLLOW_ENTRIES_PER_READ,
+      commandChars: COMMAND_VIEW_CHARS,
+    });
+    for (const e of fresh) see(e);
+    more = fresh.length === FOLLOW_ENTRIES_PER_READ;
+    more = (await sendOutput(job.id)) || more;
+    return job;
+  }
+
   /** Sends output after each tracked entry's position, within the poll's budget; true if some is left. */
   async function sendOutput(jobId: number): Promise<boolean> {
     let budget = FOLLOW_BYTES_PER_POLL;
+    let reads = 0;
     for (const [entryId, t] of tracked) {
       while (t.outLength > t.sent) {
         if (budget <= 0 || signal.aborted) return true;
+        if (++reads % FOLLOW_READS_PER_TURN === 0) await turn();
         const data = await store.readLogOutput(
           jobId,
           attempt,
@@ -164,6 +191,9 @@ export async function followLogs(
     return false;
   }
 }
+
+/** Lets the event loop run (other requests, I/O) before the follower goes on. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function drained(res: RouteContext['res'], signal: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {

@@ -14,12 +14,44 @@ export interface FollowerLimits {
   acquire(jobId: number): () => void;
   /** Followers now, in all and of one job. */
   count(jobId?: number): number;
+  /**
+   * Waits for one of the server's FOLLOWER_POLLS_AT_ONCE poll slots; resolves with its release.
+   * A follower holds one while it reads and sends, so that however many followers catch up at
+   * once, one turn of the event loop runs the reads of only that many (a request such as /healthz
+   * waits behind those, not behind every follower's).
+   */
+  pollSlot(): Promise<() => void>;
 }
+
+/** Followers reading at the same time, server-wide. */
+export const FOLLOWER_POLLS_AT_ONCE = 2;
 
 export function createFollowerLimits(limits: { perJob: number; total: number }): FollowerLimits {
   const byJob = new Map<number, number>();
   let total = 0;
+  let polling = 0;
+  const waiting: (() => void)[] = [];
+  const releaseSlot = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else polling--;
+  };
   return {
+    pollSlot() {
+      const grant = () => {
+        let done = false;
+        return () => {
+          if (done) return;
+          done = true;
+          releaseSlot();
+        };
+      };
+      if (polling < FOLLOWER_POLLS_AT_ONCE) {
+        polling++;
+        return Promise.resolve(grant());
+      }
+      return new Promise((resolve) => waiting.push(() => resolve(grant())));
+    },
     acquire(jobId) {
       if (total >= limits.total) {
         throw new AppError(
