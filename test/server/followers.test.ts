@@ -161,7 +161,12 @@ describe('follower poll slots', () => {
     const limits = createFollowerLimits({ perJob: 10, total: 10 });
     const held = await Promise.all(range(FOLLOWER_POLLS_AT_ONCE).map(() => limits.pollSlot()));
     const order: number[] = [];
-    const waiting = [1, 2].map((n) => limits.pollSlot().then((release) => (order.push(n), release)));
+    const waiting = [1, 2].map((n) =>
+      limits.pollSlot().then((release) => {
+        order.push(n);
+        return release;
+      }),
+    );
     await new Promise((r) => setImmediate(r));
     expect(order).toEqual([]);
     held[0]!();
