@@ -3,6 +3,7 @@
  * output, and cut long commands.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createApiClient } from '../../src/cli/api-client.js';
 import {
   COMMAND_VIEW_CHARS,
   type JobDetailView,
@@ -10,7 +11,7 @@ import {
   LOG_PAGE,
 } from '../../src/protocol/user-api.js';
 import type { AttemptFence } from '../../src/store/types.js';
-import { type Harness, startHarness } from './harness.js';
+import { API_TOKEN, type Harness, startHarness } from './harness.js';
 
 let h: Harness;
 beforeEach(async () => {
@@ -133,5 +134,24 @@ describe('GET /jobs/:id/logs pages entries and output', () => {
     const last = await get<JobLogsView>(`/jobs/${id}/logs?limit=2&entriesAfter=4`);
     expect(last.entries.map((e) => e.out)).toEqual(['o5']);
     expect(last.next).toBeNull();
+  });
+});
+
+describe('the CLI client reads every page', () => {
+  it('getJob gathers all entries; getLogs joins an output split across pages', async () => {
+    const { id, fence } = await runningJob();
+    const many = 520;
+    const big = 'ab\n'.repeat(Math.ceil((1.5 * LOG_PAGE.bytes) / 3));
+    await h.store.addLogEntry(fence, entry('first', big), MAX);
+    for (let i = 2; i <= many; i++) await h.store.addLogEntry(fence, entry(`s${i}`, `o${i}`), MAX);
+    const client = createApiClient({ server: h.url, token: API_TOKEN });
+    const job = await client.getJob(id);
+    expect(job.logEntries.map((e) => e.entryId)).toEqual(Array.from({ length: many }, (_, i) => i + 1));
+    expect(job.nextEntriesAfter).toBeNull();
+    const logs = await client.getLogs(id);
+    expect(logs.entries).toHaveLength(many);
+    expect(logs.entries[0]!.out).toBe(big);
+    expect(logs.entries[many - 1]!.out).toBe(`o${many}`);
+    expect(logs.next).toBeNull();
   });
 });
