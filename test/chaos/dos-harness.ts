@@ -153,6 +153,35 @@ export async function claimJob(base: string, executor: string): Promise<{ id: nu
 }
 
 /**
+ * Heartbeats `jobId` as `executor` every 2 s until stopped, as a real executor would: without it
+ * the resetter requeues a job held longer than the stall window (25 s) and its token dies.
+ */
+export function keepJobAlive(base: string, executor: string, jobId: number): () => Promise<void> {
+  let running = true;
+  let wake: () => void = () => {};
+  const loop = (async () => {
+    while (running) {
+      await request(
+        base,
+        'POST',
+        `/.executors/queue/${DOS_QUEUE}/heartbeat`,
+        executorHeaders,
+        JSON.stringify({ executorName: executor, executorVersion: '5.3.0', jobIds: [jobId] }),
+      ).catch(() => undefined);
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 2_000);
+      });
+    }
+  })();
+  return async () => {
+    running = false;
+    wake();
+    await loop;
+  };
+}
+
+/**
  * An ordinary job, start to end, as an executor drives it: submit, dequeue, one log entry, mark
  * complete; then the user API must show it completed with its output. Returns the time it took.
  */

@@ -16,6 +16,7 @@ import {
   type DosServer,
   executorHeaders,
   jobHeaders,
+  keepJobAlive,
   MiB,
   ordinaryJob,
   partialRequest,
@@ -167,6 +168,7 @@ describe(`dos (${CHAOS_SCALE} scale)`, () => {
     server = await startDosServer();
     const s = server;
     const job = await claimJob(s.url, 'attacker');
+    const stopHeartbeats = keepJobAlive(s.url, 'attacker', job.id);
     const headers = jobHeaders(job, 'attacker');
     const entry = (command: string[]) =>
       JSON.stringify({
@@ -214,7 +216,7 @@ describe(`dos (${CHAOS_SCALE} scale)`, () => {
       const logs = await request(s.url, 'GET', `/api/v1/jobs/${job.id}/logs`, apiHeaders);
       const logsMs = performance.now() - t1;
       return { view, viewMs, logs, logsMs };
-    });
+    }).finally(stopHeartbeats);
     const { view, viewMs, logs, logsMs } = m.result;
     publish('dos-log-entries', {
       big,
@@ -244,6 +246,7 @@ describe(`dos (${CHAOS_SCALE} scale)`, () => {
     server = await startDosServer();
     const s = server;
     const job = await claimJob(s.url, 'writer');
+    const stopHeartbeats = keepJobAlive(s.url, 'writer', job.id);
     const headers = jobHeaders(job, 'writer');
     const add = (key: string) =>
       request(
@@ -313,7 +316,7 @@ describe(`dos (${CHAOS_SCALE} scale)`, () => {
       clearTimeout(deadline);
       for (const ac of streams) ac.abort();
       return { statuses: opened.map((o) => o.status), texts };
-    });
+    }).finally(stopHeartbeats);
     const admitted = m.result.statuses.filter((x) => x === 200).length;
     const refused = m.result.statuses.filter((x) => x === 429).length;
     const caughtUp = m.result.texts.filter((t) => t.includes('"data":"step.last\\n"')).length;
