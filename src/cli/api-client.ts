@@ -102,8 +102,35 @@ export function createApiClient(opts: ApiClientOptions) {
       const qs = params.toString();
       return call<JobListView>('GET', `/jobs${qs ? `?${qs}` : ''}`);
     },
-    getJob: (id: number) => call<JobDetailView>('GET', `/jobs/${id}`),
-    getLogs: (id: number) => call<JobLogsView>('GET', `/jobs/${id}/logs`),
+    /** The job with all its latest attempt's entries, read page by page. */
+    async getJob(id: number): Promise<JobDetailView> {
+      const job = await call<JobDetailView>('GET', `/jobs/${id}`);
+      for (let after = job.nextEntriesAfter; after !== null; ) {
+        const page = await call<JobDetailView>('GET', `/jobs/${id}?entriesAfter=${after}`);
+        job.logEntries.push(...page.logEntries);
+        after = page.nextEntriesAfter;
+      }
+      job.nextEntriesAfter = null;
+      return job;
+    },
+    /** The latest attempt's whole log, read page by page (an entry split across pages is joined). */
+    async getLogs(id: number): Promise<JobLogsView> {
+      const logs = await call<JobLogsView>('GET', `/jobs/${id}/logs`);
+      for (let next = logs.next; next !== null; ) {
+        const page = await call<JobLogsView>(
+          'GET',
+          `/jobs/${id}/logs?attempt=${logs.attempt}&entriesAfter=${next.entriesAfter}&outputFrom=${next.outputFrom}`,
+        );
+        for (const e of page.entries) {
+          const last = logs.entries[logs.entries.length - 1];
+          if (last && last.entryId === e.entryId) last.out = (last.out ?? '') + (e.out ?? '');
+          else logs.entries.push(e);
+        }
+        next = page.next;
+      }
+      logs.next = null;
+      return logs;
+    },
     cancel: (id: number) => call<JobView>('POST', `/jobs/${id}/cancel`),
     retry: (id: number) => call<JobView>('POST', `/jobs/${id}/retry`),
     executors: () => call<ExecutorListView>('GET', '/executors'),

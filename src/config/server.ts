@@ -44,6 +44,12 @@ export interface ServerConfig {
   apiBodyLimitBytes: number;
   /** Dashboard: loopback peers may use the user API without a token when listening on loopback. */
   dashboardLoopbackOpen: boolean;
+  /** Concurrent `?follow=1` streams of one job (429 beyond). */
+  maxFollowersPerJob: number;
+  /** Concurrent `?follow=1` streams of this server (503 beyond). */
+  maxFollowers: number;
+  /** Resident set size above which new work is refused with 503; 0 disables the guard. */
+  memoryLimitBytes: number;
 }
 
 export class ServerConfigError extends Error {
@@ -251,6 +257,26 @@ export const SERVER_ENV = {
       'when listening on loopback, the dashboard opens without the API token for loopback peers that came through no proxy (true or false; `executor up` turns it on)',
     parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
   },
+  EXECUTOR_SERVER_MAX_FOLLOWERS_PER_JOB: {
+    flag: 'max-followers-per-job',
+    default: '20',
+    description:
+      'concurrent log followers (`GET /api/v1/jobs/:id/logs?follow=1`) of one job; beyond it 429 TOO_MANY_FOLLOWERS',
+    parse: count(z.number().min(1).max(100_000)),
+  },
+  EXECUTOR_SERVER_MAX_FOLLOWERS: {
+    flag: 'max-followers',
+    default: '200',
+    description: 'concurrent log followers of this server, all jobs together; beyond it 503 OVERLOADED',
+    parse: count(z.number().min(1).max(1_000_000)),
+  },
+  EXECUTOR_SERVER_MEMORY_LIMIT: {
+    flag: 'memory-limit',
+    default: '1536Mi',
+    description:
+      'resident memory (RSS) above which the server refuses new work (submissions, dequeues, new log entries, new followers) with 503 and Retry-After, and /healthz answers 503; 0 disables',
+    parse: size(z.number().min(0)),
+  },
 } as const satisfies Catalogue;
 
 export interface ServerSetting extends Setting {
@@ -322,5 +348,8 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     executorBodyLimitBytes: v.EXECUTOR_SERVER_EXECUTOR_BODY_LIMIT,
     apiBodyLimitBytes: v.EXECUTOR_SERVER_API_BODY_LIMIT,
     dashboardLoopbackOpen: v.EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN,
+    maxFollowersPerJob: v.EXECUTOR_SERVER_MAX_FOLLOWERS_PER_JOB,
+    maxFollowers: v.EXECUTOR_SERVER_MAX_FOLLOWERS,
+    memoryLimitBytes: v.EXECUTOR_SERVER_MEMORY_LIMIT,
   };
 }

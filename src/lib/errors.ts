@@ -13,7 +13,12 @@ export const ERRORS = {
   CONFLICT: { status: 409, message: 'The resource is not in a state that allows this.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send the body as application/json.' },
+  TOO_MANY_FOLLOWERS: {
+    status: 429,
+    message: 'Too many clients follow this job; retry later, or read its log without follow.',
+  },
   UNAVAILABLE: { status: 503, message: 'The server is temporarily unavailable; retry shortly.' },
+  OVERLOADED: { status: 503, message: 'The server is at capacity; retry after the time in Retry-After.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   CONFIG: { status: 500, message: 'Invalid configuration.' },
   UNKNOWN_REVISION: { status: 400, message: 'The commit or ref does not exist in the repository.' },
@@ -31,13 +36,20 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly details?: ErrorDetail[];
+  /** Sent as Retry-After (seconds) with the error: when a 429 or 503 is worth retrying. */
+  readonly retryAfterSeconds?: number;
 
-  constructor(code: ErrorCode, message?: string, opts: { details?: ErrorDetail[]; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    opts: { details?: ErrorDetail[]; cause?: unknown; retryAfterSeconds?: number } = {},
+  ) {
     super(message ?? ERRORS[code].message, { cause: opts.cause });
     this.name = 'AppError';
     this.code = code;
     this.status = ERRORS[code].status;
     this.details = opts.details;
+    this.retryAfterSeconds = opts.retryAfterSeconds;
   }
 }
 

@@ -74,22 +74,38 @@ export type ApiTokenListView = { tokens: ApiTokenView[] };
 /** `POST /tokens`: the new token, its value shown this once. */
 export type ApiTokenCreatedView = ApiTokenView & { token: string };
 
-/** One log entry of an attempt; `out` only where output is asked for (the logs route). */
+/**
+ * One log entry of an attempt; `out` only where output is asked for (the logs route). A command
+ * longer than the server shows (COMMAND_VIEW_CHARS of its JSON text) comes as its start, with
+ * `commandTruncated: true`; `outFrom` is set when `out` starts inside the entry's output (a page
+ * that continues a previous one).
+ */
 export type LogEntryView = {
   attempt: number;
   entryId: number;
   key: string;
   command: string[] | null;
+  commandTruncated?: boolean;
   startTime: string;
   exitCode: number | null;
   durationMs: number | null;
   outLength: number;
   truncated: boolean;
   out?: string;
+  outFrom?: number;
 };
 
-/** `GET /jobs/:id`: the job with its latest attempt's entries (without output). */
-export type JobDetailView = JobView & { logEntries: LogEntryView[] };
+/** Characters of a command's JSON text the user API shows; longer commands are cut. */
+export const COMMAND_VIEW_CHARS = 8192;
+
+/**
+ * `GET /jobs/:id?entriesAfter=&limit=`: the job with a page of its latest attempt's entries
+ * (without output). `nextEntriesAfter` is the `entriesAfter` of the next page, null on the last.
+ */
+export type JobDetailView = JobView & { logEntries: LogEntryView[]; nextEntriesAfter: number | null };
+
+/** Entries per job-view page: the default and the most a client may ask for. */
+export const JOB_ENTRIES_PAGE = { default: 500, max: 1000 } as const;
 
 /** `GET /jobs`: newest first; `nextBefore` is the `before` of the next page, null on the last. */
 export type JobListView = {
@@ -98,12 +114,23 @@ export type JobListView = {
   nextBefore: number | null;
 };
 
-/** `GET /jobs/:id/logs`: one attempt's entries with their output. */
+/** Where the next page of `GET /jobs/:id/logs` starts: after entry `entriesAfter`, at byte `outputFrom` of the next entry. */
+export type LogsCursor = { entriesAfter: number; outputFrom: number };
+
+/**
+ * `GET /jobs/:id/logs?entriesAfter=&outputFrom=&limit=`: a page of one attempt's entries with their
+ * output. A page holds at most `limit` entries and about LOG_PAGE_BYTES of output; an entry whose
+ * output does not fit ends the page part-way, and `next` continues it. `next` is null on the last page.
+ */
 export type JobLogsView = {
   jobId: number;
   attempt: number;
   entries: LogEntryView[];
+  next: LogsCursor | null;
 };
+
+/** Entries per logs page (default and most) and the output bytes one page carries. */
+export const LOG_PAGE = { default: 100, max: 1000, bytes: 1024 * 1024 } as const;
 
 /** An executor's version against the server's (protocol/version.ts `calculateCompatibility`). */
 export type Compatibility = 'UP_TO_DATE' | 'OUTDATED' | 'VERSION_AHEAD';

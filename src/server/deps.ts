@@ -3,7 +3,9 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Store } from '../store/types.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
+import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
+import type { FollowerLimits } from './user-api/follower-limits.js';
 
 /** What every route file gets from createServer. */
 export interface RouteDeps {
@@ -17,6 +19,10 @@ export interface RouteDeps {
   random: () => number;
   /** This package's version, for executor compatibility of our own executors. */
   packageVersion: string;
+  /** Refuses new work while the process's memory is above its limit. */
+  memory: MemoryGuard;
+  /** Concurrent log followers, per job and in all. */
+  followers: FollowerLimits;
 }
 
 /**

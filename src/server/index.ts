@@ -22,10 +22,12 @@ import { registerFileRoutes } from './executor-api/files.js';
 import { registerGitRoutes } from './executor-api/git.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
-import { createRouter, type RouteContext, sendText } from './http.js';
+import { createRouter, type RouteContext, sendJson, sendText } from './http.js';
+import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './memory-guard.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory } from './queue-history.js';
+import { createFollowerLimits } from './user-api/follower-limits.js';
 import { registerUserRoutes } from './user-api/routes.js';
 import { sendError } from './user-api/wrap.js';
 import { registerWebRoutes } from './web/routes.js';
@@ -37,6 +39,8 @@ export interface ServerDeps {
   logger: Logger;
   /** Uniform random in [0, 1) for multi-queue selection (default Math.random). */
   random?: () => number;
+  /** The memory guard (default: EXECUTOR_SERVER_MEMORY_LIMIT against this process's RSS). */
+  memory?: MemoryGuard;
 }
 
 export interface ServerApp {
@@ -66,6 +70,19 @@ const PLAIN_FAILURES: FailureForms = {
   afterHeaders: 'destroy',
 };
 
+/**
+ * Routes that start new work, refused with 503 while the memory guard is over its limit (the
+ * follow of a job's log is refused in its handler, where `follow=1` is known). Heartbeats, marks
+ * and log writes of running jobs are not: they finish admitted work, which frees memory, and an
+ * executor refused them would fail its job.
+ */
+const GUARDED_ROUTES: ReadonlySet<string> = new Set([
+  'POST /api/v1/jobs',
+  'POST /api/v1/jobs/:id/retry',
+  'POST /.executors/queue/dequeue',
+  'POST /.executors/queue/:queue/dequeue',
+]);
+
 export function createServer(deps: ServerDeps): ServerApp {
   const { config, clock, logger } = deps;
   const history = createQueueHistory({ clock, logger });
@@ -83,7 +100,10 @@ export function createServer(deps: ServerDeps): ServerApp {
     metrics,
     random: deps.random ?? Math.random,
     packageVersion: packageVersion(),
+    memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
+    followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
   };
+  const { memory } = routeDeps;
   const hook = store as Store & EnqueueHook;
   const unsubscribe =
     typeof hook.onEnqueue === 'function' ? hook.onEnqueue((q) => notifier.notify(q)) : undefined;
@@ -150,6 +170,17 @@ export function createServer(deps: ServerDeps): ServerApp {
       return;
     }
     ctx.params = match.params;
+    const refusal = GUARDED_ROUTES.has(`${method} ${match.name}`) ? memory.refusal() : null;
+    if (refusal) {
+      req.resume();
+      const retryAfter = { 'retry-after': String(MEMORY_RETRY_AFTER_S) };
+      if (executorRoute) sendJson(res, 503, { error: refusal }, retryAfter);
+      else {
+        res.setHeader('retry-after', retryAfter['retry-after']);
+        sendError(ctx, 'OVERLOADED', refusal);
+      }
+      return;
+    }
     Promise.resolve()
       .then(() => match.handler(ctx))
       .catch((e) => answerFailure(ctx, logger, PLAIN_FAILURES, e))

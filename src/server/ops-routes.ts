@@ -1,5 +1,6 @@
 /**
- * The operator's routes: `GET /healthz` (200 `ok` while the store answers one round trip, else 503)
+ * The operator's routes: `GET /healthz` (200 `ok` while the store answers one round trip and the
+ * process's memory is below EXECUTOR_SERVER_MEMORY_LIMIT, else 503)
  * and `GET /metrics` (Prometheus text: queue figures, this server's HTTP counters, and the metrics
  * executors pushed with their heartbeats). Neither needs a token: load balancers and scrapers call
  * them, and they reveal no job content.
@@ -7,6 +8,7 @@
 import { isAppError } from '../lib/errors.js';
 import type { RouteDeps } from './deps.js';
 import { type Router, sendText } from './http.js';
+import { MEMORY_RETRY_AFTER_S } from './memory-guard.js';
 import { renderExecutorMetrics, renderQueueMetrics } from './metrics.js';
 import { wrapUser } from './user-api/wrap.js';
 
@@ -16,6 +18,14 @@ const EXECUTOR_METRICS_TTL_MS = 30_000;
 export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
   const { store, clock, logger, metrics } = deps;
   router.add('GET', '/healthz', async (ctx) => {
+    // Over the memory limit the server takes no new work: a load balancer should send it none.
+    const refusal = deps.memory.refusal();
+    if (refusal) {
+      sendText(ctx.res, 503, `memory above limit: ${refusal}\n`, {
+        'retry-after': String(MEMORY_RETRY_AFTER_S),
+      });
+      return;
+    }
     try {
       await store.ping();
       sendText(ctx.res, 200, 'ok');

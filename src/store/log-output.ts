@@ -54,3 +54,27 @@ export function newSuffix(out: string | undefined, storedBytes: number): Buffer 
   const buf = Buffer.from(out, 'utf8');
   return buf.length > storedBytes ? buf.subarray(storedBytes) : Buffer.alloc(0);
 }
+
+/**
+ * A read window of output as text: at most `maxBytes` of `buf`, cut on a UTF-8 character boundary
+ * (so the text's byte length is where the next read starts). A window too small for its first
+ * character still returns that character, so a reader always moves on.
+ */
+export function cutOutput(buf: Buffer, maxBytes: number): string {
+  let n = wholeCharacters(buf, Math.min(buf.length, maxBytes));
+  if (n === 0 && buf.length > 0) {
+    n = 1;
+    while (n < buf.length && (buf[n]! & 0xc0) === 0x80) n++;
+  }
+  return buf.subarray(0, n).toString('utf8');
+}
+
+/** Largest m <= n such that buf[0..m) ends with a whole UTF-8 character (the window may end inside one). */
+function wholeCharacters(buf: Buffer, n: number): number {
+  let lead = n - 1;
+  while (lead >= 0 && n - lead <= 4 && (buf[lead]! & 0xc0) === 0x80) lead--;
+  if (lead < 0) return 0;
+  const b = buf[lead]!;
+  const size = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+  return lead + size > n ? lead : n;
+}

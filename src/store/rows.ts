@@ -6,6 +6,7 @@
  * through the pool's type parser). Each twin binds the mappers to its `RowCodec` once, in its own
  * rows.ts.
  */
+import { decodeCommandPrefix } from './command-prefix.js';
 import type {
   ClaimOutcome,
   ClaimRecord,
@@ -61,6 +62,8 @@ export interface LogEntryRow<J, B> {
   duration_ms: number | null;
   out_length: number;
   truncated: B;
+  /** The start of the command's JSON text, when read with a command limit it exceeds (command is then null). */
+  command_prefix?: string | null;
 }
 
 export interface ExecutorRow<J> {
@@ -178,12 +181,18 @@ export function createRowMappers<J, B>(c: RowCodec<J, B>) {
         attempt: r.attempt,
         entryId: r.entry_id,
         key: r.key,
-        command: r.command === null ? null : (c.json(r.command) as string[]),
+        command:
+          typeof r.command_prefix === 'string'
+            ? decodeCommandPrefix(r.command_prefix)
+            : r.command === null
+              ? null
+              : (c.json(r.command) as string[]),
         startTime: r.start_time,
         exitCode: r.exit_code,
         durationMs: r.duration_ms,
         outLength: r.out_length,
         truncated: c.bool(r.truncated),
+        ...(typeof r.command_prefix === 'string' ? { commandTruncated: true } : {}),
       };
     },
 

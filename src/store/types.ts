@@ -94,6 +94,31 @@ export interface LogEntryRecord {
   truncated: boolean;
   /** Present only when asked for (getLogEntries withOutput). */
   out?: string;
+  /**
+   * True when `command` is only the start of the stored command: read with `commandChars` and the
+   * stored command's JSON text was longer (the last element may be cut, later ones are missing).
+   */
+  commandTruncated?: boolean;
+}
+
+/** Which entries of one attempt getLogEntries returns, and how much of each. */
+export interface LogEntriesQuery {
+  /** Default: the latest attempt. */
+  attempt?: number;
+  /** Each entry's whole output (tests and audits; user-facing reads page it with readLogOutput). */
+  withOutput?: boolean;
+  /** Only entries with a larger entry id (a page cursor). */
+  afterEntryId?: number;
+  /** Only these entries (a follower re-reading the entries still open). */
+  entryIds?: readonly number[];
+  /** At most this many entries, in entry order. */
+  limit?: number;
+  /**
+   * Commands whose JSON text is longer than this many characters come back shortened (decoded from
+   * their first `commandChars` characters, `commandTruncated` set); the database cuts them, so a
+   * huge command is never loaded into the server.
+   */
+  commandChars?: number;
 }
 
 /**
@@ -264,10 +289,20 @@ export interface Store {
     fields: { exitCode?: number; durationMs?: number },
     maxOutputBytes: number,
   ): Promise<AppendResult>;
-  /** Entries of an attempt (default: the latest), output included when asked. */
-  getLogEntries(jobId: number, opts?: { attempt?: number; withOutput?: boolean }): Promise<LogEntryRecord[]>;
-  /** Output of one entry from byte offset `from` (for following). */
-  readLogOutput(jobId: number, attempt: number, entryId: number, from: number): Promise<string>;
+  /** Entries of an attempt (default: the latest) in entry order, as `opts` selects them. */
+  getLogEntries(jobId: number, opts?: LogEntriesQuery): Promise<LogEntryRecord[]>;
+  /**
+   * Output of one entry from byte offset `from`, at most `maxBytes` bytes (default: all), cut on a
+   * UTF-8 character boundary so that the byte length of the result is where the next read starts.
+   * The database cuts the chunks, so a read costs what it returns, not what the entry holds.
+   */
+  readLogOutput(
+    jobId: number,
+    attempt: number,
+    entryId: number,
+    from: number,
+    maxBytes?: number,
+  ): Promise<string>;
 
   /** Each mark ends the attempt and deletes its token. False when fenced out. */
   markComplete(fence: AttemptFence, now: number): Promise<boolean>;

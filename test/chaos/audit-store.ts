@@ -106,7 +106,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     readyCounts: (q, n) => inner.readyCounts(q, n),
     heartbeat: (e, q, ids, n) => inner.heartbeat(e, q, ids, n),
     getLogEntries: (id, o) => inner.getLogEntries(id, o),
-    readLogOutput: (id, a, e, f) => inner.readLogOutput(id, a, e, f),
+    readLogOutput: (id, a, e, f, m) => inner.readLogOutput(id, a, e, f, m),
     retryJob: (id, n) => inner.retryJob(id, n),
     upsertExecutor: (hb, n) => inner.upsertExecutor(hb, n),
     getExecutor: (n) => inner.getExecutor(n),

@@ -11,6 +11,7 @@ import { createFakeClock, type FakeClock } from '../../src/lib/clock.js';
 import { createMemoryLogger } from '../../src/lib/logger.js';
 import type { JobSpec } from '../../src/protocol/job-spec.js';
 import { createServer, listen, type ServerApp } from '../../src/server/index.js';
+import type { MemoryGuard } from '../../src/server/memory-guard.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/types.js';
 
@@ -44,7 +45,14 @@ export interface Harness {
 }
 
 export async function startHarness(
-  opts: { env?: Record<string, string>; random?: () => number; withRepo?: boolean } = {},
+  opts: {
+    env?: Record<string, string>;
+    random?: () => number;
+    withRepo?: boolean;
+    /** Wraps the store the server sees (tests that count its reads). */
+    wrapStore?: (store: Store) => Store;
+    memory?: MemoryGuard;
+  } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'executor-server-test-'));
   const config = loadServerConfig({
@@ -61,7 +69,14 @@ export async function startHarness(
   await store.migrate();
   const clock = createFakeClock();
   const logger = createMemoryLogger();
-  const app = createServer({ store, config, clock, logger, random: opts.random });
+  const app = createServer({
+    store: opts.wrapStore ? opts.wrapStore(store) : store,
+    config,
+    clock,
+    logger,
+    random: opts.random,
+    memory: opts.memory,
+  });
   const server = await listen(app, '127.0.0.1', 0);
   const base = server.url;
   const h: Harness = {

@@ -469,6 +469,69 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         expect(await store.readLogOutput(j.id, 1, 9, 0)).toBe('');
       });
 
+      it('pages entries by cursor and limit, and reads only the entries asked for', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        const { fence } = await mustClaim();
+        for (let i = 1; i <= 7; i++) await store.addLogEntry(fence, entry(`step.${i}`, `out ${i}`), MAX_OUT);
+        const ids = async (o: Parameters<Store['getLogEntries']>[1]) =>
+          (await store.getLogEntries(j.id, o)).map((e) => e.entryId);
+        expect(await ids({ limit: 3 })).toEqual([1, 2, 3]);
+        expect(await ids({ afterEntryId: 3, limit: 3 })).toEqual([4, 5, 6]);
+        expect(await ids({ afterEntryId: 6, limit: 3 })).toEqual([7]);
+        expect(await ids({ afterEntryId: 7 })).toEqual([]);
+        expect(await ids({ entryIds: [2, 5, 9] })).toEqual([2, 5]);
+        expect(await ids({ entryIds: [2, 5, 6], afterEntryId: 4 })).toEqual([5, 6]);
+        expect(await ids({ entryIds: [] })).toEqual([]);
+        expect(await ids({ attempt: 1, afterEntryId: 1, limit: 1 })).toEqual([2]);
+      });
+
+      it('reads a bounded window of output, cut on a character boundary', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        const { fence } = await mustClaim();
+        await store.addLogEntry(fence, entry('a', 'héllo '), MAX_OUT);
+        expect(
+          (await store.appendLogOutput(fence, 1, Buffer.byteLength('héllo '), 'wörld', {}, MAX_OUT)).ok,
+        ).toBe(true);
+        // 'h' (1) + 'é' (2): a 2-byte window stops before the é, a 3-byte one includes it.
+        expect(await store.readLogOutput(j.id, 1, 1, 0, 2)).toBe('h');
+        expect(await store.readLogOutput(j.id, 1, 1, 0, 3)).toBe('hé');
+        // A window across the two chunks, starting inside the first.
+        expect(await store.readLogOutput(j.id, 1, 1, 4, 5)).toBe('lo w');
+        expect(await store.readLogOutput(j.id, 1, 1, 4, 6)).toBe('lo wö');
+        expect(await store.readLogOutput(j.id, 1, 1, Buffer.byteLength('héllo wö'), 100)).toBe('rld');
+        // A window smaller than the character at its start still moves on by that character.
+        expect(await store.readLogOutput(j.id, 1, 1, 1, 1)).toBe('é');
+        // Walking the output in 2-byte windows gives it back whole.
+        let text = '';
+        for (let at = 0; ; ) {
+          const part = await store.readLogOutput(j.id, 1, 1, at, 2);
+          if (part === '') break;
+          text += part;
+          at += Buffer.byteLength(part);
+        }
+        expect(text).toBe('héllo wörld');
+      });
+
+      it('cuts long commands in the database when asked, and says so', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        const { fence } = await mustClaim();
+        const long = ['bash', '-c', `echo "${'x'.repeat(5000)}"\n`, 'after'];
+        await store.addLogEntry(fence, { ...entry('big'), command: long }, MAX_OUT);
+        await store.addLogEntry(fence, { ...entry('small'), command: ['true'] }, MAX_OUT);
+        const [big, small] = await store.getLogEntries(j.id, { commandChars: 100 });
+        expect(big!.commandTruncated).toBe(true);
+        expect(big!.command!.slice(0, 2)).toEqual(['bash', '-c']);
+        expect(big!.command).toHaveLength(3);
+        expect(long[2]!.startsWith(big!.command![2]!)).toBe(true);
+        expect(big!.command![2]!.length).toBeGreaterThan(50);
+        expect(big!.command![2]!.length).toBeLessThan(100);
+        expect(small!.command).toEqual(['true']);
+        expect(small!.commandTruncated).toBeUndefined();
+        const [whole] = await store.getLogEntries(j.id, { limit: 1 });
+        expect(whole!.command).toEqual(long);
+        expect(whole!.commandTruncated).toBeUndefined();
+      });
+
       it('appends at offsets: ok, idempotent, overlapping and gap', async () => {
         const j = await store.enqueue(newJob(), T0);
         const { fence } = await mustClaim();

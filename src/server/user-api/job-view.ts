@@ -51,6 +51,7 @@ export function logEntryView(e: LogEntryRecord, secrets: string[]): LogEntryView
     entryId: e.entryId,
     key: e.key,
     command: e.command ? e.command.map((c) => maskSecrets(c, secrets)) : null,
+    ...(e.commandTruncated ? { commandTruncated: true } : {}),
     startTime: e.startTime,
     exitCode: e.exitCode,
     durationMs: e.durationMs,

@@ -8,21 +8,22 @@ import { AppError, type ErrorDetail } from '../../lib/errors.js';
 import { validateJobSpec } from '../../protocol/job-spec.js';
 import {
   type ExecutorListView,
-  encodeLogStreamEvent,
+  JOB_ENTRIES_PAGE,
   JOB_STATES,
   type JobDetailView,
   type JobListView,
   type JobLogsView,
-  type LogStreamEvent,
+  LOG_PAGE,
   type QueueListView,
-  SSE_KEEPALIVE,
 } from '../../protocol/user-api.js';
 import { calculateCompatibility, isOurExecutorVersion } from '../../protocol/version.js';
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
-import { maskSecrets } from '../executor-api/mask-secrets.js';
 import { type RouteContext, type Router, sendJson } from '../http.js';
-import { jobView, logEntryView, secretValues } from './job-view.js';
+import { MEMORY_RETRY_AFTER_S } from '../memory-guard.js';
+import { followLogs } from './follow-logs.js';
+import { jobView } from './job-view.js';
+import { entriesPage, logsPage } from './log-pages.js';
 import { resolveCommit } from './resolve-commit.js';
 import { addUserRoute } from './scopes.js';
 import { registerTokenRoutes } from './token-routes.js';
@@ -30,9 +31,6 @@ import { readJson } from './wrap.js';
 
 /** An executor counts as active when seen within three heartbeat intervals (Sourcegraph: 3 x 5 s). */
 export const ACTIVE_WITHIN_MS = 15_000;
-/** How often a log follower looks for new output. */
-const FOLLOW_POLL_MS = 250;
-const FOLLOW_KEEPALIVE_MS = 15_000;
 
 function parseId(text: string | undefined): number {
   if (!text || !/^\d{1,15}$/.test(text)) throw new AppError('NOT_FOUND', 'No such job.');
@@ -153,11 +151,14 @@ function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
 
   addUserRoute(router, deps, 'GET /api/v1/jobs/:id', async (ctx) => {
     const job = await getJobOr404(deps, ctx.params.id);
-    const entries = job.attempts > 0 ? await store.getLogEntries(job.id, { attempt: job.attempts }) : [];
-    const secrets = secretValues(job);
+    const problems: ErrorDetail[] = [];
+    const after = intParam(ctx.url, 'entriesAfter', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0;
+    const limit = intParam(ctx.url, 'limit', 1, JOB_ENTRIES_PAGE.max, problems);
+    if (problems.length > 0)
+      throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
     sendJson(ctx.res, 200, {
       ...jobView(job),
-      logEntries: entries.map((e) => logEntryView(e, secrets)),
+      ...(await entriesPage(store, job, after, limit)),
     } satisfies JobDetailView);
   });
 
@@ -166,20 +167,25 @@ function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
     const problems: ErrorDetail[] = [];
     const attempt = intParam(ctx.url, 'attempt', 1, 1_000_000, problems);
     const follow = ['1', 'true'].includes(ctx.url.searchParams.get('follow') ?? '');
+    const after = intParam(ctx.url, 'entriesAfter', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0;
+    const outputFrom = intParam(ctx.url, 'outputFrom', 0, Number.MAX_SAFE_INTEGER, problems) ?? 0;
+    const limit = intParam(ctx.url, 'limit', 1, LOG_PAGE.max, problems);
     if (problems.length > 0)
       throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
     if (follow) {
-      await followLogs(ctx, deps, job, attempt);
+      const refusal = deps.memory.refusal();
+      if (refusal) throw new AppError('OVERLOADED', refusal, { retryAfterSeconds: MEMORY_RETRY_AFTER_S });
+      const release = deps.followers.acquire(job.id);
+      try {
+        await followLogs(ctx, deps, job, attempt);
+      } finally {
+        release();
+      }
       return;
     }
     const which = attempt ?? job.attempts;
-    const entries = which > 0 ? await store.getLogEntries(job.id, { attempt: which, withOutput: true }) : [];
-    const secrets = secretValues(job);
-    sendJson(ctx.res, 200, {
-      jobId: job.id,
-      attempt: which,
-      entries: entries.map((e) => logEntryView(e, secrets)),
-    } satisfies JobLogsView);
+    const page = await logsPage(store, job, which, { entriesAfter: after, outputFrom }, limit);
+    sendJson(ctx.res, 200, { jobId: job.id, attempt: which, ...page } satisfies JobLogsView);
   });
 }
 
@@ -230,88 +236,4 @@ function registerFleetRoutes(router: Router, deps: RouteDeps): void {
       })),
     } satisfies QueueListView);
   });
-}
-
-/**
- * Server-sent events until the job ends: `entry` (a new entry, or changed fields), `output`
- * (`{attempt, entryId, data}` chunks in order), then `end` with the final job. The stream follows
- * the latest attempt unless `attempt` is given. It also ends when the client leaves or the server
- * closes.
- */
-async function followLogs(
-  ctx: RouteContext,
-  deps: RouteDeps,
-  initial: JobRecord,
-  fixedAttempt?: number,
-): Promise<void> {
-  const { res } = ctx;
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
-  // Headers go out now, so a client sees the stream open before the first event.
-  res.flushHeaders();
-  const send = (e: LogStreamEvent) => res.write(encodeLogStreamEvent(e));
-  const gone = new AbortController();
-  res.on('close', () => gone.abort());
-  const signal = AbortSignal.any([gone.signal, ctx.closing]);
-  const seen = new Map<string, { sent: number; fields: string }>();
-  const secrets = secretValues(initial);
-  let lastWrite = Date.now();
-  let endedSeen = false;
-  while (!signal.aborted) {
-    const job = await deps.store.getJob(initial.id);
-    if (!job) break;
-    const ended = TERMINAL_STATES.includes(job.state);
-    const attempt = fixedAttempt ?? job.attempts;
-    const entries = attempt > 0 ? await deps.store.getLogEntries(job.id, { attempt }) : [];
-    for (const e of entries) {
-      const k = `${e.attempt}:${e.entryId}`;
-      const fields = JSON.stringify([e.exitCode, e.durationMs, e.truncated]);
-      let s = seen.get(k);
-      if (!s || s.fields !== fields) {
-        send({ event: 'entry', data: logEntryView(e, secrets) });
-        lastWrite = Date.now();
-        if (!s) {
-          s = { sent: 0, fields };
-          seen.set(k, s);
-        }
-        s.fields = fields;
-      }
-      if (e.outLength > s.sent) {
-        const data = await deps.store.readLogOutput(job.id, e.attempt, e.entryId, s.sent);
-        if (data.length > 0) {
-          s.sent += Buffer.byteLength(data, 'utf8');
-          send({
-            event: 'output',
-            data: { attempt: e.attempt, entryId: e.entryId, data: maskSecrets(data, secrets) },
-          });
-          lastWrite = Date.now();
-        }
-      }
-    }
-    // One more pass after the job is seen ended catches writes that raced the final mark.
-    if (ended && endedSeen) {
-      send({ event: 'end', data: jobView(job) });
-      break;
-    }
-    endedSeen = ended;
-    if (ended) continue;
-    if (Date.now() - lastWrite > FOLLOW_KEEPALIVE_MS) {
-      res.write(SSE_KEEPALIVE);
-      lastWrite = Date.now();
-    }
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(done, FOLLOW_POLL_MS);
-      function done() {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-    });
-  }
-  res.end();
 }

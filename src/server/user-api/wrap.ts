@@ -57,6 +57,8 @@ export function wrapUser(
       await fn(ctx);
     } catch (e) {
       if (isAppError(e) && e.code !== 'UNAVAILABLE') {
+        if (e.retryAfterSeconds !== undefined && !ctx.res.headersSent)
+          ctx.res.setHeader('retry-after', String(e.retryAfterSeconds));
         sendError(ctx, e.code, e.message, e.details);
         return;
       }

@@ -5,8 +5,15 @@
  * Reads are single statements.
  */
 import type pg from 'pg';
-import { newSuffix, planOutput } from '../log-output.js';
-import type { AppendResult, AttemptFence, LogEntryInput, LogEntryRecord, Store } from '../types.js';
+import { cutOutput, newSuffix, planOutput } from '../log-output.js';
+import type {
+  AppendResult,
+  AttemptFence,
+  LogEntriesQuery,
+  LogEntryInput,
+  LogEntryRecord,
+  Store,
+} from '../types.js';
 import type { PgContext } from './connection.js';
 import { type PgLogEntryRow, toLogEntry } from './rows.js';
 
@@ -69,24 +76,29 @@ async function getEntry(
   return r.rows[0];
 }
 
+/** At most `maxBytes` of an entry's output from byte `from`; the database cuts the chunks. */
 async function readOutput(
   rows: PgContext['rows'],
   jobId: number,
   attempt: number,
   entryId: number,
   from: number,
+  maxBytes = Number.MAX_SAFE_INTEGER,
 ): Promise<string> {
   const start = Math.max(0, Math.floor(from));
-  const chunks = await rows<{ byte_offset: number; data: Buffer }>(
-    `SELECT byte_offset, data FROM log_chunks
+  const span = Math.max(1, Math.min(Math.floor(maxBytes), 2 ** 31 - 1));
+  // At least one whole UTF-8 character (4 bytes), so that a reader always moves on.
+  const readBytes = Math.max(4, span);
+  const chunks = await rows<{ data: Buffer }>(
+    `SELECT substring(data FROM (GREATEST($4::bigint - byte_offset, 0) + 1)::int FOR $5::int) AS data
+     FROM log_chunks
      WHERE job_id = $1 AND attempt = $2 AND entry_id = $3 AND byte_offset + length(data) > $4
+       AND byte_offset < $4::bigint + $5::bigint
      ORDER BY seq`,
-    [jobId, attempt, entryId, start],
+    [jobId, attempt, entryId, start, readBytes],
   );
   if (chunks.length === 0) return '';
-  return Buffer.concat(chunks.map((c) => c.data))
-    .subarray(Math.max(0, start - chunks[0]!.byte_offset))
-    .toString('utf8');
+  return cutOutput(Buffer.concat(chunks.map((c) => c.data)), span);
 }
 
 export function logQueries(
@@ -184,7 +196,7 @@ export function logQueries(
       });
     },
 
-    async getLogEntries(jobId: number, o: { attempt?: number; withOutput?: boolean } = {}) {
+    async getLogEntries(jobId: number, o: LogEntriesQuery = {}) {
       let attempt = o.attempt;
       if (attempt === undefined) {
         const [r] = await rows<{ a: number | null }>(
@@ -196,10 +208,22 @@ export function logQueries(
         if (!r) return [];
         attempt = r.a ?? 0;
       }
+      if (o.entryIds && o.entryIds.length === 0) return [];
+      // One statement; the primary key (job_id, attempt, entry_id) serves the range and the order.
+      // A long command is cut here, as JSON text, so the server never receives it whole.
+      const cut = o.commandChars === undefined ? null : Math.max(0, Math.floor(o.commandChars));
       const entries: LogEntryRecord[] = (
         await rows<PgLogEntryRow>(
-          'SELECT * FROM log_entries WHERE job_id = $1 AND attempt = $2 ORDER BY entry_id',
-          [jobId, attempt],
+          `SELECT job_id, attempt, entry_id, key, start_time, exit_code, duration_ms, out_length, truncated,
+             CASE WHEN $4::int IS NOT NULL AND length(array_to_json(command)::text) > $4::int THEN NULL
+                  ELSE command END AS command,
+             CASE WHEN $4::int IS NOT NULL AND length(array_to_json(command)::text) > $4::int
+                  THEN left(array_to_json(command)::text, $4::int) END AS command_prefix
+           FROM log_entries
+           WHERE job_id = $1 AND attempt = $2 AND entry_id > $3
+             AND ($5::int[] IS NULL OR entry_id = ANY($5::int[]))
+           ORDER BY entry_id LIMIT $6`,
+          [jobId, attempt, o.afterEntryId ?? 0, cut, o.entryIds ? [...o.entryIds] : null, o.limit ?? null],
         )
       ).map(toLogEntry);
       if (o.withOutput)
@@ -207,8 +231,8 @@ export function logQueries(
       return entries;
     },
 
-    async readLogOutput(jobId: number, attempt: number, entryId: number, from: number) {
-      return readOutput(rows, jobId, attempt, entryId, from);
+    async readLogOutput(jobId: number, attempt: number, entryId: number, from: number, maxBytes?: number) {
+      return readOutput(rows, jobId, attempt, entryId, from, maxBytes);
     },
   };
 }

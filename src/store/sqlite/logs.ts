@@ -4,8 +4,15 @@
  * the chunk it admits, so concurrent writers of one job cannot exceed it. Reads are single statements.
  */
 
-import { newSuffix, planOutput } from '../log-output.js';
-import type { AppendResult, AttemptFence, LogEntryInput, LogEntryRecord, Store } from '../types.js';
+import { cutOutput, newSuffix, planOutput } from '../log-output.js';
+import type {
+  AppendResult,
+  AttemptFence,
+  LogEntriesQuery,
+  LogEntryInput,
+  LogEntryRecord,
+  Store,
+} from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { type LogEntryRow, toLogEntry } from './rows.js';
 
@@ -40,23 +47,30 @@ function writeOutput(
   return { length: storedBytes + plan.data.length, truncated: usage.truncated === 1 || plan.truncate };
 }
 
-/** The stored output of an entry from byte `from` (chunks overlapping it, cut to start there). */
+/**
+ * The stored output of an entry from byte `from`, at most `maxBytes` of it: chunks overlapping the
+ * range, each cut by substr() in the database, so a read of a 64 KiB window of a 60 MiB entry loads
+ * 64 KiB (one synchronous better-sqlite3 call; its cost is what it returns).
+ */
 function readOutput(
   q: SqliteContext['q'],
   jobId: number,
   attempt: number,
   entryId: number,
   from: number,
+  maxBytes = Number.MAX_SAFE_INTEGER,
 ): string {
   const start = Math.max(0, Math.floor(from));
+  const span = Math.max(1, Math.floor(maxBytes));
+  // At least one whole UTF-8 character (4 bytes), so that a reader always moves on.
+  const readBytes = Math.max(4, span);
   const chunks = q(
-    `SELECT byte_offset, data FROM log_chunks
-     WHERE job_id = ? AND attempt = ? AND entry_id = ? AND byte_offset + length(data) > ?
+    `SELECT substr(data, max(? - byte_offset, 0) + 1, ?) AS data FROM log_chunks
+     WHERE job_id = ? AND attempt = ? AND entry_id = ? AND byte_offset + length(data) > ? AND byte_offset < ?
      ORDER BY seq`,
-  ).all(jobId, attempt, entryId, start) as { byte_offset: number; data: Buffer }[];
+  ).all(start, readBytes, jobId, attempt, entryId, start, start + readBytes) as { data: Buffer }[];
   if (chunks.length === 0) return '';
-  const buf = Buffer.concat(chunks.map((c) => c.data));
-  return buf.subarray(Math.max(0, start - chunks[0]!.byte_offset)).toString('utf8');
+  return cutOutput(Buffer.concat(chunks.map((c) => c.data)), span);
 }
 
 export function logQueries(
@@ -170,7 +184,7 @@ export function logQueries(
       return appendLogOutputTx(f, entryId, offset, out, fields, maxOutputBytes);
     },
 
-    async getLogEntries(jobId: number, o: { attempt?: number; withOutput?: boolean } = {}) {
+    async getLogEntries(jobId: number, o: LogEntriesQuery = {}) {
       let attempt = o.attempt;
       if (attempt === undefined) {
         const job = q('SELECT attempts FROM jobs WHERE id = ?').get(jobId) as
@@ -186,17 +200,29 @@ export function logQueries(
                 }
               ).a ?? 0);
       }
-      const rows = q('SELECT * FROM log_entries WHERE job_id = ? AND attempt = ? ORDER BY entry_id').all(
-        jobId,
-        attempt,
-      ) as LogEntryRow[];
+      const ids = o.entryIds ? [...o.entryIds] : undefined;
+      if (ids && ids.length === 0) return [];
+      const cut = o.commandChars === undefined ? [] : Array(3).fill(Math.max(0, Math.floor(o.commandChars)));
+      // One statement; the primary key (job_id, attempt, entry_id) serves the range and the order.
+      const rows = q(
+        `SELECT job_id, attempt, entry_id, key, start_time, exit_code, duration_ms, out_length, truncated,
+           ${
+             cut.length === 0
+               ? 'command, NULL AS command_prefix'
+               : `CASE WHEN length(command) > ? THEN NULL ELSE command END AS command,
+                  CASE WHEN length(command) > ? THEN substr(command, 1, ?) END AS command_prefix`
+           }
+         FROM log_entries WHERE job_id = ? AND attempt = ? AND entry_id > ?
+         ${ids ? `AND entry_id IN (${ids.map(() => '?').join(', ')})` : ''}
+         ORDER BY entry_id LIMIT ?`,
+      ).all(...cut, jobId, attempt, o.afterEntryId ?? 0, ...(ids ?? []), o.limit ?? -1) as LogEntryRow[];
       const entries: LogEntryRecord[] = rows.map(toLogEntry);
       if (o.withOutput) for (const e of entries) e.out = readOutput(q, jobId, e.attempt, e.entryId, 0);
       return entries;
     },
 
-    async readLogOutput(jobId: number, attempt: number, entryId: number, from: number) {
-      return readOutput(q, jobId, attempt, entryId, from);
+    async readLogOutput(jobId: number, attempt: number, entryId: number, from: number, maxBytes?: number) {
+      return readOutput(q, jobId, attempt, entryId, from, maxBytes);
     },
   };
 }

@@ -15,7 +15,8 @@ import { every, type PageContext, stateBadge } from './shared.js';
 const ENDED = ['completed', 'failed', 'canceled'];
 export async function renderJobPage(ctx: PageContext): Promise<void> {
   const id = ctx.params[0]!;
-  let job = await apiGet<JobDetailView>(`/api/v1/jobs/${id}`, ctx.signal);
+  // The entries come from the log pane (logs and follow), not from the job view.
+  let job = await apiGet<JobDetailView>(`/api/v1/jobs/${id}?limit=1`, ctx.signal);
   const wanted = Number(ctx.query.get('attempt') ?? '') || job.attempts;
   const attempt = Math.max(0, Math.min(wanted, job.attempts));
 
@@ -107,7 +108,8 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
 
   // Job state refresh (the log follow also reports the end).
   every(ctx.signal, 2000, async () => {
-    job = { ...job, ...(await apiGet<JobView>(`/api/v1/jobs/${id}`, ctx.signal)) };
+    // limit=1: the page needs the job's state here, not its entries (the log pane has those).
+    job = { ...job, ...(await apiGet<JobView>(`/api/v1/jobs/${id}?limit=1`, ctx.signal)) };
     renderSummary();
     if (job.attempts > 0 && attempt === 0) ctx.refresh();
   });
@@ -115,9 +117,14 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
   if (attempt === 0) return;
   const stream = async () => {
     if (attempt !== job.attempts || ENDED.includes(job.state)) {
-      const r = await apiGet<JobLogsView>(`/api/v1/jobs/${id}/logs?attempt=${attempt}`, ctx.signal);
-      for (const e of r.entries) appendOutput(upsertEntry(e), e.out ?? '');
-      return;
+      // Page by page; an entry cut at a page's end continues (same entryId) on the next.
+      let query = `attempt=${attempt}`;
+      for (;;) {
+        const r = await apiGet<JobLogsView>(`/api/v1/jobs/${id}/logs?${query}`, ctx.signal);
+        for (const e of r.entries) appendOutput(upsertEntry(e), e.out ?? '');
+        if (!r.next) return;
+        query = `attempt=${attempt}&entriesAfter=${r.next.entriesAfter}&outputFrom=${r.next.outputFrom}`;
+      }
     }
     await followStream(
       `/api/v1/jobs/${id}/logs?follow=1&attempt=${attempt}`,

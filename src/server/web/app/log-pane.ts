@@ -196,7 +196,13 @@ export function createLogPane(jobId: number, attempt: number) {
     if (!v) {
       const head = h('h3', { tabindex: '-1', id: `entry-${e.entryId}` });
       const pre = h('pre', { className: 'log', tabindex: '0', 'aria-label': `Output of ${entryLabel(e)}` });
-      const cmd = e.command ? h('code', { className: 'command' }, `$ ${e.command.join(' ')}`) : null;
+      const cmd = e.command
+        ? h(
+            'code',
+            { className: 'command' },
+            `$ ${e.command.join(' ')}${e.commandTruncated ? ' … (shortened)' : ''}`,
+          )
+        : null;
       const section = h(
         'section',
         { className: 'entry', 'data-key': e.key, 'aria-labelledby': `entry-${e.entryId}` },
