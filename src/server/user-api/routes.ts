@@ -19,7 +19,7 @@ import {
 import { calculateCompatibility, isOurExecutorVersion } from '../../protocol/version.js';
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
-import { type RouteContext, type Router, sendJson } from '../http.js';
+import { type Router, sendJson } from '../http.js';
 import { MEMORY_RETRY_AFTER_S } from '../memory-guard.js';
 import { followLogs } from './follow-logs.js';
 import { jobView } from './job-view.js';
