@@ -25,7 +25,15 @@ import type { RouteDeps } from '../deps.js';
 import { constantTimeEqual } from '../executor-api/auth.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
 import { answerFailure, type FailureForms } from '../failure.js';
-import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
+import {
+  BodyTimeoutError,
+  BodyTooLargeError,
+  bodyTimeouts,
+  type RouteContext,
+  type Router,
+  readBody,
+  sendJson,
+} from '../http.js';
 import { loopbackOpen } from '../web/loopback-access.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
@@ -91,6 +99,16 @@ export function wrapUser(
         sendError(ctx, 'PAYLOAD_TOO_LARGE', `The request body is larger than ${e.limit} bytes.`);
         return;
       }
+      if (e instanceof BodyTimeoutError) {
+        // The rest of the body is not waited for: the connection closes after the answer.
+        ctx.res.setHeader('connection', 'close');
+        sendError(
+          ctx,
+          'REQUEST_TIMEOUT',
+          `${e.message.replace(/^./, (c) => c.toUpperCase())}; send it again.`,
+        );
+        return;
+      }
       answerFailure(ctx, deps.logger, USER_API_FAILURES, e);
     }
   };
@@ -99,7 +117,7 @@ export function wrapUser(
 async function readJson(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
   const type = ctx.req.headers['content-type'];
   if (type && !/\bjson\b/i.test(type)) throw new AppError('UNSUPPORTED_MEDIA_TYPE');
-  const body = await readBody(ctx.req, deps.config.apiBodyLimitBytes);
+  const body = await readBody(ctx.req, deps.config.apiBodyLimitBytes, bodyTimeouts(deps.config));
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (e) {
