@@ -60,6 +60,8 @@ export interface LogEntryRow<J, B> {
   exit_code: number | null;
   duration_ms: number | null;
   out_length: number;
+  /** Bytes of key and command, counted against the per-attempt cap. */
+  meta_bytes: number;
   truncated: B;
 }
 

@@ -133,10 +133,10 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
       }
       return r;
     },
-    async addLogEntry(fence, entry, max) {
+    async addLogEntry(fence, entry, max, maxEntries) {
       let id: number | null = null;
       await write(fence, 'add', async () => {
-        id = await inner.addLogEntry(fence, entry, max);
+        id = await inner.addLogEntry(fence, entry, max, maxEntries);
         return id !== null;
       });
       return id;

@@ -41,6 +41,7 @@ describe('sqlite store specifics', () => {
     expect(raw.prepare('SELECT version, name FROM schema_migrations').all()).toEqual([
       { version: 1, name: 'jobs_tokens_logs_executors' },
       { version: 2, name: 'job_claims' },
+      { version: 3, name: 'log_entry_meta_bytes' },
     ]);
     raw.close();
   });

@@ -138,4 +138,13 @@ ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_
 ALTER TABLE job_tokens SET (autovacuum_vacuum_scale_factor = 0.01);
 `,
   },
+  {
+    version: 3,
+    name: 'log_entry_meta_bytes',
+    sql: `
+-- The bytes of an entry's key and command, counted with its output against the per-attempt log cap
+-- (rows written before this migration count 0).
+ALTER TABLE log_entries ADD COLUMN meta_bytes BIGINT NOT NULL DEFAULT 0;
+`,
+  },
 ];

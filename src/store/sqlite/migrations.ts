@@ -135,4 +135,13 @@ CREATE TABLE job_claims (
 CREATE INDEX job_claims_job_attempt ON job_claims (job_id, attempt);
 `,
   },
+  {
+    version: 3,
+    name: 'log_entry_meta_bytes',
+    sql: `
+-- The bytes of an entry's key and command, counted with its output against the per-attempt log cap
+-- (rows written before this migration count 0).
+ALTER TABLE log_entries ADD COLUMN meta_bytes INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];
