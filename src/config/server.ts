@@ -50,6 +50,10 @@ export interface ServerConfig {
   maxLogEntriesPerJob: number;
   /** Largest `command` of one log entry (its strings' UTF-8 bytes). */
   maxLogCommandBytes: number;
+  /** Largest metrics text one executor may push with a heartbeat (dropped beyond). */
+  maxExecutorMetricsBytes: number;
+  /** Bearer token /metrics requires; '' leaves it open. */
+  metricsToken: string;
   /** Dashboard: loopback peers may use the user API without a token when listening on loopback. */
   dashboardLoopbackOpen: boolean;
 }
@@ -278,6 +282,19 @@ export const SERVER_ENV = {
       "largest command of one log entry, its strings' bytes (413 beyond; the executor shortens longer commands with a marker)",
     parse: size(AT_LEAST_1KI),
   },
+  EXECUTOR_SERVER_MAX_EXECUTOR_METRICS: {
+    flag: 'max-executor-metrics',
+    default: '256Ki',
+    description:
+      'largest metrics text an executor may push with a heartbeat; a larger one is dropped (with a warning) and the heartbeat still succeeds',
+    parse: size(z.number().min(0)),
+  },
+  EXECUTOR_SERVER_METRICS_TOKEN: {
+    flag: 'metrics-token',
+    description:
+      'when set, GET /metrics requires "Authorization: Bearer <token>" (at least 20 characters); unset, /metrics is open',
+    parse: token(),
+  },
   EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN: {
     flag: 'dashboard-loopback-open',
     default: 'false',
@@ -359,6 +376,8 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     bodyIdleTimeoutMs: v.EXECUTOR_SERVER_BODY_IDLE_TIMEOUT,
     maxLogEntriesPerJob: v.EXECUTOR_SERVER_MAX_LOG_ENTRIES,
     maxLogCommandBytes: v.EXECUTOR_SERVER_MAX_LOG_COMMAND_BYTES,
+    maxExecutorMetricsBytes: v.EXECUTOR_SERVER_MAX_EXECUTOR_METRICS,
+    metricsToken: v.EXECUTOR_SERVER_METRICS_TOKEN ?? '',
     dashboardLoopbackOpen: v.EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN,
   };
 }

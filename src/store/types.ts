@@ -301,6 +301,14 @@ export interface Store {
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;
   listExecutors(): Promise<ExecutorRecord[]>;
+  /**
+   * The pushed metrics of executors seen within `withinMs` of `now` (by the store's clock, as
+   * last_seen_at was written), those with metrics only, by name: what /metrics serves.
+   */
+  recentExecutorMetrics(
+    now: number,
+    withinMs: number,
+  ): Promise<{ name: string; lastSeenAt: number; metrics: string }[]>;
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 
   queueStats(now: number): Promise<QueueStats[]>;

@@ -867,6 +867,17 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         expect(await store.deleteExecutorsSeenBefore(T0 + 5)).toBe(1);
         expect((await store.listExecutors()).map((e) => e.name)).toEqual(['b']);
       });
+
+      it('reads the metrics of recently seen executors only, those with metrics', async () => {
+        await store.upsertExecutor(hb('old', { metrics: 'up 1\n' }), T0);
+        await store.upsertExecutor(hb('quiet'), T0 + 40_000);
+        await store.upsertExecutor(hb('b', { metrics: 'up 2\n' }), T0 + 30_000);
+        await store.upsertExecutor(hb('a', { metrics: 'up 3\n' }), T0 + 40_000);
+        expect(await store.recentExecutorMetrics(T0 + 50_000, 20_000)).toEqual([
+          { name: 'a', lastSeenAt: T0 + 40_000, metrics: 'up 3\n' },
+          { name: 'b', lastSeenAt: T0 + 30_000, metrics: 'up 2\n' },
+        ]);
+      });
     });
 
     describe('queue stats', () => {
