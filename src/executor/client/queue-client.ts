@@ -160,6 +160,8 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
 
   const observe = <T>(op: string, fn: () => Promise<T>) =>
     opts.metrics ? opts.metrics.observe(op, fn) : fn();
+  const logWrite = (op: string, r: Parameters<BaseClient['request']>[0]) =>
+    boundedLogWrite(() => observe(op, () => request(r)));
   const noteCaps = (res: HttpResponse) => {
     caps = parseCapabilities(res.headers.get(CAPABILITIES_HEADER));
   };
@@ -244,16 +246,12 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       const common = () => ({ executorName: opts.executorName, jobId: job.id });
       const sink: QueueLogSink = {
         async add(entry) {
-          const res = await boundedLogWrite(() =>
-            observe('AddExecutionLogEntry', () =>
-              request({
-                method: 'POST',
-                endpoint: `${jobQueue(job)}/addExecutionLogEntry`,
-                body: { ...common(), ...entryBody(entry) },
-                job: jobAuth(job),
-              }),
-            ),
-          );
+          const res = await logWrite('AddExecutionLogEntry', {
+            method: 'POST',
+            endpoint: `${jobQueue(job)}/addExecutionLogEntry`,
+            body: { ...common(), ...entryBody(entry) },
+            job: jobAuth(job),
+          });
           const id = JSON.parse(res.body.toString('utf8')) as unknown;
           if (typeof id !== 'number' || !Number.isInteger(id)) {
             throw new Error(
@@ -263,16 +261,12 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
           return id;
         },
         async update(entryId, entry) {
-          await boundedLogWrite(() =>
-            observe('UpdateExecutionLogEntry', () =>
-              request({
-                method: 'POST',
-                endpoint: `${jobQueue(job)}/updateExecutionLogEntry`,
-                body: { ...common(), entryId, ...entryBody(entry) },
-                job: jobAuth(job),
-              }),
-            ),
-          );
+          await logWrite('UpdateExecutionLogEntry', {
+            method: 'POST',
+            endpoint: `${jobQueue(job)}/updateExecutionLogEntry`,
+            body: { ...common(), entryId, ...entryBody(entry) },
+            job: jobAuth(job),
+          });
         },
       };
       if (caps.has(CAPABILITY.logAppend)) {

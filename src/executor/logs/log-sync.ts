@@ -76,6 +76,38 @@ export interface LogSync {
 export const refusalNotice = (serverText: string): string =>
   `\n[executor: the server refused further log entries (${serverText}); the output of later steps is not in this log]\n`;
 
+/** sink.add, sent once more with the command shortened when the server names a smaller bound. */
+async function addShortening(e: SyncedEntry, send: () => Promise<number>): Promise<number> {
+  try {
+    return await send();
+  } catch (err) {
+    if (!(err instanceof LogRefusedError) || err.commandLimitBytes === undefined || !e.command) throw err;
+    e.command = capCommand(e.command, err.commandLimitBytes);
+    return send();
+  }
+}
+
+/** Appends `notice` to `target`'s output after its final sync (log-append only); never throws. */
+async function appendNotice(
+  sink: LogSink,
+  target: SyncedEntry | undefined,
+  notice: string,
+  logger: Logger,
+): Promise<void> {
+  if (!target || target.id === undefined || !sink.append) {
+    logger.warn('cannot note the refused log entries in the job log', { notice: notice.trim() });
+    return;
+  }
+  await target.final;
+  const text = Buffer.from(notice, 'utf8');
+  try {
+    await sink.append(target.id, target.sentBytes, text, {});
+    target.sentBytes += text.length;
+  } catch (err) {
+    logger.warn('noting the refused log entries in the job log failed', { err: errorMessage(err) });
+  }
+}
+
 export function createLogSync(opts: LogSyncOptions): LogSync {
   const { sink, cap, intervalMs, logger } = opts;
   const appendMode = typeof sink.append === 'function';
@@ -86,8 +118,7 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
   let lastSuccessAt = mono();
   const sinceLastSuccessMs = () => Math.round(mono() - lastSuccessAt);
   let addChain: Promise<void> = Promise.resolve();
-  /** The server's text once it refused an entry over its count or the job's cap. */
-  let refused: string | undefined;
+  let refused: string | undefined; // the server's text once it refused an entry (count, cap)
   let noticed = false;
   let lastAdded: SyncedEntry | undefined;
 
@@ -166,17 +197,10 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
         const closed = e.closed;
         const b = batcher?.next(e, closed);
         e.lastSendAt = mono();
-        const sendAdd = () => sink.add(b ? wire(e, b.out.toString('utf8'), b.last) : wire(e, cap.text(e)));
         try {
-          try {
-            e.id = await sendAdd();
-          } catch (err) {
-            if (!(err instanceof LogRefusedError) || err.commandLimitBytes === undefined || !e.command)
-              throw err;
-            // A server whose command bound is below ours: shorten to its bound, once.
-            e.command = capCommand(e.command, err.commandLimitBytes);
-            e.id = await sendAdd();
-          }
+          e.id = await addShortening(e, () =>
+            sink.add(b ? wire(e, b.out.toString('utf8'), b.last) : wire(e, cap.text(e))),
+          );
           lastAdded = e;
           lastSuccessAt = mono();
           if (b) batcher!.acknowledged(e, b);
@@ -232,19 +256,7 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
     async noticeRefusal() {
       if (refused === undefined || noticed) return;
       noticed = true;
-      const target = lastAdded;
-      if (!target || target.id === undefined || !sink.append) {
-        logger.warn('cannot note the refused log entries in the job log', { reason: refused });
-        return;
-      }
-      await target.final;
-      const text = Buffer.from(refusalNotice(refused), 'utf8');
-      try {
-        await sink.append(target.id, target.sentBytes, text, {});
-        target.sentBytes += text.length;
-      } catch (err) {
-        logger.warn('noting the refused log entries in the job log failed', { err: errorMessage(err) });
-      }
+      await appendNotice(sink, lastAdded, refusalNotice(refused), logger);
     },
   };
 }
