@@ -44,7 +44,13 @@ export interface Harness {
 }
 
 export async function startHarness(
-  opts: { env?: Record<string, string>; random?: () => number; withRepo?: boolean } = {},
+  opts: {
+    env?: Record<string, string>;
+    random?: () => number;
+    withRepo?: boolean;
+    /** Another store than the SQLite file (migrated and closed by the harness). */
+    store?: Store;
+  } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'executor-server-test-'));
   const config = loadServerConfig({
@@ -57,7 +63,7 @@ export async function startHarness(
     flags: { data: dir },
   });
   mkdirSync(config.reposDir, { recursive: true });
-  const store = createSqliteStore({ path: path.join(dir, 'executor.db') });
+  const store = opts.store ?? createSqliteStore({ path: path.join(dir, 'executor.db') });
   await store.migrate();
   const clock = createFakeClock();
   const logger = createMemoryLogger();
