@@ -132,13 +132,17 @@ export function readBody(req: IncomingMessage, limit: number, timeouts?: BodyTim
   });
 }
 
+/** Requests whose body is being discarded (one watch each, however many paths discard it). */
+const discarding = new WeakSet<IncomingMessage>();
+
 /**
  * Throws away the rest of a body nobody will read (a refused or answered request), holding none
  * of it; a sender that goes silent or takes too long has its connection cut, so a refused client
  * cannot keep a connection by trickling bytes.
  */
 export function discardBody(req: IncomingMessage, timeouts: BodyTimeouts): void {
-  if (req.complete || req.destroyed) return;
+  if (req.complete || req.destroyed || discarding.has(req)) return;
+  discarding.add(req);
   watchBody(req, timeouts, () => req.socket?.destroy());
   req.resume();
 }
