@@ -42,6 +42,18 @@ export interface ServerConfig {
   fileInlineLimitBytes: number;
   executorBodyLimitBytes: number;
   apiBodyLimitBytes: number;
+  /** Longest time to receive a request (headers, then its body once read); responses are not limited. */
+  requestTimeoutMs: number;
+  /** Longest silence while a request body is being received (408 and the connection closed). */
+  bodyIdleTimeoutMs: number;
+  /** Log entries one job attempt may add. */
+  maxLogEntriesPerJob: number;
+  /** Largest `command` of one log entry (its strings' UTF-8 bytes). */
+  maxLogCommandBytes: number;
+  /** Largest metrics text one executor may push with a heartbeat (dropped beyond). */
+  maxExecutorMetricsBytes: number;
+  /** Bearer token /metrics requires; '' leaves it open. */
+  metricsToken: string;
   /** Dashboard: loopback peers may use the user API without a token when listening on loopback. */
   dashboardLoopbackOpen: boolean;
   /** Concurrent `?follow=1` streams of one job (429 beyond). */
@@ -250,6 +262,46 @@ export const SERVER_ENV = {
     description: 'largest request body on /api/v1 routes (413 beyond)',
     parse: size(AT_LEAST_1KI),
   },
+  EXECUTOR_SERVER_REQUEST_TIMEOUT: {
+    flag: 'request-timeout',
+    default: '2m',
+    description:
+      'longest time to receive a request: its headers, then its body once the server reads it (408 and the connection closed beyond); long-polls and log follows, which send nothing after their headers, are not cut',
+    parse: duration(AT_LEAST_1S),
+  },
+  EXECUTOR_SERVER_BODY_IDLE_TIMEOUT: {
+    flag: 'body-idle-timeout',
+    default: '15s',
+    description:
+      'longest silence while a request body is being received (408 and the connection closed beyond)',
+    parse: duration(AT_LEAST_100MS),
+  },
+  EXECUTOR_SERVER_MAX_LOG_ENTRIES: {
+    flag: 'max-log-entries',
+    default: '1000',
+    description: 'log entries one job attempt may add (413 beyond; the executor stops adding and says so)',
+    parse: count(z.number().min(1).max(1_000_000)),
+  },
+  EXECUTOR_SERVER_MAX_LOG_COMMAND_BYTES: {
+    flag: 'max-log-command-bytes',
+    default: '64Ki',
+    description:
+      "largest command of one log entry, its strings' bytes (413 beyond; the executor shortens longer commands with a marker)",
+    parse: size(AT_LEAST_1KI),
+  },
+  EXECUTOR_SERVER_MAX_EXECUTOR_METRICS: {
+    flag: 'max-executor-metrics',
+    default: '256Ki',
+    description:
+      'largest metrics text an executor may push with a heartbeat; a larger one is dropped (with a warning) and the heartbeat still succeeds',
+    parse: size(z.number().min(0)),
+  },
+  EXECUTOR_SERVER_METRICS_TOKEN: {
+    flag: 'metrics-token',
+    description:
+      'when set, GET /metrics requires "Authorization: Bearer <token>" (at least 20 characters); unset, /metrics is open',
+    parse: token(),
+  },
   EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN: {
     flag: 'dashboard-loopback-open',
     default: 'false',
@@ -347,6 +399,12 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     fileInlineLimitBytes: v.EXECUTOR_SERVER_FILE_INLINE_LIMIT,
     executorBodyLimitBytes: v.EXECUTOR_SERVER_EXECUTOR_BODY_LIMIT,
     apiBodyLimitBytes: v.EXECUTOR_SERVER_API_BODY_LIMIT,
+    requestTimeoutMs: v.EXECUTOR_SERVER_REQUEST_TIMEOUT,
+    bodyIdleTimeoutMs: v.EXECUTOR_SERVER_BODY_IDLE_TIMEOUT,
+    maxLogEntriesPerJob: v.EXECUTOR_SERVER_MAX_LOG_ENTRIES,
+    maxLogCommandBytes: v.EXECUTOR_SERVER_MAX_LOG_COMMAND_BYTES,
+    maxExecutorMetricsBytes: v.EXECUTOR_SERVER_MAX_EXECUTOR_METRICS,
+    metricsToken: v.EXECUTOR_SERVER_METRICS_TOKEN ?? '',
     dashboardLoopbackOpen: v.EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN,
     maxFollowersPerJob: v.EXECUTOR_SERVER_MAX_FOLLOWERS_PER_JOB,
     maxFollowers: v.EXECUTOR_SERVER_MAX_FOLLOWERS,

@@ -64,7 +64,7 @@ export function createJanitor(opts: JanitorLoopOptions): JanitorLoop {
     ] as const) {
       try {
         const r = await fn();
-        removed.push(...r);
+        for (const x of r) removed.push(x);
       } catch (e) {
         opts.metrics?.janitorErrors.inc();
         opts.logger.warn('janitor: cleanup failed', { what, error: e });

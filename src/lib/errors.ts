@@ -11,6 +11,7 @@ export const ERRORS = {
   NOT_FOUND: { status: 404, message: 'No such resource.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'This method is not allowed on this route.' },
   CONFLICT: { status: 409, message: 'The resource is not in a state that allows this.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request body did not arrive in time; send it again.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send the body as application/json.' },
   TOO_MANY_FOLLOWERS: {

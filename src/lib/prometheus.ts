@@ -150,7 +150,7 @@ export function createMetricsRegistry(): MetricsRegistry {
         if (lines.length === 0) continue;
         out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`);
         out.push(`# TYPE ${f.name} ${f.type}`);
-        out.push(...lines);
+        for (const l of lines) out.push(l);
       }
       return out.length ? `${out.join('\n')}\n` : '';
     },

@@ -17,31 +17,110 @@ export class BodyAbortedError extends Error {
   }
 }
 
+/** A body that stopped arriving: silent for `idleMs`, or not complete within `deadlineMs`. */
+export class BodyTimeoutError extends Error {
+  constructor(
+    readonly kind: 'idle' | 'deadline',
+    readonly ms: number,
+  ) {
+    super(
+      kind === 'idle'
+        ? `no byte of the request body arrived for ${ms} ms`
+        : `the request body did not arrive within ${ms} ms`,
+    );
+  }
+}
+
+/** How long a request body may take: in all, and between two chunks. */
+export interface BodyTimeouts {
+  deadlineMs: number;
+  idleMs: number;
+}
+
+/** The server's limits on receiving a body (EXECUTOR_SERVER_REQUEST_TIMEOUT, ..._BODY_IDLE_TIMEOUT). */
+export const bodyTimeouts = (c: { requestTimeoutMs: number; bodyIdleTimeoutMs: number }): BodyTimeouts => ({
+  deadlineMs: c.requestTimeoutMs,
+  idleMs: c.bodyIdleTimeoutMs,
+});
+
+/**
+ * Calls `expire` when `req`'s body goes silent for `idleMs` or is not complete within
+ * `deadlineMs`. One timer per body, re-armed lazily (a chunk only records its time). The caller
+ * must consume the body (a 'data' listener or resume): an unread body never ends.
+ */
+export function watchBody(
+  req: IncomingMessage,
+  t: BodyTimeouts,
+  expire: (e: BodyTimeoutError) => void,
+): () => void {
+  const start = Date.now();
+  let last = start;
+  let timer: NodeJS.Timeout | undefined;
+  const onData = () => {
+    last = Date.now();
+  };
+  const stop = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    req.off('data', onData);
+    req.off('end', stop);
+    req.off('close', stop);
+  };
+  const arm = () => {
+    const now = Date.now();
+    const idleLeft = last + t.idleMs - now;
+    const deadlineLeft = start + t.deadlineMs - now;
+    if (deadlineLeft <= 0 || idleLeft <= 0) {
+      stop();
+      expire(
+        deadlineLeft <= 0
+          ? new BodyTimeoutError('deadline', t.deadlineMs)
+          : new BodyTimeoutError('idle', t.idleMs),
+      );
+      return;
+    }
+    timer = setTimeout(arm, Math.min(idleLeft, deadlineLeft));
+    timer.unref();
+  };
+  req.on('data', onData);
+  req.once('end', stop);
+  req.once('close', stop);
+  arm();
+  return stop;
+}
+
 /**
  * Reads the whole body, refusing more than `limit` bytes. A declared Content-Length over the limit
- * is refused before anything is read.
+ * is refused before anything is read. With `timeouts`, a body that goes silent or takes too long
+ * is refused with BodyTimeoutError (the caller answers 408 and closes the connection).
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number, timeouts?: BodyTimeouts): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
+    if (timeouts) discardBody(req, timeouts);
+    else req.resume();
     return Promise.reject(new BodyTooLargeError(limit));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    let unwatch = () => {};
     const finish = (err: Error | null, body?: Buffer) => {
       if (done) return;
       done = true;
+      unwatch();
       if (err) reject(err);
       else resolve(body!);
     };
+    if (timeouts) unwatch = watchBody(req, timeouts, (e) => finish(e));
     req.on('data', (chunk: Buffer) => {
       if (done) return;
       size += chunk.length;
       if (size > limit) {
-        req.resume();
+        chunks.length = 0;
+        if (timeouts) discardBody(req, timeouts);
+        else req.resume();
         finish(new BodyTooLargeError(limit));
         return;
       }
@@ -51,6 +130,33 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on('aborted', () => finish(new BodyAbortedError()));
     req.on('error', (e) => finish(e));
   });
+}
+
+/** Requests whose body is being discarded (one watch each, however many paths discard it). */
+const discarding = new WeakSet<IncomingMessage>();
+
+/**
+ * Throws away the rest of a body nobody will read (a refused or answered request), holding none
+ * of it; a sender that goes silent or takes too long has its connection cut, so a refused client
+ * cannot keep a connection by trickling bytes.
+ */
+export function discardBody(req: IncomingMessage, timeouts: BodyTimeouts): void {
+  if (req.complete || req.destroyed || discarding.has(req)) return;
+  discarding.add(req);
+  watchBody(req, timeouts, () => req.socket?.destroy());
+  req.resume();
+}
+
+/**
+ * Answers a body that timed out: 408 with `text`, and the connection closed once it is written
+ * (the rest of the body, if it ever comes, is not waited for).
+ */
+export function sendBodyTimeout(res: ServerResponse, text: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendText(res, 408, text, { connection: 'close' });
 }
 
 export function sendText(

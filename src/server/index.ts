@@ -22,7 +22,7 @@ import { registerFileRoutes } from './executor-api/files.js';
 import { registerGitRoutes } from './executor-api/git.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
-import { createRouter, type RouteContext, sendJson, sendText } from './http.js';
+import { bodyTimeouts, createRouter, discardBody, type RouteContext, sendJson, sendText } from './http.js';
 import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './memory-guard.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
@@ -50,6 +50,8 @@ export interface ServerApp {
   close(): Promise<void>;
   /** Dequeues currently parked in a long-poll (tests and diagnostics). */
   waiting(): number;
+  /** How long a request's headers may take to arrive (Node's headersTimeout). */
+  readonly headersTimeoutMs: number;
   /** The background loops, for tests that drive them with runOnce(now). */
   readonly loops: {
     resetter: BackgroundLoop;
@@ -135,6 +137,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
   // of a call into the random generator per request.
   const requestIdPrefix = randomBytes(4).toString('hex');
+  const timeouts = bodyTimeouts(config);
   let requestCount = 0;
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     requestCount = (requestCount + 1) % 0x100000000;
@@ -155,13 +158,13 @@ export function createServer(deps: ServerDeps): ServerApp {
     if (executorRoute) res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
     const ctx: RouteContext = { req, res, url, params: {}, requestId, closing: closing.signal };
     if (match.kind === 'none') {
-      req.resume();
+      discardBody(req, timeouts);
       if (url.pathname.startsWith('/api/')) sendError(ctx, 'NOT_FOUND', 'No such route.');
       else sendText(res, 404, '404 page not found\n');
       return;
     }
     if (match.kind === 'method') {
-      req.resume();
+      discardBody(req, timeouts);
       const allow = match.allow.join(', ');
       if (url.pathname.startsWith('/api/')) {
         res.setHeader('allow', allow);
@@ -185,9 +188,10 @@ export function createServer(deps: ServerDeps): ServerApp {
       .then(() => match.handler(ctx))
       .catch((e) => answerFailure(ctx, logger, PLAIN_FAILURES, e))
       .finally(() => {
-        // A handler that answered without reading the body leaves it unread; drain it so the
-        // connection can be reused.
-        if (!req.complete) req.resume();
+        // A handler that answered without reading the body (a refused request) leaves it unread:
+        // it is drained without being kept, so the connection can be reused, and cut if the
+        // sender goes silent or takes too long.
+        discardBody(req, timeouts);
       });
   };
 
@@ -195,6 +199,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   return {
     handle,
     loops,
+    headersTimeoutMs: Math.min(60_000, config.requestTimeoutMs),
     waiting: () => notifier.waiting(),
     startBackground() {
       if (started) return;
@@ -218,9 +223,11 @@ export interface Listening {
 
 export function listen(app: ServerApp, host: string, port: number): Promise<Listening> {
   const server = http.createServer((req, res) => app.handle(req, res));
-  // Long-polls hold requests up to MAX_LONG_POLL_MS; keep Node's defaults from cutting them.
+  // Node's requestTimeout stays off: request bodies are timed where they are read
+  // (EXECUTOR_SERVER_REQUEST_TIMEOUT and EXECUTOR_SERVER_BODY_IDLE_TIMEOUT, see readBody and
+  // discardBody), and a long-poll or log follow, which sends nothing after its headers, is never cut.
   server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  server.headersTimeout = app.headersTimeoutMs;
   server.keepAliveTimeout = 5_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -2,21 +2,25 @@
  * The operator's routes: `GET /healthz` (200 `ok` while the store answers one round trip and the
  * process's memory is below EXECUTOR_SERVER_MEMORY_LIMIT, else 503)
  * and `GET /metrics` (Prometheus text: queue figures, this server's HTTP counters, and the metrics
- * executors pushed with their heartbeats). Neither needs a token: load balancers and scrapers call
- * them, and they reveal no job content.
+ * executors pushed with their heartbeats). /healthz needs no token (load balancers call it);
+ * /metrics needs `Authorization: Bearer <EXECUTOR_SERVER_METRICS_TOKEN>` when that is set, and is
+ * open otherwise: it reveals no job content, but queue and executor names.
  */
-import { isAppError } from '../lib/errors.js';
+import { AppError, isAppError } from '../lib/errors.js';
 import type { RouteDeps } from './deps.js';
+import { constantTimeEqual } from './executor-api/auth.js';
 import { type Router, sendText } from './http.js';
 import { MEMORY_RETRY_AFTER_S } from './memory-guard.js';
-import { renderExecutorMetrics, renderQueueMetrics } from './metrics.js';
+import { renderQueueMetrics } from './metrics.js';
+import { createPushedMetricsRenderer } from './pushed-metrics.js';
 import { wrapUser } from './user-api/wrap.js';
 
 /** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */
 const EXECUTOR_METRICS_TTL_MS = 30_000;
 
 export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
-  const { store, clock, logger, metrics } = deps;
+  const { store, clock, logger, metrics, config } = deps;
+  const pushed = createPushedMetricsRenderer();
   router.add('GET', '/healthz', async (ctx) => {
     // Over the memory limit the server takes no new work: a load balancer should send it none.
     const refusal = deps.memory.refusal();
@@ -43,10 +47,17 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
     wrapUser(
       deps,
       async (ctx) => {
+        if (config.metricsToken !== '') {
+          const m = /^Bearer (.+)$/.exec(ctx.req.headers.authorization ?? '');
+          if (!m || !constantTimeEqual(m[1]!, config.metricsToken))
+            throw new AppError('UNAUTHENTICATED', 'Send "Authorization: Bearer <metrics token>".');
+        }
         const now = clock.now();
-        const [stats, executors] = await Promise.all([store.queueStats(now), store.listExecutors()]);
-        const fresh = executors.filter((e) => now - e.lastSeenAt <= EXECUTOR_METRICS_TTL_MS && e.metrics);
-        const body = renderQueueMetrics(stats, now) + metrics.render() + renderExecutorMetrics(fresh);
+        const [stats, executors] = await Promise.all([
+          store.queueStats(now),
+          store.recentExecutorMetrics(now, EXECUTOR_METRICS_TTL_MS),
+        ]);
+        const body = renderQueueMetrics(stats, now) + metrics.render() + pushed.render(executors);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         ctx.res.end(body);
       },

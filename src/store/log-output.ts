@@ -2,6 +2,7 @@
  * Pure log-output arithmetic shared by both store twins: which bytes of an incoming write are stored,
  * and where the per-attempt output cap cuts. Byte counts are UTF-8.
  */
+import { AppError } from '../lib/errors.js';
 
 /** The visible line appended once when an attempt's output reaches the cap. */
 export function truncationMarker(maxOutputBytes: number): string {
@@ -77,4 +78,30 @@ function wholeCharacters(buf: Buffer, n: number): number {
   const b = buf[lead]!;
   const size = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
   return lead + size > n ? lead : n;
+}
+
+/**
+ * The bytes an entry's metadata adds to its attempt's log: its key and its command's strings
+ * (UTF-8). They count against the same per-attempt cap as output.
+ */
+export function entryMetaBytes(entry: { key: string; command: string[] | null }): number {
+  let n = Buffer.byteLength(entry.key, 'utf8');
+  for (const part of entry.command ?? []) n += Buffer.byteLength(part, 'utf8');
+  return n;
+}
+
+/** Refusal of an entry beyond the attempt's entry count (413). */
+export function tooManyEntriesError(maxEntries: number): AppError {
+  return new AppError(
+    'PAYLOAD_TOO_LARGE',
+    `this job attempt already has ${maxEntries} log entries, the most the server keeps (EXECUTOR_SERVER_MAX_LOG_ENTRIES)`,
+  );
+}
+
+/** Refusal of an entry whose key and command do not fit in what is left of the cap (413). */
+export function logFullError(maxBytes: number): AppError {
+  return new AppError(
+    'PAYLOAD_TOO_LARGE',
+    `the job's log is full: its keys, commands and output reached ${maxBytes} bytes (EXECUTOR_SERVER_MAX_LOG_BYTES)`,
+  );
 }

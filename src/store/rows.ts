@@ -61,6 +61,8 @@ export interface LogEntryRow<J, B> {
   exit_code: number | null;
   duration_ms: number | null;
   out_length: number;
+  /** Bytes of key and command, counted against the per-attempt cap. */
+  meta_bytes: number;
   truncated: B;
   /** The start of the command's JSON text, when read with a command limit it exceeds (command is then null). */
   command_prefix?: string | null;

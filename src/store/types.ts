@@ -268,11 +268,22 @@ export interface Store {
     now: number,
   ): Promise<{ knownIds: number[]; cancelIds: number[] }>;
 
-  /** Appends a log entry to the current attempt; returns its 1-based id, or null if fenced out. */
-  addLogEntry(fence: AttemptFence, entry: LogEntryInput, maxOutputBytes: number): Promise<number | null>;
+  /**
+   * Appends a log entry to the current attempt; returns its 1-based id, or null if fenced out.
+   * `maxOutputBytes` caps the attempt's keys, commands and output together; an entry whose key
+   * and command do not fit in what is left, or beyond `maxEntries`, is refused with AppError
+   * PAYLOAD_TOO_LARGE (nothing stored).
+   */
+  addLogEntry(
+    fence: AttemptFence,
+    entry: LogEntryInput,
+    maxOutputBytes: number,
+    maxEntries?: number,
+  ): Promise<number | null>;
   /**
    * Replaces entry fields; `out` is the full output so far, and only the new suffix is stored
    * (output already stored is never rewritten). False if fenced out or the entry does not exist.
+   * A key and command that grow beyond what is left of the cap are refused like addLogEntry's.
    */
   updateLogEntry(
     fence: AttemptFence,
@@ -348,6 +359,14 @@ export interface Store {
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;
   listExecutors(): Promise<ExecutorRecord[]>;
+  /**
+   * The pushed metrics of executors seen within `withinMs` of `now` (by the store's clock, as
+   * last_seen_at was written), those with metrics only, by name: what /metrics serves.
+   */
+  recentExecutorMetrics(
+    now: number,
+    withinMs: number,
+  ): Promise<{ name: string; lastSeenAt: number; metrics: string }[]>;
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 
   queueStats(now: number): Promise<QueueStats[]>;

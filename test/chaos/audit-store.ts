@@ -112,6 +112,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     getExecutor: (n) => inner.getExecutor(n),
     lookupTokenFor: (h, n) => inner.lookupTokenFor(h, n),
     listExecutors: () => inner.listExecutors(),
+    recentExecutorMetrics: (n, w) => inner.recentExecutorMetrics(n, w),
     deleteExecutorsSeenBefore: (c) => inner.deleteExecutorsSeenBefore(c),
     queueStats: (n) => inner.queueStats(n),
     claimHistory: (id) => inner.claimHistory(id),
@@ -137,10 +138,10 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
       }
       return r;
     },
-    async addLogEntry(fence, entry, max) {
+    async addLogEntry(fence, entry, max, maxEntries) {
       let id: number | null = null;
       await write(fence, 'add', async () => {
-        id = await inner.addLogEntry(fence, entry, max);
+        id = await inner.addLogEntry(fence, entry, max, maxEntries);
         return id !== null;
       });
       return id;

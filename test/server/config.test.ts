@@ -32,6 +32,10 @@ describe('loadServerConfig', () => {
       fileInlineLimitBytes: 1024 * 1024,
       executorBodyLimitBytes: 10 * 1024 * 1024,
       executorMaxAgeMs: 7 * 86_400_000,
+      requestTimeoutMs: 120_000,
+      bodyIdleTimeoutMs: 15_000,
+      maxLogEntriesPerJob: 1000,
+      maxLogCommandBytes: 64 * 1024,
       queueWeights: {},
     });
     expect(Object.isFrozen(c)).toBe(true);

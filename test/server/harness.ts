@@ -52,6 +52,8 @@ export async function startHarness(
     /** Wraps the store the server sees (tests that count its reads). */
     wrapStore?: (store: Store) => Store;
     memory?: MemoryGuard;
+    /** Another store than the SQLite file (migrated and closed by the harness). */
+    store?: Store;
   } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'executor-server-test-'));
@@ -65,7 +67,7 @@ export async function startHarness(
     flags: { data: dir },
   });
   mkdirSync(config.reposDir, { recursive: true });
-  const store = createSqliteStore({ path: path.join(dir, 'executor.db') });
+  const store = opts.store ?? createSqliteStore({ path: path.join(dir, 'executor.db') });
   await store.migrate();
   const clock = createFakeClock();
   const logger = createMemoryLogger();

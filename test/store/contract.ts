@@ -580,13 +580,14 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
       it('caps output per attempt across entries with one marker and a truncated flag', async () => {
         const j = await store.enqueue(newJob({ maxAttempts: 2 }), T0);
         const c = await mustClaim();
-        const cap = 20;
+        // Keys and commands count: each entry's `x` and ['sh', '-c', 'x'] are 6 bytes.
+        const cap = 32;
         const e1 = (await store.addLogEntry(c.fence, entry('a', '0123456789'), cap))!;
         const e2 = (await store.addLogEntry(c.fence, entry('b', 'abcdefgh'), cap))!;
-        // 18 of 20 bytes used; this update brings entry b to 15 bytes, 7 new, only 2 fit
+        // 30 of 32 bytes used; this update brings entry b to 15 bytes, 7 new, only 2 fit
         expect(await store.updateLogEntry(c.fence, e2, entry('b', 'abcdefghijklmno'), cap)).toBe(true);
         const marker = truncationMarker(cap);
-        expect(marker).toBe("\n[output truncated: the job's log exceeded 20 bytes]\n");
+        expect(marker).toBe("\n[output truncated: the job's log exceeded 32 bytes]\n");
         let entries = await store.getLogEntries(j.id, { withOutput: true });
         expect(entries[0]).toMatchObject({ out: '0123456789', truncated: false });
         expect(entries[1]).toMatchObject({ out: `abcdefghij${marker}`, truncated: true });
@@ -604,11 +605,14 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
           ok: true,
           length: 18,
         });
-        const e3 = (await store.addLogEntry(c.fence, entry('c', 'late output'), cap))!;
+        // a full log takes no further entry: their keys and commands would not fit
+        await expect(store.addLogEntry(c.fence, entry('c', 'late output'), cap)).rejects.toMatchObject({
+          code: 'PAYLOAD_TOO_LARGE',
+          message: expect.stringContaining('reached 32 bytes'),
+        });
         entries = await store.getLogEntries(j.id, { withOutput: true });
-        expect(entries.map((e) => e.out)).toEqual(['0123456789', `abcdefghij${marker}`, '']);
-        expect(entries.map((e) => e.truncated)).toEqual([false, true, false]);
-        expect(e3).toBe(3);
+        expect(entries.map((e) => e.out)).toEqual(['0123456789', `abcdefghij${marker}`]);
+        expect(entries.map((e) => e.truncated)).toEqual([false, true]);
 
         // the next attempt has a fresh budget; the old attempt stays readable
         await store.markErrored(c.fence, 'x', T0, { baseMs: 0, maxMs: 0 });
@@ -617,16 +621,48 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         const second = await store.getLogEntries(j.id, { withOutput: true });
         expect(second).toHaveLength(1);
         expect(second[0]).toMatchObject({ attempt: 2, out: 'x'.repeat(20), truncated: false });
-        expect((await store.getLogEntries(j.id, { attempt: 1 })).map((e) => e.key)).toEqual(['a', 'b', 'c']);
+        expect((await store.getLogEntries(j.id, { attempt: 1 })).map((e) => e.key)).toEqual(['a', 'b']);
+      });
+
+      it('refuses entries beyond the count and commands beyond the cap, storing nothing', async () => {
+        const j = await store.enqueue(newJob(), T0);
+        const c = await mustClaim();
+        expect(await store.addLogEntry(c.fence, entry('a', 'x'), MAX_OUT, 2)).toBe(1);
+        expect(await store.addLogEntry(c.fence, entry('b'), MAX_OUT, 2)).toBe(2);
+        await expect(store.addLogEntry(c.fence, entry('c'), MAX_OUT, 2)).rejects.toMatchObject({
+          code: 'PAYLOAD_TOO_LARGE',
+          message: expect.stringContaining('already has 2 log entries'),
+        });
+        // A command bigger than what is left of the cap is refused on add and on update.
+        const big = { ...entry('d'), command: ['sh', '-c', 'y'.repeat(100)] };
+        await expect(store.addLogEntry(c.fence, big, 100)).rejects.toMatchObject({
+          code: 'PAYLOAD_TOO_LARGE',
+        });
+        await expect(store.updateLogEntry(c.fence, 2, { ...big, key: 'b' }, 100)).rejects.toMatchObject({
+          code: 'PAYLOAD_TOO_LARGE',
+        });
+        const entries = await store.getLogEntries(j.id, { withOutput: true });
+        expect(entries.map((e) => [e.key, e.command, e.out])).toEqual([
+          ['a', ['sh', '-c', 'a'], 'x'],
+          ['b', ['sh', '-c', 'b'], ''],
+        ]);
+        // Output fills what keys and commands leave: 12 bytes of 16 are theirs, 4 of output fit.
+        const j2 = await store.enqueue(newJob(), T0);
+        const c2 = await mustClaim();
+        await store.addLogEntry(c2.fence, entry('a'), 16);
+        const id = (await store.addLogEntry(c2.fence, entry('b', 'abcdefgh'), 16))!;
+        const [, second] = await store.getLogEntries(j2.id, { withOutput: true });
+        expect(second!.entryId).toBe(id);
+        expect(second!.out).toBe(`abcd${truncationMarker(16)}`);
       });
 
       it('cuts at the cap on a character boundary', async () => {
         const j = await store.enqueue(newJob(), T0);
         const c = await mustClaim();
-        // 'é' is 2 bytes: a cap of 5 falls inside the third one
-        await store.addLogEntry(c.fence, entry('a', 'ééé'), 5);
+        // 'é' is 2 bytes: a cap of 6 (key and command) + 5 falls inside the third one
+        await store.addLogEntry(c.fence, entry('a', 'ééé'), 11);
         const [e] = await store.getLogEntries(j.id, { withOutput: true });
-        expect(e!.out).toBe(`éé${truncationMarker(5)}`);
+        expect(e!.out).toBe(`éé${truncationMarker(11)}`);
         expect(e!.truncated).toBe(true);
       });
     });
@@ -896,6 +932,17 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         expect(list[0]).toMatchObject({ queueName: null, queueNames: ['x', 'y'], firstSeenAt: T0 + 1 });
         expect(await store.deleteExecutorsSeenBefore(T0 + 5)).toBe(1);
         expect((await store.listExecutors()).map((e) => e.name)).toEqual(['b']);
+      });
+
+      it('reads the metrics of recently seen executors only, those with metrics', async () => {
+        await store.upsertExecutor(hb('old', { metrics: 'up 1\n' }), T0);
+        await store.upsertExecutor(hb('quiet'), T0 + 40_000);
+        await store.upsertExecutor(hb('b', { metrics: 'up 2\n' }), T0 + 30_000);
+        await store.upsertExecutor(hb('a', { metrics: 'up 3\n' }), T0 + 40_000);
+        expect(await store.recentExecutorMetrics(T0 + 50_000, 20_000)).toEqual([
+          { name: 'a', lastSeenAt: T0 + 40_000, metrics: 'up 3\n' },
+          { name: 'b', lastSeenAt: T0 + 30_000, metrics: 'up 2\n' },
+        ]);
       });
     });
 

@@ -123,6 +123,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         { version: 1, name: 'jobs_tokens_logs_executors' },
         { version: 2, name: 'job_claims' },
         { version: 3, name: 'api_tokens' },
+        { version: 4, name: 'log_entry_meta_bytes' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
       await s.close();

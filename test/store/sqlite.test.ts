@@ -42,6 +42,7 @@ describe('sqlite store specifics', () => {
       { version: 1, name: 'jobs_tokens_logs_executors' },
       { version: 2, name: 'job_claims' },
       { version: 3, name: 'api_tokens' },
+      { version: 4, name: 'log_entry_meta_bytes' },
     ]);
     raw.close();
   });

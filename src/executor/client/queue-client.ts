@@ -20,9 +20,14 @@ import {
 import { decodeHeartbeatResponse, type Telemetry } from '../../protocol/http.js';
 import { decodeJob, type Job } from '../../protocol/job.js';
 import { parseJobIds } from '../../protocol/job-id.js';
-import type { LogSink as QueueLogSink, WireLogEntry } from '../logs/types.js';
+import { LogRefusedError, type LogSink as QueueLogSink, type WireLogEntry } from '../logs/types.js';
 import type { RedMetrics } from '../metrics.js';
-import { type BaseClient, createBaseClient, type HttpResponse } from './base-client.js';
+import {
+  type BaseClient,
+  createBaseClient,
+  type HttpResponse,
+  UnexpectedStatusError,
+} from './base-client.js';
 import { jsonWithBytesField } from './json-bytes.js';
 
 export interface QueueClientOptions {
@@ -155,6 +160,8 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
 
   const observe = <T>(op: string, fn: () => Promise<T>) =>
     opts.metrics ? opts.metrics.observe(op, fn) : fn();
+  const logWrite = (op: string, r: Parameters<BaseClient['request']>[0]) =>
+    boundedLogWrite(() => observe(op, () => request(r)));
   const noteCaps = (res: HttpResponse) => {
     caps = parseCapabilities(res.headers.get(CAPABILITIES_HEADER));
   };
@@ -239,14 +246,12 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       const common = () => ({ executorName: opts.executorName, jobId: job.id });
       const sink: QueueLogSink = {
         async add(entry) {
-          const res = await observe('AddExecutionLogEntry', () =>
-            request({
-              method: 'POST',
-              endpoint: `${jobQueue(job)}/addExecutionLogEntry`,
-              body: { ...common(), ...entryBody(entry) },
-              job: jobAuth(job),
-            }),
-          );
+          const res = await logWrite('AddExecutionLogEntry', {
+            method: 'POST',
+            endpoint: `${jobQueue(job)}/addExecutionLogEntry`,
+            body: { ...common(), ...entryBody(entry) },
+            job: jobAuth(job),
+          });
           const id = JSON.parse(res.body.toString('utf8')) as unknown;
           if (typeof id !== 'number' || !Number.isInteger(id)) {
             throw new Error(
@@ -256,14 +261,12 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
           return id;
         },
         async update(entryId, entry) {
-          await observe('UpdateExecutionLogEntry', () =>
-            request({
-              method: 'POST',
-              endpoint: `${jobQueue(job)}/updateExecutionLogEntry`,
-              body: { ...common(), entryId, ...entryBody(entry) },
-              job: jobAuth(job),
-            }),
-          );
+          await logWrite('UpdateExecutionLogEntry', {
+            method: 'POST',
+            endpoint: `${jobQueue(job)}/updateExecutionLogEntry`,
+            body: { ...common(), entryId, ...entryBody(entry) },
+            job: jobAuth(job),
+          });
         },
       };
       if (caps.has(CAPABILITY.logAppend)) {
@@ -286,6 +289,24 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       return sink;
     },
   };
+}
+
+/**
+ * A log write the server refuses over one of its bounds (413: entries per job, the job's log cap,
+ * a command's size) is not a failure of the job: it becomes LogRefusedError, which the job
+ * logger handles (it shortens the command, or stops adding entries and says so).
+ */
+async function boundedLogWrite<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof UnexpectedStatusError && e.status === 413) {
+      const text = e.body.trim();
+      const command = /log entry command is \d+ bytes, more than (\d+) bytes/.exec(text);
+      throw new LogRefusedError(text, command ? Number(command[1]) : undefined);
+    }
+    throw e;
+  }
 }
 
 /**

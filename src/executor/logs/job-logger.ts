@@ -8,7 +8,10 @@
  *   - the sync loop (`log-sync.ts`): adds in order, the timer, retries and the final sync.
  *
  * Contracts:
- *   - `entry(key, argv)` creates an entry with startTime = now (RFC 3339) and the redacted argv.
+ *   - `entry(key, argv)` creates an entry with startTime = now (RFC 3339) and the redacted argv,
+ *     shortened with a marker beyond the server's command bound (`command-cap.ts`).
+ *   - Once the server refuses further entries (its entry count or log cap), later entries are not
+ *     sent and `flush()` ends the log with one line saying so; it is not an error of the job.
  *   - Output is redacted per stream (boundary-safe) BEFORE line splitting and the size cap.
  *   - `close(exitCode)` sets exitCode and durationMs and forces a final sync right away; the entry
  *     ignores writes after it.
@@ -26,6 +29,7 @@ import type { Clock } from '../../lib/clock.js';
 import { systemClock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import type { JobLogger, LogEntryHandle } from '../job-context.js';
+import { capCommand } from './command-cap.js';
 import { createLineAssembler, type DeliverOutput } from './line-assembler.js';
 import { createLogSync, type SyncedEntry } from './log-sync.js';
 import { createOutputCap } from './output-cap.js';
@@ -73,7 +77,7 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     const streams = {} as EntryState['streams'];
     const e: EntryState = {
       key,
-      command: command === null ? null : command.map((a) => redactor.redact(a)),
+      command: command === null ? null : capCommand(command.map((a) => redactor.redact(a))),
       startTime: new Date(startMs).toISOString(),
       startMs,
       streams,
@@ -129,6 +133,7 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       if (!e.closed) logger.warn('flushing a log entry that was never closed', { key: e.key });
     }
     await Promise.all(entries.map((e) => sync.finalSync(e)));
+    await sync.noticeRefusal();
     const errors = entries.filter((e) => e.error).map((e) => e.error!);
     if (errors.length > 0) throw new Error(errors.join('; '));
   };

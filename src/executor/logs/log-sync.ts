@@ -13,12 +13,17 @@
  *     waits for the update in flight and sends right away; it runs once, later calls share it. A
  *     failed add or final sync is recorded in `error`; a failed intermediate update is retried at
  *     the next interval and only logged, with the time since the loop's last successful request.
+ *   - The server's log bounds (LogRefusedError, a 413) are not failures of the job: a command over
+ *     the server's bound is shortened to it and the add sent again, once; any other refusal (the
+ *     entry count, the job's log cap) stops all further adds, and `noticeRefusal` says so once, at
+ *     the end of the last entry the server took.
  */
 import { errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { type BatchedOutput, createAppendBatcher, releaseSent } from './append-batcher.js';
+import { capCommand } from './command-cap.js';
 import type { OutputCap } from './output-cap.js';
-import type { LogSink, WireLogEntry } from './types.js';
+import { LogRefusedError, type LogSink, type WireLogEntry } from './types.js';
 
 /** An entry as the sync loop sees it. */
 export interface SyncedEntry extends BatchedOutput {
@@ -59,6 +64,48 @@ export interface LogSync {
   finalSync(e: SyncedEntry): Promise<void>;
   /** Settles once every add queued so far has settled. */
   addsSettled(): Promise<void>;
+  /**
+   * When the server refused further entries: appends one line saying so to the last entry it took
+   * (after that entry's final sync; with log-append only, else a warning in the executor's log).
+   * Best effort and once; never throws.
+   */
+  noticeRefusal(): Promise<void>;
+}
+
+/** The line a job's log ends with when the server refused further entries. */
+export const refusalNotice = (serverText: string): string =>
+  `\n[executor: the server refused further log entries (${serverText}); the output of later steps is not in this log]\n`;
+
+/** sink.add, sent once more with the command shortened when the server names a smaller bound. */
+async function addShortening(e: SyncedEntry, send: () => Promise<number>): Promise<number> {
+  try {
+    return await send();
+  } catch (err) {
+    if (!(err instanceof LogRefusedError) || err.commandLimitBytes === undefined || !e.command) throw err;
+    e.command = capCommand(e.command, err.commandLimitBytes);
+    return send();
+  }
+}
+
+/** Appends `notice` to `target`'s output after its final sync (log-append only); never throws. */
+async function appendNotice(
+  sink: LogSink,
+  target: SyncedEntry | undefined,
+  notice: string,
+  logger: Logger,
+): Promise<void> {
+  if (!target || target.id === undefined || !sink.append) {
+    logger.warn('cannot note the refused log entries in the job log', { notice: notice.trim() });
+    return;
+  }
+  await target.final;
+  const text = Buffer.from(notice, 'utf8');
+  try {
+    await sink.append(target.id, target.sentBytes, text, {});
+    target.sentBytes += text.length;
+  } catch (err) {
+    logger.warn('noting the refused log entries in the job log failed', { err: errorMessage(err) });
+  }
 }
 
 export function createLogSync(opts: LogSyncOptions): LogSync {
@@ -71,6 +118,9 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
   let lastSuccessAt = mono();
   const sinceLastSuccessMs = () => Math.round(mono() - lastSuccessAt);
   let addChain: Promise<void> = Promise.resolve();
+  let refused: string | undefined; // the server's text once it refused an entry (count, cap)
+  let noticed = false;
+  let lastAdded: SyncedEntry | undefined;
 
   /** `final`: with exitCode and durationMs once they are known. */
   const wire = (e: SyncedEntry, out: string, final = true): WireLogEntry => {
@@ -141,18 +191,31 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
   return {
     add(e) {
       e.added = addChain = addChain.then(async () => {
+        // The server takes no more entries; noticeRefusal says so once.
+        if (refused !== undefined) return;
         const v = e.version;
         const closed = e.closed;
         const b = batcher?.next(e, closed);
         e.lastSendAt = mono();
         try {
-          e.id = await sink.add(b ? wire(e, b.out.toString('utf8'), b.last) : wire(e, cap.text(e)));
+          e.id = await addShortening(e, () =>
+            sink.add(b ? wire(e, b.out.toString('utf8'), b.last) : wire(e, cap.text(e))),
+          );
+          lastAdded = e;
           lastSuccessAt = mono();
           if (b) batcher!.acknowledged(e, b);
           else if (closed) releaseSent(e);
           // Head parts left over (more than one request's worth) go out with the next sync.
           if (!b || b.last || (!closed && e.sentParts === e.headParts.length)) e.sentVersion = v;
         } catch (err) {
+          if (err instanceof LogRefusedError) {
+            refused = err.serverText;
+            logger.warn('the server refuses further log entries of this job; later output is not sent', {
+              key: e.key,
+              reason: err.serverText,
+            });
+            return;
+          }
           e.error = `adding log entry ${e.key} failed: ${errorMessage(err)}`;
           logger.error('adding log entry failed', {
             key: e.key,
@@ -190,5 +253,10 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
       return e.final;
     },
     addsSettled: () => addChain,
+    async noticeRefusal() {
+      if (refused === undefined || noticed) return;
+      noticed = true;
+      await appendNotice(sink, lastAdded, refusalNotice(refused), logger);
+    },
   };
 }

@@ -32,3 +32,17 @@ export interface LogSink {
     fields: { exitCode?: number; durationMs?: number },
   ): Promise<void>;
 }
+
+/**
+ * The server refused a log write over one of its bounds (413: entries per job, the job's log cap,
+ * a command's size). `commandLimitBytes` is the command bound when that is the one it named.
+ */
+export class LogRefusedError extends Error {
+  constructor(
+    readonly serverText: string,
+    readonly commandLimitBytes?: number,
+  ) {
+    super(`the server refused the log entry: ${serverText}`);
+    this.name = 'LogRefusedError';
+  }
+}

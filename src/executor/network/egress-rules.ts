@@ -95,12 +95,12 @@ function allowsOf(inputs: EgressInputs): Allow[] {
       const c = hostCidr(a);
       return c ? [{ dst: c, port: e.port }] : [];
     });
-  out.push(...hosts(inputs.queueServer));
+  for (const h of hosts(inputs.queueServer)) out.push(h);
   for (const r of inputs.resolvers) {
     const c = hostCidr(r);
     if (c) out.push({ dst: c, port: 53 });
   }
-  for (const m of inputs.registryMirrors) out.push(...hosts(m));
+  for (const m of inputs.registryMirrors) for (const h of hosts(m)) out.push(h);
   for (const a of inputs.allow) out.push({ dst: a.cidr, port: a.port });
   // A container's loopback is its own: allowing 127.0.0.1 or ::1 would only add noise.
   const seen = new Set<string>();
@@ -223,7 +223,7 @@ export function installScript(
 ): string {
   const lines = ['*filter'];
   for (const c of rules.chains) lines.push(`:${c.name} - [0:0]`);
-  for (const c of rules.chains) lines.push(...c.rules);
+  for (const c of rules.chains) for (const r of c.rules) lines.push(r);
   for (const j of rules.jumps) {
     for (let i = 0; i < existingJumps[j.hook]; i++) lines.push(`-D ${hookChain[j.hook]} ${j.spec}`);
     lines.push(`-I ${hookChain[j.hook]} 1 ${j.spec}`);

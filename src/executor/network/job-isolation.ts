@@ -96,7 +96,8 @@ async function run(opts: IsolationOptions, mode: 'install' | 'check'): Promise<I
   const { rules, warnings } = await rulesFor(opts, net.bridge, net.gateway);
   const problems: string[] = [];
   for (const family of [rules.v4, rules.v6]) {
-    problems.push(...(mode === 'install' ? await installFamily(family) : await checkFamily(family)));
+    for (const p of mode === 'install' ? await installFamily(family) : await checkFamily(family))
+      problems.push(p);
   }
   return { ok: problems.length === 0, problems, fix: FIREWALL_FIX, warnings };
 }

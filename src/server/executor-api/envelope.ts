@@ -11,7 +11,16 @@ import { CAPABILITIES_HEADER, CAPABILITY, SERVER_VERSION_HEADER } from '../../pr
 import { executorVersion, InvalidVersionError } from '../../protocol/version.js';
 import type { RouteDeps } from '../deps.js';
 import { answerFailure, type FailureForms } from '../failure.js';
-import { BodyTooLargeError, type RouteContext, readBody, sendJson, sendText } from '../http.js';
+import {
+  BodyTimeoutError,
+  BodyTooLargeError,
+  bodyTimeouts,
+  type RouteContext,
+  readBody,
+  sendBodyTimeout,
+  sendJson,
+  sendText,
+} from '../http.js';
 
 export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend].join(', ');
 
@@ -32,13 +41,17 @@ function describeZod(error: z.ZodError): string {
   return `json: ${i.message}${where}`;
 }
 
-/** Each request's body, read once: the quick markComplete path reads it before authentication. */
+/**
+ * Each request's body, read once: the quick markComplete path reads its small body (at most
+ * QUICK_BODY_LIMIT) in the same store statement that checks the token; every other route reads
+ * only after authentication.
+ */
 const bodies = new WeakMap<RouteContext, Promise<Buffer>>();
 
 export function bodyOf(ctx: RouteContext, deps: RouteDeps): Promise<Buffer> {
   let body = bodies.get(ctx);
   if (!body) {
-    body = readBody(ctx.req, deps.config.executorBodyLimitBytes);
+    body = readBody(ctx.req, deps.config.executorBodyLimitBytes, bodyTimeouts(deps.config));
     // Whoever awaits it handles a failure; this only keeps an unawaited one from being unhandled.
     body.catch(() => {});
     bodies.set(ctx, body);
@@ -57,6 +70,10 @@ export async function decode<T extends ZodType>(
   } catch (e) {
     if (e instanceof BodyTooLargeError) {
       sendText(ctx.res, 413, `request body too large (limit ${e.limit} bytes)\n`);
+      throw new Responded();
+    }
+    if (e instanceof BodyTimeoutError) {
+      sendBodyTimeout(ctx.res, `${e.message}\n`);
       throw new Responded();
     }
     throw e;

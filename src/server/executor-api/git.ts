@@ -6,7 +6,14 @@
  */
 import { spawn } from 'node:child_process';
 import type { RouteDeps } from '../deps.js';
-import { type RouteContext, type Router, sendText } from '../http.js';
+import {
+  bodyTimeouts,
+  type RouteContext,
+  type Router,
+  sendBodyTimeout,
+  sendText,
+  watchBody,
+} from '../http.js';
 import { wrapExecutorHandler } from './envelope.js';
 import { requireJob } from './guards.js';
 
@@ -141,6 +148,13 @@ function serveGit(
         if (!res.headersSent) sendText(res, 413, 'request body too large\n');
         else res.destroy();
       }
+    });
+    // Wants and haves that stop arriving are cut like any body (408, or the connection once
+    // the answer has begun).
+    watchBody(req, bodyTimeouts(deps.config), (e) => {
+      child.kill('SIGKILL');
+      req.unpipe(child.stdin);
+      sendBodyTimeout(res, `${e.message}\n`);
     });
     req.pipe(child.stdin);
     child.stdin.on('error', () => {});

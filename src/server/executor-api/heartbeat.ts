@@ -7,6 +7,7 @@
 import { heartbeatRequestSchema } from '../../protocol/http.js';
 import type { RouteDeps } from '../deps.js';
 import { type Router, sendJson } from '../http.js';
+import { normalizePushedMetrics } from '../pushed-metrics.js';
 import { decode, HandlerError, wrapExecutorHandler as wrap } from './envelope.js';
 import { requireExecutor } from './guards.js';
 
@@ -34,6 +35,14 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
         groups.push({ queue: ctx.params.queue!, ids: body.jobIds });
       }
       const now = clock.now();
+      // Parsed once here, with the labels the server owns set by the server (pushed-metrics.ts).
+      const pushed = normalizePushedMetrics(
+        body.executorName,
+        body.prometheusMetrics,
+        deps.config.maxExecutorMetricsBytes,
+      );
+      if (!pushed.ok)
+        logger.warn('executor metrics dropped', { executor: body.executorName, reason: pushed.reason });
       try {
         await store.upsertExecutor(
           {
@@ -48,7 +57,7 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
             gitVersion: body.gitVersion,
             igniteVersion: body.igniteVersion,
             srcCliVersion: body.srcCliVersion,
-            metrics: body.prometheusMetrics,
+            metrics: pushed.ok ? pushed.text : '',
           },
           now,
         );
@@ -66,8 +75,8 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
         if (ids.length === 0) continue;
         const r = await store.heartbeat(body.executorName, g.queue, ids, now);
         const suffix = multi ? `-${g.queue}` : '';
-        knownIds.push(...r.knownIds.map((id) => `${id}${suffix}`));
-        cancelIds.push(...r.cancelIds.map((id) => `${id}${suffix}`));
+        for (const id of r.knownIds) knownIds.push(`${id}${suffix}`);
+        for (const id of r.cancelIds) cancelIds.push(`${id}${suffix}`);
         const lost = ids.filter((id) => !r.knownIds.includes(id));
         if (lost.length > 0)
           logger.info('heartbeat lost a job', { executor: body.executorName, queue: g.queue, ids: lost });

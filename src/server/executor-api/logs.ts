@@ -4,16 +4,19 @@
  * output at a byte offset; 409 with the stored length on a gap). Every write is fenced to the
  * caller's attempt, secrets that still arrive are masked, and the per-job output cap applies.
  */
+
+import { isAppError } from '../../lib/errors.js';
 import {
   addExecutionLogEntryRequestSchema,
   appendExecutionLogEntryRequestSchema,
   updateExecutionLogEntryRequestSchema,
 } from '../../protocol/http.js';
+import { entryMetaBytes } from '../../store/log-output.js';
 import type { JobRecord, LogEntryInput } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import type { RouteContext, Router } from '../http.js';
-import { sendEmpty, sendJson } from '../http.js';
-import { decode, wrapExecutorHandler as wrap } from './envelope.js';
+import { sendEmpty, sendJson, sendText } from '../http.js';
+import { decode, Responded, wrapExecutorHandler as wrap } from './envelope.js';
 import { fenceFor, requireJob } from './guards.js';
 import { maskSecrets } from './mask-secrets.js';
 
@@ -30,6 +33,43 @@ function logEntry(body: LogEntryInput, secrets: string[]): LogEntryInput {
 
 export const secretsOf = (job: JobRecord | null): string[] => Object.values(job?.spec.secrets ?? {});
 
+/** Longest log key, in UTF-8 bytes (`step.docker.<key>` and the like are far shorter). */
+export const MAX_LOG_KEY_BYTES = 256;
+
+/**
+ * The bounds of one entry that need no store: its key's length and its command's size. Beyond
+ * either, 413 with a text naming the bound (the executor shortens commands before sending).
+ */
+function checkEntryBounds(ctx: RouteContext, deps: RouteDeps, body: LogEntryInput): void {
+  const keyBytes = Buffer.byteLength(body.key, 'utf8');
+  if (keyBytes > MAX_LOG_KEY_BYTES) {
+    refuseTooLarge(ctx, `log entry key is ${keyBytes} bytes, longer than ${MAX_LOG_KEY_BYTES} bytes`);
+  }
+  const commandBytes = entryMetaBytes(body) - keyBytes;
+  const max = deps.config.maxLogCommandBytes;
+  if (commandBytes > max) {
+    refuseTooLarge(
+      ctx,
+      `log entry command is ${commandBytes} bytes, more than ${max} bytes (EXECUTOR_SERVER_MAX_LOG_COMMAND_BYTES)`,
+    );
+  }
+}
+
+function refuseTooLarge(ctx: RouteContext, text: string): never {
+  sendText(ctx.res, 413, `${text}\n`);
+  throw new Responded();
+}
+
+/** A store refusal of the entry count or the per-attempt cap: 413 with its message. */
+async function boundedWrite<T>(ctx: RouteContext, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (e) {
+    if (isAppError(e) && e.code === 'PAYLOAD_TOO_LARGE') refuseTooLarge(ctx, e.message);
+    throw e;
+  }
+}
+
 /** Upstream's answer to a write for a job (or attempt) the store does not know. */
 const unknownJob = (ctx: RouteContext) => sendJson(ctx.res, 500, { error: 'unknown job' });
 
@@ -42,8 +82,16 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
     wrap(deps, async (ctx) => {
       const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
       const body = await decode(ctx, deps, addExecutionLogEntryRequestSchema);
+      checkEntryBounds(ctx, deps, body);
       const { fence, job } = await fenceFor(ctx, deps, caller, body);
-      const id = await store.addLogEntry(fence, logEntry(body, secretsOf(job)), config.maxLogBytesPerJob);
+      const id = await boundedWrite(ctx, () =>
+        store.addLogEntry(
+          fence,
+          logEntry(body, secretsOf(job)),
+          config.maxLogBytesPerJob,
+          config.maxLogEntriesPerJob,
+        ),
+      );
       if (id === null) return unknownJob(ctx);
       sendJson(ctx.res, 200, id);
     }),
@@ -55,12 +103,10 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
     wrap(deps, async (ctx) => {
       const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
       const body = await decode(ctx, deps, updateExecutionLogEntryRequestSchema);
+      checkEntryBounds(ctx, deps, body);
       const { fence, job } = await fenceFor(ctx, deps, caller, body);
-      const ok = await store.updateLogEntry(
-        fence,
-        body.entryId,
-        logEntry(body, secretsOf(job)),
-        config.maxLogBytesPerJob,
+      const ok = await boundedWrite(ctx, () =>
+        store.updateLogEntry(fence, body.entryId, logEntry(body, secretsOf(job)), config.maxLogBytesPerJob),
       );
       if (!ok) return unknownJob(ctx);
       sendEmpty(ctx.res, 204);

@@ -13,6 +13,14 @@ import { secretsOf } from './logs.js';
 import { maskSecrets } from './mask-secrets.js';
 
 /**
+ * The largest body the quick path reads before the token is checked. A markComplete body is
+ * `{"jobId":N,"executorName":"..."}`, well under it; anything bigger (or without a declared
+ * Content-Length) takes the full path, which authenticates before it reads. So an unauthenticated
+ * request holds at most this much, and only for the body timeouts.
+ */
+const QUICK_BODY_LIMIT = 1024;
+
+/**
  * markComplete on the Bearer path in one store round trip. When the headers and the body are
  * well-formed and agree, the store checks the token, the executor's registration and the fence in
  * the statement that completes the job. Anything else, or a refusal, returns false and the handler
@@ -27,6 +35,8 @@ async function completeByToken(ctx: RouteContext, deps: RouteDeps): Promise<bool
   const executorName = ctx.req.headers['x-sourcegraph-executor-name'];
   if (!tokenHash || typeof jobIdText !== 'string' || typeof executorName !== 'string' || executorName === '')
     return false;
+  const declared = Number(ctx.req.headers['content-length']);
+  if (!(declared >= 0 && declared <= QUICK_BODY_LIMIT)) return false;
   let json: unknown;
   try {
     json = JSON.parse((await bodyOf(ctx, deps)).toString('utf8'));

@@ -7,7 +7,14 @@ import { AppError, ERRORS, type ErrorDetail, isAppError } from '../../lib/errors
 import type { TokenScope } from '../../protocol/user-api.js';
 import type { RouteDeps } from '../deps.js';
 import { answerFailure, type FailureForms } from '../failure.js';
-import { BodyTooLargeError, type RouteContext, readBody, sendJson } from '../http.js';
+import {
+  BodyTimeoutError,
+  BodyTooLargeError,
+  bodyTimeouts,
+  type RouteContext,
+  readBody,
+  sendJson,
+} from '../http.js';
 import { authorize } from './auth.js';
 
 export function sendError(
@@ -66,6 +73,16 @@ export function wrapUser(
         sendError(ctx, 'PAYLOAD_TOO_LARGE', `The request body is larger than ${e.limit} bytes.`);
         return;
       }
+      if (e instanceof BodyTimeoutError) {
+        // The rest of the body is not waited for: the connection closes after the answer.
+        ctx.res.setHeader('connection', 'close');
+        sendError(
+          ctx,
+          'REQUEST_TIMEOUT',
+          `${e.message.replace(/^./, (c) => c.toUpperCase())}; send it again.`,
+        );
+        return;
+      }
       answerFailure(ctx, deps.logger, USER_API_FAILURES, e);
     }
   };
@@ -75,7 +92,7 @@ export function wrapUser(
 export async function readJson(ctx: RouteContext, deps: RouteDeps): Promise<unknown> {
   const type = ctx.req.headers['content-type'];
   if (type && !/\bjson\b/i.test(type)) throw new AppError('UNSUPPORTED_MEDIA_TYPE');
-  const body = await readBody(ctx.req, deps.config.apiBodyLimitBytes);
+  const body = await readBody(ctx.req, deps.config.apiBodyLimitBytes, bodyTimeouts(deps.config));
   try {
     return JSON.parse(body.toString('utf8'));
   } catch (e) {

@@ -18,6 +18,7 @@ export function executorQueries(
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
+  | 'recentExecutorMetrics'
   | 'deleteExecutorsSeenBefore'
   | 'lookupTokenFor'
 > {
@@ -70,6 +71,17 @@ export function executorQueries(
 
     async listExecutors() {
       return (await rows<PgExecutorRow>('SELECT * FROM executors ORDER BY name COLLATE "C"')).map(toExecutor);
+    },
+
+    async recentExecutorMetrics(now: number, withinMs: number) {
+      // executors_last_seen serves the range; stale rows and their texts are not read.
+      return (
+        await rows<{ name: string; last_seen_at: number; metrics: string }>(
+          `SELECT name, last_seen_at, metrics FROM executors
+           WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> '' ORDER BY name COLLATE "C"`,
+          [t(now), withinMs],
+        )
+      ).map((r) => ({ name: r.name, lastSeenAt: Number(r.last_seen_at), metrics: r.metrics }));
     },
 
     async deleteExecutorsSeenBefore(cutoff: number) {

@@ -5,7 +5,14 @@
  * Reads are single statements.
  */
 import type pg from 'pg';
-import { cutOutput, newSuffix, planOutput } from '../log-output.js';
+import {
+  cutOutput,
+  entryMetaBytes,
+  logFullError,
+  newSuffix,
+  planOutput,
+  tooManyEntriesError,
+} from '../log-output.js';
 import type {
   AppendResult,
   AttemptFence,
@@ -19,20 +26,21 @@ import { type PgLogEntryRow, toLogEntry } from './rows.js';
 
 /**
  * Locks the job row if the fence holds (inside a log-write transaction) and returns the attempt's
- * output usage; null when fenced out.
+ * usage (bytes of keys, commands and output; entries); null when fenced out.
  */
 async function lockFence(
   c: pg.PoolClient,
   f: AttemptFence,
-): Promise<{ bytes: number; truncated: boolean } | null> {
+): Promise<{ bytes: number; entries: number; truncated: boolean } | null> {
   const held = await c.query(
     `SELECT id FROM jobs WHERE id = $1 AND state = 'processing' AND worker_hostname = $2 AND attempts = $3
      FOR NO KEY UPDATE`,
     [f.jobId, f.executorName, f.attempt],
   );
   if (held.rowCount === 0) return null;
-  const u = await c.query<{ bytes: number; truncated: boolean }>(
-    `SELECT COALESCE(SUM(out_length), 0)::bigint AS bytes, COALESCE(bool_or(truncated), false) AS truncated
+  const u = await c.query<{ bytes: number; entries: number; truncated: boolean }>(
+    `SELECT COALESCE(SUM(out_length + meta_bytes), 0)::bigint AS bytes, COUNT(*)::int AS entries,
+       COALESCE(bool_or(truncated), false) AS truncated
      FROM log_entries WHERE job_id = $1 AND attempt = $2`,
     [f.jobId, f.attempt],
   );
@@ -106,13 +114,17 @@ export function logQueries(
 ): Pick<Store, 'addLogEntry' | 'updateLogEntry' | 'appendLogOutput' | 'getLogEntries' | 'readLogOutput'> {
   const { rows, inTransaction } = c;
   return {
-    async addLogEntry(f: AttemptFence, entry: LogEntryInput, maxOutputBytes: number) {
+    async addLogEntry(f: AttemptFence, entry: LogEntryInput, maxOutputBytes: number, maxEntries = Infinity) {
       return inTransaction(async (c) => {
         const usage = await lockFence(c, f);
         if (!usage) return null;
+        if (usage.entries >= maxEntries) throw tooManyEntriesError(maxEntries);
+        const meta = entryMetaBytes(entry);
+        if (Number(usage.bytes) + meta > maxOutputBytes) throw logFullError(maxOutputBytes);
         const ins = await c.query<{ entry_id: number }>(
-          `INSERT INTO log_entries (job_id, attempt, entry_id, key, command, start_time, exit_code, duration_ms)
-           SELECT $1, $2, COALESCE(MAX(entry_id), 0) + 1, $3, $4, $5, $6, $7 FROM log_entries
+          `INSERT INTO log_entries (job_id, attempt, entry_id, key, command, start_time, exit_code, duration_ms,
+             meta_bytes)
+           SELECT $1, $2, COALESCE(MAX(entry_id), 0) + 1, $3, $4, $5, $6, $7, $8 FROM log_entries
            WHERE job_id = $1 AND attempt = $2
            RETURNING entry_id`,
           [
@@ -123,10 +135,12 @@ export function logQueries(
             entry.startTime,
             entry.exitCode ?? null,
             entry.durationMs ?? null,
+            meta,
           ],
         );
         const id = ins.rows[0]!.entry_id;
-        await writeOutput(c, f, id, 0, newSuffix(entry.out, 0), usage, maxOutputBytes);
+        const withMeta = { ...usage, bytes: Number(usage.bytes) + meta };
+        await writeOutput(c, f, id, 0, newSuffix(entry.out, 0), withMeta, maxOutputBytes);
         return id;
       });
     },
@@ -137,8 +151,12 @@ export function logQueries(
         if (!usage) return false;
         const cur = await getEntry(c, f, entryId);
         if (!cur) return false;
+        const meta = entryMetaBytes(entry);
+        const grown = meta - Number(cur.meta_bytes);
+        if (grown > 0 && Number(usage.bytes) + grown > maxOutputBytes) throw logFullError(maxOutputBytes);
         await c.query(
-          `UPDATE log_entries SET key = $4, command = $5, start_time = $6, exit_code = $7, duration_ms = $8
+          `UPDATE log_entries SET key = $4, command = $5, start_time = $6, exit_code = $7, duration_ms = $8,
+             meta_bytes = $9
            WHERE job_id = $1 AND attempt = $2 AND entry_id = $3`,
           [
             f.jobId,
@@ -149,6 +167,7 @@ export function logQueries(
             entry.startTime,
             entry.exitCode ?? null,
             entry.durationMs ?? null,
+            meta,
           ],
         );
         await writeOutput(
@@ -157,7 +176,7 @@ export function logQueries(
           entryId,
           cur.out_length,
           newSuffix(entry.out, cur.out_length),
-          usage,
+          { ...usage, bytes: Number(usage.bytes) + grown },
           maxOutputBytes,
         );
         return true;

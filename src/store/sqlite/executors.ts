@@ -17,6 +17,7 @@ export function executorQueries(
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
+  | 'recentExecutorMetrics'
   | 'deleteExecutorsSeenBefore'
   | 'lookupTokenFor'
 > {
@@ -53,6 +54,14 @@ export function executorQueries(
 
     async listExecutors() {
       return (q('SELECT * FROM executors ORDER BY name').all() as ExecutorRow[]).map(toExecutor);
+    },
+
+    async recentExecutorMetrics(now: number, withinMs: number) {
+      // executors_last_seen serves the range; stale rows and their texts are not read.
+      return q(
+        `SELECT name, last_seen_at AS lastSeenAt, metrics FROM executors
+         WHERE last_seen_at >= ? AND metrics <> '' ORDER BY name`,
+      ).all(now - withinMs) as { name: string; lastSeenAt: number; metrics: string }[];
     },
 
     async deleteExecutorsSeenBefore(cutoff: number) {

@@ -4,7 +4,14 @@
  * the chunk it admits, so concurrent writers of one job cannot exceed it. Reads are single statements.
  */
 
-import { cutOutput, newSuffix, planOutput } from '../log-output.js';
+import {
+  cutOutput,
+  entryMetaBytes,
+  logFullError,
+  newSuffix,
+  planOutput,
+  tooManyEntriesError,
+} from '../log-output.js';
 import type {
   AppendResult,
   AttemptFence,
@@ -20,6 +27,18 @@ import { type LogEntryRow, toLogEntry } from './rows.js';
  * Appends `incoming` to an entry after the per-attempt cap. Runs inside the caller's transaction.
  * Returns the entry's stored length afterwards and whether the attempt is (now) truncated.
  */
+/** What an attempt's log holds: its bytes (keys, commands, output), entries, and the cap's flag. */
+function usageOf(
+  q: SqliteContext['q'],
+  f: AttemptFence,
+): { bytes: number; entries: number; truncated: number } {
+  return q(
+    `SELECT COALESCE(SUM(out_length + meta_bytes), 0) AS bytes, COUNT(*) AS entries,
+       COALESCE(MAX(truncated), 0) AS truncated
+     FROM log_entries WHERE job_id = ? AND attempt = ?`,
+  ).get(f.jobId, f.attempt) as { bytes: number; entries: number; truncated: number };
+}
+
 function writeOutput(
   q: SqliteContext['q'],
   f: AttemptFence,
@@ -28,10 +47,7 @@ function writeOutput(
   incoming: Buffer,
   maxOutputBytes: number,
 ): { length: number; truncated: boolean } {
-  const usage = q(
-    `SELECT COALESCE(SUM(out_length), 0) AS bytes, COALESCE(MAX(truncated), 0) AS truncated
-     FROM log_entries WHERE job_id = ? AND attempt = ?`,
-  ).get(f.jobId, f.attempt) as { bytes: number; truncated: number };
+  const usage = usageOf(q, f);
   const plan = planOutput(incoming, usage.bytes, usage.truncated === 1, maxOutputBytes);
   if (plan.data.length > 0) {
     q(
@@ -78,27 +94,35 @@ export function logQueries(
 ): Pick<Store, 'addLogEntry' | 'updateLogEntry' | 'appendLogOutput' | 'getLogEntries' | 'readLogOutput'> {
   const { q, tx, fenceHolds } = c;
 
-  const addLogEntryTx = tx((f: AttemptFence, entry: LogEntryInput, maxOutputBytes: number): number | null => {
-    if (!fenceHolds(f)) return null;
-    const { next } = q(
-      'SELECT COALESCE(MAX(entry_id), 0) + 1 AS next FROM log_entries WHERE job_id = ? AND attempt = ?',
-    ).get(f.jobId, f.attempt) as { next: number };
-    q(
-      `INSERT INTO log_entries (job_id, attempt, entry_id, key, command, start_time, exit_code, duration_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      f.jobId,
-      f.attempt,
-      next,
-      entry.key,
-      entry.command === null ? null : JSON.stringify(entry.command),
-      entry.startTime,
-      entry.exitCode ?? null,
-      entry.durationMs ?? null,
-    );
-    writeOutput(q, f, next, 0, newSuffix(entry.out, 0), maxOutputBytes);
-    return next;
-  });
+  const addLogEntryTx = tx(
+    (f: AttemptFence, entry: LogEntryInput, maxOutputBytes: number, maxEntries: number): number | null => {
+      if (!fenceHolds(f)) return null;
+      const usage = usageOf(q, f);
+      if (usage.entries >= maxEntries) throw tooManyEntriesError(maxEntries);
+      const meta = entryMetaBytes(entry);
+      if (usage.bytes + meta > maxOutputBytes) throw logFullError(maxOutputBytes);
+      const { next } = q(
+        'SELECT COALESCE(MAX(entry_id), 0) + 1 AS next FROM log_entries WHERE job_id = ? AND attempt = ?',
+      ).get(f.jobId, f.attempt) as { next: number };
+      q(
+        `INSERT INTO log_entries (job_id, attempt, entry_id, key, command, start_time, exit_code, duration_ms,
+         meta_bytes)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        f.jobId,
+        f.attempt,
+        next,
+        entry.key,
+        entry.command === null ? null : JSON.stringify(entry.command),
+        entry.startTime,
+        entry.exitCode ?? null,
+        entry.durationMs ?? null,
+        meta,
+      );
+      writeOutput(q, f, next, 0, newSuffix(entry.out, 0), maxOutputBytes);
+      return next;
+    },
+  );
 
   const getEntryRow = (f: AttemptFence, entryId: number) =>
     q('SELECT * FROM log_entries WHERE job_id = ? AND attempt = ? AND entry_id = ?').get(
@@ -112,8 +136,12 @@ export function logQueries(
       if (!fenceHolds(f)) return false;
       const cur = getEntryRow(f, entryId);
       if (!cur) return false;
+      const meta = entryMetaBytes(entry);
+      if (meta > cur.meta_bytes && usageOf(q, f).bytes + meta - cur.meta_bytes > maxOutputBytes)
+        throw logFullError(maxOutputBytes);
       q(
-        `UPDATE log_entries SET key = ?, command = ?, start_time = ?, exit_code = ?, duration_ms = ?
+        `UPDATE log_entries SET key = ?, command = ?, start_time = ?, exit_code = ?, duration_ms = ?,
+           meta_bytes = ?
          WHERE job_id = ? AND attempt = ? AND entry_id = ?`,
       ).run(
         entry.key,
@@ -121,6 +149,7 @@ export function logQueries(
         entry.startTime,
         entry.exitCode ?? null,
         entry.durationMs ?? null,
+        meta,
         f.jobId,
         f.attempt,
         entryId,
@@ -172,8 +201,8 @@ export function logQueries(
   );
 
   return {
-    async addLogEntry(f: AttemptFence, entry: LogEntryInput, maxOutputBytes: number) {
-      return addLogEntryTx(f, entry, maxOutputBytes);
+    async addLogEntry(f: AttemptFence, entry: LogEntryInput, maxOutputBytes: number, maxEntries = Infinity) {
+      return addLogEntryTx(f, entry, maxOutputBytes, maxEntries);
     },
 
     async updateLogEntry(f: AttemptFence, entryId: number, entry: LogEntryInput, maxOutputBytes: number) {

@@ -152,4 +152,13 @@ CREATE TABLE api_tokens (
 );
 `,
   },
+  {
+    version: 4,
+    name: 'log_entry_meta_bytes',
+    sql: `
+-- The bytes of an entry's key and command, counted with its output against the per-attempt log cap
+-- (rows written before this migration count 0).
+ALTER TABLE log_entries ADD COLUMN meta_bytes INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];

@@ -28,7 +28,7 @@ export async function validateDocker(
     });
     return checks;
   }
-  checks.push(...(await validateUserns(docker, kind)));
+  for (const c of await validateUserns(docker, kind)) checks.push(c);
   try {
     checks.push(writableLayerCheck(await docker.info(), diskQuota?.text));
   } catch (err) {

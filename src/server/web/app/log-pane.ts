@@ -79,11 +79,12 @@ function drawTimeline(timeline: HTMLElement, views: Map<number, EntryView>, jobI
   clear(timeline);
   const list = [...views.values()].map((v) => v.entry);
   const starts = list.map((e) => Date.parse(e.startTime)).filter(Number.isFinite);
-  const t0 = Math.min(...starts);
+  // reduce, not a spread: an argument list has a size limit and entries have none here.
+  const t0 = starts.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
   const ends = list.map(
     (e) => Date.parse(e.startTime) + (e.durationMs ?? Date.now() - Date.parse(e.startTime)),
   );
-  const span = Math.max(1, Math.max(...ends) - t0);
+  const span = Math.max(1, ends.reduce((a, b) => Math.max(a, b), Number.NEGATIVE_INFINITY) - t0);
   for (const e of list) {
     const start = Date.parse(e.startTime) - t0;
     const dur = e.durationMs ?? Math.max(0, Date.now() - Date.parse(e.startTime));
