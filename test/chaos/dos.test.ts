@@ -362,35 +362,42 @@ describe(`dos (${CHAOS_SCALE} scale)`, () => {
       let text = '';
       for (let i = 0; text.length < metricsBytes; i++) text += `dos_pushed_metric_${i}{label="v"} ${i}\n`;
       const heartbeatStatuses: number[] = [];
+      // The pushers keep pushing (as executors beat every few seconds) and scrapers keep
+      // scraping: a bounded server answers each round quickly, so there are enough rounds for
+      // /healthz to be probed during the attack.
+      const rounds = scaled(10, 20);
       const m = await underAttack(s, async () => {
-        await pool(range(executors), 4, async (i) => {
-          const r = await request(
-            s.url,
-            'POST',
-            `/.executors/queue/${DOS_QUEUE}/heartbeat`,
-            executorHeaders,
-            JSON.stringify({
-              executorName: `pusher-${i}`,
-              executorVersion: '5.3.0',
-              jobIds: [],
-              prometheusMetrics: text,
-            }),
-          );
-          heartbeatStatuses.push(r.status);
-        });
         const times: number[] = [];
         const statuses: number[] = [];
-        for (let i = 0; i < scrapes; i++) {
-          const t0 = performance.now();
-          const r = await request(s.url, 'GET', '/metrics');
-          times.push(performance.now() - t0);
-          statuses.push(r.status);
+        for (let round = 0; round < rounds; round++) {
+          await pool(range(executors), 4, async (i) => {
+            const r = await request(
+              s.url,
+              'POST',
+              `/.executors/queue/${DOS_QUEUE}/heartbeat`,
+              executorHeaders,
+              JSON.stringify({
+                executorName: `pusher-${i}`,
+                executorVersion: '5.3.0',
+                jobIds: [],
+                prometheusMetrics: text,
+              }),
+            );
+            heartbeatStatuses.push(r.status);
+          });
+          for (let i = 0; i < scrapes; i++) {
+            const t0 = performance.now();
+            const r = await request(s.url, 'GET', '/metrics');
+            times.push(performance.now() - t0);
+            statuses.push(r.status);
+          }
         }
         return { times, statuses };
       });
       const scrapeMaxMs = round(Math.max(...m.result.times));
       publish('dos-pushed-metrics', {
         executors,
+        rounds,
         metricsMiB: round(metricsBytes / MiB),
         scrapes,
         scrapeMaxMs,
