@@ -44,6 +44,9 @@ export interface ServerConfig {
   apiBodyLimitBytes: number;
   /** Dashboard: loopback peers may use the user API without a token when listening on loopback. */
   dashboardLoopbackOpen: boolean;
+  /** Failed authentications from one peer (or token name) within the window before 429s. */
+  authFailureLimit: number;
+  authFailureWindowMs: number;
 }
 
 export class ServerConfigError extends Error {
@@ -250,6 +253,19 @@ export const SERVER_ENV = {
       'when listening on loopback, the dashboard opens without the API token for loopback peers that came through no proxy (true or false; `executor up` turns it on)',
     parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
   },
+  EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: {
+    flag: 'auth-failure-limit',
+    default: '10',
+    description:
+      'failed authentications (user API and /.executors) a peer address, or a token name, may make within the window; further requests from it get 429 with Retry-After, without their token being checked, until the window passes',
+    parse: count(z.number().min(1).max(1_000_000)),
+  },
+  EXECUTOR_SERVER_AUTH_FAILURE_WINDOW: {
+    flag: 'auth-failure-window',
+    default: '1m',
+    description: 'the window of EXECUTOR_SERVER_AUTH_FAILURE_LIMIT, counted from the first failure',
+    parse: duration(AT_LEAST_1S),
+  },
 } as const satisfies Catalogue;
 
 export interface ServerSetting extends Setting {
@@ -321,5 +337,7 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     executorBodyLimitBytes: v.EXECUTOR_SERVER_EXECUTOR_BODY_LIMIT,
     apiBodyLimitBytes: v.EXECUTOR_SERVER_API_BODY_LIMIT,
     dashboardLoopbackOpen: v.EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN,
+    authFailureLimit: v.EXECUTOR_SERVER_AUTH_FAILURE_LIMIT,
+    authFailureWindowMs: v.EXECUTOR_SERVER_AUTH_FAILURE_WINDOW,
   };
 }

@@ -13,6 +13,10 @@ export const ERRORS = {
   CONFLICT: { status: 409, message: 'The resource is not in a state that allows this.' },
   PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send the body as application/json.' },
+  RATE_LIMITED: {
+    status: 429,
+    message: 'Too many failed authentication attempts; retry after the time in Retry-After.',
+  },
   UNAVAILABLE: { status: 503, message: 'The server is temporarily unavailable; retry shortly.' },
   INTERNAL: { status: 500, message: 'Internal error.' },
   CONFIG: { status: 500, message: 'Invalid configuration.' },

@@ -14,7 +14,7 @@ import { wrapUser } from './user-api/routes.js';
 const EXECUTOR_METRICS_TTL_MS = 30_000;
 
 export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
-  const { store, clock, logger, metrics } = deps;
+  const { store, clock, logger, metrics, authRefusals } = deps;
   router.add('GET', '/healthz', async (ctx) => {
     try {
       await store.ping();
@@ -36,7 +36,11 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
         const now = clock.now();
         const [stats, executors] = await Promise.all([store.queueStats(now), store.listExecutors()]);
         const fresh = executors.filter((e) => now - e.lastSeenAt <= EXECUTOR_METRICS_TTL_MS && e.metrics);
-        const body = renderQueueMetrics(stats, now) + metrics.render() + renderExecutorMetrics(fresh);
+        const body =
+          renderQueueMetrics(stats, now) +
+          metrics.render() +
+          authRefusals.render() +
+          renderExecutorMetrics(fresh);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         ctx.res.end(body);
       },

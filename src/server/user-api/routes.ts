@@ -22,11 +22,10 @@ import {
 import { calculateCompatibility, isOurExecutorVersion } from '../../protocol/version.js';
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
-import { constantTimeEqual } from '../executor-api/auth.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
 import { answerFailure, type FailureForms } from '../failure.js';
 import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
-import { loopbackOpen } from '../web/loopback-access.js';
+import { authenticateUser } from './actor.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
 
@@ -74,13 +73,7 @@ export function wrapUser(
 ) {
   return async (ctx: RouteContext) => {
     try {
-      if (opts.auth !== false && !loopbackOpen(ctx.req, deps.config)) {
-        const h = ctx.req.headers.authorization ?? '';
-        const m = /^Bearer (.+)$/.exec(h);
-        if (!m || !constantTimeEqual(m[1]!, deps.config.apiToken)) {
-          throw new AppError('UNAUTHENTICATED', 'Send "Authorization: Bearer <api token>".');
-        }
-      }
+      if (opts.auth !== false) authenticateUser(ctx, deps);
       await fn(ctx);
     } catch (e) {
       if (isAppError(e) && e.code !== 'UNAVAILABLE') {
