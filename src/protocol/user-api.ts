@@ -58,7 +58,18 @@ export type LogEntryView = {
 };
 
 /** `GET /jobs/:id`: the job with its latest attempt's entries (without output). */
-export type JobDetailView = JobView & { logEntries: LogEntryView[] };
+/** What a user did to a job (the audit trail). */
+export const JOB_EVENT_ACTIONS = ['submitted', 'canceled', 'retried'] as const;
+export type JobEventAction = (typeof JOB_EVENT_ACTIONS)[number];
+
+/**
+ * One line of a job's history: when (ISO 8601), who (the API token's name; `admin` for the
+ * server's bootstrap API token, `local` for the tokenless loopback dashboard) and what.
+ */
+export type JobEventView = { at: string; actor: string; action: JobEventAction };
+
+/** `GET /jobs/:id`: the job, its latest attempt's log entries, and its history, oldest first. */
+export type JobDetailView = JobView & { logEntries: LogEntryView[]; events: JobEventView[] };
 
 /** `GET /jobs`: newest first; `nextBefore` is the `before` of the next page, null on the last. */
 export type JobListView = {

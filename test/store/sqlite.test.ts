@@ -6,12 +6,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { runStoreContract } from './contract.js';
+import { runJobEventsContract } from './job-events-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'executor-sqlite-store-'));
 let n = 0;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 runStoreContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
+runJobEventsContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 
 describe('sqlite store specifics', () => {
   it('uses WAL on a file and keeps data across reopen', async () => {
@@ -41,6 +43,7 @@ describe('sqlite store specifics', () => {
     expect(raw.prepare('SELECT version, name FROM schema_migrations').all()).toEqual([
       { version: 1, name: 'jobs_tokens_logs_executors' },
       { version: 2, name: 'job_claims' },
+      { version: 4, name: 'job_events' },
     ]);
     raw.close();
   });

@@ -25,8 +25,8 @@ import type { RouteDeps } from '../deps.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
 import { answerFailure, type FailureForms } from '../failure.js';
 import { BodyTooLargeError, type RouteContext, type Router, readBody, sendJson } from '../http.js';
-import { authenticateUser } from './actor.js';
-import { jobView, logEntryView, secretValues } from './job-view.js';
+import { actorOf, authenticateUser } from './actor.js';
+import { jobEventView, jobView, logEntryView, secretValues } from './job-view.js';
 import { resolveCommit } from './resolve-commit.js';
 
 /** An executor counts as active when seen within three heartbeat intervals (Sourcegraph: 3 x 5 s). */
@@ -160,6 +160,8 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
           timeoutMs: (spec.timeout ? parseDurationMs(spec.timeout) : undefined) ?? config.defaultJobTimeoutMs,
         },
         clock.now(),
+        // Recorded by the enqueue's own statement: no round trip before the wake-up below.
+        actorOf(ctx),
       );
       notifier.notify(job.queue);
       sendJson(ctx.res, 201, jobView(job), { location: `/api/v1/jobs/${job.id}` });
@@ -174,7 +176,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
       if (TERMINAL_STATES.includes(before.state)) {
         throw new AppError('CONFLICT', `Job ${before.id} already ended (${before.state}).`);
       }
-      const job = await store.cancelJob(before.id, clock.now());
+      const job = await store.cancelJob(before.id, clock.now(), actorOf(ctx));
       if (!job) throw new AppError('NOT_FOUND', 'No such job.');
       sendJson(ctx.res, 200, jobView(job));
     }),
@@ -191,7 +193,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
           `Job ${before.id} is ${before.state}; only failed, errored or canceled jobs can be retried.`,
         );
       }
-      const job = await store.retryJob(before.id, clock.now());
+      const job = await store.retryJob(before.id, clock.now(), actorOf(ctx));
       if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
       notifier.notify(job.queue);
       sendJson(ctx.res, 200, jobView(job));
@@ -238,11 +240,15 @@ function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
     '/api/v1/jobs/:id',
     wrapUser(deps, async (ctx) => {
       const job = await getJobOr404(deps, ctx.params.id);
-      const entries = job.attempts > 0 ? await store.getLogEntries(job.id, { attempt: job.attempts }) : [];
+      const [entries, events] = await Promise.all([
+        job.attempts > 0 ? store.getLogEntries(job.id, { attempt: job.attempts }) : [],
+        store.listJobEvents(job.id),
+      ]);
       const secrets = secretValues(job);
       sendJson(ctx.res, 200, {
         ...jobView(job),
         logEntries: entries.map((e) => logEntryView(e, secrets)),
+        events: events.map(jobEventView),
       } satisfies JobDetailView);
     }),
   );

@@ -138,4 +138,22 @@ ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_
 ALTER TABLE job_tokens SET (autovacuum_vacuum_scale_factor = 0.01);
 `,
   },
+  // Version 3 is reserved for the named API tokens (api_tokens); the runner applies any version
+  // not yet recorded, in this list's order, so a database may get 4 before 3.
+  {
+    version: 4,
+    name: 'job_events',
+    sql: `
+-- The audit trail: who (the user-API actor, never a token) submitted, canceled or retried a job.
+-- Written in the statement of the change it records; read per job, oldest first.
+CREATE TABLE job_events (
+  id      BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  job_id  BIGINT  NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  at      BIGINT  NOT NULL,
+  actor   TEXT    NOT NULL,
+  action  TEXT    NOT NULL CHECK (action IN ('submitted','canceled','retried'))
+);
+CREATE INDEX job_events_job ON job_events (job_id, id);
+`,
+  },
 ];

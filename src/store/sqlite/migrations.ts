@@ -135,4 +135,22 @@ CREATE TABLE job_claims (
 CREATE INDEX job_claims_job_attempt ON job_claims (job_id, attempt);
 `,
   },
+  // Version 3 is reserved for the named API tokens (api_tokens); the runner applies any version
+  // not yet recorded, in this list's order, so a database may get 4 before 3.
+  {
+    version: 4,
+    name: 'job_events',
+    sql: `
+-- The audit trail: who (the user-API actor, never a token) submitted, canceled or retried a job.
+-- Written in the transaction of the change it records; read per job, oldest first.
+CREATE TABLE job_events (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  at      INTEGER NOT NULL,
+  actor   TEXT    NOT NULL,
+  action  TEXT    NOT NULL CHECK (action IN ('submitted','canceled','retried'))
+);
+CREATE INDEX job_events_job ON job_events (job_id, id);
+`,
+  },
 ];
