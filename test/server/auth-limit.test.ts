@@ -119,6 +119,37 @@ describe('authentication failure limit (default 10 per minute)', () => {
   });
 });
 
+describe('job tokens', () => {
+  it('wrong job tokens are refused and counted on /metrics, but do not limit the peer', async () => {
+    const jobId = await h.submit({});
+    const job = await h.dequeue('default', 'exec-1');
+    expect(job.id).toBe(jobId);
+    for (let i = 0; i < 15; i++) {
+      const res = await h.job(
+        `/.executors/queue/default/addExecutionLogEntry`,
+        { id: job.id, token: 'ab'.repeat(20) },
+        'exec-1',
+        {
+          executorName: 'exec-1',
+          jobId: job.id,
+          key: 'k',
+          command: ['true'],
+          startTime: new Date().toISOString(),
+        },
+      );
+      expect([i, res.status]).toEqual([i, 401]);
+    }
+    expect(await refusals('executor', 'unauthenticated')).toBe(15);
+    expect(await refusals('executor', 'rate_limited')).toBe(0);
+    // The executor's real token still works from the same peer.
+    const ok = await h.job(`/.executors/queue/default/markComplete`, job, 'exec-1', {
+      executorName: 'exec-1',
+      jobId: job.id,
+    });
+    expect(ok.status).toBe(204);
+  });
+});
+
 describe('configured limit', () => {
   it('EXECUTOR_SERVER_AUTH_FAILURE_LIMIT and _WINDOW set the bound and the Retry-After', async () => {
     await h.close();
