@@ -325,9 +325,7 @@ export function registerClientCommands(program: Command): void {
     );
 
   withGlobal(
-    program
-      .command('show <id>')
-      .description('show a job: state, attempts, who submitted, canceled or retried it, steps and durations'),
+    program.command('show <id>').description('show a job: state, attempts, history, steps and durations'),
   ).action((id: string, opts: GlobalOpts) =>
     runAction(async () => {
       const job = await clientFrom(opts).getJob(parseId(id));
