@@ -257,7 +257,7 @@ export const SERVER_ENV = {
     flag: 'auth-failure-limit',
     default: '10',
     description:
-      'failed authentications (user API and /.executors) a peer address, or a token name, may make within the window; further requests from it get 429 with Retry-After, without their token being checked, until the window passes',
+      'failed authentications (a wrong API token or shared executor token) a peer address may make within the window; further requests from it, on either API, get 429 with Retry-After, without their token being checked, until the window passes',
     parse: count(z.number().min(1).max(1_000_000)),
   },
   EXECUTOR_SERVER_AUTH_FAILURE_WINDOW: {
