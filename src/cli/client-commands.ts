@@ -5,6 +5,7 @@
  * following without cancelling the job.
  */
 import type { Command } from 'commander';
+import type { JobEventView } from '../protocol/user-api.js';
 import { type ApiClient, ApiError, type ApiJob, type ApiLogEntry, createApiClient } from './api-client.js';
 import { ago, humanDuration, paint, stateText, table, toMs } from './format.js';
 import { JobFileError, readJobFile } from './job-file.js';
@@ -88,6 +89,11 @@ export function renderJob(job: ApiJob): string {
   const secrets = (job.spec as { secrets?: string[] } | undefined)?.secrets;
   if (secrets?.length) lines.push(`  secrets     ${secrets.join(', ')}`);
   if (job.failureMessage) lines.push(`  failure     ${paint(String(job.failureMessage), 'red')}`);
+  const events = job.events as JobEventView[] | undefined;
+  if (events?.length) {
+    lines.push('', paint('History', 'bold'));
+    for (const e of events) lines.push(`  ${e.at}  ${e.action.padEnd(9)}  by ${e.actor}`);
+  }
   const entries = (job.logEntries ?? job.entries) as ApiLogEntry[] | undefined;
   if (entries?.length) {
     lines.push('', paint('Steps', 'bold'));
@@ -330,7 +336,7 @@ export function registerClientCommands(program: Command): void {
     );
 
   withGlobal(
-    program.command('show <id>').description('show a job: state, attempts, steps and durations'),
+    program.command('show <id>').description('show a job: state, attempts, history, steps and durations'),
   ).action((id: string, opts: GlobalOpts) =>
     runAction(async () => {
       const job = await clientFrom(opts).getJob(parseId(id));

@@ -62,6 +62,9 @@ export interface ServerConfig {
   maxFollowers: number;
   /** Resident set size above which new work is refused with 503; 0 disables the guard. */
   memoryLimitBytes: number;
+  /** Failed authentications from one peer (or token name) within the window before 429s. */
+  authFailureLimit: number;
+  authFailureWindowMs: number;
 }
 
 export class ServerConfigError extends Error {
@@ -329,6 +332,19 @@ export const SERVER_ENV = {
       'resident memory (RSS) above which the server refuses new work (submissions, dequeues, new log entries, new followers) with 503 and Retry-After, and /healthz answers 503; 0 disables',
     parse: size(z.number().min(0)),
   },
+  EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: {
+    flag: 'auth-failure-limit',
+    default: '10',
+    description:
+      'failed authentications (a wrong API token or shared executor token) a peer address may make within the window; further requests from it, on either API, get 429 with Retry-After, without their token being checked, until the window passes',
+    parse: count(z.number().min(1).max(1_000_000)),
+  },
+  EXECUTOR_SERVER_AUTH_FAILURE_WINDOW: {
+    flag: 'auth-failure-window',
+    default: '1m',
+    description: 'the window of EXECUTOR_SERVER_AUTH_FAILURE_LIMIT, counted from the first failure',
+    parse: duration(AT_LEAST_1S),
+  },
 } as const satisfies Catalogue;
 
 export interface ServerSetting extends Setting {
@@ -409,5 +425,7 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     maxFollowersPerJob: v.EXECUTOR_SERVER_MAX_FOLLOWERS_PER_JOB,
     maxFollowers: v.EXECUTOR_SERVER_MAX_FOLLOWERS,
     memoryLimitBytes: v.EXECUTOR_SERVER_MEMORY_LIMIT,
+    authFailureLimit: v.EXECUTOR_SERVER_AUTH_FAILURE_LIMIT,
+    authFailureWindowMs: v.EXECUTOR_SERVER_AUTH_FAILURE_WINDOW,
   };
 }

@@ -18,6 +18,10 @@ export const ERRORS = {
     status: 429,
     message: 'Too many clients follow this job; retry later, or read its log without follow.',
   },
+  RATE_LIMITED: {
+    status: 429,
+    message: 'Too many failed authentication attempts; retry after the time in Retry-After.',
+  },
   UNAVAILABLE: { status: 503, message: 'The server is temporarily unavailable; retry shortly.' },
   OVERLOADED: { status: 503, message: 'The server is at capacity; retry after the time in Retry-After.' },
   INTERNAL: { status: 500, message: 'Internal error.' },

@@ -98,11 +98,26 @@ export type LogEntryView = {
 /** Characters of a command's JSON text the user API shows; longer commands are cut. */
 export const COMMAND_VIEW_CHARS = 8192;
 
+/** What a user did to a job (the audit trail). */
+export const JOB_EVENT_ACTIONS = ['submitted', 'canceled', 'retried'] as const;
+export type JobEventAction = (typeof JOB_EVENT_ACTIONS)[number];
+
+/**
+ * One line of a job's history: when (ISO 8601), who (the API token's name; `bootstrap` for the
+ * server's EXECUTOR_SERVER_API_TOKEN, `local` for the tokenless loopback dashboard) and what.
+ */
+export type JobEventView = { at: string; actor: string; action: JobEventAction };
+
 /**
  * `GET /jobs/:id?entriesAfter=&limit=`: the job with a page of its latest attempt's entries
- * (without output). `nextEntriesAfter` is the `entriesAfter` of the next page, null on the last.
+ * (without output) and its history, oldest first. `nextEntriesAfter` is the `entriesAfter` of the
+ * next page, null on the last.
  */
-export type JobDetailView = JobView & { logEntries: LogEntryView[]; nextEntriesAfter: number | null };
+export type JobDetailView = JobView & {
+  logEntries: LogEntryView[];
+  nextEntriesAfter: number | null;
+  events: JobEventView[];
+};
 
 /** Entries per job-view page: the default and the most a client may ask for. */
 export const JOB_ENTRIES_PAGE = { default: 500, max: 1000 } as const;

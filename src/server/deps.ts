@@ -2,6 +2,7 @@ import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Store } from '../store/types.js';
+import type { AuthLimiter, AuthRefusalMetrics } from './auth-limiter.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
@@ -15,6 +16,9 @@ export interface RouteDeps {
   logger: Logger;
   notifier: EnqueueNotifier;
   metrics: HttpMetrics;
+  /** Failed authentications per peer and token name (both APIs share one table). */
+  authLimiter: AuthLimiter;
+  authRefusals: AuthRefusalMetrics;
   /** Uniform in [0, 1); injectable so multi-queue selection can be tested. */
   random: () => number;
   /** This package's version, for executor compatibility of our own executors. */

@@ -12,6 +12,7 @@ import type { Logger } from '../lib/logger.js';
 import { packageVersion } from '../lib/version.js';
 import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
 import type { Store } from '../store/types.js';
+import { createAuthLimiter, createAuthRefusalMetrics } from './auth-limiter.js';
 import { createDeadlineEnforcer } from './background/deadline-enforcer.js';
 import { createExecutorJanitor } from './background/executor-janitor.js';
 import type { BackgroundLoop } from './background/loop.js';
@@ -100,6 +101,12 @@ export function createServer(deps: ServerDeps): ServerApp {
     logger,
     notifier,
     metrics,
+    authLimiter: createAuthLimiter({
+      limit: config.authFailureLimit,
+      windowMs: config.authFailureWindowMs,
+      clock,
+    }),
+    authRefusals: createAuthRefusalMetrics(),
     random: deps.random ?? Math.random,
     packageVersion: packageVersion(),
     memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),

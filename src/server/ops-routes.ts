@@ -19,7 +19,7 @@ import { wrapUser } from './user-api/wrap.js';
 const EXECUTOR_METRICS_TTL_MS = 30_000;
 
 export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
-  const { store, clock, logger, metrics, config } = deps;
+  const { store, clock, logger, metrics, config, authRefusals } = deps;
   const pushed = createPushedMetricsRenderer();
   router.add('GET', '/healthz', async (ctx) => {
     // Over the memory limit the server takes no new work: a load balancer should send it none.
@@ -57,7 +57,11 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
           store.queueStats(now),
           store.recentExecutorMetrics(now, EXECUTOR_METRICS_TTL_MS),
         ]);
-        const body = renderQueueMetrics(stats, now) + metrics.render() + pushed.render(executors);
+        const body =
+          renderQueueMetrics(stats, now) +
+          metrics.render() +
+          authRefusals.render() +
+          pushed.render(executors);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         ctx.res.end(body);
       },

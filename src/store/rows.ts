@@ -12,6 +12,8 @@ import type {
   ClaimRecord,
   ExecutorHeartbeat,
   ExecutorRecord,
+  JobAction,
+  JobEventRecord,
   JobRecord,
   JobState,
   LogEntryRecord,
@@ -107,6 +109,21 @@ export function toClaimRecord(r: ClaimRow): ClaimRecord {
     endedAt: r.ended_at,
     outcome: r.outcome,
   };
+}
+
+/** A `job_events` row; the same in both schemas. */
+export interface JobEventRow {
+  job_id: number;
+  at: number;
+  actor: string;
+  action: JobAction;
+}
+
+/** The audit trail's columns in record order; both twins select them, oldest event first. */
+export const JOB_EVENT_COLUMNS = 'job_id, at, actor, action';
+
+export function toJobEvent(r: JobEventRow): JobEventRecord {
+  return { jobId: r.job_id, at: r.at, actor: r.actor, action: r.action };
 }
 
 /** A row of the queue-stats aggregate (both twins name its columns so). */

@@ -176,6 +176,20 @@ export interface QueueStats {
   oldestQueuedAt: number | null;
 }
 
+/** What a user did to a job, as the audit trail records it (table job_events). */
+export type JobAction = 'submitted' | 'canceled' | 'retried';
+
+/**
+ * One line of a job's audit trail: who (the user-API actor: a token's name, `admin` for the
+ * bootstrap API token, `local` for the tokenless loopback dashboard) did what, when. Never a token.
+ */
+export interface JobEventRecord {
+  jobId: number;
+  at: number;
+  actor: string;
+  action: JobAction;
+}
+
 export interface ListJobsQuery {
   state?: JobState;
   queue?: string;
@@ -233,7 +247,11 @@ export interface Store {
   /** One round trip to the database (the health check); rejects, as any query would, when it is down. */
   ping(): Promise<void>;
 
-  enqueue(job: NewJob, now: number): Promise<JobRecord>;
+  /**
+   * Inserts a queued job. With `actor`, its `submitted` event is written in the same statement or
+   * transaction, so a job never exists without it (and nothing is added before the enqueue wake-up).
+   */
+  enqueue(job: NewJob, now: number, actor?: string): Promise<JobRecord>;
   getJob(id: number): Promise<JobRecord | null>;
   listJobs(q: ListJobsQuery): Promise<{ jobs: JobRecord[]; total: number }>;
 
@@ -351,10 +369,21 @@ export interface Store {
    */
   expireDeadlines(now: number, retry: RetryPolicy): Promise<number[]>;
 
-  /** Queued/errored -> canceled at once; processing -> cancel flag set. Null if no such job. */
-  cancelJob(id: number, now: number): Promise<JobRecord | null>;
-  /** A job in failed, errored or canceled goes back to queued with a fresh attempt budget. */
-  retryJob(id: number, now: number): Promise<JobRecord | null>;
+  /**
+   * Queued/errored -> canceled at once; processing -> cancel flag set. Null if no such job. With
+   * `actor`, a `canceled` event is written with the change, and only when something changed.
+   */
+  cancelJob(id: number, now: number, actor?: string): Promise<JobRecord | null>;
+  /**
+   * A job in failed, errored or canceled goes back to queued with a fresh attempt budget. With
+   * `actor`, a `retried` event is written with the change, and only when the job was requeued.
+   */
+  retryJob(id: number, now: number, actor?: string): Promise<JobRecord | null>;
+
+  /** Appends an event to a job's audit trail (false when there is no such job). */
+  addJobEvent(e: JobEventRecord): Promise<boolean>;
+  /** A job's audit trail, oldest first. Events go when the job row is deleted. */
+  listJobEvents(jobId: number): Promise<JobEventRecord[]>;
 
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;

@@ -100,14 +100,16 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     migrate: () => inner.migrate(),
     close: () => inner.close(),
     ping: () => inner.ping(),
-    enqueue: (j, n) => inner.enqueue(j, n),
+    enqueue: (j, n, a) => inner.enqueue(j, n, a),
     getJob: (id) => inner.getJob(id),
     listJobs: (q) => inner.listJobs(q),
     readyCounts: (q, n) => inner.readyCounts(q, n),
     heartbeat: (e, q, ids, n) => inner.heartbeat(e, q, ids, n),
     getLogEntries: (id, o) => inner.getLogEntries(id, o),
     readLogOutput: (id, a, e, f, m) => inner.readLogOutput(id, a, e, f, m),
-    retryJob: (id, n) => inner.retryJob(id, n),
+    retryJob: (id, n, a) => inner.retryJob(id, n, a),
+    addJobEvent: (e) => inner.addJobEvent(e),
+    listJobEvents: (id) => inner.listJobEvents(id),
     upsertExecutor: (hb, n) => inner.upsertExecutor(hb, n),
     getExecutor: (n) => inner.getExecutor(n),
     lookupTokenFor: (h, n) => inner.lookupTokenFor(h, n),
@@ -209,7 +211,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
       endOf(ids, attempts, 'deadline', t0);
       return ids;
     },
-    cancelJob: (id, n) => inner.cancelJob(id, n),
+    cancelJob: (id, n, a) => inner.cancelJob(id, n, a),
   };
   return decorated;
 }

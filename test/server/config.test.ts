@@ -37,6 +37,8 @@ describe('loadServerConfig', () => {
       maxLogEntriesPerJob: 1000,
       maxLogCommandBytes: 64 * 1024,
       queueWeights: {},
+      authFailureLimit: 10,
+      authFailureWindowMs: 60_000,
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.queueWeights)).toBe(true);
@@ -85,6 +87,35 @@ describe('loadServerConfig', () => {
     expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_STALLED_AFTER: must be a duration/);
     expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_LISTEN: must be HOST:PORT/);
     expect(problems.join('\n')).toMatch(/EXECUTOR_SERVER_QUEUE_WEIGHTS: "a=x" is not QUEUE=WEIGHT/);
+  });
+
+  it('the authentication-failure limit is at least 1 and its window at least 1s', () => {
+    const problems = (env: Record<string, string>): string[] => {
+      try {
+        loadServerConfig({ env: { ...required, ...env } });
+        return [];
+      } catch (e) {
+        return (e as ServerConfigError).problems;
+      }
+    };
+    expect(
+      problems({ EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: '0', EXECUTOR_SERVER_AUTH_FAILURE_WINDOW: '10ms' }),
+    ).toEqual([
+      expect.stringMatching(/^--auth-failure-limit \/ EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: /),
+      expect.stringMatching(
+        /^--auth-failure-window \/ EXECUTOR_SERVER_AUTH_FAILURE_WINDOW: must be at least 1s/,
+      ),
+    ]);
+    expect(problems({ EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: 'many' })).toHaveLength(1);
+    expect(
+      loadServerConfig({
+        env: {
+          ...required,
+          EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: '3',
+          EXECUTOR_SERVER_AUTH_FAILURE_WINDOW: '5m',
+        },
+      }),
+    ).toMatchObject({ authFailureLimit: 3, authFailureWindowMs: 300_000 });
   });
 
   it('docs/configuration.md lists every server setting with its default', () => {

@@ -11,6 +11,7 @@ import { createPostgresStore } from '../../src/store/postgres/postgres-store.js'
 import type { NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip } from '../helpers/env.js';
 import { runStoreContract } from './contract.js';
+import { runJobEventsContract } from './job-events-contract.js';
 
 const adminUrl = postgresUrl();
 
@@ -43,13 +44,15 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
     await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
   });
 
-  runStoreContract('postgres', async () => {
+  const freshStore = async () => {
     await cleaner.query(
-      'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
+      'TRUNCATE jobs, job_tokens, job_claims, job_events, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
     );
     // The contract drives time by hand: the caller's clock.
     return createPostgresStore({ connectionString: dbUrl, poolSize: 8, clock: 'caller' });
-  });
+  };
+  runStoreContract('postgres', freshStore);
+  runJobEventsContract('postgres', freshStore);
 
   describe('postgres store specifics', () => {
     /** A job of queue `r` running `true`, one attempt. */
@@ -124,9 +127,23 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         { version: 2, name: 'job_claims' },
         { version: 3, name: 'api_tokens' },
         { version: 4, name: 'log_entry_meta_bytes' },
+        { version: 5, name: 'job_events' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
       await s.close();
+    });
+
+    it('on the database clock, an event takes the time of the change it records', async () => {
+      const s = createPostgresStore({ connectionString: dbUrl });
+      try {
+        const j = await s.enqueue(trueJob, 0, 'alice');
+        const canceled = await s.cancelJob(j.id, 0, 'bob');
+        const events = await s.listJobEvents(j.id);
+        expect(events.map((e) => e.at)).toEqual([j.createdAt, canceled!.finishedAt]);
+        expect(j.createdAt).toBeGreaterThan(Date.UTC(2020, 0, 1));
+      } finally {
+        await s.close();
+      }
     });
   });
 } else {

@@ -6,12 +6,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { runStoreContract } from './contract.js';
+import { runJobEventsContract } from './job-events-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'executor-sqlite-store-'));
 let n = 0;
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 runStoreContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
+runJobEventsContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 
 describe('sqlite store specifics', () => {
   it('uses WAL on a file and keeps data across reopen', async () => {
@@ -43,6 +45,7 @@ describe('sqlite store specifics', () => {
       { version: 2, name: 'job_claims' },
       { version: 3, name: 'api_tokens' },
       { version: 4, name: 'log_entry_meta_bytes' },
+      { version: 5, name: 'job_events' },
     ]);
     raw.close();
   });

@@ -161,6 +161,13 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     expect((await cluster.api.getJob(job.id)).state).toBe('canceled');
     await page.getByRole('button', { name: 'Retry job' }).waitFor();
     expect(await page.getByRole('button', { name: 'Cancel job' }).isDisabled()).toBe(true);
+    // The history names who did what: the CLI client's API token, then the tokenless dashboard.
+    const history = page.locator('ol.history li');
+    await history.filter({ hasText: 'canceled by' }).waitFor({ timeout: 30_000 });
+    expect((await history.allTextContents()).map((t) => t.replace(/^.*\) /, ''))).toEqual([
+      'submitted by admin',
+      'canceled by local',
+    ]);
     // The spec is shown with the secret's name only.
     await page.locator('details.spec-box summary').click();
     await expect(page.locator('pre.spec').textContent()).resolves.toContain('"TOKEN"');

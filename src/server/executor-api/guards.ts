@@ -4,6 +4,7 @@
  * token with job headers) on job routes, and the fence a job write is held to.
  */
 import type { AttemptFence, JobRecord } from '../../store/types.js';
+import { peerOf } from '../auth-limiter.js';
 import type { RouteDeps } from '../deps.js';
 import { type RouteContext, sendEmpty, sendText } from '../http.js';
 import {
@@ -22,18 +23,53 @@ function refuse(ctx: RouteContext, failure: AuthFailure): never {
   throw new Responded();
 }
 
+/**
+ * 429 with Retry-After, before any token is looked at, while the peer is over the failure limit
+ * (auth-limiter.ts). The text is ours: upstream has no such refusal, and executors retry 429.
+ */
+export function refuseIfLimited(ctx: RouteContext, deps: RouteDeps): void {
+  const wait = deps.authLimiter.blocked({ peer: peerOf(ctx.req) });
+  if (wait === null) return;
+  deps.authRefusals.count('executor', 'rate_limited');
+  sendText(ctx.res, 429, `too many failed authentication attempts from this address; retry in ${wait}s\n`, {
+    'retry-after': String(wait),
+  });
+  throw new Responded();
+}
+
+/**
+ * Counts a refusal; a wrong shared executor token (401 or 403 on the token-executor scheme) also
+ * counts against the peer. Job tokens do not: they are 160 random bits, which no rate of guessing
+ * reaches, while an honest executor still sends the token of an attempt that was just reset or
+ * canceled, and must not lock its own host out by doing so.
+ */
+function recordFailure(ctx: RouteContext, deps: RouteDeps, failure: AuthFailure): void {
+  if (failure.status !== 401 && failure.status !== 403) return;
+  deps.authRefusals.count('executor', 'unauthenticated');
+  const scheme = (ctx.req.headers.authorization ?? '').split(' ')[0];
+  if (scheme !== 'Bearer') deps.authLimiter.failed({ peer: peerOf(ctx.req) });
+}
+
 export function requireExecutor(ctx: RouteContext, deps: RouteDeps): void {
+  refuseIfLimited(ctx, deps);
   const failure = checkExecutorToken(ctx.req, deps.config.executorsAccessToken);
-  if (failure) refuse(ctx, failure);
+  if (failure) {
+    recordFailure(ctx, deps, failure);
+    refuse(ctx, failure);
+  }
 }
 
 /** The caller of a job route for `scope` (a queue's job writes, a repository, job files). */
 export async function requireJob(ctx: RouteContext, deps: RouteDeps, scope: JobScope): Promise<JobCaller> {
+  refuseIfLimited(ctx, deps);
   const r = await checkJobRequest(ctx.req, scope, {
     store: deps.store,
     executorsAccessToken: deps.config.executorsAccessToken,
   });
-  if (!r.ok) refuse(ctx, r.failure);
+  if (!r.ok) {
+    recordFailure(ctx, deps, r.failure);
+    refuse(ctx, r.failure);
+  }
   return r.caller;
 }
 

@@ -8,7 +8,7 @@ import type { RouteDeps } from '../deps.js';
 import { type RouteContext, type Router, sendEmpty, sendJson } from '../http.js';
 import { hashJobToken } from './auth.js';
 import { bodyOf, decode, wrapExecutorHandler as wrap } from './envelope.js';
-import { fenceFor, requireJob } from './guards.js';
+import { fenceFor, refuseIfLimited, requireJob } from './guards.js';
 import { secretsOf } from './logs.js';
 import { maskSecrets } from './mask-secrets.js';
 
@@ -60,6 +60,8 @@ export function registerMarkRoutes(router: Router, deps: RouteDeps): void {
 
   const mark = (kind: 'complete' | 'errored' | 'failed') =>
     wrap(deps, async (ctx) => {
+      // The quick path checks a token too, so a peer over the failure limit is refused first.
+      refuseIfLimited(ctx, deps);
       if (kind === 'complete' && (await completeByToken(ctx, deps))) return;
       const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
       const body =

@@ -12,8 +12,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { AppError } from '../../lib/errors.js';
+import { AppError, isAppError } from '../../lib/errors.js';
 import { scopeAllows, type TokenScope } from '../../protocol/user-api.js';
+import { peerOf } from '../auth-limiter.js';
 import type { RouteDeps } from '../deps.js';
 import { constantTimeEqual } from '../executor-api/auth.js';
 import type { RouteContext } from '../http.js';
@@ -75,11 +76,44 @@ async function resolvePrincipal(ctx: RouteContext, deps: RouteDeps): Promise<Pri
 }
 
 /**
+ * The failure limit around authentication (auth-limiter.ts): while the peer is over it, RATE_LIMITED
+ * (429, Retry-After set) before the credentials are looked at; a failed authentication counts
+ * against the peer. The loopback rule's requests are neither limited nor counted.
+ */
+async function limited(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  resolve: () => Promise<Principal>,
+): Promise<Principal> {
+  if (loopbackOpen(ctx.req, deps.config)) return resolve();
+  const { authLimiter, authRefusals } = deps;
+  const attempt = { peer: peerOf(ctx.req) };
+  const wait = authLimiter.blocked(attempt);
+  if (wait !== null) {
+    authRefusals.count('user', 'rate_limited');
+    ctx.res.setHeader('retry-after', String(wait));
+    throw new AppError(
+      'RATE_LIMITED',
+      `Too many failed authentication attempts from this address; retry in ${wait}s.`,
+    );
+  }
+  try {
+    return await resolve();
+  } catch (e) {
+    if (isAppError(e) && e.code === 'UNAUTHENTICATED') {
+      authLimiter.failed(attempt);
+      authRefusals.count('user', 'unauthenticated');
+    }
+    throw e;
+  }
+}
+
+/**
  * Authenticates the request and checks that its principal's scope covers `needs`: UNAUTHENTICATED
  * (401) or FORBIDDEN (403, naming the scope needed) otherwise. Remembers the principal (principalOf).
  */
 export async function authorize(ctx: RouteContext, deps: RouteDeps, needs: TokenScope): Promise<Principal> {
-  const p = await resolvePrincipal(ctx, deps);
+  const p = await limited(ctx, deps, () => resolvePrincipal(ctx, deps));
   principals.set(ctx.req, p);
   if (!scopeAllows(p.scope, needs)) {
     throw new AppError(

@@ -3,8 +3,8 @@
  * never part of a user-API response, and failure messages and log output are masked once more.
  */
 import type { JobSpec } from '../../protocol/job-spec.js';
-import type { JobView, LogEntryView, PublicSpec } from '../../protocol/user-api.js';
-import type { JobRecord, LogEntryRecord } from '../../store/types.js';
+import type { JobEventView, JobView, LogEntryView, PublicSpec } from '../../protocol/user-api.js';
+import type { JobEventRecord, JobRecord, LogEntryRecord } from '../../store/types.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -59,4 +59,8 @@ export function logEntryView(e: LogEntryRecord, secrets: string[]): LogEntryView
     truncated: e.truncated,
     ...(e.out !== undefined ? { out: maskSecrets(e.out, secrets) } : {}),
   };
+}
+
+export function jobEventView(e: JobEventRecord): JobEventView {
+  return { at: iso(e.at), actor: e.actor, action: e.action };
 }

@@ -21,8 +21,9 @@ import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/type
 import type { RouteDeps } from '../deps.js';
 import { type Router, sendJson } from '../http.js';
 import { MEMORY_RETRY_AFTER_S } from '../memory-guard.js';
+import { principalOf } from './auth.js';
 import { followLogs } from './follow-logs.js';
-import { jobView } from './job-view.js';
+import { jobEventView, jobView } from './job-view.js';
 import { entriesPage, logsPage } from './log-pages.js';
 import { resolveCommit } from './resolve-commit.js';
 import { addUserRoute } from './scopes.js';
@@ -89,6 +90,8 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
         timeoutMs: (spec.timeout ? parseDurationMs(spec.timeout) : undefined) ?? config.defaultJobTimeoutMs,
       },
       clock.now(),
+      // Recorded by the enqueue's own statement: no round trip before the wake-up below.
+      principalOf(ctx).name,
     );
     notifier.notify(job.queue);
     sendJson(ctx.res, 201, jobView(job), { location: `/api/v1/jobs/${job.id}` });
@@ -99,7 +102,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
     if (TERMINAL_STATES.includes(before.state)) {
       throw new AppError('CONFLICT', `Job ${before.id} already ended (${before.state}).`);
     }
-    const job = await store.cancelJob(before.id, clock.now());
+    const job = await store.cancelJob(before.id, clock.now(), principalOf(ctx).name);
     if (!job) throw new AppError('NOT_FOUND', 'No such job.');
     sendJson(ctx.res, 200, jobView(job));
   });
@@ -112,7 +115,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
         `Job ${before.id} is ${before.state}; only failed, errored or canceled jobs can be retried.`,
       );
     }
-    const job = await store.retryJob(before.id, clock.now());
+    const job = await store.retryJob(before.id, clock.now(), principalOf(ctx).name);
     if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
     notifier.notify(job.queue);
     sendJson(ctx.res, 200, jobView(job));
@@ -156,9 +159,14 @@ function registerJobReadRoutes(router: Router, deps: RouteDeps): void {
     const limit = intParam(ctx.url, 'limit', 1, JOB_ENTRIES_PAGE.max, problems);
     if (problems.length > 0)
       throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
+    const [page, events] = await Promise.all([
+      entriesPage(store, job, after, limit),
+      store.listJobEvents(job.id),
+    ]);
     sendJson(ctx.res, 200, {
       ...jobView(job),
-      ...(await entriesPage(store, job, after, limit)),
+      ...page,
+      events: events.map(jobEventView),
     } satisfies JobDetailView);
   });
 

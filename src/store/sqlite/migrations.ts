@@ -161,4 +161,20 @@ CREATE TABLE api_tokens (
 ALTER TABLE log_entries ADD COLUMN meta_bytes INTEGER NOT NULL DEFAULT 0;
 `,
   },
+  {
+    version: 5,
+    name: 'job_events',
+    sql: `
+-- The audit trail: who (the user-API actor, never a token) submitted, canceled or retried a job.
+-- Written in the transaction of the change it records; read per job, oldest first.
+CREATE TABLE job_events (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id  INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  at      INTEGER NOT NULL,
+  actor   TEXT    NOT NULL,
+  action  TEXT    NOT NULL CHECK (action IN ('submitted','canceled','retried'))
+);
+CREATE INDEX job_events_job ON job_events (job_id, id);
+`,
+  },
 ];

@@ -1,5 +1,5 @@
 /**
- * One job: summary, cancel and retry, spec (secrets are names only: the API never sends values),
+ * One job: summary, cancel and retry, its history (who submitted, canceled, retried it), spec (secrets are names only: the API never sends values),
  * attempts, a timeline of its log entries, and each entry's output streaming live (ANSI rendered,
  * follow-tail, search, download as text, truncation marker).
  */
@@ -29,6 +29,7 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
   // A read-scoped token cannot cancel or retry: the buttons are not shown at all.
   cancelBtn.hidden = retryBtn.hidden = !may('submit');
   const facts = h('dl', { className: 'facts' });
+  const history = h('ol', { className: 'history', 'aria-label': 'History' });
 
   const renderSummary = () => {
     clear(badgeSlot);
@@ -52,6 +53,23 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
     row('Duration', jobDuration(job));
     row('Priority / timeout', `${job.priority} / ${formatDuration(job.timeoutMs)}`);
     if (job.failureMessage) row('Failure', h('span', { className: 'failure' }, job.failureMessage));
+    renderHistory();
+  };
+
+  const renderHistory = () => {
+    clear(history);
+    for (const e of job.events) {
+      history.append(
+        h(
+          'li',
+          {},
+          h('time', { datetime: e.at }, `${e.at} (${formatAge(e.at)})`),
+          ` ${e.action} by `,
+          h('strong', {}, e.actor),
+        ),
+      );
+    }
+    if (job.events.length === 0) history.append(h('li', { className: 'muted' }, 'No recorded actions.'));
   };
 
   const act = async (what: 'cancel' | 'retry') => {
@@ -95,6 +113,8 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
     h('div', { className: 'actions' }, cancelBtn, retryBtn),
     status,
     facts,
+    h('h2', {}, 'History'),
+    history,
     h('details', { className: 'spec-box' }, h('summary', {}, 'Spec (secrets shown by name only)'), specPre),
     h('h2', {}, 'Attempts'),
     attemptNav,
@@ -108,8 +128,8 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
 
   // Job state refresh (the log follow also reports the end).
   every(ctx.signal, 2000, async () => {
-    // limit=1: the page needs the job's state here, not its entries (the log pane has those).
-    job = { ...job, ...(await apiGet<JobView>(`/api/v1/jobs/${id}?limit=1`, ctx.signal)) };
+    // limit=1: the page needs the job's state and history here, not its entries (the log pane has those).
+    job = { ...job, ...(await apiGet<JobDetailView>(`/api/v1/jobs/${id}?limit=1`, ctx.signal)) };
     renderSummary();
     if (job.attempts > 0 && attempt === 0) ctx.refresh();
   });
