@@ -55,7 +55,7 @@ describe('client commands against a running server', { timeout: 240_000 }, () =>
     expect(show.out).toContain(`Job ${id}`);
     expect(show.out).toContain('completed');
     expect(show.out).toContain('step.docker.hello');
-    expect(show.out).toMatch(/History\n {2}\S+Z {2}submitted {2}by admin\n/);
+    expect(show.out).toMatch(/History\n {2}\S+Z {2}submitted {2}by bootstrap\n/);
     expect(show.out).toContain('PASS');
     expect(show.out).not.toContain('sup3r-secret-value');
 

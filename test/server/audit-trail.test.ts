@@ -19,7 +19,7 @@ const detail = async (id: number): Promise<JobDetailView> => {
 };
 
 describe('audit trail', () => {
-  it('records submit, cancel and retry by the API token as admin, shown in the job view', async () => {
+  it('records submit, cancel and retry by the bootstrap API token, shown in the job view', async () => {
     h = await startHarness();
     const id = await h.submit({});
     h.clock.advance(1000);
@@ -32,9 +32,9 @@ describe('audit trail', () => {
     const job = await detail(id);
     const t0 = Date.parse(job.createdAt);
     expect(job.events).toEqual([
-      { at: new Date(t0).toISOString(), actor: 'admin', action: 'submitted' },
-      { at: new Date(t0 + 1000).toISOString(), actor: 'admin', action: 'canceled' },
-      { at: new Date(t0 + 2000).toISOString(), actor: 'admin', action: 'retried' },
+      { at: new Date(t0).toISOString(), actor: 'bootstrap', action: 'submitted' },
+      { at: new Date(t0 + 1000).toISOString(), actor: 'bootstrap', action: 'canceled' },
+      { at: new Date(t0 + 2000).toISOString(), actor: 'bootstrap', action: 'retried' },
     ]);
     // The view holds the token's holder, never the token.
     expect(JSON.stringify(job)).not.toContain(API_TOKEN);
@@ -58,7 +58,7 @@ describe('audit trail', () => {
     expect((await detail(job.id)).events).toEqual([]);
   });
 
-  it('the tokenless loopback dashboard acts as local; with the token it is admin', async () => {
+  it('the tokenless loopback dashboard acts as local; with the bootstrap token it is bootstrap', async () => {
     h = await startHarness({ env: { EXECUTOR_SERVER_DASHBOARD_LOOPBACK_OPEN: 'true' } });
     const dashboard = { 'x-executor-dashboard': '1', 'content-type': 'application/json' };
     const res = await fetch(`${h.url}/api/v1/jobs`, {
@@ -75,7 +75,7 @@ describe('audit trail', () => {
     expect(cancel.status).toBe(200);
     expect((await detail(id)).events.map((e) => [e.actor, e.action])).toEqual([
       ['local', 'submitted'],
-      ['admin', 'canceled'],
+      ['bootstrap', 'canceled'],
     ]);
   });
 });

@@ -165,7 +165,7 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     const history = page.locator('ol.history li');
     await history.filter({ hasText: 'canceled by' }).waitFor({ timeout: 30_000 });
     expect((await history.allTextContents()).map((t) => t.replace(/^.*\) /, ''))).toEqual([
-      'submitted by admin',
+      'submitted by bootstrap',
       'canceled by local',
     ]);
     // The spec is shown with the secret's name only.

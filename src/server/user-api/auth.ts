@@ -2,7 +2,8 @@
  * Who a user-API request is: its Principal, from the request's credentials.
  *
  * - `Authorization: Bearer <EXECUTOR_SERVER_API_TOKEN>`: the bootstrap token, `{bootstrap, admin}`;
- * - a request let in by the dashboard's loopback rule (loopback-access.ts): `{local, admin}`;
+ * - a request let in by the dashboard's loopback rule (loopback-access.ts): `{local, admin}`, or the
+ *   bootstrap principal when it also carries that token;
  * - `Authorization: Bearer <a token made with POST /api/v1/tokens>`: its name and scope. Its SHA-256
  *   is looked up in the store on every request, without a cache, so a revoke made through any
  *   replica refuses the token on every replica from the next request on. A revoked or expired token
@@ -56,8 +57,11 @@ export function newApiToken(): { token: string; hash: string } {
 }
 
 async function resolvePrincipal(ctx: RouteContext, deps: RouteDeps): Promise<Principal> {
-  if (loopbackOpen(ctx.req, deps.config)) return LOCAL_PRINCIPAL;
   const m = /^Bearer (.+)$/.exec(ctx.req.headers.authorization ?? '');
+  if (loopbackOpen(ctx.req, deps.config)) {
+    // Let in without a token; one that carries the bootstrap token is named for it in the trail.
+    return m && constantTimeEqual(m[1]!, deps.config.apiToken) ? BOOTSTRAP_PRINCIPAL : LOCAL_PRINCIPAL;
+  }
   if (!m) throw new AppError('UNAUTHENTICATED', 'Send "Authorization: Bearer <api token>".');
   const presented = m[1]!;
   if (constantTimeEqual(presented, deps.config.apiToken)) return BOOTSTRAP_PRINCIPAL;
