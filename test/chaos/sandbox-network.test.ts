@@ -24,6 +24,7 @@ import type { JobSpec } from '../../src/protocol/job-spec.js';
 import { haveDockerAndImage, haveGvisorAndImage, IMAGE, TERMINAL } from '../e2e/docker-e2e.js';
 import {
   createNetnsHosts,
+  dockerUserChainWorks,
   type NetnsHosts,
   parseProbes,
   probeScript,
@@ -39,18 +40,9 @@ import {
 } from './harness.js';
 import { CHAOS_SEED, publish } from './scale.js';
 
-function iptablesWorks(): boolean {
-  try {
-    execFileSync('iptables', ['-S', 'DOCKER-USER'], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const ok = requireOrSkip(
   'Docker with the test image, root and iptables with DOCKER-USER (sandbox matrix: job network)',
-  haveDockerAndImage() && process.getuid?.() === 0 && iptablesWorks(),
+  haveDockerAndImage() && process.getuid?.() === 0 && dockerUserChainWorks(),
 );
 const gvisorOk = ok && haveGvisorAndImage();
 

@@ -49,6 +49,16 @@ dns.on('message', (q, rinfo) => {
 dns.bind(53, process.argv[2], () => console.log('ready'));
 `;
 
+/** Root with iptables and Docker's DOCKER-USER chain: what the isolated job network's tests need. */
+export function dockerUserChainWorks(): boolean {
+  try {
+    execFileSync('iptables', ['-S', 'DOCKER-USER'], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const LOCK = join(tmpdir(), 'executor-test-netns-hosts.lock');
 /** Another file's hosts are held for its whole run (a few minutes under load). */
 const LOCK_WAIT_MS = 540_000;

@@ -40,22 +40,19 @@ import {
 } from '../../../helpers/env.js';
 import { startFakeSourcegraphFrontend } from '../../fake-sourcegraph-frontend.js';
 import { tempDir, testConfig } from '../../harness.js';
-import { createNetnsHosts, type NetnsHosts, parseProbes, probeScript } from '../../network/netns-hosts.js';
+import {
+  createNetnsHosts,
+  dockerUserChainWorks,
+  type NetnsHosts,
+  parseProbes,
+  probeScript,
+} from '../../network/netns-hosts.js';
 
 const pexec = promisify(execFile);
 
-function iptablesWorks(): boolean {
-  try {
-    execFileSync('iptables', ['-S', 'DOCKER-USER'], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const ok = requireOrSkip(
   'Docker with the test image, root and iptables with DOCKER-USER (isolated job network)',
-  dockerImagePresent() && process.getuid?.() === 0 && iptablesWorks(),
+  dockerImagePresent() && process.getuid?.() === 0 && dockerUserChainWorks(),
 );
 const gvisorOk = ok && requireOrSkip('gVisor (runsc) for the isolated job network', gvisorAvailable());
 
