@@ -17,7 +17,7 @@ import { isIP } from 'node:net';
 import type { Clock } from '../lib/clock.js';
 
 /** Which API refused, as the `api` label of the refusal counter. */
-export type AuthApi = 'user' | 'executor';
+export type AuthApi = 'user' | 'executor' | 'metrics';
 
 /** Why a request was refused: a bad or missing token, or the limiter. */
 export type AuthRefusalReason = 'unauthenticated' | 'rate_limited';
@@ -142,7 +142,7 @@ export const AUTH_REFUSALS_METRIC = 'src_executor_server_auth_refusals_total';
 
 export function createAuthRefusalMetrics(): AuthRefusalMetrics {
   const counts = new Map<string, number>();
-  for (const api of ['user', 'executor'] as const)
+  for (const api of ['user', 'executor', 'metrics'] as const)
     for (const reason of ['unauthenticated', 'rate_limited'] as const) counts.set(`${api}:${reason}`, 0);
   return {
     count(api, reason) {

@@ -7,6 +7,7 @@
  * open otherwise: it reveals no job content, but queue and executor names.
  */
 import { AppError, isAppError } from '../lib/errors.js';
+import { peerOf } from './auth-limiter.js';
 import type { RouteDeps } from './deps.js';
 import { constantTimeEqual } from './executor-api/auth.js';
 import { type Router, sendText } from './http.js';
@@ -19,7 +20,7 @@ import { wrapUser } from './user-api/wrap.js';
 const EXECUTOR_METRICS_TTL_MS = 30_000;
 
 export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
-  const { store, clock, logger, metrics, config, authRefusals } = deps;
+  const { store, clock, logger, metrics, config, authLimiter, authRefusals } = deps;
   const pushed = createPushedMetricsRenderer();
   router.add('GET', '/healthz', async (ctx) => {
     // Over the memory limit the server takes no new work: a load balancer should send it none.
@@ -48,9 +49,23 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
       deps,
       async (ctx) => {
         if (config.metricsToken !== '') {
+          // The metrics token is guessed no faster than the API tokens: the same failure limit.
+          const attempt = { peer: peerOf(ctx.req) };
+          const wait = authLimiter.blocked(attempt);
+          if (wait !== null) {
+            authRefusals.count('metrics', 'rate_limited');
+            ctx.res.setHeader('retry-after', String(wait));
+            throw new AppError(
+              'RATE_LIMITED',
+              `Too many failed authentication attempts from this address; retry in ${wait}s.`,
+            );
+          }
           const m = /^Bearer (.+)$/.exec(ctx.req.headers.authorization ?? '');
-          if (!m || !constantTimeEqual(m[1]!, config.metricsToken))
+          if (!m || !constantTimeEqual(m[1]!, config.metricsToken)) {
+            authLimiter.failed(attempt);
+            authRefusals.count('metrics', 'unauthenticated');
             throw new AppError('UNAUTHENTICATED', 'Send "Authorization: Bearer <metrics token>".');
+          }
         }
         const now = clock.now();
         const [stats, executors] = await Promise.all([

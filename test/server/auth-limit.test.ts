@@ -150,6 +150,34 @@ describe('job tokens', () => {
   });
 });
 
+describe('the metrics token', () => {
+  it('wrong metrics tokens count against the peer like API tokens; the right one from another peer works', async () => {
+    const m = await startHarness({ env: { EXECUTOR_SERVER_METRICS_TOKEN: 'metrics-secret-123456' } });
+    const scrape = (authorization: string | undefined, from: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = http.request(`${m.url}/metrics`, {
+          localAddress: from,
+          headers: authorization ? { authorization } : {},
+          agent: false,
+        });
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      for (let i = 1; i <= 10; i++)
+        expect([i, await scrape(`Bearer guess-${i}`, '127.0.0.7')]).toEqual([i, 401]);
+      expect(await scrape('Bearer metrics-secret-123456', '127.0.0.7')).toBe(429);
+      expect(await scrape('Bearer metrics-secret-123456', '127.0.0.8')).toBe(200);
+    } finally {
+      await m.close();
+    }
+  });
+});
+
 describe('configured limit', () => {
   it('EXECUTOR_SERVER_AUTH_FAILURE_LIMIT and _WINDOW set the bound and the Retry-After', async () => {
     await h.close();
