@@ -89,6 +89,17 @@ function readOutput(
   return cutOutput(Buffer.concat(chunks.map((c) => c.data)), span);
 }
 
+/** The job's current attempt, or the last one with entries before any claim; undefined: no such job. */
+function latestAttempt(q: SqliteContext['q'], jobId: number): number | undefined {
+  const job = q('SELECT attempts FROM jobs WHERE id = ?').get(jobId) as { attempts: number } | undefined;
+  if (!job) return undefined;
+  if (job.attempts > 0) return job.attempts;
+  return (
+    (q('SELECT MAX(attempt) AS a FROM log_entries WHERE job_id = ?').get(jobId) as { a: number | null }).a ??
+    0
+  );
+}
+
 export function logQueries(
   c: SqliteContext,
 ): Pick<Store, 'addLogEntry' | 'updateLogEntry' | 'appendLogOutput' | 'getLogEntries' | 'readLogOutput'> {
@@ -214,21 +225,8 @@ export function logQueries(
     },
 
     async getLogEntries(jobId: number, o: LogEntriesQuery = {}) {
-      let attempt = o.attempt;
-      if (attempt === undefined) {
-        const job = q('SELECT attempts FROM jobs WHERE id = ?').get(jobId) as
-          | { attempts: number }
-          | undefined;
-        if (!job) return [];
-        attempt =
-          job.attempts > 0
-            ? job.attempts
-            : ((
-                q('SELECT MAX(attempt) AS a FROM log_entries WHERE job_id = ?').get(jobId) as {
-                  a: number | null;
-                }
-              ).a ?? 0);
-      }
+      const attempt = o.attempt ?? latestAttempt(q, jobId);
+      if (attempt === undefined) return [];
       const ids = o.entryIds ? [...o.entryIds] : undefined;
       if (ids && ids.length === 0) return [];
       const cut = o.commandChars === undefined ? [] : Array(3).fill(Math.max(0, Math.floor(o.commandChars)));

@@ -4,7 +4,13 @@
  * follow-tail, search, download as text, truncation marker).
  */
 
-import type { JobDetailView, JobLogsView, JobView, LogEntryView } from '../../../protocol/user-api.js';
+import type {
+  JobDetailView,
+  JobEventView,
+  JobLogsView,
+  JobView,
+  LogEntryView,
+} from '../../../protocol/user-api.js';
 import { ApiError, apiGet, apiPost, followStream, may } from './api.js';
 import { clear, h } from './dom.js';
 import { formatAge, formatDuration } from './format.js';
@@ -13,6 +19,23 @@ import { createLogPane } from './log-pane.js';
 import { every, type PageContext, stateBadge } from './shared.js';
 
 const ENDED = ['completed', 'failed', 'canceled'];
+/** The job's history: who submitted, canceled and retried it, oldest first. */
+function renderHistory(list: HTMLElement, events: JobEventView[]): void {
+  clear(list);
+  for (const e of events) {
+    list.append(
+      h(
+        'li',
+        {},
+        h('time', { datetime: e.at }, `${e.at} (${formatAge(e.at)})`),
+        ` ${e.action} by `,
+        h('strong', {}, e.actor),
+      ),
+    );
+  }
+  if (events.length === 0) list.append(h('li', { className: 'muted' }, 'No recorded actions.'));
+}
+
 export async function renderJobPage(ctx: PageContext): Promise<void> {
   const id = ctx.params[0]!;
   // The entries come from the log pane (logs and follow), not from the job view.
@@ -53,23 +76,7 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
     row('Duration', jobDuration(job));
     row('Priority / timeout', `${job.priority} / ${formatDuration(job.timeoutMs)}`);
     if (job.failureMessage) row('Failure', h('span', { className: 'failure' }, job.failureMessage));
-    renderHistory();
-  };
-
-  const renderHistory = () => {
-    clear(history);
-    for (const e of job.events) {
-      history.append(
-        h(
-          'li',
-          {},
-          h('time', { datetime: e.at }, `${e.at} (${formatAge(e.at)})`),
-          ` ${e.action} by `,
-          h('strong', {}, e.actor),
-        ),
-      );
-    }
-    if (job.events.length === 0) history.append(h('li', { className: 'muted' }, 'No recorded actions.'));
+    renderHistory(history, job.events);
   };
 
   const act = async (what: 'cancel' | 'retry') => {
