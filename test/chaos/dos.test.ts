@@ -255,7 +255,8 @@ describe(`dos (${CHAOS_SCALE} scale)`, () => {
       const entries = scaled(500, 5_000);
       const followers = scaled(30, 100);
       const liveMs = scaled(3_000, 20_000);
-      server = await startDosServer();
+      // The job's log may hold this many entries (the default bound, 1000, is the write side's).
+      server = await startDosServer({ EXECUTOR_SERVER_MAX_LOG_ENTRIES: String(entries + 1000) });
       const s = server;
       const job = await claimJob(s.url, 'writer');
       const stopHeartbeats = keepJobAlive(s.url, 'writer', job.id);

@@ -80,6 +80,14 @@ describe('pushed metrics over HTTP', () => {
     );
   });
 
+  it('refuses a heartbeat far over the cap (cap + 1 MiB) with 413 before reading it', async () => {
+    const huge = `huge_total 1\n${'#'.repeat(4096 + 1024 * 1024)}\n`;
+    const res = await heartbeat('e-huge', huge);
+    expect(res.status).toBe(413);
+    expect(await res.text()).toContain(`limit ${4096 + 1024 * 1024} bytes`);
+    expect(await h.store.getExecutor('e-huge')).toBeNull();
+  });
+
   it('sets sg_instance and sg_job itself: an executor cannot pose as another', async () => {
     await heartbeat('e-honest', 'spoof_probe 1\n');
     await heartbeat(

@@ -109,6 +109,9 @@ function dequeueBody(
   return body;
 }
 
+/** Metrics text above this is left out of the heartbeat (the server's default cap). */
+export const MAX_SENT_METRICS_BYTES = 256 * 1024;
+
 /**
  * The heartbeat body, in the field order Sourcegraph's executor sends: the multi-queue form (job ids
  * grouped by queue, `queueNames`) when `queueNames` is given, else V2 with integer job ids. Throws
@@ -119,8 +122,11 @@ function heartbeatBody(
   executorName: string,
   ids: string[],
   telemetry: Telemetry,
-  prometheusMetrics: string,
+  gathered: string,
 ): Record<string, unknown> {
+  // A server keeps at most its EXECUTOR_SERVER_MAX_EXECUTOR_METRICS (256 KiB by default) and refuses
+  // a heartbeat far above it: metrics beyond what any server keeps are not sent at all.
+  const prometheusMetrics = Buffer.byteLength(gathered, 'utf8') > MAX_SENT_METRICS_BYTES ? '' : gathered;
   if (queueNames) {
     const body: Record<string, unknown> = { version: '', executorName };
     if (ids.length > 0) body.jobIdsByQueue = parseJobIds(ids); // throws JobIdsParseError: nothing sent

@@ -48,10 +48,10 @@ function describeZod(error: z.ZodError): string {
  */
 const bodies = new WeakMap<RouteContext, Promise<Buffer>>();
 
-export function bodyOf(ctx: RouteContext, deps: RouteDeps): Promise<Buffer> {
+export function bodyOf(ctx: RouteContext, deps: RouteDeps, limitBytes?: number): Promise<Buffer> {
   let body = bodies.get(ctx);
   if (!body) {
-    body = readBody(ctx.req, deps.config.executorBodyLimitBytes, bodyTimeouts(deps.config));
+    body = readBody(ctx.req, limitBytes ?? deps.config.executorBodyLimitBytes, bodyTimeouts(deps.config));
     // Whoever awaits it handles a failure; this only keeps an unawaited one from being unhandled.
     body.catch(() => {});
     bodies.set(ctx, body);
@@ -63,10 +63,12 @@ export async function decode<T extends ZodType>(
   ctx: RouteContext,
   deps: RouteDeps,
   schema: T,
+  /** A route's own body limit, below EXECUTOR_SERVER_EXECUTOR_BODY_LIMIT. */
+  limitBytes?: number,
 ): Promise<z.output<T>> {
   let body: Buffer;
   try {
-    body = await bodyOf(ctx, deps);
+    body = await bodyOf(ctx, deps, limitBytes);
   } catch (e) {
     if (e instanceof BodyTooLargeError) {
       sendText(ctx.res, 413, `request body too large (limit ${e.limit} bytes)\n`);

@@ -11,13 +11,25 @@ import { normalizePushedMetrics } from '../pushed-metrics.js';
 import { decode, HandlerError, wrapExecutorHandler as wrap } from './envelope.js';
 import { requireExecutor } from './guards.js';
 
+/**
+ * What a heartbeat may carry besides its metrics (job ids, telemetry): the body limit is
+ * EXECUTOR_SERVER_MAX_EXECUTOR_METRICS plus this.
+ */
+export const HEARTBEAT_BODY_MARGIN_BYTES = 1024 * 1024;
+
 export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
   const { store, clock, logger } = deps;
 
   const heartbeat = (multi: boolean) =>
     wrap(deps, async (ctx) => {
       requireExecutor(ctx, deps);
-      const body = await decode(ctx, deps, heartbeatRequestSchema);
+      // A heartbeat is its metrics and a little more: a larger body is refused (413) before it is
+      // read or parsed, so pushed metrics cannot make the server parse megabytes on its event loop.
+      const limit = Math.min(
+        deps.config.executorBodyLimitBytes,
+        deps.config.maxExecutorMetricsBytes + HEARTBEAT_BODY_MARGIN_BYTES,
+      );
+      const body = await decode(ctx, deps, heartbeatRequestSchema, limit);
       if (body.executorName === '') throw new HandlerError('worker hostname cannot be empty');
       const groups: { queue: string; ids: string[] }[] = [];
       if (multi) {

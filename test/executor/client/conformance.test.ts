@@ -241,6 +241,29 @@ for (const route of ['markComplete', 'markErrored', 'markFailed'] as const) {
   });
 }
 
+describe('queue client: heartbeat metrics size', () => {
+  it('leaves out metrics over 256 KiB (more than a default server keeps), sends smaller ones', async () => {
+    let metrics = `big_total 1\n${'#'.repeat(256 * 1024)}\n`;
+    const client = createQueueClient({
+      frontendUrl: fe.url,
+      password: 'hunter2',
+      executorName: 'deadbeef',
+      queueName: 'test_queue',
+      version: VERSION,
+      telemetry: () => telemetry,
+      prometheusMetrics: () => metrics,
+      retry: NO_RETRY,
+    });
+    fe.script.push({ status: 200, body: '{"knownIds": [], "cancelIds": []}' });
+    await client.heartbeat([]);
+    expect((fe.requests[0]!.json as { prometheusMetrics: string }).prometheusMetrics).toBe('');
+    metrics = 'small_total 1\n';
+    fe.script.push({ status: 200, body: '{"knownIds": [], "cancelIds": []}' });
+    await client.heartbeat([]);
+    expect((fe.requests[1]!.json as { prometheusMetrics: string }).prometheusMetrics).toBe(metrics);
+  });
+});
+
 describe('queue client: heartbeat (client_test.go)', () => {
   const v1Body = {
     version: 'V2',
