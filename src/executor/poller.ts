@@ -7,6 +7,7 @@
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import { waitOrAbort } from '../lib/wait.js';
 import type { Job } from '../protocol/job.js';
 
 export interface PollerOptions {
@@ -21,20 +22,6 @@ export interface PollerOptions {
 export interface Poller {
   /** The next job; null only when `signal` is aborted. */
   next(signal: AbortSignal): Promise<Job | null>;
-}
-
-/** Resolves after ms, or early (without throwing) when signal aborts. */
-export function waitOrAbort(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 export function createPoller(opts: PollerOptions): Poller {

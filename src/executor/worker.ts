@@ -12,6 +12,7 @@ import type { ExecutorConfig } from '../config/executor.js';
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import { waitOrAbort } from '../lib/wait.js';
 import { recordUid } from '../protocol/job.js';
 import type { QueueClient } from './client/queue-client.js';
 import { createDiskGuard } from './disk-guard.js';
@@ -20,7 +21,7 @@ import { createHeartbeat } from './heartbeat.js';
 import { createJanitor } from './janitor.js';
 import { createJobSlots } from './job-slots.js';
 import type { ExecutorMetrics } from './metrics.js';
-import { createPoller, waitOrAbort } from './poller.js';
+import { createPoller } from './poller.js';
 import { createRunningJobs, type RunningJobs, ShutdownError } from './running-jobs.js';
 import type { Runtime } from './runtimes/types.js';
 

@@ -16,6 +16,8 @@
  * output, about 1.5 MiB, and a follower whose client does not read waits for its socket to drain
  * before it reads more; so followers together hold at most EXECUTOR_SERVER_MAX_FOLLOWERS x 1.5 MiB.
  */
+
+import { waitOrAbort } from '../../lib/wait.js';
 import {
   COMMAND_VIEW_CHARS,
   encodeLogStreamEvent,
@@ -129,7 +131,7 @@ export async function followLogs(
       res.write(SSE_KEEPALIVE);
       lastWrite = Date.now();
     }
-    await pause(FOLLOW_POLL_MS, signal);
+    await waitOrAbort(FOLLOW_POLL_MS, signal);
   }
   res.end();
 
@@ -203,18 +205,6 @@ function drained(res: RouteContext['res'], signal: AbortSignal): Promise<void> {
       resolve();
     };
     res.once('drain', done);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
     signal.addEventListener('abort', done, { once: true });
   });
 }
