@@ -47,7 +47,7 @@ beforeEach(() => {
   fe.capabilities = '';
 });
 
-function single(): QueueClient {
+function single(prometheusMetrics: () => string = () => ''): QueueClient {
   return createQueueClient({
     frontendUrl: fe.url,
     password: 'hunter2',
@@ -55,7 +55,7 @@ function single(): QueueClient {
     queueName: 'test_queue',
     version: VERSION,
     telemetry: () => telemetry,
-    prometheusMetrics: () => '',
+    prometheusMetrics,
     retry: NO_RETRY,
   });
 }
@@ -244,16 +244,7 @@ for (const route of ['markComplete', 'markErrored', 'markFailed'] as const) {
 describe('queue client: heartbeat metrics size', () => {
   it('leaves out metrics over 256 KiB (more than a default server keeps), sends smaller ones', async () => {
     let metrics = `big_total 1\n${'#'.repeat(256 * 1024)}\n`;
-    const client = createQueueClient({
-      frontendUrl: fe.url,
-      password: 'hunter2',
-      executorName: 'deadbeef',
-      queueName: 'test_queue',
-      version: VERSION,
-      telemetry: () => telemetry,
-      prometheusMetrics: () => metrics,
-      retry: NO_RETRY,
-    });
+    const client = single(() => metrics);
     fe.script.push({ status: 200, body: '{"knownIds": [], "cancelIds": []}' });
     await client.heartbeat([]);
     expect((fe.requests[0]!.json as { prometheusMetrics: string }).prometheusMetrics).toBe('');
