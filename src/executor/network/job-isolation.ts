@@ -102,7 +102,18 @@ async function run(opts: IsolationOptions, mode: 'install' | 'check'): Promise<I
   return { ok: problems.length === 0, problems, fix: FIREWALL_FIX, warnings };
 }
 
-export const installIsolation = (opts: IsolationOptions) => run(opts, 'install');
+/** Installs of one network in this process, one after the other (several executors per process). */
+const installing = new Map<string, Promise<unknown>>();
+
+export function installIsolation(opts: IsolationOptions): Promise<IsolationReport> {
+  const before = installing.get(opts.networkName) ?? Promise.resolve();
+  const mine = before.catch(() => {}).then(() => run(opts, 'install'));
+  installing.set(opts.networkName, mine);
+  void mine.finally(() => {
+    if (installing.get(opts.networkName) === mine) installing.delete(opts.networkName);
+  });
+  return mine;
+}
 export const checkIsolation = (opts: IsolationOptions) => run(opts, 'check');
 
 /** The rule set the current host and configuration call for (tests and `validate`). */
