@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/store/index.js';
+import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { runStoreContract } from './contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
@@ -46,8 +47,63 @@ describe('sqlite store specifics', () => {
       { version: 3, name: 'api_tokens' },
       { version: 4, name: 'log_entry_meta_bytes' },
       { version: 5, name: 'job_events' },
+      { version: 8, name: 'job_claims_ended_only' },
     ]);
     raw.close();
+  });
+
+  it('upgrades a database whose claims were written at dequeue: ended rows kept, open rows read from the job', async () => {
+    const path = join(dir, 'claims-v5.db');
+    const Database = (await import('better-sqlite3')).default;
+    const old = new Database(path);
+    old.exec(
+      'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+    );
+    for (const m of SQLITE_MIGRATIONS.filter((m) => m.version <= 5)) {
+      old.exec(m.sql);
+      old.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+    }
+    old.close();
+    // As the previous schema left them: job 1 on its second attempt (one ended claim, one open
+    // claim), job 2 completed (one ended claim).
+    const raw = new Database(path);
+    const job = raw.prepare(
+      `INSERT INTO jobs (id, queue, state, spec, max_attempts, attempts, worker_hostname, timeout_ms,
+         created_at, queued_at, started_at, last_heartbeat_at, finished_at, rank_key)
+       VALUES (?, 'q', ?, '{}', 3, ?, 'exec-b', 1000, 1, 1, ?, ?, ?, 1)`,
+    );
+    job.run(1, 'processing', 2, 20, 20, null);
+    job.run(2, 'completed', 1, 5, 5, 6);
+    const claim = raw.prepare(
+      'INSERT INTO job_claims (job_id, attempt, executor_name, claimed_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    claim.run(1, 1, 'exec-a', 10, 11, 'errored');
+    claim.run(2, 1, 'exec-a', 5, 6, 'completed');
+    claim.run(1, 2, 'exec-b', 20, null, null);
+    raw.close();
+
+    const s = createSqliteStore({ path });
+    await s.migrate();
+    const record = (
+      jobId: number,
+      attempt: number,
+      executorName: string,
+      claimedAt: number,
+      endedAt: number | null,
+      outcome: string | null,
+    ) => ({ jobId, attempt, executorName, claimedAt, endedAt, outcome });
+    expect(await s.claimHistory(1)).toEqual([
+      record(1, 1, 'exec-a', 10, 11, 'errored'),
+      record(1, 2, 'exec-b', 20, null, null),
+    ]);
+    expect(await s.claimHistory(2)).toEqual([record(2, 1, 'exec-a', 5, 6, 'completed')]);
+    // The open attempt ends as any other: its one row is written then, after the older ones.
+    expect(await s.markComplete({ jobId: 1, executorName: 'exec-b', attempt: 2 }, 30)).toBe(true);
+    expect(await s.claimHistory(1)).toEqual([
+      record(1, 1, 'exec-a', 10, 11, 'errored'),
+      record(1, 2, 'exec-b', 20, 30, 'completed'),
+    ]);
+    await s.close();
   });
 
   it('works in memory', async () => {

@@ -1,8 +1,13 @@
 /**
- * Claiming work: dequeue (the oldest ready job by rank, a new attempt, its token hash and its claim
- * record, in one IMMEDIATE transaction: SQLite has one writer, so no two dequeues can claim the same
- * row), the ready counts the multi-queue pick weighs, the per-queue figures of /metrics, and the
- * claim history (a single read).
+ * Claiming work: dequeue (the oldest ready job by rank, a new attempt and its token hash, in one
+ * IMMEDIATE transaction: SQLite has one writer, so no two dequeues can claim the same row), the ready
+ * counts the multi-queue pick weighs, the per-queue figures of /metrics, and the claim history (a
+ * single read).
+ *
+ * The claim history the PostgreSQL twin keeps, kept more cheaply: a claim that is still open is the
+ * jobs row itself (processing: attempts, worker_hostname, started_at), so a dequeue writes nothing
+ * for it; the attempt's end writes its one job_claims row (connection.ts endAttempt). The history
+ * reads the ended claims, then the open one.
  */
 import { CLAIM_COLUMNS, type ClaimRow, type QueueStatsRow, toClaimRecord, toQueueStats } from '../rows.js';
 import type { DequeueOptions, JobRecord, QueueStats, Store } from '../types.js';
@@ -50,12 +55,6 @@ export function claimQueries(
          queue = excluded.queue, repository_name = excluded.repository_name,
          executor_name = excluded.executor_name, created_at = excluded.created_at`,
     ).run(o.tokenHash, row.id, row.attempts, row.queue, row.repository_name, o.executorName, o.now);
-    q('INSERT INTO job_claims (job_id, attempt, executor_name, claimed_at) VALUES (?, ?, ?, ?)').run(
-      row.id,
-      row.attempts,
-      o.executorName,
-      o.now,
-    );
     return { job: toJob(row), attempt: row.attempts };
   });
 
@@ -87,9 +86,15 @@ export function claimQueries(
     },
 
     async claimHistory(jobId: number) {
-      const rows = q(`SELECT ${CLAIM_COLUMNS} FROM job_claims WHERE job_id = ? ORDER BY id`).all(
-        jobId,
-      ) as ClaimRow[];
+      const rows = q(
+        `SELECT ${CLAIM_COLUMNS} FROM (
+           SELECT ${CLAIM_COLUMNS}, 0 AS open, id FROM job_claims WHERE job_id = ?
+           UNION ALL
+           SELECT id AS job_id, attempts AS attempt, worker_hostname AS executor_name,
+             started_at AS claimed_at, NULL AS ended_at, NULL AS outcome, 1 AS open, 0 AS id
+           FROM jobs WHERE id = ? AND state = 'processing')
+         ORDER BY open, id`,
+      ).all(jobId, jobId) as ClaimRow[];
       return rows.map(toClaimRecord);
     },
   };

@@ -34,9 +34,18 @@ export interface SqliteContext {
   deleteToken(jobId: number): void;
   /**
    * What every end of an attempt does besides its own update, inside the caller's transaction: the
-   * job's token is deleted and the attempt's claim (job_claims) closed with its outcome.
+   * job's token is deleted and the attempt's claim written to job_claims with its outcome. An open
+   * claim is not a row: it is the jobs row itself while it is processing (see claim.ts).
    */
-  endAttempt(jobId: number, attempt: number, outcome: ClaimOutcome, now: number): void;
+  endAttempt(claim: EndedClaim, outcome: ClaimOutcome, now: number): void;
+}
+
+/** The attempt being ended, as its jobs row said before the update that ends it. */
+export interface EndedClaim {
+  jobId: number;
+  attempt: number;
+  executorName: string;
+  claimedAt: number;
 }
 
 export function openSqlite(opts: SqliteStoreOptions): SqliteContext {
@@ -71,12 +80,12 @@ export function openSqlite(opts: SqliteStoreOptions): SqliteContext {
     fenceHolds: (f) =>
       q(`SELECT 1 FROM jobs WHERE ${FENCE}`).get(f.jobId, f.executorName, f.attempt) !== undefined,
     deleteToken,
-    endAttempt: (jobId, attempt, outcome, now) => {
-      deleteToken(jobId);
+    endAttempt: (claim, outcome, now) => {
+      deleteToken(claim.jobId);
       q(
-        `UPDATE job_claims SET ended_at = ?, outcome = ?
-         WHERE job_id = ? AND attempt = ? AND outcome IS NULL`,
-      ).run(now, outcome, jobId, attempt);
+        `INSERT INTO job_claims (job_id, attempt, executor_name, claimed_at, ended_at, outcome)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      ).run(claim.jobId, claim.attempt, claim.executorName, claim.claimedAt, now, outcome);
     },
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The end of an attempt: one UPDATE guarded by the fence (current attempt, processing, owner), the
- * job token deleted and the claim closed with its outcome (job_claims), in one IMMEDIATE
+ * job token deleted and the ended claim written with its outcome (job_claims), in one IMMEDIATE
  * transaction. markCompleteByToken checks the token, the executor's registration and the fence
  * inside the completing statement itself.
  */
@@ -14,17 +14,19 @@ export function markQueries(
   const { q, tx } = c;
   const { endAttempt } = c;
 
-  /** `sql` is the SET clause with its `params`; `now` is when the claim ends. */
+  /**
+   * `sql` is the SET clause with its `params`; `now` is when the claim ends. The fence is read first
+   * (the claim's start, which the SET clause may clear), then the row updated by id: nothing can
+   * come between the two inside the IMMEDIATE transaction.
+   */
   const markTx = tx(
     (f: AttemptFence, outcome: ClaimOutcome, now: number, sql: string, params: unknown[]): boolean => {
-      const row = q(`UPDATE jobs SET ${sql} WHERE ${FENCE} RETURNING id`).get(
-        ...params,
-        f.jobId,
-        f.executorName,
-        f.attempt,
-      );
-      if (!row) return false;
-      endAttempt(f.jobId, f.attempt, outcome, now);
+      const held = q(`SELECT started_at FROM jobs WHERE ${FENCE}`).get(f.jobId, f.executorName, f.attempt) as
+        | { started_at: number }
+        | undefined;
+      if (!held) return false;
+      q(`UPDATE jobs SET ${sql} WHERE id = ?`).run(...params, f.jobId);
+      endAttempt({ ...f, claimedAt: held.started_at }, outcome, now);
       return true;
     },
   );
@@ -37,12 +39,18 @@ export function markQueries(
              SELECT attempt FROM job_tokens
              WHERE token_hash = ? AND job_id = ? AND executor_name = ? AND queue = ?)
            AND EXISTS (SELECT 1 FROM executors WHERE name = ?)
-         RETURNING attempts`,
+         RETURNING attempts, started_at`,
       ).get(now, t.jobId, t.executorName, t.tokenHash, t.jobId, t.executorName, t.queue, t.executorName) as
-        | { attempts: number }
+        | { attempts: number; started_at: number }
         | undefined;
       if (!row) return null;
-      endAttempt(t.jobId, row.attempts, 'completed', now);
+      const claim = {
+        jobId: t.jobId,
+        attempt: row.attempts,
+        executorName: t.executorName,
+        claimedAt: row.started_at,
+      };
+      endAttempt(claim, 'completed', now);
       return { jobId: t.jobId, executorName: t.executorName, attempt: row.attempts };
     },
   );

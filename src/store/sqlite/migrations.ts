@@ -177,4 +177,30 @@ CREATE TABLE job_events (
 CREATE INDEX job_events_job ON job_events (job_id, id);
 `,
   },
+  {
+    version: 8,
+    name: 'job_claims_ended_only',
+    sql: `
+-- An open claim is now the jobs row itself (state processing: attempts, worker_hostname,
+-- started_at), so a dequeue writes no claim row; the attempt's end writes its one row. Rebuilt
+-- without AUTOINCREMENT (no sqlite_sequence write per claim; a new rowid is still above every
+-- existing one, so id order stays claim order). Open rows left by the previous schema are dropped:
+-- the jobs row now answers for them.
+CREATE TABLE job_claims_ended (
+  id            INTEGER PRIMARY KEY,
+  job_id        INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  attempt       INTEGER NOT NULL,
+  executor_name TEXT    NOT NULL,
+  claimed_at    INTEGER NOT NULL,
+  ended_at      INTEGER NOT NULL,
+  outcome       TEXT    NOT NULL
+);
+INSERT INTO job_claims_ended (id, job_id, attempt, executor_name, claimed_at, ended_at, outcome)
+  SELECT id, job_id, attempt, executor_name, claimed_at, ended_at, outcome FROM job_claims
+  WHERE outcome IS NOT NULL;
+DROP TABLE job_claims;
+ALTER TABLE job_claims_ended RENAME TO job_claims;
+CREATE INDEX job_claims_job ON job_claims (job_id, id);
+`,
+  },
 ];
