@@ -15,6 +15,12 @@ export interface RouteDeps {
   clock: Clock;
   logger: Logger;
   notifier: EnqueueNotifier;
+  /**
+   * Wakes a parked dequeue for a job just made ready (submitted, retried, requeued), unless the
+   * store announces it itself: both stores do (SQLite at once; PostgreSQL by NOTIFY, which reaches
+   * every replica, this one included), so one job wakes one executor, not two.
+   */
+  announceEnqueue(queue: string): void;
   metrics: HttpMetrics;
   /** Failed authentications per peer and token name (both APIs share one table). */
   authLimiter: AuthLimiter;
@@ -30,8 +36,9 @@ export interface RouteDeps {
 }
 
 /**
- * Optional Store hook: a Store that can see enqueues made elsewhere (PostgreSQL LISTEN/NOTIFY from
- * other replicas) calls the listener with the queue name. Returns an unsubscribe function.
+ * Optional Store hook: a Store that announces every job it makes ready (SQLite in process;
+ * PostgreSQL through LISTEN/NOTIFY, from every replica) calls the listener with the queue name.
+ * Returns an unsubscribe function.
  */
 export interface EnqueueHook {
   onEnqueue?(listener: (queue: string) => void): (() => void) | undefined;

@@ -1,61 +1,235 @@
 /**
- * In-process wake-up for long-poll dequeues and log followers. `notify(queue)` wakes every waiter
- * of that queue at once; waiters then race for the job through the Store, which lets exactly one
- * win. Missed notifications are harmless: waiters also re-check on a slow timer.
+ * The wake-up behind long-poll dequeues: parked requests wait on events, not timers, so an idle
+ * fleet costs the store nothing.
+ *
+ * - `notify(queue, jobs)` (an enqueue here, a NOTIFY from another replica, a requeue) wakes at most
+ *   `jobs` waiters of that queue, the longest-waiting first: one job wakes one executor, not the
+ *   whole fleet. Waiters then claim through the Store, which lets exactly one win per job.
+ * - `dueAt(queue, at)`: a job that becomes ready later (retry backoff) sets one timer per queue, at
+ *   the earliest such time, which wakes one waiter then.
+ * - One slow safety re-check for all queues that have waiters (not one per request): it asks the
+ *   store how many jobs are ready per queue and wakes that many waiters. It covers what no event
+ *   announced (a lost NOTIFY, a job made due on another replica).
+ * - `knownEmpty(queues)`: true while every queue was last seen empty by a claim attempt and no
+ *   event has touched it since; a dequeue then parks at once without asking the store. Every event
+ *   stamps its queue with the next value of one counter, so a stale "empty" is impossible: a claim
+ *   attempt records emptiness only if no queue it read got a newer stamp while it ran (`epoch`
+ *   before, `markEmpty` after).
  */
+import { type Clock, systemClock } from '../lib/clock.js';
+
 export interface EnqueueNotifier {
-  notify(queue: string): void;
+  /** Wakes up to `jobs` (default 1) waiters of `queue`, longest-waiting first. */
+  notify(queue: string, jobs?: number): void;
+  /** A job of `queue` becomes ready at `at` (epoch ms): one waiter is woken then. */
+  dueAt(queue: string, at: number): void;
   /**
-   * Resolves when a job is enqueued in one of `queues`, when `timeoutMs` passes, or when `signal`
+   * Resolves with the queue whose event woke it, or null when `timeoutMs` passes or `signal`
    * aborts, whichever comes first. Never rejects.
    */
-  wait(queues: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  wait(queues: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<string | null>;
+  /** The queues' event counter, read before a claim attempt (see markEmpty). */
+  epoch(queues: readonly string[]): number;
+  /** Records that a claim attempt begun at `epoch` found nothing in `queues`. */
+  markEmpty(queues: readonly string[], epoch: number): void;
+  /** Every queue was seen empty and nothing has happened to it since. */
+  knownEmpty(queues: readonly string[]): boolean;
   /** Number of current waiters (for tests and metrics). */
   waiting(): number;
+  /** Stops the timers (the safety re-check, due timers) and releases every waiter. */
+  close(): void;
 }
 
-export function createEnqueueNotifier(): EnqueueNotifier {
-  const waiters = new Map<string, Set<() => void>>();
+export interface EnqueueNotifierOptions {
+  /** Ready jobs per queue, for the safety re-check. Without it there is no re-check. */
+  readyCounts?: (queues: string[], now: number) => Promise<Map<string, number>>;
+  /** Interval of the safety re-check. Default 1000. */
+  recheckMs?: number;
+  clock?: Clock;
+  /** Errors of the re-check (the store unreachable); the re-check carries on. */
+  onError?: (e: unknown) => void;
+}
+
+interface Waiter {
+  queues: readonly string[];
+  wake(queue: string | null): void;
+}
+
+interface QueueState {
+  /** Insertion-ordered: the first is the longest-waiting. */
+  waiters: Set<Waiter>;
+  /** The stamp of the last event that may have made a job ready (0: none seen). */
+  epoch: number;
+  /** The epoch at which a claim attempt last found the queue empty; -1 when not known empty. */
+  emptyAt: number;
+  due?: { at: number; timer: NodeJS.Timeout };
+}
+
+export function createEnqueueNotifier(opts: EnqueueNotifierOptions = {}): EnqueueNotifier {
+  const clock = opts.clock ?? systemClock;
+  const queues = new Map<string, QueueState>();
   let count = 0;
+  let closed = false;
+  let stamps = 0;
+
+  const stateOf = (queue: string): QueueState => {
+    let s = queues.get(queue);
+    if (!s) {
+      s = { waiters: new Set(), epoch: 0, emptyAt: -1 };
+      queues.set(queue, s);
+    }
+    return s;
+  };
+  /** Drops a queue's state once nothing refers to it (no waiter, no timer, not known empty). */
+  const tidy = (queue: string, s: QueueState) => {
+    if (s.waiters.size === 0 && !s.due && s.emptyAt < 0) queues.delete(queue);
+  };
+
+  const wakeSome = (queue: string, jobs: number) => {
+    const s = queues.get(queue);
+    if (!s) return;
+    let left = Math.max(0, Math.floor(jobs));
+    for (const w of s.waiters) {
+      if (left <= 0) break;
+      w.wake(queue);
+      left--;
+    }
+  };
+
+  const event = (queue: string) => {
+    const s = stateOf(queue);
+    s.epoch = ++stamps;
+    s.emptyAt = -1;
+    return s;
+  };
+
+  let recheck: NodeJS.Timeout | undefined;
+  let rechecking = false;
+  const runRecheck = async () => {
+    if (rechecking || !opts.readyCounts) return;
+    const watched = [...queues].filter(([, s]) => s.waiters.size > 0).map(([q]) => q);
+    if (watched.length === 0) return;
+    rechecking = true;
+    try {
+      const counts = await opts.readyCounts(watched, clock.now());
+      for (const q of watched) {
+        const n = counts.get(q) ?? 0;
+        if (n <= 0) continue;
+        event(q);
+        wakeSome(q, n);
+      }
+    } catch (e) {
+      opts.onError?.(e);
+    } finally {
+      rechecking = false;
+    }
+  };
+  const startRecheck = () => {
+    if (recheck || closed || !opts.readyCounts) return;
+    recheck = setInterval(() => void runRecheck(), opts.recheckMs ?? 1000);
+    recheck.unref();
+  };
+  const stopRecheckIfIdle = () => {
+    if (recheck && count === 0) {
+      clearInterval(recheck);
+      recheck = undefined;
+    }
+  };
+
   return {
-    notify(queue) {
-      const set = waiters.get(queue);
-      if (!set) return;
-      for (const wake of [...set]) wake();
+    notify(queue, jobs = 1) {
+      event(queue);
+      wakeSome(queue, jobs);
     },
-    wait(queues, timeoutMs, signal) {
-      return new Promise<void>((resolve) => {
-        if (signal?.aborted) {
-          resolve();
+
+    dueAt(queue, at) {
+      if (closed) return;
+      const s = stateOf(queue);
+      if (s.due && s.due.at <= at) return;
+      if (s.due) clearTimeout(s.due.timer);
+      const timer = setTimeout(
+        () => {
+          s.due = undefined;
+          event(queue);
+          wakeSome(queue, 1);
+          tidy(queue, s);
+        },
+        Math.max(0, at - clock.now()),
+      );
+      timer.unref();
+      s.due = { at, timer };
+    },
+
+    wait(names, timeoutMs, signal) {
+      return new Promise<string | null>((resolve) => {
+        if (signal?.aborted || closed) {
+          resolve(null);
           return;
         }
         let timer: NodeJS.Timeout | undefined;
-        const done = () => {
-          if (timer === undefined) return;
-          clearTimeout(timer);
-          timer = undefined;
-          count--;
-          for (const q of queues) {
-            const set = waiters.get(q);
-            set?.delete(done);
-            if (set && set.size === 0) waiters.delete(q);
-          }
-          signal?.removeEventListener('abort', done);
-          resolve();
+        const waiter: Waiter = {
+          queues: names,
+          wake(queue) {
+            if (timer === undefined) return;
+            clearTimeout(timer);
+            timer = undefined;
+            count--;
+            for (const q of names) {
+              const s = queues.get(q);
+              if (!s) continue;
+              s.waiters.delete(waiter);
+              tidy(q, s);
+            }
+            signal?.removeEventListener('abort', onAbort);
+            stopRecheckIfIdle();
+            resolve(queue);
+          },
         };
+        const onAbort = () => waiter.wake(null);
         count++;
-        timer = setTimeout(done, Math.max(0, timeoutMs));
-        for (const q of queues) {
-          let set = waiters.get(q);
-          if (!set) {
-            set = new Set();
-            waiters.set(q, set);
-          }
-          set.add(done);
-        }
-        signal?.addEventListener('abort', done, { once: true });
+        timer = setTimeout(onAbort, Math.max(0, timeoutMs));
+        for (const q of names) stateOf(q).waiters.add(waiter);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        startRecheck();
       });
     },
+
+    epoch(names) {
+      let newest = 0;
+      for (const q of names) newest = Math.max(newest, queues.get(q)?.epoch ?? 0);
+      return newest;
+    },
+
+    markEmpty(names, epoch) {
+      // Any event since `epoch` stamped its queue with a larger value.
+      for (const q of names) if ((queues.get(q)?.epoch ?? 0) > epoch) return;
+      for (const q of names) {
+        const s = stateOf(q);
+        s.emptyAt = s.epoch;
+      }
+    },
+
+    knownEmpty(names) {
+      if (names.length === 0) return false;
+      for (const q of names) {
+        const s = queues.get(q);
+        if (!s || s.emptyAt < 0 || s.emptyAt !== s.epoch) return false;
+      }
+      return true;
+    },
+
     waiting: () => count,
+
+    close() {
+      closed = true;
+      if (recheck) clearInterval(recheck);
+      recheck = undefined;
+      for (const [, s] of queues) {
+        if (s.due) clearTimeout(s.due.timer);
+        s.due = undefined;
+        for (const w of [...s.waiters]) w.wake(null);
+      }
+      queues.clear();
+    },
   };
 }

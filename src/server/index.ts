@@ -3,11 +3,13 @@
  * `listen(app, host, port)` binds it. Nothing listens or starts inside createServer, so tests and
  * `executor up` decide when.
  */
+
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
+import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { packageVersion } from '../lib/version.js';
 import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
@@ -91,15 +93,25 @@ export function createServer(deps: ServerDeps): ServerApp {
   const history = createQueueHistory({ clock, logger });
   // Dispatches and finishes pass through this wrapper so the dashboard can chart them.
   const store = history.observe(deps.store);
-  const notifier = createEnqueueNotifier();
+  // The safety re-check asks the store itself, not the history wrapper: it claims nothing.
+  const notifier = createEnqueueNotifier({
+    readyCounts: (queues, now) => deps.store.readyCounts(queues, now),
+    clock,
+    onError: (e) => logger.warn('long-poll re-check failed', { error: errorMessage(e) }),
+  });
   const metrics = createHttpMetrics();
   const closing = new AbortController();
+  const hook = store as Store & EnqueueHook;
+  const storeAnnounces = typeof hook.onEnqueue === 'function';
   const routeDeps: RouteDeps = {
     store,
     config,
     clock,
     logger,
     notifier,
+    announceEnqueue: (queue) => {
+      if (!storeAnnounces) notifier.notify(queue);
+    },
     metrics,
     authLimiter: createAuthLimiter({
       limit: config.authFailureLimit,
@@ -113,9 +125,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
   };
   const { memory } = routeDeps;
-  const hook = store as Store & EnqueueHook;
-  const unsubscribe =
-    typeof hook.onEnqueue === 'function' ? hook.onEnqueue((q) => notifier.notify(q)) : undefined;
+  const unsubscribe = storeAnnounces ? hook.onEnqueue?.((q) => notifier.notify(q)) : undefined;
 
   const router = createRouter();
   registerExecutorRoutes(router, routeDeps);
@@ -133,7 +143,7 @@ export function createServer(deps: ServerDeps): ServerApp {
       clock,
       logger,
       onRequeued: (queues) => {
-        for (const q of queues) notifier.notify(q);
+        for (const q of queues) routeDeps.announceEnqueue(q);
       },
     }),
     deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
@@ -215,6 +225,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     },
     async close() {
       closing.abort();
+      notifier.close();
       if (typeof unsubscribe === 'function') unsubscribe();
       await Promise.all(Object.values(loops).map((l) => l.stop()));
     },

@@ -58,7 +58,7 @@ export function registerDequeueRoutes(router: Router, deps: RouteDeps): void {
         fileInlineLimitBytes: config.fileInlineLimitBytes,
         queue: multi ? queue : undefined,
       });
-      return encodeJob(job, v2 ? 2 : 1);
+      return { payload: encodeJob(job, v2 ? 2 : 1), queue };
     } catch (e) {
       const message = errorMessage(e);
       await store.markFailed(
@@ -90,10 +90,24 @@ export function registerDequeueRoutes(router: Router, deps: RouteDeps): void {
       // two abort signals and a listener per request are a measurable part of a dequeue.
       let wait: { gone: AbortController; signal: AbortSignal } | undefined;
       const clientGone = () => wait?.gone.signal.aborted === true || ctx.req.socket.destroyed;
+      // The queue whose event woke this request: its job is this request's to claim or pass on.
+      let wokenBy: string | null = null;
       for (;;) {
-        // Nobody would receive a job claimed now.
-        if (clientGone()) return;
-        const payload = await tryDequeue(queues, multi, body.executorName, v2);
+        // Nobody would receive a job claimed now; the event that woke it goes to the next waiter.
+        if (clientGone()) {
+          if (wokenBy !== null) notifier.notify(wokenBy);
+          return;
+        }
+        // A parked poll costs the store nothing: while every queue asked for was last seen empty
+        // and no event has touched it since, there is nothing to claim.
+        const skip = holdMs > 0 && wokenBy === null && notifier.knownEmpty(queues);
+        const epoch = notifier.epoch(queues);
+        const claimed = skip ? null : await tryDequeue(queues, multi, body.executorName, v2);
+        if (!claimed && !skip) notifier.markEmpty(queues, epoch);
+        // A multi-queue pick may have taken another queue's job: the waking one is still there.
+        if (claimed && wokenBy !== null && claimed.queue !== wokenBy) notifier.notify(wokenBy);
+        wokenBy = null;
+        const payload = claimed?.payload;
         if (payload) {
           if (clientGone()) {
             logger.warn('dequeued job for a client that went away; the resetter will requeue it', {
@@ -112,11 +126,15 @@ export function registerDequeueRoutes(router: Router, deps: RouteDeps): void {
           ctx.res.once('close', () => gone.abort());
           wait = { gone, signal: AbortSignal.any([gone.signal, ctx.closing]) };
         }
-        // Woken at once by an enqueue; the 1 s re-check covers jobs becoming due (retry backoff)
-        // and enqueues this process cannot see.
-        await notifier.wait(queues, Math.min(remaining, 1000), wait.signal);
-        if (wait.gone.signal.aborted) return;
+        // Woken by an event (an enqueue here or on another replica, a job becoming due, the
+        // notifier's safety re-check), not by a timer of its own.
+        wokenBy = await notifier.wait(queues, remaining, wait.signal);
+        if (wait.gone.signal.aborted) {
+          if (wokenBy !== null) notifier.notify(wokenBy);
+          return;
+        }
         if (wait.signal.aborted) break;
+        if (wokenBy === null) break;
       }
       sendEmpty(ctx.res, 204);
     });

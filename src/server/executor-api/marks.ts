@@ -55,8 +55,20 @@ async function completeByToken(ctx: RouteContext, deps: RouteDeps): Promise<bool
   return true;
 }
 
+/**
+ * An errored attempt may have put its job back in the queue, ready now or after the retry backoff:
+ * parked long-polls are woken now or when it becomes due. (One read, on this rare path only.)
+ */
+async function announceRequeue(deps: RouteDeps, jobId: number): Promise<void> {
+  const after = await deps.store.getJob(jobId);
+  if (after?.state !== 'queued') return;
+  if (after.processAfter !== null && after.processAfter > deps.clock.now()) {
+    deps.notifier.dueAt(after.queue, after.processAfter);
+  } else deps.notifier.notify(after.queue);
+}
+
 export function registerMarkRoutes(router: Router, deps: RouteDeps): void {
-  const { store, config, clock, notifier } = deps;
+  const { store, config, clock } = deps;
 
   const mark = (kind: 'complete' | 'errored' | 'failed') =>
     wrap(deps, async (ctx) => {
@@ -82,7 +94,7 @@ export function registerMarkRoutes(router: Router, deps: RouteDeps): void {
         sendJson(ctx.res, 404, null);
         return;
       }
-      if (kind === 'errored' && job) notifier.notify(job.queue);
+      if (kind === 'errored' && job) await announceRequeue(deps, job.id);
       sendEmpty(ctx.res, 204);
     });
 

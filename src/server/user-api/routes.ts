@@ -69,7 +69,7 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
 
 /** Submit, cancel, retry: the routes that change jobs (and wake the queue's waiters). */
 function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
-  const { store, config, clock, notifier } = deps;
+  const { store, config, clock } = deps;
 
   addUserRoute(router, deps, 'POST /api/v1/jobs', async (ctx) => {
     const input = await readJson(ctx, deps);
@@ -93,7 +93,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
       // Recorded by the enqueue's own statement: no round trip before the wake-up below.
       principalOf(ctx).name,
     );
-    notifier.notify(job.queue);
+    deps.announceEnqueue(job.queue);
     sendJson(ctx.res, 201, jobView(job), { location: `/api/v1/jobs/${job.id}` });
   });
 
@@ -117,7 +117,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
     }
     const job = await store.retryJob(before.id, clock.now(), principalOf(ctx).name);
     if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
-    notifier.notify(job.queue);
+    deps.announceEnqueue(job.queue);
     sendJson(ctx.res, 200, jobView(job));
   });
 }
