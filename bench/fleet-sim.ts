@@ -1,0 +1,115 @@
+/**
+ * A simulated fleet, in its own process (bench/fleet.ts starts it): FLEET_SIZE real queue clients
+ * (createQueueClient, as the executor uses it) that ping, then loop on dequeue and heartbeat every
+ * 5 s, each starting at a random offset. FLEET_MODE=longpoll asks the server to hold empty
+ * dequeues (30 s); FLEET_MODE=poll is a Sourcegraph-style fleet: an empty dequeue, then 1 s of
+ * sleep. A dequeued job is "run" for FLEET_JOB_MS (its id in the heartbeats meanwhile), then
+ * marked complete.
+ *
+ * Prints one JSON line per received job (`{"got":id,"at":epochMs}`), `{"ready":n}` once every
+ * client has pinged and started, and on SIGTERM a summary: heartbeats sent and their latency p50
+ * and p99, dequeue requests, errors.
+ */
+import { createQueueClient } from '../src/executor/client/queue-client.js';
+import type { Job } from '../src/protocol/job.js';
+import { executorVersion } from '../src/protocol/version.js';
+import { emptyTelemetry } from './cluster.js';
+import { percentile, quietLogger } from './lib.js';
+
+const url = process.env.FLEET_URL!;
+const token = process.env.FLEET_TOKEN!;
+const size = Number(process.env.FLEET_SIZE ?? 1000);
+const mode = process.env.FLEET_MODE === 'poll' ? 'poll' : 'longpoll';
+const queue = process.env.FLEET_QUEUE ?? 'fleet';
+const jobMs = Number(process.env.FLEET_JOB_MS ?? 2000);
+const prefix = process.env.FLEET_PREFIX ?? 'sim';
+const HEARTBEAT_MS = 5_000;
+
+const heartbeatMs: number[] = [];
+let dequeues = 0;
+let errors = 0;
+let stopping = false;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+async function simulate(i: number): Promise<void> {
+  const client = createQueueClient({
+    frontendUrl: url,
+    password: token,
+    executorName: `${prefix}-${i}`,
+    queueName: queue,
+    version: executorVersion(),
+    telemetry: () => emptyTelemetry,
+    longPollMs: mode === 'longpoll' ? 30_000 : 0,
+    retry: { maxAttempts: 1, delayBaseMs: 100, delayMaxMs: 100, retryAfterMaxMs: 0, timeoutMs: 0 },
+    logger: quietLogger(),
+  });
+  await client.ping();
+  const running = new Set<string>();
+  const heartbeats = async () => {
+    await sleep(Math.random() * HEARTBEAT_MS);
+    while (!stopping) {
+      const t0 = performance.now();
+      try {
+        await client.heartbeat([...running]);
+        heartbeatMs.push(performance.now() - t0);
+      } catch {
+        errors++;
+      }
+      await sleep(HEARTBEAT_MS);
+    }
+  };
+  const work = async () => {
+    if (mode === 'poll') await sleep(Math.random() * 1000);
+    while (!stopping) {
+      let job: Job | null = null;
+      dequeues++;
+      try {
+        job = await client.dequeue();
+      } catch {
+        errors++;
+        await sleep(1000);
+        continue;
+      }
+      if (!job) {
+        if (mode === 'poll') await sleep(1000);
+        continue;
+      }
+      process.stdout.write(`${JSON.stringify({ got: job.id, at: Date.now() })}\n`);
+      running.add(String(job.id));
+      await sleep(jobMs);
+      running.delete(String(job.id));
+      await client.markComplete(job).catch(() => errors++);
+    }
+  };
+  void heartbeats();
+  void work();
+}
+
+async function main(): Promise<void> {
+  // Ping in waves, as a fleet coming up would, not 10,000 at once.
+  for (let i = 0; i < size; i += 200) {
+    await Promise.all(Array.from({ length: Math.min(200, size - i) }, (_, k) => simulate(i + k)));
+  }
+  process.stdout.write(`${JSON.stringify({ ready: size })}\n`);
+}
+
+process.on('SIGTERM', () => {
+  stopping = true;
+  process.stdout.write(
+    `${JSON.stringify({
+      summary: {
+        heartbeats: heartbeatMs.length,
+        heartbeatP50: percentile(heartbeatMs, 50),
+        heartbeatP99: percentile(heartbeatMs, 99),
+        dequeues,
+        errors,
+      },
+    })}\n`,
+    () => process.exit(0),
+  );
+});
+
+main().catch((e) => {
+  process.stderr.write(`fleet-sim: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,292 @@
+/**
+ * fleet: what idle executors cost one server replica. The server runs as its own process (the
+ * compiled CLI, `executor server`); the fleet is simulated in another (bench/fleet-sim.ts: real
+ * queue clients, long-poll dequeue loop, heartbeat every 5 s, jobs held 2 s so heartbeats carry
+ * ids). For each size (FLEET_SIZES, default 1000,5000,10000) and store (SQLite; PostgreSQL when
+ * one answers), over a WINDOW_MS window once every client is parked:
+ *   - server CPU (% of one core) and RSS;
+ *   - on PostgreSQL, the database's transactions per second (pg_stat_database xact_commit +
+ *     xact_rollback: every statement the server sends outside a transaction is one) and the CPU
+ *     of the postgres processes;
+ *   - heartbeat p99 (as the clients saw it) and dispatch p50/p99 of jobs submitted during the
+ *     window (submit answered → a client holds the job).
+ * The anchor, in the same run against the same kind of server: a Sourcegraph-style fleet of the
+ * same size (no long-poll; an empty dequeue every second). Target: ours >= 5x cheaper in server
+ * CPU (and, on PostgreSQL, in statements per second).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { createApiClient } from '../src/cli/api-client.js';
+import type { JobSpec } from '../src/protocol/job-spec.js';
+import {
+  type Bench,
+  type BenchContext,
+  type BenchResult,
+  cpuSecondsOf,
+  freshDatabase,
+  MiB,
+  memoryOf,
+  percentile,
+  result,
+  sleep,
+  tempDir,
+  waitFor,
+} from './lib.js';
+import { type Proc, spawnCli, spawnNode } from './procs.js';
+
+const SIM = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-sim.ts');
+const WINDOW_MS = Number(process.env.FLEET_WINDOW_MS ?? 20_000);
+const JOBS_IN_WINDOW = 20;
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** CPU seconds of every postgres process (the database's own work). */
+function postgresCpuSeconds(): number {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') total += cpuSecondsOf(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+async function transactions(url: string): Promise<number> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query(
+      'SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()',
+    );
+    return Number(r.rows[0].n);
+  } finally {
+    await c.end();
+  }
+}
+
+interface Measured {
+  cpuPct: number;
+  rssMiB: number;
+  heartbeatP99: number;
+  heartbeatsPerSec: number;
+  dispatchP50: number;
+  dispatchP99: number;
+  statementsPerSec: number;
+  dbCpuPct: number;
+}
+
+interface Server {
+  url: string;
+  proc: Proc;
+  apiToken: string;
+  executorsToken: string;
+  stop(): Promise<void>;
+}
+
+async function startServer(databaseUrl: string | undefined): Promise<Server> {
+  const data = tempDir('fleet-server');
+  const port = await freePort();
+  const apiToken = `api-${Math.random().toString(36).slice(2)}${Date.now()}`;
+  const executorsToken = `exec-${Math.random().toString(36).slice(2)}${Date.now()}`;
+  const proc = spawnCli(['server', '--data', data.path, '--listen', `127.0.0.1:${port}`], {
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    EXECUTORS_ACCESS_TOKEN: executorsToken,
+    EXECUTOR_SERVER_API_TOKEN: apiToken,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(
+    'the fleet server to answer',
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`the server exited: ${proc.output().slice(-500)}`);
+      try {
+        return (await fetch(`${url}/healthz`)).ok;
+      } catch {
+        return false;
+      }
+    },
+    30_000,
+    50,
+  );
+  return {
+    url,
+    proc,
+    apiToken,
+    executorsToken,
+    async stop() {
+      await proc.stop();
+      data.remove();
+    },
+  };
+}
+
+async function measure(
+  server: Server,
+  size: number,
+  mode: 'longpoll' | 'poll',
+  pgUrl: string | undefined,
+): Promise<Measured> {
+  const sim = spawnNode([SIM], {
+    FLEET_URL: server.url,
+    FLEET_TOKEN: server.executorsToken,
+    FLEET_SIZE: String(size),
+    FLEET_MODE: mode,
+    FLEET_PREFIX: `${mode}-${size}`,
+  });
+  try {
+    await waitFor(
+      'the simulated fleet to come up',
+      () => {
+        if (sim.child.exitCode !== null) throw new Error(`the fleet exited: ${sim.output().slice(-500)}`);
+        return sim.output().includes('"ready"');
+      },
+      300_000,
+      100,
+    );
+    // Let every client reach its steady state (parked, heartbeats spread over 5 s).
+    await sleep(6_000);
+    const api = createApiClient({ server: server.url, token: server.apiToken });
+    const cpu0 = cpuSecondsOf(server.proc.pid);
+    const db0 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
+    const t0 = performance.now();
+    const submitted = new Map<number, number>();
+    for (let i = 0; i < JOBS_IN_WINDOW; i++) {
+      await sleep(WINDOW_MS / JOBS_IN_WINDOW);
+      const job = await api.submit({ queue: 'fleet', steps: [{ image: 'none', run: 'true' }] } as JobSpec);
+      submitted.set(job.id, Date.now());
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = cpuSecondsOf(server.proc.pid) - cpu0;
+    const db1 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
+    const rss = memoryOf(server.proc.pid).rss;
+    const got = () =>
+      sim
+        .output()
+        .split('\n')
+        .filter((l) => l.startsWith('{"got"'))
+        .map((l) => JSON.parse(l) as { got: number; at: number });
+    await waitFor(
+      'every submitted job dispatched',
+      () => got().filter((g) => submitted.has(g.got)).length === submitted.size,
+      30_000,
+      20,
+    );
+    const dispatch = got()
+      .filter((g) => submitted.has(g.got))
+      .map((g) => g.at - submitted.get(g.got)!);
+    const before = sim.output().length;
+    await sim.stop();
+    const summaryLine = sim
+      .output()
+      .slice(before - 1)
+      .split('\n')
+      .find((l) => l.startsWith('{"summary"'));
+    const summary = summaryLine
+      ? (JSON.parse(summaryLine) as { summary: { heartbeats: number; heartbeatP99: number } }).summary
+      : { heartbeats: 0, heartbeatP99: Number.NaN };
+    return {
+      cpuPct: (cpu / seconds) * 100,
+      rssMiB: rss / MiB,
+      heartbeatP99: summary.heartbeatP99,
+      heartbeatsPerSec: size / 5,
+      dispatchP50: percentile(dispatch, 50),
+      dispatchP99: percentile(dispatch, 99),
+      statementsPerSec: db0 && db1 ? (db1.tx - db0.tx) / seconds : Number.NaN,
+      dbCpuPct: db0 && db1 ? ((db1.cpu - db0.cpu) / seconds) * 100 : Number.NaN,
+    };
+  } finally {
+    await sim.stop();
+  }
+}
+
+async function oneStore(ctx: BenchContext, label: string, size: number, pgAdmin: string | undefined) {
+  const rows: BenchResult[] = [];
+  const run = async (mode: 'longpoll' | 'poll') => {
+    const db = pgAdmin ? await freshDatabase(pgAdmin, 'fleet') : undefined;
+    const server = await startServer(db?.url);
+    try {
+      ctx.say(
+        `fleet.${label}: ${size} ${mode === 'longpoll' ? 'long-polling' : 'Sourcegraph-style'} executors`,
+      );
+      return await measure(server, size, mode, db?.url);
+    } finally {
+      await server.stop();
+      await db?.drop();
+    }
+  };
+  const ours = await run('longpoll');
+  const anchor = await run('poll');
+  const name = `fleet.${label}.${size}`;
+  const cpuTarget = label === 'sqlite' ? 20 : 30;
+  rows.push(
+    result({
+      name: `${name}.cpu`,
+      ours: ours.cpuPct,
+      baseline: anchor.cpuPct,
+      unit: '% core',
+      target: `<= ${cpuTarget} % at 10,000; anchor >= 5x ours`,
+      met: (o, r) => (size < 10_000 || o <= cpuTarget) && r <= 0.2,
+      note: `server CPU; baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s). RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB)`,
+    }),
+    result({
+      name: `${name}.rss`,
+      ours: ours.rssMiB,
+      baseline: 400,
+      unit: 'MiB',
+      target: '<= 400 MiB',
+      met: (o) => o <= 400,
+    }),
+    result({
+      name: `${name}.heartbeat_p99`,
+      ours: ours.heartbeatP99,
+      baseline: 50,
+      unit: 'ms',
+      target: '<= 50 ms',
+      met: (o) => o <= 50,
+      note: `${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s`,
+    }),
+    result({
+      name: `${name}.dispatch_p50`,
+      ours: ours.dispatchP50,
+      baseline: 10,
+      unit: 'ms',
+      target: '<= 10 ms',
+      met: (o) => o <= 10,
+      note: `p99 ${ours.dispatchP99.toFixed(1)} ms (target <= 50 ms); anchor p50 ${anchor.dispatchP50.toFixed(0)} ms`,
+    }),
+  );
+  if (pgAdmin) {
+    rows.push(
+      result({
+        name: `${name}.statements`,
+        ours: ours.statementsPerSec,
+        baseline: anchor.statementsPerSec,
+        unit: 'stmt/s',
+        target: `<= 1.1 x heartbeats (${(1.1 * ours.heartbeatsPerSec).toFixed(0)}/s); anchor >= 5x ours`,
+        met: (o, r) => o <= 1.1 * ours.heartbeatsPerSec && r <= 0.2,
+        note: `database CPU ${ours.dbCpuPct.toFixed(1)} % (anchor ${anchor.dbCpuPct.toFixed(1)} %)`,
+      }),
+    );
+  }
+  return rows;
+}
+
+export const fleet: Bench = async (ctx) => {
+  const sizes = (process.env.FLEET_SIZES ?? '1000,5000,10000').split(',').map(Number);
+  const out: BenchResult[] = [];
+  for (const size of sizes) {
+    out.push(...(await oneStore(ctx, 'sqlite', size, undefined)));
+    if (ctx.postgresUrl) out.push(...(await oneStore(ctx, 'postgres', size, ctx.postgresUrl)));
+  }
+  return out;
+};
