@@ -122,6 +122,9 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     listApiTokens: () => inner.listApiTokens(),
     revokeApiToken: (name, n) => inner.revokeApiToken(name, n),
     findApiTokenByHash: (h, n) => inner.findApiTokenByHash(h, n),
+    pruneFinishedJobs: (c, l) => inner.pruneFinishedJobs(c, l),
+    pruneLogOutput: (c, l) => inner.pruneLogOutput(c, l),
+    reclaimSpace: (p) => inner.reclaimSpace(p),
     onEnqueue: inner.onEnqueue ? (cb) => inner.onEnqueue!(cb) : undefined,
 
     async dequeue(opts) {

@@ -1,6 +1,7 @@
 /**
  * Numbered migrations (migrations.ts), applied in one IMMEDIATE transaction: a second process
- * migrating the same file waits, then finds them applied. Idempotent.
+ * migrating the same file waits, then finds them applied. Idempotent. Then, once per file, the
+ * switch to incremental auto-vacuum (a VACUUM, outside any transaction).
  */
 import type { Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
@@ -32,6 +33,12 @@ export function migrateQueries(c: SqliteContext): Pick<Store, 'migrate'> {
   return {
     async migrate() {
       migrateTx();
+      // A file made before auto_vacuum was set keeps its mode until a VACUUM rewrites it: done
+      // once, here, at start-up (it takes about as long as copying the file; see docs/operating.md).
+      if (db.name !== ':memory:' && db.pragma('auto_vacuum', { simple: true }) !== 2) {
+        db.pragma('auto_vacuum = INCREMENTAL');
+        db.exec('VACUUM');
+      }
     },
   };
 }
