@@ -65,6 +65,11 @@ export interface ServerConfig {
   /** Failed authentications from one peer (or token name) within the window before 429s. */
   authFailureLimit: number;
   authFailureWindowMs: number;
+  /** Terminal jobs finished longer ago than this are deleted; 0 keeps every job. */
+  jobRetentionMs: number;
+  /** Output of terminal jobs finished longer ago than this is dropped (the job stays); 0 keeps it. */
+  logRetentionMs: number;
+  pruneIntervalMs: number;
 }
 
 export class ServerConfigError extends Error {
@@ -345,6 +350,25 @@ export const SERVER_ENV = {
     description: 'the window of EXECUTOR_SERVER_AUTH_FAILURE_LIMIT, counted from the first failure',
     parse: duration(AT_LEAST_1S),
   },
+  EXECUTOR_SERVER_JOB_RETENTION: {
+    flag: 'job-retention',
+    default: '720h',
+    description:
+      'jobs in a terminal state (completed, failed, canceled) that finished longer ago than this are deleted with their attempts, tokens, log entries and files; queued and running jobs never are; 0 keeps every job',
+    parse: duration(),
+  },
+  EXECUTOR_SERVER_LOG_RETENTION: {
+    flag: 'log-retention',
+    description:
+      'log output of terminal jobs that finished longer ago than this is dropped earlier than the job (its entries then say the output was pruned); default: the job retention; 0 keeps output as long as the job',
+    parse: duration(),
+  },
+  EXECUTOR_SERVER_PRUNE_INTERVAL: {
+    flag: 'prune-interval',
+    default: '10m',
+    description: 'how often the pruner applies the retention (in batches; seconds are fine for tests)',
+    parse: duration(AT_LEAST_1S),
+  },
 } as const satisfies Catalogue;
 
 export interface ServerSetting extends Setting {
@@ -427,5 +451,8 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     memoryLimitBytes: v.EXECUTOR_SERVER_MEMORY_LIMIT,
     authFailureLimit: v.EXECUTOR_SERVER_AUTH_FAILURE_LIMIT,
     authFailureWindowMs: v.EXECUTOR_SERVER_AUTH_FAILURE_WINDOW,
+    jobRetentionMs: v.EXECUTOR_SERVER_JOB_RETENTION,
+    logRetentionMs: v.EXECUTOR_SERVER_LOG_RETENTION ?? v.EXECUTOR_SERVER_JOB_RETENTION,
+    pruneIntervalMs: v.EXECUTOR_SERVER_PRUNE_INTERVAL,
   };
 }

@@ -16,6 +16,7 @@ import { createAuthLimiter, createAuthRefusalMetrics } from './auth-limiter.js';
 import { createDeadlineEnforcer } from './background/deadline-enforcer.js';
 import { createExecutorJanitor } from './background/executor-janitor.js';
 import type { BackgroundLoop } from './background/loop.js';
+import { createPruneMetrics, createPruner } from './background/pruner.js';
 import { createResetter } from './background/resetter.js';
 import type { EnqueueHook, RouteDeps } from './deps.js';
 import { createEnqueueNotifier } from './enqueue-notifier.js';
@@ -60,6 +61,8 @@ export interface ServerApp {
     executorJanitor: BackgroundLoop;
     /** Samples queues and executor metrics for the dashboard's charts. */
     history: BackgroundLoop;
+    /** Retention: deletes old finished jobs and their output. */
+    pruner: BackgroundLoop;
   };
 }
 
@@ -94,6 +97,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   const notifier = createEnqueueNotifier();
   const metrics = createHttpMetrics();
   const closing = new AbortController();
+  const pruneMetrics = createPruneMetrics();
   const routeDeps: RouteDeps = {
     store,
     config,
@@ -107,6 +111,7 @@ export function createServer(deps: ServerDeps): ServerApp {
       clock,
     }),
     authRefusals: createAuthRefusalMetrics(),
+    pruneMetrics,
     random: deps.random ?? Math.random,
     packageVersion: packageVersion(),
     memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
@@ -139,6 +144,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
     executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
     history: history.loop(deps.store),
+    pruner: createPruner({ store: deps.store, config, clock, logger, metrics: pruneMetrics }),
   };
 
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
