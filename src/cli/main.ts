@@ -4,6 +4,7 @@
  */
 import { Command } from 'commander';
 import { packageVersion } from '../lib/version.js';
+import { registerBackupCommands } from './backup.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerExecCommand } from './exec.js';
 import { registerInstallCommand } from './install.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerInstallCommand(program);
   registerExecCommand(program);
+  registerBackupCommands(program);
   return program;
 }
 

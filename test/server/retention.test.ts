@@ -61,7 +61,9 @@ describe('retention (pruner)', () => {
     });
     expect((await logsOf(old)).entries[0]!.out).toBe(PRUNED_OUTPUT_MARKER);
     expect((await logsOf(young)).entries[0]!.out).toBe('young output\n');
-    expect((await (await h.api('GET', `/jobs/${old}`)).json()).state).toBe('completed');
+    expect(((await (await h.api('GET', `/jobs/${old}`)).json()) as { state: string }).state).toBe(
+      'completed',
+    );
 
     h.clock.advance(46 * HOUR);
     const pass = (await h.app.loops.pruner.runOnce(h.clock.now())) as { jobs: number; logJobs: number };
