@@ -253,6 +253,11 @@ export const API_TOKEN_TOUCH_MS = 60_000;
 export interface Store {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
+  /**
+   * Versions this build knows that the database has not applied yet (empty once migrate() ran here
+   * or on another replica); rejects, as any query would, when the database is down. /readyz reads it.
+   */
+  pendingMigrations(): Promise<number[]>;
   close(): Promise<void>;
   /** One round trip to the database (the health check); rejects, as any query would, when it is down. */
   ping(): Promise<void>;

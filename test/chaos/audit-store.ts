@@ -98,6 +98,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
   };
   const decorated: Store = {
     migrate: () => inner.migrate(),
+    pendingMigrations: () => inner.pendingMigrations(),
     close: () => inner.close(),
     ping: () => inner.ping(),
     enqueue: (j, n, a) => inner.enqueue(j, n, a),

@@ -133,6 +133,11 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         { version: 7, name: 'retention' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
+      expect(await s.pendingMigrations()).toEqual([]);
+      await cleaner.query('DELETE FROM schema_migrations WHERE version = 7');
+      expect(await s.pendingMigrations()).toEqual([7]);
+      await cleaner.query("INSERT INTO schema_migrations (version, name) VALUES (7, 'retention')");
+      expect(await s.pendingMigrations()).toEqual([]);
       await s.close();
     });
 

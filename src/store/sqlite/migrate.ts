@@ -7,7 +7,7 @@ import type { Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 
-export function migrateQueries(c: SqliteContext): Pick<Store, 'migrate'> {
+export function migrateQueries(c: SqliteContext): Pick<Store, 'migrate' | 'pendingMigrations'> {
   const { db, tx } = c;
   const migrateTx = tx(() => {
     db.exec(
@@ -31,6 +31,19 @@ export function migrateQueries(c: SqliteContext): Pick<Store, 'migrate'> {
   });
 
   return {
+    async pendingMigrations() {
+      const table = db
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+        .get();
+      const applied = new Set(
+        table
+          ? (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map(
+              (r) => r.version,
+            )
+          : [],
+      );
+      return SQLITE_MIGRATIONS.map((m) => m.version).filter((v) => !applied.has(v));
+    },
     async migrate() {
       migrateTx();
       // A file made before auto_vacuum was set keeps its mode until a VACUUM rewrites it: done
