@@ -70,6 +70,9 @@ export interface ServerConfig {
   /** Output of terminal jobs finished longer ago than this is dropped (the job stays); 0 keeps it. */
   logRetentionMs: number;
   pruneIntervalMs: number;
+  /** PEM certificate chain and key files: both set, the server speaks HTTPS only; both '' for HTTP. */
+  tlsCertFile: string;
+  tlsKeyFile: string;
 }
 
 export class ServerConfigError extends Error {
@@ -369,6 +372,17 @@ export const SERVER_ENV = {
     description: 'how often the pruner applies the retention (in batches; seconds are fine for tests)',
     parse: duration(AT_LEAST_1S),
   },
+  EXECUTOR_SERVER_TLS_CERT: {
+    flag: 'tls-cert',
+    description:
+      'PEM file of the server certificate (chain); with EXECUTOR_SERVER_TLS_KEY the server serves HTTPS only. Both files are read again on SIGHUP, without dropping connections',
+    parse: z.string().min(1),
+  },
+  EXECUTOR_SERVER_TLS_KEY: {
+    flag: 'tls-key',
+    description: 'PEM file of the private key of EXECUTOR_SERVER_TLS_CERT',
+    parse: z.string().min(1),
+  },
 } as const satisfies Catalogue;
 
 export interface ServerSetting extends Setting {
@@ -402,6 +416,11 @@ export function loadServerConfig(sources: ServerConfigSources = {}): ServerConfi
   if (base !== undefined && max !== undefined && max < base) {
     problems.push(
       '--retry-backoff-max / EXECUTOR_SERVER_RETRY_BACKOFF_MAX: must not be below the retry backoff base',
+    );
+  }
+  if ((v.EXECUTOR_SERVER_TLS_CERT === undefined) !== (v.EXECUTOR_SERVER_TLS_KEY === undefined)) {
+    problems.push(
+      '--tls-cert / EXECUTOR_SERVER_TLS_CERT and --tls-key / EXECUTOR_SERVER_TLS_KEY: set both, or neither',
     );
   }
   if (problems.length > 0) throw new ServerConfigError(problems);
@@ -454,5 +473,7 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     jobRetentionMs: v.EXECUTOR_SERVER_JOB_RETENTION,
     logRetentionMs: v.EXECUTOR_SERVER_LOG_RETENTION ?? v.EXECUTOR_SERVER_JOB_RETENTION,
     pruneIntervalMs: v.EXECUTOR_SERVER_PRUNE_INTERVAL,
+    tlsCertFile: v.EXECUTOR_SERVER_TLS_CERT ? path.resolve(cwd, v.EXECUTOR_SERVER_TLS_CERT) : '',
+    tlsKeyFile: v.EXECUTOR_SERVER_TLS_KEY ? path.resolve(cwd, v.EXECUTOR_SERVER_TLS_KEY) : '',
   };
 }

@@ -4,8 +4,11 @@
  * `executor up` decide when.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
@@ -232,10 +235,30 @@ export interface Listening {
   port: number;
   /** Stops accepting, ends long-polls and follows, waits for in-flight requests, stops loops. */
   close(): Promise<void>;
+  /**
+   * HTTPS only: reads the certificate and key files again and uses them for new TLS handshakes;
+   * open connections (long-polls, log follows) keep theirs. Throws, keeping the old pair, when the
+   * files cannot be read or do not match.
+   */
+  reloadTls(): void;
 }
 
-export function listen(app: ServerApp, host: string, port: number): Promise<Listening> {
-  const server = http.createServer((req, res) => app.handle(req, res));
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+}
+
+/** The pair as Node's TLS wants it; createSecureContext checks that key and certificate match. */
+function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
+  const pair = { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+  tls.createSecureContext(pair);
+  return pair;
+}
+
+/** `tls`: serve HTTPS (HTTP/1.1) with these files instead of HTTP. */
+export function listen(app: ServerApp, host: string, port: number, tlsFiles?: TlsFiles): Promise<Listening> {
+  const handler = (req: IncomingMessage, res: ServerResponse) => app.handle(req, res);
+  const server = tlsFiles ? https.createServer(readTls(tlsFiles), handler) : http.createServer(handler);
   // Node's requestTimeout stays off: request bodies are timed where they are read
   // (EXECUTOR_SERVER_REQUEST_TIMEOUT and EXECUTOR_SERVER_BODY_IDLE_TIMEOUT, see readBody and
   // discardBody), and a long-poll or log follow, which sends nothing after its headers, is never cut.
@@ -250,8 +273,12 @@ export function listen(app: ServerApp, host: string, port: number): Promise<List
       const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       let closed: Promise<void> | undefined;
       resolve({
-        url: `http://${shownHost}:${addr.port}`,
+        url: `${tlsFiles ? 'https' : 'http'}://${shownHost}:${addr.port}`,
         port: addr.port,
+        reloadTls() {
+          if (!tlsFiles) throw new Error('the server is not serving HTTPS');
+          (server as https.Server).setSecureContext(readTls(tlsFiles));
+        },
         close() {
           closed ??= (async () => {
             const done = new Promise<void>((r) => server.close(() => r()));
