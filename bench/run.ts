@@ -10,6 +10,7 @@ import { dispatch } from './dispatch.js';
 import { footprint } from './footprint.js';
 import { type Bench, type BenchContext, type BenchResult, postgresAnswers, quietLogger } from './lib.js';
 import { logs } from './logs.js';
+import { prune } from './prune.js';
 import { queue } from './queue.js';
 import { step } from './step.js';
 import { stepIsolated } from './step-isolated.js';
@@ -21,6 +22,7 @@ const BENCHES: Record<string, Bench> = {
   'step.isolated': stepIsolated,
   logs,
   footprint,
+  prune,
 };
 
 function formatRow(r: BenchResult): string {

@@ -21,7 +21,11 @@ export function pruneQueries(
 ): Pick<Store, 'pruneFinishedJobs' | 'pruneLogOutput' | 'reclaimSpace'> {
   const { q, tx, db } = c;
 
-  /** Ids of the batch, oldest finish first (index jobs_finished or jobs_logs_unpruned). */
+  /**
+   * Ids of the batch, oldest finish first, named index required: without statistics the planner
+   * prefers jobs_state_id and sorts every terminal job for each batch (15-20 ms per batch at
+   * 100,000 jobs, measured), where the partial index reads only the batch.
+   */
   const pickIds = (sql: string, finishedBefore: number, limit: number): number[] =>
     (q(sql).all(finishedBefore, limit) as { id: number }[]).map((r) => r.id);
 
@@ -37,7 +41,8 @@ export function pruneQueries(
 
   const pruneJobsTx = tx((finishedBefore: number, limit: number) => {
     const ids = pickIds(
-      `SELECT id FROM jobs WHERE ${TERMINAL} AND finished_at < ? ORDER BY finished_at LIMIT ?`,
+      `SELECT id FROM jobs INDEXED BY jobs_finished WHERE ${TERMINAL} AND finished_at < ?
+       ORDER BY finished_at LIMIT ?`,
       finishedBefore,
       limit,
     );
@@ -54,7 +59,7 @@ export function pruneQueries(
 
   const pruneLogsTx = tx((finishedBefore: number, limit: number) => {
     const ids = pickIds(
-      `SELECT id FROM jobs WHERE ${TERMINAL} AND logs_pruned = 0 AND finished_at < ?
+      `SELECT id FROM jobs INDEXED BY jobs_logs_unpruned WHERE ${TERMINAL} AND logs_pruned = 0 AND finished_at < ?
        ORDER BY finished_at LIMIT ?`,
       finishedBefore,
       limit,
