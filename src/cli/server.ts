@@ -44,7 +44,21 @@ export function registerServerCommand(program: Command): void {
     const tlsFiles = config.tlsCertFile
       ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
       : undefined;
-    const server = await listen(app, config.listenHost, config.listenPort, tlsFiles);
+    let server: Awaited<ReturnType<typeof listen>>;
+    try {
+      server = await listen(app, config.listenHost, config.listenPort, tlsFiles);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!tlsFiles || code === 'EADDRINUSE' || code === 'EACCES') throw e;
+      // The certificate or key cannot be read, is not PEM, or the two do not match.
+      process.stderr.write(
+        `--tls-cert / --tls-key (EXECUTOR_SERVER_TLS_CERT / EXECUTOR_SERVER_TLS_KEY): ${(e as Error).message}\n`,
+      );
+      await app.close();
+      await store.close();
+      process.exitCode = 2;
+      return;
+    }
     app.startBackground();
     logger.info('queue server listening', {
       url: server.url,

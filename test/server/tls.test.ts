@@ -161,6 +161,25 @@ if (requireOrSkip('openssl', haveOpenssl)) {
       expect(Date.now() - started).toBeLessThan(1000);
     }, 60_000);
 
+    it('refuses to start with a key that does not match the certificate, and says which setting', async () => {
+      const bad = spawnCli(
+        [
+          'server',
+          '--listen',
+          '127.0.0.1:0',
+          '--data',
+          path.join(dir, 'data-bad'),
+          '--tls-cert',
+          a.cert,
+          '--tls-key',
+          b.key,
+        ],
+        { EXECUTORS_ACCESS_TOKEN: EXECUTOR_TOKEN, EXECUTOR_SERVER_API_TOKEN: API_TOKEN },
+      );
+      expect(await bad.exited).toBe(2);
+      expect(bad.output()).toMatch(/--tls-cert \/ --tls-key .*: .*key values mismatch/);
+    }, 60_000);
+
     it('SIGHUP loads the new certificate for new connections; an open follow keeps going', async () => {
       const submit = await new Promise<number>((resolve, reject) => {
         const req = https.request(
