@@ -4,8 +4,8 @@
  *
  * Node 20 reads extra CAs only at start (NODE_EXTRA_CA_CERTS) and fetch takes no per-call CA, so
  * the command runs itself again, once, with NODE_EXTRA_CA_CERTS naming the file (or a bundle of it
- * and an extra CA file already configured). Signals are passed on to that process and its exit
- * code is this one's. Every connection of the process (queue client, files, git proxy, the CLI's
+ * and an extra CA file already configured). Signals are passed on to that process, exactly once
+ * each (it runs in its own process group), and its exit code is this one's. Every connection of the process (queue client, files, git proxy, the CLI's
  * user-API calls) then trusts the CA.
  */
 import { spawn } from 'node:child_process';
@@ -62,8 +62,12 @@ export function relaunchWithCaFile(args: string[]): boolean {
   // A single-file build runs as its own executable: there is no script argument to repeat.
   const script =
     process.argv[1] && path.resolve(process.argv[1]) !== process.execPath ? [process.argv[1]] : [];
+  // Its own process group: a terminal's Ctrl-C (sent to the foreground group) reaches this process
+  // only, which passes it on once; a second copy would turn an executor's drain into an abort.
+  // (The systemd units use KillMode=mixed for the same reason.)
   const child = spawn(process.execPath, [...process.execArgv, ...script, ...args], {
     stdio: 'inherit',
+    detached: true,
     env: { ...process.env, NODE_EXTRA_CA_CERTS: bundle, EXECUTOR_FRONTEND_CA_FILE: abs, [APPLIED]: abs },
   });
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const) {
