@@ -11,6 +11,7 @@ import { fleet } from './fleet.js';
 import { footprint } from './footprint.js';
 import { type Bench, type BenchContext, type BenchResult, postgresAnswers, quietLogger } from './lib.js';
 import { logs } from './logs.js';
+import { prune } from './prune.js';
 import { queue } from './queue.js';
 import { step } from './step.js';
 import { stepIsolated } from './step-isolated.js';
@@ -23,6 +24,7 @@ const BENCHES: Record<string, Bench> = {
   logs,
   footprint,
   fleet,
+  prune,
 };
 
 /** Run only when asked by name (`npm run bench -- fleet`): minutes long, and 20,000 sockets. */

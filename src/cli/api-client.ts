@@ -2,6 +2,7 @@
  * Client of the server's user API (/api/v1), for the CLI commands and `executor up`.
  * Errors carry the server's code, message and field details so the CLI can print them as they are.
  */
+import { certificateErrorCode, certificateProblemMessage } from '../lib/tls-trust.js';
 import type { JobSpec } from '../protocol/job-spec.js';
 import {
   type ApiTokenCreatedView,
@@ -68,6 +69,9 @@ export function createApiClient(opts: ApiClientOptions) {
         body: body !== undefined ? JSON.stringify(body) : undefined,
       });
     } catch (e) {
+      const certificate = certificateErrorCode(e);
+      if (certificate)
+        throw new ApiError(0, 'UNREACHABLE', certificateProblemMessage(`${base}/`, certificate));
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       throw new ApiError(
         0,

@@ -4,6 +4,8 @@
  */
 import { Command } from 'commander';
 import { packageVersion } from '../lib/version.js';
+import { registerBackupCommands } from './backup.js';
+import { relaunchWithCaFile } from './ca-file.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerExecCommand } from './exec.js';
 import { registerInstallCommand } from './install.js';
@@ -28,15 +30,21 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerInstallCommand(program);
   registerExecCommand(program);
+  registerBackupCommands(program);
   return program;
 }
 
-const program = buildProgram();
 const args = process.argv.slice(2);
-// `executor` alone, or with only run's flags, means `executor run` (Sourcegraph's default command).
-if (args.length === 0 || (args[0]?.startsWith('--') && !['--help', '--version'].includes(args[0]))) {
-  args.unshift('run');
+// --ca-file / EXECUTOR_FRONTEND_CA_FILE: the command runs again in a child that trusts the CA.
+if (!relaunchWithCaFile(args)) main(args);
+
+function main(args: string[]): void {
+  const program = buildProgram();
+  // `executor` alone, or with only run's flags, means `executor run` (Sourcegraph's default command).
+  if (args.length === 0 || (args[0]?.startsWith('--') && !['--help', '--version'].includes(args[0]))) {
+    args.unshift('run');
+  }
+  // No top-level await: the single-file build (scripts/package.mjs) bundles this entry as CommonJS.
+  // A rejection still ends the process with its error, as an unhandled rejection.
+  void program.parseAsync(args, { from: 'user' });
 }
-// No top-level await: the single-file build (scripts/package.mjs) bundles this entry as CommonJS.
-// A rejection still ends the process with its error, as an unhandled rejection.
-void program.parseAsync(args, { from: 'user' });

@@ -41,7 +41,24 @@ export function registerServerCommand(program: Command): void {
     const store = openStore(config.databaseUrl);
     await store.migrate();
     const app = createServer({ store, config, clock: systemClock, logger });
-    const server = await listen(app, config.listenHost, config.listenPort);
+    const tlsFiles = config.tlsCertFile
+      ? { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
+      : undefined;
+    let server: Awaited<ReturnType<typeof listen>>;
+    try {
+      server = await listen(app, config.listenHost, config.listenPort, tlsFiles);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!tlsFiles || code === 'EADDRINUSE' || code === 'EACCES') throw e;
+      // The certificate or key cannot be read, is not PEM, or the two do not match.
+      process.stderr.write(
+        `--tls-cert / --tls-key (EXECUTOR_SERVER_TLS_CERT / EXECUTOR_SERVER_TLS_KEY): ${(e as Error).message}\n`,
+      );
+      await app.close();
+      await store.close();
+      process.exitCode = 2;
+      return;
+    }
     app.startBackground();
     logger.info('queue server listening', {
       url: server.url,
@@ -62,6 +79,17 @@ export function registerServerCommand(program: Command): void {
         process.exit(1);
       }
     };
+    // SIGHUP: new certificate files (a renewal) for new connections; open ones are kept.
+    if (tlsFiles) {
+      process.on('SIGHUP', () => {
+        try {
+          server.reloadTls();
+          logger.info('TLS certificate reloaded', { cert: tlsFiles.certFile });
+        } catch (e) {
+          logger.error('TLS certificate reload failed; the previous certificate stays in use', { error: e });
+        }
+      });
+    }
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
   });

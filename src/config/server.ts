@@ -65,6 +65,14 @@ export interface ServerConfig {
   /** Failed authentications from one peer (or token name) within the window before 429s. */
   authFailureLimit: number;
   authFailureWindowMs: number;
+  /** Terminal jobs finished longer ago than this are deleted; 0 keeps every job. */
+  jobRetentionMs: number;
+  /** Output of terminal jobs finished longer ago than this is dropped (the job stays); 0 keeps it. */
+  logRetentionMs: number;
+  pruneIntervalMs: number;
+  /** PEM certificate chain and key files: both set, the server speaks HTTPS only; both '' for HTTP. */
+  tlsCertFile: string;
+  tlsKeyFile: string;
 }
 
 export class ServerConfigError extends Error {
@@ -345,6 +353,36 @@ export const SERVER_ENV = {
     description: 'the window of EXECUTOR_SERVER_AUTH_FAILURE_LIMIT, counted from the first failure',
     parse: duration(AT_LEAST_1S),
   },
+  EXECUTOR_SERVER_JOB_RETENTION: {
+    flag: 'job-retention',
+    default: '720h',
+    description:
+      'jobs in a terminal state (completed, failed, canceled) that finished longer ago than this are deleted with their attempts, tokens, log entries and files; queued and running jobs never are; 0 keeps every job',
+    parse: duration(),
+  },
+  EXECUTOR_SERVER_LOG_RETENTION: {
+    flag: 'log-retention',
+    description:
+      'log output of terminal jobs that finished longer ago than this is dropped earlier than the job (its entries then say the output was pruned); default: the job retention; 0 keeps output as long as the job',
+    parse: duration(),
+  },
+  EXECUTOR_SERVER_PRUNE_INTERVAL: {
+    flag: 'prune-interval',
+    default: '10m',
+    description: 'how often the pruner applies the retention (in batches; seconds are fine for tests)',
+    parse: duration(AT_LEAST_1S),
+  },
+  EXECUTOR_SERVER_TLS_CERT: {
+    flag: 'tls-cert',
+    description:
+      'PEM file of the server certificate (chain); with EXECUTOR_SERVER_TLS_KEY the server serves HTTPS only. Both files are read again on SIGHUP, without dropping connections',
+    parse: z.string().min(1),
+  },
+  EXECUTOR_SERVER_TLS_KEY: {
+    flag: 'tls-key',
+    description: 'PEM file of the private key of EXECUTOR_SERVER_TLS_CERT',
+    parse: z.string().min(1),
+  },
 } as const satisfies Catalogue;
 
 export interface ServerSetting extends Setting {
@@ -378,6 +416,11 @@ export function loadServerConfig(sources: ServerConfigSources = {}): ServerConfi
   if (base !== undefined && max !== undefined && max < base) {
     problems.push(
       '--retry-backoff-max / EXECUTOR_SERVER_RETRY_BACKOFF_MAX: must not be below the retry backoff base',
+    );
+  }
+  if ((v.EXECUTOR_SERVER_TLS_CERT === undefined) !== (v.EXECUTOR_SERVER_TLS_KEY === undefined)) {
+    problems.push(
+      '--tls-cert / EXECUTOR_SERVER_TLS_CERT and --tls-key / EXECUTOR_SERVER_TLS_KEY: set both, or neither',
     );
   }
   if (problems.length > 0) throw new ServerConfigError(problems);
@@ -427,5 +470,10 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     memoryLimitBytes: v.EXECUTOR_SERVER_MEMORY_LIMIT,
     authFailureLimit: v.EXECUTOR_SERVER_AUTH_FAILURE_LIMIT,
     authFailureWindowMs: v.EXECUTOR_SERVER_AUTH_FAILURE_WINDOW,
+    jobRetentionMs: v.EXECUTOR_SERVER_JOB_RETENTION,
+    logRetentionMs: v.EXECUTOR_SERVER_LOG_RETENTION ?? v.EXECUTOR_SERVER_JOB_RETENTION,
+    pruneIntervalMs: v.EXECUTOR_SERVER_PRUNE_INTERVAL,
+    tlsCertFile: v.EXECUTOR_SERVER_TLS_CERT ? path.resolve(cwd, v.EXECUTOR_SERVER_TLS_CERT) : '',
+    tlsKeyFile: v.EXECUTOR_SERVER_TLS_KEY ? path.resolve(cwd, v.EXECUTOR_SERVER_TLS_KEY) : '',
   };
 }

@@ -3,6 +3,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Store } from '../store/types.js';
 import type { AuthLimiter, AuthRefusalMetrics } from './auth-limiter.js';
+import type { PruneMetrics } from './background/pruner.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
@@ -25,6 +26,8 @@ export interface RouteDeps {
   /** Failed authentications per peer and token name (both APIs share one table). */
   authLimiter: AuthLimiter;
   authRefusals: AuthRefusalMetrics;
+  /** What the retention pruner deleted (served by /metrics). */
+  pruneMetrics: PruneMetrics;
   /** Uniform in [0, 1); injectable so multi-queue selection can be tested. */
   random: () => number;
   /** This package's version, for executor compatibility of our own executors. */

@@ -3,7 +3,8 @@
  * `{"error":{code,...}}` catalogue, the executor API's upstream `{"error":"..."}`, plain text
  * elsewhere); the rules are common and live here:
  *
- * - the store unreachable (AppError UNAVAILABLE): a warning, and the API's 503 form, retried;
+ * - the store unreachable (AppError UNAVAILABLE), or its disk full (store/disk-full.ts): a warning,
+ *   and the API's 503 form, retried;
  * - the client gone mid-body (BodyAbortedError): nobody is left to answer and it is not a server
  *   fault, so a debug line and the connection cut;
  * - anything else: an error logged with the request id, and the API's generic 500 naming that id,
@@ -11,6 +12,7 @@
  */
 import { type AppError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { diskFullAsUnavailable } from '../store/disk-full.js';
 import { BodyAbortedError, type RouteContext } from './http.js';
 
 export interface FailureForms {
@@ -29,7 +31,9 @@ export interface FailureForms {
   afterHeaders: 'end' | 'destroy';
 }
 
-export function answerFailure(ctx: RouteContext, logger: Logger, forms: FailureForms, e: unknown): void {
+export function answerFailure(ctx: RouteContext, logger: Logger, forms: FailureForms, thrown: unknown): void {
+  // A full disk is a 503 like an unreachable store: nothing was stored, and a retry succeeds later.
+  const e = diskFullAsUnavailable(thrown);
   const where = { requestId: ctx.requestId, path: ctx.url.pathname };
   if (isAppError(e) && e.code === 'UNAVAILABLE') {
     logger.warn(forms.unavailableLog, { ...where, error: e.cause });

@@ -5,8 +5,11 @@
  */
 
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
 import { errorMessage } from '../lib/errors.js';
@@ -18,6 +21,7 @@ import { createAuthLimiter, createAuthRefusalMetrics } from './auth-limiter.js';
 import { createDeadlineEnforcer } from './background/deadline-enforcer.js';
 import { createExecutorJanitor } from './background/executor-janitor.js';
 import type { BackgroundLoop } from './background/loop.js';
+import { createPruneMetrics, createPruner } from './background/pruner.js';
 import { createResetter } from './background/resetter.js';
 import type { EnqueueHook, RouteDeps } from './deps.js';
 import { createEnqueueNotifier } from './enqueue-notifier.js';
@@ -62,6 +66,8 @@ export interface ServerApp {
     executorJanitor: BackgroundLoop;
     /** Samples queues and executor metrics for the dashboard's charts. */
     history: BackgroundLoop;
+    /** Retention: deletes old finished jobs and their output. */
+    pruner: BackgroundLoop;
   };
 }
 
@@ -103,6 +109,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   const closing = new AbortController();
   const hook = store as Store & EnqueueHook;
   const storeAnnounces = typeof hook.onEnqueue === 'function';
+  const pruneMetrics = createPruneMetrics();
   const routeDeps: RouteDeps = {
     store,
     config,
@@ -119,6 +126,7 @@ export function createServer(deps: ServerDeps): ServerApp {
       clock,
     }),
     authRefusals: createAuthRefusalMetrics(),
+    pruneMetrics,
     random: deps.random ?? Math.random,
     packageVersion: packageVersion(),
     memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
@@ -149,6 +157,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
     executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
     history: history.loop(deps.store),
+    pruner: createPruner({ store: deps.store, config, clock, logger, metrics: pruneMetrics }),
   };
 
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
@@ -237,10 +246,30 @@ export interface Listening {
   port: number;
   /** Stops accepting, ends long-polls and follows, waits for in-flight requests, stops loops. */
   close(): Promise<void>;
+  /**
+   * HTTPS only: reads the certificate and key files again and uses them for new TLS handshakes;
+   * open connections (long-polls, log follows) keep theirs. Throws, keeping the old pair, when the
+   * files cannot be read or do not match.
+   */
+  reloadTls(): void;
 }
 
-export function listen(app: ServerApp, host: string, port: number): Promise<Listening> {
-  const server = http.createServer((req, res) => app.handle(req, res));
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+}
+
+/** The pair as Node's TLS wants it; createSecureContext checks that key and certificate match. */
+function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
+  const pair = { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
+  tls.createSecureContext(pair);
+  return pair;
+}
+
+/** `tls`: serve HTTPS (HTTP/1.1) with these files instead of HTTP. */
+export function listen(app: ServerApp, host: string, port: number, tlsFiles?: TlsFiles): Promise<Listening> {
+  const handler = (req: IncomingMessage, res: ServerResponse) => app.handle(req, res);
+  const server = tlsFiles ? https.createServer(readTls(tlsFiles), handler) : http.createServer(handler);
   // Node's requestTimeout stays off: request bodies are timed where they are read
   // (EXECUTOR_SERVER_REQUEST_TIMEOUT and EXECUTOR_SERVER_BODY_IDLE_TIMEOUT, see readBody and
   // discardBody), and a long-poll or log follow, which sends nothing after its headers, is never cut.
@@ -255,8 +284,12 @@ export function listen(app: ServerApp, host: string, port: number): Promise<List
       const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       let closed: Promise<void> | undefined;
       resolve({
-        url: `http://${shownHost}:${addr.port}`,
+        url: `${tlsFiles ? 'https' : 'http'}://${shownHost}:${addr.port}`,
         port: addr.port,
+        reloadTls() {
+          if (!tlsFiles) throw new Error('the server is not serving HTTPS');
+          (server as https.Server).setSecureContext(readTls(tlsFiles));
+        },
         close() {
           closed ??= (async () => {
             const done = new Promise<void>((r) => server.close(() => r()));

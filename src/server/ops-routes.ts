@@ -1,6 +1,7 @@
 /**
- * The operator's routes: `GET /healthz` (200 `ok` while the store answers one round trip and the
- * process's memory is below EXECUTOR_SERVER_MEMORY_LIMIT, else 503)
+ * The operator's routes: `GET /healthz` (liveness: 200 `ok` while the store answers one round trip
+ * and the process's memory is below EXECUTOR_SERVER_MEMORY_LIMIT, else 503), `GET /readyz`
+ * (readiness: as /healthz, and every schema migration of this build applied, and not shutting down)
  * and `GET /metrics` (Prometheus text: queue figures, this server's HTTP counters, and the metrics
  * executors pushed with their heartbeats). /healthz needs no token (load balancers call it);
  * /metrics needs `Authorization: Bearer <EXECUTOR_SERVER_METRICS_TOKEN>` when that is set, and is
@@ -42,6 +43,26 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
     }
   });
 
+  // Readiness, for load balancers and Kubernetes readiness probes: this replica should get traffic.
+  // Unlike /healthz (liveness) it also says no while the schema is behind this build (another
+  // replica is migrating, or migrate() has not run) and once shutdown began, so traffic drains.
+  router.add('GET', '/readyz', async (ctx) => {
+    const no = (why: string) => sendText(ctx.res, 503, `not ready: ${why}\n`, { 'retry-after': '1' });
+    if (ctx.closing.aborted) return no('shutting down');
+    const refusal = deps.memory.refusal();
+    if (refusal) return no(`memory above limit: ${refusal}`);
+    let pending: number[];
+    try {
+      await store.ping();
+      pending = await store.pendingMigrations();
+    } catch (e) {
+      logger.warn('readiness check: store unavailable', { error: isAppError(e) ? e.cause : e });
+      return no('store unavailable');
+    }
+    if (pending.length > 0) return no(`schema migrations ${pending.join(', ')} not applied`);
+    sendText(ctx.res, 200, 'ready');
+  });
+
   router.add(
     'GET',
     '/metrics',
@@ -76,6 +97,7 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
           renderQueueMetrics(stats, now) +
           metrics.render() +
           authRefusals.render() +
+          deps.pruneMetrics.render() +
           pushed.render(executors);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         ctx.res.end(body);

@@ -237,12 +237,27 @@ export interface NewApiToken {
   expiresAt: number | null;
 }
 
+/** What one prune batch removed: jobs (or jobs whose output was dropped) and the bytes they held. */
+export interface PruneResult {
+  jobs: number;
+  /** Output bytes deleted, plus the spec bytes of deleted jobs. */
+  bytes: number;
+}
+
+/** The text that replaces an entry's output once log retention dropped it. */
+export const PRUNED_OUTPUT_MARKER = '[output pruned: older than the log retention]\n';
+
 /** findApiTokenByHash writes last_used_at only when the stored one is older than this. */
 export const API_TOKEN_TOUCH_MS = 60_000;
 
 export interface Store {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
+  /**
+   * Versions this build knows that the database has not applied yet (empty once migrate() ran here
+   * or on another replica); rejects, as any query would, when the database is down. /readyz reads it.
+   */
+  pendingMigrations(): Promise<number[]>;
   close(): Promise<void>;
   /** One round trip to the database (the health check); rejects, as any query would, when it is down. */
   ping(): Promise<void>;
@@ -423,6 +438,27 @@ export interface Store {
    * API_TOKEN_TOUCH_MS, so a busy token costs one write a minute, not one per request.
    */
   findApiTokenByHash(tokenHash: string, now: number): Promise<ApiTokenRecord | null>;
+
+  /**
+   * Retention: deletes at most `limit` jobs in a terminal state (completed, failed, canceled) whose
+   * finishedAt is before `finishedBefore`, oldest first, with their tokens, claims, events, log
+   * entries and output (their files live in the spec). A queued, processing or errored job is never
+   * deleted, whatever its age. `finishedBefore` is a time, compared as given (retention is hours).
+   * One bounded statement or transaction per call: the caller loops while a full batch came back.
+   */
+  pruneFinishedJobs(finishedBefore: number, limit: number): Promise<PruneResult>;
+  /**
+   * Log retention: for at most `limit` terminal jobs finished before `finishedBefore` whose output
+   * was not dropped yet, deletes every entry's output and leaves PRUNED_OUTPUT_MARKER in its place
+   * (entries with no output stay empty); keys, commands, exit codes and the job row stay.
+   */
+  pruneLogOutput(finishedBefore: number, limit: number): Promise<PruneResult>;
+  /**
+   * Gives freed space back to the file system where the database does not do it by itself: SQLite
+   * returns up to `maxPages` free pages (incremental vacuum) and answers how many it returned;
+   * PostgreSQL answers 0 (autovacuum reuses the space; see docs/operating.md).
+   */
+  reclaimSpace(maxPages: number): Promise<number>;
 
   /**
    * Optional: calls `cb(queue)` when a job of `queue` becomes queued (enqueue, retry, stalled reset),

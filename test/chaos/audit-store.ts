@@ -98,6 +98,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
   };
   const decorated: Store = {
     migrate: () => inner.migrate(),
+    pendingMigrations: () => inner.pendingMigrations(),
     close: () => inner.close(),
     ping: () => inner.ping(),
     enqueue: (j, n, a) => inner.enqueue(j, n, a),
@@ -122,6 +123,9 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     listApiTokens: () => inner.listApiTokens(),
     revokeApiToken: (name, n) => inner.revokeApiToken(name, n),
     findApiTokenByHash: (h, n) => inner.findApiTokenByHash(h, n),
+    pruneFinishedJobs: (c, l) => inner.pruneFinishedJobs(c, l),
+    pruneLogOutput: (c, l) => inner.pruneLogOutput(c, l),
+    reclaimSpace: (p) => inner.reclaimSpace(p),
     onEnqueue: inner.onEnqueue ? (cb) => inner.onEnqueue!(cb) : undefined,
 
     async dequeue(opts) {

@@ -136,10 +136,10 @@ describe('deploy/compose/compose.yaml', () => {
     expect(text).toMatch(/docs\/security\.md/);
   });
 
-  it('starts executors only once the server answers /healthz', () => {
+  it('starts executors only once the server answers /readyz', () => {
     expect(compose.services.executor!.depends_on).toEqual({ server: { condition: 'service_healthy' } });
     expect(JSON.stringify((compose.services.server as Record<string, unknown>).healthcheck)).toContain(
-      '/healthz',
+      '/readyz',
     );
   });
 });

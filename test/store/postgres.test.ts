@@ -12,6 +12,7 @@ import type { NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip } from '../helpers/env.js';
 import { runStoreContract } from './contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
+import { runRetentionContract } from './retention-contract.js';
 
 const adminUrl = postgresUrl();
 
@@ -53,6 +54,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
   };
   runStoreContract('postgres', freshStore);
   runJobEventsContract('postgres', freshStore);
+  runRetentionContract('postgres', freshStore);
 
   describe('postgres store specifics', () => {
     /** A job of queue `r` running `true`, one attempt. */
@@ -128,8 +130,14 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         { version: 3, name: 'api_tokens' },
         { version: 4, name: 'log_entry_meta_bytes' },
         { version: 5, name: 'job_events' },
+        { version: 7, name: 'retention' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
+      expect(await s.pendingMigrations()).toEqual([]);
+      await cleaner.query('DELETE FROM schema_migrations WHERE version = 7');
+      expect(await s.pendingMigrations()).toEqual([7]);
+      await cleaner.query("INSERT INTO schema_migrations (version, name) VALUES (7, 'retention')");
+      expect(await s.pendingMigrations()).toEqual([]);
       await s.close();
     });
 

@@ -1,5 +1,5 @@
 /** The Store contract on SQLite: a fresh database file per test. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { runStoreContract } from './contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
+import { runRetentionContract } from './retention-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'executor-sqlite-store-'));
 let n = 0;
@@ -15,6 +16,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 runStoreContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 runJobEventsContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
+runRetentionContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 
 describe('sqlite store specifics', () => {
   it('uses WAL on a file and keeps data across reopen', async () => {
@@ -47,6 +49,7 @@ describe('sqlite store specifics', () => {
       { version: 3, name: 'api_tokens' },
       { version: 4, name: 'log_entry_meta_bytes' },
       { version: 5, name: 'job_events' },
+      { version: 7, name: 'retention' },
       { version: 8, name: 'job_claims_ended_only' },
     ]);
     raw.close();
@@ -111,5 +114,65 @@ describe('sqlite store specifics', () => {
     await s.migrate();
     expect(await s.listJobs({ limit: 5 })).toEqual({ jobs: [], total: 0 });
     await s.close();
+  });
+
+  it('gives the space of pruned jobs back to the file system (incremental vacuum)', async () => {
+    const path = join(dir, 'shrink.db');
+    const s = createSqliteStore({ path });
+    await s.migrate();
+    const out = 'y'.repeat(64 * 1024);
+    for (let i = 0; i < 60; i++) {
+      const job = await s.enqueue(
+        {
+          queue: 'q',
+          spec: { queue: 'q', steps: [{ image: 'busybox', run: 'true' }] },
+          repositoryName: '',
+          commit: '',
+          priority: 0,
+          maxAttempts: 1,
+          timeoutMs: 1000,
+        },
+        1,
+      );
+      await s.dequeue({ queue: 'q', executorName: 'e', now: 1, tokenHash: `h${i}`, priorityStepMs: 1 });
+      const fence = { jobId: job.id, executorName: 'e', attempt: 1 };
+      const entry = await s.addLogEntry(fence, { key: 'k', command: null, startTime: 'now' }, 1 << 20);
+      await s.appendLogOutput(fence, entry!, 0, out, {}, 1 << 20);
+      await s.markComplete(fence, 2);
+    }
+    const Database = (await import('better-sqlite3')).default;
+    const checkpoint = () => {
+      const raw = new Database(path);
+      raw.pragma('wal_checkpoint(TRUNCATE)');
+      raw.close();
+    };
+    checkpoint();
+    const full = statSync(path).size;
+    expect(full).toBeGreaterThan(60 * 64 * 1024);
+    let pruned = 0;
+    for (let r = await s.pruneFinishedJobs(10, 16); r.jobs > 0; r = await s.pruneFinishedJobs(10, 16))
+      pruned += r.jobs;
+    expect(pruned).toBe(60);
+    let pages = 0;
+    for (let n = await s.reclaimSpace(100); n > 0; n = await s.reclaimSpace(100)) pages += n;
+    expect(pages).toBeGreaterThan(900);
+    checkpoint();
+    expect(statSync(path).size).toBeLessThan(full / 4);
+    await s.close();
+  });
+
+  it('converts a file made before incremental vacuum once, at migrate', async () => {
+    const path = join(dir, 'old-mode.db');
+    const Database = (await import('better-sqlite3')).default;
+    const raw = new Database(path);
+    raw.exec('CREATE TABLE t (x INTEGER)');
+    expect(raw.pragma('auto_vacuum', { simple: true })).toBe(0);
+    raw.close();
+    const s = createSqliteStore({ path });
+    await s.migrate();
+    await s.close();
+    const after = new Database(path, { readonly: true });
+    expect(after.pragma('auto_vacuum', { simple: true })).toBe(2);
+    after.close();
   });
 });

@@ -60,6 +60,11 @@ const EXECUTOR_OWN_ENV = {
       'The shared executor secret (`executors.accessToken` in Sourcegraph). Sent as `token-executor <password>`; redacted from job logs as `SECRET_REMOVED`.',
     parse: z.string().min(1, 'must not be empty'),
   },
+  EXECUTOR_FRONTEND_CA_FILE: {
+    description:
+      "PEM file of a CA trusted for the server's TLS certificate besides the system's (also `--ca-file` on any command; combined with NODE_EXTRA_CA_CERTS). The process starts itself once more with it applied.",
+    parse: z.string().min(1, 'must not be empty'),
+  },
   EXECUTOR_QUEUE_NAME: {
     description:
       'The queue to take jobs from (single-queue mode). Exactly one of this and EXECUTOR_QUEUE_NAMES.',

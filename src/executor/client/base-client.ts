@@ -14,6 +14,7 @@
 import path from 'node:path';
 import type { HttpRetryConfig } from '../../config/executor.js';
 import type { Logger } from '../../lib/logger.js';
+import { CertificateError, certificateErrorCode } from '../../lib/tls-trust.js';
 import { backoffDelayMs, DEFAULT_HTTP_RETRY, decideForStatus, shouldRetryError } from './retry.js';
 
 export class UnexpectedStatusError extends Error {
@@ -174,6 +175,8 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
         // budget); one cut by SRC_HTTP_CLI_INTERNAL_TIMEOUT is not, as before.
         const timedOut = timedOutNow && retry.timeoutMs <= 0;
         const delay = backoffDelayMs(attempt, retry, opts.random);
+        const certificate = certificateErrorCode(e);
+        if (certificate) throw new CertificateError(target, certificate, e);
         if (attempt >= retry.maxAttempts || (!timedOut && !shouldRetryError(e, attempt)) || !fits(delay))
           throw e;
         opts.logger?.debug('http request failed; retrying', { url: target, attempt, error: e });

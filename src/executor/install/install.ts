@@ -108,6 +108,9 @@ Restart=always
 RestartSec=5
 # SIGTERM drains: no new jobs, running jobs finish. Allow the default maximum job runtime (30m).
 KillSignal=SIGTERM
+# SIGTERM to the main process only: with EXECUTOR_FRONTEND_CA_FILE it runs the command as a child
+# and passes the signal on once; the rest of the group is killed only at the timeout.
+KillMode=mixed
 TimeoutStopSec=32min
 LimitNOFILE=65536
 

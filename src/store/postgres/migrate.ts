@@ -4,9 +4,20 @@ import type { PgContext } from './connection.js';
 import { MIGRATION_LOCK_KEY } from './fragments.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 
-export function migrateQueries(c: PgContext): Pick<Store, 'migrate'> {
-  const { inTransaction } = c;
+export function migrateQueries(c: PgContext): Pick<Store, 'migrate' | 'pendingMigrations'> {
+  const { inTransaction, rows } = c;
   return {
+    async pendingMigrations() {
+      const [t] = await rows<{ present: boolean }>(
+        "SELECT to_regclass('schema_migrations') IS NOT NULL AS present",
+      );
+      const applied = new Set(
+        t?.present
+          ? (await rows<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => r.version)
+          : [],
+      );
+      return POSTGRES_MIGRATIONS.map((m) => m.version).filter((v) => !applied.has(v));
+    },
     /** Serialised across replicas by a transaction-scoped advisory lock. */
     async migrate() {
       await inTransaction(async (c) => {

@@ -181,4 +181,20 @@ CREATE TABLE job_events (
 CREATE INDEX job_events_job ON job_events (job_id, id);
 `,
   },
+  {
+    version: 7,
+    name: 'retention',
+    sql: `
+-- Retention (the pruner): finished jobs in the order they finished, and those whose output was not
+-- dropped yet.
+ALTER TABLE jobs ADD COLUMN logs_pruned BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'failed', 'canceled');
+CREATE INDEX jobs_logs_unpruned ON jobs (finished_at)
+  WHERE state IN ('completed', 'failed', 'canceled') AND NOT logs_pruned;
+-- The pruner deletes output in batches: vacuum the log tables after 5% of their rows went (default
+-- 20%), so the freed space is reused by new output instead of growing the files.
+ALTER TABLE log_chunks SET (autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE log_entries SET (autovacuum_vacuum_scale_factor = 0.05);
+`,
+  },
 ];

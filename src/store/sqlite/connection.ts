@@ -50,6 +50,9 @@ export interface EndedClaim {
 
 export function openSqlite(opts: SqliteStoreOptions): SqliteContext {
   const db = new Database(opts.path);
+  // Freed pages go back to the file system (reclaimSpace) only in incremental mode, which a file
+  // takes before its first table; older files are converted once by migrate().
+  db.pragma('auto_vacuum = INCREMENTAL');
   db.pragma('journal_mode = WAL');
   db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
   db.pragma('foreign_keys = ON');

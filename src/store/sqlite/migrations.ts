@@ -178,6 +178,19 @@ CREATE INDEX job_events_job ON job_events (job_id, id);
 `,
   },
   {
+    version: 7,
+    name: 'retention',
+    sql: `
+-- Retention (the pruner): finished jobs in the order they finished, and those whose output was not
+-- dropped yet. The state lists are spelled as the pruner's queries spell them, so SQLite uses the
+-- partial indexes.
+ALTER TABLE jobs ADD COLUMN logs_pruned INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'failed', 'canceled');
+CREATE INDEX jobs_logs_unpruned ON jobs (finished_at)
+  WHERE state IN ('completed', 'failed', 'canceled') AND logs_pruned = 0;
+`,
+  },
+  {
     version: 8,
     name: 'job_claims_ended_only',
     sql: `
