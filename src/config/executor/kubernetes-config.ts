@@ -3,9 +3,10 @@
  * variables, and the KubernetesConfig the runtime reads. Names and defaults are Sourcegraph's.
  */
 import { z } from 'zod';
+import { compareQuantities, parseQuantity } from '../../lib/quantity.js';
 import type { Catalogue, Values } from '../declare.js';
 import type { Env } from '../load.js';
-import { bool, int, json, keyValues, list, oneOf } from '../parsers.js';
+import { bool, int, json, keyValues, list, oneOf, quantity } from '../parsers.js';
 
 export interface KubernetesConfig {
   /** Kubeconfig file; when missing, the in-cluster service account is used. */
@@ -105,22 +106,24 @@ export const KUBERNETES_ENV = {
     parse: z.string().min(1),
   },
   EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU: {
-    description: 'CPU limit of every job container (e.g. `2`).',
-    parse: z.string(),
+    description:
+      'CPU limit of every job container, a Kubernetes quantity (`2`, `1.5`, `500m`). Default: none.',
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU: {
-    description: 'CPU request of every job container.',
-    parse: z.string(),
+    description:
+      "CPU request of every job container, a Kubernetes quantity. Default: the CPU limit when one is set (Kubernetes' rule), else none. May not exceed the limit.",
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY: {
     default: '12Gi',
-    description: 'Memory limit of every job container.',
-    parse: z.string(),
+    description: 'Memory limit of every job container, a Kubernetes quantity (`12Gi`, `512Mi`, `4G`).',
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY: {
-    default: '12Gi',
-    description: 'Memory request of every job container.',
-    parse: z.string(),
+    description:
+      "Memory request of every job container, a Kubernetes quantity. Default: the memory limit (Kubernetes' rule), so setting only the limit lowers both. May not exceed the limit.",
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RUNTIME_CLASS: {
     description: '`runtimeClassName` of job pods, e.g. `gvisor` for a gVisor RuntimeClass.',
@@ -170,8 +173,9 @@ export const KUBERNETES_ENV = {
   },
   KUBERNETES_JOB_VOLUME_SIZE: {
     default: '5Gi',
-    description: 'Size of the single pod workspace volume.',
-    parse: z.string().min(1),
+    description:
+      'Size of the single pod workspace volume (emptyDir `sizeLimit` or PVC request), a Kubernetes quantity (`5Gi`, `5G`; not `5GB`).',
+    parse: quantity(),
   },
   KUBERNETES_ADDITIONAL_JOB_VOLUMES: {
     description: 'JSON `Volume[]` added to job pods.',
@@ -204,6 +208,34 @@ export const KUBERNETES_ENV = {
   },
 } as const satisfies Catalogue;
 
+const RESOURCE_PAIRS = [
+  ['EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU', 'EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU', 'CPU'],
+  ['EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY', 'EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY', 'memory'],
+] as const;
+
+/**
+ * A request above its limit: the API server refuses every pod with one, so it is refused at start.
+ * `given` tells a default limit from one the user set, for the message.
+ */
+export function kubernetesProblems(
+  v: Partial<Values<typeof KUBERNETES_ENV>>,
+  given: ReadonlySet<string>,
+): string[] {
+  const problems: string[] = [];
+  for (const [reqVar, limVar, what] of RESOURCE_PAIRS) {
+    const req = v[reqVar];
+    const lim = v[limVar];
+    const r = req === undefined ? undefined : parseQuantity(req);
+    const l = lim === undefined ? undefined : parseQuantity(lim);
+    if (!r || !l || compareQuantities(r, l) <= 0) continue;
+    const limit = `${limVar}=${lim}${given.has(limVar) ? '' : ' (the default)'}`;
+    problems.push(
+      `${reqVar}: the ${what} request ${req} exceeds the ${what} limit ${limit}; Kubernetes refuses a pod whose request is above its limit: raise the limit or lower the request (unset, the request equals the limit)`,
+    );
+  }
+  return problems;
+}
+
 /** Shapes the parsed KUBERNETES_ENV values; the kubeconfig defaults to `$HOME/.kube/config`. */
 export function kubernetesConfig(v: Values<typeof KUBERNETES_ENV>, env: Env): KubernetesConfig {
   return {
@@ -219,9 +251,11 @@ export function kubernetesConfig(v: Values<typeof KUBERNETES_ENV>, env: Env): Ku
     tolerations: v.EXECUTOR_KUBERNETES_NODE_TOLERATIONS ?? [],
     persistenceVolumeName: v.EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME,
     resourceLimitCpu: v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU,
-    resourceRequestCpu: v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU,
+    resourceRequestCpu:
+      v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU ?? v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU,
     resourceLimitMemory: v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY,
-    resourceRequestMemory: v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY,
+    resourceRequestMemory:
+      v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY ?? v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY,
     jobDeadlineSeconds: v.KUBERNETES_JOB_DEADLINE,
     keepJobs: v.KUBERNETES_KEEP_JOBS,
     runAsUser: v.KUBERNETES_RUN_AS_USER,
