@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { BLOCKED_V4, BLOCKED_V6 } from '../../../../src/executor/network/egress-rules.js';
 import { KUBE_API_PERMISSIONS } from '../../../../src/executor/runtimes/kubernetes/kube-client.js';
 import { objectLabels } from '../../../../src/executor/runtimes/kubernetes/naming.js';
+import { objectsProblems } from './kubernetes-validity.js';
 
 const dir = new URL('../../../../deploy/kubernetes/', import.meta.url);
 
@@ -21,6 +22,14 @@ if (!hasKubectl) console.warn('skipping: kubectl is not available (kustomize ren
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
 
+const docsOf = (text: string) => parseAllDocuments(text).map((d) => d.toJS() as Record<string, unknown>);
+
+/** The objects of the files kustomization.yaml lists, as written (no kustomize needed). */
+function manifestsAsWritten(): Array<Record<string, unknown>> {
+  const k = parse(readFileSync(new URL('kustomization.yaml', dir), 'utf8')) as { resources: string[] };
+  return k.resources.flatMap((file) => docsOf(readFileSync(new URL(file, dir), 'utf8')));
+}
+
 describe('deploy/kubernetes', () => {
   it('grants the executor exactly the (resource, verb) pairs the runtime calls', () => {
     const docs = parseAllDocuments(readFileSync(new URL('rbac.yaml', dir), 'utf8')).map((d) => d.toJS());
@@ -35,6 +44,20 @@ describe('deploy/kubernetes', () => {
     );
     expect([...granted].sort()).toEqual([...used].sort());
     expect(docs.some((d) => d.kind === 'ClusterRole' || d.kind === 'ClusterRoleBinding')).toBe(false);
+  });
+
+  it('every manifest, the job NetworkPolicy among them, is valid against the upstream schemas', () => {
+    const objs = manifestsAsWritten();
+    expect(objs.map((o) => o.kind)).toContain('NetworkPolicy');
+    expect(objs.length).toBeGreaterThanOrEqual(11);
+    expect(objectsProblems(objs)).toEqual([]);
+  });
+
+  it.skipIf(!hasKubectl)('the rendered manifests are valid against the upstream schemas', () => {
+    const out = execFileSync('kubectl', ['kustomize', dir.pathname], { encoding: 'utf8', timeout: 60_000 });
+    const objs = docsOf(out);
+    expect(objs).toHaveLength(manifestsAsWritten().length);
+    expect(objectsProblems(objs)).toEqual([]);
   });
 
   it.skipIf(!hasKubectl)('renders with kubectl kustomize', () => {
