@@ -168,7 +168,8 @@ export function objectProblems(obj: AnyObject): string[] {
     if (obj.kind === 'Deployment') {
       const labels = (template.metadata?.labels ?? {}) as Record<string, string>;
       for (const [k, v] of Object.entries((obj.spec.selector?.matchLabels ?? {}) as Record<string, string>)) {
-        if (labels[k] !== v) problems.push(`${where}: spec.template.metadata.labels: selector ${k}=${v} does not match`);
+        if (labels[k] !== v)
+          problems.push(`${where}: spec.template.metadata.labels: selector ${k}=${v} does not match`);
       }
     }
     if (obj.kind === 'Job' && !['Never', 'OnFailure'].includes(template.spec.restartPolicy)) {
