@@ -196,12 +196,24 @@ function wrapJob(name: string, id: JobIdentity, s: KubernetesConfig, pod: PodSpe
   };
 }
 
-/** Step env: names in the spec, values by secretKeyRef into the job's Secret. */
+/** What every Kubernetes version accepts as an env name since 1.30: printable ASCII but `=`. */
+const ENV_NAME = /^[\x20-\x3c\x3e-\x7e]+$/;
+
+/**
+ * Step env: names in the spec, values by secretKeyRef into the job's Secret. A name the API server
+ * refuses fails the job here, saying which, rather than as a 422 on the Job.
+ */
 function stepEnv(stepIndex: number, env: readonly string[], secret: string): EnvVar[] {
   return env.map((kv, j) => {
     const eq = kv.indexOf('=');
+    const name = eq < 0 ? kv : kv.slice(0, eq);
+    if (!ENV_NAME.test(name)) {
+      throw new Error(
+        `docker step ${stepIndex}: env name ${JSON.stringify(name)} is not valid in Kubernetes (it must be printable ASCII, not empty; clusters before 1.30 also refuse names other than letters, digits, "_", "-" and "." not starting with a digit)`,
+      );
+    }
     return {
-      name: eq < 0 ? kv : kv.slice(0, eq),
+      name,
       valueFrom: { secretKeyRef: { name: secret, key: envKey(stepIndex, j) } },
     };
   });

@@ -159,6 +159,24 @@ describe('step keys that repeat or contain dots, underscores or leading dots', (
   });
 });
 
+describe('env names', () => {
+  it('a name Kubernetes refuses fails the job, naming the step and the name', () => {
+    for (const bad of ['', 'A\u00e9', 'TAB\tX']) {
+      const job = makeJob([
+        { image: 'alpine:3', env: ['OK=1'] },
+        { image: 'alpine:3', env: [`${bad}=v`] },
+      ]);
+      for (const s of [settings(), settings({ KUBERNETES_SINGLE_JOB_POD: 'false' })]) {
+        expect(() => objectsFor(job, s)).toThrow(
+          `docker step 1: env name ${JSON.stringify(bad)} is not valid in Kubernetes`,
+        );
+      }
+    }
+    const ok = makeJob([{ image: 'alpine:3', env: ['my.var-1=x', '_X', 'A_B=c=d'] }]);
+    expect(objectsProblems(objectsFor(ok, settings()).objects)).toEqual([]);
+  });
+});
+
 describe('a limit without a request', () => {
   it('the request defaults to the limit', () => {
     const s = settings({ EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY: '4Gi' });
