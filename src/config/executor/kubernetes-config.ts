@@ -46,17 +46,47 @@ export interface KubernetesConfig {
   runtimeClassName?: string;
 }
 
+const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+const isSubdomain = (s: string) => s.length <= 253 && SUBDOMAIN.test(s);
+const isLabelValue = (s: string) => s.length <= 63 && LABEL_VALUE.test(s);
+/** A label or annotation key: `[prefix/]name`, prefix a subdomain, name at most 63 characters. */
+function isQualifiedName(key: string): boolean {
+  const slash = key.lastIndexOf('/');
+  const name = key.slice(slash + 1);
+  return (slash < 0 || isSubdomain(key.slice(0, slash))) && name !== '' && isLabelValue(name);
+}
+
+/** The name of an object the job pods refer to (a node, PVC, Secret, RuntimeClass). */
+const objectName = () =>
+  z.string().refine(isSubdomain, 'must be a Kubernetes object name (lowercase letters, digits, "-" and ".")');
+
 const objectList = () => json(z.array(z.record(z.unknown())), 'must be a JSON array of objects');
 const affinityTerms = () =>
   json(
     z.array(z.object({ topologyKey: z.string().min(1) }).passthrough()),
     'must be a JSON array of PodAffinityTerm, each with a topologyKey',
   );
-const stringMap = () => json(z.record(z.string()), 'must be a JSON object of strings');
+const annotations = () =>
+  json(z.record(z.string()), 'must be a JSON object of strings').refine(
+    (m) => Object.keys(m).every(isQualifiedName),
+    'keys must be annotation keys (`name` or `prefix/name`: letters, digits, "-", "_", ".")',
+  );
 const volumeMounts = () =>
   json(
     z.array(z.object({ name: z.string().min(1), mountPath: z.string().min(1) }).passthrough()),
     'must be a JSON array of VolumeMount, each with name and mountPath',
+  );
+const volumes = () =>
+  json(
+    z.array(z.object({ name: z.string().regex(LABEL).max(63) }).passthrough()),
+    'must be a JSON array of Volume, each with a name that is a DNS label (lowercase letters, digits, "-")',
+  );
+const nodeSelector = () =>
+  keyValues().refine(
+    (m) => Object.entries(m).every(([k, v]) => isQualifiedName(k) && isLabelValue(v)),
+    'keys must be label keys and values label values (letters, digits, "-", "_", ".", at most 63)',
   );
 
 export const KUBERNETES_ENV = {
@@ -72,11 +102,11 @@ export const KUBERNETES_ENV = {
   },
   EXECUTOR_KUBERNETES_NODE_NAME: {
     description: 'Run job pods on this node (`nodeName`).',
-    parse: z.string(),
+    parse: objectName(),
   },
   EXECUTOR_KUBERNETES_NODE_SELECTOR: {
     description: 'Node selector of job pods, `k=v,k2=v2`.',
-    parse: keyValues(),
+    parse: nodeSelector(),
   },
   EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS: {
     description: 'JSON `NodeSelectorRequirement[]`: a required node affinity term of job pods.',
@@ -103,7 +133,7 @@ export const KUBERNETES_ENV = {
     default: 'sg-executor-pvc',
     description:
       'Multi-pod mode: the shared PVC, mounted in the executor pod at EXECUTOR_WORKSPACE_ROOT and in step pods at `/job`.',
-    parse: z.string().min(1),
+    parse: objectName(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU: {
     description:
@@ -127,7 +157,7 @@ export const KUBERNETES_ENV = {
   },
   EXECUTOR_KUBERNETES_RUNTIME_CLASS: {
     description: '`runtimeClassName` of job pods, e.g. `gvisor` for a gVisor RuntimeClass.',
-    parse: z.string(),
+    parse: objectName(),
   },
   KUBERNETES_JOB_DEADLINE: {
     default: '1200',
@@ -179,7 +209,7 @@ export const KUBERNETES_ENV = {
   },
   KUBERNETES_ADDITIONAL_JOB_VOLUMES: {
     description: 'JSON `Volume[]` added to job pods.',
-    parse: objectList(),
+    parse: volumes(),
   },
   KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS: {
     description: 'JSON `VolumeMount[]` added to every job container.',
@@ -196,15 +226,18 @@ export const KUBERNETES_ENV = {
   },
   KUBERNETES_JOB_ANNOTATIONS: {
     description: 'JSON object of annotations on job Jobs.',
-    parse: stringMap(),
+    parse: annotations(),
   },
   KUBERNETES_JOB_POD_ANNOTATIONS: {
     description: 'JSON object of annotations on job pods.',
-    parse: stringMap(),
+    parse: annotations(),
   },
   KUBERNETES_IMAGE_PULL_SECRETS: {
     description: 'Comma list of image pull Secret names for job pods.',
-    parse: list(),
+    parse: list().refine(
+      (names) => names.every(isSubdomain),
+      'must be Secret names (lowercase letters, digits, "-" and ".")',
+    ),
   },
 } as const satisfies Catalogue;
 

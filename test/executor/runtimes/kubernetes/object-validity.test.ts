@@ -378,6 +378,34 @@ describe('every object is valid for every setting that changes its shape', () =>
   });
 });
 
+describe('settings that would make objects the API server refuses', () => {
+  it.each([
+    ['EXECUTOR_KUBERNETES_NODE_NAME', 'Node_7', /must be a Kubernetes object name/],
+    ['EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME', 'my pvc', /must be a Kubernetes object name/],
+    ['EXECUTOR_KUBERNETES_RUNTIME_CLASS', 'gVisor', /must be a Kubernetes object name/],
+    ['KUBERNETES_IMAGE_PULL_SECRETS', 'reg1,Reg_2', /must be Secret names/],
+    ['EXECUTOR_KUBERNETES_NODE_SELECTOR', 'disk type=ssd', /keys must be label keys/],
+    ['EXECUTOR_KUBERNETES_NODE_SELECTOR', 'disk=fast ssd', /values label values/],
+    ['KUBERNETES_JOB_ANNOTATIONS', '{"bad key":"x"}', /keys must be annotation keys/],
+    ['KUBERNETES_JOB_POD_ANNOTATIONS', '{"a/b/c":"x"}', /keys must be annotation keys/],
+    [
+      'KUBERNETES_ADDITIONAL_JOB_VOLUMES',
+      '[{"name":"Cache","emptyDir":{}}]',
+      /each with a name that is a DNS label/,
+    ],
+  ])('%s=%s is refused at start', (name, value, message) => {
+    const p = problemsOf({ [name]: value });
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(new RegExp(`^${name}: .*${message.source}`));
+  });
+
+  it('invalid JSON is reported once, as invalid JSON', () => {
+    expect(problemsOf({ KUBERNETES_JOB_ANNOTATIONS: '{' })).toEqual([
+      expect.stringMatching(/^KUBERNETES_JOB_ANNOTATIONS: is not valid JSON/),
+    ]);
+  });
+});
+
 describe('random step keys, queue and executor names (property)', () => {
   const text = fc.oneof(
     fc.string({ unit: 'binary', maxLength: 90 }),
