@@ -123,13 +123,16 @@ export function labelValue(text: string): string {
 /**
  * `sg-executor-job-<queue>-<jobID>` (plus `-a<attempt>` from the second attempt on): the single
  * pod's Job, and the stem of the Secret, the PVC and the multi-pod step Jobs. The raw text is
- * injective (the id is a number, the attempt `a<n>` after it) and has no dot once derived, so a
- * step Job's `<base>-step.kubernetes.…` never equals another job's base.
+ * injective (read from the end: the attempt `a<n>`, then the id, digits or `n<digits>`, then the
+ * queue) and has no dot once derived, so a step Job's `<base>-step.kubernetes.…` never equals
+ * another job's base.
  */
 export function jobBaseName(id: JobIdentity): string {
   const queue = id.job.queue ?? id.queueName ?? '';
   const attempt = id.job.attempt && id.job.attempt > 1 ? `-a${id.job.attempt}` : '';
-  return dnsLabel(`sg-executor-job-${queue}-${id.job.id}${attempt}`, MAX_BASE);
+  // `n5` for -5: a `-` would let queue `q-` and id 5 meet queue `q` and id -5.
+  const jobId = id.job.id < 0 ? `n${-id.job.id}` : String(id.job.id);
+  return dnsLabel(`sg-executor-job-${queue}-${jobId}${attempt}`, MAX_BASE);
 }
 
 export const secretName = (base: string) => `${base}-secrets`;

@@ -150,6 +150,9 @@ describe('step keys that repeat or contain dots, underscores or leading dots', (
       identity(job, { queueName: 'batches-42' }),
       identity(job, { queueName: 'Batches' }),
       identity(job, { queueName: 'batches_' }),
+      identity({ ...job, id: -42 }),
+      identity({ ...job, id: 42, queue: 'batches-' }),
+      identity({ ...job, id: -42, queue: 'batches-' }),
     ];
     const s = settings({ KUBERNETES_SINGLE_JOB_POD: 'false' });
     const bases = ids.map(jobBaseName);
@@ -419,7 +422,7 @@ describe('random step keys, queue and executor names (property)', () => {
     queueName: text,
     executorName: text,
     hostname: text,
-    id: fc.nat(),
+    id: fc.integer({ min: -1000, max: 2 ** 40 }),
     attempt: fc.option(fc.integer({ min: 1, max: 1000 }), { nil: undefined }),
   });
 
