@@ -2,10 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { loadExecutorConfig } from '../../../../src/config/executor.js';
 import { BLOCKED_V4, BLOCKED_V6 } from '../../../../src/executor/network/egress-rules.js';
+import { buildSecret, buildSingleJob } from '../../../../src/executor/runtimes/kubernetes/convert.js';
 import { KUBE_API_PERMISSIONS } from '../../../../src/executor/runtimes/kubernetes/kube-client.js';
-import { objectLabels } from '../../../../src/executor/runtimes/kubernetes/naming.js';
-import { objectsProblems } from './kubernetes-validity.js';
+import { jobBaseName, objectLabels } from '../../../../src/executor/runtimes/kubernetes/naming.js';
+import { inputFiles } from '../../../../src/executor/runtimes/kubernetes/setup-script.js';
+import { makeJob } from '../recording-logger.js';
+import { type AnyObject, objectsProblems } from './kubernetes-validity.js';
 
 const dir = new URL('../../../../deploy/kubernetes/', import.meta.url);
 
@@ -53,6 +57,28 @@ describe('deploy/kubernetes', () => {
     expect(objectsProblems(objs)).toEqual([]);
   });
 
+  it("the executor's ConfigMap and Secret load as a configuration whose job objects are valid", () => {
+    const objs = manifestsAsWritten() as Array<
+      { kind: string; metadata: { name: string } } & Record<string, unknown>
+    >;
+    const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'executor')!;
+    const secret = objs.find((o) => o.kind === 'Secret' && o.metadata.name === 'executor')!;
+    const loaded = loadExecutorConfig({
+      ...(cm.data as Record<string, string>),
+      ...(secret.stringData as Record<string, string>),
+    });
+    expect(loaded.ok ? [] : loaded.problems).toEqual([]);
+    if (!loaded.ok) return;
+    const s = loaded.config.kubernetes;
+    const job = makeJob([{ image: 'alpine:3', key: 'build', env: ['A=1'] }], { id: 1, token: 't' });
+    const id = { executorName: 'executor-7d9f-x', hostname: 'executor-7d9f-x', job, queueName: 'batches' };
+    const files = inputFiles(job, new Map());
+    const base = jobBaseName(id);
+    const built = buildSingleJob({ job, id, settings: s, frontendUrl: 'http://executor-server', files });
+    expect(built.job.metadata.namespace).toBe('executor');
+    expect(objectsProblems([buildSecret(job, base, id, files, s.namespace), built.job])).toEqual([]);
+  });
+
   it.skipIf(!hasKubectl)('the rendered manifests are valid against the upstream schemas', () => {
     const out = execFileSync('kubectl', ['kustomize', dir.pathname], { encoding: 'utf8', timeout: 60_000 });
     const objs = docsOf(out);
@@ -63,8 +89,7 @@ describe('deploy/kubernetes', () => {
   it.skipIf(!hasKubectl)('renders with kubectl kustomize', () => {
     const out = execFileSync('kubectl', ['kustomize', dir.pathname], { encoding: 'utf8', timeout: 60_000 });
     const objs = parseAllDocuments(out).map(
-      (d) =>
-        d.toJS() as { kind: string; metadata: { name: string; namespace?: string } } & Record<string, any>,
+      (d) => d.toJS() as { kind: string; metadata: { name: string; namespace?: string } } & AnyObject,
     );
     const kinds = objs.map((o) => `${o.kind}/${o.metadata.name}`).sort();
     expect(kinds).toEqual(
@@ -111,7 +136,7 @@ describe('deploy/kubernetes', () => {
     expect(selects(ex.spec.template.metadata.labels)).toBe(false);
     expect(selects(server.spec.template.metadata.labels)).toBe(false);
     expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
-    const egress = policy.spec.egress as { to: Record<string, any>[]; ports?: { port: number }[] }[];
+    const egress = policy.spec.egress as { to: AnyObject[]; ports?: { port: number }[] }[];
     // DNS and the queue server are allowed; public addresses without the
     // private, link-local and reserved ranges of the Docker rules.
     expect(egress[0]!.ports!.map((p) => p.port)).toEqual([53, 53]);
