@@ -53,7 +53,28 @@ export const MAIN_CONTAINER = 'main';
 /** A Secret's data may not exceed 1 MiB (etcd object limit); leave room for metadata. */
 export const SECRET_MAX_BYTES = 1024 * 1024 - 16 * 1024;
 
-/** The job's Secret: token, step env values and input files. Throws when it exceeds 1 MiB. */
+/** What every Kubernetes version accepts as an env name since 1.30: printable ASCII but `=`. */
+const ENV_NAME = /^[\x20-\x3c\x3e-\x7e]+$/;
+
+/**
+ * The name of a step's `NAME=value` env entry. A name the API server refuses throws, saying which;
+ * buildSecret reads every name, so the job fails before anything is created, not as a 422 later.
+ */
+function envName(stepIndex: number, kv: string): string {
+  const eq = kv.indexOf('=');
+  const name = eq < 0 ? kv : kv.slice(0, eq);
+  if (!ENV_NAME.test(name)) {
+    throw new Error(
+      `docker step ${stepIndex}: env name ${JSON.stringify(name)} is not valid in Kubernetes: a name is printable ASCII other than "=", not empty (clusters before 1.30 also require only letters, digits, "_", "-" and ".", not starting with a digit)`,
+    );
+  }
+  return name;
+}
+
+/**
+ * The job's Secret: token, step env values and input files. Throws when it exceeds 1 MiB or a step
+ * env name is one Kubernetes refuses (the first object created, so nothing is left half made).
+ */
 export function buildSecret(
   job: Job,
   base: string,
@@ -64,6 +85,7 @@ export function buildSecret(
   const data: Record<string, string> = { [TOKEN_KEY]: Buffer.from(job.token).toString('base64') };
   job.dockerSteps.forEach((step, i) => {
     step.env.forEach((kv, j) => {
+      envName(i, kv);
       const eq = kv.indexOf('=');
       data[envKey(i, j)] = Buffer.from(eq < 0 ? '' : kv.slice(eq + 1)).toString('base64');
     });
@@ -196,24 +218,11 @@ function wrapJob(name: string, id: JobIdentity, s: KubernetesConfig, pod: PodSpe
   };
 }
 
-/** What every Kubernetes version accepts as an env name since 1.30: printable ASCII but `=`. */
-const ENV_NAME = /^[\x20-\x3c\x3e-\x7e]+$/;
-
-/**
- * Step env: names in the spec, values by secretKeyRef into the job's Secret. A name the API server
- * refuses fails the job here, saying which, rather than as a 422 on the Job.
- */
+/** Step env: names in the spec, values by secretKeyRef into the job's Secret. */
 function stepEnv(stepIndex: number, env: readonly string[], secret: string): EnvVar[] {
   return env.map((kv, j) => {
-    const eq = kv.indexOf('=');
-    const name = eq < 0 ? kv : kv.slice(0, eq);
-    if (!ENV_NAME.test(name)) {
-      throw new Error(
-        `docker step ${stepIndex}: env name ${JSON.stringify(name)} is not valid in Kubernetes (it must be printable ASCII, not empty; clusters before 1.30 also refuse names other than letters, digits, "_", "-" and "." not starting with a digit)`,
-      );
-    }
     return {
-      name,
+      name: envName(stepIndex, kv),
       valueFrom: { secretKeyRef: { name: secret, key: envKey(stepIndex, j) } },
     };
   });

@@ -169,6 +169,10 @@ describe('env names', () => {
         { image: 'alpine:3', env: ['OK=1'] },
         { image: 'alpine:3', env: [`${bad}=v`] },
       ]);
+      // The Secret is created first: the job fails before anything exists in the cluster.
+      expect(() => buildSecret(job, 'b', identity(job), [], 'default')).toThrow(
+        `docker step 1: env name ${JSON.stringify(bad)} is not valid in Kubernetes`,
+      );
       for (const s of [settings(), settings({ KUBERNETES_SINGLE_JOB_POD: 'false' })]) {
         expect(() => objectsFor(job, s)).toThrow(
           `docker step 1: env name ${JSON.stringify(bad)} is not valid in Kubernetes`,
