@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { parseDurationMs, parseSizeBytes } from '../lib/duration.js';
+import { isPositive, parseQuantity, QUANTITY_EXAMPLES } from '../lib/quantity.js';
 
 /** What a setting's text is parsed with: text in, value out. */
 export type Parser<T> = z.ZodType<T, z.ZodTypeDef, string>;
@@ -87,6 +88,20 @@ export const sizeBytes = (
 /** A data size kept as written, for values passed on to another system in its own syntax. */
 export const sizeText = (message: Message): Parser<string> =>
   parser((s) => (parseSizeBytes(s) === undefined ? undefined : s), message);
+
+/**
+ * A positive Kubernetes quantity (`5Gi`, `500m`, `5G`), kept as written (trimmed): the grammar the
+ * API server parses it with, so a value it would refuse (`5GB`, `5K`) is refused at start.
+ */
+export const quantity = (): Parser<string> =>
+  parser(
+    (s) => {
+      const q = parseQuantity(s.trim());
+      return q && isPositive(q) ? s.trim() : undefined;
+    },
+    (s) =>
+      `must be a positive Kubernetes quantity such as ${QUANTITY_EXAMPLES} (a number with an optional suffix: Ki, Mi, Gi, Ti, Pi, Ei; k, M, G, T, P, E; m for thousandths), got ${quoted(s)}`,
+  );
 
 /** Items separated by `separator`, trimmed, empty ones dropped. */
 export const list = (separator = ','): Parser<string[]> =>

@@ -74,4 +74,22 @@ describe('executor validate', () => {
       '✗ config: EXECUTOR_RUNTIME: the firecracker runtime is not available in this build; use the gvisor runtime for strong isolation without KVM',
     );
   });
+
+  it('shows Kubernetes quantities that are not quantities and a request above its limit', async () => {
+    const { ok, lines } = await validate({
+      ...env(),
+      KUBERNETES_JOB_VOLUME_SIZE: '5GB',
+      EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY: '4Gi',
+      EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY: '8Gi',
+    });
+    expect(ok).toBe(false);
+    const config = lines.find((l) => l.startsWith('✗ config: '))!;
+    expect(config).toContain(
+      'KUBERNETES_JOB_VOLUME_SIZE: must be a positive Kubernetes quantity such as "5Gi", "512Mi", "5G", "500m" or "2"',
+    );
+    expect(config).toContain('got "5GB"');
+    expect(config).toContain(
+      'EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY: the memory request 8Gi exceeds the memory limit EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY=4Gi;',
+    );
+  });
 });

@@ -3,9 +3,10 @@
  * variables, and the KubernetesConfig the runtime reads. Names and defaults are Sourcegraph's.
  */
 import { z } from 'zod';
+import { compareQuantities, parseQuantity } from '../../lib/quantity.js';
 import type { Catalogue, Values } from '../declare.js';
 import type { Env } from '../load.js';
-import { bool, int, json, keyValues, list, oneOf } from '../parsers.js';
+import { bool, int, json, keyValues, list, oneOf, quantity } from '../parsers.js';
 
 export interface KubernetesConfig {
   /** Kubeconfig file; when missing, the in-cluster service account is used. */
@@ -45,17 +46,47 @@ export interface KubernetesConfig {
   runtimeClassName?: string;
 }
 
+const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+const isSubdomain = (s: string) => s.length <= 253 && SUBDOMAIN.test(s);
+const isLabelValue = (s: string) => s.length <= 63 && LABEL_VALUE.test(s);
+/** A label or annotation key: `[prefix/]name`, prefix a subdomain, name at most 63 characters. */
+function isQualifiedName(key: string): boolean {
+  const slash = key.lastIndexOf('/');
+  const name = key.slice(slash + 1);
+  return (slash < 0 || isSubdomain(key.slice(0, slash))) && name !== '' && isLabelValue(name);
+}
+
+/** The name of an object the job pods refer to (a node, PVC, Secret, RuntimeClass). */
+const objectName = () =>
+  z.string().refine(isSubdomain, 'must be a Kubernetes object name (lowercase letters, digits, "-" and ".")');
+
 const objectList = () => json(z.array(z.record(z.unknown())), 'must be a JSON array of objects');
 const affinityTerms = () =>
   json(
     z.array(z.object({ topologyKey: z.string().min(1) }).passthrough()),
     'must be a JSON array of PodAffinityTerm, each with a topologyKey',
   );
-const stringMap = () => json(z.record(z.string()), 'must be a JSON object of strings');
+const annotations = () =>
+  json(z.record(z.string()), 'must be a JSON object of strings').refine(
+    (m) => Object.keys(m).every(isQualifiedName),
+    'keys must be annotation keys (`name` or `prefix/name`: letters, digits, "-", "_", ".")',
+  );
 const volumeMounts = () =>
   json(
     z.array(z.object({ name: z.string().min(1), mountPath: z.string().min(1) }).passthrough()),
     'must be a JSON array of VolumeMount, each with name and mountPath',
+  );
+const volumes = () =>
+  json(
+    z.array(z.object({ name: z.string().regex(LABEL).max(63) }).passthrough()),
+    'must be a JSON array of Volume, each with a name that is a DNS label (lowercase letters, digits, "-")',
+  );
+const nodeSelector = () =>
+  keyValues().refine(
+    (m) => Object.entries(m).every(([k, v]) => isQualifiedName(k) && isLabelValue(v)),
+    'keys must be label keys and values label values (letters, digits, "-", "_", ".", at most 63)',
   );
 
 export const KUBERNETES_ENV = {
@@ -71,11 +102,11 @@ export const KUBERNETES_ENV = {
   },
   EXECUTOR_KUBERNETES_NODE_NAME: {
     description: 'Run job pods on this node (`nodeName`).',
-    parse: z.string(),
+    parse: objectName(),
   },
   EXECUTOR_KUBERNETES_NODE_SELECTOR: {
     description: 'Node selector of job pods, `k=v,k2=v2`.',
-    parse: keyValues(),
+    parse: nodeSelector(),
   },
   EXECUTOR_KUBERNETES_NODE_REQUIRED_AFFINITY_MATCH_EXPRESSIONS: {
     description: 'JSON `NodeSelectorRequirement[]`: a required node affinity term of job pods.',
@@ -102,29 +133,31 @@ export const KUBERNETES_ENV = {
     default: 'sg-executor-pvc',
     description:
       'Multi-pod mode: the shared PVC, mounted in the executor pod at EXECUTOR_WORKSPACE_ROOT and in step pods at `/job`.',
-    parse: z.string().min(1),
+    parse: objectName(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU: {
-    description: 'CPU limit of every job container (e.g. `2`).',
-    parse: z.string(),
+    description:
+      'CPU limit of every job container, a Kubernetes quantity (`2`, `1.5`, `500m`). Default: none.',
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU: {
-    description: 'CPU request of every job container.',
-    parse: z.string(),
+    description:
+      "CPU request of every job container, a Kubernetes quantity. Default: the CPU limit when one is set (Kubernetes' rule), else none. May not exceed the limit.",
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY: {
     default: '12Gi',
-    description: 'Memory limit of every job container.',
-    parse: z.string(),
+    description: 'Memory limit of every job container, a Kubernetes quantity (`12Gi`, `512Mi`, `4G`).',
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY: {
-    default: '12Gi',
-    description: 'Memory request of every job container.',
-    parse: z.string(),
+    description:
+      "Memory request of every job container, a Kubernetes quantity. Default: the memory limit (Kubernetes' rule), so setting only the limit lowers both. May not exceed the limit.",
+    parse: quantity(),
   },
   EXECUTOR_KUBERNETES_RUNTIME_CLASS: {
     description: '`runtimeClassName` of job pods, e.g. `gvisor` for a gVisor RuntimeClass.',
-    parse: z.string(),
+    parse: objectName(),
   },
   KUBERNETES_JOB_DEADLINE: {
     default: '1200',
@@ -170,12 +203,13 @@ export const KUBERNETES_ENV = {
   },
   KUBERNETES_JOB_VOLUME_SIZE: {
     default: '5Gi',
-    description: 'Size of the single pod workspace volume.',
-    parse: z.string().min(1),
+    description:
+      'Size of the single pod workspace volume (emptyDir `sizeLimit` or PVC request), a Kubernetes quantity (`5Gi`, `5G`; not `5GB`).',
+    parse: quantity(),
   },
   KUBERNETES_ADDITIONAL_JOB_VOLUMES: {
     description: 'JSON `Volume[]` added to job pods.',
-    parse: objectList(),
+    parse: volumes(),
   },
   KUBERNETES_ADDITIONAL_JOB_VOLUME_MOUNTS: {
     description: 'JSON `VolumeMount[]` added to every job container.',
@@ -192,17 +226,48 @@ export const KUBERNETES_ENV = {
   },
   KUBERNETES_JOB_ANNOTATIONS: {
     description: 'JSON object of annotations on job Jobs.',
-    parse: stringMap(),
+    parse: annotations(),
   },
   KUBERNETES_JOB_POD_ANNOTATIONS: {
     description: 'JSON object of annotations on job pods.',
-    parse: stringMap(),
+    parse: annotations(),
   },
   KUBERNETES_IMAGE_PULL_SECRETS: {
     description: 'Comma list of image pull Secret names for job pods.',
-    parse: list(),
+    parse: list().refine(
+      (names) => names.every(isSubdomain),
+      'must be Secret names (lowercase letters, digits, "-" and ".")',
+    ),
   },
 } as const satisfies Catalogue;
+
+const RESOURCE_PAIRS = [
+  ['EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU', 'EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU', 'CPU'],
+  ['EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY', 'EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY', 'memory'],
+] as const;
+
+/**
+ * A request above its limit: the API server refuses every pod with one, so it is refused at start.
+ * `given` tells a default limit from one the user set, for the message.
+ */
+export function kubernetesProblems(
+  v: Partial<Values<typeof KUBERNETES_ENV>>,
+  given: ReadonlySet<string>,
+): string[] {
+  const problems: string[] = [];
+  for (const [reqVar, limVar, what] of RESOURCE_PAIRS) {
+    const req = v[reqVar];
+    const lim = v[limVar];
+    const r = req === undefined ? undefined : parseQuantity(req);
+    const l = lim === undefined ? undefined : parseQuantity(lim);
+    if (!r || !l || compareQuantities(r, l) <= 0) continue;
+    const limit = `${limVar}=${lim}${given.has(limVar) ? '' : ' (the default)'}`;
+    problems.push(
+      `${reqVar}: the ${what} request ${req} exceeds the ${what} limit ${limit}; Kubernetes refuses a pod whose request is above its limit: raise the limit or lower the request (unset, the request equals the limit)`,
+    );
+  }
+  return problems;
+}
 
 /** Shapes the parsed KUBERNETES_ENV values; the kubeconfig defaults to `$HOME/.kube/config`. */
 export function kubernetesConfig(v: Values<typeof KUBERNETES_ENV>, env: Env): KubernetesConfig {
@@ -219,9 +284,11 @@ export function kubernetesConfig(v: Values<typeof KUBERNETES_ENV>, env: Env): Ku
     tolerations: v.EXECUTOR_KUBERNETES_NODE_TOLERATIONS ?? [],
     persistenceVolumeName: v.EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME,
     resourceLimitCpu: v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU,
-    resourceRequestCpu: v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU,
+    resourceRequestCpu:
+      v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_CPU ?? v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_CPU,
     resourceLimitMemory: v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY,
-    resourceRequestMemory: v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY,
+    resourceRequestMemory:
+      v.EXECUTOR_KUBERNETES_RESOURCE_REQUEST_MEMORY ?? v.EXECUTOR_KUBERNETES_RESOURCE_LIMIT_MEMORY,
     jobDeadlineSeconds: v.KUBERNETES_JOB_DEADLINE,
     keepJobs: v.KUBERNETES_KEEP_JOBS,
     runAsUser: v.KUBERNETES_RUN_AS_USER,

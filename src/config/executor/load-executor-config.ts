@@ -13,7 +13,7 @@ import type { DockerAuthConfig } from './docker-parsers.js';
 import { EXECUTOR_ENV, type ExecutorEnvName } from './executor-env.js';
 import { type HttpRetryConfig, httpRetryConfig, httpRetryProblems } from './http-retry-config.js';
 import { type JobNetworkConfig, jobNetworkConfig } from './job-network-config.js';
-import { type KubernetesConfig, kubernetesConfig } from './kubernetes-config.js';
+import { type KubernetesConfig, kubernetesConfig, kubernetesProblems } from './kubernetes-config.js';
 import { FIRECRACKER_REFUSED, type RuntimeName } from './runtime.js';
 
 export interface ExecutorConfig extends JobNetworkConfig {
@@ -114,6 +114,7 @@ export function loadExecutorConfig(
     ...loaded.problems,
     ...crossProblems(loaded.raw, runtimeGiven),
     ...httpRetryProblems(loaded.values),
+    ...kubernetesProblems(loaded.values, loaded.given),
   ];
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: deepFreeze(executorConfig(loaded.values, env, runtimeGiven !== undefined)) };

@@ -12,9 +12,9 @@
  *   - nothing secret is in a pod spec: the job token, step env values and the job's files live in
  *     the job's Secret and reach the pod through secretKeyRef or a volume mounted only into
  *     `setup-workspace`;
- *   - names are valid DNS labels (lowercase, at most 63 characters, a hash suffix when cut) and
- *     include the queue of a multi-queue job, so two jobs with the same id in different queues and
- *     two attempts of one job never collide.
+ *   - names are valid for their kind and distinct for any step keys (naming.ts: a hash suffix
+ *     when a key had to be changed or repeats) and include the queue of a multi-queue job, so two
+ *     jobs with the same id in different queues and two attempts of one job never collide.
  */
 import path from 'node:path';
 import type { KubernetesConfig } from '../../../config/executor.js';
@@ -24,7 +24,6 @@ import { KUBERNETES_STEP_PREFIX, SKIP_FILE, stepKey } from '../common.js';
 import type { RunSpec } from '../types.js';
 import type { Container, EnvVar, KubeJob, KubeObject, PodSpec } from './kube-types.js';
 import {
-  dnsLabel,
   envKey,
   fileKey,
   type JobIdentity,
@@ -32,8 +31,8 @@ import {
   objectLabels,
   pvcName,
   secretName,
-  stepContainerName,
-  stepJobName,
+  stepContainerNames,
+  stepJobNames,
   TOKEN_KEY,
 } from './naming.js';
 import {
@@ -54,7 +53,28 @@ export const MAIN_CONTAINER = 'main';
 /** A Secret's data may not exceed 1 MiB (etcd object limit); leave room for metadata. */
 export const SECRET_MAX_BYTES = 1024 * 1024 - 16 * 1024;
 
-/** The job's Secret: token, step env values and input files. Throws when it exceeds 1 MiB. */
+/** What every Kubernetes version accepts as an env name since 1.30: printable ASCII but `=`. */
+const ENV_NAME = /^[\x20-\x3c\x3e-\x7e]+$/;
+
+/**
+ * The name of a step's `NAME=value` env entry. A name the API server refuses throws, saying which;
+ * buildSecret reads every name, so the job fails before anything is created, not as a 422 later.
+ */
+function envName(stepIndex: number, kv: string): string {
+  const eq = kv.indexOf('=');
+  const name = eq < 0 ? kv : kv.slice(0, eq);
+  if (!ENV_NAME.test(name)) {
+    throw new Error(
+      `docker step ${stepIndex}: env name ${JSON.stringify(name)} is not valid in Kubernetes: a name is printable ASCII other than "=", not empty (clusters before 1.30 also require only letters, digits, "_", "-" and ".", not starting with a digit)`,
+    );
+  }
+  return name;
+}
+
+/**
+ * The job's Secret: token, step env values and input files. Throws when it exceeds 1 MiB or a step
+ * env name is one Kubernetes refuses (the first object created, so nothing is left half made).
+ */
 export function buildSecret(
   job: Job,
   base: string,
@@ -65,6 +85,7 @@ export function buildSecret(
   const data: Record<string, string> = { [TOKEN_KEY]: Buffer.from(job.token).toString('base64') };
   job.dockerSteps.forEach((step, i) => {
     step.env.forEach((kv, j) => {
+      envName(i, kv);
       const eq = kv.indexOf('=');
       data[envKey(i, j)] = Buffer.from(eq < 0 ? '' : kv.slice(eq + 1)).toString('base64');
     });
@@ -200,9 +221,8 @@ function wrapJob(name: string, id: JobIdentity, s: KubernetesConfig, pod: PodSpe
 /** Step env: names in the spec, values by secretKeyRef into the job's Secret. */
 function stepEnv(stepIndex: number, env: readonly string[], secret: string): EnvVar[] {
   return env.map((kv, j) => {
-    const eq = kv.indexOf('=');
     return {
-      name: eq < 0 ? kv : kv.slice(0, eq),
+      name: envName(stepIndex, kv),
       valueFrom: { secretKeyRef: { name: secret, key: envKey(stepIndex, j) } },
     };
   });
@@ -259,10 +279,11 @@ export function buildSingleJob(input: SinglePodInput): BuiltJob {
     volumeMounts: [...mounts, { name: INPUT_VOLUME, mountPath: INPUT_MOUNT_PATH, readOnly: true }],
   };
 
+  const keys = jobStepKeys(job);
+  const names = stepContainerNames(keys, [SETUP_CONTAINER, MAIN_CONTAINER]);
   const steps: Container[] = job.dockerSteps.map((step, i) => {
-    const key = stepKey(KUBERNETES_STEP_PREFIX, step.key, i);
-    let name = stepContainerName(key);
-    if (containers[name]) name = dnsLabel(`${name}-${i}`);
+    const key = keys[i]!;
+    const name = names[i]!;
     const script = `${JOB_MOUNT_PATH}/${SCRIPTS_DIR}/${scriptName(job, i)}`;
     const run = `if [ "$(/bin/sh ${JOB_MOUNT_PATH}/${NEXT_INDEX_SCRIPT} ${JOB_MOUNT_PATH}/${SKIP_FILE} ${shQuote(key)})" != "skip" ]; then /bin/sh ${script}; fi`;
     containers[name] = { key, command: ['/bin/sh', script] };
@@ -309,8 +330,15 @@ export function buildSingleJob(input: SinglePodInput): BuiltJob {
   return { job: wrapJob(base, id, s, pod), containers };
 }
 
+/** The log key of each of a job's steps, in order: `step.kubernetes.<key or index>`. */
+export function jobStepKeys(job: Pick<Job, 'dockerSteps'>): string[] {
+  return job.dockerSteps.map((step, i) => stepKey(KUBERNETES_STEP_PREFIX, step.key, i));
+}
+
 export interface StepPodInput {
   spec: RunSpec;
+  /** jobStepKeys() of the job: names are made distinct across its steps. */
+  stepKeys: readonly string[];
   id: JobIdentity;
   settings: KubernetesConfig;
   /** Workspace directory relative to the shared volume's root (`workspace-42-abc`). */
@@ -321,8 +349,11 @@ export interface StepPodInput {
 export function buildStepJob(input: StepPodInput): BuiltJob {
   const { spec, id, settings: s } = input;
   const base = jobBaseName(id);
-  const name = stepJobName(base, spec.key);
-  const containerName = stepContainerName(spec.key);
+  if (input.stepKeys[spec.stepIndex] !== spec.key) {
+    throw new Error(`step ${spec.stepIndex} has key ${spec.key}, not one of the job's step keys`);
+  }
+  const name = stepJobNames(base, input.stepKeys)[spec.stepIndex]!;
+  const containerName = stepContainerNames(input.stepKeys)[spec.stepIndex]!;
   const script = `${JOB_MOUNT_PATH}/${spec.scriptPath}`;
   const container: Container = {
     name: containerName,

@@ -11,7 +11,14 @@ import { errorMessage } from '../../../lib/errors.js';
 import type { Job } from '../../../protocol/job.js';
 import type { JobContext } from '../../job-context.js';
 import type { Runner, RunSpec, StepOutcome, Workspace } from '../types.js';
-import { type BuiltJob, buildPvc, buildSecret, buildSingleJob, buildStepJob } from './convert.js';
+import {
+  type BuiltJob,
+  buildPvc,
+  buildSecret,
+  buildSingleJob,
+  buildStepJob,
+  jobStepKeys,
+} from './convert.js';
 import type { PodResult } from './follow-job.js';
 import type { KubeClient } from './kube-client.js';
 import type { KubeObject } from './kube-types.js';
@@ -90,6 +97,7 @@ export function createKubeRunner(job: Job, ws: KubeWorkspace, ctx: JobContext, d
       }
       const built = buildStepJob({
         spec,
+        stepKeys: jobStepKeys(job),
         id,
         settings: s,
         workspaceSubPath: path.relative(deps.workspaceRoot, ws.path),

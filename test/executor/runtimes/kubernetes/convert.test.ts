@@ -17,7 +17,7 @@ import {
   fileKey,
   type JobIdentity,
   jobBaseName,
-  stepContainerName,
+  stepContainerNames,
 } from '../../../../src/executor/runtimes/kubernetes/naming.js';
 import { classifyPod } from '../../../../src/executor/runtimes/kubernetes/pod-status.js';
 import {
@@ -85,11 +85,28 @@ describe('names', () => {
     expect(jobBaseName(id({ ...j, queue: 'codeintel' }))).toBe('sg-executor-job-codeintel-42');
     expect(jobBaseName(id({ ...j, attempt: 3 }))).toBe('sg-executor-job-batches-42-a3');
     expect(jobBaseName(id(j, { queueName: undefined }))).toBe('sg-executor-job--42');
-    expect(stepContainerName('step.kubernetes.build')).toBe('step-kubernetes-build');
+    expect(stepContainerNames(['step.kubernetes.build'])).toEqual(['step-kubernetes-build']);
     const long = dnsLabel(`Step_${'x'.repeat(100)}`);
     expect(long.length).toBeLessThanOrEqual(63);
-    expect(long).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
+    expect(long).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?-[0-9a-f]{10}$/);
     expect(dnsLabel('A_b')).not.toBe(dnsLabel('a-b'));
+    // A name kept as given never looks hashed, so no changed name can equal it.
+    expect(dnsLabel('x-0123456789')).toMatch(/^x-0123456789-[0-9a-f]{10}$/);
+  });
+
+  it('tells keys apart that sanitise alike, and repeated keys', () => {
+    const names = stepContainerNames([
+      'step.kubernetes.a.b',
+      'step.kubernetes.a-b',
+      'step.kubernetes.A-b',
+      'step.kubernetes.a',
+      'step.kubernetes.a',
+    ]);
+    expect(names[1]).toBe('step-kubernetes-a-b');
+    expect(names[3]).toBe('step-kubernetes-a');
+    expect(names[0]).toMatch(/^step-kubernetes-a-b-[0-9a-f]{10}$/);
+    expect(names[4]).toMatch(/^step-kubernetes-a-[0-9a-f]{10}$/);
+    expect(new Set(names).size).toBe(5);
   });
 });
 
@@ -381,6 +398,7 @@ describe('multi-pod step job', () => {
       EXECUTOR_KUBERNETES_PERSISTENCE_VOLUME_NAME: 'shared',
     });
     const built = buildStepJob({
+      stepKeys: ['step.kubernetes.build', 'step.kubernetes.1'],
       spec: {
         key: 'step.kubernetes.build',
         stepIndex: 0,

@@ -4,9 +4,16 @@
  * REST calls the runtime makes, streams pod watch events and followed container logs, and records
  * every (resource, verb) it served. Pods do not start by themselves: a test drives each one
  * through a realistic status sequence with setPod/appendLog/endLog.
+ *
+ * A create is refused as a real API server refuses it, so the fake cannot hide what a cluster would
+ * reject: 409 AlreadyExists for a taken name, 422 Invalid for an object that fails the upstream
+ * schema or the API server's rules (invalid names, duplicate container or volume names, a request
+ * above its limit; kubernetes-validity.ts), 400 BadRequest for a kind or namespace that does not
+ * match the URL.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { objectProblems } from './kubernetes-validity.js';
 
 export type Obj = {
   metadata: { name: string; labels?: Record<string, string>; resourceVersion?: string };
@@ -58,6 +65,13 @@ export async function startFakeKubeApiServer(): Promise<FakeKubeApiServer> {
   const watchers = new Set<{ selector: string; res: http.ServerResponse }>();
   const logs = new Map<string, LogStream>();
   const stores: Record<string, Map<string, Obj>> = { jobs, secrets, persistentvolumeclaims: pvcs, pods };
+  /** The kind a resource holds, and its `Kind.group` as API server messages name it. */
+  const KINDS: Record<string, { kind: string; qualified: string }> = {
+    jobs: { kind: 'Job', qualified: 'Job.batch' },
+    secrets: { kind: 'Secret', qualified: 'Secret' },
+    persistentvolumeclaims: { kind: 'PersistentVolumeClaim', qualified: 'PersistentVolumeClaim' },
+    pods: { kind: 'Pod', qualified: 'Pod' },
+  };
 
   const logOf = (pod: string, c: string) => {
     const k = `${pod}/${c}`;
@@ -94,7 +108,7 @@ export async function startFakeKubeApiServer(): Promise<FakeKubeApiServer> {
       url.pathname,
     );
     if (!m) return status(res, 404, 'NotFound', `no route ${url.pathname}`);
-    const [, , resource, name, sub] = m as unknown as [
+    const [, namespace, resource, name, sub] = m as unknown as [
       string,
       string,
       string,
@@ -119,7 +133,28 @@ export async function startFakeKubeApiServer(): Promise<FakeKubeApiServer> {
 
     if (req.method === 'POST' && !name) {
       calls.push(`${resource} create`);
-      const obj = body as Obj;
+      const obj = body as Obj & { kind?: string; metadata: { namespace?: string } };
+      const { kind, qualified } = KINDS[resource]!;
+      if (obj.kind !== kind) {
+        return status(res, 400, 'BadRequest', `the kind ${obj.kind} does not match ${kind} of ${resource}`);
+      }
+      if (obj.metadata?.namespace !== undefined && obj.metadata.namespace !== namespace) {
+        return status(
+          res,
+          400,
+          'BadRequest',
+          'the namespace of the provided object does not match the namespace sent on the request',
+        );
+      }
+      const invalid = objectProblems(obj);
+      if (invalid.length > 0) {
+        return status(
+          res,
+          422,
+          'Invalid',
+          `${qualified} "${obj.metadata?.name}" is invalid: ${invalid.join(', ')}`,
+        );
+      }
       if (store.has(obj.metadata.name))
         return status(res, 409, 'AlreadyExists', `${resource} "${obj.metadata.name}" already exists`);
       obj.metadata.resourceVersion = String(++rv);

@@ -4,6 +4,7 @@ import { loadExecutorConfig } from '../../../../src/config/executor.js';
 import {
   createKubeClient,
   KUBE_API_PERMISSIONS,
+  KubeApiError,
 } from '../../../../src/executor/runtimes/kubernetes/kube-client.js';
 import { createKubernetesRuntime } from '../../../../src/executor/runtimes/kubernetes/kubernetes-runtime.js';
 import type { Runtime } from '../../../../src/executor/runtimes/types.js';
@@ -34,6 +35,17 @@ afterEach(async () => {
   await fake.close();
 });
 
+function fakeKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server: fake.url, skipTLSVerify: true }],
+    users: [{ name: 'u', token: 'kube-token' }],
+    contexts: [{ name: 'c', cluster: 'fake', user: 'u' }],
+    currentContext: 'c',
+  });
+  return kc;
+}
+
 function runtime(env: Record<string, string> = {}): Runtime {
   const r = loadExecutorConfig({
     EXECUTOR_FRONTEND_URL: 'https://sg.example.com',
@@ -42,15 +54,8 @@ function runtime(env: Record<string, string> = {}): Runtime {
     ...env,
   });
   if (!r.ok) throw new Error(r.problems.join('\n'));
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'fake', server: fake.url, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 'kube-token' }],
-    contexts: [{ name: 'c', cluster: 'fake', user: 'u' }],
-    currentContext: 'c',
-  });
   return createKubernetesRuntime({
-    client: createKubeClient({ kubeConfig: kc, namespace: 'default' }),
+    client: createKubeClient({ kubeConfig: fakeKubeConfig(), namespace: 'default' }),
     settings: r.config.kubernetes,
     executorName: 'exec-1',
     hostname: 'host-a',
@@ -325,5 +330,78 @@ describe('kubernetes runtime against a fake API server', () => {
     ]);
     const declared = new Set(KUBE_API_PERMISSIONS.flatMap((p) => p.verbs.map((v) => `${p.resource} ${v}`)));
     for (const c of new Set(fake.calls)) expect(declared).toContain(c);
+  });
+});
+
+describe('the fake API server refuses what a real one refuses', () => {
+  const job = (name: string, containers: object[]) => ({
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { name, namespace: 'default' },
+    spec: { template: { spec: { restartPolicy: 'Never', containers } } },
+  });
+  const refusal = async (body: object) => {
+    const client = createKubeClient({ kubeConfig: fakeKubeConfig(), namespace: 'default' });
+    const err = await client.create('jobs', body as Record<string, unknown>).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    return err instanceof KubeApiError
+      ? { status: err.status, reason: err.reason, message: err.message }
+      : err;
+  };
+
+  it('duplicate and invalid names, a request above its limit, a taken name', async () => {
+    const c = { name: 'c', image: 'alpine:3' };
+    expect(await refusal(job('j', [c, c]))).toMatchObject({
+      status: 422,
+      reason: 'Invalid',
+      message: expect.stringMatching(
+        /Job\.batch "j" is invalid: .*containers\[1\]\.name: Duplicate value: "c"/,
+      ),
+    });
+    expect(await refusal(job('j-step.kubernetes..hidden', [c]))).toMatchObject({ status: 422 });
+    expect(await refusal(job('j', [{ ...c, name: 'step.kubernetes.a' }]))).toMatchObject({ status: 422 });
+    const greedy = { ...c, resources: { limits: { memory: '4Gi' }, requests: { memory: '12Gi' } } };
+    expect(await refusal(job('j', [greedy]))).toMatchObject({
+      status: 422,
+      message: expect.stringMatching(
+        /requests\[memory\]: Invalid value: "12Gi": must be less than or equal to memory limit of 4Gi/,
+      ),
+    });
+    const sized = { ...c, resources: { limits: { memory: '5GB' } } };
+    expect(await refusal(job('j', [sized]))).toMatchObject({ status: 422 });
+    expect(await refusal({ ...job('j', [c]), metadata: { name: 'j', namespace: 'other' } })).toMatchObject({
+      status: 400,
+    });
+    expect(await refusal(job('j', [c]))).toBeUndefined();
+    expect(await refusal(job('j', [c]))).toMatchObject({ status: 409, reason: 'AlreadyExists' });
+    expect(fake.created).toEqual(['jobs/j']);
+  });
+
+  it('a single-pod job whose step keys repeat is accepted, with one log entry per step', async () => {
+    const keys = ['a-2', 'a', 'a', '_x', '.y', 'z..w'];
+    const job = makeJob(
+      keys.map((key) => ({ image: 'alpine:3', key })),
+      { id: 7, token: 't' },
+    );
+    const { result, pod, logger, kjob } = await start(runtime(), job);
+    const spec = (kjob as unknown as { spec: { template: { spec: { initContainers: { name: string }[] } } } })
+      .spec.template.spec;
+    const names = spec.initContainers.map((c) => c.name);
+    expect(new Set(names).size).toBe(keys.length + 1);
+    for (const n of names) fake.endLog(pod.metadata.name, n);
+    fake.endLog(pod.metadata.name, 'main');
+    setStatus(pod, {
+      phase: 'Succeeded',
+      initContainerStatuses: names.map((name) => ({ name, state: term(0) })),
+      containerStatuses: [{ name: 'main', state: term(0) }],
+    });
+    expect(await result).toEqual({ ok: true, v: { exitCode: 0 } });
+    expect(logger.entries.map((e) => e.key)).toEqual([
+      'setup.workspace',
+      ...keys.map((k) => `step.kubernetes.${k}`),
+      'main',
+    ]);
   });
 });

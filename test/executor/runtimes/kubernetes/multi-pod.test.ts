@@ -227,6 +227,37 @@ describe('kubernetes runtime, multi-pod mode, against a fake API server', () => 
     expect(existsSync(ws.path)).toBe(false);
   });
 
+  it('steps whose keys repeat or start with `_` or `.` each get a valid Job of their own', async () => {
+    const rt = runtime();
+    const keys = ['_private', '.hidden', 'a..b', 'a', 'a'];
+    const job = makeJob(
+      keys.map((key) => ({ image: 'alpine:3', key })),
+      { id: 42, token: 't' },
+    );
+    const { ctx, logger } = createTestContext('exec-1');
+    const ws = await rt.prepareWorkspace(job, ctx);
+    const runner = await rt.newRunner(job, ws, ctx);
+    await runner.setup();
+    const specs = rt.specs(job, ws);
+    for (const [i, spec] of specs.entries()) {
+      const run = runner.run(spec);
+      await until(() => jobCreates().length === i + 1, `the Job of step ${i}`);
+      const name = jobCreates()[i]!.slice('jobs/'.length);
+      const pod = await podOf(name);
+      const container = (pod.spec as { containers: Array<{ name: string }> }).containers[0]!.name;
+      fake.endLog(pod.metadata.name, container);
+      setStatus(pod, one(container, term(0), 'Succeeded'));
+      expect(await run).toEqual({ exitCode: 0 });
+    }
+    expect(new Set(jobCreates()).size).toBe(keys.length);
+    expect(logger.entries.filter((e) => e.key.startsWith('step.')).map((e) => [e.key, e.exitCode])).toEqual(
+      keys.map((k) => [`step.kubernetes.${k}`, 0]),
+    );
+    await runner.teardown();
+    expect(fake.jobs.size + fake.secrets.size).toBe(0);
+    await ws.remove();
+  });
+
   it('keeps the step Jobs and the Secret with KUBERNETES_KEEP_JOBS', async () => {
     const rt = runtime({ KUBERNETES_KEEP_JOBS: 'true' });
     const job = testJob();
