@@ -36,17 +36,17 @@ LABEL org.opencontainers.image.title="executor" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# git and CA certificates only when the base lacks them; see server.Dockerfile.
+# git and CA certificates only when the base lacks them (see server.Dockerfile); iptables for the
+# isolated job network's firewall rules, in the same layer as the clean-up.
 RUN set -eu; \
-    missing=""; \
-    command -v git >/dev/null || missing="git"; \
+    missing="iptables"; \
+    command -v git >/dev/null || missing="$missing git"; \
     [ -e /etc/ssl/certs/ca-certificates.crt ] || missing="$missing ca-certificates"; \
-    if [ -n "$missing" ]; then \
-      apt-get update; \
-      apt-get install -y --no-install-recommends $missing; \
-      apt-get clean; \
-      rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log; \
-    fi; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends $missing; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log \
+      /var/log/alternatives.log; \
     mkdir -p /var/lib/executor/workspaces
 
 COPY dist/sea/executor-linux-x64 /usr/local/bin/executor
@@ -55,8 +55,9 @@ ENV EXECUTOR_WORKSPACE_ROOT=/var/lib/executor/workspaces \
     EXECUTOR_RUNTIME=docker \
     EXECUTOR_NATIVE_CACHE_DIR=/var/cache/executor/native \
     EXECUTOR_METRICS_ADDR=127.0.0.1:6060
-# The health check asks the executor's own metrics endpoint (loopback only): 200 while it runs.
+# The health check asks the executor's own metrics endpoint (EXECUTOR_METRICS_ADDR, loopback by
+# default): 200 while it runs. Where the metrics endpoint is turned off, turn the check off too.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/6060 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "a=${EXECUTOR_METRICS_ADDR:-127.0.0.1:6060}; exec 3<>/dev/tcp/${a%:*}/${a##*:} && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["/usr/local/bin/executor"]
 CMD ["run"]

@@ -26,15 +26,17 @@ LABEL org.opencontainers.image.title="executor-server" \
 # the clean-up, so no package list or cache is left in any layer.
 RUN set -eu; \
     missing=""; \
-    command -v git >/dev/null || missing="git"; \
+    command -v git >/dev/null || missing="$missing git"; \
     [ -e /etc/ssl/certs/ca-certificates.crt ] || missing="$missing ca-certificates"; \
     if [ -n "$missing" ]; then \
       apt-get update; \
       apt-get install -y --no-install-recommends $missing; \
       apt-get clean; \
-      rm -rf /var/lib/apt/lists/* /var/log/apt/* /var/log/dpkg.log; \
+      rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /var/log/dpkg.log \
+        /var/log/alternatives.log; \
     fi; \
-    useradd --system --uid 10001 --user-group --home-dir /var/lib/executor-server --create-home \
+    groupadd --system --gid 10001 executor; \
+    useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/executor-server --create-home \
       --shell /usr/sbin/nologin executor
 
 # The build context holds only this file (.dockerignore); it is executable there (0755).
