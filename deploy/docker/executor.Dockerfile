@@ -26,16 +26,6 @@
 ARG BASE_IMAGE=debian:12-slim
 FROM ${BASE_IMAGE}
 
-ARG VERSION=dev
-ARG REVISION=unknown
-ARG SOURCE=unknown
-LABEL org.opencontainers.image.title="executor" \
-      org.opencontainers.image.description="Executor: runs batch jobs from a queue server in Docker containers" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
-
 # git and CA certificates only when the base lacks them (see server.Dockerfile); iptables for the
 # isolated job network's firewall rules, in the same layer as the clean-up.
 RUN set -eu; \
@@ -59,5 +49,17 @@ ENV EXECUTOR_WORKSPACE_ROOT=/var/lib/executor/workspaces \
 # default): 200 while it runs. Where the metrics endpoint is turned off, turn the check off too.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["bash", "-c", "a=${EXECUTOR_METRICS_ADDR:-127.0.0.1:6060}; exec 3<>/dev/tcp/${a%:*}/${a##*:} && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+# Labels last: the revision changes with every commit and must not invalidate the cached layers
+# above.
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="executor" \
+      org.opencontainers.image.description="Executor: runs batch jobs from a queue server in Docker containers" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
 ENTRYPOINT ["/usr/local/bin/executor"]
 CMD ["run"]

@@ -12,16 +12,6 @@
 ARG BASE_IMAGE=debian:12-slim
 FROM ${BASE_IMAGE}
 
-ARG VERSION=dev
-ARG REVISION=unknown
-ARG SOURCE=unknown
-LABEL org.opencontainers.image.title="executor-server" \
-      org.opencontainers.image.description="Queue server for executors (Sourcegraph /.executors protocol)" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
-
 # Installs git and CA certificates only when the base lacks them (debian:12-slim), in one layer with
 # the clean-up, so no package list or cache is left in any layer.
 RUN set -eu; \
@@ -50,5 +40,17 @@ EXPOSE 3080
 # No curl in the image: bash's /dev/tcp asks /healthz (200 while the store answers).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/3080 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+# Labels last: the revision changes with every commit and must not invalidate the cached layers
+# above.
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="executor-server" \
+      org.opencontainers.image.description="Queue server for executors (Sourcegraph /.executors protocol)" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
 ENTRYPOINT ["/usr/local/bin/executor"]
 CMD ["server", "--listen", "0.0.0.0:3080", "--data", "/var/lib/executor-server"]

@@ -38,7 +38,10 @@ function baseObtainable(): boolean {
 export function canBuildImages(): boolean {
   return (
     requireOrSkip('Docker', dockerAvailable()) &&
-    requireOrSkip('mmdebstrap (or BASE_IMAGE, or a local debian:12-slim) for the image base', baseObtainable())
+    requireOrSkip(
+      'mmdebstrap (or BASE_IMAGE, or a local debian:12-slim) for the image base',
+      baseObtainable(),
+    )
   );
 }
 
