@@ -127,6 +127,8 @@ describe('deploy/compose/compose.yaml', () => {
     expect(published).toEqual([`127.0.0.1:${frontend.port}:${server.listenPort}`]);
     expect((compose.services.executor as { network_mode?: string }).network_mode).toBe('host');
     expect((compose.services.executor as { cap_add?: string[] }).cap_add).toEqual(['NET_ADMIN']);
+    // Same hostname on every replica: the janitors judge each other's leftovers by host pid.
+    expect((compose.services.executor as { pid?: string }).pid).toBe('host');
 
     // The workspace root is bind-mounted at the same path on both sides (the host's daemon
     // resolves the step containers' mounts on the host).
