@@ -11,8 +11,10 @@
 # Prints the two images with their sizes at the end.
 #
 # Options:
-#   --tag TAG       tag both images TAG instead of the package version
+#   --tag TAG       tag the images TAG instead of the package version
 #   --no-package    use dist/sea/executor-linux-x64 as it is (fails when it is missing)
+#   --postgres      also build executor-postgres:<tag> (deploy/docker/postgres.Dockerfile: Debian's
+#                   PostgreSQL 15 on the same base, for deploy/compose/compose.postgres.yaml)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +28,7 @@ die() {
 version="$(node -p 'require("./package.json").version')"
 tag="$version"
 package=1
+postgres=0
 while (($# > 0)); do
   case "$1" in
     --tag)
@@ -37,8 +40,12 @@ while (($# > 0)); do
       package=0
       shift
       ;;
+    --postgres)
+      postgres=1
+      shift
+      ;;
     -h | --help)
-      sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -85,8 +92,13 @@ build() {
 }
 build executor-server deploy/docker/server.Dockerfile
 build executor deploy/docker/executor.Dockerfile
+images=("executor-server:$tag" "executor:$tag")
+if ((postgres)); then
+  build executor-postgres deploy/docker/postgres.Dockerfile
+  images+=("executor-postgres:$tag")
+fi
 
-for image in "executor-server:$tag" "executor:$tag"; do
+for image in "${images[@]}"; do
   bytes="$(docker image inspect -f '{{.Size}}' "$image")"
   printf '%s\t%s MB\n' "$image" "$((bytes / 1000000))"
 done

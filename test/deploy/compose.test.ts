@@ -13,8 +13,10 @@ import { parseDurationMs } from '../../src/lib/duration.js';
 const dir = new URL('../../deploy/compose/', import.meta.url);
 const root = new URL('../../', import.meta.url);
 const text = readFileSync(new URL('compose.yaml', dir), 'utf8');
+const postgresText = readFileSync(new URL('compose.postgres.yaml', dir), 'utf8');
 
 type Service = {
+  image?: string;
   build: { context: string; dockerfile: string; args?: Record<string, string> };
   environment: Record<string, string>;
   volumes?: string[];
@@ -78,8 +80,8 @@ describe('deploy/compose/compose.yaml', () => {
     expect(unknownExecutor).toEqual([]);
   });
 
-  it('every ${VAR} it reads is in env.example, which sets nothing else but the project name', () => {
-    const used = new Set([...text.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!));
+  it('every ${VAR} it and compose.postgres.yaml read is in env.example, which sets nothing else but the project name', () => {
+    const used = new Set([...`${text}${postgresText}`.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!));
     expect([...used, 'COMPOSE_PROJECT_NAME'].sort()).toEqual(Object.keys(envExample).sort());
   });
 
@@ -87,9 +89,20 @@ describe('deploy/compose/compose.yaml', () => {
     const version = (JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string })
       .version;
     expect(envExample.EXECUTOR_IMAGE_TAG).toBe(version);
-    const image = (s: string) => interpolate((compose.services[s] as { image: string }).image, envExample);
+    const image = (s: string) => interpolate(compose.services[s]!.image!, envExample);
     expect(image('server')).toBe(`executor-server:${version}`);
     expect(image('executor')).toBe(`executor:${version}`);
+    const pg = parse(postgresText) as {
+      services: Record<string, { image?: string; environment: Record<string, string> }>;
+    };
+    expect(interpolate(pg.services.postgres!.image!, {})).toBe(`executor-postgres:${version}`);
+    expect(envExample.POSTGRES_IMAGE).toBe(`executor-postgres:${version}`);
+    // The override gives the server only variables it declares, and a URL that loads.
+    expect(Object.keys(pg.services.server!.environment).filter((k) => !serverEnvNames.has(k))).toEqual([]);
+    const url = interpolate(pg.services.server!.environment.DATABASE_URL!, {
+      POSTGRES_PASSWORD: 'c'.repeat(40),
+    });
+    expect(new URL(url).hostname).toBe('postgres');
   });
 
   it('refuses to start without the two tokens', () => {

@@ -45,9 +45,9 @@ export function canBuildImages(): boolean {
   );
 }
 
-/** `npm run images`: both images, with the binary rebuilt when stale. */
-export function buildImages(): Images {
-  execFileSync('bash', ['scripts/images.sh'], {
+/** `npm run images`: both images (and executor-postgres with postgres), the binary rebuilt when stale. */
+export function buildImages(opts: { postgres?: boolean } = {}): Images {
+  execFileSync('bash', ['scripts/images.sh', ...(opts.postgres ? ['--postgres'] : [])], {
     cwd: repo,
     stdio: 'pipe',
     timeout: BUILD_TIMEOUT_MS,
