@@ -1,11 +1,11 @@
 # The executor, from the single-file binary, driving the HOST's Docker daemon through its socket.
 #
 #   npm run images
-#   docker run -d --name executor \
+#   docker run -d --name executor --init --network host --pid host --cap-add NET_ADMIN \
 #     -v /var/run/docker.sock:/var/run/docker.sock \
 #     -v /var/lib/executor/workspaces:/var/lib/executor/workspaces \
 #     -e EXECUTOR_FRONTEND_URL=https://queue.example.com -e EXECUTOR_FRONTEND_PASSWORD=... \
-#     -e EXECUTOR_QUEUE_NAME=batches -e EXECUTOR_JOB_DISK_SPACE=0 executor:<version>
+#     -e EXECUTOR_QUEUE_NAME=batches executor:<version>
 #
 # WARNING: mounting the Docker socket gives this container root on the host. Whoever controls the
 # executor process (a bug in it, a stolen executor token combined with one, anyone who can exec
@@ -19,7 +19,11 @@
 # resolves the bind mounts of step containers on the host; with another container path, set
 # EXECUTOR_DOCKER_HOST_MOUNT_PATH to the host path instead. The per-job disk quota
 # (EXECUTOR_JOB_DISK_SPACE) loop-mounts an image, which an unprivileged container cannot do and
-# whose mount the host's daemon would not see: set it to 0 here, or run the executor on the host.
+# whose mount the host's daemon would not see: it is 0 here; run the executor on the host for it.
+#
+# The isolated job network (the default) installs firewall rules that belong in the HOST's iptables,
+# hence --network host and NET_ADMIN; --pid host lets janitors of executors sharing the host's name
+# tell each other's live jobs by pid (docs/operating.md, "Docker Compose").
 #
 # Runs as root inside the container: the socket is usually root:docker 0660 and the docker group's
 # id differs between hosts.
@@ -41,8 +45,10 @@ RUN set -eu; \
 
 COPY dist/sea/executor-linux-x64 /usr/local/bin/executor
 
+# No per-job disk quota by default: it loop-mounts an image, which this container cannot (see above).
 ENV EXECUTOR_WORKSPACE_ROOT=/var/lib/executor/workspaces \
     EXECUTOR_RUNTIME=docker \
+    EXECUTOR_JOB_DISK_SPACE=0 \
     EXECUTOR_NATIVE_CACHE_DIR=/var/cache/executor/native \
     EXECUTOR_METRICS_ADDR=127.0.0.1:6060
 # The health check asks the executor's own metrics endpoint (EXECUTOR_METRICS_ADDR, loopback by
