@@ -125,7 +125,7 @@ log "docker $(docker version --format '{{.Server.Version}}') with runtimes: $(do
 # ---------------------------------------------------------------------------------------------
 # Test images (no registry: built from busybox-static)
 bash "$repo/scripts/build-test-images.sh"
-# The Debian base of the container images (about five minutes the first time, then cached by tag):
+# The Debian base of the container images (5 to 11 minutes the first time, then cached by tag):
 # made here so that test/deploy does not spend its hook timeouts on it.
 bash "$repo/scripts/make-base-image.sh" >/dev/null
 

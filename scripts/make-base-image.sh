@@ -84,7 +84,7 @@ if [[ $force -eq 0 ]] && docker image inspect "$image" >/dev/null 2>&1; then
 fi
 command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (apt-get install mmdebstrap)"
 
-log "building $image from $mirror (about five minutes)"
+log "building $image from $mirror (5 to 11 minutes)"
 started=$SECONDS
 # The mirrors are given as arguments: without them mmdebstrap reads sources from a non-tty stdin.
 # path-exclude drops files at unpack time, so they are in no layer at all.
