@@ -20,7 +20,9 @@ die() { printf '[ci-setup] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Packages
-packages=(docker.io runsc busybox-static git postgresql docker-registry chromium)
+# mmdebstrap makes the base of the container images (no registry to pull one from), docker-compose
+# and packer run deploy/compose and validate deploy/packer in test/deploy.
+packages=(docker.io runsc busybox-static git postgresql docker-registry chromium mmdebstrap docker-compose packer)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -123,6 +125,9 @@ log "docker $(docker version --format '{{.Server.Version}}') with runtimes: $(do
 # ---------------------------------------------------------------------------------------------
 # Test images (no registry: built from busybox-static)
 bash "$repo/scripts/build-test-images.sh"
+# The Debian base of the container images (5 to 11 minutes the first time, then cached by tag):
+# made here so that test/deploy does not spend its hook timeouts on it.
+bash "$repo/scripts/make-base-image.sh" >/dev/null
 
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: start the cluster, give the superuser a password, hand tests a loopback URL.

@@ -26,6 +26,7 @@ import {
   readdirSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
@@ -87,6 +88,33 @@ function inputsHash() {
   h.update(process.version).update(String(statSync(process.execPath).size));
   return h.digest('hex');
 }
+// ---- one build at a time: test files (binary, images) call `--if-stale` side by side, and two
+// builds would write the same work directory and output. A lock file holds the builder's pid; a
+// lock whose process is gone is taken over.
+const lockFile = path.join(repo, 'dist/sea/.package.lock');
+function takeLock() {
+  mkdirSync(path.dirname(lockFile), { recursive: true });
+  for (const deadline = Date.now() + 600_000; ; ) {
+    try {
+      writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
+      process.on('exit', () => rmSync(lockFile, { force: true }));
+      return;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+    }
+    const holder = Number(readFileSync(lockFile, 'utf8').trim() || 0);
+    let alive = false;
+    try {
+      if (holder > 0) process.kill(holder, 0);
+      alive = holder > 0;
+    } catch {}
+    if (!alive) rmSync(lockFile, { force: true });
+    else if (Date.now() > deadline) die(`another build (pid ${holder}) holds ${lockFile}`);
+    else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+  }
+}
+takeLock();
+
 const stamp = `${out}.inputs`;
 const hash = inputsHash();
 if (ifStale && existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === hash) {

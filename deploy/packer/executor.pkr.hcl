@@ -2,21 +2,17 @@
 # daemon), git, the single-file executor binary and its systemd unit (`executor install`).
 #
 #   npm run package
-#   packer init deploy/packer && packer build -var region=eu-west-1 deploy/packer/executor.pkr.hcl
+#   packer init deploy/packer && packer build -var region=eu-west-1 deploy/packer
+#
+# Packer >= 1.7 installs the amazon plugin that deploy/packer/plugins.pkr.hcl requires (`packer
+# init`) and builds the directory. This file alone is also valid for Packer 1.6 (Debian 12's
+# package), whose amazon builder is built in and which knows no `required_plugins`:
+# `packer validate deploy/packer/executor.pkr.hcl` (test/deploy/packer.test.ts runs it).
 #
 # The image holds no queue server URL or secret: at boot, write EXECUTOR_FRONTEND_URL,
 # EXECUTOR_FRONTEND_PASSWORD and EXECUTOR_QUEUE_NAME into /etc/executor/executor.env (user data,
-# a secrets agent) and start executor.service. Never built in this repository's CI (no cloud
-# account); `packer validate` is the check to run where Packer is installed.
-
-packer {
-  required_plugins {
-    amazon = {
-      source  = "github.com/hashicorp/amazon"
-      version = ">= 1.3.0"
-    }
-  }
-}
+# a secrets agent) and start executor.service. Never built in this repository's CI: building needs
+# an AWS account (it starts an EC2 instance and registers an AMI); CI validates it only.
 
 variable "region" {
   type    = string
@@ -82,7 +78,8 @@ build {
       "systemctl enable --now docker",
       # Unit, env file, workspace root, runsc (and the mirror) in daemon.json; reloads dockerd.
       "executor install --with-gvisor ${var.registry_mirror != "" ? "--registry-mirror \"$REGISTRY_MIRROR\"" : ""}",
-      "docker info --format '{{json .Runtimes}}' | grep -q runsc",
+      # Plain `docker info`: Packer reads {{ }} in inline commands as its own template.
+      "docker info | grep -Eq '^ *Runtimes:.* runsc( |$)'",
       "systemctl daemon-reload",
       # Enabled but not started: it needs the frontend settings written at boot.
       "systemctl enable executor",

@@ -13,9 +13,11 @@ import { parseDurationMs } from '../../src/lib/duration.js';
 const dir = new URL('../../deploy/compose/', import.meta.url);
 const root = new URL('../../', import.meta.url);
 const text = readFileSync(new URL('compose.yaml', dir), 'utf8');
+const postgresText = readFileSync(new URL('compose.postgres.yaml', dir), 'utf8');
 
 type Service = {
-  build: { context: string; dockerfile: string };
+  image?: string;
+  build: { context: string; dockerfile: string; args?: Record<string, string> };
   environment: Record<string, string>;
   volumes?: string[];
   ports?: string[];
@@ -78,9 +80,29 @@ describe('deploy/compose/compose.yaml', () => {
     expect(unknownExecutor).toEqual([]);
   });
 
-  it('every ${VAR} it reads is in env.example, which sets nothing else', () => {
-    const used = new Set([...text.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!));
-    expect([...used].sort()).toEqual(Object.keys(envExample).sort());
+  it('every ${VAR} it and compose.postgres.yaml read is in env.example, which sets nothing else but the project name', () => {
+    const used = new Set([...`${text}${postgresText}`.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!));
+    expect([...used, 'COMPOSE_PROJECT_NAME'].sort()).toEqual(Object.keys(envExample).sort());
+  });
+
+  it('uses the images npm run images tags with the package version', () => {
+    const version = (JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string })
+      .version;
+    expect(envExample.EXECUTOR_IMAGE_TAG).toBe(version);
+    const image = (s: string) => interpolate(compose.services[s]!.image!, envExample);
+    expect(image('server')).toBe(`executor-server:${version}`);
+    expect(image('executor')).toBe(`executor:${version}`);
+    const pg = parse(postgresText) as {
+      services: Record<string, { image?: string; environment: Record<string, string> }>;
+    };
+    expect(interpolate(pg.services.postgres!.image!, {})).toBe(`executor-postgres:${version}`);
+    expect(envExample.POSTGRES_IMAGE).toBe(`executor-postgres:${version}`);
+    // The override gives the server only variables it declares, and a URL that loads.
+    expect(Object.keys(pg.services.server!.environment).filter((k) => !serverEnvNames.has(k))).toEqual([]);
+    const url = interpolate(pg.services.server!.environment.DATABASE_URL!, {
+      POSTGRES_PASSWORD: 'c'.repeat(40),
+    });
+    expect(new URL(url).hostname).toBe('postgres');
   });
 
   it('refuses to start without the two tokens', () => {
@@ -110,15 +132,21 @@ describe('deploy/compose/compose.yaml', () => {
     const loaded = loadExecutorConfig(executorEnv);
     if (!loaded.ok) throw new Error(loaded.problems.join('; '));
     expect(loaded.config.frontendPassword).toBe(server.executorsAccessToken);
+    // The executors share the host's network (their job network's firewall rules are the host's):
+    // they reach the server on the loopback port it is published on.
     const frontend = new URL(loaded.config.frontendUrl);
-    expect(frontend.hostname).toBe('server');
-    expect(Number(frontend.port)).toBe(server.listenPort);
-    expect(compose.services.server!.ports!.some((p) => p.endsWith(`:${server.listenPort}`))).toBe(true);
+    expect(frontend.hostname).toBe('127.0.0.1');
+    const published = compose.services.server!.ports!.map((p) => interpolate(p, vars));
+    expect(published).toEqual([`127.0.0.1:${frontend.port}:${server.listenPort}`]);
+    expect((compose.services.executor as { network_mode?: string }).network_mode).toBe('host');
+    expect((compose.services.executor as { cap_add?: string[] }).cap_add).toEqual(['NET_ADMIN']);
+    // Same hostname on every replica: the janitors judge each other's leftovers by host pid.
+    expect((compose.services.executor as { pid?: string }).pid).toBe('host');
 
     // The workspace root is bind-mounted at the same path on both sides (the host's daemon
     // resolves the step containers' mounts on the host).
     const ws = loaded.config.workspaceRoot;
-    expect(compose.services.executor!.volumes).toContain(`${ws}:${ws}`);
+    expect(compose.services.executor!.volumes!.map((v) => interpolate(v, vars))).toContain(`${ws}:${ws}`);
 
     // Draining: the stop grace period covers the longest job.
     expect(compose.services.executor!.stop_signal).toBe('SIGTERM');
@@ -136,10 +164,10 @@ describe('deploy/compose/compose.yaml', () => {
     expect(text).toMatch(/docs\/security\.md/);
   });
 
-  it('starts executors only once the server answers /readyz', () => {
+  it('starts executors only once the server is ready (the check of its image asks /readyz)', () => {
     expect(compose.services.executor!.depends_on).toEqual({ server: { condition: 'service_healthy' } });
-    expect(JSON.stringify((compose.services.server as Record<string, unknown>).healthcheck)).toContain(
-      '/readyz',
-    );
+    expect((compose.services.server as Record<string, unknown>).healthcheck).toBeUndefined();
+    const dockerfile = readFileSync(new URL('deploy/docker/server.Dockerfile', root), 'utf8');
+    expect(dockerfile).toMatch(/^HEALTHCHECK [^\n]*\\\n[^\n]*\/readyz/m);
   });
 });
