@@ -4,6 +4,7 @@ import type { Logger } from '../lib/logger.js';
 import type { Store } from '../store/types.js';
 import type { AuthLimiter, AuthRefusalMetrics } from './auth-limiter.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
+import type { LogNotifier } from './log-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
 import type { FollowerLimits } from './user-api/follower-limits.js';
@@ -15,6 +16,8 @@ export interface RouteDeps {
   clock: Clock;
   logger: Logger;
   notifier: EnqueueNotifier;
+  /** Wakes the log followers of a job after an accepted log write or mark. */
+  logNotifier: LogNotifier;
   metrics: HttpMetrics;
   /** Failed authentications per peer and token name (both APIs share one table). */
   authLimiter: AuthLimiter;

@@ -24,6 +24,7 @@ import { registerGitRoutes } from './executor-api/git.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
 import { bodyTimeouts, createRouter, discardBody, type RouteContext, sendJson, sendText } from './http.js';
+import { createLogNotifier } from './log-notifier.js';
 import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './memory-guard.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
@@ -92,6 +93,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   // Dispatches and finishes pass through this wrapper so the dashboard can chart them.
   const store = history.observe(deps.store);
   const notifier = createEnqueueNotifier();
+  const logNotifier = createLogNotifier();
   const metrics = createHttpMetrics();
   const closing = new AbortController();
   const routeDeps: RouteDeps = {
@@ -100,6 +102,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     clock,
     logger,
     notifier,
+    logNotifier,
     metrics,
     authLimiter: createAuthLimiter({
       limit: config.authFailureLimit,
@@ -116,6 +119,8 @@ export function createServer(deps: ServerDeps): ServerApp {
   const hook = store as Store & EnqueueHook;
   const unsubscribe =
     typeof hook.onEnqueue === 'function' ? hook.onEnqueue((q) => notifier.notify(q)) : undefined;
+  // Log writes on other replicas (PostgreSQL NOTIFY) wake this replica's followers too.
+  const unsubscribeLogs = store.onLogWrite?.((jobId) => logNotifier.notify(jobId));
 
   const router = createRouter();
   registerExecutorRoutes(router, routeDeps);
@@ -216,6 +221,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     async close() {
       closing.abort();
       if (typeof unsubscribe === 'function') unsubscribe();
+      unsubscribeLogs?.();
       await Promise.all(Object.values(loops).map((l) => l.stop()));
     },
   };

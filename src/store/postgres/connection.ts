@@ -6,6 +6,7 @@
  * Locking: a pool query is one statement in its own transaction (READ COMMITTED). inTransaction
  * holds one connection for a short explicit transaction; no transaction is held open around a claim.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { isConnectionError, toStoreError } from './errors.js';
@@ -36,6 +37,11 @@ const isCachedPlanChange = (e: unknown) =>
 
 /** LISTEN/NOTIFY channel; the payload is the queue name. */
 export const ENQUEUE_CHANNEL = 'executor_jobs';
+/**
+ * LISTEN/NOTIFY channel of log writes; the payload is `<origin>:<job id>`, origin naming the store
+ * that wrote (a replica wakes its own followers in-process and ignores its own announcements).
+ */
+export const LOGS_CHANNEL = 'executor_logs';
 
 const INT8_OID = 20;
 const types: pg.CustomTypesConfig = {
@@ -53,7 +59,9 @@ export interface PgContext {
   inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T>;
   /** Wakes waiters of these queues on every replica; after the change committed, best effort. */
   notify(queues: string[]): Promise<void>;
-  /** `enqueue` events from NOTIFY (while subscribed) */
+  /** Tells the other replicas that the job's log changed; not awaited, best effort. */
+  announceLogWrite(jobId: number): void;
+  /** `enqueue` events (queue name) and `logwrite` events (job id) from NOTIFY (while subscribed) */
   events: EventEmitter;
   ensureListener(): Promise<void>;
   close(): Promise<void>;
@@ -86,6 +94,8 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
   let listener: pg.Client | null = null;
   let listening: Promise<void> | null = null;
   let closed = false;
+  // Names this store in its log announcements, so its own LISTEN can skip them.
+  const origin = randomBytes(6).toString('hex');
 
   /**
    * Pool queries run as named prepared statements, one name per SQL text: each connection parses
@@ -165,6 +175,11 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
       .catch(() => {});
   }
 
+  function announceLogWrite(jobId: number): void {
+    if (closed) return;
+    pool.query(`SELECT pg_notify('${LOGS_CHANNEL}', $1)`, [`${origin}:${jobId}`]).catch(() => {});
+  }
+
   /** A dedicated connection holds LISTEN (it cannot go back to the pool); reconnects while subscribed. */
   function ensureListener(): Promise<void> {
     if (listening) return listening;
@@ -174,18 +189,24 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
       listener = null;
       listening = null;
       client.end().catch(() => {});
-      if (!closed && events.listenerCount('enqueue') > 0)
+      if (!closed && events.listenerCount('enqueue') + events.listenerCount('logwrite') > 0)
         setTimeout(() => void ensureListener(), 1_000).unref();
     };
     client.on('error', drop);
     client.on('end', drop);
     client.on('notification', (msg) => {
       if (msg.channel === ENQUEUE_CHANNEL && msg.payload) events.emit('enqueue', msg.payload);
+      if (msg.channel === LOGS_CHANNEL && msg.payload) {
+        const [from, id] = msg.payload.split(':');
+        const jobId = Number(id);
+        if (from !== origin && Number.isSafeInteger(jobId)) events.emit('logwrite', jobId);
+      }
     });
     listener = client;
     listening = (async () => {
       await client.connect();
       await client.query(`LISTEN ${ENQUEUE_CHANNEL}`);
+      await client.query(`LISTEN ${LOGS_CHANNEL}`);
     })().catch(() => drop());
     return listening;
   }
@@ -196,6 +217,7 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
     rows,
     inTransaction,
     notify,
+    announceLogWrite,
     events,
     ensureListener,
     async close() {
