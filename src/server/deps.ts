@@ -28,6 +28,8 @@ export interface RouteDeps {
   packageVersion: string;
   /** Refuses new work while the process's memory is above its limit. */
   memory: MemoryGuard;
+  /** How long a log follower waits for a wake-up before it reads anyway. */
+  followFallbackMs: number;
   /** Concurrent log followers, per job and in all. */
   followers: FollowerLimits;
 }

@@ -29,6 +29,7 @@ import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './mem
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory } from './queue-history.js';
+import { FOLLOW_FALLBACK_MS } from './user-api/follow-logs.js';
 import { createFollowerLimits } from './user-api/follower-limits.js';
 import { registerUserRoutes } from './user-api/routes.js';
 import { sendError } from './user-api/wrap.js';
@@ -43,6 +44,11 @@ export interface ServerDeps {
   random?: () => number;
   /** The memory guard (default: EXECUTOR_SERVER_MEMORY_LIMIT against this process's RSS). */
   memory?: MemoryGuard;
+  /**
+   * How long a log follower waits for a wake-up before it reads anyway (default
+   * FOLLOW_FALLBACK_MS); tests set it far out to show that wake-ups alone deliver.
+   */
+  followFallbackMs?: number;
 }
 
 export interface ServerApp {
@@ -52,6 +58,8 @@ export interface ServerApp {
   close(): Promise<void>;
   /** Dequeues currently parked in a long-poll (tests and diagnostics). */
   waiting(): number;
+  /** Log followers subscribed to wake-ups (tests and diagnostics). */
+  following(): number;
   /** How long a request's headers may take to arrive (Node's headersTimeout). */
   readonly headersTimeoutMs: number;
   /** The background loops, for tests that drive them with runOnce(now). */
@@ -113,6 +121,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     random: deps.random ?? Math.random,
     packageVersion: packageVersion(),
     memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
+    followFallbackMs: deps.followFallbackMs ?? FOLLOW_FALLBACK_MS,
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
   };
   const { memory } = routeDeps;
@@ -213,6 +222,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     loops,
     headersTimeoutMs: Math.min(60_000, config.requestTimeoutMs),
     waiting: () => notifier.waiting(),
+    following: () => logNotifier.subscribers(),
     startBackground() {
       if (started) return;
       started = true;

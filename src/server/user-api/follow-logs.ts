@@ -143,7 +143,7 @@ export async function followLogs(
       res.write(SSE_KEEPALIVE);
       lastWrite = Date.now();
     }
-    await waker.wait(FOLLOW_FALLBACK_MS, signal);
+    await waker.wait(deps.followFallbackMs, signal);
   }
   waker.close();
   res.end();
