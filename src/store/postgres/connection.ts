@@ -175,9 +175,24 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
       .catch(() => {});
   }
 
+  /**
+   * Announcements of one turn of the event loop go out in one statement, so a busy replica (marks
+   * and appends of many jobs) pays one extra query per turn, not one per write.
+   */
+  let announced = new Set<number>();
   function announceLogWrite(jobId: number): void {
     if (closed) return;
-    pool.query(`SELECT pg_notify('${LOGS_CHANNEL}', $1)`, [`${origin}:${jobId}`]).catch(() => {});
+    if (announced.size === 0) {
+      setImmediate(() => {
+        const ids = [...announced].map((id) => `${origin}:${id}`);
+        announced = new Set();
+        if (closed) return;
+        pool
+          .query(`SELECT pg_notify('${LOGS_CHANNEL}', p) FROM unnest($1::text[]) AS p`, [ids])
+          .catch(() => {});
+      });
+    }
+    announced.add(jobId);
   }
 
   /** A dedicated connection holds LISTEN (it cannot go back to the pool); reconnects while subscribed. */
