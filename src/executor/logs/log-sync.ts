@@ -124,6 +124,15 @@ async function appendNotice(
   }
 }
 
+/** e on the wire with `out`; `final`: with exitCode and durationMs once they are known. */
+function wire(e: SyncedEntry, out: string, final = true): WireLogEntry {
+  const w: WireLogEntry = { key: e.key, command: e.command, startTime: e.startTime };
+  if (final && e.exitCode !== undefined) w.exitCode = e.exitCode;
+  w.out = out;
+  if (final && e.durationMs !== undefined) w.durationMs = e.durationMs;
+  return w;
+}
+
 export function createLogSync(opts: LogSyncOptions): LogSync {
   const { sink, cap, logger } = opts;
   const appendMode = typeof sink.append === 'function';
@@ -138,15 +147,6 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
   let refused: string | undefined; // the server's text once it refused an entry (count, cap)
   let noticed = false;
   let lastAdded: SyncedEntry | undefined;
-
-  /** `final`: with exitCode and durationMs once they are known. */
-  const wire = (e: SyncedEntry, out: string, final = true): WireLogEntry => {
-    const w: WireLogEntry = { key: e.key, command: e.command, startTime: e.startTime };
-    if (final && e.exitCode !== undefined) w.exitCode = e.exitCode;
-    w.out = out;
-    if (final && e.durationMs !== undefined) w.durationMs = e.durationMs;
-    return w;
-  };
 
   /** Sends the current state if it changed since the last successful send. Throws on failure. */
   const send = async (e: SyncedEntry) => {

@@ -67,6 +67,39 @@ export interface PgContext {
   close(): Promise<void>;
 }
 
+/** `enqueue` (queue name) and `logwrite` (job id, from other stores than `origin`) events. */
+function emitNotification(msg: pg.Notification, events: EventEmitter, origin: string): void {
+  if (msg.channel === ENQUEUE_CHANNEL && msg.payload) events.emit('enqueue', msg.payload);
+  if (msg.channel === LOGS_CHANNEL && msg.payload) {
+    const [from, id] = msg.payload.split(':');
+    const jobId = Number(id);
+    if (from !== origin && Number.isSafeInteger(jobId)) events.emit('logwrite', jobId);
+  }
+}
+
+/**
+ * NOTIFY of log writes, after they committed; best effort. Announcements of one turn of the event
+ * loop go out in one statement, so a busy replica (marks and appends of many jobs) pays one extra
+ * query per turn, not one per write.
+ */
+function createLogAnnouncer(pool: pg.Pool, origin: string, closed: () => boolean): (jobId: number) => void {
+  let announced = new Set<number>();
+  return (jobId) => {
+    if (closed()) return;
+    if (announced.size === 0) {
+      setImmediate(() => {
+        const ids = [...announced].map((id) => `${origin}:${id}`);
+        announced = new Set();
+        if (closed()) return;
+        pool
+          .query(`SELECT pg_notify('${LOGS_CHANNEL}', p) FROM unnest($1::text[]) AS p`, [ids])
+          .catch(() => {});
+      });
+    }
+    announced.add(jobId);
+  };
+}
+
 export function openPostgres(opts: PostgresStoreOptions): PgContext {
   const statementTimeoutMs = opts.statementTimeoutMs ?? 30_000;
   const callerClock = opts.clock === 'caller';
@@ -94,7 +127,6 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
   let listener: pg.Client | null = null;
   let listening: Promise<void> | null = null;
   let closed = false;
-  // Names this store in its log announcements, so its own LISTEN can skip them.
   const origin = randomBytes(6).toString('hex');
 
   /**
@@ -175,26 +207,6 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
       .catch(() => {});
   }
 
-  /**
-   * Announcements of one turn of the event loop go out in one statement, so a busy replica (marks
-   * and appends of many jobs) pays one extra query per turn, not one per write.
-   */
-  let announced = new Set<number>();
-  function announceLogWrite(jobId: number): void {
-    if (closed) return;
-    if (announced.size === 0) {
-      setImmediate(() => {
-        const ids = [...announced].map((id) => `${origin}:${id}`);
-        announced = new Set();
-        if (closed) return;
-        pool
-          .query(`SELECT pg_notify('${LOGS_CHANNEL}', p) FROM unnest($1::text[]) AS p`, [ids])
-          .catch(() => {});
-      });
-    }
-    announced.add(jobId);
-  }
-
   /** A dedicated connection holds LISTEN (it cannot go back to the pool); reconnects while subscribed. */
   function ensureListener(): Promise<void> {
     if (listening) return listening;
@@ -209,14 +221,7 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
     };
     client.on('error', drop);
     client.on('end', drop);
-    client.on('notification', (msg) => {
-      if (msg.channel === ENQUEUE_CHANNEL && msg.payload) events.emit('enqueue', msg.payload);
-      if (msg.channel === LOGS_CHANNEL && msg.payload) {
-        const [from, id] = msg.payload.split(':');
-        const jobId = Number(id);
-        if (from !== origin && Number.isSafeInteger(jobId)) events.emit('logwrite', jobId);
-      }
-    });
+    client.on('notification', (msg) => emitNotification(msg, events, origin));
     listener = client;
     listening = (async () => {
       await client.connect();
@@ -232,7 +237,7 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
     rows,
     inTransaction,
     notify,
-    announceLogWrite,
+    announceLogWrite: createLogAnnouncer(pool, origin, () => closed),
     events,
     ensureListener,
     async close() {
