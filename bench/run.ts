@@ -12,6 +12,7 @@ import { footprint } from './footprint.js';
 import { type Bench, type BenchContext, type BenchResult, postgresAnswers, quietLogger } from './lib.js';
 import { logs } from './logs.js';
 import { prune } from './prune.js';
+import { logsLatency, logsRequests } from './logs-live.js';
 import { queue } from './queue.js';
 import { step } from './step.js';
 import { stepIsolated } from './step-isolated.js';
@@ -22,6 +23,8 @@ const BENCHES: Record<string, Bench> = {
   step,
   'step.isolated': stepIsolated,
   logs,
+  'logs.latency': logsLatency,
+  'logs.requests': logsRequests,
   footprint,
   fleet,
   prune,

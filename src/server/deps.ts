@@ -5,6 +5,7 @@ import type { Store } from '../store/types.js';
 import type { AuthLimiter, AuthRefusalMetrics } from './auth-limiter.js';
 import type { PruneMetrics } from './background/pruner.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
+import type { LogNotifier } from './log-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
 import type { FollowerLimits } from './user-api/follower-limits.js';
@@ -22,6 +23,8 @@ export interface RouteDeps {
    * every replica, this one included), so one job wakes one executor, not two.
    */
   announceEnqueue(queue: string): void;
+  /** Wakes the log followers of a job after an accepted log write or mark. */
+  logNotifier: LogNotifier;
   metrics: HttpMetrics;
   /** Failed authentications per peer and token name (both APIs share one table). */
   authLimiter: AuthLimiter;
@@ -34,6 +37,8 @@ export interface RouteDeps {
   packageVersion: string;
   /** Refuses new work while the process's memory is above its limit. */
   memory: MemoryGuard;
+  /** How long a log follower waits for a wake-up before it reads anyway. */
+  followFallbackMs: number;
   /** Concurrent log followers, per job and in all. */
   followers: FollowerLimits;
 }

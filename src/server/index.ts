@@ -30,10 +30,12 @@ import { registerGitRoutes } from './executor-api/git.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
 import { bodyTimeouts, createRouter, discardBody, type RouteContext, sendJson, sendText } from './http.js';
+import { createLogNotifier } from './log-notifier.js';
 import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './memory-guard.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory } from './queue-history.js';
+import { FOLLOW_FALLBACK_MS } from './user-api/follow-logs.js';
 import { createFollowerLimits } from './user-api/follower-limits.js';
 import { registerUserRoutes } from './user-api/routes.js';
 import { sendError } from './user-api/wrap.js';
@@ -48,6 +50,11 @@ export interface ServerDeps {
   random?: () => number;
   /** The memory guard (default: EXECUTOR_SERVER_MEMORY_LIMIT against this process's RSS). */
   memory?: MemoryGuard;
+  /**
+   * How long a log follower waits for a wake-up before it reads anyway (default
+   * FOLLOW_FALLBACK_MS); tests set it far out to show that wake-ups alone deliver.
+   */
+  followFallbackMs?: number;
 }
 
 export interface ServerApp {
@@ -57,6 +64,8 @@ export interface ServerApp {
   close(): Promise<void>;
   /** Dequeues currently parked in a long-poll (tests and diagnostics). */
   waiting(): number;
+  /** Log followers subscribed to wake-ups (tests and diagnostics). */
+  following(): number;
   /** How long a request's headers may take to arrive (Node's headersTimeout). */
   readonly headersTimeoutMs: number;
   /** The background loops, for tests that drive them with runOnce(now). */
@@ -105,6 +114,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     clock,
     onError: (e) => logger.warn('long-poll re-check failed', { error: errorMessage(e) }),
   });
+  const logNotifier = createLogNotifier();
   const metrics = createHttpMetrics();
   const closing = new AbortController();
   const hook = store as Store & EnqueueHook;
@@ -119,6 +129,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     announceEnqueue: (queue) => {
       if (!storeAnnounces) notifier.notify(queue);
     },
+    logNotifier,
     metrics,
     authLimiter: createAuthLimiter({
       limit: config.authFailureLimit,
@@ -130,10 +141,13 @@ export function createServer(deps: ServerDeps): ServerApp {
     random: deps.random ?? Math.random,
     packageVersion: packageVersion(),
     memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
+    followFallbackMs: deps.followFallbackMs ?? FOLLOW_FALLBACK_MS,
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
   };
   const { memory } = routeDeps;
   const unsubscribe = storeAnnounces ? hook.onEnqueue?.((q) => notifier.notify(q)) : undefined;
+  // Log writes on other replicas (PostgreSQL NOTIFY) wake this replica's followers too.
+  const unsubscribeLogs = store.onLogWrite?.((jobId) => logNotifier.notify(jobId));
 
   const router = createRouter();
   registerExecutorRoutes(router, routeDeps);
@@ -227,6 +241,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     loops,
     headersTimeoutMs: Math.min(60_000, config.requestTimeoutMs),
     waiting: () => notifier.waiting(),
+    following: () => logNotifier.subscribers(),
     startBackground() {
       if (started) return;
       started = true;
@@ -236,6 +251,7 @@ export function createServer(deps: ServerDeps): ServerApp {
       closing.abort();
       notifier.close();
       if (typeof unsubscribe === 'function') unsubscribe();
+      unsubscribeLogs?.();
       await Promise.all(Object.values(loops).map((l) => l.stop()));
     },
   };

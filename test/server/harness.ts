@@ -54,6 +54,8 @@ export async function startHarness(
     memory?: MemoryGuard;
     /** Another store than the SQLite file (migrated and closed by the harness). */
     store?: Store;
+    /** How long a log follower waits for a wake-up before it reads anyway. */
+    followFallbackMs?: number;
   } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'executor-server-test-'));
@@ -78,6 +80,7 @@ export async function startHarness(
     logger,
     random: opts.random,
     memory: opts.memory,
+    followFallbackMs: opts.followFallbackMs,
   });
   const server = await listen(app, '127.0.0.1', 0);
   const base = server.url;

@@ -5,7 +5,8 @@
  *     (`stream-decoder.ts`), then prefixed lines in one reused buffer (`line-assembler.ts`);
  *   - the head/tail cap (`output-cap.ts`): what of the job's output is kept, with the truncation
  *     marker; append requests are cut from it by `append-batcher.ts`;
- *   - the sync loop (`log-sync.ts`): adds in order, the timer, retries and the final sync.
+ *   - the sync loop (`log-sync.ts`): adds in order, one request in flight per entry (appends as
+ *     output comes, snapshots once a second), retries and the final sync.
  *
  * Contracts:
  *   - `entry(key, argv)` creates an entry with startTime = now (RFC 3339) and the redacted argv,
@@ -46,8 +47,13 @@ export interface JobLoggerOptions {
   redactor: Redactor;
   clock?: Clock;
   maxOutputBytes: number;
-  /** Minimum time between two updates of one entry; default 1000 (Sourcegraph's poll period). */
+  /**
+   * Minimum time between two snapshot updates of one entry, against a server without log-append;
+   * default 1000 (Sourcegraph's poll period).
+   */
   syncIntervalMs?: number;
+  /** Minimum time between two appends of one entry (log-append); default APPEND_INTERVAL_MS (50). */
+  appendIntervalMs?: number;
   logger: Logger;
 }
 
@@ -62,7 +68,13 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
   const { sink, redactor, logger } = opts;
   const clock = opts.clock ?? systemClock;
   const cap = createOutputCap(opts.maxOutputBytes);
-  const sync = createLogSync({ sink, cap, intervalMs: opts.syncIntervalMs ?? 1000, logger });
+  const sync = createLogSync({
+    sink,
+    cap,
+    intervalMs: opts.syncIntervalMs ?? 1000,
+    appendIntervalMs: opts.appendIntervalMs,
+    logger,
+  });
   const deliver: DeliverOutput<EntryState> = (e, src, start, end) => {
     if (end <= start) return;
     cap.append(e, src, start, end);

@@ -2,7 +2,8 @@
  * Log writes of a job: `addExecutionLogEntry`, `updateExecutionLogEntry` (Sourcegraph's, full
  * output each time, stored as the new suffix) and our `appendExecutionLogEntry` extension (new
  * output at a byte offset; 409 with the stored length on a gap). Every write is fenced to the
- * caller's attempt, secrets that still arrive are masked, and the per-job output cap applies.
+ * caller's attempt, secrets that still arrive are masked, and the per-job output cap applies. An
+ * accepted write wakes the job's followers at once (log-notifier.ts).
  */
 
 import { isAppError } from '../../lib/errors.js';
@@ -16,6 +17,7 @@ import type { JobRecord, LogEntryInput } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import type { RouteContext, Router } from '../http.js';
 import { sendEmpty, sendJson, sendText } from '../http.js';
+import { logWritten } from '../log-notifier.js';
 import { decode, Responded, wrapExecutorHandler as wrap } from './envelope.js';
 import { fenceFor, requireJob } from './guards.js';
 import { maskSecrets } from './mask-secrets.js';
@@ -94,6 +96,7 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
       );
       if (id === null) return unknownJob(ctx);
       sendJson(ctx.res, 200, id);
+      logWritten(deps, fence.jobId);
     }),
   );
 
@@ -110,6 +113,7 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
       );
       if (!ok) return unknownJob(ctx);
       sendEmpty(ctx.res, 204);
+      logWritten(deps, fence.jobId);
     }),
   );
 
@@ -129,8 +133,10 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
         { exitCode: body.exitCode, durationMs: body.durationMs },
         config.maxLogBytesPerJob,
       );
-      if (r.ok) sendJson(ctx.res, 200, { length: r.length });
-      else if (r.reason === 'gap') sendJson(ctx.res, 409, { length: r.length });
+      if (r.ok) {
+        sendJson(ctx.res, 200, { length: r.length });
+        logWritten(deps, fence.jobId);
+      } else if (r.reason === 'gap') sendJson(ctx.res, 409, { length: r.length });
       else unknownJob(ctx);
     }),
   );

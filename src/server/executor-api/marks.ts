@@ -6,6 +6,7 @@
 import { markCompleteRequestSchema, markErroredRequestSchema } from '../../protocol/http.js';
 import type { RouteDeps } from '../deps.js';
 import { type RouteContext, type Router, sendEmpty, sendJson } from '../http.js';
+import { logWritten } from '../log-notifier.js';
 import { hashJobToken } from './auth.js';
 import { bodyOf, decode, wrapExecutorHandler as wrap } from './envelope.js';
 import { fenceFor, refuseIfLimited, requireJob } from './guards.js';
@@ -52,6 +53,7 @@ async function completeByToken(ctx: RouteContext, deps: RouteDeps): Promise<bool
   );
   if (!fence) return false;
   sendEmpty(ctx.res, 204);
+  logWritten(deps, body.data.jobId);
   return true;
 }
 
@@ -96,6 +98,8 @@ export function registerMarkRoutes(router: Router, deps: RouteDeps): void {
       }
       if (kind === 'errored' && job) await announceRequeue(deps, job.id);
       sendEmpty(ctx.res, 204);
+      // The job's followers send their last output and `end` now, not at their next timer.
+      logWritten(deps, fence.jobId);
     });
 
   router.add(

@@ -4,6 +4,10 @@
  * the final job. The stream follows the latest attempt unless `attempt` is given. It also ends
  * when the client leaves or the server closes.
  *
+ * A follower reads when it is woken: an accepted log write or mark of the job wakes it at once
+ * (log-notifier.ts), so a line reaches it within one store read of the append; a slow timer
+ * (FOLLOW_FALLBACK_MS) covers changes nobody announces. Events go out as soon as they are read.
+ *
  * A follower keeps its position (the last entry id it has seen, and per unfinished entry the bytes
  * it has sent) and each poll reads only what lies after it: entries after that id, the entries
  * still open (no exit code yet, at most FOLLOW_OPEN_MAX of the latest), and output from each
@@ -17,7 +21,6 @@
  * before it reads more; so followers together hold at most EXECUTOR_SERVER_MAX_FOLLOWERS x 1.5 MiB.
  */
 
-import { waitOrAbort } from '../../lib/wait.js';
 import {
   COMMAND_VIEW_CHARS,
   encodeLogStreamEvent,
@@ -28,10 +31,16 @@ import { type JobRecord, type LogEntryRecord, TERMINAL_STATES } from '../../stor
 import type { RouteDeps } from '../deps.js';
 import { maskSecrets } from '../executor-api/mask-secrets.js';
 import type { RouteContext } from '../http.js';
+import { createLogWaker } from '../log-notifier.js';
 import { jobView, logEntryView, secretValues } from './job-view.js';
 
-/** How often a follower looks for new output. */
-const FOLLOW_POLL_MS = 250;
+/**
+ * How often a follower looks for new output without being woken. Accepted log writes and marks
+ * wake the job's followers at once (in-process, and on PostgreSQL through NOTIFY from the other
+ * replicas); this timer only catches what no wake-up announces (a reset by another replica's
+ * resetter, a lost NOTIFY while the LISTEN connection reconnects).
+ */
+export const FOLLOW_FALLBACK_MS = 1000;
 const FOLLOW_KEEPALIVE_MS = 15_000;
 /** New entries one poll reads. */
 export const FOLLOW_ENTRIES_PER_READ = 50;
@@ -85,6 +94,9 @@ export async function followLogs(
   const gone = new AbortController();
   res.on('close', () => gone.abort());
   const signal = AbortSignal.any([gone.signal, ctx.closing]);
+  // Subscribed before the first read, so no write after it goes unannounced.
+  const waker = createLogWaker(deps.logNotifier, initial.id);
+  res.on('close', () => waker.close());
   const secrets = secretValues(initial);
   let lastWrite = Date.now();
   let endedSeen = false;
@@ -131,8 +143,9 @@ export async function followLogs(
       res.write(SSE_KEEPALIVE);
       lastWrite = Date.now();
     }
-    await waitOrAbort(FOLLOW_POLL_MS, signal);
+    await waker.wait(deps.followFallbackMs, signal);
   }
+  waker.close();
   res.end();
 
   /** One poll: the job, entries after the position and the open ones, output after each offset. */

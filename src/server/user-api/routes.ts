@@ -20,6 +20,7 @@ import { calculateCompatibility, isOurExecutorVersion } from '../../protocol/ver
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import { type Router, sendJson } from '../http.js';
+import { logWritten } from '../log-notifier.js';
 import { MEMORY_RETRY_AFTER_S } from '../memory-guard.js';
 import { principalOf } from './auth.js';
 import { followLogs } from './follow-logs.js';
@@ -105,6 +106,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
     const job = await store.cancelJob(before.id, clock.now(), principalOf(ctx).name);
     if (!job) throw new AppError('NOT_FOUND', 'No such job.');
     sendJson(ctx.res, 200, jobView(job));
+    logWritten(deps, job.id);
   });
 
   addUserRoute(router, deps, 'POST /api/v1/jobs/:id/retry', async (ctx) => {
@@ -119,6 +121,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
     if (!job) throw new AppError('CONFLICT', `Job ${before.id} cannot be retried now.`);
     deps.announceEnqueue(job.queue);
     sendJson(ctx.res, 200, jobView(job));
+    logWritten(deps, job.id);
   });
 }
 

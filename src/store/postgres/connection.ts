@@ -6,6 +6,7 @@
  * Locking: a pool query is one statement in its own transaction (READ COMMITTED). inTransaction
  * holds one connection for a short explicit transaction; no transaction is held open around a claim.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { isConnectionError, toStoreError } from './errors.js';
@@ -36,6 +37,11 @@ const isCachedPlanChange = (e: unknown) =>
 
 /** LISTEN/NOTIFY channel; the payload is the queue name. */
 export const ENQUEUE_CHANNEL = 'executor_jobs';
+/**
+ * LISTEN/NOTIFY channel of log writes; the payload is `<origin>:<job id>`, origin naming the store
+ * that wrote (a replica wakes its own followers in-process and ignores its own announcements).
+ */
+export const LOGS_CHANNEL = 'executor_logs';
 
 const INT8_OID = 20;
 const types: pg.CustomTypesConfig = {
@@ -53,10 +59,45 @@ export interface PgContext {
   inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T>;
   /** Wakes waiters of these queues on every replica; after the change committed, best effort. */
   notify(queues: string[]): Promise<void>;
-  /** `enqueue` events from NOTIFY (while subscribed) */
+  /** Tells the other replicas that the job's log changed; not awaited, best effort. */
+  announceLogWrite(jobId: number): void;
+  /** `enqueue` events (queue name) and `logwrite` events (job id) from NOTIFY (while subscribed) */
   events: EventEmitter;
   ensureListener(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** `enqueue` (queue name) and `logwrite` (job id, from other stores than `origin`) events. */
+function emitNotification(msg: pg.Notification, events: EventEmitter, origin: string): void {
+  if (msg.channel === ENQUEUE_CHANNEL && msg.payload) events.emit('enqueue', msg.payload);
+  if (msg.channel === LOGS_CHANNEL && msg.payload) {
+    const [from, id] = msg.payload.split(':');
+    const jobId = Number(id);
+    if (from !== origin && Number.isSafeInteger(jobId)) events.emit('logwrite', jobId);
+  }
+}
+
+/**
+ * NOTIFY of log writes, after they committed; best effort. Announcements of one turn of the event
+ * loop go out in one statement, so a busy replica (marks and appends of many jobs) pays one extra
+ * query per turn, not one per write.
+ */
+function createLogAnnouncer(pool: pg.Pool, origin: string, closed: () => boolean): (jobId: number) => void {
+  let announced = new Set<number>();
+  return (jobId) => {
+    if (closed()) return;
+    if (announced.size === 0) {
+      setImmediate(() => {
+        const ids = [...announced].map((id) => `${origin}:${id}`);
+        announced = new Set();
+        if (closed()) return;
+        pool
+          .query(`SELECT pg_notify('${LOGS_CHANNEL}', p) FROM unnest($1::text[]) AS p`, [ids])
+          .catch(() => {});
+      });
+    }
+    announced.add(jobId);
+  };
 }
 
 export function openPostgres(opts: PostgresStoreOptions): PgContext {
@@ -86,6 +127,7 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
   let listener: pg.Client | null = null;
   let listening: Promise<void> | null = null;
   let closed = false;
+  const origin = randomBytes(6).toString('hex');
 
   /**
    * Pool queries run as named prepared statements, one name per SQL text: each connection parses
@@ -174,18 +216,17 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
       listener = null;
       listening = null;
       client.end().catch(() => {});
-      if (!closed && events.listenerCount('enqueue') > 0)
+      if (!closed && events.listenerCount('enqueue') + events.listenerCount('logwrite') > 0)
         setTimeout(() => void ensureListener(), 1_000).unref();
     };
     client.on('error', drop);
     client.on('end', drop);
-    client.on('notification', (msg) => {
-      if (msg.channel === ENQUEUE_CHANNEL && msg.payload) events.emit('enqueue', msg.payload);
-    });
+    client.on('notification', (msg) => emitNotification(msg, events, origin));
     listener = client;
     listening = (async () => {
       await client.connect();
       await client.query(`LISTEN ${ENQUEUE_CHANNEL}`);
+      await client.query(`LISTEN ${LOGS_CHANNEL}`);
     })().catch(() => drop());
     return listening;
   }
@@ -196,6 +237,7 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
     rows,
     inTransaction,
     notify,
+    announceLogWrite: createLogAnnouncer(pool, origin, () => closed),
     events,
     ensureListener,
     async close() {

@@ -33,7 +33,7 @@ import { migrateQueries } from './migrate.js';
 import { pruneQueries } from './prune.js';
 import { resetQueries } from './resets.js';
 
-export { ENQUEUE_CHANNEL, type PostgresStoreOptions } from './connection.js';
+export { ENQUEUE_CHANNEL, LOGS_CHANNEL, type PostgresStoreOptions } from './connection.js';
 
 export function createPostgresStore(opts: PostgresStoreOptions): Store {
   const c = openPostgres(opts);
@@ -58,5 +58,13 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
         c.events.off('enqueue', cb);
       };
     },
+    onLogWrite(cb: (jobId: number) => void) {
+      c.events.on('logwrite', cb);
+      void c.ensureListener();
+      return () => {
+        c.events.off('logwrite', cb);
+      };
+    },
+    announceLogWrite: (jobId: number) => c.announceLogWrite(jobId),
   };
 }
