@@ -240,6 +240,52 @@ export interface NewApiToken {
 /** findApiTokenByHash writes last_used_at only when the stored one is older than this. */
 export const API_TOKEN_TOUCH_MS = 60_000;
 
+/**
+ * Where a mirrored repository's credential comes from at fetch time: names of the server's
+ * environment variables or files, never the secret itself (the store never holds a secret).
+ * `username` is a literal (not secret); without one, a password or token goes with the user
+ * name `x-access-token`, which the common hosts accept for tokens.
+ */
+export interface RepositoryCredential {
+  username?: string;
+  usernameEnv?: string;
+  passwordEnv?: string;
+  passwordFile?: string;
+}
+
+/** `new` until its first sync ends; `syncing` while a fetch runs; `ready` or `failed` after. */
+export type RepositoryState = 'new' | 'syncing' | 'ready' | 'failed';
+/** Who registered it: the user API (or CLI), or the repositories file. */
+export type RepositorySource = 'api' | 'file';
+
+export interface NewRepository {
+  name: string;
+  /** Without credentials (refused at registration when it has any). */
+  url: string;
+  credential: RepositoryCredential | null;
+  source: RepositorySource;
+}
+
+export interface RepositorySync {
+  state: RepositoryState;
+  lastSyncAt?: number;
+  lastSyncDurationMs?: number;
+  /** Set on failure; a success clears it. */
+  lastError?: string | null;
+  sizeBytes?: number;
+  defaultBranch?: string | null;
+}
+
+export interface RepositoryRecord extends NewRepository {
+  state: RepositoryState;
+  createdAt: number;
+  lastSyncAt: number | null;
+  lastSyncDurationMs: number | null;
+  lastError: string | null;
+  sizeBytes: number | null;
+  defaultBranch: string | null;
+}
+
 export interface Store {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
@@ -423,6 +469,24 @@ export interface Store {
    * API_TOKEN_TOUCH_MS, so a busy token costs one write a minute, not one per request.
    */
   findApiTokenByHash(tokenHash: string, now: number): Promise<ApiTokenRecord | null>;
+
+  /**
+   * Registers a mirrored repository. An existing row of that name is left as it is and returned
+   * with `created: false` (the caller compares its URL), unless `replace` is set, which overwrites
+   * its URL, credential and source (the repositories file is authoritative for its entries).
+   */
+  addRepository(
+    r: NewRepository,
+    now: number,
+    opts?: { replace?: boolean },
+  ): Promise<{ repository: RepositoryRecord; created: boolean }>;
+  getRepository(name: string): Promise<RepositoryRecord | null>;
+  /** Every registered repository, by name. */
+  listRepositories(): Promise<RepositoryRecord[]>;
+  /** Deletes the registration; false when there was none. */
+  removeRepository(name: string): Promise<boolean>;
+  /** Records the state and outcome of a sync; null when the repository is not registered. */
+  recordRepositorySync(name: string, sync: RepositorySync): Promise<RepositoryRecord | null>;
 
   /**
    * Optional: calls `cb(queue)` when a job of `queue` becomes queued (enqueue, retry, stalled reset),

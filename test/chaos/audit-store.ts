@@ -122,6 +122,11 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     listApiTokens: () => inner.listApiTokens(),
     revokeApiToken: (name, n) => inner.revokeApiToken(name, n),
     findApiTokenByHash: (h, n) => inner.findApiTokenByHash(h, n),
+    addRepository: (r, n, o) => inner.addRepository(r, n, o),
+    getRepository: (name) => inner.getRepository(name),
+    listRepositories: () => inner.listRepositories(),
+    removeRepository: (name) => inner.removeRepository(name),
+    recordRepositorySync: (name, s) => inner.recordRepositorySync(name, s),
     onEnqueue: inner.onEnqueue ? (cb) => inner.onEnqueue!(cb) : undefined,
 
     async dequeue(opts) {

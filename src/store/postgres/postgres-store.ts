@@ -30,6 +30,7 @@ import { jobQueries } from './jobs.js';
 import { logQueries } from './logs.js';
 import { markQueries } from './marks.js';
 import { migrateQueries } from './migrate.js';
+import { repositoryQueries } from './repositories.js';
 import { resetQueries } from './resets.js';
 
 export { ENQUEUE_CHANNEL, type PostgresStoreOptions } from './connection.js';
@@ -45,6 +46,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     ...markQueries(c),
     ...resetQueries(c),
     ...apiTokenQueries(c),
+    ...repositoryQueries(c),
     close: () => c.close(),
     async ping() {
       await c.query('SELECT 1');

@@ -24,6 +24,7 @@ import { jobQueries } from './jobs.js';
 import { logQueries } from './logs.js';
 import { markQueries } from './marks.js';
 import { migrateQueries } from './migrate.js';
+import { repositoryQueries } from './repositories.js';
 import { resetQueries } from './resets.js';
 
 export type { SqliteStoreOptions } from './connection.js';
@@ -41,6 +42,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     ...markQueries(c),
     ...resetQueries(c),
     ...apiTokenQueries(c),
+    ...repositoryQueries(c),
 
     async close() {
       events.removeAllListeners();
