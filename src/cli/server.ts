@@ -17,7 +17,9 @@ export function registerServerCommand(program: Command): void {
     .description('Run the queue server: the /.executors API for executors and the /api/v1 user API.');
   for (const s of SERVER_SETTINGS) {
     const def = s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : '';
-    cmd.option(`--${s.flag} <value>`, `${s.description}; env ${s.env}${def}`);
+    // A true/false setting may be given as a bare flag (`--allow-local-repositories`).
+    const value = s.default === 'false' ? '[value]' : '<value>';
+    cmd.option(`--${s.flag} ${value}`, `${s.description}; env ${s.env}${def}`);
   }
   cmd.action(async (flags: Record<string, unknown>) => {
     const logger = createLogger();

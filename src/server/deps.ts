@@ -6,6 +6,7 @@ import type { AuthLimiter, AuthRefusalMetrics } from './auth-limiter.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
+import type { Repositories } from './repos/index.js';
 import type { FollowerLimits } from './user-api/follower-limits.js';
 
 /** What every route file gets from createServer. */
@@ -27,6 +28,8 @@ export interface RouteDeps {
   memory: MemoryGuard;
   /** Concurrent log followers, per job and in all. */
   followers: FollowerLimits;
+  /** Mirrored repositories: registration, fetches, submit's commit resolution. */
+  repos: Repositories;
 }
 
 /**

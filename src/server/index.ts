@@ -28,6 +28,7 @@ import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './mem
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory } from './queue-history.js';
+import { createRepositories } from './repos/index.js';
 import { createFollowerLimits } from './user-api/follower-limits.js';
 import { registerUserRoutes } from './user-api/routes.js';
 import { sendError } from './user-api/wrap.js';
@@ -60,6 +61,8 @@ export interface ServerApp {
     executorJanitor: BackgroundLoop;
     /** Samples queues and executor metrics for the dashboard's charts. */
     history: BackgroundLoop;
+    /** Fetches mirrored repositories when due and re-reads the repositories file. */
+    repoSync: BackgroundLoop<number>;
   };
 }
 
@@ -94,6 +97,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   const notifier = createEnqueueNotifier();
   const metrics = createHttpMetrics();
   const closing = new AbortController();
+  const repos = createRepositories({ store, config, clock, logger });
   const routeDeps: RouteDeps = {
     store,
     config,
@@ -111,6 +115,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     packageVersion: packageVersion(),
     memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
+    repos,
   };
   const { memory } = routeDeps;
   const hook = store as Store & EnqueueHook;
@@ -139,6 +144,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
     executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
     history: history.loop(deps.store),
+    repoSync: repos.loop,
   };
 
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
@@ -215,6 +221,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     },
     async close() {
       closing.abort();
+      repos.close();
       if (typeof unsubscribe === 'function') unsubscribe();
       await Promise.all(Object.values(loops).map((l) => l.stop()));
     },

@@ -76,6 +76,7 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
           renderQueueMetrics(stats, now) +
           metrics.render() +
           authRefusals.render() +
+          deps.repos.renderMetrics() +
           pushed.render(executors);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         ctx.res.end(body);
