@@ -24,8 +24,6 @@ export function checkRepositoryUrl(url: string, allowLocal: boolean): UrlCheck {
             'file:// URLs and local paths are refused; start the server with --allow-local-repositories to mirror from its own disk',
         };
   if (url.length === 0 || url.length > 2048) return { ok: false, message: 'must be 1 to 2048 characters' };
-  if (/[\s\x00-\x1f\x7f]/.test(url))
-    return { ok: false, message: 'must not contain spaces or control characters' };
   if (url.startsWith('-')) return { ok: false, message: 'must not start with "-"' };
   if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(url)) {
     return {
@@ -33,6 +31,8 @@ export function checkRepositoryUrl(url: string, allowLocal: boolean): UrlCheck {
       message: 'git remote helpers (ext::, fd::, ...) are refused; use https://, http:// or ssh://',
     };
   }
+  if (/[\s\x00-\x1f\x7f]/.test(url))
+    return { ok: false, message: 'must not contain spaces or control characters' };
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url)?.[1]?.toLowerCase();
   if (scheme === 'file') return refuseLocal();
   if (scheme === 'https' || scheme === 'http' || scheme === 'ssh') {
