@@ -7,6 +7,7 @@ import { packageVersion } from '../lib/version.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerExecCommand } from './exec.js';
 import { registerInstallCommand } from './install.js';
+import { registerRepoCommands } from './repo-commands.js';
 import { registerRunCommand } from './run.js';
 import { registerServerCommand } from './server.js';
 import { registerTokenCommands } from './token-commands.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerServerCommand(program);
   registerClientCommands(program);
   registerTokenCommands(program);
+  registerRepoCommands(program);
   registerInstallCommand(program);
   registerExecCommand(program);
   return program;

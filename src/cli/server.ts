@@ -34,6 +34,20 @@ export function registerServerCommand(program: Command): void {
       }
       throw e;
     }
+    // A bad repositories file stops the start, every problem listed (it is re-read while running).
+    if (config.repositoriesFile) {
+      const { readRepositoryFile, RepositoryFileError } = await import('../server/repos/repository-file.js');
+      try {
+        readRepositoryFile(config.repositoriesFile, config.allowLocalRepositories);
+      } catch (e) {
+        if (e instanceof RepositoryFileError) {
+          process.stderr.write(`${e.message}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        throw e;
+      }
+    }
     const [{ createServer, listen }, { openStore }] = await Promise.all([
       import('../server/index.js'),
       import('../store/index.js'),

@@ -218,6 +218,8 @@ export function createServer(deps: ServerDeps): ServerApp {
       if (started) return;
       started = true;
       for (const loop of Object.values(loops)) loop.start();
+      // Repositories of the file and ones due are fetched at once, not one interval after the start.
+      loops.repoSync.runOnce(clock.now()).catch((e) => logger.error('repository sync failed', { error: e }));
     },
     async close() {
       closing.abort();
