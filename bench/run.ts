@@ -6,6 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { clone } from './clone.js';
 import { dispatch } from './dispatch.js';
 import { footprint } from './footprint.js';
 import { type Bench, type BenchContext, type BenchResult, postgresAnswers, quietLogger } from './lib.js';
@@ -21,6 +22,7 @@ const BENCHES: Record<string, Bench> = {
   'step.isolated': stepIsolated,
   logs,
   footprint,
+  clone,
 };
 
 function formatRow(r: BenchResult): string {
