@@ -15,11 +15,14 @@
  *
  * With the clone cache (git-cache.ts), the cache's entry is first brought up to date through the
  * same proxy (`setup.git.cache-update`), then the objects the job needs are copied from it before
- * the fetch (`setup.git.cache-fetch`, with the fetch's depth and filter, so shallow and sparse jobs
- * keep their semantics): the fetch from origin then transfers nothing the cache had. A failed copy
- * is not the job's failure: the fetch from origin brings everything.
+ * the fetch: a full clone gets copies of the entry's pack files (`setup.git.cache-copy`, at disk
+ * speed), a shallow or sparse one a local fetch with its depth or filter (`setup.git.cache-fetch`,
+ * so they keep their semantics). The fetch from origin then transfers nothing the cache had. A
+ * failed copy is not the job's failure: the fetch from origin brings everything.
  */
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { errorMessage } from '../../lib/errors.js';
 import type { Job } from '../../protocol/job.js';
 import { hostEnv, runCommand } from '../command.js';
 import type { JobContext } from '../job-context.js';
@@ -123,6 +126,23 @@ export function gitCommands(
   return cmds;
 }
 
+/**
+ * Copies the cache entry's packs into the new repository, logged as `setup.git.cache-copy`. A
+ * failure is reported (and the entry checked) but not thrown: the fetch brings everything.
+ */
+async function copyFromCache(lease: CacheLease, repoPath: string, ctx: JobContext): Promise<void> {
+  const handle = ctx.logger.entry('setup.git.cache-copy', null);
+  try {
+    const bytes = await lease.copyPacks(path.join(repoPath, '.git', 'objects'));
+    handle.writeRaw(`Copied ${bytes} bytes of packs from the clone cache\n`);
+    handle.close(0);
+  } catch (err) {
+    handle.writeRaw(`Copy from the clone cache failed: ${errorMessage(err)}; fetching everything\n`);
+    handle.close(1);
+    await lease.copyFailed();
+  }
+}
+
 /** Clones job.repositoryName at job.commit into the workspace (or its repositoryDirectory). */
 export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOptions): Promise<string> {
   let repoPath: string;
@@ -156,7 +176,10 @@ export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOpti
       throw new Error(
         `failed setup.git.cache-update: ${String((ctx.signal.reason as Error)?.message ?? ctx.signal.reason)}`,
       );
-    for (const cmd of gitCommands(job, repoPath, proxy.url, lease?.gitDir)) {
+    // Full clones copy the entry's packs; shallow and sparse ones fetch from it with their flags.
+    const full = !job.shallowClone && job.sparseCheckout.length === 0;
+    for (const cmd of gitCommands(job, repoPath, proxy.url, full ? undefined : lease?.gitDir)) {
+      if (cmd.key === 'setup.git.fetch' && lease && full) await copyFromCache(lease, repoPath, ctx);
       const res = await runCommand({
         key: cmd.key,
         argv: cmd.argv,

@@ -10,7 +10,8 @@
  *   readers (a workspace's fetch from the entry) take a lease that keeps eviction away.
  * - No credential ever lands in an entry: it is fetched from the proxy's loopback URL, given on the
  *   command line and never stored as a remote; the proxy adds the job token to each request.
- * - A workspace copies objects out of the entry (a local fetch), never links to it: after the clone
+ * - A workspace copies objects out of the entry (its pack files for a full clone, a local fetch with
+ *   the job's depth or filter otherwise), never links to it: after the clone
  *   the workspace does not depend on the cache, and a job cannot change what another job reads.
  * - A first fetch goes to a temporary directory renamed into place when complete. A failed update
  *   or a failed copy runs `git fsck --connectivity-only` on the entry; a corrupt entry is deleted
@@ -20,8 +21,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { createReadStream, existsSync, constants as fsConstants } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { hostEnv, runCommand } from '../command.js';
@@ -43,6 +44,11 @@ export interface GitCacheOptions {
 export interface CacheLease {
   /** The entry's git directory, to fetch from. */
   gitDir: string;
+  /**
+   * Copies the entry's packs (and their indexes) into `objectsDir/pack`: plain file copies, no
+   * packing, so a full clone gets the cache's history at disk speed. Resolves with the bytes copied.
+   */
+  copyPacks(objectsDir: string): Promise<number>;
   /** Reports that copying from the entry failed: it is checked and deleted when corrupt. */
   copyFailed(): Promise<void>;
   release(): void;
@@ -99,6 +105,36 @@ async function diskUsage(dir: string): Promise<number> {
   return total;
 }
 
+/**
+ * Checks a pack against its own checksum (the SHA-1 of its content, in its last 20 bytes) and
+ * against its index (which records that checksum 40 bytes from its end): a truncated, damaged or
+ * mismatched pack throws. One sequential read of the pack (about 0.3 s per 100 MiB).
+ */
+export async function verifyPack(packPath: string, idxPath: string): Promise<void> {
+  const size = (await stat(packPath)).size;
+  if (size < 32) throw new Error(`${path.basename(packPath)} is truncated`);
+  const hash = createHash('sha1');
+  let trailer = Buffer.alloc(0);
+  let read = 0;
+  for await (const chunk of createReadStream(packPath)) {
+    const b = chunk as Buffer;
+    const end = read + b.length;
+    if (end <= size - 20) hash.update(b);
+    else {
+      const cut = Math.max(0, size - 20 - read);
+      hash.update(b.subarray(0, cut));
+      trailer = Buffer.concat([trailer, b.subarray(cut)]);
+    }
+    read = end;
+  }
+  const idx = await readFile(idxPath);
+  if (read !== size || !hash.digest().equals(trailer))
+    throw new Error(`${path.basename(packPath)} is damaged`);
+  if (idx.length < 40 || !idx.subarray(idx.length - 40, idx.length - 20).equals(trailer)) {
+    throw new Error(`${path.basename(idxPath)} does not belong to its pack`);
+  }
+}
+
 /** Whether the entry is a repository whose objects are all connected. */
 async function healthy(gitDir: string): Promise<boolean> {
   try {
@@ -139,6 +175,9 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
       ['gc.auto', '0'],
       ['uploadpack.allowAnySHA1InWant', 'true'],
       ['uploadpack.allowFilter', 'true'],
+      // Everything fetched arrives as a pack (never loose objects), so copyPacks copies it all.
+      ['fetch.unpackLimit', '1'],
+      ['transfer.unpackLimit', '1'],
     ] as const) {
       await git(['--git-dir', tmp, 'config', k, v]);
     }
@@ -155,6 +194,8 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
         gitDir,
         '-c',
         'protocol.version=2',
+        '-c',
+        'fetch.unpackLimit=1',
         'fetch',
         '--progress',
         '--no-tags',
@@ -186,6 +227,16 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
     for (const ref of refs.slice(KEEP_REFS)) await git(['--git-dir', gitDir, 'update-ref', '-d', ref]);
   }
 
+  /** Packs beyond which an entry is repacked into one (each update adds one). */
+  const MAX_PACKS = 24;
+
+  /** Repacks an entry with many packs, when no job is copying from it (a copy reads the packs). */
+  async function consolidate(key: string, gitDir: string): Promise<void> {
+    if ((leases.get(key) ?? 0) > 0) return;
+    const packs = (await readdir(path.join(gitDir, 'objects', 'pack'))).filter((f) => f.endsWith('.pack'));
+    if (packs.length > MAX_PACKS) await git(['--git-dir', gitDir, 'repack', '-a', '-d', '-q']);
+  }
+
   async function update(key: string, req: Parameters<GitCache['lease']>[0]): Promise<boolean> {
     const dir = entryDir(key);
     const exists = existsSync(dir);
@@ -193,6 +244,7 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
     if (exists) {
       if (await fetchInto(dir, req)) {
         await pruneRefs(dir).catch(() => {});
+        await consolidate(key, dir).catch(() => {});
         return true;
       }
       if (req.ctx.signal.aborted || (await healthy(dir))) return false;
@@ -265,6 +317,32 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
       let released = false;
       return {
         gitDir,
+        async copyPacks(objectsDir) {
+          const from = path.join(gitDir, 'objects', 'pack');
+          const to = path.join(objectsDir, 'pack');
+          await mkdir(to, { recursive: true });
+          const names = (await readdir(from)).filter((f) => /^pack-[0-9a-f]+\.pack$/.test(f));
+          let bytes = 0;
+          for (const pack of names) {
+            const idx = pack.replace(/\.pack$/, '.idx');
+            const tmpPack = path.join(to, `tmp_${pack}`);
+            const tmpIdx = path.join(to, `tmp_${idx}`);
+            try {
+              await copyFile(path.join(from, pack), tmpPack, fsConstants.COPYFILE_FICLONE);
+              await copyFile(path.join(from, idx), tmpIdx, fsConstants.COPYFILE_FICLONE);
+              // What the workspace got is checked before git may read it: a damaged pack fails here.
+              await verifyPack(tmpPack, tmpIdx);
+              // The index last: git ignores a pack until its index exists.
+              await rename(tmpPack, path.join(to, pack));
+              await rename(tmpIdx, path.join(to, idx));
+            } finally {
+              await rm(tmpPack, { force: true });
+              await rm(tmpIdx, { force: true });
+            }
+            bytes += (await stat(path.join(to, pack))).size;
+          }
+          return bytes;
+        },
         async copyFailed() {
           await withLock(key, async () => {
             if (existsSync(gitDir) && !(await healthy(gitDir)))

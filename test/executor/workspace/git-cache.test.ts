@@ -14,7 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobContext } from '../../../src/executor/job-context.js';
 import { createJobLogger } from '../../../src/executor/logs/job-logger.js';
 import { createRedactor } from '../../../src/executor/logs/redactor.js';
-import { cacheKey, createGitCache, type GitCache } from '../../../src/executor/workspace/git-cache.js';
+import {
+  cacheKey,
+  createGitCache,
+  type GitCache,
+  verifyPack,
+} from '../../../src/executor/workspace/git-cache.js';
 import { prepareLocalWorkspace } from '../../../src/executor/workspace/prepare.js';
 import { createMemoryLogger } from '../../../src/lib/logger.js';
 import type { Job } from '../../../src/protocol/job.js';
@@ -165,7 +170,7 @@ describe('clone cache', () => {
       'setup.git.init',
       'setup.git.add-remote',
       'setup.git.disable-gc',
-      'setup.git.cache-fetch',
+      'setup.git.cache-copy',
       'setup.git.fetch',
     ]);
     for (const e of await cold.entries()) expect(e.exitCode, e.key).toBe(0);
@@ -238,6 +243,10 @@ describe('clone cache', () => {
     const next = await commit(src, big.bare, 1, 100);
     const hurt = await clone(cache, job({ commit: next }));
     expect(git(hurt.ws.path, 'rev-parse', 'HEAD')).toBe(next);
+    // The damaged pack was refused before git could read it.
+    const copy = (await hurt.entries()).find((e) => e.key === 'setup.git.cache-copy');
+    expect(copy?.exitCode).toBe(1);
+    expect(copy?.out).toMatch(/is (damaged|truncated); fetching everything/);
     git(hurt.ws.path, 'fsck', '--connectivity-only', '--no-progress');
     await hurt.ws.remove();
     // Rebuilt (now or by this job): the entry is healthy and serves the next job.
@@ -247,6 +256,22 @@ describe('clone cache', () => {
     await after.ws.remove();
     big.head = next;
   }, 120_000);
+
+  it('verifies a pack against its checksum and its index before a workspace may read it', async () => {
+    const packDir = path.join(big.bare, 'objects', 'pack');
+    execFileSync('git', ['-C', big.bare, 'repack', '-a', '-d', '-q']);
+    const pack = (await readdir(packDir)).find((f) => f.endsWith('.pack'))!;
+    const packPath = path.join(packDir, pack);
+    const idxPath = packPath.replace(/\.pack$/, '.idx');
+    await verifyPack(packPath, idxPath);
+    const copy = path.join(base, 'flipped.pack');
+    const bytes = await readFile(packPath);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await writeFile(copy, bytes);
+    await expect(verifyPack(copy, idxPath)).rejects.toThrow(/damaged/);
+    await writeFile(copy, bytes.subarray(0, bytes.length - 100));
+    await expect(verifyPack(copy, idxPath)).rejects.toThrow(/damaged/);
+  });
 
   it('shallow and sparse jobs keep their semantics, and do not build a cold cache', async () => {
     const cacheDir = path.join(base, 'cache-shallow');
