@@ -13,6 +13,7 @@
  */
 import type { JobSpec } from '../protocol/job-spec.js';
 import type { TokenScope } from '../protocol/user-api.js';
+import type { NewRepository, RepositoryRecord, RepositorySync } from './repository-types.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
 export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'canceled'];
@@ -240,51 +241,14 @@ export interface NewApiToken {
 /** findApiTokenByHash writes last_used_at only when the stored one is older than this. */
 export const API_TOKEN_TOUCH_MS = 60_000;
 
-/**
- * Where a mirrored repository's credential comes from at fetch time: names of the server's
- * environment variables or files, never the secret itself (the store never holds a secret).
- * `username` is a literal (not secret); without one, a password or token goes with the user
- * name `x-access-token`, which the common hosts accept for tokens.
- */
-export interface RepositoryCredential {
-  username?: string;
-  usernameEnv?: string;
-  passwordEnv?: string;
-  passwordFile?: string;
-}
-
-/** `new` until its first sync ends; `syncing` while a fetch runs; `ready` or `failed` after. */
-export type RepositoryState = 'new' | 'syncing' | 'ready' | 'failed';
-/** Who registered it: the user API (or CLI), or the repositories file. */
-export type RepositorySource = 'api' | 'file';
-
-export interface NewRepository {
-  name: string;
-  /** Without credentials (refused at registration when it has any). */
-  url: string;
-  credential: RepositoryCredential | null;
-  source: RepositorySource;
-}
-
-export interface RepositorySync {
-  state: RepositoryState;
-  lastSyncAt?: number;
-  lastSyncDurationMs?: number;
-  /** Set on failure; a success clears it. */
-  lastError?: string | null;
-  sizeBytes?: number;
-  defaultBranch?: string | null;
-}
-
-export interface RepositoryRecord extends NewRepository {
-  state: RepositoryState;
-  createdAt: number;
-  lastSyncAt: number | null;
-  lastSyncDurationMs: number | null;
-  lastError: string | null;
-  sizeBytes: number | null;
-  defaultBranch: string | null;
-}
+export type {
+  NewRepository,
+  RepositoryCredential,
+  RepositoryRecord,
+  RepositorySource,
+  RepositoryState,
+  RepositorySync,
+} from './repository-types.js';
 
 export interface Store {
   /** Applies numbered migrations; idempotent. */

@@ -145,6 +145,84 @@ async function healthy(gitDir: string): Promise<boolean> {
   }
 }
 
+async function createEntry(dir: string, key: string): Promise<string> {
+  const tmp = path.join(dir, `.tmp-${key}-${randomBytes(4).toString('hex')}.git`);
+  await git(['init', '--quiet', '--bare', tmp]);
+  for (const [k, v] of [
+    ['gc.auto', '0'],
+    ['uploadpack.allowAnySHA1InWant', 'true'],
+    ['uploadpack.allowFilter', 'true'],
+    // Everything fetched arrives as a pack (never loose objects), so copyPacks copies it all.
+    ['fetch.unpackLimit', '1'],
+    ['transfer.unpackLimit', '1'],
+  ] as const) {
+    await git(['--git-dir', tmp, 'config', k, v]);
+  }
+  return tmp;
+}
+
+async function pruneRefs(gitDir: string): Promise<void> {
+  const refs = (
+    await git([
+      '--git-dir',
+      gitDir,
+      'for-each-ref',
+      '--sort=-committerdate',
+      '--format=%(refname)',
+      'refs/cache/',
+    ])
+  )
+    .split('\n')
+    .filter(Boolean);
+  for (const ref of refs.slice(KEEP_REFS)) await git(['--git-dir', gitDir, 'update-ref', '-d', ref]);
+}
+
+async function listEntries(dir: string): Promise<{ key: string; bytes: number; lastUsedMs: number }[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: { key: string; bytes: number; lastUsedMs: number }[] = [];
+  for (const n of names) {
+    const m = /^([0-9a-f]{32})\.git$/.exec(n);
+    if (!m) continue;
+    const key = m[1]!;
+    const used = await stat(path.join(dir, `${key}.used`)).catch(() => undefined);
+    out.push({ key, bytes: await diskUsage(path.join(dir, `${key}.git`)), lastUsedMs: used?.mtimeMs ?? 0 });
+  }
+  return out;
+}
+
+/** Copies the packs of `gitDir` into `objectsDir/pack` (see CacheLease.copyPacks). */
+export async function copyPacks(gitDir: string, objectsDir: string): Promise<number> {
+  const from = path.join(gitDir, 'objects', 'pack');
+  const to = path.join(objectsDir, 'pack');
+  await mkdir(to, { recursive: true });
+  const names = (await readdir(from)).filter((f) => /^pack-[0-9a-f]+\.pack$/.test(f));
+  let bytes = 0;
+  for (const pack of names) {
+    const idx = pack.replace(/\.pack$/, '.idx');
+    const tmpPack = path.join(to, `tmp_${pack}`);
+    const tmpIdx = path.join(to, `tmp_${idx}`);
+    try {
+      await copyFile(path.join(from, pack), tmpPack, fsConstants.COPYFILE_FICLONE);
+      await copyFile(path.join(from, idx), tmpIdx, fsConstants.COPYFILE_FICLONE);
+      // What the workspace got is checked before git may read it: a damaged pack fails here.
+      await verifyPack(tmpPack, tmpIdx);
+      // The index last: git ignores a pack until its index exists.
+      await rename(tmpPack, path.join(to, pack));
+      await rename(tmpIdx, path.join(to, idx));
+    } finally {
+      await rm(tmpPack, { force: true });
+      await rm(tmpIdx, { force: true });
+    }
+    bytes += (await stat(path.join(to, pack))).size;
+  }
+  return bytes;
+}
+
 export function createGitCache(opts: GitCacheOptions): GitCache {
   const locks = new Map<string, Promise<void>>();
   const leases = new Map<string, number>();
@@ -166,22 +244,6 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
       unlock();
       if (locks.get(key) === chained) locks.delete(key);
     }
-  }
-
-  async function create(key: string): Promise<string> {
-    const tmp = path.join(opts.dir, `.tmp-${key}-${randomBytes(4).toString('hex')}.git`);
-    await git(['init', '--quiet', '--bare', tmp]);
-    for (const [k, v] of [
-      ['gc.auto', '0'],
-      ['uploadpack.allowAnySHA1InWant', 'true'],
-      ['uploadpack.allowFilter', 'true'],
-      // Everything fetched arrives as a pack (never loose objects), so copyPacks copies it all.
-      ['fetch.unpackLimit', '1'],
-      ['transfer.unpackLimit', '1'],
-    ] as const) {
-      await git(['--git-dir', tmp, 'config', k, v]);
-    }
-    return tmp;
   }
 
   /** Fetches `commit` into gitDir through the proxy, logged as the job's `setup.git.cache-update`. */
@@ -211,22 +273,6 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
     return res.exitCode === 0;
   }
 
-  async function pruneRefs(gitDir: string): Promise<void> {
-    const refs = (
-      await git([
-        '--git-dir',
-        gitDir,
-        'for-each-ref',
-        '--sort=-committerdate',
-        '--format=%(refname)',
-        'refs/cache/',
-      ])
-    )
-      .split('\n')
-      .filter(Boolean);
-    for (const ref of refs.slice(KEEP_REFS)) await git(['--git-dir', gitDir, 'update-ref', '-d', ref]);
-  }
-
   /** Packs beyond which an entry is repacked into one (each update adds one). */
   const MAX_PACKS = 24;
 
@@ -252,7 +298,7 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
       await rm(dir, { recursive: true, force: true });
       if (!req.coldOk) return false;
     }
-    const tmp = await create(key);
+    const tmp = await createEntry(opts.dir, key);
     try {
       if (!(await fetchInto(tmp, req))) return false;
       await rename(tmp, dir);
@@ -268,27 +314,9 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
     await utimes(marker, now, now).catch(() => writeFile(marker, ''));
   }
 
-  async function list(): Promise<{ key: string; bytes: number; lastUsedMs: number }[]> {
-    let names: string[];
-    try {
-      names = await readdir(opts.dir);
-    } catch {
-      return [];
-    }
-    const out: { key: string; bytes: number; lastUsedMs: number }[] = [];
-    for (const n of names) {
-      const m = /^([0-9a-f]{32})\.git$/.exec(n);
-      if (!m) continue;
-      const key = m[1]!;
-      const used = await stat(path.join(opts.dir, `${key}.used`)).catch(() => undefined);
-      out.push({ key, bytes: await diskUsage(entryDir(key)), lastUsedMs: used?.mtimeMs ?? 0 });
-    }
-    return out;
-  }
-
   /** Deletes least recently used entries, not leased, until the total fits. */
   async function evict(): Promise<void> {
-    const all = (await list()).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
+    const all = (await listEntries(opts.dir)).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
     let total = all.reduce((s, e) => s + e.bytes, 0);
     for (const e of all) {
       if (total <= opts.maxBytes) return;
@@ -317,32 +345,7 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
       let released = false;
       return {
         gitDir,
-        async copyPacks(objectsDir) {
-          const from = path.join(gitDir, 'objects', 'pack');
-          const to = path.join(objectsDir, 'pack');
-          await mkdir(to, { recursive: true });
-          const names = (await readdir(from)).filter((f) => /^pack-[0-9a-f]+\.pack$/.test(f));
-          let bytes = 0;
-          for (const pack of names) {
-            const idx = pack.replace(/\.pack$/, '.idx');
-            const tmpPack = path.join(to, `tmp_${pack}`);
-            const tmpIdx = path.join(to, `tmp_${idx}`);
-            try {
-              await copyFile(path.join(from, pack), tmpPack, fsConstants.COPYFILE_FICLONE);
-              await copyFile(path.join(from, idx), tmpIdx, fsConstants.COPYFILE_FICLONE);
-              // What the workspace got is checked before git may read it: a damaged pack fails here.
-              await verifyPack(tmpPack, tmpIdx);
-              // The index last: git ignores a pack until its index exists.
-              await rename(tmpPack, path.join(to, pack));
-              await rename(tmpIdx, path.join(to, idx));
-            } finally {
-              await rm(tmpPack, { force: true });
-              await rm(tmpIdx, { force: true });
-            }
-            bytes += (await stat(path.join(to, pack))).size;
-          }
-          return bytes;
-        },
+        copyPacks: (objectsDir) => copyPacks(gitDir, objectsDir),
         async copyFailed() {
           await withLock(key, async () => {
             if (existsSync(gitDir) && !(await healthy(gitDir)))
@@ -358,6 +361,6 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
         },
       };
     },
-    entries: list,
+    entries: () => listEntries(opts.dir),
   };
 }
