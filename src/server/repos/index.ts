@@ -186,7 +186,6 @@ export function createRepositories(deps: RepositoriesDeps): Repositories {
     }
   }
 
-
   const loop = createRepoSyncLoop({ store, config, clock, logger, log, fetcher, syncRecorded, unregister });
 
   return {
