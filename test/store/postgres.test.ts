@@ -130,6 +130,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         { version: 3, name: 'api_tokens' },
         { version: 4, name: 'log_entry_meta_bytes' },
         { version: 5, name: 'job_events' },
+        { version: 6, name: 'repositories' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
       await s.close();

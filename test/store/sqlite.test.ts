@@ -48,6 +48,7 @@ describe('sqlite store specifics', () => {
       { version: 3, name: 'api_tokens' },
       { version: 4, name: 'log_entry_meta_bytes' },
       { version: 5, name: 'job_events' },
+      { version: 6, name: 'repositories' },
     ]);
     raw.close();
   });

@@ -243,17 +243,19 @@ describe('clone cache', () => {
     const next = await commit(src, big.bare, 1, 100);
     const hurt = await clone(cache, job({ commit: next }));
     expect(git(hurt.ws.path, 'rev-parse', 'HEAD')).toBe(next);
-    // The damaged pack was refused before git could read it.
+    // Either the update failed on the damaged entry and rebuilt it before the copy (a thin pack
+    // needed its bases), or the copy refused the damaged pack before git could read it.
     const copy = (await hurt.entries()).find((e) => e.key === 'setup.git.cache-copy');
-    expect(copy?.exitCode).toBe(1);
-    expect(copy?.out).toMatch(/is (damaged|truncated); fetching everything/);
+    if (copy?.exitCode !== 0) expect(copy?.out).toMatch(/is (damaged|truncated); fetching everything/);
     git(hurt.ws.path, 'fsck', '--connectivity-only', '--no-progress');
     await hurt.ws.remove();
-    // Rebuilt (now or by this job): the entry is healthy and serves the next job.
+    // Rebuilt (by the damaged job's update, or by the next job): healthy, and it serves again.
     const after = await clone(cache, job({ commit: next }));
     execFileSync('git', ['--git-dir', entry, 'fsck', '--connectivity-only', '--no-progress']);
-    expect(after.bytes).toBeLessThan(100 * 1024);
     await after.ws.remove();
+    const served = await clone(cache, job({ commit: next }));
+    expect(served.bytes).toBeLessThan(100 * 1024);
+    await served.ws.remove();
     big.head = next;
   }, 120_000);
 
