@@ -6,6 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { clone } from './clone.js';
 import { dispatch } from './dispatch.js';
 import { fleet } from './fleet.js';
 import { footprint } from './footprint.js';
@@ -28,6 +29,7 @@ const BENCHES: Record<string, Bench> = {
   footprint,
   fleet,
   prune,
+  clone,
 };
 
 /** Run only when asked by name (`npm run bench -- fleet`): minutes long, and 20,000 sockets. */

@@ -15,7 +15,10 @@ import {
   type JobLogsView,
   type JobView,
   type LogEntryView,
+  type NewRepositoryBody,
   type QueueListView,
+  type RepositoryListView,
+  type RepositoryView,
   readLogStreamEvents,
   type WhoamiView,
 } from '../protocol/user-api.js';
@@ -52,6 +55,9 @@ export type LogEvent =
   | { type: 'entry'; entry: LogEntryView }
   | { type: 'output'; entryId: number; data: string }
   | { type: 'end'; job: JobView };
+
+/** `org/app` as a path: each segment encoded, slashes kept. */
+const repoPath = (name: string) => name.split('/').map(encodeURIComponent).join('/');
 
 export function createApiClient(opts: ApiClientOptions) {
   const f = opts.fetch ?? fetch;
@@ -144,6 +150,12 @@ export function createApiClient(opts: ApiClientOptions) {
       call<ApiTokenCreatedView>('POST', '/tokens', t),
     listTokens: () => call<ApiTokenListView>('GET', '/tokens'),
     revokeToken: (name: string) => call<ApiTokenView>('DELETE', `/tokens/${encodeURIComponent(name)}`),
+    addRepository: (r: NewRepositoryBody) => call<RepositoryView>('POST', '/repositories', r),
+    listRepositories: () => call<RepositoryListView>('GET', '/repositories'),
+    // A repository name's slashes are part of the path (the route takes the rest of it).
+    getRepository: (name: string) => call<RepositoryView>('GET', `/repositories/${repoPath(name)}`),
+    syncRepository: (name: string) => call<RepositoryView>('POST', `/repositories/${repoPath(name)}/sync`),
+    removeRepository: (name: string) => call<null>('DELETE', `/repositories/${repoPath(name)}`),
 
     /**
      * Follows a job's log as server-sent events until the job ends (resolves with the final job)

@@ -9,6 +9,7 @@ import { relaunchWithCaFile } from './ca-file.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerExecCommand } from './exec.js';
 import { registerInstallCommand } from './install.js';
+import { registerRepoCommands } from './repo-commands.js';
 import { registerRunCommand } from './run.js';
 import { registerServerCommand } from './server.js';
 import { registerTokenCommands } from './token-commands.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerServerCommand(program);
   registerClientCommands(program);
   registerTokenCommands(program);
+  registerRepoCommands(program);
   registerInstallCommand(program);
   registerExecCommand(program);
   registerBackupCommands(program);

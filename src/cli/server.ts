@@ -17,7 +17,9 @@ export function registerServerCommand(program: Command): void {
     .description('Run the queue server: the /.executors API for executors and the /api/v1 user API.');
   for (const s of SERVER_SETTINGS) {
     const def = s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : '';
-    cmd.option(`--${s.flag} <value>`, `${s.description}; env ${s.env}${def}`);
+    // A true/false setting may be given as a bare flag (`--allow-local-repositories`).
+    const value = s.default === 'false' ? '[value]' : '<value>';
+    cmd.option(`--${s.flag} ${value}`, `${s.description}; env ${s.env}${def}`);
   }
   cmd.action(async (flags: Record<string, unknown>) => {
     const logger = createLogger();
@@ -31,6 +33,20 @@ export function registerServerCommand(program: Command): void {
         return;
       }
       throw e;
+    }
+    // A bad repositories file stops the start, every problem listed (it is re-read while running).
+    if (config.repositoriesFile) {
+      const { readRepositoryFile, RepositoryFileError } = await import('../server/repos/repository-file.js');
+      try {
+        readRepositoryFile(config.repositoriesFile, config.allowLocalRepositories);
+      } catch (e) {
+        if (e instanceof RepositoryFileError) {
+          process.stderr.write(`${e.message}\n`);
+          process.exitCode = 2;
+          return;
+        }
+        throw e;
+      }
     }
     const [{ createServer, listen }, { openStore }] = await Promise.all([
       import('../server/index.js'),

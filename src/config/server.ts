@@ -73,6 +73,16 @@ export interface ServerConfig {
   /** PEM certificate chain and key files: both set, the server speaks HTTPS only; both '' for HTTP. */
   tlsCertFile: string;
   tlsKeyFile: string;
+  /** YAML file of repositories to register and mirror at start (name, url, credential); '' = none. */
+  repositoriesFile: string;
+  /** How often each mirrored repository is fetched (jittered by up to a tenth either way). */
+  repoSyncIntervalMs: number;
+  /** Longest a single fetch of a mirror may take. */
+  repoFetchTimeoutMs: number;
+  /** Largest mirror on disk; a fetch that grows it beyond fails. 0 = no limit. */
+  repoMaxSizeBytes: number;
+  /** Accept file://, local paths (and git's ext:: never) as repository URLs. */
+  allowLocalRepositories: boolean;
 }
 
 export class ServerConfigError extends Error {
@@ -383,6 +393,39 @@ export const SERVER_ENV = {
     description: 'PEM file of the private key of EXECUTOR_SERVER_TLS_CERT',
     parse: z.string().min(1),
   },
+  EXECUTOR_SERVER_REPOSITORIES: {
+    flag: 'repositories',
+    description:
+      'YAML file listing repositories to register and mirror at start, each with name, url and optional credential (usernameEnv, passwordEnv, passwordFile, username); see docs/operating.md',
+    parse: z.string().min(1),
+  },
+  EXECUTOR_SERVER_REPO_SYNC_INTERVAL: {
+    flag: 'repo-sync-interval',
+    default: '10m',
+    description:
+      'how often each registered repository is fetched from its URL (jittered by up to a tenth either way); a submit at a commit the mirror lacks fetches at once',
+    parse: duration(AT_LEAST_1S),
+  },
+  EXECUTOR_SERVER_REPO_FETCH_TIMEOUT: {
+    flag: 'repo-fetch-timeout',
+    default: '10m',
+    description: 'longest a single fetch of a mirrored repository may take before it is stopped and fails',
+    parse: duration(AT_LEAST_1S),
+  },
+  EXECUTOR_SERVER_REPO_MAX_SIZE: {
+    flag: 'repo-max-size',
+    default: '0',
+    description:
+      'largest mirror on disk (e.g. 5Gi); a repository whose fetch grows beyond it fails (a new one is not registered); 0 = no limit',
+    parse: size(z.number().min(0)),
+  },
+  EXECUTOR_SERVER_ALLOW_LOCAL_REPOSITORIES: {
+    flag: 'allow-local-repositories',
+    default: 'false',
+    description:
+      "accept file:// URLs and local paths as repository URLs (true or false; off by default, since they read the server's own disk); git's ext:: transport is always refused",
+    parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
+  },
 } as const satisfies Catalogue;
 
 export interface ServerSetting extends Setting {
@@ -475,5 +518,10 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     pruneIntervalMs: v.EXECUTOR_SERVER_PRUNE_INTERVAL,
     tlsCertFile: v.EXECUTOR_SERVER_TLS_CERT ? path.resolve(cwd, v.EXECUTOR_SERVER_TLS_CERT) : '',
     tlsKeyFile: v.EXECUTOR_SERVER_TLS_KEY ? path.resolve(cwd, v.EXECUTOR_SERVER_TLS_KEY) : '',
+    repositoriesFile: v.EXECUTOR_SERVER_REPOSITORIES ? path.resolve(cwd, v.EXECUTOR_SERVER_REPOSITORIES) : '',
+    repoSyncIntervalMs: v.EXECUTOR_SERVER_REPO_SYNC_INTERVAL,
+    repoFetchTimeoutMs: v.EXECUTOR_SERVER_REPO_FETCH_TIMEOUT,
+    repoMaxSizeBytes: v.EXECUTOR_SERVER_REPO_MAX_SIZE,
+    allowLocalRepositories: v.EXECUTOR_SERVER_ALLOW_LOCAL_REPOSITORIES,
   };
 }

@@ -28,6 +28,22 @@ export const ERRORS = {
   CONFIG: { status: 500, message: 'Invalid configuration.' },
   UNKNOWN_REVISION: { status: 400, message: 'The commit or ref does not exist in the repository.' },
   UNKNOWN_REPOSITORY: { status: 400, message: 'The repository is not served by this server.' },
+  REPOSITORY_UNREACHABLE: {
+    status: 502,
+    message: "The repository's host cannot be reached; check the URL and the network, then sync again.",
+  },
+  REPOSITORY_AUTH_FAILED: {
+    status: 502,
+    message: "The repository's host refused the credential; fix it on the server, then sync again.",
+  },
+  REPOSITORY_FETCH_FAILED: {
+    status: 502,
+    message: 'The repository could not be fetched from its URL; see the message, then sync again.',
+  },
+  REPOSITORY_TOO_LARGE: {
+    status: 400,
+    message: 'The repository is larger than EXECUTOR_SERVER_REPO_MAX_SIZE allows.',
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -75,6 +75,39 @@ export type ApiTokenListView = { tokens: ApiTokenView[] };
 export type ApiTokenCreatedView = ApiTokenView & { token: string };
 
 /**
+ * A mirrored repository (`/api/v1/repositories`). `credential` names where the server reads the
+ * secret (environment variable or file names), never a secret. Times are ISO 8601; `sizeBytes` is
+ * the mirror's size on disk after its last successful fetch.
+ */
+export type RepositoryView = {
+  name: string;
+  url: string;
+  credential: {
+    username?: string;
+    usernameEnv?: string;
+    passwordEnv?: string;
+    passwordFile?: string;
+  } | null;
+  source: 'api' | 'file';
+  state: 'new' | 'syncing' | 'ready' | 'failed';
+  createdAt: string;
+  lastSyncAt: string | null;
+  lastSyncDurationMs: number | null;
+  lastError: string | null;
+  sizeBytes: number | null;
+  defaultBranch: string | null;
+};
+
+export type RepositoryListView = { repositories: RepositoryView[] };
+
+/** `POST /repositories`. */
+export type NewRepositoryBody = {
+  name: string;
+  url: string;
+  credential?: { username?: string; usernameEnv?: string; passwordEnv?: string };
+};
+
+/**
  * One log entry of an attempt; `out` only where output is asked for (the logs route). A command
  * longer than the server shows (COMMAND_VIEW_CHARS of its JSON text) comes as its start, with
  * `commandTruncated: true`; `outFrom` is set when `out` starts inside the entry's output (a page

@@ -8,6 +8,7 @@ import type { EnqueueNotifier } from './enqueue-notifier.js';
 import type { LogNotifier } from './log-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
+import type { Repositories } from './repos/index.js';
 import type { FollowerLimits } from './user-api/follower-limits.js';
 
 /** What every route file gets from createServer. */
@@ -41,6 +42,8 @@ export interface RouteDeps {
   followFallbackMs: number;
   /** Concurrent log followers, per job and in all. */
   followers: FollowerLimits;
+  /** Mirrored repositories: registration, fetches, submit's commit resolution. */
+  repos: Repositories;
 }
 
 /**

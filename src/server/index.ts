@@ -35,6 +35,7 @@ import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './mem
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory } from './queue-history.js';
+import { createRepositories } from './repos/index.js';
 import { FOLLOW_FALLBACK_MS } from './user-api/follow-logs.js';
 import { createFollowerLimits } from './user-api/follower-limits.js';
 import { registerUserRoutes } from './user-api/routes.js';
@@ -77,6 +78,8 @@ export interface ServerApp {
     history: BackgroundLoop;
     /** Retention: deletes old finished jobs and their output. */
     pruner: BackgroundLoop;
+    /** Fetches mirrored repositories when due and re-reads the repositories file. */
+    repoSync: BackgroundLoop<number>;
   };
 }
 
@@ -120,6 +123,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   const hook = store as Store & EnqueueHook;
   const storeAnnounces = typeof hook.onEnqueue === 'function';
   const pruneMetrics = createPruneMetrics();
+  const repos = createRepositories({ store, config, clock, logger });
   const routeDeps: RouteDeps = {
     store,
     config,
@@ -143,6 +147,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
     followFallbackMs: deps.followFallbackMs ?? FOLLOW_FALLBACK_MS,
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
+    repos,
   };
   const { memory } = routeDeps;
   const unsubscribe = storeAnnounces ? hook.onEnqueue?.((q) => notifier.notify(q)) : undefined;
@@ -172,6 +177,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
     history: history.loop(deps.store),
     pruner: createPruner({ store: deps.store, config, clock, logger, metrics: pruneMetrics }),
+    repoSync: repos.loop,
   };
 
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
@@ -246,10 +252,13 @@ export function createServer(deps: ServerDeps): ServerApp {
       if (started) return;
       started = true;
       for (const loop of Object.values(loops)) loop.start();
+      // Repositories of the file and ones due are fetched at once, not one interval after the start.
+      loops.repoSync.runOnce(clock.now()).catch((e) => logger.error('repository sync failed', { error: e }));
     },
     async close() {
       closing.abort();
       notifier.close();
+      repos.close();
       if (typeof unsubscribe === 'function') unsubscribe();
       unsubscribeLogs?.();
       await Promise.all(Object.values(loops).map((l) => l.stop()));

@@ -13,6 +13,7 @@
  */
 import type { JobSpec } from '../protocol/job-spec.js';
 import type { TokenScope } from '../protocol/user-api.js';
+import type { NewRepository, RepositoryRecord, RepositorySync } from './repository-types.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
 export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'canceled'];
@@ -250,6 +251,15 @@ export const PRUNED_OUTPUT_MARKER = '[output pruned: older than the log retentio
 /** findApiTokenByHash writes last_used_at only when the stored one is older than this. */
 export const API_TOKEN_TOUCH_MS = 60_000;
 
+export type {
+  NewRepository,
+  RepositoryCredential,
+  RepositoryRecord,
+  RepositorySource,
+  RepositoryState,
+  RepositorySync,
+} from './repository-types.js';
+
 export interface Store {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
@@ -459,6 +469,23 @@ export interface Store {
    * PostgreSQL answers 0 (autovacuum reuses the space; see docs/operating.md).
    */
   reclaimSpace(maxPages: number): Promise<number>;
+  /**
+   * Registers a mirrored repository. An existing row of that name is left as it is and returned
+   * with `created: false` (the caller compares its URL), unless `replace` is set, which overwrites
+   * its URL, credential and source (the repositories file is authoritative for its entries).
+   */
+  addRepository(
+    r: NewRepository,
+    now: number,
+    opts?: { replace?: boolean },
+  ): Promise<{ repository: RepositoryRecord; created: boolean }>;
+  getRepository(name: string): Promise<RepositoryRecord | null>;
+  /** Every registered repository, by name. */
+  listRepositories(): Promise<RepositoryRecord[]>;
+  /** Deletes the registration; false when there was none. */
+  removeRepository(name: string): Promise<boolean>;
+  /** Records the state and outcome of a sync; null when the repository is not registered. */
+  recordRepositorySync(name: string, sync: RepositorySync): Promise<RepositoryRecord | null>;
 
   /**
    * Optional: calls `cb(queue)` when a job of `queue` becomes queued (enqueue, retry, stalled reset),

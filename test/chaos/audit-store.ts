@@ -126,6 +126,11 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     pruneFinishedJobs: (c, l) => inner.pruneFinishedJobs(c, l),
     pruneLogOutput: (c, l) => inner.pruneLogOutput(c, l),
     reclaimSpace: (p) => inner.reclaimSpace(p),
+    addRepository: (r, n, o) => inner.addRepository(r, n, o),
+    getRepository: (name) => inner.getRepository(name),
+    listRepositories: () => inner.listRepositories(),
+    removeRepository: (name) => inner.removeRepository(name),
+    recordRepositorySync: (name, s) => inner.recordRepositorySync(name, s),
     onEnqueue: inner.onEnqueue ? (cb) => inner.onEnqueue!(cb) : undefined,
 
     async dequeue(opts) {

@@ -3,10 +3,11 @@
  * token, the bootstrap token, read, submit and admin tokens, a revoked and an expired one) with the
  * statuses each must get, and the /api/v1/tokens and /api/v1/whoami routes themselves.
  */
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiTokenCreatedView, ApiTokenListView, TokenScope } from '../../src/protocol/user-api.js';
 import { ROUTE_SCOPES, type UserRoute } from '../../src/server/user-api/scopes.js';
-import { API_TOKEN, type Harness, startHarness } from './harness.js';
+import { API_TOKEN, createRepo, type Harness, startHarness } from './harness.js';
 
 const HOUR = 3_600_000;
 type ApiError = { error: { code: string; message: string; details?: { path: string }[] } };
@@ -120,7 +121,42 @@ const ROUTES: Record<
     ok: 200,
     prepare: async () => ({ path: `/tokens/${(await createToken(`victim-${++seq}`, 'read')).name}` }),
   },
+  'GET /api/v1/repositories': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: '/repositories' }),
+  },
+  'GET /api/v1/repositories/*name': {
+    needs: 'read',
+    ok: 200,
+    prepare: async () => ({ path: `/repositories/${await seedRepository()}` }),
+  },
+  'POST /api/v1/repositories': {
+    needs: 'admin',
+    ok: 201,
+    prepare: async () => ({ path: '/repositories', body: { name: `mirror/r${++seq}`, url: sourceRepo } }),
+  },
+  'POST /api/v1/repositories/*name/sync': {
+    needs: 'submit',
+    ok: 200,
+    prepare: async () => ({ path: `/repositories/${await seedRepository()}/sync`, body: {} }),
+  },
+  'DELETE /api/v1/repositories/*name': {
+    needs: 'admin',
+    ok: 204,
+    prepare: async () => ({ path: `/repositories/${await seedRepository()}` }),
+  },
 };
+
+/** A local repository the repository routes mirror (local URLs are allowed in this suite). */
+let sourceRepo = '';
+
+/** Registers a repository straight in the store (the matrix tests scopes, not fetches). */
+async function seedRepository(): Promise<string> {
+  const name = `seeded/r${++seq}`;
+  await h.store.addRepository({ name, url: sourceRepo, credential: null, source: 'api' }, h.clock.now());
+  return name;
+}
 
 /** Who calls, and what they get on a route needing `needs`: a status, and for 401s the message. */
 interface Caller {
@@ -171,7 +207,11 @@ const CALLERS: Caller[] = [
 beforeAll(async () => {
   // The matrix sends dozens of refused credentials from one address: it tests the scopes, not the
   // failure limit (auth-limit.test.ts does), so the limit is set out of its way.
-  h = await startHarness({ env: { EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: '1000000' } });
+  h = await startHarness({
+    env: { EXECUTOR_SERVER_AUTH_FAILURE_LIMIT: '1000000', EXECUTOR_SERVER_ALLOW_LOCAL_REPOSITORIES: 'true' },
+  });
+  sourceRepo = path.join(h.dir, 'sources', 'app.git');
+  createRepo(path.join(h.dir, 'sources'), 'app');
   for (const scope of ['read', 'submit', 'admin'] as const) {
     tokens[scope] = (await createToken(`${scope}-token`, scope)).token;
   }

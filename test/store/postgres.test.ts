@@ -12,6 +12,7 @@ import type { NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip } from '../helpers/env.js';
 import { runStoreContract } from './contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
+import { runRepositoryContract } from './repository-contract.js';
 import { runRetentionContract } from './retention-contract.js';
 
 const adminUrl = postgresUrl();
@@ -47,7 +48,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
 
   const freshStore = async () => {
     await cleaner.query(
-      'TRUNCATE jobs, job_tokens, job_claims, job_events, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
+      'TRUNCATE jobs, job_tokens, job_claims, job_events, log_entries, log_chunks, executors, api_tokens, repositories RESTART IDENTITY CASCADE',
     );
     // The contract drives time by hand: the caller's clock.
     return createPostgresStore({ connectionString: dbUrl, poolSize: 8, clock: 'caller' });
@@ -55,6 +56,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
   runStoreContract('postgres', freshStore);
   runJobEventsContract('postgres', freshStore);
   runRetentionContract('postgres', freshStore);
+  runRepositoryContract('postgres', freshStore);
 
   describe('postgres store specifics', () => {
     /** A job of queue `r` running `true`, one attempt. */
@@ -70,7 +72,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
 
     it('claims exactly once across replicas sharing the database', async () => {
       await cleaner.query(
-        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
+        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens, repositories RESTART IDENTITY CASCADE',
       );
       const replicas: Store[] = [0, 1, 2].map(() =>
         createPostgresStore({ connectionString: dbUrl, poolSize: 6 }),
@@ -99,7 +101,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
 
     it('a statement prepared before a schema change is prepared again, and the call succeeds', async () => {
       await cleaner.query(
-        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens RESTART IDENTITY CASCADE',
+        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens, repositories RESTART IDENTITY CASCADE',
       );
       // One connection, so the statement prepared by the first read is the one the second runs.
       const s = createPostgresStore({ connectionString: dbUrl, poolSize: 1 });
@@ -130,6 +132,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         { version: 3, name: 'api_tokens' },
         { version: 4, name: 'log_entry_meta_bytes' },
         { version: 5, name: 'job_events' },
+        { version: 6, name: 'repositories' },
         { version: 7, name: 'retention' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);

@@ -8,6 +8,7 @@ import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { runStoreContract } from './contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
+import { runRepositoryContract } from './repository-contract.js';
 import { runRetentionContract } from './retention-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'executor-sqlite-store-'));
@@ -17,6 +18,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 runStoreContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 runJobEventsContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 runRetentionContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
+runRepositoryContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 
 describe('sqlite store specifics', () => {
   it('uses WAL on a file and keeps data across reopen', async () => {
@@ -49,6 +51,7 @@ describe('sqlite store specifics', () => {
       { version: 3, name: 'api_tokens' },
       { version: 4, name: 'log_entry_meta_bytes' },
       { version: 5, name: 'job_events' },
+      { version: 6, name: 'repositories' },
       { version: 7, name: 'retention' },
       { version: 8, name: 'job_claims_ended_only' },
     ]);

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluste
 import { createLogger } from '../../src/lib/logger.js';
 import { requireOrSkip, waitFor } from '../helpers/env.js';
 import { makeDemoRepo } from '../helpers/repos.js';
+import { createRepo as createBareRepoIn } from '../server/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const available = requireOrSkip(`chromium (${CHROMIUM})`, existsSync(CHROMIUM));
@@ -40,6 +41,11 @@ interface Traffic {
   url: string;
   requestHeaders: Record<string, string>;
   body: Promise<string>;
+}
+
+/** A bare repository with one commit on main at `bareDir` (which ends in `.git`). */
+function createBareRepo(bareDir: string): void {
+  createBareRepoIn(join(bareDir, '..'), basename(bareDir, '.git'));
 }
 
 function record(page: Page, into: Traffic[]): void {
@@ -80,6 +86,8 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
       dataDir: data,
       runtime: 'shell',
       logger: createLogger({ level: 'error' }),
+      // The repositories page syncs a repository from a local path.
+      serverEnv: { EXECUTOR_SERVER_ALLOW_LOCAL_REPOSITORIES: 'true' },
     });
     // A queue no executor polls, deep enough to need server-side pagination.
     const now = Date.now();
@@ -271,6 +279,35 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     const def = page.locator('section.card', { hasText: 'default' });
     await expect(def.locator('figure.chart', { hasText: 'Throughput' }).count()).resolves.toBe(1);
     await shot(page, 'queues');
+  });
+
+  it('lists mirrored repositories with state, size and error, and syncs one now', async () => {
+    const src = join(cluster.config.dataDir, 'upstream', 'lib.git');
+    createBareRepo(src);
+    const now = Date.now();
+    await cluster.store.addRepository({ name: 'org/lib', url: src, credential: null, source: 'api' }, now);
+    await cluster.store.addRepository(
+      { name: 'org/broken', url: 'https://git.invalid/org/broken.git', credential: null, source: 'api' },
+      now,
+    );
+    await cluster.store.recordRepositorySync('org/broken', {
+      state: 'failed',
+      lastSyncAt: now,
+      lastSyncDurationMs: 40,
+      lastError: 'the host cannot be reached',
+    });
+    await page.goto(`${cluster.url}/#/repositories`);
+    const broken = page.locator('tr[data-repository="org/broken"]');
+    await broken.waitFor();
+    await expect(broken.textContent()).resolves.toContain('the host cannot be reached');
+    await expect(broken.locator('.badge').textContent()).resolves.toBe('failed');
+    const lib = page.locator('tr[data-repository="org/lib"]');
+    await expect(lib.locator('.badge').textContent()).resolves.toBe('new');
+    await lib.getByRole('button', { name: 'Sync org/lib now' }).click();
+    await page.locator('[role="status"]', { hasText: 'org/lib is up to date.' }).waitFor();
+    await lib.locator('.badge', { hasText: 'ready' }).waitFor();
+    await expect(lib.textContent()).resolves.toMatch(/main/);
+    await shot(page, 'repositories');
   });
 
   it('labels every input and reaches every button by keyboard', async () => {

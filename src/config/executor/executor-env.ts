@@ -200,6 +200,17 @@ const EXECUTOR_OWN_ENV = {
     description: 'Directory where job workspaces are created. Default: the OS temporary directory (TMPDIR).',
     parse: absolutePath(),
   },
+  EXECUTOR_GIT_CACHE_DIR: {
+    description:
+      "Clone cache: a bare mirror per repository (keyed by server URL and repository name), updated through the job's own git route, from which each clone copies what it can before fetching the rest. Default: `git-cache` under EXECUTOR_WORKSPACE_ROOT. Used where the executor clones on its own host (docker, gvisor, shell, kubernetes without single-job pods).",
+    parse: absolutePath(),
+  },
+  EXECUTOR_GIT_CACHE_SIZE: {
+    default: '20G',
+    description:
+      'Disk the clone cache may use; beyond it the least recently used repositories are evicted (after each update). `0` turns the cache off.',
+    parse: sizeBytes(),
+  },
   EXECUTOR_NAME: {
     description:
       'Executor name sent to the server. Default: `<hostname>-<uuid>`, new on every start (as Sourcegraph does).',

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import path from 'node:path';
 import { parseSizeBytes } from '../../lib/duration.js';
 import { deepFreeze, type Values } from '../declare.js';
 import { type Env, loadSettings } from '../load.js';
@@ -55,6 +56,10 @@ export interface ExecutorConfig extends JobNetworkConfig {
   minFreeDiskBytes: number;
   metricsAddr?: { host: string; port: number };
   workspaceRoot: string;
+  /** The clone cache's directory (EXECUTOR_GIT_CACHE_DIR, default `<workspaceRoot>/git-cache`). */
+  gitCacheDir: string;
+  /** EXECUTOR_GIT_CACHE_SIZE; 0 = no clone cache. */
+  gitCacheBytes: number;
   executorName: string;
   httpRetry: HttpRetryConfig;
   kubernetes: KubernetesConfig;
@@ -154,6 +159,8 @@ function executorConfig(v: Values<typeof EXECUTOR_ENV>, env: Env, runtimeGiven: 
     minFreeDiskBytes: v.EXECUTOR_MIN_FREE_DISK,
     metricsAddr: v.EXECUTOR_METRICS_ADDR,
     workspaceRoot: v.EXECUTOR_WORKSPACE_ROOT ?? os.tmpdir(),
+    gitCacheDir: v.EXECUTOR_GIT_CACHE_DIR ?? path.join(v.EXECUTOR_WORKSPACE_ROOT ?? os.tmpdir(), 'git-cache'),
+    gitCacheBytes: v.EXECUTOR_GIT_CACHE_SIZE,
     executorName: v.EXECUTOR_NAME ?? defaultExecutorName(env),
     httpRetry: httpRetryConfig(v),
     kubernetes: kubernetesConfig(v, env),

@@ -2,10 +2,12 @@
  * What the runtimes share: the log keys of steps, run specs made from a job's docker steps, and the
  * preparation of a workspace on this host (docker, gvisor, shell and multi-pod kubernetes).
  */
+
 import type { Job } from '../../protocol/job.js';
 import type { JobContext } from '../job-context.js';
 import type { DiskImages } from '../workspace/disk-image.js';
 import { type FilesFetcher, SCRIPTS_DIR } from '../workspace/files.js';
+import type { GitCache } from '../workspace/git-cache.js';
 import { prepareLocalWorkspace } from '../workspace/prepare.js';
 import type { RunSpec, Workspace } from './types.js';
 
@@ -49,6 +51,8 @@ export interface LocalWorkspaceSettings {
   keepWorkspaces: boolean;
   frontendUrl: string;
   frontendPassword: string;
+  /** The clone cache shared by every job slot of this executor; undefined = none. */
+  gitCache?: GitCache;
 }
 
 /**
@@ -70,6 +74,7 @@ export function prepareHostWorkspace(
     frontendUrl: settings.frontendUrl,
     frontendPassword: settings.frontendPassword,
     executorName: settings.executorName,
+    gitCache: settings.gitCache,
     files,
   });
 }

@@ -6,6 +6,7 @@ import type { ExecutorConfig } from '../../config/executor.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Job } from '../../protocol/job.js';
 import type { FilesFetcher } from '../workspace/files.js';
+import { createGitCache } from '../workspace/git-cache.js';
 import type { LocalWorkspaceSettings } from './common.js';
 import { createDockerRuntime } from './docker/docker-runtime.js';
 import { createKubeClient, loadKubeConfig } from './kubernetes/kube-client.js';
@@ -34,6 +35,15 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
     keepWorkspaces: config.keepWorkspaces,
     frontendUrl: config.frontendUrl,
     frontendPassword: config.frontendPassword,
+    // One cache per executor process: its per-repository lock spans every job slot.
+    gitCache:
+      config.gitCacheBytes > 0
+        ? createGitCache({
+            dir: config.gitCacheDir,
+            maxBytes: config.gitCacheBytes,
+            frontendUrl: config.frontendUrl,
+          })
+        : undefined,
   };
   switch (config.runtime) {
     case 'docker':

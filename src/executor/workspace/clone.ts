@@ -12,11 +12,21 @@
  *   setup.git.set-remote    git -C <repo> remote set-url origin <repoName>
  *
  * The first failure aborts with `failed <key>: <reason>`. The proxy is closed afterwards either way.
+ *
+ * With the clone cache (git-cache.ts), the cache's entry is first brought up to date through the
+ * same proxy (`setup.git.cache-update`), then the objects the job needs are copied from it before
+ * the fetch: a full clone gets copies of the entry's pack files (`setup.git.cache-copy`, at disk
+ * speed), a shallow or sparse one a local fetch with its depth or filter (`setup.git.cache-fetch`,
+ * so they keep their semantics). The fetch from origin then transfers nothing the cache had. A
+ * failed copy is not the job's failure: the fetch from origin brings everything.
  */
 import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { errorMessage } from '../../lib/errors.js';
 import type { Job } from '../../protocol/job.js';
 import { hostEnv, runCommand } from '../command.js';
 import type { JobContext } from '../job-context.js';
+import type { CacheLease, GitCache } from './git-cache.js';
 import { startGitProxy } from './git-proxy.js';
 import { resolveInside } from './safe-path.js';
 
@@ -27,15 +37,24 @@ export interface CloneOptions {
   frontendPassword: string;
   executorName: string;
   graceMs?: number;
+  /** The executor's clone cache (EXECUTOR_GIT_CACHE_DIR); undefined = clone from origin only. */
+  cache?: GitCache;
 }
 
 export interface GitCommand {
   key: string;
   argv: string[];
+  /** A failure does not fail the clone (the copy from the cache). */
+  optional?: boolean;
 }
 
 /** The commands of a clone, in order (pure, for tests and `executor validate`). */
-export function gitCommands(job: Job, repoPath: string, proxyUrl: string): GitCommand[] {
+export function gitCommands(
+  job: Job,
+  repoPath: string,
+  proxyUrl: string,
+  cacheGitDir?: string,
+): GitCommand[] {
   const sparse = job.sparseCheckout.length > 0;
   const fetchFlags: string[] = [];
   if (job.fetchTags) fetchFlags.push('--tags');
@@ -51,21 +70,38 @@ export function gitCommands(job: Job, repoPath: string, proxyUrl: string): GitCo
       argv: [...git, 'remote', 'add', 'origin', `${proxyUrl}/${job.repositoryName}`],
     },
     { key: 'setup.git.disable-gc', argv: [...git, 'config', '--local', 'gc.auto', '0'] },
-    {
-      key: 'setup.git.fetch',
+  ];
+  if (cacheGitDir !== undefined) {
+    cmds.push({
+      key: 'setup.git.cache-fetch',
       argv: [
         ...git,
         '-c',
         'protocol.version=2',
         'fetch',
-        '--progress',
         '--no-recurse-submodules',
-        ...fetchFlags,
-        'origin',
+        '--no-tags',
+        ...fetchFlags.filter((f) => f !== '--tags' && f !== '--no-tags'),
+        cacheGitDir,
         job.commit,
       ],
-    },
-  ];
+      optional: true,
+    });
+  }
+  cmds.push({
+    key: 'setup.git.fetch',
+    argv: [
+      ...git,
+      '-c',
+      'protocol.version=2',
+      'fetch',
+      '--progress',
+      '--no-recurse-submodules',
+      ...fetchFlags,
+      'origin',
+      job.commit,
+    ],
+  });
   if (sparse) {
     cmds.push(
       {
@@ -90,6 +126,23 @@ export function gitCommands(job: Job, repoPath: string, proxyUrl: string): GitCo
   return cmds;
 }
 
+/**
+ * Copies the cache entry's packs into the new repository, logged as `setup.git.cache-copy`. A
+ * failure is reported (and the entry checked) but not thrown: the fetch brings everything.
+ */
+async function copyFromCache(lease: CacheLease, repoPath: string, ctx: JobContext): Promise<void> {
+  const handle = ctx.logger.entry('setup.git.cache-copy', null);
+  try {
+    const bytes = await lease.copyPacks(path.join(repoPath, '.git', 'objects'));
+    handle.writeRaw(`Copied ${bytes} bytes of packs from the clone cache\n`);
+    handle.close(0);
+  } catch (err) {
+    handle.writeRaw(`Copy from the clone cache failed: ${errorMessage(err)}; fetching everything\n`);
+    handle.close(1);
+    await lease.copyFailed();
+  }
+}
+
 /** Clones job.repositoryName at job.commit into the workspace (or its repositoryDirectory). */
 export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOptions): Promise<string> {
   let repoPath: string;
@@ -107,9 +160,26 @@ export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOpti
     jobId: job.id,
     executorName: opts.executorName,
   });
+  let lease: CacheLease | undefined;
   try {
     const env = hostEnv({ GIT_TERMINAL_PROMPT: '0', GIT_LFS_SKIP_SMUDGE: '1' });
-    for (const cmd of gitCommands(job, repoPath, proxy.url)) {
+    const remoteUrl = `${proxy.url}/${job.repositoryName}`;
+    lease = await opts.cache?.lease({
+      repositoryName: job.repositoryName,
+      commit: job.commit,
+      remoteUrl,
+      // A cold cache costs a shallow or sparse job a full history: only a warm one serves them.
+      coldOk: !job.shallowClone && job.sparseCheckout.length === 0,
+      ctx,
+    });
+    if (ctx.signal.aborted)
+      throw new Error(
+        `failed setup.git.cache-update: ${String((ctx.signal.reason as Error)?.message ?? ctx.signal.reason)}`,
+      );
+    // Full clones copy the entry's packs; shallow and sparse ones fetch from it with their flags.
+    const full = !job.shallowClone && job.sparseCheckout.length === 0;
+    for (const cmd of gitCommands(job, repoPath, proxy.url, full ? undefined : lease?.gitDir)) {
+      if (cmd.key === 'setup.git.fetch' && lease && full) await copyFromCache(lease, repoPath, ctx);
       const res = await runCommand({
         key: cmd.key,
         argv: cmd.argv,
@@ -118,6 +188,10 @@ export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOpti
         signal: ctx.signal,
         graceMs: opts.graceMs,
       });
+      if (res.exitCode !== 0 && cmd.optional && !ctx.signal.aborted) {
+        await lease?.copyFailed();
+        continue;
+      }
       if (res.exitCode !== 0) {
         const reason = ctx.signal.aborted
           ? String((ctx.signal.reason as Error)?.message ?? ctx.signal.reason)
@@ -126,6 +200,7 @@ export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOpti
       }
     }
   } finally {
+    lease?.release();
     await proxy.close();
   }
   return repoPath;

@@ -18,6 +18,7 @@ import { chownTree } from './chown-tree.js';
 import { cloneRepository } from './clone.js';
 import { type DiskImages, diskFullReason, diskIsFull, releaseDiskImage } from './disk-image.js';
 import { type FilesFetcher, writeWorkspaceFiles } from './files.js';
+import type { GitCache } from './git-cache.js';
 
 export interface PrepareWorkspaceOptions {
   /** Parent directory of workspaces (created when missing). */
@@ -34,6 +35,8 @@ export interface PrepareWorkspaceOptions {
   stepRoot?: { uid: number; gid: number };
   /** EXECUTOR_JOB_DISK_SPACE: the workspace is an image of its quota mounted on its directory. */
   disk?: DiskImages;
+  /** The executor's clone cache (EXECUTOR_GIT_CACHE_DIR). */
+  gitCache?: GitCache;
 }
 
 export interface WorkspaceOwner {
@@ -81,6 +84,7 @@ export async function prepareLocalWorkspace(
           frontendUrl: opts.frontendUrl,
           frontendPassword: opts.frontendPassword,
           executorName: opts.executorName,
+          cache: opts.gitCache,
         });
       }
       scriptNames = await writeWorkspaceFiles(job, dir, ctx.logger, opts.files);

@@ -26,7 +26,7 @@ import { principalOf } from './auth.js';
 import { followLogs } from './follow-logs.js';
 import { jobEventView, jobView } from './job-view.js';
 import { entriesPage, logsPage } from './log-pages.js';
-import { resolveCommit } from './resolve-commit.js';
+import { registerRepositoryRoutes } from './repository-routes.js';
 import { addUserRoute } from './scopes.js';
 import { registerTokenRoutes } from './token-routes.js';
 import { readJson } from './wrap.js';
@@ -66,6 +66,7 @@ export function registerUserRoutes(router: Router, deps: RouteDeps): void {
   registerJobReadRoutes(router, deps);
   registerFleetRoutes(router, deps);
   registerTokenRoutes(router, deps);
+  registerRepositoryRoutes(router, deps);
 }
 
 /** Submit, cancel, retry: the routes that change jobs (and wake the queue's waiters). */
@@ -78,7 +79,7 @@ function registerJobWriteRoutes(router: Router, deps: RouteDeps): void {
     if (!v.ok) throw new AppError('VALIDATION', 'The job spec has invalid fields.', { details: v.problems });
     const spec = v.spec;
     const commit = spec.repository
-      ? await resolveCommit(config.reposDir, spec.repository.name, spec.repository.commit)
+      ? await deps.repos.resolveCommit(spec.repository.name, spec.repository.commit)
       : '';
     const job = await store.enqueue(
       {

@@ -1,6 +1,8 @@
 /**
  * The scope every user-API route needs, in one table: `read` sees, `submit` also changes jobs,
- * `admin` also manages tokens. Routes are registered through addUserRoute with a key of this
+ * `admin` also manages tokens and registers or removes mirrored repositories (a registration makes
+ * the server fetch from a URL with a credential of its environment), while `submit` may ask for a
+ * sync. Routes are registered through addUserRoute with a key of this
  * table, so a route cannot be added without a scope. The scope-matrix test walks this table.
  */
 import type { TokenScope } from '../../protocol/user-api.js';
@@ -23,6 +25,11 @@ export const ROUTE_SCOPES = {
   'GET /api/v1/tokens': 'admin',
   'POST /api/v1/tokens': 'admin',
   'DELETE /api/v1/tokens/:name': 'admin',
+  'GET /api/v1/repositories': 'read',
+  'GET /api/v1/repositories/*name': 'read',
+  'POST /api/v1/repositories': 'admin',
+  'DELETE /api/v1/repositories/*name': 'admin',
+  'POST /api/v1/repositories/*name/sync': 'submit',
 } as const satisfies Record<string, TokenScope>;
 
 export type UserRoute = keyof typeof ROUTE_SCOPES;

@@ -31,6 +31,7 @@ import { logQueries } from './logs.js';
 import { markQueries } from './marks.js';
 import { migrateQueries } from './migrate.js';
 import { pruneQueries } from './prune.js';
+import { repositoryQueries } from './repositories.js';
 import { resetQueries } from './resets.js';
 
 export { ENQUEUE_CHANNEL, LOGS_CHANNEL, type PostgresStoreOptions } from './connection.js';
@@ -47,6 +48,7 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
     ...resetQueries(c),
     ...apiTokenQueries(c),
     ...pruneQueries(c),
+    ...repositoryQueries(c),
     close: () => c.close(),
     async ping() {
       await c.query('SELECT 1');

@@ -178,6 +178,28 @@ CREATE INDEX job_events_job ON job_events (job_id, id);
 `,
   },
   {
+    version: 6,
+    name: 'repositories',
+    sql: `
+-- Mirrored repositories: registered by name and URL; the server keeps a bare mirror of each in the
+-- repositories directory. credential holds where the secret comes from (JSON of environment variable
+-- or file names), never a secret. The sync columns describe the last fetch.
+CREATE TABLE repositories (
+  name                  TEXT    PRIMARY KEY,
+  url                   TEXT    NOT NULL,
+  credential            TEXT,
+  source                TEXT    NOT NULL CHECK (source IN ('api','file')),
+  state                 TEXT    NOT NULL CHECK (state IN ('new','syncing','ready','failed')),
+  created_at            INTEGER NOT NULL,
+  last_sync_at          INTEGER,
+  last_sync_duration_ms INTEGER,
+  last_error            TEXT,
+  size_bytes            INTEGER,
+  default_branch        TEXT
+);
+`,
+  },
+  {
     version: 7,
     name: 'retention',
     sql: `

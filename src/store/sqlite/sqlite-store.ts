@@ -25,6 +25,7 @@ import { logQueries } from './logs.js';
 import { markQueries } from './marks.js';
 import { migrateQueries } from './migrate.js';
 import { pruneQueries } from './prune.js';
+import { repositoryQueries } from './repositories.js';
 import { resetQueries } from './resets.js';
 
 export type { SqliteStoreOptions } from './connection.js';
@@ -43,6 +44,7 @@ export function createSqliteStore(opts: SqliteStoreOptions): Store {
     ...resetQueries(c),
     ...apiTokenQueries(c),
     ...pruneQueries(c),
+    ...repositoryQueries(c),
 
     async close() {
       events.removeAllListeners();

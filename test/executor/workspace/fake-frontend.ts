@@ -10,11 +10,14 @@ import type { AddressInfo } from 'node:net';
 export interface FakeFrontend {
   url: string;
   requests: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
+  /** Bytes of git-upload-pack responses served (the packs that crossed the network). */
+  uploadPackBytes: number;
   close(): Promise<void>;
 }
 
 export async function startFakeFrontend(reposRoot: string): Promise<FakeFrontend> {
   const requests: FakeFrontend['requests'] = [];
+  const counters = { uploadPackBytes: 0 };
   const server = http.createServer((req, res) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     const u = new URL(req.url ?? '/', 'http://x');
@@ -41,7 +44,9 @@ export async function startFakeFrontend(reposRoot: string): Promise<FakeFrontend
     req.pipe(cgi.stdin);
     let head = Buffer.alloc(0);
     let headerDone = false;
+    const isPack = u.pathname.endsWith('/git-upload-pack');
     cgi.stdout.on('data', (b: Buffer) => {
+      if (isPack) counters.uploadPackBytes += b.length;
       if (headerDone) {
         res.write(b);
         return;
@@ -71,6 +76,9 @@ export async function startFakeFrontend(reposRoot: string): Promise<FakeFrontend
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    get uploadPackBytes() {
+      return counters.uploadPackBytes;
+    },
     close: () =>
       new Promise<void>((r) => {
         server.close(() => r());

@@ -1,5 +1,6 @@
 /**
- * The dashboard: a hash-routed single page (#/jobs, #/jobs/:id, #/executors, #/queues). Each route
+ * The dashboard: a hash-routed single page (#/jobs, #/jobs/:id, #/executors, #/queues,
+ * #/repositories). Each route
  * renders into <main> with an AbortSignal that ends its refresh timers and streams when the route
  * changes. The header shows who is signed in (whoami: name and scope). A 401 from any call signs
  * out: the token is forgotten and the sign-in form shown with the server's reason (revoked,
@@ -11,6 +12,7 @@ import { renderExecutorsPage } from './executors-page.js';
 import { renderJobPage } from './job-page.js';
 import { renderJobsPage } from './jobs-page.js';
 import { renderQueuesPage } from './queues-page.js';
+import { renderRepositoriesPage } from './repositories-page.js';
 import type { PageContext } from './shared.js';
 
 type Render = (ctx: PageContext) => Promise<void>;
@@ -19,6 +21,7 @@ const ROUTES: Array<[RegExp, Render, string]> = [
   [/^\/jobs$/, renderJobsPage, 'jobs'],
   [/^\/executors$/, renderExecutorsPage, 'executors'],
   [/^\/queues$/, renderQueuesPage, 'queues'],
+  [/^\/repositories$/, renderRepositoriesPage, 'repositories'],
 ];
 
 const main = document.getElementById('main') as HTMLElement;
