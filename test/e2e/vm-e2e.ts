@@ -37,8 +37,12 @@ export function ensureSecondImage(): void {
   });
 }
 
-/** Pids of QEMU processes whose VM name belongs to job `id` of `queue` (vmName in convert.ts). */
-export function vmsOfJob(id: number, queue = 'default'): number[] {
+/**
+ * Pids of QEMU processes whose VM name belongs to job `id` (vmName in convert.ts:
+ * `executor-<executor>-<id>[-<queue>]-<step>`; the queue is in it only in multi-queue mode).
+ */
+export function vmsOfJob(id: number): number[] {
+  const ofJob = new RegExp(`-${id}(-[A-Za-z0-9_.]+)?-\\d+$`);
   const pids: number[] = [];
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
@@ -50,7 +54,7 @@ export function vmsOfJob(id: number, queue = 'default'): number[] {
     }
     if (!argv[0]?.includes('qemu-system')) continue;
     const name = argv[argv.indexOf('-name') + 1] ?? '';
-    if (name.includes(`-${id}-${queue}-`)) pids.push(Number(p));
+    if (ofJob.test(name)) pids.push(Number(p));
   }
   return pids;
 }
