@@ -13,6 +13,7 @@ import { logs } from './logs.js';
 import { queue } from './queue.js';
 import { step } from './step.js';
 import { stepIsolated } from './step-isolated.js';
+import { vm } from './vm.js';
 
 const BENCHES: Record<string, Bench> = {
   dispatch,
@@ -21,6 +22,7 @@ const BENCHES: Record<string, Bench> = {
   'step.isolated': stepIsolated,
   logs,
   footprint,
+  vm,
 };
 
 function formatRow(r: BenchResult): string {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a clean Debian 12 machine (as root) for the full test suite: Docker with the gVisor
-# (runsc) runtime, the locally built test images, git, and PostgreSQL. Writes `.ci/env` with
-# TEST_DATABASE_URL for `.ci/run` to source.
+# (runsc) runtime, the locally built test images, git, QEMU with the vm runtime's guest assets, and
+# PostgreSQL. Writes `.ci/env` with TEST_DATABASE_URL for `.ci/run` to source.
 #
 # Idempotent and quick when everything is already in place: packages are installed only when
 # missing, daemon.json is rewritten (and dockerd reloaded) only when it differs, images are built
@@ -20,7 +20,8 @@ die() { printf '[ci-setup] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Packages
-packages=(docker.io runsc busybox-static git postgresql docker-registry chromium)
+# qemu-system-x86, cpio and e2fsprogs: the vm runtime (QEMU microVMs, guest assets, disk images).
+packages=(docker.io runsc busybox-static git postgresql docker-registry chromium qemu-system-x86 cpio e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -123,6 +124,11 @@ log "docker $(docker version --format '{{.Server.Version}}') with runtimes: $(do
 # ---------------------------------------------------------------------------------------------
 # Test images (no registry: built from busybox-static)
 bash "$repo/scripts/build-test-images.sh"
+
+# ---------------------------------------------------------------------------------------------
+# Guest kernel and initramfs of the vm runtime (kept when already built from the current kernel
+# package and init: the script says so and exits).
+bash "$repo/scripts/vm-assets.sh"
 
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: start the cluster, give the superuser a password, hand tests a loopback URL.

@@ -36,7 +36,15 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install 
 fi
 
 # The kernel package the meta-package points at today, e.g. linux-image-6.1.0-57-cloud-amd64.
-pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1)"
+kernel_pkg() {
+  apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1
+}
+pkg="$(kernel_pkg)"
+if [[ -z $pkg ]]; then
+  log "apt knows no linux-image-cloud-amd64: apt-get update"
+  apt-get update -q >/dev/null
+  pkg="$(kernel_pkg)"
+fi
 [[ -n $pkg ]] || die "apt-cache knows no linux-image-cloud-amd64 (run apt-get update; Debian's main archive is needed)"
 init_sum="$(sha256sum "$init" | cut -d' ' -f1)"
 want="{\"kernelPackage\":\"$pkg\",\"initSha256\":\"$init_sum\"}"

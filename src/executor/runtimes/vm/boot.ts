@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -24,7 +25,7 @@ import { MarkStream } from './mark-stream.js';
 
 /** Unix socket paths are limited to 107 bytes (sun_path). */
 const MAX_SOCKET_PATH = 107;
-/** Kept of QEMU's own stderr for an error message. */
+/** Kept of QEMU's own stderr (qemu.log) for an error message. */
 const MAX_QEMU_STDERR = 4096;
 /** Kept of the guest console's tail for an error message. */
 const CONSOLE_TAIL = 2000;
@@ -65,6 +66,7 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
   }
   const consoleLog = path.join(input.runDir, 'console.log');
   const pidFile = path.join(input.runDir, 'qemu.pid');
+  const qemuLog = path.join(input.runDir, 'qemu.log');
   const mark = randomBytes(24).toString('hex');
 
   const servers: net.Server[] = [];
@@ -120,11 +122,15 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
       pidFile,
       name: input.name,
     });
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr?.on('data', (b: Buffer) => {
-      if (stderr.length < MAX_QEMU_STDERR) stderr += b.toString('utf8');
-    });
+    // QEMU's stderr goes to a file, not a pipe: a VM must not depend on this process to live (its
+    // end is the janitor's business after a crash), nor die of SIGPIPE on a warning.
+    const qemuLogFd = openSync(qemuLog, 'a', 0o600);
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', qemuLogFd] });
+    } finally {
+      closeSync(qemuLogFd);
+    }
     const exited = new Promise<{ code: number | null; error?: Error }>((resolve) => {
       child.once('error', (error) => resolve({ code: null, error }));
       child.once('exit', (code) => resolve({ code }));
@@ -147,7 +153,7 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
         if (first.error) throw new Error(`cannot start ${argv[0]}: ${first.error.message}`);
         if (answer && !('error' in answer)) return answer;
         const why = answer && 'error' in answer ? `the guest init failed: ${answer.error}` : 'the VM ended before the step did';
-        throw new Error(`${why}${await diagnostics(stderr, consoleLog)}`);
+        throw new Error(`${why}${await diagnostics(qemuLog, consoleLog)}`);
       }
       if (answer && 'error' in answer) throw new Error(`the guest init failed: ${answer.error}`);
       return answer as Exclude<GuestAnswer, { error: string }>;
@@ -161,9 +167,10 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
   }
 }
 
-async function diagnostics(stderr: string, consoleLog: string): Promise<string> {
+async function diagnostics(qemuLog: string, consoleLog: string): Promise<string> {
   const parts: string[] = [];
-  if (stderr.trim()) parts.push(`qemu: ${stderr.trim()}`);
+  const stderr = (await readFile(qemuLog, 'utf8').catch(() => '')).slice(0, MAX_QEMU_STDERR).trim();
+  if (stderr) parts.push(`qemu: ${stderr}`);
   try {
     const tail = (await readFile(consoleLog, 'utf8')).slice(-CONSOLE_TAIL).trim();
     if (tail) parts.push(`guest console: ${tail}`);
