@@ -14,7 +14,12 @@ export const SECOND_IMAGE = 'executor-test/busybox-vm2:latest';
 /** True when VM tests can run; otherwise skips (or fails under CI=true) naming what is missing. */
 export function haveVm(): boolean {
   if (!haveDockerAndImage()) return false;
-  if (!requireOrSkip('QEMU (qemu-system-x86_64; apt-get install qemu-system-x86)', commandAvailable('qemu-system-x86_64')))
+  if (
+    !requireOrSkip(
+      'QEMU (qemu-system-x86_64; apt-get install qemu-system-x86)',
+      commandAvailable('qemu-system-x86_64'),
+    )
+  )
     return false;
   return requireOrSkip(
     `the VM guest assets in ${VM_ASSETS_DIR} (npm run vm-assets)`,

@@ -87,7 +87,10 @@ describe.skipIf(!ok)('end to end over the vm runtime', () => {
     });
     const final = await waitForEnd(cluster, job.id, 300_000);
     const entries = await apiEntries(cluster, job.id);
-    const all = entries.map((e) => `${e.key}: ${e.out}`).join('\n').slice(0, 4000);
+    const all = entries
+      .map((e) => `${e.key}: ${e.out}`)
+      .join('\n')
+      .slice(0, 4000);
     expect(final.state, all).toBe('completed');
     expect(entries.map((e) => e.key)).toEqual(
       expect.arrayContaining(['setup.git.init', 'step.docker.first', 'step.docker.second', 'teardown.fs']),
@@ -149,7 +152,10 @@ describe.skipIf(!ok)('end to end over the vm runtime', () => {
       steps: [{ key: 'sleepy', image: IMAGE, run: 'echo started; sleep 600' }],
     });
     await waitFor(
-      async () => (await apiEntries(cluster, job.id)).some((e) => e.key === 'step.docker.sleepy' && (e.out ?? '').includes('started')),
+      async () =>
+        (await apiEntries(cluster, job.id)).some(
+          (e) => e.key === 'step.docker.sleepy' && (e.out ?? '').includes('started'),
+        ),
       { timeoutMs: 180_000, intervalMs: 200, what: 'the step to print in its VM' },
     );
     expect(vmsOfJob(job.id).length).toBe(1);

@@ -24,8 +24,8 @@ import { dockerAuthConfig, mounts, registryMirrorUrls } from './docker-parsers.j
 import { HTTP_RETRY_ENV } from './http-retry-config.js';
 import { JOB_NETWORK_ENV } from './job-network-config.js';
 import { KUBERNETES_ENV } from './kubernetes-config.js';
-import { VM_ENV } from './vm-config.js';
 import { runtimeName } from './runtime.js';
+import { VM_ENV } from './vm-config.js';
 
 /** The smallest EXECUTOR_JOB_DISK_SPACE other than 0. */
 export const MIN_JOB_DISK_BYTES = 16 * 1024 * 1024;

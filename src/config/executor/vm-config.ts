@@ -18,7 +18,8 @@ export interface VmConfig {
 export const VM_ENV = {
   EXECUTOR_VM_QEMU: {
     default: 'qemu-system-x86_64',
-    description: 'vm runtime: the QEMU binary (a name on PATH or a path). It must offer `-M microvm` (QEMU 4.2 or later).',
+    description:
+      'vm runtime: the QEMU binary (a name on PATH or a path). It must offer `-M microvm` (QEMU 4.2 or later).',
     parse: z.string().min(1, { message: 'must not be empty' }),
   },
   EXECUTOR_VM_ASSETS_DIR: {

@@ -34,7 +34,8 @@ describe('diskConfinement', () => {
     expect(await at('vm')).toEqual({
       name: 'job disk',
       ok: true,
-      detail: "each job's workspace is an ext4 disk of 20G attached to its steps' VMs; a step that fills it gets ENOSPC",
+      detail:
+        "each job's workspace is an ext4 disk of 20G attached to its steps' VMs; a step that fills it gets ENOSPC",
     });
     expect((await at('vm', 0)).detail).toContain('disk of EXECUTOR_FIRECRACKER_DISK_SPACE');
     expect(await at('docker', 0)).toEqual({

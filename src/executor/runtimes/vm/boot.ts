@@ -49,7 +49,6 @@ export interface BootResult {
   disk?: GuestDiskFree;
 }
 
-
 /** Boots the VM, runs the step, kills the VM. Rejects with the abort reason when aborted. */
 export async function bootStep(input: BootInput): Promise<BootResult> {
   const { signal } = input;
@@ -94,7 +93,9 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
             text += b.toString('utf8');
             const nl = text.indexOf('\n');
             if (nl >= 0 && !answer) {
-              answer = parseGuestAnswer(text.slice(0, nl)) ?? { error: `unexpected answer: ${text.slice(0, nl)}` };
+              answer = parseGuestAnswer(text.slice(0, nl)) ?? {
+                error: `unexpected answer: ${text.slice(0, nl)}`,
+              };
               check();
             }
           });
@@ -152,7 +153,10 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
         streams.err.flush();
         if (first.error) throw new Error(`cannot start ${argv[0]}: ${first.error.message}`);
         if (answer && !('error' in answer)) return answer;
-        const why = answer && 'error' in answer ? `the guest init failed: ${answer.error}` : 'the VM ended before the step did';
+        const why =
+          answer && 'error' in answer
+            ? `the guest init failed: ${answer.error}`
+            : 'the VM ended before the step did';
         throw new Error(`${why}${await diagnostics(qemuLog, consoleLog)}`);
       }
       if (answer && 'error' in answer) throw new Error(`the guest init failed: ${answer.error}`);

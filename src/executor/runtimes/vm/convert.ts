@@ -145,7 +145,8 @@ export function stepEnv(imageEnv: readonly string[], stepEnvList: readonly strin
     if (eq <= 0) continue;
     byName.set(e.slice(0, eq), e);
   }
-  if (!byName.has('PATH')) byName.set('PATH', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  if (!byName.has('PATH'))
+    byName.set('PATH', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
   if (!byName.has('HOME')) byName.set('HOME', 'HOME=/root');
   return [...byName.values()];
 }

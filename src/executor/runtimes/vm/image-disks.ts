@@ -9,7 +9,18 @@
  * half-written disk under a cached name; conversions of the same image in one process are shared.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import type Dockerode from 'dockerode';
 import { errorMessage } from '../../../lib/errors.js';
@@ -80,7 +91,20 @@ export function createImageDisks(opts: ImageDiskOptions): ImageDisks {
       await fh.truncate(size).finally(() => fh.close());
       try {
         await commandOutput(
-          ['mkfs.ext4', '-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'lazy_itable_init=1,nodiscard', '-d', root, img],
+          [
+            'mkfs.ext4',
+            '-q',
+            '-F',
+            '-m',
+            '0',
+            '-O',
+            '^has_journal',
+            '-E',
+            'lazy_itable_init=1,nodiscard',
+            '-d',
+            root,
+            img,
+          ],
           MKFS_TIMEOUT_MS,
         );
       } catch (err) {
@@ -135,18 +159,26 @@ function roundUp(n: number, to: number): number {
 
 /** `docker create` + export, unpacked by tar into `root` (as root, owners kept). */
 async function exportInto(docker: Dockerode, image: string, root: string): Promise<void> {
-  const container = await docker.createContainer({ Image: image, Cmd: ['/bin/true'], Labels: { 'executor.vm-export': '1' } });
+  const container = await docker.createContainer({
+    Image: image,
+    Cmd: ['/bin/true'],
+    Labels: { 'executor.vm-export': '1' },
+  });
   try {
     const stream = (await container.export()) as NodeJS.ReadableStream;
     await new Promise<void>((resolve, reject) => {
-      const tar = spawn('tar', ['-x', '-C', root, '--numeric-owner', '-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+      const tar = spawn('tar', ['-x', '-C', root, '--numeric-owner', '-f', '-'], {
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
       let stderr = '';
       tar.stderr.on('data', (b: Buffer) => {
         if (stderr.length < 4096) stderr += b.toString('utf8');
       });
       tar.once('error', reject);
       tar.once('close', (code) =>
-        code === 0 ? resolve() : reject(new Error(`tar -x of image ${image} failed: ${stderr.trim() || `exit ${code}`}`)),
+        code === 0
+          ? resolve()
+          : reject(new Error(`tar -x of image ${image} failed: ${stderr.trim() || `exit ${code}`}`)),
       );
       stream.once('error', (err: Error) => {
         tar.kill('SIGKILL');
@@ -174,7 +206,8 @@ async function evict(dir: string, budget: number, inUse: ReadonlyMap<string, num
   for (const name of names) {
     if (!name.endsWith(DISK_SUFFIX)) continue;
     const st = await stat(path.join(dir, name)).catch(() => undefined);
-    if (st) disks.push({ id: name.slice(0, -DISK_SUFFIX.length), size: st.blocks * 512, mtimeMs: st.mtimeMs });
+    if (st)
+      disks.push({ id: name.slice(0, -DISK_SUFFIX.length), size: st.blocks * 512, mtimeMs: st.mtimeMs });
   }
   let total = disks.reduce((n, d) => n + d.size, 0);
   disks.sort((a, b) => a.mtimeMs - b.mtimeMs);

@@ -11,7 +11,12 @@ import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
 import type { JobContext } from '../../job-context.js';
 import type { DiskQuota } from '../../workspace/disk-image.js';
 import type { FilesFetcher } from '../../workspace/files.js';
-import { DOCKER_STEP_PREFIX, type LocalWorkspaceSettings, prepareHostWorkspace, specsFromSteps } from '../common.js';
+import {
+  DOCKER_STEP_PREFIX,
+  type LocalWorkspaceSettings,
+  prepareHostWorkspace,
+  specsFromSteps,
+} from '../common.js';
 import type { CheckResult, Runner, RunSpec, Runtime } from '../types.js';
 import { memoryMiB, type VmSettings } from './convert.js';
 import { EMULATION_WARNING, hostTscKhz, kvmUsable, qemuVersion, readAssets } from './host.js';
@@ -107,15 +112,27 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
       try {
         checks.push({ name: 'qemu', ok: true, detail: await qemuVersion(opts.qemu) });
       } catch (err) {
-        checks.push({ name: 'qemu', ok: false, detail: `${opts.qemu} does not run: ${(err as Error).message}` });
+        checks.push({
+          name: 'qemu',
+          ok: false,
+          detail: `${opts.qemu} does not run: ${(err as Error).message}`,
+        });
       }
       const kvm = await checkKvm();
       checks.push(
         kvm.ok
           ? { name: 'kvm', ok: true, detail: '/dev/kvm is usable: VMs run with hardware virtualisation' }
           : opts.allowEmulation
-            ? { name: 'kvm', ok: true, detail: `${kvm.why}; EMULATED VMs (EXECUTOR_VM_ALLOW_EMULATION=true): tests and trials only` }
-            : { name: 'kvm', ok: false, detail: `${kvm.why}; the executor will not start (EXECUTOR_VM_ALLOW_EMULATION=true allows emulation)` },
+            ? {
+                name: 'kvm',
+                ok: true,
+                detail: `${kvm.why}; EMULATED VMs (EXECUTOR_VM_ALLOW_EMULATION=true): tests and trials only`,
+              }
+            : {
+                name: 'kvm',
+                ok: false,
+                detail: `${kvm.why}; the executor will not start (EXECUTOR_VM_ALLOW_EMULATION=true allows emulation)`,
+              },
       );
       try {
         const a = await readAssets(opts.assetsDir);
@@ -157,7 +174,14 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
 
     async newRunner(job: Job, ws: VmWorkspace, ctx: JobContext): Promise<Runner> {
       return createVmRunner(
-        { docker, images, settings: await vmSettings(), executorName: opts.executorName, authConfig: opts.authConfig, log },
+        {
+          docker,
+          images,
+          settings: await vmSettings(),
+          executorName: opts.executorName,
+          authConfig: opts.authConfig,
+          log,
+        },
         job,
         ws,
         ctx,

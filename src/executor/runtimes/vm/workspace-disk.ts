@@ -46,13 +46,26 @@ export async function toVmWorkspace(host: Workspace, quota: DiskQuota): Promise<
     await fh.truncate(quota.bytes).finally(() => fh.close());
     try {
       await commandOutput(
-        ['mkfs.ext4', '-q', '-F', '-m', '0', '-E', 'lazy_itable_init=1,lazy_journal_init=1,nodiscard', '-d', dir, disk],
+        [
+          'mkfs.ext4',
+          '-q',
+          '-F',
+          '-m',
+          '0',
+          '-E',
+          'lazy_itable_init=1,lazy_journal_init=1,nodiscard',
+          '-d',
+          dir,
+          disk,
+        ],
         TIMEOUT_MS,
       );
     } catch (err) {
       const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
       const full = /No space|Could not allocate/i.test(stderr) ? ` (${diskFullReason(quota)})` : '';
-      throw new Error(`cannot make the workspace disk: mkfs.ext4 -d failed: ${stderr || errorMessage(err)}${full}`);
+      throw new Error(
+        `cannot make the workspace disk: mkfs.ext4 -d failed: ${stderr || errorMessage(err)}${full}`,
+      );
     }
     for (const name of await readdir(dir)) await rm(path.join(dir, name), { recursive: true, force: true });
   } catch (err) {

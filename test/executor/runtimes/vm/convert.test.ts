@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { RunSpec } from '../../../../src/executor/runtimes/types.js';
 import {
   DEFAULT_VM_MEMORY_MIB,
   kernelCmdline,
@@ -13,10 +14,9 @@ import {
   vmName,
   vmRunArgv,
 } from '../../../../src/executor/runtimes/vm/convert.js';
-import { MarkStream } from '../../../../src/executor/runtimes/vm/mark-stream.js';
 import { parseCpuMHz } from '../../../../src/executor/runtimes/vm/host.js';
+import { MarkStream } from '../../../../src/executor/runtimes/vm/mark-stream.js';
 import { guestDiskIsFull } from '../../../../src/executor/runtimes/vm/workspace-disk.js';
-import type { RunSpec } from '../../../../src/executor/runtimes/types.js';
 
 const SETTINGS: VmSettings = {
   qemu: 'qemu-system-x86_64',
@@ -47,7 +47,7 @@ const SPEC: RunSpec = {
 };
 
 /** The value after `flag` in argv (each occurrence). */
-function after(argv: string[], flag: string): string[] {
+function valuesOf(argv: string[], flag: string): string[] {
   return argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
 }
 
@@ -55,39 +55,39 @@ describe('qemuArgv', () => {
   it('emulated: TCG, PIT and PIC, the TSC frequency on the kernel line, no network device', () => {
     const argv = qemuArgv(INPUT);
     expect(argv[0]).toBe('qemu-system-x86_64');
-    expect(after(argv, '-M')).toEqual(['microvm,rtc=on,pit=on,pic=on']);
-    expect(after(argv, '-accel')).toEqual(['tcg']);
-    expect(after(argv, '-cpu')).toEqual(['max']);
-    expect(after(argv, '-smp')).toEqual(['2']);
-    expect(after(argv, '-m')).toEqual(['512M']);
-    expect(after(argv, '-append')[0]).toContain('tsc_early_khz=2096013');
+    expect(valuesOf(argv, '-M')).toEqual(['microvm,rtc=on,pit=on,pic=on']);
+    expect(valuesOf(argv, '-accel')).toEqual(['tcg']);
+    expect(valuesOf(argv, '-cpu')).toEqual(['max']);
+    expect(valuesOf(argv, '-smp')).toEqual(['2']);
+    expect(valuesOf(argv, '-m')).toEqual(['512M']);
+    expect(valuesOf(argv, '-append')[0]).toContain('tsc_early_khz=2096013');
     expect(argv).toContain('-no-reboot');
     expect(argv).toContain('-nodefaults');
     expect(argv.join(' ')).not.toMatch(/netdev|virtio-net|-nic/);
-    expect(after(argv, '-name')).toEqual(['executor-e-1-q-0']);
-    expect(after(argv, '-pidfile')).toEqual(['/ws/.vm/s/qemu.pid']);
+    expect(valuesOf(argv, '-name')).toEqual(['executor-e-1-q-0']);
+    expect(valuesOf(argv, '-pidfile')).toEqual(['/ws/.vm/s/qemu.pid']);
   });
 
   it('KVM: the host CPU, no TSC hint, no PIT', () => {
     const argv = qemuArgv({ ...INPUT, settings: { ...SETTINGS, kvm: true } });
-    expect(after(argv, '-accel')).toEqual(['kvm']);
-    expect(after(argv, '-cpu')).toEqual(['host']);
-    expect(after(argv, '-M')).toEqual(['microvm,rtc=on']);
-    expect(after(argv, '-append')[0]).not.toContain('tsc_early_khz');
+    expect(valuesOf(argv, '-accel')).toEqual(['kvm']);
+    expect(valuesOf(argv, '-cpu')).toEqual(['host']);
+    expect(valuesOf(argv, '-M')).toEqual(['microvm,rtc=on']);
+    expect(valuesOf(argv, '-append')[0]).not.toContain('tsc_early_khz');
   });
 
   it('the root disk read-only first, the workspace second, three named consoles', () => {
     const argv = qemuArgv(INPUT);
-    expect(after(argv, '-drive')).toEqual([
+    expect(valuesOf(argv, '-drive')).toEqual([
       'id=root,file=/cache/abc.ext4,format=raw,if=none,readonly=on',
       'id=ws,file=/ws/w.disk.img,format=raw,if=none,cache=writeback',
     ]);
-    expect(after(argv, '-chardev')).toEqual([
+    expect(valuesOf(argv, '-chardev')).toEqual([
       'socket,id=out,path=/ws/.vm/s/out.sock',
       'socket,id=err,path=/ws/.vm/s/err.sock',
       'socket,id=ctl,path=/ws/.vm/s/ctl.sock',
     ]);
-    expect(after(argv, '-device').filter((d) => d.startsWith('virtserialport'))).toEqual([
+    expect(valuesOf(argv, '-device').filter((d) => d.startsWith('virtserialport'))).toEqual([
       'virtserialport,chardev=out,name=out',
       'virtserialport,chardev=err,name=err',
       'virtserialport,chardev=ctl,name=ctl',
@@ -95,7 +95,7 @@ describe('qemuArgv', () => {
   });
 
   it('at least one vCPU', () => {
-    expect(after(qemuArgv({ ...INPUT, settings: { ...SETTINGS, cpus: 0 } }), '-smp')).toEqual(['1']);
+    expect(valuesOf(qemuArgv({ ...INPUT, settings: { ...SETTINGS, cpus: 0 } }), '-smp')).toEqual(['1']);
   });
 });
 

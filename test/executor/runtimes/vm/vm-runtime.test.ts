@@ -7,8 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVmRuntime, type VmRuntimeOptions } from '../../../../src/executor/runtimes/vm/vm-runtime.js';
 import { kvmUsable } from '../../../../src/executor/runtimes/vm/host.js';
+import { createVmRuntime, type VmRuntimeOptions } from '../../../../src/executor/runtimes/vm/vm-runtime.js';
 import { createMemoryLogger } from '../../../../src/lib/logger.js';
 import { commandAvailable, requireOrSkip } from '../../../helpers/env.js';
 
@@ -60,7 +60,9 @@ describe.skipIf(!haveQemu)('vm runtime: startup and validate', () => {
     const logger = createMemoryLogger();
     const allowed = createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true, logger }));
     expect(await allowed.startupProblem!()).toBeUndefined();
-    expect(logger.lines.some((l) => l.includes('"level":"warn"') && l.includes('EMULATED virtual machines'))).toBe(true);
+    expect(
+      logger.lines.some((l) => l.includes('"level":"warn"') && l.includes('EMULATED virtual machines')),
+    ).toBe(true);
   });
 
   it('starts with KVM and says nothing about emulation', async () => {
@@ -79,23 +81,36 @@ describe.skipIf(!haveQemu)('vm runtime: startup and validate', () => {
 
   it('refuses without QEMU, naming EXECUTOR_VM_QEMU', async () => {
     const rt = createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true, qemu: '/nonexistent/qemu' }));
-    expect(await rt.startupProblem!()).toMatch(/needs QEMU: \/nonexistent\/qemu does not run.*EXECUTOR_VM_QEMU/);
+    expect(await rt.startupProblem!()).toMatch(
+      /needs QEMU: \/nonexistent\/qemu does not run.*EXECUTOR_VM_QEMU/,
+    );
   });
 
   it('validate reports QEMU, KVM and the assets', async () => {
     const checks = await createVmRuntime(options({ kvm: NO_KVM })).validate();
     const byName = Object.fromEntries(checks.map((c) => [c.name, c]));
-    expect(byName.qemu).toEqual({ name: 'qemu', ok: true, detail: expect.stringMatching(/^QEMU emulator version \d/) });
+    expect(byName.qemu).toEqual({
+      name: 'qemu',
+      ok: true,
+      detail: expect.stringMatching(/^QEMU emulator version \d/),
+    });
     expect(byName.kvm).toEqual({
       name: 'kvm',
       ok: false,
       detail:
         '/dev/kvm does not exist (test); the executor will not start (EXECUTOR_VM_ALLOW_EMULATION=true allows emulation)',
     });
-    expect(byName['vm assets']).toEqual({ name: 'vm assets', ok: true, detail: `${assets}: kernel 6.1.0-test` });
+    expect(byName['vm assets']).toEqual({
+      name: 'vm assets',
+      ok: true,
+      detail: `${assets}: kernel 6.1.0-test`,
+    });
 
     const emulated = await createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true })).validate();
-    expect(emulated.find((c) => c.name === 'kvm')).toMatchObject({ ok: true, detail: expect.stringContaining('EMULATED') });
+    expect(emulated.find((c) => c.name === 'kvm')).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining('EMULATED'),
+    });
   });
 
   it('kvmUsable tells a missing device from a present one', async () => {
