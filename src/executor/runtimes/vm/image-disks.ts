@@ -2,8 +2,8 @@
  * The root disks of VM steps: an image's file system (from the local Docker daemon: `docker create`
  * then export) written into a raw ext4 image by `mkfs.ext4 -d`, once per image id, attached
  * read-only to every VM of that image. Cached in EXECUTOR_VM_IMAGE_CACHE_DIR as `<id>.ext4` with
- * `<id>.json` (the image's environment), under EXECUTOR_VM_IMAGE_CACHE_SIZE: when a new disk would
- * pass the cap, the least recently used disks not in use by this process are deleted first.
+ * `<id>.json` (the image's environment), under EXECUTOR_VM_IMAGE_CACHE_SIZE (counted in the host's
+ * allocated blocks: the disks are sparse): when a new disk would pass the cap, the least recently used disks not in use by this process are deleted first.
  *
  * A disk is written under a temporary name and renamed into place, so a crash never leaves a
  * half-written disk under a cached name; conversions of the same image in one process are shared.
@@ -85,7 +85,9 @@ export function createImageDisks(opts: ImageDiskOptions): ImageDisks {
       await exportInto(opts.docker, id, root);
       const used = await duBytes(root);
       const size = roundUp(Math.ceil(used * 1.1) + ROOT_DISK_SLACK_BYTES, 1024 * 1024);
-      await evict(opts.cacheDir, opts.capBytes - size, inUse);
+      // The disk is sparse: on the host it takes about its files' bytes, as the cached ones are
+      // counted (their allocated blocks).
+      await evict(opts.cacheDir, opts.capBytes - used, inUse);
       const img = path.join(tmp, 'disk.ext4');
       const fh = await open(img, 'wx', 0o600);
       await fh.truncate(size).finally(() => fh.close());

@@ -17,6 +17,12 @@ import type { Workspace } from '../types.js';
 import type { GuestDiskFree } from './convert.js';
 
 export const RUN_DIR = '.vm';
+/**
+ * No journal: the guest syncs after each step and the VM is then killed, so metadata must be in
+ * place, not in a journal only the next mount would replay; the host reads the disk between steps
+ * (debugfs, takeFileFromDisk). No reserved blocks: the job gets the whole size.
+ */
+const MKFS_ARGS = ['-q', '-F', '-m', '0', '-O', '^has_journal', '-E', 'lazy_itable_init=1,nodiscard'];
 const TIMEOUT_MS = 10 * 60_000;
 
 export interface VmWorkspace extends Workspace {
@@ -45,21 +51,7 @@ export async function toVmWorkspace(host: Workspace, quota: DiskQuota): Promise<
     const fh = await open(disk, 'wx', 0o600);
     await fh.truncate(quota.bytes).finally(() => fh.close());
     try {
-      await commandOutput(
-        [
-          'mkfs.ext4',
-          '-q',
-          '-F',
-          '-m',
-          '0',
-          '-E',
-          'lazy_itable_init=1,lazy_journal_init=1,nodiscard',
-          '-d',
-          dir,
-          disk,
-        ],
-        TIMEOUT_MS,
-      );
+      await commandOutput(['mkfs.ext4', ...MKFS_ARGS, '-d', dir, disk], TIMEOUT_MS);
     } catch (err) {
       const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
       const full = /No space|Could not allocate/i.test(stderr) ? ` (${diskFullReason(quota)})` : '';
