@@ -19,7 +19,7 @@ export const VM_ENV = {
   EXECUTOR_VM_QEMU: {
     default: 'qemu-system-x86_64',
     description:
-      'vm runtime: the QEMU binary (a name on PATH or a path). It must offer `-M microvm` (QEMU 4.2 or later).',
+      'vm runtime: the QEMU binary (a name on PATH or a path). It must offer `-M microvm` with ACPI (tested with QEMU 7.2, Debian 12).',
     parse: z.string().min(1, { message: 'must not be empty' }),
   },
   EXECUTOR_VM_ASSETS_DIR: {
