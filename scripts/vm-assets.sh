@@ -20,7 +20,7 @@ force=0
 for a in "$@"; do
   case "$a" in
     --force) force=1 ;;
-    -h | --help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $a (only --force)" ;;
   esac
 done
