@@ -17,6 +17,7 @@ import { prune } from './prune.js';
 import { queue } from './queue.js';
 import { step } from './step.js';
 import { stepIsolated } from './step-isolated.js';
+import { vm } from './vm.js';
 
 const BENCHES: Record<string, Bench> = {
   dispatch,
@@ -30,6 +31,7 @@ const BENCHES: Record<string, Bench> = {
   fleet,
   prune,
   clone,
+  vm,
 };
 
 /** Run only when asked by name (`npm run bench -- fleet`): minutes long, and 20,000 sockets. */

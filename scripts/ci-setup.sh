@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a clean Debian 12 machine (as root) for the full test suite: Docker with the gVisor
-# (runsc) runtime, the locally built test images, git, and PostgreSQL. Writes `.ci/env` with
-# TEST_DATABASE_URL for `.ci/run` to source.
+# (runsc) runtime, the locally built test images, git, QEMU with the vm runtime's guest assets, and
+# PostgreSQL. Writes `.ci/env` with TEST_DATABASE_URL for `.ci/run` to source.
 #
 # Idempotent and quick when everything is already in place: packages are installed only when
 # missing, daemon.json is rewritten (and dockerd reloaded) only when it differs, images are built
@@ -21,8 +21,10 @@ die() { printf '[ci-setup] error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------------------------
 # Packages
 # mmdebstrap makes the base of the container images (no registry to pull one from), docker-compose
-# and packer run deploy/compose and validate deploy/packer in test/deploy.
-packages=(docker.io runsc busybox-static git postgresql docker-registry chromium mmdebstrap docker-compose packer)
+# and packer run deploy/compose and validate deploy/packer in test/deploy; qemu-system-x86, cpio and
+# e2fsprogs serve the vm runtime (QEMU microVMs, guest assets, disk images).
+packages=(docker.io runsc busybox-static git postgresql docker-registry chromium mmdebstrap docker-compose packer
+  qemu-system-x86 cpio e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -128,6 +130,11 @@ bash "$repo/scripts/build-test-images.sh"
 # The Debian base of the container images (5 to 11 minutes the first time, then cached by tag):
 # made here so that test/deploy does not spend its hook timeouts on it.
 bash "$repo/scripts/make-base-image.sh" >/dev/null
+
+# ---------------------------------------------------------------------------------------------
+# Guest kernel and initramfs of the vm runtime (kept when already built from the current kernel
+# package and init: the script says so and exits).
+bash "$repo/scripts/vm-assets.sh"
 
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: start the cluster, give the superuser a password, hand tests a loopback URL.

@@ -73,6 +73,10 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
   const runtime =
     deps.runtime ??
     createRuntime(config, { logger, files: (job) => files.forJob({ id: job.id, token: job.token }) });
+  // A runtime with preconditions (vm: KVM or EXECUTOR_VM_ALLOW_EMULATION, QEMU, guest assets)
+  // refuses here, before any job is taken.
+  const refusal = await runtime.startupProblem?.();
+  if (refusal) throw new Error(refusal);
   const telemetry = deps.telemetry ?? (await gatherTelemetry(runtime, logger));
   const client = createQueueClient({
     frontendUrl: config.frontendUrl,

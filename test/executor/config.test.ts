@@ -131,7 +131,7 @@ describe('loadExecutorConfig', () => {
 
   it('refuses firecracker, however asked for, saying what to use instead', () => {
     const refused =
-      'the firecracker runtime is not available in this build; use the gvisor runtime for strong isolation without KVM';
+      'the firecracker runtime is not available in this build; use the vm runtime (a QEMU microVM per step, with KVM) or the gvisor runtime for strong isolation without KVM';
     expect(problems({ ...base, EXECUTOR_RUNTIME: 'firecracker' })).toEqual([`EXECUTOR_RUNTIME: ${refused}`]);
     expect(problems({ ...base, EXECUTOR_USE_FIRECRACKER: 'true' })).toEqual([
       `EXECUTOR_USE_FIRECRACKER: ${refused}`,
@@ -140,7 +140,33 @@ describe('loadExecutorConfig', () => {
       `EXECUTOR_RUNTIME: ${refused}`,
     ]);
     expect(problems({ ...base, EXECUTOR_RUNTIME: 'podman' })).toEqual([
-      'EXECUTOR_RUNTIME: must be one of docker, gvisor, shell, kubernetes',
+      'EXECUTOR_RUNTIME: must be one of docker, gvisor, shell, kubernetes, vm',
+    ]);
+  });
+
+  it('the vm runtime: its settings with defaults, and bad values named', () => {
+    const r = loadExecutorConfig({ ...base, EXECUTOR_RUNTIME: 'vm' });
+    if (!r.ok) throw new Error(r.problems.join('\n'));
+    expect(r.config.runtime).toBe('vm');
+    expect(r.config.vm).toEqual({
+      qemu: 'qemu-system-x86_64',
+      assetsDir: '/var/lib/executor/vm',
+      allowEmulation: false,
+      imageCacheDir: '/var/cache/executor/vm-images',
+      imageCacheBytes: 20 * 1024 ** 3,
+    });
+    expect(
+      problems({
+        ...base,
+        EXECUTOR_RUNTIME: 'vm',
+        EXECUTOR_VM_ASSETS_DIR: 'relative',
+        EXECUTOR_VM_ALLOW_EMULATION: 'maybe',
+        EXECUTOR_VM_IMAGE_CACHE_SIZE: '1M',
+      }),
+    ).toEqual([
+      'EXECUTOR_VM_ASSETS_DIR: must be an absolute path',
+      'EXECUTOR_VM_ALLOW_EMULATION: must be true or false, got "maybe"',
+      'EXECUTOR_VM_IMAGE_CACHE_SIZE: must be at least 64MiB',
     ]);
   });
 

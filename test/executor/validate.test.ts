@@ -71,7 +71,7 @@ describe('executor validate', () => {
     const { ok, lines } = await validate({ ...env(), EXECUTOR_RUNTIME: 'firecracker' });
     expect(ok).toBe(false);
     expect(lines).toContain(
-      '✗ config: EXECUTOR_RUNTIME: the firecracker runtime is not available in this build; use the gvisor runtime for strong isolation without KVM',
+      '✗ config: EXECUTOR_RUNTIME: the firecracker runtime is not available in this build; use the vm runtime (a QEMU microVM per step, with KVM) or the gvisor runtime for strong isolation without KVM',
     );
   });
 

@@ -25,6 +25,7 @@ import { HTTP_RETRY_ENV } from './http-retry-config.js';
 import { JOB_NETWORK_ENV } from './job-network-config.js';
 import { KUBERNETES_ENV } from './kubernetes-config.js';
 import { runtimeName } from './runtime.js';
+import { VM_ENV } from './vm-config.js';
 
 /** The smallest EXECUTOR_JOB_DISK_SPACE other than 0. */
 export const MIN_JOB_DISK_BYTES = 16 * 1024 * 1024;
@@ -115,7 +116,7 @@ const EXECUTOR_OWN_ENV = {
   EXECUTOR_JOB_DISK_SPACE: {
     default: '20G',
     description:
-      "Disk per job (docker and gvisor runtimes): each workspace is a sparse ext4 image of this size, loop-mounted for the job and removed after it; a step that fills it gets ENOSPC and the job fails naming this limit. Needs root (or CAP_SYS_ADMIN) and a loop device: without them the executor refuses to start. Where Docker's storage driver supports it (overlay2 on xfs with pquota), each step container's writable layer gets the same size. `0` = no quota (steps can fill the workspace root's file system).",
+      "Disk per job. docker and gvisor: each workspace is a sparse ext4 image of this size, loop-mounted for the job and removed after it; a step that fills it gets ENOSPC and the job fails naming this limit. Needs root (or CAP_SYS_ADMIN) and a loop device: without them the executor refuses to start. Where Docker's storage driver supports it (overlay2 on xfs with pquota), each step container's writable layer gets the same size. `0` = no quota (steps can fill the workspace root's file system). vm: the size of each job's workspace disk, attached to every step's VM (no loop device needed); `0` takes EXECUTOR_FIRECRACKER_DISK_SPACE, as a VM's disk needs a size.",
     parse: jobDiskSpace(),
   },
   EXECUTOR_KEEP_WORKSPACES: {
@@ -172,7 +173,7 @@ const EXECUTOR_OWN_ENV = {
   EXECUTOR_RUNTIME: {
     default: 'docker',
     description:
-      'Sandbox for job steps: `docker`, `gvisor` (docker with runsc), `shell` (NO isolation, development only) or `kubernetes`. Never guessed. `firecracker` is refused at startup: this build runs no microVMs; use `gvisor` for strong isolation without KVM.',
+      'Sandbox for job steps: `docker`, `gvisor` (docker with runsc), `vm` (a QEMU microVM with its own kernel per step; KVM, see EXECUTOR_VM_*), `shell` (NO isolation, development only) or `kubernetes`. Never guessed. `firecracker` is refused at startup: this build has no Firecracker monitor; use `vm`, or `gvisor` for strong isolation without KVM.',
     parse: runtimeName(),
   },
   EXECUTOR_JOB_PIDS_LIMIT: {
@@ -223,6 +224,7 @@ export const EXECUTOR_ENV = {
   ...EXECUTOR_OWN_ENV,
   ...JOB_NETWORK_ENV,
   ...KUBERNETES_ENV,
+  ...VM_ENV,
   ...HTTP_RETRY_ENV,
 } as const satisfies Catalogue;
 

@@ -16,6 +16,7 @@ import { type HttpRetryConfig, httpRetryConfig, httpRetryProblems } from './http
 import { type JobNetworkConfig, jobNetworkConfig } from './job-network-config.js';
 import { type KubernetesConfig, kubernetesConfig, kubernetesProblems } from './kubernetes-config.js';
 import { FIRECRACKER_REFUSED, type RuntimeName } from './runtime.js';
+import { type VmConfig, vmConfig } from './vm-config.js';
 
 export interface ExecutorConfig extends JobNetworkConfig {
   frontendUrl: string;
@@ -63,6 +64,7 @@ export interface ExecutorConfig extends JobNetworkConfig {
   executorName: string;
   httpRetry: HttpRetryConfig;
   kubernetes: KubernetesConfig;
+  vm: VmConfig;
 }
 
 export type LoadResult = { ok: true; config: ExecutorConfig } | { ok: false; problems: string[] };
@@ -164,6 +166,7 @@ function executorConfig(v: Values<typeof EXECUTOR_ENV>, env: Env, runtimeGiven: 
     executorName: v.EXECUTOR_NAME ?? defaultExecutorName(env),
     httpRetry: httpRetryConfig(v),
     kubernetes: kubernetesConfig(v, env),
+    vm: vmConfig(v),
   };
 }
 

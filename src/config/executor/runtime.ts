@@ -5,16 +5,16 @@
 import { z } from 'zod';
 import type { Parser } from '../parsers.js';
 
-export type RuntimeName = 'docker' | 'gvisor' | 'shell' | 'kubernetes';
-export const RUNTIME_NAMES: readonly RuntimeName[] = ['docker', 'gvisor', 'shell', 'kubernetes'];
+export type RuntimeName = 'docker' | 'gvisor' | 'shell' | 'kubernetes' | 'vm';
+export const RUNTIME_NAMES: readonly RuntimeName[] = ['docker', 'gvisor', 'shell', 'kubernetes', 'vm'];
 
 /**
  * Why `firecracker` (EXECUTOR_RUNTIME or the legacy EXECUTOR_USE_FIRECRACKER=true) is refused when
- * the configuration is loaded: this build runs no microVMs, and a weaker sandbox than asked for is
- * never substituted.
+ * the configuration is loaded: this build has no Firecracker monitor, and a weaker sandbox than asked
+ * for is never substituted. The vm runtime gives each step its own guest kernel with QEMU.
  */
 export const FIRECRACKER_REFUSED =
-  'the firecracker runtime is not available in this build; use the gvisor runtime for strong isolation without KVM';
+  'the firecracker runtime is not available in this build; use the vm runtime (a QEMU microVM per step, with KVM) or the gvisor runtime for strong isolation without KVM';
 
 export const runtimeName = (): Parser<RuntimeName> =>
   z.string().transform((s, ctx): RuntimeName => {

@@ -22,6 +22,12 @@ export async function networkConfinement(
         detail:
           'confined by the NetworkPolicy of deploy/kubernetes/job-network-policy.yaml where the cluster enforces NetworkPolicies (not checked from here)',
       };
+    case 'vm':
+      return {
+        name,
+        ok: true,
+        detail: `none: VMs have no network device, whatever EXECUTOR_JOB_NETWORK says (${config.jobNetwork})`,
+      };
     case 'docker':
     case 'gvisor':
       break;

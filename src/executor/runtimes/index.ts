@@ -3,6 +3,7 @@
  * runtime this build cannot run is an error at startup, never a silent fallback to a weaker sandbox.
  */
 import type { ExecutorConfig } from '../../config/executor.js';
+import { parseSizeBytes } from '../../lib/duration.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Job } from '../../protocol/job.js';
 import type { FilesFetcher } from '../workspace/files.js';
@@ -13,6 +14,7 @@ import { createKubeClient, loadKubeConfig } from './kubernetes/kube-client.js';
 import { createKubernetesRuntime } from './kubernetes/kubernetes-runtime.js';
 import { createShellRuntime } from './shell/shell-runtime.js';
 import type { Runtime } from './types.js';
+import { createVmRuntime } from './vm/vm-runtime.js';
 
 export interface RuntimeDeps {
   logger: Logger;
@@ -78,8 +80,34 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         logger: deps.logger,
       });
     }
+    case 'vm': {
+      const disk = config.jobDiskSpace.bytes > 0 ? config.jobDiskSpace : firecrackerDisk(config);
+      return createVmRuntime({
+        ...common,
+        files: deps.files,
+        ...config.vm,
+        cpus: config.jobNumCpus,
+        memory: config.jobMemory,
+        disk,
+        authConfig: config.dockerAuthConfig,
+        logger: deps.logger,
+      });
+    }
     default:
       // The configuration refuses runtimes this build does not have; this is the last line.
       throw new RuntimeUnavailableError(config.runtime, 'this build does not include it');
   }
+}
+
+/** EXECUTOR_FIRECRACKER_DISK_SPACE as the vm runtime's workspace size (EXECUTOR_JOB_DISK_SPACE=0). */
+function firecrackerDisk(config: ExecutorConfig): { text: string; bytes: number } {
+  const text = config.firecrackerDiskSpace.trim();
+  const bytes = parseSizeBytes(text) ?? 0;
+  if (bytes <= 0) {
+    throw new RuntimeUnavailableError(
+      'vm',
+      'a VM needs a workspace disk size: set EXECUTOR_JOB_DISK_SPACE (or EXECUTOR_FIRECRACKER_DISK_SPACE) above 0',
+    );
+  }
+  return { text, bytes };
 }

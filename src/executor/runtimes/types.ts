@@ -1,6 +1,6 @@
 /**
  * The Runtime interface: how a job's steps get run. One folder per runtime (docker/, shell/,
- * kubernetes/), each with a pure `convert.ts` (step -> container config or pod spec) and the I/O
+ * kubernetes/, vm/), each with a pure `convert.ts` (step -> container config or pod spec) and the I/O
  * around it; what they share is in common.ts. gVisor is the docker runtime with the runsc OCI
  * runtime.
  *
@@ -69,9 +69,15 @@ export interface CheckResult {
  * on its own workspace fields without checking them.
  */
 export interface Runtime<W extends Workspace = Workspace> {
-  readonly name: 'docker' | 'gvisor' | 'shell' | 'kubernetes';
+  readonly name: 'docker' | 'gvisor' | 'shell' | 'kubernetes' | 'vm';
   /** `step.docker` for docker, gvisor and shell; `step.kubernetes` for kubernetes. */
   readonly stepKeyPrefix: string;
+  /**
+   * Why this runtime must not start on this host (the executor refuses with the message), or
+   * undefined. Only runtimes with preconditions beyond validate()'s advice have it (vm: KVM or
+   * EXECUTOR_VM_ALLOW_EMULATION, QEMU, the guest assets).
+   */
+  startupProblem?(): Promise<string | undefined>;
   /** Checks for `executor validate` and startup (daemon answers, runsc registered, ...). */
   validate(): Promise<CheckResult[]>;
   /** Version string for heartbeat telemetry (`dockerVersion`), '' when not applicable. */

@@ -1,7 +1,8 @@
 /**
  * EXECUTOR_JOB_DISK_SPACE at startup and in `executor validate`: whether the configured runtime
  * gives workspaces a disk quota, and whether this process can (disk-image.ts). The docker and
- * gvisor runtimes apply it. The shell runtime does not: its steps run on this host as the
+ * gvisor runtimes apply it (the vm runtime too, as the size of its workspace disks, with no mount on
+ * this host: vm/workspace-disk.ts). The shell runtime does not: its steps run on this host as the
  * executor's user and can write anywhere that user can, so an image around the workspace would
  * confine nothing. Kubernetes jobs write into volumes of the cluster, not of this host.
  */
@@ -37,6 +38,14 @@ export async function diskConfinement(config: DiskSettings): Promise<CheckResult
       name,
       ok: true,
       detail: 'no quota: steps run on this host and can fill any of its file systems',
+    };
+  }
+  if (config.runtime === 'vm') {
+    const size = config.jobDiskSpace.bytes > 0 ? config.jobDiskSpace.text : 'EXECUTOR_FIRECRACKER_DISK_SPACE';
+    return {
+      name,
+      ok: true,
+      detail: `each job's workspace is an ext4 disk of ${size} attached to its steps' VMs; a step that fills it gets ENOSPC`,
     };
   }
   if (config.runtime !== 'docker' && config.runtime !== 'gvisor') {

@@ -30,6 +30,14 @@ describe('diskConfinement', () => {
     expect((await at('kubernetes')).detail).toBe(
       'EXECUTOR_JOB_DISK_SPACE does not apply to the kubernetes runtime',
     );
+    // vm: the size of each job's disk, which needs no mount on this host, so nothing to probe.
+    expect(await at('vm')).toEqual({
+      name: 'job disk',
+      ok: true,
+      detail:
+        "each job's workspace is an ext4 disk of 20G attached to its steps' VMs; a step that fills it gets ENOSPC",
+    });
+    expect((await at('vm', 0)).detail).toContain('disk of EXECUTOR_FIRECRACKER_DISK_SPACE');
     expect(await at('docker', 0)).toEqual({
       name: 'job disk',
       ok: true,

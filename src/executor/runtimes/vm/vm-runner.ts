@@ -1,0 +1,92 @@
+/**
+ * One job's runner in the vm runtime: setup pulls the steps' images into the local Docker daemon
+ * and converts each into its root disk (image-disks.ts); run() boots one microVM per step with that
+ * root disk and the job's workspace disk (boot.ts), streams the step's stdout and stderr apart into
+ * its log entry (redacted there, as with docker) and returns the guest's exit code.
+ *
+ * Cancellation: the job's AbortSignal kills the running VM at once (SIGKILL of QEMU), closes the
+ * step's log entry and rejects with the abort reason. teardown() releases the root disks; it is
+ * idempotent and safe after a failed setup.
+ */
+import type Dockerode from 'dockerode';
+import { errorMessage } from '../../../lib/errors.js';
+import type { Logger } from '../../../lib/logger.js';
+import { type DockerAuthConfig, type Job, recordUid } from '../../../protocol/job.js';
+import type { JobContext } from '../../job-context.js';
+import { SKIP_FILE } from '../common.js';
+import { effectiveAuthConfig } from '../docker/convert.js';
+import { imageExists, pullImage } from '../docker/engine.js';
+import type { Runner, RunSpec, StepOutcome } from '../types.js';
+import { bootStep } from './boot.js';
+import { stepDescription, stepEnv, type VmSettings, vmName, vmRunArgv } from './convert.js';
+import type { ImageDisks, RootDisk } from './image-disks.js';
+import { takeFileFromDisk, type VmWorkspace } from './workspace-disk.js';
+
+export interface VmRunnerDeps {
+  docker: Dockerode;
+  images: ImageDisks;
+  settings: VmSettings;
+  executorName: string;
+  authConfig?: DockerAuthConfig;
+  log: Logger;
+}
+
+export function createVmRunner(deps: VmRunnerDeps, job: Job, ws: VmWorkspace, ctx: JobContext): Runner {
+  const { signal } = ctx;
+  const disks = new Map<string, RootDisk>();
+  const auth = effectiveAuthConfig(job, deps.authConfig);
+  const uid = recordUid(job);
+
+  return {
+    async setup() {
+      const images = [...new Set(job.dockerSteps.map((s) => s.image))];
+      for (const image of images) {
+        if (signal.aborted) throw signal.reason;
+        if (!(await imageExists(deps.docker, image))) {
+          deps.log.info('pulling image', { image });
+          await pullImage(deps.docker, image, auth, signal);
+        }
+        if (signal.aborted) throw signal.reason;
+        disks.set(image, await deps.images.acquire(image));
+      }
+    },
+
+    async run(spec: RunSpec): Promise<StepOutcome> {
+      if (signal.aborted) throw signal.reason;
+      const root = disks.get(spec.image);
+      if (!root) throw new Error(`no root disk for image ${spec.image}: setup() did not run`);
+      const entry = ctx.logger.entry(spec.key, vmRunArgv(spec, deps.settings));
+      try {
+        const env = stepEnv(root.env, spec.env);
+        const r = await bootStep({
+          settings: deps.settings,
+          runDir: `${ws.runDir}/step-${spec.stepIndex}`,
+          name: vmName(deps.executorName, uid, spec.stepIndex),
+          rootDisk: root.path,
+          workspaceDisk: ws.disk,
+          describe: (mark) => stepDescription(spec, env, mark),
+          write: (stream, chunk) => entry.write(stream, chunk),
+          signal,
+        });
+        ws.lastFree = r.disk;
+        if (spec.key.endsWith('.pre')) await takeFileFromDisk(ws, SKIP_FILE);
+        entry.close(r.exitCode);
+        return { exitCode: r.exitCode };
+      } catch (err) {
+        if (signal.aborted) {
+          entry.writeRaw(`step cancelled: ${errorMessage(signal.reason)}\n`);
+          entry.close(-1);
+          throw signal.reason;
+        }
+        entry.writeRaw(`error: ${errorMessage(err)}\n`);
+        entry.close(-1);
+        throw err;
+      }
+    },
+
+    async teardown() {
+      for (const d of disks.values()) d.release();
+      disks.clear();
+    },
+  };
+}

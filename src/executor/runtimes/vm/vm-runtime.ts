@@ -1,0 +1,199 @@
+/**
+ * The vm runtime (EXECUTOR_RUNTIME=vm): every step runs in its own QEMU microVM with its own guest
+ * kernel, booted from the step's image (converted into a read-only root disk, image-disks.ts) with
+ * the job's workspace disk (workspace-disk.ts) at /data. KVM where /dev/kvm is usable; otherwise
+ * software emulation (TCG), only with EXECUTOR_VM_ALLOW_EMULATION=true. Log keys are the docker
+ * runtime's (`step.docker.<key>`), so a Sourcegraph instance sees the same entries.
+ */
+import Dockerode from 'dockerode';
+import type { Logger } from '../../../lib/logger.js';
+import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
+import type { JobContext } from '../../job-context.js';
+import type { DiskQuota } from '../../workspace/disk-image.js';
+import type { FilesFetcher } from '../../workspace/files.js';
+import {
+  DOCKER_STEP_PREFIX,
+  type LocalWorkspaceSettings,
+  prepareHostWorkspace,
+  specsFromSteps,
+} from '../common.js';
+import type { CheckResult, Runner, RunSpec, Runtime } from '../types.js';
+import { memoryMiB, type VmSettings } from './convert.js';
+import { EMULATION_WARNING, hostTscKhz, kvmUsable, qemuVersion, readAssets } from './host.js';
+import { createImageDisks } from './image-disks.js';
+import { removeOrphanVms } from './orphans.js';
+import { createVmRunner } from './vm-runner.js';
+import { toVmWorkspace, type VmWorkspace } from './workspace-disk.js';
+
+export interface VmRuntimeOptions extends LocalWorkspaceSettings {
+  files: (job: Job) => FilesFetcher;
+  /** Injectable; default `new Dockerode()`: images come from the local Docker daemon. */
+  docker?: Dockerode;
+  qemu: string;
+  assetsDir: string;
+  allowEmulation: boolean;
+  imageCacheDir: string;
+  imageCacheBytes: number;
+  /** vCPUs per step (0 -> 1). */
+  cpus: number;
+  /** EXECUTOR_JOB_MEMORY ("0" -> DEFAULT_VM_MEMORY_MIB). */
+  memory: string;
+  /** Size of each job's workspace disk. */
+  disk: DiskQuota;
+  authConfig?: DockerAuthConfig;
+  /** Injectable for tests: whether KVM is usable. */
+  kvm?: () => Promise<{ ok: boolean; why?: string }>;
+  logger: Logger;
+}
+
+export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
+  const docker = opts.docker ?? new Dockerode();
+  const log = opts.logger.child({ runtime: 'vm' });
+  const images = createImageDisks({ docker, cacheDir: opts.imageCacheDir, capBytes: opts.imageCacheBytes });
+  const checkKvm = opts.kvm ?? (() => kvmUsable());
+
+  let settings: Promise<VmSettings> | undefined;
+  /** The VM settings, with the KVM verdict read once; rejects when the runtime must refuse. */
+  function vmSettings(): Promise<VmSettings> {
+    settings ??= (async () => {
+      const problem = await startupProblem();
+      if (problem) throw new Error(problem);
+      const kvm = (await checkKvm()).ok;
+      if (!kvm) log.warn(EMULATION_WARNING);
+      return {
+        qemu: opts.qemu,
+        assetsDir: opts.assetsDir,
+        kvm,
+        cpus: Math.max(1, opts.cpus),
+        memoryMiB: memoryMiB(opts.memory),
+        tscKhz: kvm ? undefined : await hostTscKhz(),
+      };
+    })().catch((err: unknown) => {
+      settings = undefined;
+      throw err;
+    });
+    return settings;
+  }
+
+  /** Why the runtime cannot run jobs here, or undefined. */
+  async function startupProblem(): Promise<string | undefined> {
+    try {
+      await qemuVersion(opts.qemu);
+    } catch {
+      return `EXECUTOR_RUNTIME=vm needs QEMU: ${opts.qemu} does not run (apt-get install qemu-system-x86, or set EXECUTOR_VM_QEMU)`;
+    }
+    try {
+      await readAssets(opts.assetsDir);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    const kvm = await checkKvm();
+    if (!kvm.ok && !opts.allowEmulation) {
+      return `EXECUTOR_RUNTIME=vm needs KVM: ${kvm.why}. Run on bare metal or a VM with nested virtualisation; EXECUTOR_VM_ALLOW_EMULATION=true runs emulated VMs instead (far too slow for real work: tests and trials only)`;
+    }
+    return undefined;
+  }
+
+  return {
+    name: 'vm',
+    stepKeyPrefix: DOCKER_STEP_PREFIX,
+
+    async startupProblem(): Promise<string | undefined> {
+      try {
+        await vmSettings();
+        return undefined;
+      } catch (err) {
+        return (err as Error).message;
+      }
+    },
+
+    async validate(): Promise<CheckResult[]> {
+      const checks: CheckResult[] = [];
+      try {
+        checks.push({ name: 'qemu', ok: true, detail: await qemuVersion(opts.qemu) });
+      } catch (err) {
+        checks.push({
+          name: 'qemu',
+          ok: false,
+          detail: `${opts.qemu} does not run: ${(err as Error).message}`,
+        });
+      }
+      const kvm = await checkKvm();
+      checks.push(
+        kvm.ok
+          ? { name: 'kvm', ok: true, detail: '/dev/kvm is usable: VMs run with hardware virtualisation' }
+          : opts.allowEmulation
+            ? {
+                name: 'kvm',
+                ok: true,
+                detail: `${kvm.why}; EMULATED VMs (EXECUTOR_VM_ALLOW_EMULATION=true): tests and trials only`,
+              }
+            : {
+                name: 'kvm',
+                ok: false,
+                detail: `${kvm.why}; the executor will not start (EXECUTOR_VM_ALLOW_EMULATION=true allows emulation)`,
+              },
+      );
+      try {
+        const a = await readAssets(opts.assetsDir);
+        checks.push({
+          name: 'vm assets',
+          ok: true,
+          detail: `${opts.assetsDir}: kernel ${a.kernelVersion ?? 'of unknown version (no assets.json)'}`,
+        });
+      } catch (err) {
+        checks.push({ name: 'vm assets', ok: false, detail: (err as Error).message });
+      }
+      try {
+        const v = await docker.version();
+        checks.push({ name: 'docker daemon (images)', ok: true, detail: `version ${v.Version}` });
+      } catch (err) {
+        checks.push({
+          name: 'docker daemon (images)',
+          ok: false,
+          detail: `the vm runtime takes step images from the local Docker daemon, which does not answer: ${(err as Error).message}`,
+        });
+      }
+      return checks;
+    },
+
+    async version(): Promise<string> {
+      return qemuVersion(opts.qemu).catch(() => '');
+    },
+
+    async prepareWorkspace(job: Job, ctx: JobContext): Promise<VmWorkspace> {
+      await vmSettings();
+      const host = await prepareHostWorkspace(job, ctx, opts, opts.files(job));
+      try {
+        return await toVmWorkspace(host, opts.disk);
+      } catch (err) {
+        await host.remove().catch(() => {});
+        throw err;
+      }
+    },
+
+    async newRunner(job: Job, ws: VmWorkspace, ctx: JobContext): Promise<Runner> {
+      return createVmRunner(
+        {
+          docker,
+          images,
+          settings: await vmSettings(),
+          executorName: opts.executorName,
+          authConfig: opts.authConfig,
+          log,
+        },
+        job,
+        ws,
+        ctx,
+      );
+    },
+
+    specs(job: Job, ws: VmWorkspace): RunSpec[] {
+      return specsFromSteps(job, ws, DOCKER_STEP_PREFIX);
+    },
+
+    cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {
+      return removeOrphanVms(opts.workspaceRoot, activeJobUids, opts.executorName);
+    },
+  };
+}

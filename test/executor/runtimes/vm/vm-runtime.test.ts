@@ -1,0 +1,123 @@
+/**
+ * The vm runtime's refusals and `executor validate` lines, without booting a VM (vm.test.ts in
+ * test/e2e boots them). KVM is injected so the refusal is tested the same on hosts with and without
+ * /dev/kvm; QEMU and the assets are the real ones where present.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kvmUsable } from '../../../../src/executor/runtimes/vm/host.js';
+import { createVmRuntime, type VmRuntimeOptions } from '../../../../src/executor/runtimes/vm/vm-runtime.js';
+import { createMemoryLogger } from '../../../../src/lib/logger.js';
+import { commandAvailable, requireOrSkip } from '../../../helpers/env.js';
+
+const haveQemu = requireOrSkip('QEMU (qemu-system-x86_64)', commandAvailable('qemu-system-x86_64'));
+
+let assets: string;
+beforeAll(async () => {
+  // Stand-ins for the kernel and initramfs: these tests read the files, they boot nothing.
+  assets = await mkdtemp(path.join(os.tmpdir(), 'vm-assets-test-'));
+  await writeFile(path.join(assets, 'vmlinuz'), 'k');
+  await writeFile(path.join(assets, 'initramfs.img'), 'i');
+  await writeFile(path.join(assets, 'assets.json'), JSON.stringify({ kernelVersion: '6.1.0-test' }));
+});
+afterAll(async () => {
+  await rm(assets, { recursive: true, force: true });
+});
+
+function options(over: Partial<VmRuntimeOptions> = {}): VmRuntimeOptions {
+  return {
+    executorName: 'vm-test',
+    workspaceRoot: os.tmpdir(),
+    keepWorkspaces: false,
+    frontendUrl: 'http://127.0.0.1:1',
+    frontendPassword: '',
+    files: () => {
+      throw new Error('not used');
+    },
+    qemu: 'qemu-system-x86_64',
+    assetsDir: assets,
+    allowEmulation: false,
+    imageCacheDir: path.join(os.tmpdir(), 'vm-test-images'),
+    imageCacheBytes: 1024 * 1024 * 1024,
+    cpus: 1,
+    memory: '256M',
+    disk: { text: '64M', bytes: 64 * 1024 * 1024 },
+    logger: createMemoryLogger(),
+    ...over,
+  };
+}
+
+const NO_KVM = async () => ({ ok: false, why: '/dev/kvm does not exist (test)' });
+
+describe.skipIf(!haveQemu)('vm runtime: startup and validate', () => {
+  it('refuses without KVM unless emulation is allowed, naming EXECUTOR_VM_ALLOW_EMULATION', async () => {
+    const refused = await createVmRuntime(options({ kvm: NO_KVM })).startupProblem!();
+    expect(refused).toMatch(/^EXECUTOR_RUNTIME=vm needs KVM: \/dev\/kvm does not exist \(test\)\./);
+    expect(refused).toContain('EXECUTOR_VM_ALLOW_EMULATION=true');
+
+    const logger = createMemoryLogger();
+    const allowed = createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true, logger }));
+    expect(await allowed.startupProblem!()).toBeUndefined();
+    expect(
+      logger.lines.some((l) => l.includes('"level":"warn"') && l.includes('EMULATED virtual machines')),
+    ).toBe(true);
+  });
+
+  it('starts with KVM and says nothing about emulation', async () => {
+    const logger = createMemoryLogger();
+    const rt = createVmRuntime(options({ kvm: async () => ({ ok: true }), logger }));
+    expect(await rt.startupProblem!()).toBeUndefined();
+    expect(logger.lines.some((l) => l.includes('EMULATED'))).toBe(false);
+  });
+
+  it('refuses without the guest assets, naming npm run vm-assets', async () => {
+    const rt = createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true, assetsDir: '/nonexistent/vm' }));
+    expect(await rt.startupProblem!()).toBe(
+      'the guest assets are missing: no /nonexistent/vm/vmlinuz; build them with `npm run vm-assets` (EXECUTOR_VM_ASSETS_DIR=/nonexistent/vm)',
+    );
+  });
+
+  it('refuses without QEMU, naming EXECUTOR_VM_QEMU', async () => {
+    const rt = createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true, qemu: '/nonexistent/qemu' }));
+    expect(await rt.startupProblem!()).toMatch(
+      /needs QEMU: \/nonexistent\/qemu does not run.*EXECUTOR_VM_QEMU/,
+    );
+  });
+
+  it('validate reports QEMU, KVM and the assets', async () => {
+    const checks = await createVmRuntime(options({ kvm: NO_KVM })).validate();
+    const byName = Object.fromEntries(checks.map((c) => [c.name, c]));
+    expect(byName.qemu).toEqual({
+      name: 'qemu',
+      ok: true,
+      detail: expect.stringMatching(/^QEMU emulator version \d/),
+    });
+    expect(byName.kvm).toEqual({
+      name: 'kvm',
+      ok: false,
+      detail:
+        '/dev/kvm does not exist (test); the executor will not start (EXECUTOR_VM_ALLOW_EMULATION=true allows emulation)',
+    });
+    expect(byName['vm assets']).toEqual({
+      name: 'vm assets',
+      ok: true,
+      detail: `${assets}: kernel 6.1.0-test`,
+    });
+
+    const emulated = await createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true })).validate();
+    expect(emulated.find((c) => c.name === 'kvm')).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining('EMULATED'),
+    });
+  });
+
+  it('kvmUsable tells a missing device from a present one', async () => {
+    expect(await kvmUsable('/nonexistent/kvm')).toEqual({
+      ok: false,
+      why: '/nonexistent/kvm does not exist (no hardware virtualisation here, or the kvm module is not loaded)',
+    });
+    expect(await kvmUsable('/dev/null')).toEqual({ ok: true });
+  });
+});
