@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import type { JobEventView } from '../protocol/user-api.js';
 import { type ApiClient, ApiError, type ApiJob, type ApiLogEntry, createApiClient } from './api-client.js';
 import { ago, humanDuration, paint, stateText, table, toMs } from './format.js';
-import { JobFileError, readJobFile } from './job-file.js';
+import { collect, JobFileError, readJobFile, SECRET_FLAG, SECRET_FLAG_HELP } from './job-file.js';
 
 export interface GlobalOpts {
   server?: string;
@@ -301,9 +301,10 @@ export function withGlobal(cmd: Command): Command {
 export function registerClientCommands(program: Command): void {
   withGlobal(program.command('submit <file>').description('submit a job file (YAML or JSON; - for stdin)'))
     .option('-f, --follow', "follow the job's log until it ends; exit with its outcome")
-    .action((file: string, opts: GlobalOpts & { follow?: boolean }) =>
+    .option(SECRET_FLAG, SECRET_FLAG_HELP, collect, [])
+    .action((file: string, opts: GlobalOpts & { follow?: boolean; secret: string[] }) =>
       runAction(async () => {
-        const spec = await readJobFile(file);
+        const spec = await readJobFile(file, { flags: opts.secret });
         const client = clientFrom(opts);
         const job = await client.submit(spec);
         if (opts.json && !opts.follow) out(JSON.stringify(job));
