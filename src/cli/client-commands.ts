@@ -5,7 +5,7 @@
  * following without cancelling the job.
  */
 import type { Command } from 'commander';
-import type { JobEventView } from '../protocol/user-api.js';
+import { JOB_STATES, type JobEventView } from '../protocol/user-api.js';
 import { type ApiClient, ApiError, type ApiJob, type ApiLogEntry, createApiClient } from './api-client.js';
 import { ago, humanDuration, paint, stateText, table, toMs } from './format.js';
 import { collect, JobFileError, readJobFile, SECRET_FLAG, SECRET_FLAG_HELP } from './job-file.js';
@@ -23,8 +23,27 @@ export function outcomeExitCode(state: string): number {
   return state === 'completed' ? 0 : 1;
 }
 
+/** Checks a server URL: http or https with a host, so that a typo is not reported as "not running". */
+export function checkServerUrl(server: string, from: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(server);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
+    throw new UsageError(
+      `${from} "${server}" is not a server URL: it needs http:// or https://, for example http://${server.replace(/^[a-z]+:\/\//i, '') || '127.0.0.1:3080'}`,
+    );
+  }
+  return server;
+}
+
 export function clientFrom(opts: GlobalOpts): ApiClient {
-  const server = opts.server ?? process.env.EXECUTOR_SERVER_URL ?? 'http://127.0.0.1:3080';
+  const server = checkServerUrl(
+    opts.server ?? process.env.EXECUTOR_SERVER_URL ?? 'http://127.0.0.1:3080',
+    opts.server ? '--server' : process.env.EXECUTOR_SERVER_URL ? 'EXECUTOR_SERVER_URL' : 'the server URL',
+  );
   const token = opts.token ?? process.env.EXECUTOR_SERVER_API_TOKEN;
   if (!token) {
     throw new UsageError(
@@ -273,7 +292,7 @@ export async function runAction(
     } else if (e instanceof ApiError) {
       const hint =
         e.status === 401
-          ? '; check --token or EXECUTOR_SERVER_API_TOKEN'
+          ? '; check --token or EXECUTOR_SERVER_API_TOKEN: it must be a token this server issued (`executor up` prints one, `executor tokens create` makes more) and --server or EXECUTOR_SERVER_URL must name that server'
           : e.status === 404
             ? notFound
             : e.status === 403
@@ -320,6 +339,9 @@ export function registerClientCommands(program: Command): void {
     .option('--before <id>', 'jobs with an id below this (the next page)')
     .action((opts: GlobalOpts & { state?: string; queue?: string; limit: string; before?: string }) =>
       runAction(async () => {
+        if (opts.state !== undefined && !(JOB_STATES as readonly string[]).includes(opts.state)) {
+          throw new UsageError(`--state must be one of ${JOB_STATES.join(', ')}, not "${opts.state}"`);
+        }
         const page = await clientFrom(opts).listJobs({
           state: opts.state,
           queue: opts.queue,

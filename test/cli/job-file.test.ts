@@ -35,7 +35,9 @@ describe('job files', () => {
     }
     expect(err).toBeInstanceOf(JobFileError);
     const paths = err!.problems.map((p) => p.path);
-    expect(paths).toEqual(expect.arrayContaining(['steps[0].image', 'steps[0].run', 'steps[0].imag', 'timeout']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['steps[0].image', 'steps[0].run', 'steps[0].imag', 'timeout']),
+    );
     expect(err!.message).toContain('job.yaml is not a valid job');
   });
 
