@@ -321,6 +321,10 @@ export function registerClientCommands(program: Command): void {
   withGlobal(program.command('submit <file>').description('submit a job file (YAML or JSON; - for stdin)'))
     .option('-f, --follow', "follow the job's log until it ends; exit with its outcome")
     .option(SECRET_FLAG, SECRET_FLAG_HELP, collect, [])
+    .addHelpText(
+      'after',
+      '\nThe job file, its fields, secrets and limits: docs/job-file.md (shipped with the package).\nIts JSON Schema, for editors: executor schema job',
+    )
     .action((file: string, opts: GlobalOpts & { follow?: boolean; secret: string[] }) =>
       runAction(async () => {
         const spec = await readJobFile(file, { flags: opts.secret });

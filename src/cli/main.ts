@@ -8,6 +8,7 @@ import { registerClientCommands } from './client-commands.js';
 import { registerExecCommand } from './exec.js';
 import { registerInstallCommand } from './install.js';
 import { registerRunCommand } from './run.js';
+import { registerSchemaCommand } from './schema.js';
 import { registerServerCommand } from './server.js';
 import { registerTokenCommands } from './token-commands.js';
 import { registerUpCommand } from './up.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerTokenCommands(program);
   registerInstallCommand(program);
   registerExecCommand(program);
+  registerSchemaCommand(program);
   return program;
 }
 

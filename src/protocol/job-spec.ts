@@ -29,8 +29,13 @@ export const stepSpecSchema = z
     key: z
       .string()
       .regex(NAME, 'must be letters, digits, "_", "." or "-", starting with a letter or digit')
-      .optional(),
-    image: z.string().min(1, 'is required: the container image this step runs in').max(512),
+      .optional()
+      .describe('Names the step in logs (step.docker.KEY); unique within the job. Default: its index.'),
+    image: z
+      .string()
+      .min(1, 'is required: the container image this step runs in')
+      .max(512)
+      .describe('The container image this step runs in, such as "alpine:3.20".'),
     run: z
       .union(
         [
@@ -40,13 +45,16 @@ export const stepSpecSchema = z
         { errorMap: () => ({ message: 'must be a shell command or a list of commands' }) },
       )
       .describe('The shell script this step runs (sh -c), or a list of commands run one after another.'),
-    dir: relativePath.optional(),
+    dir: relativePath
+      .optional()
+      .describe('Working directory of the step, relative to the workspace (default: the workspace).'),
     env: z
       .record(z.string())
       .refine((e) => Object.keys(e).every((k) => ENV_NAME.test(k)), {
         message: 'keys must be environment variable names',
       })
-      .optional(),
+      .optional()
+      .describe('Environment variables of this step (NAME: value); values are not redacted.'),
   })
   .strict();
 
@@ -59,12 +67,22 @@ export const repositorySpecSchema = z
       .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'must be a repository name like "org/repo"')
       .refine((n) => !n.split('/').some((p) => p === '.' || p === '..'), {
         message: 'must not contain . or ..',
-      }),
-    commit: z.string().min(1, 'is required: a commit sha, branch or tag').max(256),
-    directory: relativePath.optional(),
-    fetchTags: z.boolean().optional(),
-    shallow: z.boolean().optional(),
-    sparse: z.array(z.string().min(1)).optional(),
+      })
+      .describe('The repository on the server, such as "org/repo".'),
+    commit: z
+      .string()
+      .min(1, 'is required: a commit sha, branch or tag')
+      .max(256)
+      .describe('A commit sha, branch or tag; resolved to a sha when the job is submitted.'),
+    directory: relativePath
+      .optional()
+      .describe('Where to check it out, relative to the workspace (default: the workspace itself).'),
+    fetchTags: z.boolean().optional().describe('Fetch the tags too (default false).'),
+    shallow: z.boolean().optional().describe('Fetch only the commit, without history (default false).'),
+    sparse: z
+      .array(z.string().min(1))
+      .optional()
+      .describe('Check out only these paths (sparse checkout; default: everything).'),
   })
   .strict();
 
@@ -72,7 +90,10 @@ export const fileSpecSchema = z.union([
   z.string(),
   z
     .object({
-      base64: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be standard base64'),
+      base64: z
+        .string()
+        .regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be standard base64')
+        .describe('The content as standard base64, for binary files.'),
     })
     .strict(),
 ]);
@@ -121,14 +142,16 @@ const jobSpecObject = z
       .superRefine(secretNames)
       .optional()
       .describe('Environment variables for every step whose values are redacted from logs.'),
-    timeout: duration.optional().describe('How long the job may run, such as "30m" (server default 1h).'),
+    timeout: duration
+      .optional()
+      .describe('How long the job may run, such as "90s", "30m" or "2h" (server default 30m).'),
     maxAttempts: z
       .number()
       .int()
       .min(1)
       .max(100)
       .optional()
-      .describe('How many times the job is tried when it errors (server default 3).'),
+      .describe('Attempts in all: an attempt that errors is queued again while attempts are left (server default 1).'),
     priority: z
       .number()
       .int()
