@@ -138,7 +138,11 @@ const jobSpecObject = z
       .max(100)
       .describe('The steps, run in order in the same workspace; the job fails at the first failing step.'),
     secrets: z
-      .record(z.string().min(1, 'secret values must not be empty'))
+      .record(
+        z
+          .string({ invalid_type_error: 'must be the value (fromEnv and fromFile are resolved by the CLI)' })
+          .min(1, 'secret values must not be empty'),
+      )
       .superRefine(secretNames)
       .optional()
       .describe('Environment variables for every step whose values are redacted from logs.'),
@@ -151,7 +155,9 @@ const jobSpecObject = z
       .min(1)
       .max(100)
       .optional()
-      .describe('Attempts in all: an attempt that errors is queued again while attempts are left (server default 1).'),
+      .describe(
+        'Attempts in all: an attempt that errors is queued again while attempts are left (server default 1).',
+      ),
     priority: z
       .number()
       .int()

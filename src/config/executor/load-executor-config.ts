@@ -3,9 +3,11 @@
  * the rules between variables -> one deeply frozen ExecutorConfig with normalised units. Every
  * problem is reported at once, each naming its variable.
  */
+
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { parseSizeBytes } from '../../lib/duration.js';
+import { executorVersion } from '../../protocol/version.js';
 import { deepFreeze, type Values } from '../declare.js';
 import { type Env, loadSettings } from '../load.js';
 import { readBool } from '../parsers.js';
@@ -56,6 +58,8 @@ export interface ExecutorConfig extends JobNetworkConfig {
   metricsAddr?: { host: string; port: number };
   workspaceRoot: string;
   executorName: string;
+  /** The version sent in dequeue and heartbeat requests (protocol/version.ts `executorVersion`). */
+  reportedVersion: string;
   httpRetry: HttpRetryConfig;
   kubernetes: KubernetesConfig;
 }
@@ -154,6 +158,7 @@ function executorConfig(v: Values<typeof EXECUTOR_ENV>, env: Env, runtimeGiven: 
     metricsAddr: v.EXECUTOR_METRICS_ADDR,
     workspaceRoot: v.EXECUTOR_WORKSPACE_ROOT ?? os.tmpdir(),
     executorName: v.EXECUTOR_NAME ?? defaultExecutorName(env),
+    reportedVersion: executorVersion(v.EXECUTOR_REPORTED_VERSION),
     httpRetry: httpRetryConfig(v),
     kubernetes: kubernetesConfig(v, env),
   };
