@@ -312,14 +312,17 @@ export async function runAction(
 /** The options every client command takes. */
 export function withGlobal(cmd: Command): Command {
   return cmd
-    .option('--server <url>', 'server URL (env EXECUTOR_SERVER_URL, default http://127.0.0.1:3080)')
-    .option('--token <token>', 'user API token (env EXECUTOR_SERVER_API_TOKEN)')
-    .option('--json', 'print JSON for scripts');
+    .option(
+      '--server <url>',
+      'Server URL, with http:// or https:// (env EXECUTOR_SERVER_URL, default http://127.0.0.1:3080)',
+    )
+    .option('--token <token>', 'User API token (env EXECUTOR_SERVER_API_TOKEN)')
+    .option('--json', 'Print JSON for scripts');
 }
 
 export function registerClientCommands(program: Command): void {
-  withGlobal(program.command('submit <file>').description('submit a job file (YAML or JSON; - for stdin)'))
-    .option('-f, --follow', "follow the job's log until it ends; exit with its outcome")
+  withGlobal(program.command('submit <file>').description('Submit a job file (YAML or JSON; - for stdin)'))
+    .option('-f, --follow', "Follow the job's log until it ends; exit with its outcome")
     .option(SECRET_FLAG, SECRET_FLAG_HELP, collect, [])
     .addHelpText(
       'after',
@@ -336,11 +339,14 @@ export function registerClientCommands(program: Command): void {
       }),
     );
 
-  withGlobal(program.command('jobs').description('list jobs, newest first'))
-    .option('--state <state>', 'queued, processing, completed, errored, failed or canceled')
-    .option('--queue <queue>', 'only this queue')
-    .option('--limit <n>', 'page size', '20')
-    .option('--before <id>', 'jobs with an id below this (the next page)')
+  withGlobal(program.command('jobs').description('List jobs, newest first'))
+    .option(
+      '--state <state>',
+      'Only jobs in this state: queued, processing, completed, errored, failed or canceled',
+    )
+    .option('--queue <queue>', 'Only this queue')
+    .option('--limit <n>', 'Page size', '20')
+    .option('--before <id>', 'Jobs with an id below this (the next page)')
     .action((opts: GlobalOpts & { state?: string; queue?: string; limit: string; before?: string }) =>
       runAction(async () => {
         if (opts.state !== undefined && !(JOB_STATES as readonly string[]).includes(opts.state)) {
@@ -363,7 +369,7 @@ export function registerClientCommands(program: Command): void {
     );
 
   withGlobal(
-    program.command('show <id>').description('show a job: state, attempts, history, steps and durations'),
+    program.command('show <id>').description('Show a job: state, attempts, history, steps and durations'),
   ).action((id: string, opts: GlobalOpts) =>
     runAction(async () => {
       const job = await clientFrom(opts).getJob(parseId(id));
@@ -372,8 +378,8 @@ export function registerClientCommands(program: Command): void {
     }),
   );
 
-  withGlobal(program.command('logs <id>').description("print a job's log"))
-    .option('-f, --follow', 'follow until the job ends; exit with its outcome')
+  withGlobal(program.command('logs <id>').description("Print a job's log"))
+    .option('-f, --follow', 'Follow until the job ends; exit with its outcome')
     .action((id: string, opts: GlobalOpts & { follow?: boolean }) =>
       runAction(async () => {
         const client = clientFrom(opts);
@@ -396,8 +402,8 @@ export function registerClientCommands(program: Command): void {
     );
 
   for (const [name, verb] of [
-    ['cancel', 'cancel a queued or running job'],
-    ['retry', 'queue a failed, errored or canceled job again'],
+    ['cancel', 'Cancel a queued or running job'],
+    ['retry', 'Queue a failed, errored or canceled job again'],
   ] as const) {
     withGlobal(program.command(`${name} <id>`).description(verb)).action((id: string, opts: GlobalOpts) =>
       runAction(async () => {
@@ -414,7 +420,7 @@ export function registerClientCommands(program: Command): void {
   }
 
   withGlobal(
-    program.command('executors').description('list executors with versions and compatibility'),
+    program.command('executors').description('List executors with versions and compatibility'),
   ).action((opts: GlobalOpts) =>
     runAction(async () => {
       const res = (await clientFrom(opts).executors()) as
@@ -442,7 +448,7 @@ export function registerClientCommands(program: Command): void {
     }),
   );
 
-  withGlobal(program.command('queues').description('queue depth, processing and oldest waiting job')).action(
+  withGlobal(program.command('queues').description('Queue depth, processing and oldest waiting job')).action(
     (opts: GlobalOpts) =>
       runAction(async () => {
         const res = (await clientFrom(opts).queues()) as

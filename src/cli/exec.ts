@@ -96,11 +96,11 @@ export async function execJob(file: string, opts: ExecOptions): Promise<number> 
 export function registerExecCommand(program: Command): void {
   program
     .command('exec <file>')
-    .description('Run a job file on this machine, no server needed; exit with its outcome.')
-    .option('--repo <path>', "local git repository to serve as the job's repository (default: .)")
-    .option('--runtime <name>', 'docker, gvisor or shell', 'docker')
-    .option('--keep-workspace', 'keep the workspace and scratch directory for inspection')
-    .option('--verbose', 'show the server and executor logs')
+    .description('Run a job file on this machine, no server needed; exit with its outcome')
+    .option('--repo <path>', "Local git repository to serve as the job's repository (default: .)")
+    .option('--runtime <name>', 'Runtime: docker, gvisor or shell', 'docker')
+    .option('--keep-workspace', 'Keep the workspace and scratch directory for inspection')
+    .option('--verbose', 'Show the server and executor logs')
     .option(SECRET_FLAG, SECRET_FLAG_HELP, collect, [])
     .action(
       async (

@@ -17,9 +17,11 @@ import { registerValidateCommand } from './validate.js';
 export function buildProgram(): Command {
   const program = new Command('executor')
     .description(
-      'Run untrusted batch jobs in sandboxes: a Sourcegraph-compatible executor (run) and the queue server it talks to (server).',
+      'Run untrusted batch jobs in sandboxes: a Sourcegraph-compatible executor (run) and the queue server it talks to (server)',
     )
-    .version(packageVersion(), '-v, --version')
+    .version(packageVersion(), '-v, --version', 'Print the version')
+    .helpOption('-h, --help', 'Show help for the command')
+    .helpCommand('help [command]', 'Show help for a command')
     .showHelpAfterError();
   registerUpCommand(program);
   registerRunCommand(program);

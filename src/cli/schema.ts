@@ -25,8 +25,8 @@ export function jobFileJsonSchema(): Record<string, unknown> {
 export function registerSchemaCommand(program: Command): void {
   program
     .command('schema')
-    .description('Print a JSON Schema: `executor schema job` for job files.')
-    .argument('<what>', 'job')
+    .description('Print a JSON Schema: `executor schema job` for job files')
+    .argument('<what>', 'Which schema: job')
     .action((what: string) => {
       if (what !== 'job') {
         process.stderr.write(

@@ -233,21 +233,24 @@ export async function up(opts: UpOptions): Promise<number> {
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
-    .description('Start a server and an executor in one process, with a demo job (first run).')
+    .description('Start a server and an executor in one process, with a demo job (first run)')
     .option(
       '--data <dir>',
-      'where the SQLite database, repositories and credentials live (env EXECUTOR_SERVER_DATA)',
+      'Where the SQLite database, repositories and credentials live (env EXECUTOR_SERVER_DATA)',
       process.env.EXECUTOR_SERVER_DATA || './.executor-data',
     )
     .option(
       '--listen <host:port>',
-      'address of the server (env EXECUTOR_SERVER_LISTEN)',
+      'Address of the server (env EXECUTOR_SERVER_LISTEN)',
       process.env.EXECUTOR_SERVER_LISTEN || '127.0.0.1:3080',
     )
-    .option('--runtime <name>', 'docker, gvisor or shell (default: docker if a daemon answers, else shell)')
-    .option('--no-demo', 'do not create the demo repository and job')
-    .option('--exit-after-demo', 'stop after the demo job and exit with its outcome (for scripts)')
-    .option('--verbose', 'show the server and executor logs')
+    .option(
+      '--runtime <name>',
+      'Runtime: docker, gvisor or shell (default: docker if a daemon answers, else shell)',
+    )
+    .option('--no-demo', 'Do not create the demo repository and job')
+    .option('--exit-after-demo', 'Stop after the demo job and exit with its outcome (for scripts)')
+    .option('--verbose', 'Show the server and executor logs')
     .action(
       async (o: {
         data: string;

@@ -218,7 +218,7 @@ export function registerValidateCommand(program: Command): void {
   program
     .command('validate')
     .description(
-      'Check the executor configuration, tools, sandbox runtime and connection to the queue server.',
+      'Check the executor configuration, tools, sandbox runtime and connection to the queue server',
     )
     .option(
       '--sourcegraph-version <version>',
