@@ -110,4 +110,32 @@ describe.skipIf(!available)('job page at 1400x900', { timeout: 180_000 }, () => 
       what: 'follow to stop at the end',
     });
   });
+
+  it('queue charts: "started" stays visible under an equal "finished", and all share one time axis', async () => {
+    // Two samples: the jobs above were started and finished in the first interval, none since.
+    await cluster.app.loops.history.runOnce(Date.now());
+    await cluster.app.loops.history.runOnce(Date.now() + 5_000);
+    await page.goto(`${cluster.url}/#/queues`);
+    const card = page.locator('section.card', { hasText: 'default' });
+    const throughput = card.locator('figure.chart', { hasText: 'Throughput' });
+    await throughput.locator('path.line.series-1').waitFor({ timeout: 30_000 });
+    const style = (sel: string) =>
+      page.evaluate(
+        `(() => { const s = getComputedStyle(document.querySelector(${JSON.stringify(sel)})); return [parseFloat(s.strokeWidth), s.strokeDasharray]; })()`,
+      ) as Promise<[number, string]>;
+    const fig = 'section.card figure.chart:nth-of-type(2)';
+    const [startedWidth, startedDash] = await style(`${fig} path.line.series-0`);
+    const [finishedWidth, finishedDash] = await style(`${fig} path.line.series-1`);
+    expect(startedDash).toBe('none');
+    expect(finishedDash).not.toBe('none');
+    expect(startedWidth).toBeGreaterThan(finishedWidth);
+    const ticks = async (name: string) =>
+      card.locator('figure.chart', { hasText: name }).locator('text.tick').allTextContents();
+    const latency = await ticks('Dispatch latency');
+    const rate = await ticks('Throughput');
+    expect(latency.length).toBe(4);
+    // [max, min, from, to]: the time labels are the same.
+    expect(latency.slice(2)).toEqual(rate.slice(2));
+    expect(latency.slice(2)).toEqual((await ticks('Depth')).slice(2));
+  });
 });
