@@ -320,7 +320,8 @@ export function withGlobal(cmd: Command): Command {
     .option('--json', 'Print JSON for scripts');
 }
 
-export function registerClientCommands(program: Command): void {
+/** `executor submit FILE [--follow] [--secret ...]`. */
+function registerSubmitCommand(program: Command): void {
   withGlobal(program.command('submit <file>').description('Submit a job file (YAML or JSON; - for stdin)'))
     .option('-f, --follow', "Follow the job's log until it ends; exit with its outcome")
     .option(SECRET_FLAG, SECRET_FLAG_HELP, collect, [])
@@ -338,6 +339,10 @@ export function registerClientCommands(program: Command): void {
         return opts.follow ? followJob(client, job.id, !!opts.json) : 0;
       }),
     );
+}
+
+export function registerClientCommands(program: Command): void {
+  registerSubmitCommand(program);
 
   withGlobal(program.command('jobs').description('List jobs, newest first'))
     .option(
