@@ -94,10 +94,12 @@ export function createApiClient(opts: ApiClientOptions) {
     }
     if (!res.ok) {
       const err = (parsed as Partial<ErrorBody> | null)?.error;
+      const message = err?.message ?? (typeof parsed === 'string' && parsed ? parsed : `HTTP ${res.status}`);
       throw new ApiError(
         res.status,
         err?.code ?? `HTTP_${res.status}`,
-        err?.message ?? (typeof parsed === 'string' && parsed ? parsed : `HTTP ${res.status}`),
+        // Which server refused the token matters most when several are around (up, a team server).
+        res.status === 401 ? `the server at ${base} rejected the API token: ${message}` : message,
         err?.details ?? [],
       );
     }

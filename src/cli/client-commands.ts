@@ -5,10 +5,10 @@
  * following without cancelling the job.
  */
 import type { Command } from 'commander';
-import type { JobEventView } from '../protocol/user-api.js';
+import { JOB_STATES, type JobEventView } from '../protocol/user-api.js';
 import { type ApiClient, ApiError, type ApiJob, type ApiLogEntry, createApiClient } from './api-client.js';
 import { ago, humanDuration, paint, stateText, table, toMs } from './format.js';
-import { JobFileError, readJobFile } from './job-file.js';
+import { collect, JobFileError, readJobFile, SECRET_FLAG, SECRET_FLAG_HELP } from './job-file.js';
 
 export interface GlobalOpts {
   server?: string;
@@ -23,8 +23,27 @@ export function outcomeExitCode(state: string): number {
   return state === 'completed' ? 0 : 1;
 }
 
+/** Checks a server URL: http or https with a host, so that a typo is not reported as "not running". */
+export function checkServerUrl(server: string, from: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(server);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) {
+    throw new UsageError(
+      `${from} "${server}" is not a server URL: it needs http:// or https://, for example http://${server.replace(/^[a-z]+:\/\//i, '') || '127.0.0.1:3080'}`,
+    );
+  }
+  return server;
+}
+
 export function clientFrom(opts: GlobalOpts): ApiClient {
-  const server = opts.server ?? process.env.EXECUTOR_SERVER_URL ?? 'http://127.0.0.1:3080';
+  const server = checkServerUrl(
+    opts.server ?? process.env.EXECUTOR_SERVER_URL ?? 'http://127.0.0.1:3080',
+    opts.server ? '--server' : process.env.EXECUTOR_SERVER_URL ? 'EXECUTOR_SERVER_URL' : 'the server URL',
+  );
   const token = opts.token ?? process.env.EXECUTOR_SERVER_API_TOKEN;
   if (!token) {
     throw new UsageError(
@@ -273,7 +292,7 @@ export async function runAction(
     } else if (e instanceof ApiError) {
       const hint =
         e.status === 401
-          ? '; check --token or EXECUTOR_SERVER_API_TOKEN'
+          ? '; check --token or EXECUTOR_SERVER_API_TOKEN: it must be a token this server issued (`executor up` prints one, `executor tokens create` makes more) and --server or EXECUTOR_SERVER_URL must name that server'
           : e.status === 404
             ? notFound
             : e.status === 403
@@ -293,17 +312,26 @@ export async function runAction(
 /** The options every client command takes. */
 export function withGlobal(cmd: Command): Command {
   return cmd
-    .option('--server <url>', 'server URL (env EXECUTOR_SERVER_URL, default http://127.0.0.1:3080)')
-    .option('--token <token>', 'user API token (env EXECUTOR_SERVER_API_TOKEN)')
-    .option('--json', 'print JSON for scripts');
+    .option(
+      '--server <url>',
+      'Server URL, with http:// or https:// (env EXECUTOR_SERVER_URL, default http://127.0.0.1:3080)',
+    )
+    .option('--token <token>', 'User API token (env EXECUTOR_SERVER_API_TOKEN)')
+    .option('--json', 'Print JSON for scripts');
 }
 
-export function registerClientCommands(program: Command): void {
-  withGlobal(program.command('submit <file>').description('submit a job file (YAML or JSON; - for stdin)'))
-    .option('-f, --follow', "follow the job's log until it ends; exit with its outcome")
-    .action((file: string, opts: GlobalOpts & { follow?: boolean }) =>
+/** `executor submit FILE [--follow] [--secret ...]`. */
+function registerSubmitCommand(program: Command): void {
+  withGlobal(program.command('submit <file>').description('Submit a job file (YAML or JSON; - for stdin)'))
+    .option('-f, --follow', "Follow the job's log until it ends; exit with its outcome")
+    .option(SECRET_FLAG, SECRET_FLAG_HELP, collect, [])
+    .addHelpText(
+      'after',
+      '\nThe job file, its fields, secrets and limits: docs/job-file.md (shipped with the package).\nIts JSON Schema, for editors: executor schema job',
+    )
+    .action((file: string, opts: GlobalOpts & { follow?: boolean; secret: string[] }) =>
       runAction(async () => {
-        const spec = await readJobFile(file);
+        const spec = await readJobFile(file, { flags: opts.secret });
         const client = clientFrom(opts);
         const job = await client.submit(spec);
         if (opts.json && !opts.follow) out(JSON.stringify(job));
@@ -311,14 +339,24 @@ export function registerClientCommands(program: Command): void {
         return opts.follow ? followJob(client, job.id, !!opts.json) : 0;
       }),
     );
+}
 
-  withGlobal(program.command('jobs').description('list jobs, newest first'))
-    .option('--state <state>', 'queued, processing, completed, errored, failed or canceled')
-    .option('--queue <queue>', 'only this queue')
-    .option('--limit <n>', 'page size', '20')
-    .option('--before <id>', 'jobs with an id below this (the next page)')
+export function registerClientCommands(program: Command): void {
+  registerSubmitCommand(program);
+
+  withGlobal(program.command('jobs').description('List jobs, newest first'))
+    .option(
+      '--state <state>',
+      'Only jobs in this state: queued, processing, completed, errored, failed or canceled',
+    )
+    .option('--queue <queue>', 'Only this queue')
+    .option('--limit <n>', 'Page size', '20')
+    .option('--before <id>', 'Jobs with an id below this (the next page)')
     .action((opts: GlobalOpts & { state?: string; queue?: string; limit: string; before?: string }) =>
       runAction(async () => {
+        if (opts.state !== undefined && !(JOB_STATES as readonly string[]).includes(opts.state)) {
+          throw new UsageError(`--state must be one of ${JOB_STATES.join(', ')}, not "${opts.state}"`);
+        }
         const page = await clientFrom(opts).listJobs({
           state: opts.state,
           queue: opts.queue,
@@ -336,7 +374,7 @@ export function registerClientCommands(program: Command): void {
     );
 
   withGlobal(
-    program.command('show <id>').description('show a job: state, attempts, history, steps and durations'),
+    program.command('show <id>').description('Show a job: state, attempts, history, steps and durations'),
   ).action((id: string, opts: GlobalOpts) =>
     runAction(async () => {
       const job = await clientFrom(opts).getJob(parseId(id));
@@ -345,8 +383,8 @@ export function registerClientCommands(program: Command): void {
     }),
   );
 
-  withGlobal(program.command('logs <id>').description("print a job's log"))
-    .option('-f, --follow', 'follow until the job ends; exit with its outcome')
+  withGlobal(program.command('logs <id>').description("Print a job's log"))
+    .option('-f, --follow', 'Follow until the job ends; exit with its outcome')
     .action((id: string, opts: GlobalOpts & { follow?: boolean }) =>
       runAction(async () => {
         const client = clientFrom(opts);
@@ -369,8 +407,8 @@ export function registerClientCommands(program: Command): void {
     );
 
   for (const [name, verb] of [
-    ['cancel', 'cancel a queued or running job'],
-    ['retry', 'queue a failed, errored or canceled job again'],
+    ['cancel', 'Cancel a queued or running job'],
+    ['retry', 'Queue a failed, errored or canceled job again'],
   ] as const) {
     withGlobal(program.command(`${name} <id>`).description(verb)).action((id: string, opts: GlobalOpts) =>
       runAction(async () => {
@@ -387,7 +425,7 @@ export function registerClientCommands(program: Command): void {
   }
 
   withGlobal(
-    program.command('executors').description('list executors with versions and compatibility'),
+    program.command('executors').description('List executors with versions and compatibility'),
   ).action((opts: GlobalOpts) =>
     runAction(async () => {
       const res = (await clientFrom(opts).executors()) as
@@ -415,7 +453,7 @@ export function registerClientCommands(program: Command): void {
     }),
   );
 
-  withGlobal(program.command('queues').description('queue depth, processing and oldest waiting job')).action(
+  withGlobal(program.command('queues').description('Queue depth, processing and oldest waiting job')).action(
     (opts: GlobalOpts) =>
       runAction(async () => {
         const res = (await clientFrom(opts).queues()) as

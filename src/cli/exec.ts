@@ -14,7 +14,7 @@ import type { RuntimeName } from '../config/executor.js';
 import { createLogger } from '../lib/logger.js';
 import { ApiError } from './api-client.js';
 import { createLogPrinter, outcomeExitCode } from './client-commands.js';
-import { JobFileError, readJobFile } from './job-file.js';
+import { collect, JobFileError, readJobFile, SECRET_FLAG, SECRET_FLAG_HELP } from './job-file.js';
 
 const run = promisify(execFile);
 
@@ -23,10 +23,11 @@ interface ExecOptions {
   runtime: RuntimeName;
   keepWorkspace?: boolean;
   verbose?: boolean;
+  secret?: string[];
 }
 
 export async function execJob(file: string, opts: ExecOptions): Promise<number> {
-  const spec = await readJobFile(file);
+  const spec = await readJobFile(file, { flags: opts.secret });
   const scratch = mkdtempSync(join(tmpdir(), 'executor-exec-'));
   try {
     const reposDir = join(scratch, 'repos');
@@ -95,15 +96,16 @@ export async function execJob(file: string, opts: ExecOptions): Promise<number> 
 export function registerExecCommand(program: Command): void {
   program
     .command('exec <file>')
-    .description('Run a job file on this machine, no server needed; exit with its outcome.')
-    .option('--repo <path>', "local git repository to serve as the job's repository (default: .)")
-    .option('--runtime <name>', 'docker, gvisor or shell', 'docker')
-    .option('--keep-workspace', 'keep the workspace and scratch directory for inspection')
-    .option('--verbose', 'show the server and executor logs')
+    .description('Run a job file on this machine, no server needed; exit with its outcome')
+    .option('--repo <path>', "Local git repository to serve as the job's repository (default: .)")
+    .option('--runtime <name>', 'Runtime: docker, gvisor or shell', 'docker')
+    .option('--keep-workspace', 'Keep the workspace and scratch directory for inspection')
+    .option('--verbose', 'Show the server and executor logs')
+    .option(SECRET_FLAG, SECRET_FLAG_HELP, collect, [])
     .action(
       async (
         file: string,
-        o: { repo?: string; runtime: string; keepWorkspace?: boolean; verbose?: boolean },
+        o: { repo?: string; runtime: string; keepWorkspace?: boolean; verbose?: boolean; secret: string[] },
       ) => {
         if (!['docker', 'gvisor', 'shell'].includes(o.runtime)) {
           process.stderr.write(`error: --runtime must be docker, gvisor or shell, not "${o.runtime}"\n`);

@@ -89,23 +89,23 @@ export function registerInstallCommand(program: Command): void {
   program
     .command('install')
     .description(
-      'Prepare this host for the executor service: systemd unit, environment file, workspace directory, Docker daemon settings, the isolated job network and its firewall rules; idempotent.',
+      'Prepare this host for the executor service: systemd unit, environment file, workspace directory, Docker daemon settings, the isolated job network and its firewall rules; idempotent',
     )
-    .option('--root <dir>', 'directory standing for / (images, tests)', '/')
-    .option('--dry-run', 'print what would be written and checked; write nothing')
+    .option('--root <dir>', 'Directory standing for / (images, tests)', '/')
+    .option('--dry-run', 'Print what would be written and checked; write nothing')
     .option(
       '--with-gvisor',
-      "register gVisor ('runsc') with the Docker daemon and set EXECUTOR_RUNTIME=gvisor",
+      "Register gVisor ('runsc') with the Docker daemon and set EXECUTOR_RUNTIME=gvisor",
     )
     .option(
       '--registry-mirror <urls>',
-      'comma-separated registry mirrors for the Docker daemon (and EXECUTOR_DOCKER_REGISTRY_MIRROR_URL)',
+      'Comma-separated registry mirrors for the Docker daemon (and EXECUTOR_DOCKER_REGISTRY_MIRROR_URL)',
     )
-    .option('--bin <path>', 'the executor binary the unit starts', DEFAULT_BIN_PATH)
-    .option('--runsc-path <path>', 'the runsc binary (default: found on PATH, else /usr/bin/runsc)')
+    .option('--bin <path>', 'The executor binary the unit starts', DEFAULT_BIN_PATH)
+    .option('--runsc-path <path>', 'The runsc binary (default: found on PATH, else /usr/bin/runsc)')
     .option(
       '--userns-remap',
-      'set "userns-remap": "default" in daemon.json and RESTART dockerd (stops running containers; ' +
+      'Set "userns-remap": "default" in daemon.json and RESTART dockerd (stops running containers; ' +
         'the remapped daemon has its own image store, so images must be pulled or loaded again): ' +
         'root in steps becomes an unprivileged uid on the host. Not with --with-gvisor',
     )

@@ -11,6 +11,7 @@ import { registerExecCommand } from './exec.js';
 import { registerInstallCommand } from './install.js';
 import { registerRepoCommands } from './repo-commands.js';
 import { registerRunCommand } from './run.js';
+import { registerSchemaCommand } from './schema.js';
 import { registerServerCommand } from './server.js';
 import { registerTokenCommands } from './token-commands.js';
 import { registerUpCommand } from './up.js';
@@ -19,9 +20,11 @@ import { registerValidateCommand } from './validate.js';
 export function buildProgram(): Command {
   const program = new Command('executor')
     .description(
-      'Run untrusted batch jobs in sandboxes: a Sourcegraph-compatible executor (run) and the queue server it talks to (server).',
+      'Run untrusted batch jobs in sandboxes: a Sourcegraph-compatible executor (run) and the queue server it talks to (server)',
     )
-    .version(packageVersion(), '-v, --version')
+    .version(packageVersion(), '-v, --version', 'Print the version')
+    .helpOption('-h, --help', 'Show help for the command')
+    .helpCommand('help [command]', 'Show help for a command')
     .showHelpAfterError();
   registerUpCommand(program);
   registerRunCommand(program);
@@ -33,6 +36,7 @@ export function buildProgram(): Command {
   registerInstallCommand(program);
   registerExecCommand(program);
   registerBackupCommands(program);
+  registerSchemaCommand(program);
   return program;
 }
 

@@ -14,8 +14,8 @@ import { createLogger } from '../lib/logger.js';
 export function registerRunCommand(program: Command): void {
   program
     .command('run')
-    .description('Run the executor: take jobs from the queue server and run them in sandboxes.')
-    .option('--verify', 'run the `executor validate` checks first and stop if any fails')
+    .description('Run the executor: take jobs from the queue server and run them in sandboxes')
+    .option('--verify', 'Run the `executor validate` checks first and stop if any fails')
     .addHelpText(
       'after',
       `\nConfigured through the environment:\n${renderExecutorEnvHelp()}\n\nSee docs/configuration.md for what each one means.`,

@@ -14,12 +14,15 @@ import { createLogger } from '../lib/logger.js';
 export function registerServerCommand(program: Command): void {
   const cmd = program
     .command('server')
-    .description('Run the queue server: the /.executors API for executors and the /api/v1 user API.');
+    .description('Run the queue server: the /.executors API for executors and the /api/v1 user API');
   for (const s of SERVER_SETTINGS) {
     const def = s.default !== undefined && s.default !== '' ? ` (default ${s.default})` : '';
     // A true/false setting may be given as a bare flag (`--allow-local-repositories`).
     const value = s.default === 'false' ? '[value]' : '<value>';
-    cmd.option(`--${s.flag} ${value}`, `${s.description}; env ${s.env}${def}`);
+    cmd.option(
+      `--${s.flag} ${value}`,
+      `${s.description.charAt(0).toUpperCase()}${s.description.slice(1)}; env ${s.env}${def}`,
+    );
   }
   cmd.action(async (flags: Record<string, unknown>) => {
     const logger = createLogger();

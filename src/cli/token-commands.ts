@@ -20,12 +20,12 @@ function expiry(iso: string | null): string {
 export function registerTokenCommands(program: Command): void {
   const tokens = program
     .command('tokens')
-    .description("manage the server's scoped API tokens (read, submit, admin); needs an admin token");
+    .description("Manage the server's scoped API tokens (read, submit, admin); needs an admin token");
 
-  withGlobal(tokens.command('create').description('create a token and print its value (shown once)'))
-    .requiredOption('--name <name>', 'unique name: letters, digits, ".", "_" or "-" (at most 64)')
-    .requiredOption('--scope <scope>', `what it may do: ${TOKEN_SCOPES.join(', ')}`)
-    .option('--expires <lifetime>', 'expire after this long, such as 30d, 12h or 1d12h (default: never)')
+  withGlobal(tokens.command('create').description('Create a token and print its value (shown once)'))
+    .requiredOption('--name <name>', 'Unique name: letters, digits, ".", "_" or "-" (at most 64)')
+    .requiredOption('--scope <scope>', `What it may do: ${TOKEN_SCOPES.join(', ')}`)
+    .option('--expires <lifetime>', 'Expire after this long, such as 30d, 12h or 1d12h (default: never)')
     .action((opts: GlobalOpts & { name: string; scope: string; expires?: string }) =>
       runAction(async () => {
         if (!(TOKEN_SCOPES as readonly string[]).includes(opts.scope)) {
@@ -50,7 +50,7 @@ export function registerTokenCommands(program: Command): void {
     );
 
   withGlobal(
-    tokens.command('list').description('list tokens: name, scope, created, last used, expiry (never values)'),
+    tokens.command('list').description('List tokens: name, scope, created, last used, expiry (never values)'),
   ).action((opts: GlobalOpts) =>
     runAction(async () => {
       const { tokens: list } = await clientFrom(opts).listTokens();
@@ -78,7 +78,7 @@ export function registerTokenCommands(program: Command): void {
   );
 
   withGlobal(
-    tokens.command('revoke <name>').description('revoke a token: refused from its next request on'),
+    tokens.command('revoke <name>').description('Revoke a token: refused from its next request on'),
   ).action((name: string, opts: GlobalOpts) =>
     runAction(async () => {
       const t = await clientFrom(opts).revokeToken(name);

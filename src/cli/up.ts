@@ -6,9 +6,17 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import type { RuntimeName } from '../config/executor.js';
@@ -47,6 +55,25 @@ export async function dockerAnswers(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * How the user runs this CLI, for the commands `up` prints: `executor` when a program of that name is
+ * on the shell's PATH (a global install or a linked package), else `npx executor` (a local install
+ * or a clone).
+ */
+export function commandName(path = process.env.PATH ?? ''): string {
+  for (const dir of path.split(delimiter)) {
+    // npx and npm scripts put node_modules/.bin on PATH for this process only, not the user's shell.
+    if (!dir || /node_modules[\\/]\.bin[\\/]?$/.test(dir)) continue;
+    try {
+      accessSync(join(dir, 'executor'), constants.X_OK);
+      return 'executor';
+    } catch {
+      // not in this directory
+    }
+  }
+  return 'npx executor';
 }
 
 const say = (s = '') => process.stdout.write(`${s}\n`);
@@ -134,10 +161,7 @@ export async function up(opts: UpOptions): Promise<number> {
     return 1;
   }
 
-  const cmd =
-    process.argv[1]?.endsWith('main.js') || process.argv[1]?.endsWith('main.ts')
-      ? 'npx executor'
-      : 'executor';
+  const cmd = commandName();
   say(paint('executor is up', 'green'));
   say(`  server     ${cluster.url}  (dashboard at ${cluster.url}/, user API at ${cluster.url}/api/v1)`);
   say(`  API token  ${creds.apiToken}  (kept in ${join(opts.data, 'credentials.json')})`);
@@ -157,7 +181,8 @@ export async function up(opts: UpOptions): Promise<number> {
   say(`  data       ${opts.data}  (SQLite database, repositories under repos/)`);
   say();
   say('Submit more work from another terminal:');
-  say(`  export EXECUTOR_SERVER_URL=${cluster.url} EXECUTOR_SERVER_API_TOKEN=${creds.apiToken}`);
+  say(`  export EXECUTOR_SERVER_URL=${cluster.url}`);
+  say(`  export EXECUTOR_SERVER_API_TOKEN=${creds.apiToken}`);
   say(`  ${cmd} submit examples/steps-and-files.yaml --follow`);
   say(`  ${cmd} jobs`);
   say('Add executors elsewhere:');
@@ -201,27 +226,31 @@ export async function up(opts: UpOptions): Promise<number> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+  say('stopped');
   return 0;
 }
 
 export function registerUpCommand(program: Command): void {
   program
     .command('up')
-    .description('Start a server and an executor in one process, with a demo job (first run).')
+    .description('Start a server and an executor in one process, with a demo job (first run)')
     .option(
       '--data <dir>',
-      'where the SQLite database, repositories and credentials live (env EXECUTOR_SERVER_DATA)',
+      'Where the SQLite database, repositories and credentials live (env EXECUTOR_SERVER_DATA)',
       process.env.EXECUTOR_SERVER_DATA || './.executor-data',
     )
     .option(
       '--listen <host:port>',
-      'address of the server (env EXECUTOR_SERVER_LISTEN)',
+      'Address of the server (env EXECUTOR_SERVER_LISTEN)',
       process.env.EXECUTOR_SERVER_LISTEN || '127.0.0.1:3080',
     )
-    .option('--runtime <name>', 'docker, gvisor or shell (default: docker if a daemon answers, else shell)')
-    .option('--no-demo', 'do not create the demo repository and job')
-    .option('--exit-after-demo', 'stop after the demo job and exit with its outcome (for scripts)')
-    .option('--verbose', 'show the server and executor logs')
+    .option(
+      '--runtime <name>',
+      'Runtime: docker, gvisor or shell (default: docker if a daemon answers, else shell)',
+    )
+    .option('--no-demo', 'Do not create the demo repository and job')
+    .option('--exit-after-demo', 'Stop after the demo job and exit with its outcome (for scripts)')
+    .option('--verbose', 'Show the server and executor logs')
     .action(
       async (o: {
         data: string;

@@ -2,13 +2,13 @@
  * `executor validate`: checks what `executor run` needs, one line per check (`✓ name: detail` or
  * `✗ name: detail`), then a summary; exits non-zero when any check fails. Checks: configuration,
  * git >= 2.26, the runtime's own checks (Docker answers, runsc registered, /dev/kvm, ...), the job
- * network and the job disk quota, the shared secret against `/.executors/test/auth`, and version
- * compatibility when the server reports a version of this project (skipped for servers that report
- * none).
+ * network and the job disk quota, the shared secret against `/.executors/test/auth`, version
+ * compatibility when the server reports a version of this project, and how a Sourcegraph instance
+ * judges the reported version (`--sourcegraph-version`; otherwise the range it accepts is printed).
  */
 import type { Command } from 'commander';
 import { type ExecutorConfig, loadExecutorConfig } from '../config/executor.js';
-import { createAuthClient } from '../executor/client/auth-client.js';
+import { AuthorizationFailedError, createAuthClient } from '../executor/client/auth-client.js';
 import { createFilesClient } from '../executor/client/files-client.js';
 import { checkRegistryMirrors } from '../executor/install/daemon-config.js';
 import type { CheckResult } from '../executor/runtimes/types.js';
@@ -18,8 +18,8 @@ import { createLogger } from '../lib/logger.js';
 import {
   calculateCompatibility,
   compareSemver,
-  executorVersion,
-  isOurExecutorVersion,
+  isDevVersion,
+  ourVersionOf,
   parseSemver,
 } from '../protocol/version.js';
 
@@ -46,11 +46,39 @@ async function daemonMirrors(): Promise<string[]> {
   return info.RegistryConfig?.Mirrors ?? [];
 }
 
+/** What a refused shared secret means, naming the variables to compare. */
+export function secretRefused(frontendUrl: string, e: AuthorizationFailedError): string {
+  if (e.serverVersion !== undefined) {
+    return `${frontendUrl} (an executor server) refused the shared secret: EXECUTOR_FRONTEND_PASSWORD must equal the server's EXECUTORS_ACCESS_TOKEN (\`executor up\` prints it on its "Add executors elsewhere" line)`;
+  }
+  return `${frontendUrl} refused the shared secret: EXECUTOR_FRONTEND_PASSWORD must equal executors.accessToken in the Sourcegraph site configuration (or, for an executor server, its EXECUTORS_ACCESS_TOKEN)`;
+}
+
+/**
+ * The Sourcegraph versions that list `reported` as UP_TO_DATE (Sourcegraph's rule: one minor version
+ * of skew either way), as text: `Sourcegraph 5.5.0 to 5.7.0 lists it as UP_TO_DATE`.
+ */
+export function sourcegraphRange(reported: string): string {
+  const s = parseSemver(reported);
+  if (!s || isDevVersion(reported)) return `Sourcegraph shows no compatibility for ${reported}`;
+  // VERSION_AHEAD once the executor is beyond the server's next minor: a patch release needs the
+  // server at its own minor.
+  const low = `${s.major}.${s.patch > 0 ? s.minor : Math.max(0, s.minor - 1)}.0`;
+  const high = `${s.major}.${s.minor + 1}.0`;
+  return `Sourcegraph ${low} to ${high} lists ${reported} as UP_TO_DATE, older releases as VERSION_AHEAD, newer ones as OUTDATED`;
+}
+
+export interface ValidateOptions {
+  /** Judge this executor as a Sourcegraph instance of this version would (`--sourcegraph-version`). */
+  sourcegraphVersion?: string;
+}
+
 /** Runs every check, printing one line each; resolves true when all passed. */
 export async function runValidation(
   env: Record<string, string | undefined>,
   print: (line: string) => void,
   deps: ValidateDeps = {},
+  opts: ValidateOptions = {},
 ): Promise<boolean> {
   const results: CheckResult[] = [];
   const report = (r: CheckResult) => {
@@ -148,20 +176,36 @@ export async function runValidation(
         detail: `${config.frontendUrl} accepted the executor secret`,
       });
     } catch (e) {
-      report({ name: 'frontend auth', ok: false, detail: errorMessage(e) });
+      report({
+        name: 'frontend auth',
+        ok: false,
+        detail:
+          e instanceof AuthorizationFailedError ? secretRefused(config.frontendUrl, e) : errorMessage(e),
+      });
     }
 
-    if (serverVersion && isOurExecutorVersion(serverVersion)) {
-      const c = calculateCompatibility(executorVersion(), serverVersion, true);
+    const reported = config.reportedVersion;
+    const ours = serverVersion ? ourVersionOf(serverVersion) : undefined;
+    if (serverVersion && ours !== undefined) {
+      const mine = ourVersionOf(reported) ?? reported;
+      const c = calculateCompatibility(mine, ours, true);
       report({
         name: 'version',
         ok: c !== 'OUTDATED' && c !== 'VERSION_AHEAD',
         detail: c
-          ? `executor ${executorVersion()} vs server ${serverVersion}: ${c} (one minor version of divergence is supported)`
-          : `executor ${executorVersion()} vs server ${serverVersion}: not comparable (development build)`,
+          ? `executor ${mine} vs server ${ours}: ${c} (one minor version of divergence is supported)`
+          : `executor ${mine} vs server ${ours}: not comparable (development build)`,
       });
-    } else {
-      print(`- version: skipped (the server reports no version of this project)`);
+    }
+    if (opts.sourcegraphVersion !== undefined) {
+      const c = calculateCompatibility(reported, opts.sourcegraphVersion, true);
+      report({
+        name: 'sourcegraph version',
+        ok: c === 'UP_TO_DATE' || c === null,
+        detail: `a Sourcegraph ${opts.sourcegraphVersion} instance would list this executor (${reported}) as ${c ?? 'not comparable (development or insiders build)'}${c === 'UP_TO_DATE' || c === null ? '' : `; ${sourcegraphRange(reported)}`}`,
+      });
+    } else if (ours === undefined) {
+      print(`- sourcegraph version: ${sourcegraphRange(reported)} (check one: --sourcegraph-version X.Y.Z)`);
     }
   }
 
@@ -174,10 +218,26 @@ export function registerValidateCommand(program: Command): void {
   program
     .command('validate')
     .description(
-      'Check the executor configuration, tools, sandbox runtime and connection to the queue server.',
+      'Check the executor configuration, tools, sandbox runtime and connection to the queue server',
     )
-    .action(async () => {
-      const ok = await runValidation(process.env, (line) => process.stdout.write(`${line}\n`));
+    .option(
+      '--sourcegraph-version <version>',
+      'Also check how a Sourcegraph instance of this version would list this executor (UP_TO_DATE, OUTDATED, VERSION_AHEAD)',
+    )
+    .action(async (o: { sourcegraphVersion?: string }) => {
+      if (o.sourcegraphVersion !== undefined && !parseSemver(o.sourcegraphVersion)) {
+        process.stderr.write(
+          `error: --sourcegraph-version must be a version such as 5.6.0, not "${o.sourcegraphVersion}"\n`,
+        );
+        process.exitCode = 2;
+        return;
+      }
+      const ok = await runValidation(
+        process.env,
+        (line) => process.stdout.write(`${line}\n`),
+        {},
+        { sourcegraphVersion: o.sourcegraphVersion },
+      );
       if (!ok) process.exitCode = 1;
     });
 }

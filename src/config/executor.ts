@@ -29,4 +29,13 @@ export { FIRECRACKER_REFUSED, RUNTIME_NAMES, type RuntimeName } from './executor
 export const renderExecutorEnvDocs = (): string => renderEnvTable(EXECUTOR_ENV);
 
 /** One-line-per-variable summary for `executor run --help`. */
-export const renderExecutorEnvHelp = (): string => renderEnvHelp(EXECUTOR_ENV);
+/** `executor run --help`'s list: general settings first, then Kubernetes, HTTP retries, legacy. */
+export const renderExecutorEnvHelp = (): string =>
+  renderEnvHelp(EXECUTOR_ENV, [
+    { title: 'Kubernetes runtime (EXECUTOR_RUNTIME=kubernetes):', has: (n) => n.includes('KUBERNETES') },
+    { title: 'HTTP retries to the server:', has: (n) => n.startsWith('SRC_HTTP_CLI_') },
+    {
+      title: "Accepted for compatibility with Sourcegraph's executor (Firecracker is not available here):",
+      has: (n) => n.includes('FIRECRACKER'),
+    },
+  ]);

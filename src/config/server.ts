@@ -6,8 +6,10 @@
  * Each setting is declared once in SERVER_ENV (flag, variable, default, parser, meaning); the
  * server table of docs/configuration.md is rendered from it. A flag wins over its variable.
  */
+
 import path from 'node:path';
 import { z } from 'zod';
+import { SOURCEGRAPH_PROTOCOL_VERSION } from '../protocol/version.js';
 import type { Catalogue, Setting, Values } from './declare.js';
 import { type Env, loadSettings } from './load.js';
 import { durationMs, int, oneOf, type Parser, parser, sizeBytes } from './parsers.js';
@@ -255,8 +257,9 @@ export const SERVER_ENV = {
   },
   EXECUTOR_SERVER_SOURCEGRAPH_VERSION: {
     flag: 'sourcegraph-version',
-    default: '5.3.0',
-    description: 'version stock Sourcegraph executors are compared with',
+    default: SOURCEGRAPH_PROTOCOL_VERSION,
+    description:
+      'version stock Sourcegraph executors are compared with (default: the Sourcegraph release whose protocol this server implements)',
     parse: z.string().min(1),
   },
   EXECUTOR_SERVER_QUEUE_WEIGHTS: {

@@ -10,7 +10,6 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { MAX_LONG_POLL_MS } from '../protocol/capabilities.js';
 import type { Telemetry } from '../protocol/http.js';
-import { executorVersion } from '../protocol/version.js';
 import { createFilesClient } from './client/files-client.js';
 import { createQueueClient, type QueueClient } from './client/queue-client.js';
 import { createExecutorMetrics, type ExecutorMetrics, serveMetrics } from './metrics.js';
@@ -77,14 +76,14 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
   // refuses here, before any job is taken.
   const refusal = await runtime.startupProblem?.();
   if (refusal) throw new Error(refusal);
-  const telemetry = deps.telemetry ?? (await gatherTelemetry(runtime, logger));
+  const telemetry = deps.telemetry ?? (await gatherTelemetry(runtime, logger, config.reportedVersion));
   const client = createQueueClient({
     frontendUrl: config.frontendUrl,
     password: config.frontendPassword,
     executorName: config.executorName,
     queueName: config.queueName,
     queueNames: config.queueNames,
-    version: executorVersion(),
+    version: config.reportedVersion,
     resources: {
       numCPUs: config.jobNumCpus,
       memory: config.jobMemory,
@@ -116,7 +115,7 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
     runtime: runtime.name,
     queues: config.queueName ?? config.queueNames.join(','),
     slots: config.maximumNumJobs,
-    version: executorVersion(),
+    version: config.reportedVersion,
   });
   const done = worker.run().finally(async () => {
     await metricsServer?.close();

@@ -36,7 +36,11 @@ export async function gitVersion(): Promise<string> {
   return firstLine('git', ['version'], 'git version ');
 }
 
-export async function gatherTelemetry(runtime: Runtime | undefined, logger: Logger): Promise<Telemetry> {
+export async function gatherTelemetry(
+  runtime: Runtime | undefined,
+  logger: Logger,
+  version: string = executorVersion(),
+): Promise<Telemetry> {
   const safe = async (what: string, fn: () => Promise<string>) => {
     try {
       return await Promise.race([
@@ -59,7 +63,7 @@ export async function gatherTelemetry(runtime: Runtime | undefined, logger: Logg
     os: goOs(),
     architecture: goArch(),
     dockerVersion: docker,
-    executorVersion: executorVersion(),
+    executorVersion: version,
     gitVersion: git,
     igniteVersion: '',
     srcCliVersion: src,

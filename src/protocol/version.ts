@@ -1,6 +1,8 @@
 /**
  * Version rules shared by both sides.
  *
+ * - Reported version: the Sourcegraph release whose protocol we implement, ours as build metadata
+ *   (`executorVersion`).
  * - Payload gate (Sourcegraph `CheckSourcegraphVersion(v, ">= 4.3.0-0", "2022-11-24")`): the v2 Job
  *   shape goes to executors at 4.3.0 or later, dev builds, build-date versions dated 2022-11-24 or
  *   later, and to our own executor (its version carries the `+executor` build tag).
@@ -60,9 +62,42 @@ export function compareSemver(a: SemVer, b: SemVer): number {
 /** The build tag our executor puts on its version, so that our server knows it reads v2. */
 export const OUR_BUILD_TAG = 'executor';
 
-/** The version string our executor sends in dequeue and heartbeat requests. */
-export function executorVersion(): string {
-  return `${packageVersion()}+${OUR_BUILD_TAG}`;
+/**
+ * The Sourcegraph release whose executor protocol we implement: Sourcegraph's `cmd/executor` as of
+ * July 2024 (upstream commit f8cc07220a), on main after the 5.5 branch cut, so first released in
+ * 5.6.0 (August 2024). A Sourcegraph instance judges an executor by this number (one minor version of
+ * skew either way), so it is what our executor reports by default.
+ */
+export const SOURCEGRAPH_PROTOCOL_VERSION = '5.6.0';
+
+/**
+ * The version string our executor sends in dequeue and heartbeat requests, and our server in its
+ * version header: `5.6.0+executor.0.1.0`, the Sourcegraph release we speak with our own version as
+ * build metadata (which semver comparison ignores). `reported` (EXECUTOR_REPORTED_VERSION) replaces
+ * the release part; a semver without build metadata gets ours appended, so that our server still
+ * recognises the executor; anything else (`dev`, an insiders build name) is sent as it is.
+ */
+export function executorVersion(reported?: string): string {
+  const ours = `${OUR_BUILD_TAG}.${packageVersion()}`;
+  if (reported === undefined || reported === '') return `${SOURCEGRAPH_PROTOCOL_VERSION}+${ours}`;
+  const s = parseSemver(reported);
+  return s && !s.build && !isDevVersion(reported) ? `${reported.trim()}+${ours}` : reported;
+}
+
+/**
+ * Our own version inside a version of our executor or server: the part after `executor.` in the
+ * build metadata (`5.6.0+executor.0.1.0` -> `0.1.0`), or, in the older form `0.1.0+executor`, the
+ * version itself. undefined when `v` is not ours.
+ */
+export function ourVersionOf(v: string): string | undefined {
+  const s = parseSemver(v);
+  if (!s) return undefined;
+  const ids = s.build.split('.');
+  const i = ids.indexOf(OUR_BUILD_TAG);
+  if (i < 0) return undefined;
+  const rest = ids.slice(i + 1).join('.');
+  if (rest && parseSemver(rest)) return rest;
+  return `${s.major}.${s.minor}.${s.patch}${s.prerelease.length ? `-${s.prerelease.join('.')}` : ''}`;
 }
 
 export function isDevVersion(v: string): boolean {

@@ -138,4 +138,61 @@ describe('client commands against a running server', { timeout: 240_000 }, () =>
     const wrong = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_API_TOKEN: 'x'.repeat(40) });
     expect(await wrong.exited).toBe(1);
   });
+
+  it('submit resolves secrets from the environment and files, and submits nothing when one is missing', async () => {
+    const secretFile = join(dir, 'token.txt');
+    writeFileSync(secretFile, 'file-s3cret-value\n');
+    const flagFile = join(dir, 'flag.txt');
+    writeFileSync(flagFile, 'flag-s3cret-value');
+    const file = join(dir, 'secrets.yaml');
+    writeFileSync(
+      file,
+      'queue: default\nsecrets:\n  FROM_ENV: { fromEnv: JOB_SECRET_SOURCE }\n  FROM_FILE: { fromFile: token.txt }\nsteps:\n  - image: x\n    run: echo "env=$FROM_ENV file=$FROM_FILE flag=$FLAG"\n',
+    );
+    const p = spawnCli(['submit', file, '--follow', '--secret', `FLAG@${flagFile}`], {
+      ...env,
+      JOB_SECRET_SOURCE: 'env-s3cret-value',
+    });
+    expect(await p.exited, p.output()).toBe(0);
+    const out = plain(p.output());
+    expect(out).toContain(
+      'env=${{ secrets.FROM_ENV }} file=${{ secrets.FROM_FILE }} flag=${{ secrets.FLAG }}',
+    );
+    expect(out).not.toMatch(/s3cret-value/);
+
+    const before = (await cluster.api.listJobs({ limit: 1 })).total;
+    const missing = await cli('submit', file, '--secret', 'OTHER=NOT_SET_ANYWHERE');
+    expect(missing.code).toBe(2);
+    expect(missing.out).toContain('secrets.FROM_ENV: environment variable JOB_SECRET_SOURCE is not set');
+    expect(missing.out).toContain('secrets.OTHER: environment variable NOT_SET_ANYWHERE is not set');
+    expect((await cluster.api.listJobs({ limit: 1 })).total).toBe(before);
+  });
+
+  it('usage mistakes exit 2 and say what to write instead', async () => {
+    const noScheme = await cli('jobs', '--server', '127.0.0.1:3080');
+    expect(noScheme.code).toBe(2);
+    expect(noScheme.out).toContain(
+      '--server "127.0.0.1:3080" is not a server URL: it needs http:// or https://, for example http://127.0.0.1:3080',
+    );
+    const envNoScheme = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_URL: 'localhost:3080' });
+    expect(await envNoScheme.exited).toBe(2);
+    expect(envNoScheme.output()).toContain('EXECUTOR_SERVER_URL "localhost:3080" is not a server URL');
+    const state = await cli('jobs', '--state', 'bogus');
+    expect(state.code).toBe(2);
+    expect(state.out).toContain(
+      '--state must be one of queued, processing, completed, errored, failed, canceled',
+    );
+    const badFlag = await cli('submit', join(dir, 'secrets.yaml'), '--secret', 'no-dashes');
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.out).toContain('NAME=ENVVAR or NAME@FILE');
+  });
+
+  it('a rejected token is reported as rejected, by which server, with what to check', async () => {
+    const p = spawnCli(['jobs'], { ...env, EXECUTOR_SERVER_API_TOKEN: 'z'.repeat(40) });
+    expect(await p.exited).toBe(1);
+    const out = p.output();
+    expect(out).toContain(`the server at ${cluster.url} rejected the API token`);
+    expect(out).toContain('(UNAUTHENTICATED)');
+    expect(out).toContain('`executor tokens create`');
+  });
 });

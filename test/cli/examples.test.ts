@@ -15,7 +15,9 @@ describe('examples run', { timeout: 240_000 }, () => {
   it.each(examples)('%s completes with executor exec', async (name) => {
     const repos = mkdtempSync(join(tmpdir(), 'examples-'));
     const repo = await ensureDemoRepo(repos);
-    const p = spawnCli(['exec', join(examplesDir, name), '--repo', repo, '--runtime', 'shell']);
+    const p = spawnCli(['exec', join(examplesDir, name), '--repo', repo, '--runtime', 'shell'], {
+      UPLOAD_TOKEN: 'upload-token-from-the-environment',
+    });
     const code = await p.exited;
     const out = plain(p.output());
     expect(code, out).toBe(0);
@@ -23,7 +25,7 @@ describe('examples run', { timeout: 240_000 }, () => {
     if (name === 'batch-change.yaml') expect(out).toMatch(/^stdout: \+.*Hi from/m);
     if (name === 'indexer-with-secret.yaml') {
       expect(out).toContain('${{ secrets.UPLOAD_TOKEN }}');
-      expect(out).not.toContain('replace-me-with-a-real-token');
+      expect(out).not.toContain('upload-token-from-the-environment');
     }
   });
 });

@@ -1,8 +1,9 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createApiClient } from '../../src/cli/api-client.js';
+import { commandName } from '../../src/cli/up.js';
 import { dockerAvailable, requireOrSkip, waitFor } from '../helpers/env.js';
 import { spawnCli } from '../helpers/spawn-cli.js';
 
@@ -33,8 +34,15 @@ async function upAndCheck(runtime: 'shell' | 'docker') {
     expect(test?.out).toContain('${{ secrets.DEMO_TOKEN }}');
     expect(JSON.stringify(logs)).not.toContain('demo-secret-4f7a1c2e9b');
     expect(logs.entries.map((e) => e.key)).toContain('setup.git.checkout');
+    // Commands a user can paste: the two export lines the README promises, and `npx executor`
+    // when no `executor` is on PATH (the test's PATH has none).
+    expect(out).toContain(
+      `\n  export EXECUTOR_SERVER_URL=${url}\n  export EXECUTOR_SERVER_API_TOKEN=${token}\n`,
+    );
+    expect(out).toContain('  npx executor submit examples/steps-and-files.yaml --follow');
     p.child.kill('SIGINT');
     expect(await p.exited).toBe(0);
+    expect(plain(p.output()).trimEnd().split('\n').at(-1)).toBe('stopped');
   } finally {
     p.child.kill('SIGKILL');
   }
@@ -51,4 +59,18 @@ describe('executor up', { timeout: 240_000 }, () => {
       await upAndCheck('docker');
     },
   );
+});
+
+describe('commandName', () => {
+  it('is `executor` when one is on PATH, else `npx executor`', () => {
+    const bin = mkdtempSync(join(tmpdir(), 'bin-'));
+    expect(commandName(`/nonexistent${delimiter}${bin}`)).toBe('npx executor');
+    writeFileSync(join(bin, 'executor'), '#!/bin/sh\n', { mode: 0o755 });
+    expect(commandName(`/nonexistent${delimiter}${bin}`)).toBe('executor');
+    // node_modules/.bin is on PATH only inside npx and npm scripts, not in the user's shell.
+    const local = join(mkdtempSync(join(tmpdir(), 'proj-')), 'node_modules', '.bin');
+    mkdirSync(local, { recursive: true });
+    writeFileSync(join(local, 'executor'), '#!/bin/sh\n', { mode: 0o755 });
+    expect(commandName(local)).toBe('npx executor');
+  });
 });

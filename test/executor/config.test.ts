@@ -1,6 +1,11 @@
 import os from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { EXECUTOR_ENV, loadExecutorConfig, renderExecutorEnvDocs } from '../../src/config/executor.js';
+import {
+  EXECUTOR_ENV,
+  loadExecutorConfig,
+  renderExecutorEnvDocs,
+  renderExecutorEnvHelp,
+} from '../../src/config/executor.js';
 
 const base = {
   EXECUTOR_FRONTEND_URL: 'https://sg.example.com',
@@ -268,5 +273,26 @@ describe('docs/configuration.md', () => {
     const doc = await readFile(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
     expect(doc).toContain('## Executor (executor run)');
     expect(doc).toContain(renderExecutorEnvDocs());
+  });
+});
+
+describe('executor run --help', () => {
+  it('lists every variable with its default and one-line description, Firecracker last', () => {
+    const help = renderExecutorEnvHelp();
+    for (const name of Object.keys(EXECUTOR_ENV)) expect(help).toMatch(new RegExp(`^  ${name}( \\(|$)`, 'm'));
+    expect(help).toContain(
+      '  EXECUTOR_JOB_NUM_CPUS (default 4)\n      CPUs per job (container limit; sent on dequeue as numCPUs).\n',
+    );
+    expect(help).toContain('  EXECUTOR_FRONTEND_URL (required)\n      URL of the queue server');
+    const compat = help.indexOf("Accepted for compatibility with Sourcegraph's executor");
+    expect(compat).toBeGreaterThan(help.indexOf('Kubernetes runtime (EXECUTOR_RUNTIME=kubernetes):'));
+    expect(help.indexOf('EXECUTOR_USE_FIRECRACKER')).toBeGreaterThan(compat);
+    expect(help.indexOf('EXECUTOR_FIRECRACKER_DISK_SPACE')).toBeGreaterThan(compat);
+    // Every name line is followed by its description, and no line is wider than 100 columns.
+    const lines = help.split('\n');
+    lines.forEach((l, i) => {
+      expect(l.length, l).toBeLessThanOrEqual(100);
+      if (/^ {2}[A-Z_]+( \(|$)/.test(l)) expect(lines[i + 1], l).toMatch(/^ {6}\S/);
+    });
   });
 });

@@ -1,6 +1,13 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { runValidation } from '../../src/cli/validate.js';
+import { startLocalCluster } from '../../src/cli/local-cluster.js';
+import { runValidation, sourcegraphRange } from '../../src/cli/validate.js';
 import { AUTHORIZATION_FAILED } from '../../src/executor/client/auth-client.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { packageVersion } from '../../src/lib/version.js';
+import { calculateCompatibility, compareSemver, parseSemver } from '../../src/protocol/version.js';
 import { type FakeFrontend, startFakeSourcegraphFrontend } from './fake-sourcegraph-frontend.js';
 
 let fe: FakeFrontend;
@@ -21,9 +28,13 @@ const env = () => ({
   SRC_HTTP_CLI_INTERNAL_RETRY_MAX_ATTEMPTS: '1',
 });
 
-async function validate(e: Record<string, string>, deps: Parameters<typeof runValidation>[2] = {}) {
+async function validate(
+  e: Record<string, string>,
+  deps: Parameters<typeof runValidation>[2] = {},
+  opts: Parameters<typeof runValidation>[3] = {},
+) {
   const lines: string[] = [];
-  const ok = await runValidation(e, (l) => lines.push(l), deps);
+  const ok = await runValidation(e, (l) => lines.push(l), deps, opts);
   return { ok, lines };
 }
 
@@ -38,12 +49,84 @@ describe('executor validate', () => {
     expect(auth.headers.authorization).toBe('token-executor hunter2hunter2');
   });
 
-  it('401 from /.executors/test/auth fails with the site-config message', async () => {
+  it('401 from a Sourcegraph instance names EXECUTOR_FRONTEND_PASSWORD and the site configuration', async () => {
     fe.script.push({ status: 401 });
     const { ok, lines } = await validate(env());
     expect(ok).toBe(false);
-    expect(lines).toContain(`✗ frontend auth: ${AUTHORIZATION_FAILED}`);
+    expect(lines).toContain(
+      `✗ frontend auth: ${fe.url} refused the shared secret: EXECUTOR_FRONTEND_PASSWORD must equal executors.accessToken in the Sourcegraph site configuration (or, for an executor server, its EXECUTORS_ACCESS_TOKEN)`,
+    );
+    expect(lines.join('\n')).not.toContain(AUTHORIZATION_FAILED);
     expect(lines.at(-1)).toMatch(/^1 of \d+ checks failed$/);
+  });
+
+  it('401 from our server names EXECUTORS_ACCESS_TOKEN; the right secret passes with our version check', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'validate-ours-'));
+    const cluster = await startLocalCluster({
+      dataDir: join(dir, 'data'),
+      runtime: 'shell',
+      logger: createLogger({ level: 'error' }),
+    });
+    try {
+      const ours = { ...env(), EXECUTOR_FRONTEND_URL: cluster.url };
+      const wrong = await validate(ours);
+      expect(wrong.ok).toBe(false);
+      expect(wrong.lines).toContain(
+        `✗ frontend auth: ${cluster.url} (an executor server) refused the shared secret: EXECUTOR_FRONTEND_PASSWORD must equal the server's EXECUTORS_ACCESS_TOKEN (\`executor up\` prints it on its "Add executors elsewhere" line)`,
+      );
+      const right = await validate({ ...ours, EXECUTOR_FRONTEND_PASSWORD: cluster.executorsAccessToken });
+      expect(right.ok, right.lines.join('\n')).toBe(true);
+      expect(right.lines).toContain(
+        `✓ version: executor ${packageVersion()} vs server ${packageVersion()}: UP_TO_DATE (one minor version of divergence is supported)`,
+      );
+    } finally {
+      await cluster.stop({ force: true });
+    }
+  });
+
+  it('says how a Sourcegraph instance would list this executor: the range, or the given version', async () => {
+    const v = `5.6.0+executor.${packageVersion()}`;
+    const plain = await validate(env());
+    expect(plain.lines).toContain(
+      `- sourcegraph version: Sourcegraph 5.5.0 to 5.7.0 lists ${v} as UP_TO_DATE, older releases as VERSION_AHEAD, newer ones as OUTDATED (check one: --sourcegraph-version X.Y.Z)`,
+    );
+    const same = await validate(env(), {}, { sourcegraphVersion: '5.5.3' });
+    expect(same.ok).toBe(true);
+    expect(same.lines).toContain(
+      `✓ sourcegraph version: a Sourcegraph 5.5.3 instance would list this executor (${v}) as UP_TO_DATE`,
+    );
+    const newer = await validate(env(), {}, { sourcegraphVersion: '5.8.0' });
+    expect(newer.ok).toBe(false);
+    expect(newer.lines.find((l) => l.startsWith('✗ sourcegraph version:'))).toContain(
+      'as OUTDATED; Sourcegraph 5.5.0 to 5.7.0',
+    );
+    const reported = await validate(
+      { ...env(), EXECUTOR_REPORTED_VERSION: '5.8.1' },
+      {},
+      { sourcegraphVersion: '5.8.0' },
+    );
+    expect(reported.lines).toContain(
+      `✓ sourcegraph version: a Sourcegraph 5.8.0 instance would list this executor (5.8.1+executor.${packageVersion()}) as UP_TO_DATE`,
+    );
+  });
+
+  it("the printed range agrees with Sourcegraph's rule for every version around it", () => {
+    for (const reported of ['5.6.0', '5.6.3', '6.0.0', '5.10.2', '4.5.0-rc.1']) {
+      const m = /Sourcegraph (\S+) to (\S+) lists/.exec(sourcegraphRange(reported))!;
+      const low = parseSemver(m[1]!)!;
+      const high = parseSemver(m[2]!)!;
+      for (let major = 3; major <= 7; major++) {
+        for (let minor = 0; minor <= 12; minor++) {
+          for (const patch of [0, 1, 7]) {
+            const sg = `${major}.${minor}.${patch}`;
+            const s = parseSemver(sg)!;
+            const inside = compareSemver(s, low) >= 0 && compareSemver(s, high) <= 0;
+            const c = calculateCompatibility(reported, sg, true);
+            expect(c === 'UP_TO_DATE', `${reported} vs ${sg}: ${c}`).toBe(inside);
+          }
+        }
+      }
+    }
   });
 
   it('500 fails with "failed to validate authorization token: unexpected status code 500"', async () => {

@@ -45,10 +45,10 @@ describe('JobSpec validation', () => {
         'steps[1].run',
         'secrets["not-env"]',
         'timeout',
-        '(root)',
+        'extra',
       ]),
     );
-    expect(r.problems.find((p) => p.path === '(root)')!.message).toContain('extra');
+    expect(r.problems.find((p) => p.path === 'extra')!.message).toContain('unknown field');
   });
 
   it('refuses duplicate step keys, including implicit index keys', () => {

@@ -1,10 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { packageVersion } from '../../src/lib/version.js';
 import {
   calculateCompatibility,
   compareSemver,
+  executorVersion,
   InvalidVersionError,
   isOurExecutorVersion,
+  ourVersionOf,
   parseSemver,
+  SOURCEGRAPH_PROTOCOL_VERSION,
   supportsV2Payload,
 } from '../../src/protocol/version.js';
 
@@ -76,5 +80,38 @@ describe('compatibility (calculateExecutorCompatibility)', () => {
     expect(calculateCompatibility(ins('2023-01-01'), ins('2023-03-01'), true)).toBe('OUTDATED');
     expect(calculateCompatibility(ins('2023-01-20'), ins('2023-01-01'), true)).toBe('UP_TO_DATE');
     expect(calculateCompatibility(ins('2023-01-20'), '5.0.0', true)).toBeNull();
+  });
+});
+
+describe('the version our executor reports', () => {
+  it('is the Sourcegraph release whose protocol we implement, ours as build metadata', () => {
+    const v = executorVersion();
+    expect(SOURCEGRAPH_PROTOCOL_VERSION).toBe('5.6.0');
+    expect(v).toBe(`5.6.0+executor.${packageVersion()}`);
+    // Our server still knows it (v2 payload, our own compatibility rule) ...
+    expect(isOurExecutorVersion(v)).toBe(true);
+    expect(supportsV2Payload(v)).toBe(true);
+    expect(ourVersionOf(v)).toBe(packageVersion());
+    // ... and a Sourcegraph 5.5 to 5.7 instance lists it as up to date, where the old form was outdated.
+    for (const sg of ['5.5.0', '5.6.3', '5.7.0'])
+      expect(calculateCompatibility(v, sg, true)).toBe('UP_TO_DATE');
+    expect(calculateCompatibility(v, '5.7.1', true)).toBe('OUTDATED');
+    expect(calculateCompatibility(v, '5.4.9', true)).toBe('VERSION_AHEAD');
+    expect(calculateCompatibility(`${packageVersion()}+executor`, '5.5.0', true)).toBe('OUTDATED');
+  });
+
+  it('EXECUTOR_REPORTED_VERSION replaces the release; a plain semver keeps our build metadata', () => {
+    expect(executorVersion('5.5.2')).toBe(`5.5.2+executor.${packageVersion()}`);
+    expect(executorVersion('5.5.2+custom')).toBe('5.5.2+custom');
+    expect(executorVersion('dev')).toBe('dev');
+    expect(executorVersion('')).toBe(executorVersion());
+  });
+
+  it('finds our own version in either form, and none in a stock version', () => {
+    expect(ourVersionOf('5.6.0+executor.1.2.3')).toBe('1.2.3');
+    expect(ourVersionOf('5.6.0+executor.1.2.3-rc.1')).toBe('1.2.3-rc.1');
+    expect(ourVersionOf('0.1.0+executor')).toBe('0.1.0');
+    expect(ourVersionOf('5.6.0')).toBeUndefined();
+    expect(ourVersionOf('5.6.0+other.1.0.0')).toBeUndefined();
   });
 });

@@ -28,7 +28,7 @@ describe('loadServerConfig', () => {
       defaultJobTimeoutMs: 30 * 60_000,
       maxLogBytesPerJob: 64 * 1024 * 1024,
       priorityStepMs: 60_000,
-      sourcegraphVersion: '5.3.0',
+      sourcegraphVersion: '5.6.0',
       fileInlineLimitBytes: 1024 * 1024,
       executorBodyLimitBytes: 10 * 1024 * 1024,
       executorMaxAgeMs: 7 * 86_400_000,

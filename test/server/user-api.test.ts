@@ -1,5 +1,6 @@
 import http from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { packageVersion } from '../../src/lib/version.js';
 import { createRepo, type Harness, startHarness } from './harness.js';
 
 let h: Harness;
@@ -93,7 +94,8 @@ describe('POST /jobs', () => {
     const body = (await res.json()) as ApiError;
     expect(body.error.code).toBe('VALIDATION');
     const paths = body.error.details!.map((d) => d.path);
-    expect(paths).toEqual(expect.arrayContaining(['queue', 'steps[0].image', 'steps[0].run', '(root)']));
+    expect(paths).toEqual(expect.arrayContaining(['queue', 'steps[0].image', 'steps[0].run', 'extra']));
+    expect(body.error.details!.find((d) => d.path === 'extra')!.message).toContain('unknown field');
   });
 
   it('resolves a ref to the full sha; unknown repository and revision are 400 with their codes', async () => {
@@ -279,14 +281,28 @@ describe('logs', () => {
 describe('executors, queues, health, metrics', () => {
   it('GET /executors reports activity and compatibility', async () => {
     await h.exec(`${Q}/default/heartbeat`, { executorName: 'sg-old', executorVersion: '5.0.0' });
-    await h.exec(`${Q}/default/heartbeat`, { executorName: 'sg-same', executorVersion: '5.3.1' });
+    await h.exec(`${Q}/default/heartbeat`, { executorName: 'sg-same', executorVersion: '5.6.1' });
+    await h.exec(`${Q}/default/heartbeat`, { executorName: 'sg-5.3', executorVersion: '5.3.1' });
     await h.exec(`${Q}/default/heartbeat`, { executorName: 'ours', executorVersion: '0.1.0+executor' });
+    // Ours as it reports itself now: judged by its own version (build metadata) against this server's.
+    await h.exec(`${Q}/default/heartbeat`, {
+      executorName: 'ours-now',
+      executorVersion: `5.6.0+executor.${packageVersion()}`,
+    });
+    await h.exec(`${Q}/default/heartbeat`, {
+      executorName: 'ours-ahead',
+      executorVersion: '5.6.0+executor.99.0.0',
+    });
     type E = { name: string; active: boolean; compatibility: string | null };
     let list = ((await (await h.api('GET', '/executors')).json()) as { executors: E[] }).executors;
     const by = (n: string) => list.find((e) => e.name === n)!;
     expect(by('sg-old')).toMatchObject({ active: true, compatibility: 'OUTDATED' });
     expect(by('sg-same')).toMatchObject({ active: true, compatibility: 'UP_TO_DATE' });
+    // The default EXECUTOR_SERVER_SOURCEGRAPH_VERSION is the release whose protocol we implement (5.6).
+    expect(by('sg-5.3')).toMatchObject({ active: true, compatibility: 'OUTDATED' });
     expect(by('ours')).toMatchObject({ active: true, compatibility: 'UP_TO_DATE' });
+    expect(by('ours-now')).toMatchObject({ active: true, compatibility: 'UP_TO_DATE' });
+    expect(by('ours-ahead')).toMatchObject({ active: true, compatibility: 'VERSION_AHEAD' });
     h.clock.advance(15_001);
     list = ((await (await h.api('GET', '/executors')).json()) as { executors: E[] }).executors;
     expect(by('ours')).toMatchObject({ active: false, compatibility: null });

@@ -212,6 +212,13 @@ const EXECUTOR_OWN_ENV = {
       'Disk the clone cache may use; beyond it the least recently used repositories are evicted (after each update). `0` turns the cache off.',
     parse: sizeBytes(),
   },
+  EXECUTOR_REPORTED_VERSION: {
+    description:
+      "Version reported to the server. Default: the Sourcegraph release whose protocol this executor implements, with this build as metadata (`5.6.0+executor.<version>`), so a Sourcegraph instance judges it as a 5.6 executor. A semver without `+metadata` gets `+executor.<version>` appended, so this project's server still recognises it.",
+    parse: z
+      .string()
+      .regex(/^[\x21-\x7e]{1,100}$/, 'must be 1-100 printable characters without spaces, such as 5.5.0'),
+  },
   EXECUTOR_NAME: {
     description:
       'Executor name sent to the server. Default: `<hostname>-<uuid>`, new on every start (as Sourcegraph does).',

@@ -3,10 +3,12 @@
  * the rules between variables -> one deeply frozen ExecutorConfig with normalised units. Every
  * problem is reported at once, each naming its variable.
  */
+
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { parseSizeBytes } from '../../lib/duration.js';
+import { executorVersion } from '../../protocol/version.js';
 import { deepFreeze, type Values } from '../declare.js';
 import { type Env, loadSettings } from '../load.js';
 import { readBool } from '../parsers.js';
@@ -62,6 +64,8 @@ export interface ExecutorConfig extends JobNetworkConfig {
   /** EXECUTOR_GIT_CACHE_SIZE; 0 = no clone cache. */
   gitCacheBytes: number;
   executorName: string;
+  /** The version sent in dequeue and heartbeat requests (protocol/version.ts `executorVersion`). */
+  reportedVersion: string;
   httpRetry: HttpRetryConfig;
   kubernetes: KubernetesConfig;
   vm: VmConfig;
@@ -164,6 +168,7 @@ function executorConfig(v: Values<typeof EXECUTOR_ENV>, env: Env, runtimeGiven: 
     gitCacheDir: v.EXECUTOR_GIT_CACHE_DIR ?? path.join(v.EXECUTOR_WORKSPACE_ROOT ?? os.tmpdir(), 'git-cache'),
     gitCacheBytes: v.EXECUTOR_GIT_CACHE_SIZE,
     executorName: v.EXECUTOR_NAME ?? defaultExecutorName(env),
+    reportedVersion: executorVersion(v.EXECUTOR_REPORTED_VERSION),
     httpRetry: httpRetryConfig(v),
     kubernetes: kubernetesConfig(v, env),
     vm: vmConfig(v),

@@ -9,6 +9,17 @@ import { createBaseClient, UnexpectedStatusError } from './base-client.js';
 export const AUTHORIZATION_FAILED =
   'failed to authorize with frontend, is executors.accessToken set correctly in the site-config?';
 
+/**
+ * The shared secret was refused (401). Its message is Sourcegraph's; `serverVersion` is set when the
+ * server is one of ours (it sends its version header on every /.executors answer, 401 included).
+ */
+export class AuthorizationFailedError extends Error {
+  constructor(readonly serverVersion: string | undefined) {
+    super(AUTHORIZATION_FAILED);
+    this.name = 'AuthorizationFailedError';
+  }
+}
+
 export interface AuthClientOptions {
   frontendUrl: string;
   password: string;
@@ -37,7 +48,9 @@ export function createAuthClient(opts: AuthClientOptions) {
         const res = await test.request({ method: 'GET', endpoint: 'auth', signal });
         return { serverVersion: res.headers.get(SERVER_VERSION_HEADER) ?? undefined };
       } catch (e) {
-        if (e instanceof UnexpectedStatusError && e.status === 401) throw new Error(AUTHORIZATION_FAILED);
+        if (e instanceof UnexpectedStatusError && e.status === 401) {
+          throw new AuthorizationFailedError(e.headers?.get(SERVER_VERSION_HEADER) ?? undefined);
+        }
         if (e instanceof UnexpectedStatusError) {
           throw new Error(`failed to validate authorization token: ${e.message}`);
         }

@@ -21,6 +21,7 @@ export class UnexpectedStatusError extends Error {
   constructor(
     readonly status: number,
     readonly body: string,
+    readonly headers?: Headers,
   ) {
     super(`unexpected status code ${status}`);
     this.name = 'UnexpectedStatusError';
@@ -193,7 +194,7 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
       if (!d.retry) {
         const text = buf.toString('utf8').slice(0, 2000);
         opts.logger?.debug('unexpected status', { url: target, status: res.status, body: text });
-        throw new UnexpectedStatusError(res.status, text);
+        throw new UnexpectedStatusError(res.status, text, res.headers);
       }
       if (!fits(d.delayMs)) throw new UnexpectedStatusError(res.status, buf.toString('utf8').slice(0, 2000));
       opts.logger?.debug('http request got a retryable status; retrying', {

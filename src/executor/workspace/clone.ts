@@ -5,10 +5,10 @@
  *   setup.git.init          git -C <repo> init
  *   setup.git.add-remote    git -C <repo> remote add origin http://127.0.0.1:P/<repoName>
  *   setup.git.disable-gc    git -C <repo> config --local gc.auto 0
- *   setup.git.fetch         git -C <repo> -c protocol.version=2 fetch --progress --no-recurse-submodules
+ *   setup.git.fetch         git -C <repo> -c protocol.version=2 fetch --no-recurse-submodules
  *                               [--tags] [--no-tags] [--depth=1] [--filter=blob:none] origin <commit>
  *   setup.git.sparse-checkout-config / -set   (only when sparse)
- *   setup.git.checkout      git -C <repo> [-c protocol.version=2] checkout --progress --force <commit>
+ *   setup.git.checkout      git -C <repo> [-c protocol.version=2] checkout --force <commit>
  *   setup.git.set-remote    git -C <repo> remote set-url origin <repoName>
  *
  * The first failure aborts with `failed <key>: <reason>`. The proxy is closed afterwards either way.
@@ -19,6 +19,11 @@
  * speed), a shallow or sparse one a local fetch with its depth or filter (`setup.git.cache-fetch`,
  * so they keep their semantics). The fetch from origin then transfers nothing the cache had. A
  * failed copy is not the job's failure: the fetch from origin brings everything.
+ *
+ * Unlike Sourcegraph, without `--progress` and with git's hints and advice off (GIT_CONFIG_* in the
+ * environment, git 2.31 and later): progress counters written with carriage returns read as one
+ * long line in a log, and the default-branch hint and detached-HEAD advice are about 35 lines of
+ * noise before a job's first step. Errors still come through.
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -118,8 +123,8 @@ export function gitCommands(
     {
       key: 'setup.git.checkout',
       argv: sparse
-        ? [...git, '-c', 'protocol.version=2', 'checkout', '--progress', '--force', job.commit]
-        : [...git, 'checkout', '--progress', '--force', job.commit],
+        ? [...git, '-c', 'protocol.version=2', 'checkout', '--force', job.commit]
+        : [...git, 'checkout', '--force', job.commit],
     },
     { key: 'setup.git.set-remote', argv: [...git, 'remote', 'set-url', 'origin', job.repositoryName] },
   );
@@ -143,6 +148,17 @@ async function copyFromCache(lease: CacheLease, repoPath: string, ctx: JobContex
   }
 }
 
+/** git configuration through the environment: no default-branch hint, no detached-HEAD advice. */
+export const QUIET_GIT_ENV: Readonly<Record<string, string>> = {
+  GIT_CONFIG_COUNT: '3',
+  GIT_CONFIG_KEY_0: 'init.defaultBranch',
+  GIT_CONFIG_VALUE_0: 'main',
+  GIT_CONFIG_KEY_1: 'advice.detachedHead',
+  GIT_CONFIG_VALUE_1: 'false',
+  GIT_CONFIG_KEY_2: 'advice.objectNameWarning',
+  GIT_CONFIG_VALUE_2: 'false',
+};
+
 /** Clones job.repositoryName at job.commit into the workspace (or its repositoryDirectory). */
 export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOptions): Promise<string> {
   let repoPath: string;
@@ -162,7 +178,7 @@ export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOpti
   });
   let lease: CacheLease | undefined;
   try {
-    const env = hostEnv({ GIT_TERMINAL_PROMPT: '0', GIT_LFS_SKIP_SMUDGE: '1' });
+    const env = hostEnv({ GIT_TERMINAL_PROMPT: '0', GIT_LFS_SKIP_SMUDGE: '1', ...QUIET_GIT_ENV });
     const remoteUrl = `${proxy.url}/${job.repositoryName}`;
     lease = await opts.cache?.lease({
       repositoryName: job.repositoryName,

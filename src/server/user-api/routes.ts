@@ -16,7 +16,7 @@ import {
   LOG_PAGE,
   type QueueListView,
 } from '../../protocol/user-api.js';
-import { calculateCompatibility, isOurExecutorVersion } from '../../protocol/version.js';
+import { calculateCompatibility, ourVersionOf } from '../../protocol/version.js';
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import { type Router, sendJson } from '../http.js';
@@ -211,9 +211,10 @@ function registerFleetRoutes(router: Router, deps: RouteDeps): void {
     sendJson(ctx.res, 200, {
       executors: executors.map((e) => {
         const active = now - e.lastSeenAt <= ACTIVE_WITHIN_MS;
-        const serverVersion = isOurExecutorVersion(e.executorVersion)
-          ? deps.packageVersion
-          : config.sourcegraphVersion;
+        // Ours is judged by our own version in its build metadata against this server's; any other
+        // by its version against the Sourcegraph release this server stands in for.
+        const ours = ourVersionOf(e.executorVersion);
+        const serverVersion = ours !== undefined ? deps.packageVersion : config.sourcegraphVersion;
         return {
           name: e.name,
           hostname: e.hostname,
@@ -229,7 +230,7 @@ function registerFleetRoutes(router: Router, deps: RouteDeps): void {
           firstSeenAt: new Date(e.firstSeenAt).toISOString(),
           lastSeenAt: new Date(e.lastSeenAt).toISOString(),
           active,
-          compatibility: calculateCompatibility(e.executorVersion, serverVersion, active),
+          compatibility: calculateCompatibility(ours ?? e.executorVersion, serverVersion, active),
         };
       }),
     } satisfies ExecutorListView);

@@ -177,20 +177,11 @@ describe('prepareLocalWorkspace with a repository', () => {
       '-c',
       'protocol.version=2',
       'fetch',
-      '--progress',
       '--no-recurse-submodules',
       'origin',
       head,
     ]);
-    expect(byKey['setup.git.checkout']).toEqual([
-      'git',
-      '-C',
-      ws.path,
-      'checkout',
-      '--progress',
-      '--force',
-      head,
-    ]);
+    expect(byKey['setup.git.checkout']).toEqual(['git', '-C', ws.path, 'checkout', '--force', head]);
     expect(byKey['setup.git.set-remote']).toEqual([
       'git',
       '-C',
@@ -237,7 +228,6 @@ describe('prepareLocalWorkspace with a repository', () => {
       const fetchEntry = (await entries()).find((e) => e.key === 'setup.git.fetch')!;
       expect(fetchEntry.command!.slice(5)).toEqual([
         'fetch',
-        '--progress',
         '--no-recurse-submodules',
         '--no-tags',
         '--depth=1',
@@ -256,7 +246,7 @@ describe('prepareLocalWorkspace with a repository', () => {
     const ws = await prepareLocalWorkspace(job({ shallowClone: true, fetchTags: true }), ctx, opts());
     try {
       const fetchEntry = (await entries()).find((e) => e.key === 'setup.git.fetch')!;
-      expect(fetchEntry.command!.slice(8, -2)).toEqual(['--tags', '--depth=1']);
+      expect(fetchEntry.command!.slice(7, -2)).toEqual(['--tags', '--depth=1']);
       expect(git(ws.path, 'tag')).toBe('v1');
       expect(git(ws.path, 'rev-parse', 'v1^{commit}')).toBe(first);
     } finally {
@@ -280,7 +270,7 @@ describe('prepareLocalWorkspace with a repository', () => {
         'setup.git.checkout',
         'setup.git.set-remote',
       ]);
-      expect(byKey['setup.git.fetch']!.slice(8, -2)).toEqual(['--filter=blob:none']);
+      expect(byKey['setup.git.fetch']!.slice(7, -2)).toEqual(['--filter=blob:none']);
       expect(byKey['setup.git.sparse-checkout-config']!.slice(3)).toEqual([
         'config',
         '--local',
@@ -298,7 +288,6 @@ describe('prepareLocalWorkspace with a repository', () => {
         '-c',
         'protocol.version=2',
         'checkout',
-        '--progress',
         '--force',
         head,
       ]);

@@ -110,11 +110,15 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
       const r = clampCpus(opts.cpus, info.NCPU);
       if (r.clamped) {
         settings.cpus = r.cpus;
-        log.warn('EXECUTOR_JOB_NUM_CPUS exceeds the Docker host CPU count; limiting steps to the host', {
-          requested: opts.cpus,
-          hostCpus: info.NCPU,
-          using: r.cpus,
-        });
+        // Expected on a small host with the default of 4 CPUs: one info line, not a warning.
+        log.info(
+          `steps get ${r.cpus} CPUs, the Docker host's count (EXECUTOR_JOB_NUM_CPUS is ${opts.cpus})`,
+          {
+            requested: opts.cpus,
+            hostCpus: info.NCPU,
+            using: r.cpus,
+          },
+        );
       }
     })();
     return daemonFit;

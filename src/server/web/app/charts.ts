@@ -19,15 +19,29 @@ function timeLabel(ms: number): string {
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:${String(d.getSeconds()).padStart(2, '0')}`;
 }
 
-export function lineChart(title: string, series: Series[], fmt: (v: number) => string): HTMLElement {
+export interface ChartOptions {
+  /** The time axis [from, to] in ms, shared by charts drawn side by side; default: the points' span. */
+  timeRange?: readonly [number, number];
+}
+
+/**
+ * Later series are drawn thinner and dashed over the earlier ones, so a series that equals another
+ * (started = finished) stays visible under it.
+ */
+export function lineChart(
+  title: string,
+  series: Series[],
+  fmt: (v: number) => string,
+  opts: ChartOptions = {},
+): HTMLElement {
   const all = series.flatMap((s) => s.points);
   const fig = h('figure', { className: 'chart' }, h('figcaption', {}, title));
   if (all.length === 0) {
     fig.append(h('p', { className: 'muted' }, 'No samples yet.'));
     return fig;
   }
-  const t0 = Math.min(...all.map((p) => p[0]));
-  const t1 = Math.max(...all.map((p) => p[0]));
+  const t0 = opts.timeRange?.[0] ?? Math.min(...all.map((p) => p[0]));
+  const t1 = opts.timeRange?.[1] ?? Math.max(...all.map((p) => p[0]));
   const vmax = Math.max(0, ...all.map((p) => p[1]));
   const vmin = Math.min(0, ...all.map((p) => p[1]));
   const span = vmax - vmin || 1;

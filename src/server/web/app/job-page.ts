@@ -106,7 +106,13 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
   }
   if (job.attempts === 0) attemptNav.append(h('span', { className: 'muted' }, 'Not started yet.'));
 
-  const { tools, timeline, logs, views, upsertEntry, appendOutput } = createLogPane(job.id, attempt);
+  // Follow the tail only while this attempt runs: a finished job's page opens at its top.
+  const live = attempt === job.attempts && !ENDED.includes(job.state);
+  const { tools, timeline, logs, views, upsertEntry, appendOutput, stopFollowing } = createLogPane(
+    job.id,
+    attempt,
+    live,
+  );
 
   const specPre = h(
     'pre',
@@ -164,6 +170,7 @@ export async function renderJobPage(ctx: PageContext): Promise<void> {
         } else {
           job = { ...job, ...ev.data };
           renderSummary();
+          stopFollowing();
         }
       },
       ctx.signal,

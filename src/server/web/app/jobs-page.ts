@@ -76,8 +76,8 @@ export async function renderJobsPage(ctx: PageContext): Promise<void> {
       h(
         'tr',
         {},
-        ...['Job', 'State', 'Queue', 'Repository', 'Executor', 'Attempt', 'Age', 'Duration'].map((c) =>
-          h('th', { scope: 'col' }, c),
+        ...['Job', 'State', 'Queue', 'Repository', 'Executor', 'Attempt', 'Age', 'Duration', 'Failure'].map(
+          (c) => h('th', { scope: 'col' }, c),
         ),
       ),
     ),
@@ -138,6 +138,11 @@ export async function renderJobsPage(ctx: PageContext): Promise<void> {
           h('td', {}, `${job.attempts}/${job.maxAttempts}`),
           h('td', {}, h('time', { datetime: job.createdAt }, formatAge(job.createdAt, now))),
           h('td', {}, jobDuration(job, now)),
+          h(
+            'td',
+            { className: 'failure', title: job.failureMessage ?? '' },
+            job.failureMessage ?? h('span', { className: 'muted' }, '—'),
+          ),
         ),
       );
     }

@@ -140,10 +140,12 @@ function downloadLog(views: Map<number, EntryView>, jobId: number, attempt: numb
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
 
-export function createLogPane(jobId: number, attempt: number) {
+/** `live`: the attempt is running, so the pane starts following the tail (else it stays put). */
+export function createLogPane(jobId: number, attempt: number, startLive: boolean) {
+  let live = startLive;
   const search = h('input', { id: 'log-search', type: 'search', autocomplete: 'off' });
   const hits = h('span', { className: 'muted', 'aria-live': 'polite' });
-  const follow = h('input', { id: 'log-follow', type: 'checkbox', checked: true });
+  const follow = h('input', { id: 'log-follow', type: 'checkbox', checked: startLive });
   const download = h('button', { type: 'button' }, 'Download log');
   const tools = h(
     'div',
@@ -227,7 +229,7 @@ export function createLogPane(jobId: number, attempt: number) {
     const frag = document.createDocumentFragment();
     for (const seg of parseAnsi(data, v.ansi)) frag.appendChild(segmentNode(seg, term));
     v.pre.appendChild(frag);
-    if (stick || follow.checked) scrollTail();
+    if (follow.checked || (stick && live)) scrollTail();
   };
 
   const rerender = () => {
@@ -249,5 +251,11 @@ export function createLogPane(jobId: number, attempt: number) {
   follow.addEventListener('change', scrollTail);
   download.addEventListener('click', () => downloadLog(views, jobId, attempt));
 
-  return { tools, timeline, logs, views, upsertEntry, appendOutput };
+  /** The attempt ended: no more output to follow. */
+  const stopFollowing = () => {
+    live = false;
+    follow.checked = false;
+  };
+
+  return { tools, timeline, logs, views, upsertEntry, appendOutput, stopFollowing };
 }

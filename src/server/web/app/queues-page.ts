@@ -68,6 +68,8 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
           const v = f(s);
           return v === null ? [] : [[s.at, v] as [number, number]];
         });
+      // One time axis for the three charts, though latency has no point where nothing was dispatched.
+      const timeRange = [samples[0]?.at ?? 0, samples[samples.length - 1]?.at ?? 0] as const;
       charts.append(
         h(
           'section',
@@ -83,6 +85,7 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
                 { name: 'processing', points: pts((s) => s.processing) },
               ],
               formatNumber,
+              { timeRange },
             ),
             lineChart(
               'Throughput (jobs per minute)',
@@ -91,11 +94,13 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
                 { name: 'finished', points: rate((s) => s.finished) },
               ],
               formatNumber,
+              { timeRange },
             ),
             lineChart(
               'Dispatch latency (median)',
               [{ name: 'p50', points: pts((s) => s.dispatchP50Ms) }],
               (v) => formatDuration(v),
+              { timeRange },
             ),
           ),
         ),

@@ -117,7 +117,7 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
     expect(check?.detail).toMatch(/does not answer/);
   });
 
-  it('lowers a CPU limit above the host CPU count to it, warning once', async () => {
+  it('lowers a CPU limit above the host CPU count to it, with one info line', async () => {
     const logger = createMemoryLogger();
     const greedy = createDockerRuntime(options({ cpus: 4096, logger }));
     const ncpu = ((await docker.info()) as { NCPU: number }).NCPU;
@@ -128,8 +128,13 @@ describe.skipIf(!haveImage)('docker runtime (real daemon)', () => {
       const cmd = entries[0]?.command ?? [];
       expect(cmd[cmd.indexOf('--cpus') + 1]).toBe(String(ncpu));
     }
-    const warnings = logger.lines.filter((l) => l.includes('exceeds the Docker host CPU count'));
-    expect(warnings).toHaveLength(1);
+    const lines = logger.lines.filter((l) => l.includes("the Docker host's count"));
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      level: 'info',
+      msg: `steps get ${ncpu} CPUs, the Docker host's count (EXECUTOR_JOB_NUM_CPUS is 4096)`,
+    });
+    expect(logger.lines.filter((l) => JSON.parse(l).level === 'warn' && /CPU/.test(l))).toEqual([]);
   });
 
   it('keys specs step.docker.<key|index> and points at the step scripts', async () => {
