@@ -18,7 +18,7 @@ const isPostgres = (url: string | undefined): url is string =>
 
 function common(cmd: Command): Command {
   return cmd
-    .option('--data <dir>', `data directory; env EXECUTOR_SERVER_DATA (default ${DEFAULT_DATA})`)
+    .option('--data <dir>', `Data directory; env EXECUTOR_SERVER_DATA (default ${DEFAULT_DATA})`)
     .option('--database-url <url>', 'PostgreSQL URL of the store, if it is not SQLite; env DATABASE_URL');
 }
 
@@ -36,10 +36,10 @@ export function registerBackupCommands(program: Command): void {
     program
       .command('backup')
       .description(
-        "copy a running or stopped SQLite server's data directory (database and repositories) into one .tar.gz file",
+        "Copy a running or stopped SQLite server's data directory (database and repositories) into one .tar.gz file",
       ),
   )
-    .requiredOption('--out <file>', 'the backup file to write (outside the data directory)')
+    .requiredOption('--out <file>', 'The backup file to write (outside the data directory)')
     .action((opts: Opts & { out: string }) =>
       act(async () => {
         const url = opts.databaseUrl ?? process.env.DATABASE_URL;
@@ -60,9 +60,9 @@ export function registerBackupCommands(program: Command): void {
   common(
     program
       .command('restore')
-      .description('restore a backup made by `executor backup` into an empty data directory'),
+      .description('Restore a backup made by `executor backup` into an empty data directory'),
   )
-    .requiredOption('--from <file>', 'the backup file')
+    .requiredOption('--from <file>', 'The backup file')
     .action((opts: Opts & { from: string }) =>
       act(async () => {
         const url = opts.databaseUrl ?? process.env.DATABASE_URL;

@@ -50,17 +50,17 @@ function show(r: RepositoryView): string {
 export function registerRepoCommands(program: Command): void {
   const repos = program
     .command('repos')
-    .description("manage the server's mirrored repositories (fetched from a Git host, kept current)");
+    .description("Manage the server's mirrored repositories (fetched from a Git host, kept current)");
 
   withGlobal(
-    repos.command('add <name> <url>').description('register a repository and fetch its first mirror'),
+    repos.command('add <name> <url>').description('Register a repository and fetch its first mirror'),
   )
     .option(
       '--credential-env <var>',
-      "name of a variable in the server's environment holding the password or token (read by the server at each fetch)",
+      "Name of a variable in the server's environment holding the password or token (read by the server at each fetch)",
     )
-    .option('--username <name>', 'user name sent with it (default x-access-token, which token hosts accept)')
-    .option('--username-env <var>', "name of a variable in the server's environment holding the user name")
+    .option('--username <name>', 'User name sent with it (default x-access-token, which token hosts accept)')
+    .option('--username-env <var>', "Name of a variable in the server's environment holding the user name")
     .action(
       (
         name: string,
@@ -86,7 +86,7 @@ export function registerRepoCommands(program: Command): void {
         }, NOT_FOUND),
     );
 
-  withGlobal(repos.command('list').description('list repositories: state, last sync, size, error')).action(
+  withGlobal(repos.command('list').description('List repositories: state, last sync, size, error')).action(
     (opts: GlobalOpts) =>
       runAction(async () => {
         const { repositories } = await clientFrom(opts).listRepositories();
@@ -113,7 +113,7 @@ export function registerRepoCommands(program: Command): void {
       }, NOT_FOUND),
   );
 
-  withGlobal(repos.command('show <name>').description('show a repository and its last sync')).action(
+  withGlobal(repos.command('show <name>').description('Show a repository and its last sync')).action(
     (name: string, opts: GlobalOpts) =>
       runAction(async () => {
         const r = await clientFrom(opts).getRepository(name);
@@ -122,7 +122,7 @@ export function registerRepoCommands(program: Command): void {
       }, NOT_FOUND),
   );
 
-  withGlobal(repos.command('sync <name>').description('fetch a repository from its URL now')).action(
+  withGlobal(repos.command('sync <name>').description('Fetch a repository from its URL now')).action(
     (name: string, opts: GlobalOpts) =>
       runAction(async () => {
         const r = await clientFrom(opts).syncRepository(name);
@@ -132,7 +132,7 @@ export function registerRepoCommands(program: Command): void {
   );
 
   withGlobal(
-    repos.command('remove <name>').description('unregister a repository and delete its mirror'),
+    repos.command('remove <name>').description('Unregister a repository and delete its mirror'),
   ).action((name: string, opts: GlobalOpts) =>
     runAction(async () => {
       await clientFrom(opts).removeRepository(name);

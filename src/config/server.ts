@@ -12,8 +12,19 @@ import { z } from 'zod';
 import { SOURCEGRAPH_PROTOCOL_VERSION } from '../protocol/version.js';
 import type { Catalogue, Setting, Values } from './declare.js';
 import { type Env, loadSettings } from './load.js';
-import { durationMs, int, oneOf, type Parser, parser, sizeBytes } from './parsers.js';
+import { oneOf } from './parsers.js';
 import { renderFlagTable } from './render-docs.js';
+import {
+  AT_LEAST_1KI,
+  AT_LEAST_1S,
+  AT_LEAST_100MS,
+  count,
+  duration,
+  listen,
+  size,
+  token,
+  weights,
+} from './server-parsers.js';
 
 export interface ServerConfig {
   listenHost: string;
@@ -93,55 +104,6 @@ export class ServerConfigError extends Error {
     this.name = 'ServerConfigError';
   }
 }
-
-const MIN_TOKEN_LENGTH = 20;
-
-const token = () => z.string().min(MIN_TOKEN_LENGTH, `must be at least ${MIN_TOKEN_LENGTH} characters`);
-
-/** A duration in milliseconds, then `check` (its minimum, with the message that names it). */
-const duration = (check: z.ZodNumber = z.number()) =>
-  durationMs(() => 'must be a duration such as "25s" or "30m"').pipe(check);
-
-const size = (check: z.ZodNumber) =>
-  sizeBytes(() => 'must be a size such as "10Mi" or "1048576"').pipe(check.int());
-
-const count = (check: z.ZodNumber) =>
-  int({ min: 0, message: () => 'must be a non-negative integer' }).pipe(check.int());
-
-/** `HOST:PORT`; a bracketed IPv6 host is unbracketed, an empty host is 0.0.0.0. */
-const listen = (): Parser<{ host: string; port: number }> =>
-  parser(
-    (s) => {
-      const m = /^(.*):(\d{1,5})$/.exec(s.trim());
-      return m ? { host: m[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port: Number(m[2]) } : undefined;
-    },
-    () => 'must be HOST:PORT, e.g. 127.0.0.1:3080',
-  ).pipe(z.object({ host: z.string().min(1), port: z.number().int().min(0).max(65535) }));
-
-/** `QUEUE=WEIGHT,...`; the first malformed item is the problem. */
-const weights = (): Parser<Record<string, number>> =>
-  z
-    .string()
-    .transform((s, ctx) => {
-      const out: Record<string, number> = {};
-      for (const part of s
-        .split(',')
-        .map((p) => p.trim())
-        .filter(Boolean)) {
-        const m = /^([^=\s]+)=(\d+(?:\.\d+)?)$/.exec(part);
-        if (!m) {
-          ctx.addIssue({ code: 'custom', message: `"${part}" is not QUEUE=WEIGHT` });
-          return z.NEVER;
-        }
-        out[m[1]!] = Number(m[2]);
-      }
-      return out;
-    })
-    .pipe(z.record(z.number().positive('weights must be positive')));
-
-const AT_LEAST_1S = z.number().min(1000, 'must be at least 1s');
-const AT_LEAST_100MS = z.number().min(100, 'must be at least 100ms');
-const AT_LEAST_1KI = z.number().min(1024, 'must be at least 1Ki');
 
 /** Every server setting, keyed by its environment variable. Flags are `--<flag> VALUE`. */
 export const SERVER_ENV = {

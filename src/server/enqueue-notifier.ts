@@ -103,38 +103,16 @@ export function createEnqueueNotifier(opts: EnqueueNotifierOptions = {}): Enqueu
     return s;
   };
 
-  let recheck: NodeJS.Timeout | undefined;
-  let rechecking = false;
-  const runRecheck = async () => {
-    if (rechecking || !opts.readyCounts) return;
-    const watched = [...queues].filter(([, s]) => s.waiters.size > 0).map(([q]) => q);
-    if (watched.length === 0) return;
-    rechecking = true;
-    try {
-      const counts = await opts.readyCounts(watched, clock.now());
-      for (const q of watched) {
-        const n = counts.get(q) ?? 0;
-        if (n <= 0) continue;
-        event(q);
-        wakeSome(q, n);
-      }
-    } catch (e) {
-      opts.onError?.(e);
-    } finally {
-      rechecking = false;
-    }
-  };
-  const startRecheck = () => {
-    if (recheck || closed || !opts.readyCounts) return;
-    recheck = setInterval(() => void runRecheck(), opts.recheckMs ?? 1000);
-    recheck.unref();
-  };
-  const stopRecheckIfIdle = () => {
-    if (recheck && count === 0) {
-      clearInterval(recheck);
-      recheck = undefined;
-    }
-  };
+  const recheck = createRecheck(
+    opts,
+    clock,
+    () => count,
+    queues,
+    (q, n) => {
+      event(q);
+      wakeSome(q, n);
+    },
+  );
 
   return {
     notify(queue, jobs = 1) {
@@ -181,7 +159,7 @@ export function createEnqueueNotifier(opts: EnqueueNotifierOptions = {}): Enqueu
               tidy(q, s);
             }
             signal?.removeEventListener('abort', onAbort);
-            stopRecheckIfIdle();
+            recheck.stopIfIdle();
             resolve(queue);
           },
         };
@@ -190,7 +168,7 @@ export function createEnqueueNotifier(opts: EnqueueNotifierOptions = {}): Enqueu
         timer = setTimeout(onAbort, Math.max(0, timeoutMs));
         for (const q of names) stateOf(q).waiters.add(waiter);
         signal?.addEventListener('abort', onAbort, { once: true });
-        startRecheck();
+        recheck.start();
       });
     },
 
@@ -222,14 +200,65 @@ export function createEnqueueNotifier(opts: EnqueueNotifierOptions = {}): Enqueu
 
     close() {
       closed = true;
-      if (recheck) clearInterval(recheck);
-      recheck = undefined;
+      recheck.stop();
       for (const [, s] of queues) {
         if (s.due) clearTimeout(s.due.timer);
         s.due = undefined;
         for (const w of [...s.waiters]) w.wake(null);
       }
       queues.clear();
+    },
+  };
+}
+
+/**
+ * The one safety re-check of a notifier: while anyone waits, every `recheckMs` it asks the store
+ * how many jobs are ready in the queues that have waiters (one call for all of them) and hands
+ * each count to `wake`.
+ */
+function createRecheck(
+  opts: EnqueueNotifierOptions,
+  clock: Clock,
+  waiting: () => number,
+  queues: ReadonlyMap<string, QueueState>,
+  wake: (queue: string, jobs: number) => void,
+) {
+  let timer: NodeJS.Timeout | undefined;
+  let running = false;
+  let stopped = false;
+  const run = async () => {
+    if (running || !opts.readyCounts) return;
+    const watched = [...queues].filter(([, s]) => s.waiters.size > 0).map(([q]) => q);
+    if (watched.length === 0) return;
+    running = true;
+    try {
+      const counts = await opts.readyCounts(watched, clock.now());
+      for (const q of watched) {
+        const n = counts.get(q) ?? 0;
+        if (n > 0) wake(q, n);
+      }
+    } catch (e) {
+      opts.onError?.(e);
+    } finally {
+      running = false;
+    }
+  };
+  return {
+    start() {
+      if (timer || stopped || !opts.readyCounts) return;
+      timer = setInterval(() => void run(), opts.recheckMs ?? 1000);
+      timer.unref();
+    },
+    stopIfIdle() {
+      if (timer && waiting() === 0) {
+        clearInterval(timer);
+        timer = undefined;
+      }
+    },
+    stop() {
+      stopped = true;
+      if (timer) clearInterval(timer);
+      timer = undefined;
     },
   };
 }

@@ -58,6 +58,36 @@ export interface ServerDeps {
   followFallbackMs?: number;
 }
 
+/** The background loops of one server: the store it acts on, and what they report to. */
+function createLoops(
+  deps: ServerDeps,
+  store: Store,
+  o: {
+    announceEnqueue: (queue: string) => void;
+    history: ReturnType<typeof createQueueHistory>;
+    pruneMetrics: ReturnType<typeof createPruneMetrics>;
+    repoSync: ServerApp['loops']['repoSync'];
+  },
+): ServerApp['loops'] {
+  const { config, clock, logger } = deps;
+  return {
+    resetter: createResetter({
+      store,
+      config,
+      clock,
+      logger,
+      onRequeued: (queues) => {
+        for (const q of queues) o.announceEnqueue(q);
+      },
+    }),
+    deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
+    executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
+    history: o.history.loop(deps.store),
+    pruner: createPruner({ store: deps.store, config, clock, logger, metrics: o.pruneMetrics }),
+    repoSync: o.repoSync,
+  };
+}
+
 export interface ServerApp {
   handle(req: IncomingMessage, res: ServerResponse): void;
   startBackground(): void;
@@ -163,22 +193,12 @@ export function createServer(deps: ServerDeps): ServerApp {
 
   registerOpsRoutes(router, routeDeps);
 
-  const loops = {
-    resetter: createResetter({
-      store,
-      config,
-      clock,
-      logger,
-      onRequeued: (queues) => {
-        for (const q of queues) routeDeps.announceEnqueue(q);
-      },
-    }),
-    deadlines: createDeadlineEnforcer({ store, config, clock, logger }),
-    executorJanitor: createExecutorJanitor({ store, config, clock, logger }),
-    history: history.loop(deps.store),
-    pruner: createPruner({ store: deps.store, config, clock, logger, metrics: pruneMetrics }),
+  const loops = createLoops(deps, store, {
+    announceEnqueue: routeDeps.announceEnqueue,
+    history,
+    pruneMetrics,
     repoSync: repos.loop,
-  };
+  });
 
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
   // of a call into the random generator per request.

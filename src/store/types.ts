@@ -12,7 +12,7 @@
  * - Methods are async so that the PostgreSQL twin fits; the SQLite one resolves synchronously.
  */
 import type { JobSpec } from '../protocol/job-spec.js';
-import type { TokenScope } from '../protocol/user-api.js';
+import type { ApiTokenRecord, NewApiToken } from './api-token-types.js';
 import type { NewRepository, RepositoryRecord, RepositorySync } from './repository-types.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
@@ -219,24 +219,7 @@ export interface RetryPolicy {
   maxMs: number;
 }
 
-/** A user-API token (table api_tokens); the value itself is never stored, only its SHA-256. */
-export interface ApiTokenRecord {
-  name: string;
-  scope: TokenScope;
-  createdAt: number;
-  /** Updated at most once per API_TOKEN_TOUCH_MS by findApiTokenByHash. */
-  lastUsedAt: number | null;
-  expiresAt: number | null;
-  revokedAt: number | null;
-}
-
-export interface NewApiToken {
-  name: string;
-  scope: TokenScope;
-  /** SHA-256 (hex) of the token value. */
-  tokenHash: string;
-  expiresAt: number | null;
-}
+export { API_TOKEN_TOUCH_MS, type ApiTokenRecord, type NewApiToken } from './api-token-types.js';
 
 /** What one prune batch removed: jobs (or jobs whose output was dropped) and the bytes they held. */
 export interface PruneResult {
@@ -247,9 +230,6 @@ export interface PruneResult {
 
 /** The text that replaces an entry's output once log retention dropped it. */
 export const PRUNED_OUTPUT_MARKER = '[output pruned: older than the log retention]\n';
-
-/** findApiTokenByHash writes last_used_at only when the stored one is older than this. */
-export const API_TOKEN_TOUCH_MS = 60_000;
 
 export type {
   NewRepository,

@@ -100,7 +100,6 @@ export function gitCommands(
       '-c',
       'protocol.version=2',
       'fetch',
-      '--progress',
       '--no-recurse-submodules',
       ...fetchFlags,
       'origin',

@@ -259,7 +259,6 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
         '-c',
         'fetch.unpackLimit=1',
         'fetch',
-        '--progress',
         '--no-tags',
         '--no-recurse-submodules',
         '--no-write-fetch-head',
