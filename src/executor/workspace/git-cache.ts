@@ -14,8 +14,9 @@
  *   the job's depth or filter otherwise), never links to it: after the clone
  *   the workspace does not depend on the cache, and a job cannot change what another job reads.
  * - A first fetch goes to a temporary directory renamed into place when complete. A failed update
- *   or a failed copy runs `git fsck --connectivity-only` on the entry; a corrupt entry is deleted
- *   and built again (at once for an update, by the next job for a copy).
+ *   runs `git fsck --connectivity-only` on the entry, a failed copy also checks every pack against
+ *   its checksum and index (fsck trusts the indexes); a corrupt entry is deleted and built again
+ *   (at once for an update, by the next job for a copy).
  * - After each update the least recently used entries beyond EXECUTOR_GIT_CACHE_SIZE are deleted
  *   (never one that is leased).
  */
@@ -139,6 +140,24 @@ export async function verifyPack(packPath: string, idxPath: string): Promise<voi
 async function healthy(gitDir: string): Promise<boolean> {
   try {
     await git(['--git-dir', gitDir, 'fsck', '--connectivity-only', '--no-progress']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether every pack of the entry matches its checksum and its index. `fsck --connectivity-only`
+ * trusts the indexes, so a pack damaged behind an intact index passes it: a failed copy checks both.
+ */
+async function packsIntact(gitDir: string): Promise<boolean> {
+  const dir = path.join(gitDir, 'objects', 'pack');
+  try {
+    for (const f of await readdir(dir)) {
+      if (!f.endsWith('.pack')) continue;
+      const pack = path.join(dir, f);
+      await verifyPack(pack, pack.replace(/\.pack$/, '.idx'));
+    }
     return true;
   } catch {
     return false;
@@ -347,7 +366,7 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
         copyPacks: (objectsDir) => copyPacks(gitDir, objectsDir),
         async copyFailed() {
           await withLock(key, async () => {
-            if (existsSync(gitDir) && !(await healthy(gitDir)))
+            if (existsSync(gitDir) && !((await packsIntact(gitDir)) && (await healthy(gitDir))))
               await rm(gitDir, { recursive: true, force: true });
           });
         },
