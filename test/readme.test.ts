@@ -96,11 +96,13 @@ describe.skipIf(!built)('README quickstart, verbatim', () => {
           what: `the demo job of "${cmd}"`,
         });
         expect(up.output()).toContain('Job 1 completed');
-        const exportLine = /export (EXECUTOR_SERVER_URL=\S+) (EXECUTOR_SERVER_API_TOKEN=\S+)/.exec(
-          up.output(),
-        )!;
+        // The two export lines it printed, each pasted as it is.
+        const exports = ['EXECUTOR_SERVER_URL', 'EXECUTOR_SERVER_API_TOKEN'].map(
+          (name) => new RegExp(`^\\s*export (${name}=\\S+)$`, 'm').exec(up.output())?.[1],
+        );
+        expect(exports.every(Boolean)).toBe(true);
         env = { ...env };
-        for (const kv of [exportLine[1]!, exportLine[2]!]) {
+        for (const kv of exports as string[]) {
           const i = kv.indexOf('=');
           env[kv.slice(0, i)] = kv.slice(i + 1);
         }
