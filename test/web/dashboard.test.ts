@@ -473,6 +473,8 @@ describe.skipIf(!available)('dashboard with the loopback rule off', () => {
     await page.getByLabel('API token').fill(cluster.apiToken);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.goto(`${cluster.url}/#/jobs/${job.id}`);
+    // The header is redrawn once the new token's whoami answers: wait for it, then check it whole.
+    await page.locator('#whoami', { hasText: 'bootstrap' }).waitFor();
     await expect(page.locator('#whoami').textContent()).resolves.toBe('Signed in as bootstrap (admin)');
     await page.getByRole('button', { name: 'Cancel job' }).waitFor();
     await page.close();

@@ -176,7 +176,8 @@ export async function createNetnsHosts(opts: {
     inNs(['ip', 'link', 'set', nsVeth, 'up']);
     inNs(['ip', 'link', 'set', 'lo', 'up']);
     inNs(['ip', 'route', 'add', 'default', 'via', hostIp]);
-    for (const a of opts.addresses) sh(['ip', 'route', 'add', `${a}/32`, 'via', nsIp, 'dev', hostVeth]);
+    // replace, not add: a run killed before its cleanup may have left a route to the same address.
+    for (const a of opts.addresses) sh(['ip', 'route', 'replace', `${a}/32`, 'via', nsIp, 'dev', hostVeth]);
     for (const a of opts.addresses) {
       const route = sh(['ip', 'route', 'get', a]);
       if (!new RegExp(`\\bdev ${hostVeth}\\b`).test(route)) {
