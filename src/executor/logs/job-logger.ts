@@ -52,7 +52,7 @@ export interface JobLoggerOptions {
    * default 1000 (Sourcegraph's poll period).
    */
   syncIntervalMs?: number;
-  /** Minimum time between two appends of one entry (log-append); default APPEND_INTERVAL_MS (50). */
+  /** Refill interval of an entry's append budget (log-append); default APPEND_INTERVAL_MS. */
   appendIntervalMs?: number;
   logger: Logger;
 }
@@ -107,7 +107,8 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
       sentMarker: false,
       sentTail: 0,
       added: Promise.resolve(),
-      lastSendAt: 0, // set when the add is sent; nothing reads it before
+      tokens: 0, // both set when the add is sent; nothing reads them before
+      tokensAt: 0,
     };
     streams.stdout = decoder.createStream(e, 'stdout');
     streams.stderr = decoder.createStream(e, 'stderr');

@@ -5,14 +5,13 @@
  * Contracts:
  *   - Entries are added in `add` order: the add of entry N+1 is sent after entry N's add settled.
  *   - At most one request per entry is in flight; what changes while one is in flight rides the
- *     next, which leaves as soon as the one in flight settled and the entry's interval since the
- *     previous send has passed.
+ *     next, which leaves as soon as the one in flight settled and the entry's budget allows.
  *   - `changed` after every visible change of an open entry. Without `sink.append` (a Sourcegraph
  *     server): at most one update per entry per intervalMs (1 s, Sourcegraph's rhythm), each with
  *     the FULL redacted text. With `sink.append`: only new bytes, with their UTF-8 byte offset,
- *     sent as they come: at most one append per entry per appendIntervalMs (APPEND_INTERVAL_MS), so
- *     a quiet step's line leaves at once and a noisy step's output is batched by the request in
- *     flight and that bound. A retry resends from the same offset, so the server can deduplicate.
+ *     sent as they come, paced per entry by a token bucket (APPEND_BURST back to back, then one per
+ *     APPEND_INTERVAL_MS), so a quiet step's line leaves at once and a noisy step's output is
+ *     batched by the request in flight and that budget. A retry resends from the same offset, so the server can deduplicate.
  *     With append, once an entry spills past the head, nothing more is sent for it until its final
  *     sync.
  *   - `finalSync` once the entry is closed (exitCode and durationMs set): it cancels the timer,
@@ -48,26 +47,34 @@ export interface SyncedEntry extends BatchedOutput {
   added: Promise<void>;
   timer?: NodeJS.Timeout;
   inflight?: Promise<void>;
-  /** When the last request for the entry was sent, by the monotonic timer. */
-  lastSendAt: number;
+  /**
+   * The entry's send budget (a token bucket): requests it may start now, as of `tokensAt` on the
+   * monotonic timer; refilled by one per interval, up to the burst.
+   */
+  tokens: number;
+  tokensAt: number;
   final?: Promise<void>;
   error?: string;
 }
 
 /**
- * Minimum time between the starts of two appends of one entry: at most 20 appends a second for a
- * step that prints continuously, while a line of a quiet step (nothing sent for this long) leaves
- * at once. Measured on a 2-core host (`npm run bench -- logs.latency`): p50 a few ms from a step's
- * write to an SSE follower, against 0.5 s with the 1 s snapshots.
+ * The appends of one entry are paced by a token bucket: up to APPEND_BURST may start back to back,
+ * then one per APPEND_INTERVAL_MS. So a step that prints continuously makes at most
+ * APPEND_BURST + 1000 / APPEND_INTERVAL_MS = 20 appends in any one second (16 a second sustained),
+ * while a line of a quiet step, or the second of two writes a few ms apart (a traced command and
+ * its output), leaves at once. A plain minimum gap between appends held that second write back for
+ * the whole gap. Measured on a 2-core host (`npm run bench -- logs.latency logs.requests`): p50 a
+ * few ms from a step's write to an SSE follower (0.5 s with the 1 s snapshots).
  */
-export const APPEND_INTERVAL_MS = 50;
+export const APPEND_INTERVAL_MS = 62.5;
+export const APPEND_BURST = 4;
 
 export interface LogSyncOptions {
   sink: LogSink;
   cap: OutputCap;
   /** Minimum time between two snapshot updates of one entry (a server without log-append). */
   intervalMs: number;
-  /** Minimum time between two appends of one entry; default APPEND_INTERVAL_MS. */
+  /** Refill interval of an entry's append budget; default APPEND_INTERVAL_MS (burst APPEND_BURST). */
   appendIntervalMs?: number;
   logger: Logger;
 }
@@ -137,6 +144,8 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
   const { sink, cap, logger } = opts;
   const appendMode = typeof sink.append === 'function';
   const intervalMs = appendMode ? (opts.appendIntervalMs ?? APPEND_INTERVAL_MS) : opts.intervalMs;
+  // Snapshots keep Sourcegraph's plain rhythm: a burst of one is a minimum gap of intervalMs.
+  const burst = appendMode ? APPEND_BURST : 1;
   const batcher = appendMode ? createAppendBatcher(cap.capBytes) : undefined;
   // Rate limiting uses a monotonic timer, not the injected clock: the clock stamps entries, the
   // timer decides when to talk to the server.
@@ -155,6 +164,10 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
     if (batcher) {
       // An entry closed while this runs gets its tail from the final sync, which waits for it.
       const closed = e.closed;
+      // Only the output there when this sync began: what arrives while an append is in flight
+      // rides the next sync, appendIntervalMs after this one began (else a step that prints
+      // continuously gets back-to-back appends, one per round trip).
+      const partsAtStart = e.headParts.length;
       for (;;) {
         const b = batcher.next(e, closed);
         if (!b.last && b.bytes === 0) break; // spilled past the head: nothing to send until close
@@ -166,7 +179,7 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
         );
         lastSuccessAt = mono();
         batcher.acknowledged(e, b);
-        if (b.last) break;
+        if (b.last || (!closed && e.sentParts >= partsAtStart)) break;
       }
     } else {
       const closed = e.closed;
@@ -177,18 +190,31 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
     e.sentVersion = v;
   };
 
+  /** e's budget refilled up to now; returns when it can start its next request. */
+  const readyAt = (e: SyncedEntry): number => {
+    const now = mono();
+    if (intervalMs > 0) e.tokens = Math.min(burst, e.tokens + (now - e.tokensAt) / intervalMs);
+    else e.tokens = burst;
+    e.tokensAt = now;
+    return e.tokens >= 1 ? now : now + (1 - e.tokens) * intervalMs;
+  };
+  const spend = (e: SyncedEntry) => {
+    readyAt(e);
+    e.tokens -= 1;
+  };
+
   const schedule = (e: SyncedEntry) => {
     if (e.id === undefined || e.closed || e.timer || e.inflight || e.version === e.sentVersion) return;
-    const waitMs = Math.max(0, e.lastSendAt + intervalMs - mono());
+    const waitMs = Math.max(0, readyAt(e) - mono());
     e.timer = setTimeout(() => {
       e.timer = undefined;
       if (e.closed) return;
       // Timers run on the event loop's cached time and may fire a little early by this clock.
-      if (mono() < e.lastSendAt + intervalMs) {
+      if (readyAt(e) > mono()) {
         schedule(e);
         return;
       }
-      e.lastSendAt = mono();
+      spend(e);
       e.inflight = send(e)
         .catch((err) =>
           logger.warn('log entry update failed; retrying', {
@@ -213,7 +239,8 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
         const v = e.version;
         const closed = e.closed;
         const b = batcher?.next(e, closed);
-        e.lastSendAt = mono();
+        e.tokensAt = mono();
+        e.tokens = burst - 1; // the add is the entry's first request
         try {
           e.id = await addShortening(e, () =>
             sink.add(b ? wire(e, b.out.toString('utf8'), b.last) : wire(e, cap.text(e))),
