@@ -29,7 +29,9 @@ const heartbeatMs: number[] = [];
 let dequeues = 0;
 let errors = 0;
 let stopping = false;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+// Timers keep the process alive: in poll mode every client may be asleep at once with no socket
+// in use, and an unref'd wait would let the fleet exit silently right after it reported ready.
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function simulate(i: number): Promise<void> {
   const client = createQueueClient({

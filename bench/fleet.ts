@@ -177,7 +177,10 @@ async function measure(
         .map((l) => JSON.parse(l) as { got: number; at: number });
     await waitFor(
       'every submitted job dispatched',
-      () => got().filter((g) => submitted.has(g.got)).length === submitted.size,
+      () => {
+        if (sim.child.exitCode !== null) throw new Error(`the fleet exited: ${sim.output().slice(-500)}`);
+        return got().filter((g) => submitted.has(g.got)).length === submitted.size;
+      },
       30_000,
       20,
     );
