@@ -45,7 +45,16 @@ async function simulate(i: number): Promise<void> {
     retry: { maxAttempts: 1, delayBaseMs: 100, delayMaxMs: 100, retryAfterMaxMs: 0, timeoutMs: 0 },
     logger: quietLogger(),
   });
-  await client.ping();
+  // A fleet coming up all at once may find the server slow to answer: try again, as an executor would.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.ping();
+      break;
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await sleep(1000 * attempt);
+    }
+  }
   const running = new Set<string>();
   const heartbeats = async () => {
     await sleep(Math.random() * HEARTBEAT_MS);
