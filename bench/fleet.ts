@@ -287,9 +287,23 @@ async function oneStore(ctx: BenchContext, label: string, size: number, pgAdmin:
 export const fleet: Bench = async (ctx) => {
   const sizes = (process.env.FLEET_SIZES ?? '1000,5000,10000').split(',').map(Number);
   const out: BenchResult[] = [];
+  const failures: string[] = [];
+  // One size that cannot run does not throw away the figures of the others.
+  const one = async (label: string, size: number, pg: string | undefined) => {
+    try {
+      const rows = await oneStore(ctx, label, size, pg);
+      for (const r of rows)
+        ctx.say(`${r.name}: ours ${r.ours.toFixed(1)} ${r.unit}, baseline ${r.baseline.toFixed(1)}`);
+      out.push(...rows);
+    } catch (err) {
+      failures.push(`${label} ${size}: ${err instanceof Error ? err.message : String(err)}`);
+      ctx.say(`fleet.${label}.${size} could not run: ${failures.at(-1)}`);
+    }
+  };
   for (const size of sizes) {
-    out.push(...(await oneStore(ctx, 'sqlite', size, undefined)));
-    if (ctx.postgresUrl) out.push(...(await oneStore(ctx, 'postgres', size, ctx.postgresUrl)));
+    await one('sqlite', size, undefined);
+    if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl);
   }
+  if (failures.length > 0) throw new Error(`fleet: ${failures.join('; ')}`);
   return out;
 };
