@@ -2,8 +2,11 @@
  * The byte side of the redactor (redactor.ts builds the patterns): patterns compiled to UTF-8, the
  * streaming matcher that job output goes through, and the text stream on top of it.
  *
- * Contract of a stream: bytes leave in order, during the push that completed them; at most
- * `maxPatternBytes - 1` bytes are held, and only while they could still begin a secret.
+ * Contract of a stream: bytes leave in order, during the push that completed them or, at the
+ * latest, at the next `release()`; at most `maxPatternBytes - 1` bytes are held, and only while
+ * they could still begin a secret. A release masks the held bytes that could still become a secret
+ * (one replacement for them) and keeps them, so that whatever completes that secret later is masked
+ * too: the parse stays the one without releases, and only what lies under a mask differs.
  */
 import { Buffer } from 'node:buffer';
 import type { ByteSink, ByteStreamRedactor, StreamRedactor } from './redactor.js';
@@ -122,6 +125,89 @@ function nextBlockAt(block: ByteBlock, view: Buffer, from: number, atEnd: boolea
   return -1;
 }
 
+/**
+ * The replacement of a pattern that view[i..] may still grow into once more bytes arrive (it is a
+ * proper prefix of a fixed pattern, or a block agrees with it so far), or undefined when none.
+ */
+function growingAt(patterns: BytePatterns, view: Buffer, i: number): Buffer | undefined {
+  const { pats, reps, byFirstByte, blocks, blockReps, blocksByFirstByte } = patterns;
+  const rest = view.length - i;
+  for (const k of byFirstByte[view[i]!]!) {
+    const p = pats[k]!;
+    if (p.length > rest && view.compare(p, 0, rest, i, view.length) === 0) return reps[k];
+  }
+  for (const k of blocksByFirstByte[view[i]!]!) {
+    if (matchBlockBytes(blocks[k]!, view, i) === -1) return blockReps[k];
+  }
+  return undefined;
+}
+
+/** The longest match that lies whole in the view at view[i] (fixed patterns first on a tie). */
+function longestMatchAt(
+  patterns: BytePatterns,
+  view: Buffer,
+  i: number,
+): { length: number; rep: Buffer } | undefined {
+  const { pats, reps, byFirstByte, blocks, blockReps, blocksByFirstByte } = patterns;
+  let length = 0;
+  let rep: Buffer | undefined;
+  for (const k of byFirstByte[view[i]!]!) {
+    const p = pats[k]!;
+    // Longest first: the first that matches is the longest.
+    if (p.length <= view.length - i && view.compare(p, 0, p.length, i, i + p.length) === 0) {
+      length = p.length;
+      rep = reps[k];
+      break;
+    }
+  }
+  for (const k of blocksByFirstByte[view[i]!]!) {
+    const n = matchBlockBytes(blocks[k]!, view, i);
+    if (n > length) {
+      length = n;
+      rep = blockReps[k];
+    }
+  }
+  return rep === undefined ? undefined : { length, rep };
+}
+
+/** Passes on view[from, to) but for its part in the first `masked` bytes, which a mask stands for. */
+function passOn(view: Buffer, from: number, to: number, masked: number, sink: ByteSink) {
+  const a = Math.max(from, masked);
+  if (to > a) sink(view.subarray(a, to));
+}
+
+/**
+ * Releases the held bytes `view` when they may wait no longer. Up to the first position whose
+ * bytes could still grow into a match, everything is decided now and goes out as a scan would
+ * send it once more bytes arrived: bytes no match can cover, and matches no longer one can beat,
+ * replaced. From that position on, the rest goes out as one mask: the replacement of a pattern it
+ * could become. The first `masked` bytes were masked by an earlier release, so nothing of them goes
+ * out again (the output ends with their mask, which also stands for a rest masked now). Returns
+ * where the masked rest starts: view.length when there is none.
+ */
+function releaseHeld(patterns: BytePatterns, view: Buffer, masked: number, sink: ByteSink): number {
+  const { startBytes } = patterns;
+  let pos = 0;
+  for (let i = 0; i < view.length; i++) {
+    if (startBytes[view[i]!] !== 1) continue;
+    const mask = growingAt(patterns, view, i);
+    if (mask) {
+      passOn(view, pos, i, masked, sink);
+      if (i >= masked) sink(mask);
+      return i;
+    }
+    const m = longestMatchAt(patterns, view, i);
+    if (m) {
+      passOn(view, pos, i, masked, sink);
+      if (i >= masked) sink(m.rep);
+      pos = i + m.length;
+      i = pos - 1;
+    }
+  }
+  passOn(view, pos, view.length, masked, sink);
+  return view.length;
+}
+
 export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): ByteStreamRedactor {
   const { pats, reps, blocks, blockReps, maxPatternBytes, startBytes } = patterns;
   if (pats.length === 0 && blocks.length === 0) {
@@ -130,11 +216,18 @@ export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): Byte
         if (chunk.length > 0) sink(chunk);
       },
       end: () => {},
+      release: () => {},
+      holding: () => false,
     };
   }
   // Held bytes, then the piece being scanned; allocated at the first push, reused for every piece.
   let work = Buffer.alloc(0);
   let held = 0;
+  /**
+   * The first `masked` held bytes went out as a mask at a release: they are kept so that the rest
+   * of their secret is found, but nothing of them or of a match starting in them goes out again.
+   */
+  let masked = 0;
   let ended = false;
   const nPats = pats.length;
   const count = nPats + blocks.length;
@@ -170,8 +263,8 @@ export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): Byte
         holdFrom = at;
         break;
       }
-      if (at > pos) sink(view.subarray(pos, at));
-      sink(best < nPats ? reps[best]! : blockReps[best - nPats]!);
+      passOn(view, pos, at, masked, sink);
+      if (at >= masked) sink(best < nPats ? reps[best]! : blockReps[best - nPats]!);
       pos = at + len[best]!;
       for (let k = 0; k < nPats; k++) {
         if (next[k] !== -1 && next[k]! < pos) next[k] = view.indexOf(pats[k]!, pos);
@@ -193,8 +286,9 @@ export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): Byte
       }
     }
     holdFrom = Math.max(holdFrom, pos);
-    if (holdFrom > pos) sink(view.subarray(pos, holdFrom));
+    passOn(view, pos, holdFrom, masked, sink);
     held = size - holdFrom;
+    masked = Math.max(0, masked - holdFrom);
     if (held > 0) work.copy(work, 0, holdFrom, size);
   };
 
@@ -219,6 +313,14 @@ export function byteStreamRedactor(patterns: BytePatterns, sink: ByteSink): Byte
       held = 0;
       work = Buffer.alloc(0);
     },
+    release() {
+      if (ended || held <= masked) return;
+      const from = releaseHeld(patterns, work.subarray(0, held), masked, sink);
+      if (from > 0) work.copy(work, 0, from, held);
+      held -= from;
+      masked = held;
+    },
+    holding: () => held > masked,
   };
 }
 
@@ -253,6 +355,10 @@ export function textStreamRedactor(createBytes: (sink: ByteSink) => ByteStreamRe
       ended = true;
       if (high !== '') bytes.push(Buffer.from(high, 'utf8'));
       bytes.end();
+      return take();
+    },
+    release(): string {
+      bytes.release();
       return take();
     },
   };

@@ -13,7 +13,9 @@
  *     shortened with a marker beyond the server's command bound (`command-cap.ts`).
  *   - Once the server refuses further entries (its entry count or log cap), later entries are not
  *     sent and `flush()` ends the log with one line saying so; it is not an error of the job.
- *   - Output is redacted per stream (boundary-safe) BEFORE line splitting and the size cap.
+ *   - Output is redacted per stream (boundary-safe) BEFORE line splitting and the size cap. Bytes
+ *     held back because they could begin a secret wait at most `holdMs` (MAX_HOLD_MS, 200 ms), then
+ *     go out masked where they could still become one; the timer is cancelled at close and flush.
  *   - `close(exitCode)` sets exitCode and durationMs and forces a final sync right away; the entry
  *     ignores writes after it.
  *   - `flush()` waits for every entry's final sync and throws if an add or a final sync failed (the
@@ -26,8 +28,8 @@
  *     log-append are text. The parts work on one entry object, so the hot path reads its fields
  *     directly.
  */
-import type { Clock } from '../../lib/clock.js';
-import { systemClock } from '../../lib/clock.js';
+import type { Clock, Timers } from '../../lib/clock.js';
+import { systemClock, systemTimers } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import type { JobLogger, LogEntryHandle } from '../job-context.js';
 import { capCommand } from './command-cap.js';
@@ -35,12 +37,13 @@ import { createLineAssembler, type DeliverOutput } from './line-assembler.js';
 import { createLogSync, type SyncedEntry } from './log-sync.js';
 import { createOutputCap } from './output-cap.js';
 import type { Redactor } from './redactor.js';
-import { createStreamDecoder, type OutputStream } from './stream-decoder.js';
+import { createStreamDecoder, MAX_HOLD_MS, type OutputStream } from './stream-decoder.js';
 import type { LogSink } from './types.js';
 import { EMPTY } from './utf8.js';
 
 export { MAX_PARTIAL_LINE_BYTES } from './line-assembler.js';
 export { APPEND_CHUNK_BYTES, truncationMarker } from './output-cap.js';
+export { MAX_HOLD_MS } from './stream-decoder.js';
 
 export interface JobLoggerOptions {
   sink: LogSink;
@@ -54,6 +57,10 @@ export interface JobLoggerOptions {
   syncIntervalMs?: number;
   /** Refill interval of an entry's append budget (log-append); default APPEND_INTERVAL_MS. */
   appendIntervalMs?: number;
+  /** Longest wait of output the redactor holds back; default MAX_HOLD_MS (200). */
+  holdMs?: number;
+  /** The timers of that wait; default the system's (unref'd). */
+  timers?: Timers;
   logger: Logger;
 }
 
@@ -81,7 +88,10 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     sync.changed(e);
   };
   const lines = createLineAssembler(deliver);
-  const decoder = createStreamDecoder(redactor, lines, deliver);
+  const decoder = createStreamDecoder(redactor, lines, deliver, {
+    holdMs: opts.holdMs ?? MAX_HOLD_MS,
+    timers: opts.timers ?? systemTimers,
+  });
   const entries: EntryState[] = [];
 
   const entry = (key: string, command: string[] | null): LogEntryHandle => {
@@ -144,6 +154,8 @@ export function createJobLogger(opts: JobLoggerOptions): FlushableJobLogger {
     await sync.addsSettled();
     for (const e of entries) {
       if (!e.closed) logger.warn('flushing a log entry that was never closed', { key: e.key });
+      decoder.cancelHold(e.streams.stdout);
+      decoder.cancelHold(e.streams.stderr);
     }
     await Promise.all(entries.map((e) => sync.finalSync(e)));
     await sync.noticeRefusal();

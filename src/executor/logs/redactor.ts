@@ -58,6 +58,8 @@ export interface StreamRedactor {
   push(chunk: string): string;
   /** Returns whatever was held back, redacted. The stream must not be used afterwards. */
   end(): string;
+  /** Returns the held-back text that may wait no longer (see ByteStreamRedactor.release). */
+  release(): string;
 }
 
 /**
@@ -76,6 +78,17 @@ export interface ByteStreamRedactor {
   push(chunk: Buffer): void;
   /** Passes on whatever was held back, redacted. The stream must not be used afterwards. */
   end(): void;
+  /**
+   * For held bytes that may wait no longer (MAX_HOLD_MS in stream-decoder.ts): passes on what is
+   * decided, and masks the rest, the bytes that could still become a secret, with the replacement
+   * of a secret they could become; never any of them in clear. The masked bytes stay held, unseen:
+   * whatever completes their secret later is masked by the same mask (no second one), and what
+   * turns out not to be a secret goes out as usual from the first byte after them. Each byte is
+   * masked at most once; with nothing new held since the last release it does nothing.
+   */
+  release(): void;
+  /** True while bytes are held that `release` would pass on or mask. */
+  holding(): boolean;
 }
 
 export interface Redactor {

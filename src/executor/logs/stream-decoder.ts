@@ -9,14 +9,31 @@
  *   - A chunk is read only during `write`; every line it completes is delivered before `write`
  *     returns. Text (string chunks, raw text) is encoded into one scratch buffer of the logger, so
  *     nothing is allocated per chunk.
+ *   - Bytes the redactor holds back (they could begin a secret) wait at most `holdMs`
+ *     (MAX_HOLD_MS): one timer per stream, set while it holds bytes, cancelled once it holds none
+ *     and at `end` or `cancelHold`. When it fires, the redactor releases them, masked where they
+ *     could still become a secret (ByteStreamRedactor.release), and the lines they complete are
+ *     delivered.
  */
 import { Buffer, isUtf8 } from 'node:buffer';
+import type { Timer, Timers } from '../../lib/clock.js';
 import type { DeliverOutput, LineAssembler, LineState } from './line-assembler.js';
 import type { ByteStreamRedactor, Redactor } from './redactor.js';
 import { EMPTY, sequenceLength } from './utf8.js';
 
 /** Text longer than this (raw text, string chunks) is encoded into a buffer of its own. */
 const TEXT_SCRATCH_BYTES = 64 * 1024;
+
+/**
+ * The longest that output bytes wait in a stream's redactor for the bytes that decide whether they
+ * begin a secret; past it they go out, masked where they could still become one. A secret printed
+ * by one write reaches the redactor in chunks that follow one another at once (a pipe or docker's
+ * stream hands over up to 64 KiB per read), so a pause this long means the process stopped there,
+ * and a follower should see what it printed before. 200 ms is four append intervals
+ * (APPEND_INTERVAL_MS): such a line reaches a follower a moment late instead of only when the step
+ * prints more or ends.
+ */
+export const MAX_HOLD_MS = 200;
 
 export type StreamName = 'stdout' | 'stderr';
 
@@ -28,6 +45,14 @@ export interface OutputStream extends LineState {
   /** A high surrogate that ended the last string chunk, waiting for its low half. */
   highSurrogate: string;
   redactor: ByteStreamRedactor;
+  /** Set while the redactor holds bytes: releases them when they have waited holdMs. */
+  holdTimer: Timer | undefined;
+}
+
+/** How long held bytes may wait, and the timers that say when they have. */
+export interface HoldBound {
+  holdMs: number;
+  timers: Timers;
 }
 
 export interface StreamDecoder<T> {
@@ -39,15 +64,36 @@ export interface StreamDecoder<T> {
   writeText(target: T, text: string): void;
   /** Ends stream s: what waits in it goes out as its last line. Flush the assembler after. */
   end(target: T, s: OutputStream): void;
+  /** Cancels stream s's hold timer (what it holds stays held). */
+  cancelHold(s: OutputStream): void;
 }
 
 export function createStreamDecoder<T>(
   redactor: Redactor,
   lines: LineAssembler<T>,
   deliver: DeliverOutput<T>,
+  { holdMs, timers }: HoldBound,
 ): StreamDecoder<T> {
   // Text (raw text, string chunks) is encoded here.
   let textScratch = EMPTY;
+
+  const cancelHold = (s: OutputStream) => {
+    s.holdTimer?.cancel();
+    s.holdTimer = undefined;
+  };
+
+  /** After a write of stream s: its timer runs while its redactor holds bytes, and only then. */
+  const watchHold = (target: T, s: OutputStream) => {
+    if (!s.redactor.holding()) {
+      cancelHold(s);
+      return;
+    }
+    s.holdTimer ??= timers.set(() => {
+      s.holdTimer = undefined;
+      s.redactor.release();
+      lines.flush(target);
+    }, holdMs);
+  };
 
   /** Feeds src[start, end) of stream s to its redactor, invalid UTF-8 replaced as a decoder would. */
   const feed = (s: OutputStream, src: Buffer, start: number, end: number) => {
@@ -103,6 +149,7 @@ export function createStreamDecoder<T>(
         pendingBytes: 0,
         highSurrogate: '',
         redactor: undefined!, // set below: its sink needs the state
+        holdTimer: undefined,
         partial: EMPTY,
         partialBytes: 0,
       };
@@ -124,6 +171,7 @@ export function createStreamDecoder<T>(
         decode(s, chunk);
       }
       lines.flush(target);
+      watchHold(target, s);
     },
     writeText(target, text) {
       if (text === '') return;
@@ -131,11 +179,13 @@ export function createStreamDecoder<T>(
       deliver(target, bytes, 0, bytes.length);
     },
     end(target, s) {
+      cancelHold(s);
       if (s.highSurrogate !== '') decode(s, encode(s.highSurrogate));
       feed(s, s.pending, 0, s.pendingBytes);
       s.pendingBytes = 0;
       s.redactor.end();
       lines.end(target, s);
     },
+    cancelHold,
   };
 }
