@@ -121,7 +121,9 @@ function renderNoScope(ctx: PageContext, name: string, scope: string): void {
     h(
       'p',
       { className: 'notice', role: 'status' },
-      `Signed in as ${name} with the ${scope} scope, which cannot submit jobs. Sign in with a token of scope submit or admin (an admin makes one with \`executor tokens create --name NAME --scope submit\`).`,
+      `Signed in as ${name} with the ${scope} scope, which cannot submit jobs. Sign in with a token of scope submit or admin (an admin makes one with `,
+      h('code', {}, 'executor tokens create --name NAME --scope submit'),
+      ').',
     ),
   );
 }
@@ -218,7 +220,9 @@ export async function renderSubmitPage(ctx: PageContext): Promise<void> {
     h(
       'p',
       { id: 'job-format' },
-      'A job file as `executor submit` reads it: YAML or JSON with queue, steps and optionally repository, files, secrets, timeout, maxAttempts and priority (docs/job-file.md). It is checked here by the same rules as the CLI, then by the server.',
+      'A job file as ',
+      h('code', {}, 'executor submit'),
+      ' reads it: YAML or JSON with queue, steps and optionally repository, files, secrets, timeout, maxAttempts and priority (docs/job-file.md in the package). It is checked here by the same rules as the CLI, then by the server.',
     ),
     h(
       'form',
