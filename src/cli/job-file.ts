@@ -6,15 +6,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
-import {
-  type JobFile,
-  type JobSpec,
-  jobFileSchema,
-  type SecretSource,
-  validateJobSpec,
-} from '../protocol/job-spec.js';
-import { type SpecProblem, specProblems } from '../protocol/spec-problems.js';
+import { checkJobFileText, jobSpecOfFile } from '../protocol/job-file-text.js';
+import type { JobFile, JobSpec, SecretSource } from '../protocol/job-spec.js';
+import type { SpecProblem } from '../protocol/spec-problems.js';
 
 export class JobFileError extends Error {
   constructor(
@@ -37,26 +31,13 @@ async function readStdin(): Promise<string> {
 
 /**
  * Parses YAML (a superset of JSON) and validates it as a job file; secrets may still name their
- * source. Throws JobFileError listing every problem.
+ * source. Throws JobFileError listing every problem. The checks are protocol/job-file-text.ts, which
+ * the dashboard's "Submit job" form runs too.
  */
 export function parseJobFileText(text: string, file = '<input>'): JobFile {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new JobFileError(
-      file,
-      doc.errors.map((e) => ({
-        path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '(syntax)',
-        message: e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''),
-      })),
-    );
-  }
-  const value = doc.toJS();
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new JobFileError(file, [{ path: '(root)', message: 'must be a mapping with queue and steps' }]);
-  }
-  const r = jobFileSchema.safeParse(value);
-  if (!r.success) throw new JobFileError(file, specProblems(jobFileSchema, r.error));
-  return r.data;
+  const r = checkJobFileText(text);
+  if (!r.ok) throw new JobFileError(file, r.problems);
+  return r.value;
 }
 
 /** Parses and validates a job file whose secrets are all inline (no fromEnv, no fromFile). */
@@ -160,25 +141,9 @@ async function resolveJobFile(job: JobFile, file: string, opts: SecretOptions): 
 
 /** The JobSpec of a job file whose secrets are all values, validated as the server will. */
 function toJobSpec(job: JobFile, file: string): JobSpec {
-  const { secrets, ...rest } = job;
-  const inline: Record<string, string> = {};
-  const named: string[] = [];
-  for (const [name, source] of Object.entries(secrets ?? {})) {
-    if (typeof source === 'string') inline[name] = source;
-    else named.push(name);
-  }
-  if (named.length > 0) {
-    throw new JobFileError(
-      file,
-      named.map((n) => ({
-        path: `secrets.${n}`,
-        message: 'names a source (fromEnv or fromFile), which `executor submit` resolves',
-      })),
-    );
-  }
-  const r = validateJobSpec(secrets ? { ...rest, secrets: inline } : rest);
+  const r = jobSpecOfFile(job, 'names a source (fromEnv or fromFile), which `executor submit` resolves');
   if (!r.ok) throw new JobFileError(file, r.problems);
-  return r.spec;
+  return r.value;
 }
 
 /**

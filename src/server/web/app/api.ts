@@ -9,6 +9,7 @@
  * Log follows use fetch streaming instead of EventSource, because EventSource cannot send the
  * Authorization header and a token in a URL would land in logs and history.
  */
+import type { SpecProblem } from '../../../protocol/job-spec.js';
 import {
   type ErrorBody,
   type LogStreamEvent,
@@ -27,6 +28,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Per-field problems (a refused job spec names each field). */
+    readonly details: SpecProblem[] = [],
   ) {
     super(message);
   }
@@ -73,14 +76,16 @@ async function failure(res: Response): Promise<never> {
   }
   let code = 'HTTP';
   let message = `${res.status} ${res.statusText}`;
+  let details: SpecProblem[] = [];
   try {
     const body = (await res.json()) as Partial<ErrorBody>;
     if (body.error?.message) message = body.error.message;
     if (body.error?.code) code = body.error.code;
+    if (Array.isArray(body.error?.details)) details = body.error.details;
   } catch {
     // not JSON: keep the status line
   }
-  throw new ApiError(res.status, code, message);
+  throw new ApiError(res.status, code, message, details);
 }
 
 export async function apiGet<T>(path: string, signal?: AbortSignal): Promise<T> {
@@ -89,8 +94,13 @@ export async function apiGet<T>(path: string, signal?: AbortSignal): Promise<T> 
   return (await res.json()) as T;
 }
 
-export async function apiPost<T>(path: string): Promise<T> {
-  const res = await fetch(path, { method: 'POST', headers: headers() });
+/** POSTs `body` as JSON when given. The body is not kept: it may hold a job's secret values. */
+export async function apiPost<T>(path: string, body?: unknown): Promise<T> {
+  const res = await fetch(path, {
+    method: 'POST',
+    headers: headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   if (!res.ok) await failure(res);
   return (await res.json()) as T;
 }

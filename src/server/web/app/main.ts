@@ -1,5 +1,5 @@
 /**
- * The dashboard: a hash-routed single page (#/jobs, #/jobs/:id, #/executors, #/queues,
+ * The dashboard: a hash-routed single page (#/jobs, #/jobs/:id, #/submit, #/executors, #/queues,
  * #/repositories). Each route
  * renders into <main> with an AbortSignal that ends its refresh timers and streams when the route
  * changes. The header shows who is signed in (whoami: name and scope). A 401 from any call signs
@@ -14,11 +14,13 @@ import { renderJobsPage } from './jobs-page.js';
 import { renderQueuesPage } from './queues-page.js';
 import { renderRepositoriesPage } from './repositories-page.js';
 import type { PageContext } from './shared.js';
+import { renderSubmitPage } from './submit-page.js';
 
 type Render = (ctx: PageContext) => Promise<void>;
 const ROUTES: Array<[RegExp, Render, string]> = [
   [/^\/jobs\/(\d+)$/, renderJobPage, 'jobs'],
   [/^\/jobs$/, renderJobsPage, 'jobs'],
+  [/^\/submit$/, renderSubmitPage, 'submit'],
   [/^\/executors$/, renderExecutorsPage, 'executors'],
   [/^\/queues$/, renderQueuesPage, 'queues'],
   [/^\/repositories$/, renderRepositoriesPage, 'repositories'],
