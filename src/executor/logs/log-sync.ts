@@ -140,12 +140,30 @@ function wire(e: SyncedEntry, out: string, final = true): WireLogEntry {
   return w;
 }
 
+/** An entry's token bucket: `burst` requests at once, refilled by one per `intervalMs`. */
+function sendBudget(burst: number, intervalMs: number, mono: () => number) {
+  /** e's budget refilled up to now; returns when it can start its next request. */
+  const readyAt = (e: SyncedEntry): number => {
+    const now = mono();
+    if (intervalMs > 0) e.tokens = Math.min(burst, e.tokens + (now - e.tokensAt) / intervalMs);
+    else e.tokens = burst;
+    e.tokensAt = now;
+    return e.tokens >= 1 ? now : now + (1 - e.tokens) * intervalMs;
+  };
+  const spend = (e: SyncedEntry) => {
+    readyAt(e);
+    e.tokens -= 1;
+  };
+  return { readyAt, spend };
+}
+
 export function createLogSync(opts: LogSyncOptions): LogSync {
   const { sink, cap, logger } = opts;
   const appendMode = typeof sink.append === 'function';
   const intervalMs = appendMode ? (opts.appendIntervalMs ?? APPEND_INTERVAL_MS) : opts.intervalMs;
   // Snapshots keep Sourcegraph's plain rhythm: a burst of one is a minimum gap of intervalMs.
   const burst = appendMode ? APPEND_BURST : 1;
+  const { readyAt, spend } = sendBudget(burst, intervalMs, () => mono());
   const batcher = appendMode ? createAppendBatcher(cap.capBytes) : undefined;
   // Rate limiting uses a monotonic timer, not the injected clock: the clock stamps entries, the
   // timer decides when to talk to the server.
@@ -188,19 +206,6 @@ export function createLogSync(opts: LogSyncOptions): LogSync {
       if (closed) releaseSent(e);
     }
     e.sentVersion = v;
-  };
-
-  /** e's budget refilled up to now; returns when it can start its next request. */
-  const readyAt = (e: SyncedEntry): number => {
-    const now = mono();
-    if (intervalMs > 0) e.tokens = Math.min(burst, e.tokens + (now - e.tokensAt) / intervalMs);
-    else e.tokens = burst;
-    e.tokensAt = now;
-    return e.tokens >= 1 ? now : now + (1 - e.tokens) * intervalMs;
-  };
-  const spend = (e: SyncedEntry) => {
-    readyAt(e);
-    e.tokens -= 1;
   };
 
   const schedule = (e: SyncedEntry) => {
