@@ -158,10 +158,7 @@ export const clone: Bench = async (ctx) => {
       if (res.status !== 200) throw new Error(`dequeue: ${res.status}`);
       return decodeJob(await res.json());
     };
-    const setup = async (
-      job: Job,
-      cacheDir: string | undefined,
-    ): Promise<{ ms: number; phases: string }> => {
+    const setup = async (job: Job, cacheDir: string | undefined): Promise<{ ms: number; phases: string }> => {
       const cache = cacheDir
         ? createGitCache({ dir: cacheDir, maxBytes: 20 * 1024 ** 3, frontendUrl: server.url })
         : undefined;
