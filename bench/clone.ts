@@ -12,10 +12,11 @@
  *   `git fetch` of the same commit by hand into an identical copy of the mirror: target <= 1.2x.
  * Each figure is the median of alternating runs.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { createApiClient } from '../src/cli/api-client.js';
 import { createJobLogger } from '../src/executor/logs/job-logger.js';
 import { createRedactor } from '../src/executor/logs/redactor.js';
@@ -29,6 +30,7 @@ import { startBenchServer } from './cluster.js';
 import { type Bench, median, result, tempDir } from './lib.js';
 
 const RUNS = 3;
+const pexecFile = promisify(execFile);
 const GIT_ENV = {
   ...process.env,
   GIT_AUTHOR_NAME: 'b',
@@ -224,7 +226,8 @@ export const clone: Bench = async (ctx) => {
         cpSync(mirror, copy, { recursive: true });
         const header = `Authorization: Basic ${Buffer.from('bench:bench-code-host-password').toString('base64')}`;
         let t = performance.now();
-        execFileSync(
+        // Not execFileSync: the code host answers from this process's event loop.
+        await pexecFile(
           'git',
           [
             '--git-dir',
