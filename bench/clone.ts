@@ -12,10 +12,11 @@
  *   `git fetch` of the same commit by hand into an identical copy of the mirror: target <= 1.2x.
  * Each figure is the median of alternating runs.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { createApiClient } from '../src/cli/api-client.js';
 import { createJobLogger } from '../src/executor/logs/job-logger.js';
 import { createRedactor } from '../src/executor/logs/redactor.js';
@@ -29,6 +30,7 @@ import { startBenchServer } from './cluster.js';
 import { type Bench, median, result, tempDir } from './lib.js';
 
 const RUNS = 3;
+const pexecFile = promisify(execFile);
 const GIT_ENV = {
   ...process.env,
   GIT_AUTHOR_NAME: 'b',
@@ -99,14 +101,32 @@ function pushCommit(bare: string, files: number, work: string): string {
 }
 
 function jobContext() {
+  const sink = createFakeLogSink();
   const logger = createJobLogger({
-    sink: createFakeLogSink(),
+    sink,
     redactor: createRedactor({}),
     maxOutputBytes: 1 << 20,
     syncIntervalMs: 1000,
     logger: createMemoryLogger(),
   });
-  return { signal: new AbortController().signal, logger, executorName: 'bench-executor' };
+  const ctx = { signal: new AbortController().signal, logger, executorName: 'bench-executor' };
+  /** The duration of each log entry of the setup, by key (`setup.git.fetch` -> ms). */
+  const phases = async (): Promise<Record<string, number>> => {
+    await logger.flush();
+    const out: Record<string, number> = {};
+    for (const e of sink.stored.values()) if (e.key.startsWith('setup.')) out[e.key] = e.durationMs ?? 0;
+    return out;
+  };
+  return { ctx, phases };
+}
+
+/** `fetch 120, checkout 900, other 80` from the phases of one setup lasting `ms`. */
+function describePhases(ms: number, phases: Record<string, number>): string {
+  const parts = Object.entries(phases)
+    .filter(([key]) => key.startsWith('setup.git.'))
+    .map(([key, d]) => [key.slice('setup.git.'.length), d] as const);
+  const other = ms - parts.reduce((s, [, d]) => s + d, 0);
+  return [...parts, ['other', other] as const].map(([k, d]) => `${k} ${Math.round(d)}`).join(', ');
 }
 
 export const clone: Bench = async (ctx) => {
@@ -140,12 +160,13 @@ export const clone: Bench = async (ctx) => {
       if (res.status !== 200) throw new Error(`dequeue: ${res.status}`);
       return decodeJob(await res.json());
     };
-    const setup = async (job: Job, cacheDir: string | undefined): Promise<number> => {
+    const setup = async (job: Job, cacheDir: string | undefined): Promise<{ ms: number; phases: string }> => {
       const cache = cacheDir
         ? createGitCache({ dir: cacheDir, maxBytes: 20 * 1024 ** 3, frontendUrl: server.url })
         : undefined;
+      const { ctx: jobCtx, phases } = jobContext();
       const t = performance.now();
-      const ws = await prepareLocalWorkspace(job, jobContext(), {
+      const ws = await prepareLocalWorkspace(job, jobCtx, {
         root: path.join(tmp.path, 'workspaces'),
         keepWorkspaces: false,
         frontendUrl: server.url,
@@ -156,23 +177,28 @@ export const clone: Bench = async (ctx) => {
       });
       const ms = performance.now() - t;
       await ws.remove();
-      return ms;
+      return { ms, phases: describePhases(ms, await phases()) };
     };
 
     const plain: number[] = [];
     const cold: number[] = [];
     const warm: number[] = [];
+    const warmPhases: string[] = [];
     for (let i = 0; i < RUNS; i++) {
       const head = git(bare, 'rev-parse', 'main');
-      plain.push(await setup(await nextJob(head), undefined));
+      const p = await setup(await nextJob(head), undefined);
       const cacheDir = path.join(tmp.path, `cache-${i}`);
-      cold.push(await setup(await nextJob(head), cacheDir));
+      const c = await setup(await nextJob(head), cacheDir);
       const next = pushCommit(bare, 1, path.join(tmp.path, 'work'));
-      warm.push(await setup(await nextJob(next), cacheDir));
+      const w = await setup(await nextJob(next), cacheDir);
       rmSync(cacheDir, { recursive: true, force: true });
-      ctx.say(
-        `run ${i + 1}: plain ${plain[i]!.toFixed(0)} ms, cold ${cold[i]!.toFixed(0)} ms, warm ${warm[i]!.toFixed(0)} ms`,
-      );
+      plain.push(p.ms);
+      cold.push(c.ms);
+      warm.push(w.ms);
+      warmPhases.push(w.phases);
+      ctx.say(`run ${i + 1}: plain ${p.ms.toFixed(0)} ms (${p.phases})`);
+      ctx.say(`run ${i + 1}: cold ${c.ms.toFixed(0)} ms (${c.phases})`);
+      ctx.say(`run ${i + 1}: warm ${w.ms.toFixed(0)} ms (${w.phases})`);
     }
     const packed = execFileSync('du', ['-sk', path.join(bare, 'objects')], { encoding: 'utf8' }).split(
       '\t',
@@ -183,6 +209,7 @@ export const clone: Bench = async (ctx) => {
     const host = await startCodeHost({ username: 'bench', password: 'bench-code-host-password' });
     const submit: number[] = [];
     const byHand: number[] = [];
+    const serverFetch: number[] = [];
     try {
       const hostBare = path.join(host.root, 'bench/big.git');
       cpSync(bare, hostBare, { recursive: true });
@@ -199,7 +226,8 @@ export const clone: Bench = async (ctx) => {
         cpSync(mirror, copy, { recursive: true });
         const header = `Authorization: Basic ${Buffer.from('bench:bench-code-host-password').toString('base64')}`;
         let t = performance.now();
-        execFileSync(
+        // Not execFileSync: the code host answers from this process's event loop.
+        await pexecFile(
           'git',
           [
             '--git-dir',
@@ -223,8 +251,10 @@ export const clone: Bench = async (ctx) => {
         });
         submit.push(performance.now() - t);
         rmSync(copy, { recursive: true, force: true });
+        const { lastSyncDurationMs } = await api.getRepository('bench/mirrored');
+        serverFetch.push(lastSyncDurationMs ?? Number.NaN);
         ctx.say(
-          `submit run ${i + 1}: submit ${submit[i]!.toFixed(0)} ms, git fetch ${byHand[i]!.toFixed(0)} ms`,
+          `submit run ${i + 1}: submit ${submit[i]!.toFixed(0)} ms (the server's fetch ${lastSyncDurationMs} ms), git fetch ${byHand[i]!.toFixed(0)} ms`,
         );
       }
     } finally {
@@ -248,7 +278,7 @@ export const clone: Bench = async (ctx) => {
         unit: 'ms',
         target: 'ratio <= 0.2',
         met: (_o, r) => r <= 0.2,
-        note: `a later job after one new commit vs the first job (clone.cold); ${note}`,
+        note: `a later job after one new commit vs the first job (clone.cold); ${note}; phases of the median warm run, ms: ${warmPhases[warm.indexOf(median(warm))]}`,
       }),
       result({
         name: 'submit.unmirrored',
@@ -257,7 +287,7 @@ export const clone: Bench = async (ctx) => {
         unit: 'ms',
         target: 'ratio <= 1.2',
         met: (_o, r) => r <= 1.2,
-        note: `POST /api/v1/jobs at a commit fetched at submit (one commit of 5 files) vs git fetch of it by hand into a copy of the mirror; medians of ${RUNS}`,
+        note: `POST /api/v1/jobs at a commit fetched at submit (one commit of 5 files) vs git fetch of it by hand into a copy of the mirror; medians of ${RUNS}; the server's fetch (as the repository's lastSyncDurationMs) ${median(serverFetch)} ms`,
       }),
     ];
   } finally {

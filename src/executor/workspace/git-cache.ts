@@ -117,7 +117,7 @@ export async function verifyPack(packPath: string, idxPath: string): Promise<voi
   const hash = createHash('sha1');
   let trailer = Buffer.alloc(0);
   let read = 0;
-  for await (const chunk of createReadStream(packPath)) {
+  for await (const chunk of createReadStream(packPath, { highWaterMark: 1 << 20 })) {
     const b = chunk as Buffer;
     const end = read + b.length;
     if (end <= size - 20) hash.update(b);

@@ -174,6 +174,8 @@ describe('clone cache', () => {
       'setup.git.fetch',
     ]);
     for (const e of await cold.entries()) expect(e.exitCode, e.key).toBe(0);
+    // The ref that marked the copied commit for the fetch is gone: no refs, as without a cache.
+    expect(git(cold.ws.path, 'for-each-ref')).toBe('');
     await cold.ws.remove();
 
     // One new commit of 2 files; the history is 200 files.
@@ -181,6 +183,8 @@ describe('clone cache', () => {
     const warm = await clone(cache, job({ commit: next }));
     expect(git(warm.ws.path, 'rev-parse', 'HEAD')).toBe(next);
     expect(git(warm.ws.path, 'ls-files').split('\n')).toHaveLength(202);
+    expect(git(warm.ws.path, 'for-each-ref')).toBe('');
+    expect(git(warm.ws.path, 'status', '--porcelain')).toBe('');
     expect(cold.bytes).toBeGreaterThan(200 * 4096);
     expect(warm.bytes).toBeLessThan(cold.bytes / 10);
     // The workspace stands alone: no alternates into the cache, and the cache can go.
