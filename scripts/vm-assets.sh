@@ -66,7 +66,7 @@ vmlinuz="$(ls "$work"/pkg/boot/vmlinuz-*)"
 root="$work/initramfs"
 mkdir -p "$root"/{bin,dev,proc,sys,lib/modules}
 cp "$busybox" "$root/bin/busybox"
-for a in sh mount umount mkdir insmod cat head rm sleep reboot chroot env printf echo sync stat; do
+for a in sh mount umount mkdir insmod cat head rm sleep reboot nsenter env printf echo sync stat; do
   ln -s busybox "$root/bin/$a"
 done
 install -m 0755 "$init" "$root/init"

@@ -1,8 +1,9 @@
 /**
  * One job's runner in the vm runtime: setup pulls the steps' images into the local Docker daemon
  * and converts each into its root disk (image-disks.ts); run() boots one microVM per step with that
- * root disk and the job's workspace disk (boot.ts), streams the step's stdout and stderr apart into
- * its log entry (redacted there, as with docker) and returns the guest's exit code.
+ * root disk and the job's workspace disk (boot.ts), runs the step as the image's user, streams the
+ * step's stdout and stderr apart into its log entry (redacted there, as with docker) and returns
+ * the guest's exit code.
  *
  * Cancellation: the job's AbortSignal kills the running VM at once (SIGKILL of QEMU), closes the
  * step's log entry and rejects with the abort reason. teardown() releases the root disks; it is
@@ -55,16 +56,20 @@ export function createVmRunner(deps: VmRunnerDeps, job: Job, ws: VmWorkspace, ct
       if (signal.aborted) throw signal.reason;
       const root = disks.get(spec.image);
       if (!root) throw new Error(`no root disk for image ${spec.image}: setup() did not run`);
-      const entry = ctx.logger.entry(spec.key, vmRunArgv(spec, deps.settings));
+      const resolved = root.user;
+      const user = 'error' in resolved ? undefined : resolved;
+      const entry = ctx.logger.entry(spec.key, vmRunArgv(spec, deps.settings, user));
       try {
-        const env = stepEnv(root.env, spec.env);
+        // Docker refuses to start a container whose image names a user its passwd file lacks.
+        if ('error' in resolved) throw new Error(`image ${spec.image}: ${resolved.error}`);
+        const env = stepEnv(root.env, spec.env, resolved.home);
         const r = await bootStep({
           settings: deps.settings,
           runDir: `${ws.runDir}/step-${spec.stepIndex}`,
           name: vmName(deps.executorName, uid, spec.stepIndex),
           rootDisk: root.path,
           workspaceDisk: ws.disk,
-          describe: (mark) => stepDescription(spec, env, mark),
+          describe: (mark) => stepDescription(spec, env, mark, resolved),
           write: (stream, chunk) => entry.write(stream, chunk),
           signal,
         });

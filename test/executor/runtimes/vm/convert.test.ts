@@ -140,6 +140,11 @@ describe('stepEnv', () => {
   it('a PATH when the image has none', () => {
     expect(stepEnv([], [])[0]).toMatch(/^PATH=.*\/bin/);
   });
+  it("HOME is the user's home unless the image or the step sets it", () => {
+    expect(stepEnv([], [], '/home/app')).toContain('HOME=/home/app');
+    expect(stepEnv(['HOME=/srv'], [], '/home/app')).toContain('HOME=/srv');
+    expect(stepEnv([], ['HOME=/tmp'], '/home/app')).toContain('HOME=/tmp');
+  });
 });
 
 describe('stepDescription', () => {
@@ -154,6 +159,7 @@ describe('stepDescription', () => {
         "STEP_DIR='/data/sub/dir'",
         "STEP_SCRIPT='/data/.sourcegraph-executor/42.0_x.sh'",
         "STEP_MARK='MARK'",
+        "STEP_USER='0:0'",
         "set -- 'A=1' 'Q=it'\\''s' 'M=two\nlines'",
         '',
       ].join('\n'),
@@ -164,6 +170,10 @@ describe('stepDescription', () => {
     expect(d).toContain("STEP_DIR='/data'\n");
     const nl = d.indexOf('\n');
     expect(Number(d.slice(0, nl))).toBe(Buffer.byteLength(d.slice(nl + 1)));
+  });
+  it("names the image user's uid and gid", () => {
+    const d = stepDescription(SPEC, [], 'M', { uid: 1000, gid: 50 }).toString('utf8');
+    expect(d).toContain("\nSTEP_USER='1000:50'\n");
   });
 });
 
@@ -215,6 +225,16 @@ describe('vmRunArgv', () => {
       '/bin/sh',
       '/data/.sourcegraph-executor/42.0_x.sh',
     ]);
+  });
+  it('shows --user for a user other than root, nothing for root', () => {
+    const argv = vmRunArgv(SPEC, SETTINGS, { uid: 1000, gid: 50 });
+    expect(argv.slice(argv.indexOf('-w'), argv.indexOf('-w') + 4)).toEqual([
+      '-w',
+      '/data/sub/dir',
+      '--user',
+      '1000:50',
+    ]);
+    expect(vmRunArgv(SPEC, SETTINGS, { uid: 0, gid: 0 })).not.toContain('--user');
   });
 });
 

@@ -6,8 +6,8 @@
 #     workspace (ext4), mounted at /data as in docker steps;
 #   - virtio-serial ports named `out`, `err` and `ctl`;
 #   - on `ctl` the host sends one line with a byte count N, then N bytes of shell assignments:
-#     STEP_DIR, STEP_SCRIPT, STEP_MARK and `set -- NAME=value ...` (the step's environment), all
-#     single-quoted by the host;
+#     STEP_DIR, STEP_SCRIPT, STEP_MARK, STEP_USER (`uid:gid`) and `set -- NAME=value ...` (the
+#     step's environment), all single-quoted by the host;
 #   - the step's stdout goes to `out` and its stderr to `err`, each followed by STEP_MARK; then
 #     `exit <code> <free blocks> <block size> <free inodes>` (the workspace's file system after the
 #     step) or `error <message>` is written to `ctl` as one line, and the guest powers off.
@@ -66,8 +66,14 @@ mount -t devtmpfs dev /newroot/dev
 # -L too: an absolute symlink (/bin/sh -> /usr/bin/dash) resolves against this initramfs, not the image.
 [ -e /newroot/bin/sh ] || [ -L /newroot/bin/sh ] || die "the image has no /bin/sh"
 
-# The step gets no descriptor of `ctl` (3>&-), and cannot open it: a virtio port takes one opener.
-env -i "$@" /bin/chroot /newroot /bin/sh -c 'cd "$1" || exit 1; exec /bin/sh "$2"' step "$STEP_DIR" "$STEP_SCRIPT" \
+# The step runs as the image's user (STEP_USER, uid:gid resolved by the host from the image's USER
+# and passwd), with no supplementary groups: nsenter enters no namespace here, it changes the root
+# (-r), the directory (-w: the new root, so no directory outside it stays reachable), then the gid
+# and uid. The step gets no descriptor of `ctl` (3>&-), and cannot open it: a virtio port takes
+# one opener.
+user=${STEP_USER:-0:0}
+env -i "$@" /bin/nsenter -r/newroot -w/newroot -G "${user#*:}" -S "${user%%:*}" \
+  /bin/sh -c 'cd "$1" || exit 1; exec /bin/sh "$2"' step "$STEP_DIR" "$STEP_SCRIPT" \
   </dev/null >"$OUT" 2>"$ERR" 3>&-
 code=$?
 sync
