@@ -6,13 +6,16 @@
 # <dir> is EXECUTOR_VM_ASSETS_DIR (default /var/lib/executor/vm). Run as root on Debian 12 with
 # busybox-static and cpio installed (apt-get download fetches the kernel package without installing
 # it). Quick when the assets of the current kernel package and init are already there.
+# `executor install --vm` runs this script too.
 #
 # Usage: npm run vm-assets [-- --force]
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${EXECUTOR_VM_ASSETS_DIR:-/var/lib/executor/vm}"
+# The guest init: in a checkout under src/, in the npm package under dist/ (scripts/postbuild.mjs).
 init="$repo/src/executor/runtimes/vm/guest/init.sh"
+[[ -f $init ]] || init="$repo/dist/executor/runtimes/vm/guest/init.sh"
 log() { printf '[vm-assets] %s\n' "$*"; }
 die() { printf '[vm-assets] error: %s\n' "$*" >&2; exit 1; }
 
@@ -20,7 +23,7 @@ force=0
 for a in "$@"; do
   case "$a" in
     --force) force=1 ;;
-    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $a (only --force)" ;;
   esac
 done
