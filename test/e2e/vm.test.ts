@@ -46,6 +46,8 @@ describe.skipIf(!ok)('end to end over the vm runtime', () => {
       serverEnv: { EXECUTOR_SERVER_DEADLINE_INTERVAL: '1s' },
       executorEnv: {
         EXECUTOR_VM_ALLOW_EMULATION: 'true',
+        // The VMs' network has its own test (vm-network.test.ts).
+        EXECUTOR_JOB_NETWORK: 'none',
         EXECUTOR_VM_ASSETS_DIR: VM_ASSETS_DIR,
         EXECUTOR_VM_IMAGE_CACHE_DIR: join(dataDir, 'vm-images'),
         EXECUTOR_WORKSPACE_ROOT: join(dataDir, 'ws'),

@@ -56,7 +56,18 @@ export interface VmInput {
   pidFile: string;
   /** `-name` of the VM: the janitor finds VMs by it (vmName). */
   name: string;
+  /**
+   * A NIC on QEMU's user-mode network (network.ts: QEMU runs in the holder's namespace); without
+   * it the VM has no network device.
+   */
+  network?: boolean;
 }
+
+/**
+ * The guest's side of the user-mode network: slirp's fixed addresses (QEMU's defaults), configured
+ * statically by the guest init. IPv4 only: the job networks have no IPv6.
+ */
+export const GUEST_NET = { address: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
 
 /** The VM's name: `executor-<executor>-<jobUid>-<step>` sanitised for QEMU's `-name`. */
 export function vmName(executorName: string, jobUid: string, stepIndex: number): string {
@@ -110,7 +121,6 @@ export function qemuArgv(input: VmInput): string[] {
     kernelCmdline(s),
     '-serial',
     `file:${input.consoleLog}`,
-    // No network device: the guest has loopback only.
     '-drive',
     `id=root,file=${input.rootDisk},format=raw,if=none,readonly=on`,
     '-device',
@@ -125,6 +135,10 @@ export function qemuArgv(input: VmInput): string[] {
   for (const p of PORTS) {
     argv.push('-chardev', `socket,id=${p},path=${input.sockets[p]}`);
     argv.push('-device', `virtserialport,chardev=${p},name=${p}`);
+  }
+  // Without it (-nodefaults) there is no network device: the guest has loopback only.
+  if (input.network) {
+    argv.push('-netdev', 'user,id=net0,ipv6=off', '-device', 'virtio-net-device,netdev=net0');
   }
   return argv;
 }
@@ -160,12 +174,15 @@ export function stepEnv(
 /**
  * What the host sends on `ctl`: the byte count, a newline, then shell assignments read by the
  * guest init (every value single-quoted). The step runs as `user` (uid and gid; root when absent).
+ * `resolvers` non-empty: the VM has a NIC (VmInput.network), which the init configures, and these
+ * resolvers in its /etc/resolv.conf.
  */
 export function stepDescription(
   spec: RunSpec,
   env: readonly string[],
   mark: string,
   user: Pick<ImageUser, 'uid' | 'gid'> = { uid: 0, gid: 0 },
+  resolvers: readonly string[] = [],
 ): Buffer {
   const dir = spec.dir ? `${GUEST_WORKSPACE}/${spec.dir.replace(/^\/+/, '')}` : GUEST_WORKSPACE;
   const body = [
@@ -173,6 +190,7 @@ export function stepDescription(
     `STEP_SCRIPT=${shQuote(`${GUEST_WORKSPACE}/${spec.scriptPath}`)}`,
     `STEP_MARK=${shQuote(mark)}`,
     `STEP_USER=${shQuote(`${user.uid}:${user.gid}`)}`,
+    `STEP_DNS=${shQuote(resolvers.join(' '))}`,
     `set -- ${env.map(shQuote).join(' ')}`,
     '',
   ].join('\n');

@@ -94,6 +94,14 @@ describe('qemuArgv', () => {
     ]);
   });
 
+  it('with a network: one virtio NIC on IPv4 user-mode networking', () => {
+    const argv = qemuArgv({ ...INPUT, network: true });
+    expect(valuesOf(argv, '-netdev')).toEqual(['user,id=net0,ipv6=off']);
+    expect(valuesOf(argv, '-device').filter((d) => d.includes('net'))).toEqual([
+      'virtio-net-device,netdev=net0',
+    ]);
+  });
+
   it('at least one vCPU', () => {
     expect(valuesOf(qemuArgv({ ...INPUT, settings: { ...SETTINGS, cpus: 0 } }), '-smp')).toEqual(['1']);
   });
@@ -160,6 +168,7 @@ describe('stepDescription', () => {
         "STEP_SCRIPT='/data/.sourcegraph-executor/42.0_x.sh'",
         "STEP_MARK='MARK'",
         "STEP_USER='0:0'",
+        "STEP_DNS=''",
         "set -- 'A=1' 'Q=it'\\''s' 'M=two\nlines'",
         '',
       ].join('\n'),
@@ -171,9 +180,9 @@ describe('stepDescription', () => {
     const nl = d.indexOf('\n');
     expect(Number(d.slice(0, nl))).toBe(Buffer.byteLength(d.slice(nl + 1)));
   });
-  it("names the image user's uid and gid", () => {
-    const d = stepDescription(SPEC, [], 'M', { uid: 1000, gid: 50 }).toString('utf8');
-    expect(d).toContain("\nSTEP_USER='1000:50'\n");
+  it("names the image user's uid and gid, and the resolvers of a networked VM", () => {
+    const d = stepDescription(SPEC, [], 'M', { uid: 1000, gid: 50 }, ['192.0.2.53', '192.0.2.54']);
+    expect(d.toString('utf8')).toContain("\nSTEP_USER='1000:50'\nSTEP_DNS='192.0.2.53 192.0.2.54'\n");
   });
 });
 
