@@ -15,3 +15,9 @@ cpSync(new URL('../src/server/web/static/', import.meta.url), webStatic, { recur
 const { bundleClient } = await import('../dist/server/web/bundle.js');
 const clientEntry = fileURLToPath(new URL('../src/server/web/app/main.ts', import.meta.url));
 writeFileSync(new URL('app.js', webStatic), await bundleClient(clientEntry));
+
+// The VM runtime's guest init, next to the compiled runtime: scripts/vm-assets.sh (shipped with
+// the package for `executor install --vm`) packs it into the initramfs.
+const guest = new URL('../dist/executor/runtimes/vm/guest/', import.meta.url);
+mkdirSync(guest, { recursive: true });
+cpSync(new URL('../src/executor/runtimes/vm/guest/init.sh', import.meta.url), new URL('init.sh', guest));

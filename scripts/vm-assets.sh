@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Builds the guest assets of the VM runtime (EXECUTOR_RUNTIME=vm) from Debian's packages:
 #   <dir>/vmlinuz         the kernel of Debian's `linux-image-cloud-amd64` (virtio drivers as modules)
-#   <dir>/initramfs.img   busybox (from busybox-static), the guest init and the virtio, overlay modules
+#   <dir>/initramfs.img   busybox (from busybox-static), the guest init and the virtio, overlay and
+#                         virtio-net modules
 #   <dir>/assets.json     what they were built from (read by `executor validate`)
 # <dir> is EXECUTOR_VM_ASSETS_DIR (default /var/lib/executor/vm). Run as root on Debian 12 with
 # busybox-static and cpio installed (apt-get download fetches the kernel package without installing
 # it). Quick when the assets of the current kernel package and init are already there.
+# `executor install --vm` runs this script too.
 #
 # Usage: npm run vm-assets [-- --force]
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${EXECUTOR_VM_ASSETS_DIR:-/var/lib/executor/vm}"
+# The guest init: in a checkout under src/, in the npm package under dist/ (scripts/postbuild.mjs).
 init="$repo/src/executor/runtimes/vm/guest/init.sh"
+[[ -f $init ]] || init="$repo/dist/executor/runtimes/vm/guest/init.sh"
 log() { printf '[vm-assets] %s\n' "$*"; }
 die() { printf '[vm-assets] error: %s\n' "$*" >&2; exit 1; }
 
@@ -20,7 +24,7 @@ force=0
 for a in "$@"; do
   case "$a" in
     --force) force=1 ;;
-    -h | --help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $a (only --force)" ;;
   esac
 done
@@ -66,14 +70,15 @@ vmlinuz="$(ls "$work"/pkg/boot/vmlinuz-*)"
 root="$work/initramfs"
 mkdir -p "$root"/{bin,dev,proc,sys,lib/modules}
 cp "$busybox" "$root/bin/busybox"
-for a in sh mount umount mkdir insmod cat head rm sleep reboot chroot env printf echo sync stat; do
+for a in sh mount umount mkdir insmod cat head rm sleep reboot nsenter ip env printf echo sync stat; do
   ln -s busybox "$root/bin/$a"
 done
 install -m 0755 "$init" "$root/init"
 # In dependency order (modules.dep is written only when a package is installed: the order is fixed
 # here). ext4 is built into the cloud kernel.
 for m in kernel/drivers/virtio/virtio_ring kernel/drivers/virtio/virtio kernel/drivers/virtio/virtio_mmio \
-  kernel/drivers/block/virtio_blk kernel/drivers/char/virtio_console kernel/fs/overlayfs/overlay; do
+  kernel/drivers/block/virtio_blk kernel/drivers/char/virtio_console kernel/fs/overlayfs/overlay \
+  kernel/net/core/failover kernel/drivers/net/net_failover kernel/drivers/net/virtio_net; do
   src="$work/pkg/lib/modules/$kver/$m.ko"
   [[ -f $src ]] || die "$pkg has no $m.ko"
   cp "$src" "$root/lib/modules/"

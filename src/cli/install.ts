@@ -1,7 +1,8 @@
 /**
  * `executor install`: writes the systemd unit, environment file, workspace directory and Docker
  * daemon settings of an executor host (see executor/install/install.ts), then checks Docker;
- * `--userns-remap` restarts dockerd (see executor/install/userns-remap.ts).
+ * `--userns-remap` restarts dockerd (see executor/install/userns-remap.ts); `--vm` builds the VM
+ * runtime's guest assets and checks QEMU and KVM (see executor/install/vm-install.ts).
  * Exits 0 when every check passed, 1 when one failed, 2 on bad flags.
  */
 import { execFile } from 'node:child_process';
@@ -29,6 +30,7 @@ interface InstallFlags {
   bin: string;
   runscPath?: string;
   usernsRemap?: boolean;
+  vm?: boolean;
 }
 
 /**
@@ -89,7 +91,7 @@ export function registerInstallCommand(program: Command): void {
   program
     .command('install')
     .description(
-      'Prepare this host for the executor service: systemd unit, environment file, workspace directory, Docker daemon settings, the isolated job network and its firewall rules; idempotent',
+      'Prepare this host for the executor service: systemd unit, environment file, workspace directory, Docker daemon settings, the isolated job network and its firewall rules, with --vm the VM runtime; idempotent',
     )
     .option('--root <dir>', 'Directory standing for / (images, tests)', '/')
     .option('--dry-run', 'Print what would be written and checked; write nothing')
@@ -109,6 +111,11 @@ export function registerInstallCommand(program: Command): void {
         'the remapped daemon has its own image store, so images must be pulled or loaded again): ' +
         'root in steps becomes an unprivileged uid on the host. Not with --with-gvisor',
     )
+    .option(
+      '--vm',
+      'Set EXECUTOR_RUNTIME=vm, build the guest kernel and initramfs into EXECUTOR_VM_ASSETS_DIR ' +
+        '(as npm run vm-assets does) and check QEMU and /dev/kvm. Not with --with-gvisor',
+    )
     .action(async (flags: InstallFlags) => {
       const mirrors: string[] = [];
       for (const part of (flags.registryMirror ?? '').split(',')) {
@@ -125,6 +132,11 @@ export function registerInstallCommand(program: Command): void {
         process.stderr.write(
           '--userns-remap: runsc does not start sandboxes on a daemon that remaps user namespaces; choose one\n',
         );
+        process.exitCode = 2;
+        return;
+      }
+      if (flags.vm && flags.withGvisor) {
+        process.stderr.write('--vm: the runtime is either vm or gvisor; choose one\n');
         process.exitCode = 2;
         return;
       }
@@ -146,6 +158,7 @@ export function registerInstallCommand(program: Command): void {
           reloadDocker: reloadDockerd,
           usernsRemap: flags.usernsRemap === true,
           restartDocker: restartDockerd,
+          vm: flags.vm === true,
         });
         for (const line of formatInstallResult(result, flags.dryRun === true)) {
           process.stdout.write(`${line}\n`);
@@ -157,6 +170,18 @@ export function registerInstallCommand(program: Command): void {
           const net = await installJobNetwork(ENV_PATH, process.env, flags.dryRun === true);
           for (const line of net.lines) process.stdout.write(`${line}\n`);
           if (!net.ok) process.exitCode = 1;
+        }
+        if (flags.vm) {
+          const { installVm } = await import('../executor/install/vm-install.js');
+          const root = path.resolve(flags.root);
+          const vm = await installVm({
+            root,
+            envPath: path.join(root, ENV_PATH),
+            env: process.env,
+            dryRun: flags.dryRun === true,
+          });
+          for (const line of vm.lines) process.stdout.write(`${line}\n`);
+          if (!vm.ok) process.exitCode = 1;
         }
       } catch (e) {
         process.stderr.write(`install failed: ${errorMessage(e)}\n`);

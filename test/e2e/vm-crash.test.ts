@@ -50,6 +50,7 @@ describe.skipIf(!ok)('kill -9 of the executor mid-step (vm runtime, separate pro
         EXECUTOR_NAME: `${role}-${process.pid}`,
         EXECUTOR_MAXIMUM_NUM_JOBS: '1',
         EXECUTOR_VM_ALLOW_EMULATION: 'true',
+        EXECUTOR_JOB_NETWORK: 'none',
         EXECUTOR_VM_ASSETS_DIR: VM_ASSETS_DIR,
         EXECUTOR_VM_IMAGE_CACHE_DIR: join(data, 'vm-images'),
         EXECUTOR_WORKSPACE_ROOT: join(data, 'ws'),

@@ -10,6 +10,10 @@ import { haveDockerAndImage, IMAGE } from './docker-e2e.js';
 
 export const VM_ASSETS_DIR = process.env.EXECUTOR_VM_ASSETS_DIR || '/var/lib/executor/vm';
 export const SECOND_IMAGE = 'executor-test/busybox-vm2:latest';
+/** The test image with a user of its own (uid 1234, home /home/app) as its USER. */
+export const USER_IMAGE = 'executor-test/busybox-vm-user:latest';
+/** The test image whose USER names nobody in its passwd file. */
+export const GHOST_USER_IMAGE = 'executor-test/busybox-vm-ghost:latest';
 
 /** True when VM tests can run; otherwise skips (or fails under CI=true) naming what is missing. */
 export function haveVm(): boolean {
@@ -27,19 +31,33 @@ export function haveVm(): boolean {
   );
 }
 
-/** Builds SECOND_IMAGE from the test image when absent (no registry needed). */
-export function ensureSecondImage(): void {
+/** Builds `tag` from the test image and `lines` when absent (no registry needed). */
+function ensureImage(tag: string, lines: string[]): void {
   try {
-    execFileSync('docker', ['image', 'inspect', SECOND_IMAGE], { stdio: 'pipe' });
+    execFileSync('docker', ['image', 'inspect', tag], { stdio: 'pipe' });
     return;
   } catch {
     // build it
   }
-  execFileSync('docker', ['build', '-q', '-t', SECOND_IMAGE, '-'], {
-    input: `FROM ${IMAGE}\nRUN echo second > /image-name\n`,
+  execFileSync('docker', ['build', '-q', '-t', tag, '-'], {
+    input: [`FROM ${IMAGE}`, ...lines, ''].join('\n'),
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, DOCKER_BUILDKIT: '0' },
   });
+}
+
+/** Builds SECOND_IMAGE from the test image when absent. */
+export function ensureSecondImage(): void {
+  ensureImage(SECOND_IMAGE, ['RUN echo second > /image-name']);
+}
+
+/** Builds USER_IMAGE and GHOST_USER_IMAGE from the test image when absent. */
+export function ensureUserImages(): void {
+  ensureImage(USER_IMAGE, [
+    'RUN echo app:x:1234:1234::/home/app:/bin/sh >> /etc/passwd && echo app:x:1234: >> /etc/group',
+    'USER app',
+  ]);
+  ensureImage(GHOST_USER_IMAGE, ['USER ghost']);
 }
 
 /**

@@ -2,8 +2,8 @@
  * End to end over the vm runtime: our server and executor in one process, every step in its own
  * QEMU microVM (KVM where /dev/kvm is usable, emulated otherwise: seconds per boot). Few jobs and
  * small ones, as each step boots a kernel: one job covers clone, two images sharing the workspace,
- * a secret, a multi-megabyte output and the guest's own kernel; then a failing step, the full
- * workspace, cancel and timeout.
+ * a secret, a multi-megabyte output and the guest's own kernel; then the image's USER, a failing
+ * step, the full workspace, cancel and timeout.
  */
 import { mkdtempSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
@@ -14,7 +14,16 @@ import { createLogger } from '../../src/lib/logger.js';
 import { waitFor } from '../helpers/env.js';
 import { makeDemoRepo } from '../helpers/repos.js';
 import { apiEntries, entry, IMAGE, storedLogText, waitForEnd } from './docker-e2e.js';
-import { ensureSecondImage, haveVm, SECOND_IMAGE, VM_ASSETS_DIR, vmsOfJob } from './vm-e2e.js';
+import {
+  ensureSecondImage,
+  ensureUserImages,
+  GHOST_USER_IMAGE,
+  haveVm,
+  SECOND_IMAGE,
+  USER_IMAGE,
+  VM_ASSETS_DIR,
+  vmsOfJob,
+} from './vm-e2e.js';
 
 const ok = haveVm();
 const SECRET = 'vm-s3cret-Zq8"w/+';
@@ -27,6 +36,7 @@ describe.skipIf(!ok)('end to end over the vm runtime', () => {
 
   beforeAll(async () => {
     ensureSecondImage();
+    ensureUserImages();
     dataDir = mkdtempSync(join(tmpdir(), 'e2e-vm-'));
     shas = makeDemoRepo(join(dataDir, 'repos'));
     cluster = await startLocalCluster({
@@ -36,6 +46,8 @@ describe.skipIf(!ok)('end to end over the vm runtime', () => {
       serverEnv: { EXECUTOR_SERVER_DEADLINE_INTERVAL: '1s' },
       executorEnv: {
         EXECUTOR_VM_ALLOW_EMULATION: 'true',
+        // The VMs' network has its own test (vm-network.test.ts).
+        EXECUTOR_JOB_NETWORK: 'none',
         EXECUTOR_VM_ASSETS_DIR: VM_ASSETS_DIR,
         EXECUTOR_VM_IMAGE_CACHE_DIR: join(dataDir, 'vm-images'),
         EXECUTOR_WORKSPACE_ROOT: join(dataDir, 'ws'),
@@ -112,6 +124,40 @@ describe.skipIf(!ok)('end to end over the vm runtime', () => {
     expect(second.split('x').length - 1).toBeGreaterThanOrEqual(BIG_BYTES);
     expect(vmsOfJob(job.id)).toEqual([]);
   }, 300_000);
+
+  it("runs the step as the image's USER, with its home; a USER missing from passwd fails the step", async () => {
+    const job = await cluster.api.submit({
+      queue: 'default',
+      steps: [
+        {
+          key: 'as-app',
+          image: USER_IMAGE,
+          run: [
+            'echo "ids $(id -u):$(id -g) home $HOME"',
+            // The workspace belongs to root (0755 at /data): readable, not writable, by another user.
+            'touch /data/mine 2>/dev/null && echo wrote || echo cannot-write',
+          ],
+        },
+      ],
+      maxAttempts: 1,
+    });
+    const final = await waitForEnd(cluster, job.id, 180_000);
+    const out = entry(await apiEntries(cluster, job.id), 'step.docker.as-app').out ?? '';
+    expect(final.state, out).toBe('completed');
+    expect(out).toContain('stdout: ids 1234:1234 home /home/app');
+    expect(out).toContain('stdout: cannot-write');
+
+    const ghost = await cluster.api.submit({
+      queue: 'default',
+      steps: [{ key: 'ghost', image: GHOST_USER_IMAGE, run: 'echo never' }],
+      maxAttempts: 1,
+    });
+    const ended = await waitForEnd(cluster, ghost.id, 180_000);
+    const ghostOut = entry(await apiEntries(cluster, ghost.id), 'step.docker.ghost').out ?? '';
+    expect(ended.state).not.toBe('completed');
+    expect(ghostOut).toContain('unable to find user ghost: no matching entries in passwd file');
+    expect(ghostOut).not.toContain('stdout: never');
+  }, 240_000);
 
   it('a failing step fails the job with its exit code', async () => {
     const job = await cluster.api.submit({

@@ -35,6 +35,9 @@ describe.skipIf(!built)('npm pack', () => {
     const listing = execFileSync('tar', ['-tzf', join(out, tgz)]).toString();
     expect(listing).toContain('package/dist/cli/main.js');
     expect(listing).toContain('package/README.md');
+    // `executor install --vm` runs the asset script, which packs the guest init.
+    expect(listing).toContain('package/scripts/vm-assets.sh');
+    expect(listing).toContain('package/dist/executor/runtimes/vm/guest/init.sh');
     expect(listing).not.toContain('package/src/');
     expect(listing).not.toContain('package/test/');
 

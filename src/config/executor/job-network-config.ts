@@ -106,7 +106,7 @@ export const JOB_NETWORK_ENV = {
   EXECUTOR_JOB_NETWORK: {
     default: 'isolated',
     description:
-      "Network of step containers (docker and gvisor runtimes): `isolated` (a network of the executor whose firewall rules refuse private, link-local and host addresses; see docs/security.md), `bridge` (Docker's default bridge, unfiltered: the operator must firewall it) or `none` (loopback only).",
+      "Network of step containers (docker and gvisor runtimes) and of VMs (vm runtime: user-mode networking from a holder container on that network): `isolated` (a network of the executor whose firewall rules refuse private, link-local and host addresses; see docs/security.md), `bridge` (Docker's default bridge, unfiltered: the operator must firewall it) or `none` (loopback only; for VMs no network device).",
     parse: oneOf(['isolated', 'bridge', 'none'], 'must be isolated, bridge or none'),
   },
   EXECUTOR_JOB_NETWORK_NAME: {

@@ -4,8 +4,8 @@
  *
  * - `etc/systemd/system/executor.service`: the unit (starts `<bin> run`, drains on stop);
  * - `etc/executor/executor.env` (0600): the executor's environment. Values already in the file are
- *   kept; only settings named by a flag of this run (`--with-gvisor` sets EXECUTOR_RUNTIME,
- *   `--registry-mirror` sets EXECUTOR_DOCKER_REGISTRY_MIRROR_URL) replace them;
+ *   kept; only settings named by a flag of this run (`--with-gvisor` and `--vm` set
+ *   EXECUTOR_RUNTIME, `--registry-mirror` sets EXECUTOR_DOCKER_REGISTRY_MIRROR_URL) replace them;
  * - `var/lib/executor/workspaces`: the workspace root;
  * - `etc/docker/daemon.json`: `registry-mirrors`, with `--with-gvisor` the `runsc` runtime, and
  *   with `--userns-remap` `"userns-remap": "default"`, merged into what is there (see
@@ -64,6 +64,8 @@ export interface InstallOptions {
   usernsRemap?: boolean;
   /** Restarts dockerd (userns-remap is not reloadable); rejects with what to do when it cannot. */
   restartDocker?: () => Promise<void>;
+  /** `--vm`: EXECUTOR_RUNTIME=vm (the VM runtime's own needs are vm-install.ts's). */
+  vm?: boolean;
 }
 
 export type ItemStatus = 'create' | 'update' | 'unchanged';
@@ -153,6 +155,7 @@ function planEnv(existingText: string | undefined, opts: InstallOptions) {
   fromEnv.set('EXECUTOR_RUNTIME', fromEnv.get('EXECUTOR_RUNTIME') ?? 'docker');
   const forced = new Map<string, string>();
   if (opts.withGvisor) forced.set('EXECUTOR_RUNTIME', 'gvisor');
+  if (opts.vm) forced.set('EXECUTOR_RUNTIME', 'vm');
   if (opts.registryMirrors.length > 0) {
     forced.set('EXECUTOR_DOCKER_REGISTRY_MIRROR_URL', opts.registryMirrors.join(','));
   }

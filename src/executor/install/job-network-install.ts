@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { loadExecutorConfig } from '../../config/executor.js';
 import { formatCidr } from '../../lib/cidr.js';
 import { installIsolation } from '../network/job-isolation.js';
-import { isolationOptions } from '../network/job-network-guards.js';
+import { isolationOptions, USES_JOB_NETWORK } from '../network/job-network-guards.js';
 import { parseEnvFile } from './env-file.js';
 
 /** One line per outcome (`✓`, `✗` or `-`), and whether nothing failed. */
@@ -30,7 +30,7 @@ export async function installJobNetwork(
     };
   }
   const c = loaded.config;
-  if ((c.runtime !== 'docker' && c.runtime !== 'gvisor') || c.jobNetwork !== 'isolated') {
+  if (!USES_JOB_NETWORK.has(c.runtime) || c.jobNetwork !== 'isolated') {
     return {
       ok: true,
       lines: [`- job network: skipped (runtime ${c.runtime}, EXECUTOR_JOB_NETWORK=${c.jobNetwork})`],

@@ -1,5 +1,6 @@
 /**
- * What EXECUTOR_JOB_NETWORK means at executor start, for the docker and gvisor runtimes:
+ * What EXECUTOR_JOB_NETWORK means at executor start, for the docker, gvisor and vm runtimes (vm:
+ * its VMs' user-mode network leaves through the same Docker network, runtimes/vm/network.ts):
  * `isolated` adds the dequeue guard (installing when privileged), `bridge` logs a warning that
  * steps reach every address the host can, `none` needs nothing. Other runtimes are not concerned.
  */
@@ -34,6 +35,9 @@ export function isolationOptions(config: JobNetworkSettings): IsolationOptions {
   };
 }
 
+/** The runtimes whose steps use the Docker network EXECUTOR_JOB_NETWORK names. */
+export const USES_JOB_NETWORK: ReadonlySet<string> = new Set(['docker', 'gvisor', 'vm']);
+
 export const BRIDGE_WARNING =
   'EXECUTOR_JOB_NETWORK=bridge: steps can reach every address this host can, including private networks, the host and cloud metadata (169.254.169.254); firewall the Docker bridge yourself or use isolated (docs/security.md, "Network")';
 
@@ -43,7 +47,7 @@ export function jobNetworkGuards(
   logger: Logger,
   overrides: JobNetworkOverrides = {},
 ): (() => Promise<boolean>)[] {
-  if (runtimeName !== 'docker' && runtimeName !== 'gvisor') return [];
+  if (!USES_JOB_NETWORK.has(runtimeName)) return [];
   if (config.jobNetwork === 'bridge') logger.warn(BRIDGE_WARNING);
   if (config.jobNetwork !== 'isolated') return [];
   const opts: IsolationOptions = {

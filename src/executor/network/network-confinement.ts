@@ -23,11 +23,8 @@ export async function networkConfinement(
           'confined by the NetworkPolicy of deploy/kubernetes/job-network-policy.yaml where the cluster enforces NetworkPolicies (not checked from here)',
       };
     case 'vm':
-      return {
-        name,
-        ok: true,
-        detail: `none: VMs have no network device, whatever EXECUTOR_JOB_NETWORK says (${config.jobNetwork})`,
-      };
+      if (config.jobNetwork === 'none') return { name, ok: true, detail: 'none: VMs have no network device' };
+      break;
     case 'docker':
     case 'gvisor':
       break;
@@ -40,7 +37,12 @@ export async function networkConfinement(
   const where = `isolated on Docker network ${config.jobNetworkName} (${formatCidr(config.jobNetworkSubnet)})`;
   // runsc --network=host passes sockets through to the namespace Docker made for the container,
   // so the host's rules see gVisor steps as they see runc ones (test/executor/runtimes/docker/job-network.test.ts).
-  const gvisor = config.runtime === 'gvisor' ? '; gVisor steps use their own network namespace on it' : '';
+  const gvisor =
+    config.runtime === 'gvisor'
+      ? '; gVisor steps use their own network namespace on it'
+      : config.runtime === 'vm'
+        ? "; VMs' user-mode networking leaves through a holder container on it"
+        : '';
   return r.ok
     ? { name, ok: true, detail: `${where}: private, link-local and host addresses refused${gvisor}` }
     : {

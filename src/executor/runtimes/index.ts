@@ -90,6 +90,7 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         memory: config.jobMemory,
         disk,
         authConfig: config.dockerAuthConfig,
+        network: vmNetwork(config),
         logger: deps.logger,
       });
     }
@@ -97,6 +98,12 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
       // The configuration refuses runtimes this build does not have; this is the last line.
       throw new RuntimeUnavailableError(config.runtime, 'this build does not include it');
   }
+}
+
+/** The Docker network of the vm runtime's user-mode networking; undefined for none. */
+function vmNetwork(config: ExecutorConfig): string | undefined {
+  if (config.jobNetwork === 'isolated') return config.jobNetworkName;
+  return config.jobNetwork === 'bridge' ? 'bridge' : undefined;
 }
 
 /** EXECUTOR_FIRECRACKER_DISK_SPACE as the vm runtime's workspace size (EXECUTOR_JOB_DISK_SPACE=0). */

@@ -23,6 +23,8 @@ import {
 } from './convert.js';
 import { MarkStream } from './mark-stream.js';
 
+/** util-linux's nsenter, on PATH. */
+export const NSENTER = 'nsenter';
 /** Unix socket paths are limited to 107 bytes (sun_path). */
 const MAX_SOCKET_PATH = 107;
 /** Kept of QEMU's own stderr (qemu.log) for an error message. */
@@ -37,6 +39,11 @@ export interface BootInput {
   name: string;
   rootDisk: string;
   workspaceDisk: string;
+  /**
+   * The network namespace QEMU runs in (network.ts), with a NIC on user-mode networking; without
+   * it the VM has no network device.
+   */
+  netns?: string;
   /** What init.sh reads: the spec and its environment (see stepDescription). */
   describe(mark: string): Buffer;
   /** Receives the step's output, stdout and stderr apart (to the redacting log entry). */
@@ -114,7 +121,7 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
       });
     }
 
-    const argv = qemuArgv({
+    const qemu = qemuArgv({
       settings: input.settings,
       rootDisk: input.rootDisk,
       workspaceDisk: input.workspaceDisk,
@@ -122,7 +129,10 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
       consoleLog,
       pidFile,
       name: input.name,
+      network: input.netns !== undefined,
     });
+    // nsenter (util-linux) joins the namespace and execs QEMU without forking: the child is QEMU.
+    const argv = input.netns ? [NSENTER, `--net=${input.netns}`, '--', ...qemu] : qemu;
     // QEMU's stderr goes to a file, not a pipe: a VM must not depend on this process to live (its
     // end is the janitor's business after a crash), nor die of SIGPIPE on a warning.
     const qemuLogFd = openSync(qemuLog, 'a', 0o600);

@@ -10,6 +10,7 @@
  */
 import { parseSizeBytes } from '../../../lib/duration.js';
 import type { RunSpec } from '../types.js';
+import type { ImageUser } from './image-user.js';
 
 /** Where the workspace disk is mounted in the guest: the same path as in docker steps. */
 export const GUEST_WORKSPACE = '/data';
@@ -55,7 +56,18 @@ export interface VmInput {
   pidFile: string;
   /** `-name` of the VM: the janitor finds VMs by it (vmName). */
   name: string;
+  /**
+   * A NIC on QEMU's user-mode network (network.ts: QEMU runs in the holder's namespace); without
+   * it the VM has no network device.
+   */
+  network?: boolean;
 }
+
+/**
+ * The guest's side of the user-mode network: slirp's fixed addresses (QEMU's defaults), configured
+ * statically by the guest init. IPv4 only: the job networks have no IPv6.
+ */
+export const GUEST_NET = { address: '10.0.2.15/24', gateway: '10.0.2.2' } as const;
 
 /** The VM's name: `executor-<executor>-<jobUid>-<step>` sanitised for QEMU's `-name`. */
 export function vmName(executorName: string, jobUid: string, stepIndex: number): string {
@@ -109,7 +121,6 @@ export function qemuArgv(input: VmInput): string[] {
     kernelCmdline(s),
     '-serial',
     `file:${input.consoleLog}`,
-    // No network device: the guest has loopback only.
     '-drive',
     `id=root,file=${input.rootDisk},format=raw,if=none,readonly=on`,
     '-device',
@@ -125,6 +136,10 @@ export function qemuArgv(input: VmInput): string[] {
     argv.push('-chardev', `socket,id=${p},path=${input.sockets[p]}`);
     argv.push('-device', `virtserialport,chardev=${p},name=${p}`);
   }
+  // Without it (-nodefaults) there is no network device: the guest has loopback only.
+  if (input.network) {
+    argv.push('-netdev', 'user,id=net0,ipv6=off', '-device', 'virtio-net-device,netdev=net0');
+  }
   return argv;
 }
 
@@ -136,9 +151,14 @@ export function shQuote(s: string): string {
 /**
  * The step's environment: the image's (PATH and the like, as Docker gives a container), then the
  * step's own, later names winning as with `docker run -e`. Entries without `=` are dropped (Docker
- * would take them from the executor's environment, which a VM must not see).
+ * would take them from the executor's environment, which a VM must not see). HOME, when neither
+ * sets it, is the home of the image's user (image-user.ts), as Docker sets it.
  */
-export function stepEnv(imageEnv: readonly string[], stepEnvList: readonly string[]): string[] {
+export function stepEnv(
+  imageEnv: readonly string[],
+  stepEnvList: readonly string[],
+  home = '/root',
+): string[] {
   const byName = new Map<string, string>();
   for (const e of [...imageEnv, ...stepEnvList]) {
     const eq = e.indexOf('=');
@@ -147,20 +167,30 @@ export function stepEnv(imageEnv: readonly string[], stepEnvList: readonly strin
   }
   if (!byName.has('PATH'))
     byName.set('PATH', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
-  if (!byName.has('HOME')) byName.set('HOME', 'HOME=/root');
+  if (!byName.has('HOME')) byName.set('HOME', `HOME=${home}`);
   return [...byName.values()];
 }
 
 /**
  * What the host sends on `ctl`: the byte count, a newline, then shell assignments read by the
- * guest init (every value single-quoted).
+ * guest init (every value single-quoted). The step runs as `user` (uid and gid; root when absent).
+ * `resolvers` non-empty: the VM has a NIC (VmInput.network), which the init configures, and these
+ * resolvers in its /etc/resolv.conf.
  */
-export function stepDescription(spec: RunSpec, env: readonly string[], mark: string): Buffer {
+export function stepDescription(
+  spec: RunSpec,
+  env: readonly string[],
+  mark: string,
+  user: Pick<ImageUser, 'uid' | 'gid'> = { uid: 0, gid: 0 },
+  resolvers: readonly string[] = [],
+): Buffer {
   const dir = spec.dir ? `${GUEST_WORKSPACE}/${spec.dir.replace(/^\/+/, '')}` : GUEST_WORKSPACE;
   const body = [
     `STEP_DIR=${shQuote(dir)}`,
     `STEP_SCRIPT=${shQuote(`${GUEST_WORKSPACE}/${spec.scriptPath}`)}`,
     `STEP_MARK=${shQuote(mark)}`,
+    `STEP_USER=${shQuote(`${user.uid}:${user.gid}`)}`,
+    `STEP_DNS=${shQuote(resolvers.join(' '))}`,
     `set -- ${env.map(shQuote).join(' ')}`,
     '',
   ].join('\n');
@@ -187,9 +217,13 @@ export function parseGuestAnswer(line: string): GuestAnswer | undefined {
   return { exitCode, disk: { freeBytes: Number(m[2]) * Number(m[3]), freeInodes: Number(m[4]) } };
 }
 
-/** The `docker run`-like line shown as the step's command in its log entry. */
-export function vmRunArgv(spec: RunSpec, s: VmSettings): string[] {
+/**
+ * The `docker run`-like line shown as the step's command in its log entry; `--user` when the image
+ * names a user other than root.
+ */
+export function vmRunArgv(spec: RunSpec, s: VmSettings, user?: Pick<ImageUser, 'uid' | 'gid'>): string[] {
   const dir = spec.dir ? `${GUEST_WORKSPACE}/${spec.dir}` : GUEST_WORKSPACE;
+  const asUser = user && (user.uid !== 0 || user.gid !== 0) ? ['--user', `${user.uid}:${user.gid}`] : [];
   return [
     'vm',
     'run',
@@ -203,6 +237,7 @@ export function vmRunArgv(spec: RunSpec, s: VmSettings): string[] {
     `workspace:${GUEST_WORKSPACE}`,
     '-w',
     dir,
+    ...asUser,
     ...spec.env.flatMap((e) => ['-e', e]),
     spec.image,
     '/bin/sh',

@@ -3,11 +3,15 @@
  * kernel, booted from the step's image (converted into a read-only root disk, image-disks.ts) with
  * the job's workspace disk (workspace-disk.ts) at /data. KVM where /dev/kvm is usable; otherwise
  * software emulation (TCG), only with EXECUTOR_VM_ALLOW_EMULATION=true. Log keys are the docker
- * runtime's (`step.docker.<key>`), so a Sourcegraph instance sees the same entries.
+ * runtime's (`step.docker.<key>`), so a Sourcegraph instance sees the same entries. Under
+ * EXECUTOR_JOB_NETWORK isolated or bridge VMs get user-mode networking through a holder container
+ * on that Docker network (network.ts); under none they have no network device.
  */
+import os from 'node:os';
 import Dockerode from 'dockerode';
 import type { Logger } from '../../../lib/logger.js';
 import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
+import { commandOutput } from '../../command.js';
 import type { JobContext } from '../../job-context.js';
 import type { DiskQuota } from '../../workspace/disk-image.js';
 import type { FilesFetcher } from '../../workspace/files.js';
@@ -17,7 +21,9 @@ import {
   prepareHostWorkspace,
   specsFromSteps,
 } from '../common.js';
+import { removeOrphanContainers } from '../docker/orphans.js';
 import type { CheckResult, Runner, RunSpec, Runtime } from '../types.js';
+import { NSENTER } from './boot.js';
 import { memoryMiB, type VmSettings } from './convert.js';
 import { EMULATION_WARNING, hostTscKhz, kvmUsable, qemuVersion, readAssets } from './host.js';
 import { createImageDisks } from './image-disks.js';
@@ -41,6 +47,11 @@ export interface VmRuntimeOptions extends LocalWorkspaceSettings {
   /** Size of each job's workspace disk. */
   disk: DiskQuota;
   authConfig?: DockerAuthConfig;
+  /**
+   * The Docker network of the VMs' user-mode networking (EXECUTOR_JOB_NETWORK_NAME for isolated,
+   * `bridge`; network.ts); undefined (EXECUTOR_JOB_NETWORK=none): VMs have no network device.
+   */
+  network?: string;
   /** Injectable for tests: whether KVM is usable. */
   kvm?: () => Promise<{ ok: boolean; why?: string }>;
   logger: Logger;
@@ -56,7 +67,7 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
   /** The VM settings, with the KVM verdict read once; rejects when the runtime must refuse. */
   function vmSettings(): Promise<VmSettings> {
     settings ??= (async () => {
-      const problem = await startupProblem();
+      const problem = await startupProblem(opts, checkKvm);
       if (problem) throw new Error(problem);
       const kvm = (await checkKvm()).ok;
       if (!kvm) log.warn(EMULATION_WARNING);
@@ -73,25 +84,6 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
       throw err;
     });
     return settings;
-  }
-
-  /** Why the runtime cannot run jobs here, or undefined. */
-  async function startupProblem(): Promise<string | undefined> {
-    try {
-      await qemuVersion(opts.qemu);
-    } catch {
-      return `EXECUTOR_RUNTIME=vm needs QEMU: ${opts.qemu} does not run (apt-get install qemu-system-x86, or set EXECUTOR_VM_QEMU)`;
-    }
-    try {
-      await readAssets(opts.assetsDir);
-    } catch (err) {
-      return (err as Error).message;
-    }
-    const kvm = await checkKvm();
-    if (!kvm.ok && !opts.allowEmulation) {
-      return `EXECUTOR_RUNTIME=vm needs KVM: ${kvm.why}. Run on bare metal or a VM with nested virtualisation; EXECUTOR_VM_ALLOW_EMULATION=true runs emulated VMs instead (far too slow for real work: tests and trials only)`;
-    }
-    return undefined;
   }
 
   return {
@@ -179,6 +171,7 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
           images,
           settings: await vmSettings(),
           executorName: opts.executorName,
+          network: opts.network,
           authConfig: opts.authConfig,
           log,
         },
@@ -192,8 +185,46 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
       return specsFromSteps(job, ws, DOCKER_STEP_PREFIX);
     },
 
-    cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {
-      return removeOrphanVms(opts.workspaceRoot, activeJobUids, opts.executorName);
+    async cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]> {
+      const vms = await removeOrphanVms(opts.workspaceRoot, activeJobUids, opts.executorName);
+      // The network holders of jobs gone (labelled as step containers are), also those of a run
+      // with another EXECUTOR_JOB_NETWORK.
+      const holders = await removeOrphanContainers(activeJobUids, {
+        docker,
+        executorName: opts.executorName,
+        hostname: os.hostname(),
+        log,
+      });
+      return [...vms, ...holders];
     },
   };
+}
+
+/** Why the runtime cannot run jobs here, or undefined. */
+async function startupProblem(
+  opts: VmRuntimeOptions,
+  checkKvm: () => Promise<{ ok: boolean; why?: string }>,
+): Promise<string | undefined> {
+  try {
+    await qemuVersion(opts.qemu);
+  } catch {
+    return `EXECUTOR_RUNTIME=vm needs QEMU: ${opts.qemu} does not run (apt-get install qemu-system-x86, or set EXECUTOR_VM_QEMU)`;
+  }
+  try {
+    await readAssets(opts.assetsDir);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (opts.network) {
+    try {
+      await commandOutput([NSENTER, '--version'], 10_000);
+    } catch {
+      return `EXECUTOR_RUNTIME=vm with EXECUTOR_JOB_NETWORK=${opts.network === 'bridge' ? 'bridge' : 'isolated'} needs nsenter (util-linux) to start QEMU in the job network; install util-linux, or set EXECUTOR_JOB_NETWORK=none`;
+    }
+  }
+  const kvm = await checkKvm();
+  if (!kvm.ok && !opts.allowEmulation) {
+    return `EXECUTOR_RUNTIME=vm needs KVM: ${kvm.why}. Run on bare metal or a VM with nested virtualisation; EXECUTOR_VM_ALLOW_EMULATION=true runs emulated VMs instead (far too slow for real work: tests and trials only)`;
+  }
+  return undefined;
 }

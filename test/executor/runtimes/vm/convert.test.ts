@@ -94,6 +94,14 @@ describe('qemuArgv', () => {
     ]);
   });
 
+  it('with a network: one virtio NIC on IPv4 user-mode networking', () => {
+    const argv = qemuArgv({ ...INPUT, network: true });
+    expect(valuesOf(argv, '-netdev')).toEqual(['user,id=net0,ipv6=off']);
+    expect(valuesOf(argv, '-device').filter((d) => d.includes('net'))).toEqual([
+      'virtio-net-device,netdev=net0',
+    ]);
+  });
+
   it('at least one vCPU', () => {
     expect(valuesOf(qemuArgv({ ...INPUT, settings: { ...SETTINGS, cpus: 0 } }), '-smp')).toEqual(['1']);
   });
@@ -140,6 +148,11 @@ describe('stepEnv', () => {
   it('a PATH when the image has none', () => {
     expect(stepEnv([], [])[0]).toMatch(/^PATH=.*\/bin/);
   });
+  it("HOME is the user's home unless the image or the step sets it", () => {
+    expect(stepEnv([], [], '/home/app')).toContain('HOME=/home/app');
+    expect(stepEnv(['HOME=/srv'], [], '/home/app')).toContain('HOME=/srv');
+    expect(stepEnv([], ['HOME=/tmp'], '/home/app')).toContain('HOME=/tmp');
+  });
 });
 
 describe('stepDescription', () => {
@@ -154,6 +167,8 @@ describe('stepDescription', () => {
         "STEP_DIR='/data/sub/dir'",
         "STEP_SCRIPT='/data/.sourcegraph-executor/42.0_x.sh'",
         "STEP_MARK='MARK'",
+        "STEP_USER='0:0'",
+        "STEP_DNS=''",
         "set -- 'A=1' 'Q=it'\\''s' 'M=two\nlines'",
         '',
       ].join('\n'),
@@ -164,6 +179,10 @@ describe('stepDescription', () => {
     expect(d).toContain("STEP_DIR='/data'\n");
     const nl = d.indexOf('\n');
     expect(Number(d.slice(0, nl))).toBe(Buffer.byteLength(d.slice(nl + 1)));
+  });
+  it("names the image user's uid and gid, and the resolvers of a networked VM", () => {
+    const d = stepDescription(SPEC, [], 'M', { uid: 1000, gid: 50 }, ['192.0.2.53', '192.0.2.54']);
+    expect(d.toString('utf8')).toContain("\nSTEP_USER='1000:50'\nSTEP_DNS='192.0.2.53 192.0.2.54'\n");
   });
 });
 
@@ -215,6 +234,16 @@ describe('vmRunArgv', () => {
       '/bin/sh',
       '/data/.sourcegraph-executor/42.0_x.sh',
     ]);
+  });
+  it('shows --user for a user other than root, nothing for root', () => {
+    const argv = vmRunArgv(SPEC, SETTINGS, { uid: 1000, gid: 50 });
+    expect(argv.slice(argv.indexOf('-w'), argv.indexOf('-w') + 4)).toEqual([
+      '-w',
+      '/data/sub/dir',
+      '--user',
+      '1000:50',
+    ]);
+    expect(vmRunArgv(SPEC, SETTINGS, { uid: 0, gid: 0 })).not.toContain('--user');
   });
 });
 

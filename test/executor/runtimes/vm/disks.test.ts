@@ -20,6 +20,8 @@ const haveTools = requireOrSkip(
 );
 const haveImage = haveTools && requireOrSkip(`Docker with ${TEST_IMAGE}`, dockerImagePresent(TEST_IMAGE));
 const SECOND = 'executor-test/busybox-vm2:latest';
+const USER_IMAGE = 'executor-test/busybox-vm-user:latest';
+const LINKED_IMAGE = 'executor-test/busybox-vm-linked-passwd:latest';
 
 const dirs: string[] = [];
 async function tempDir(prefix: string): Promise<string> {
@@ -130,6 +132,34 @@ describe.skipIf(!haveImage)('vm image root disks', () => {
     // No export container is left behind.
     const left = await docker.listContainers({ all: true, filters: { label: ['executor.vm-export=1'] } });
     expect(left).toEqual([]);
+  });
+
+  it("resolves the image's USER against its own passwd file, through links inside the image, as Docker does", async () => {
+    const build = (tag: string, lines: string[]) =>
+      execFileSync('docker', ['build', '-q', '-t', tag, '-'], {
+        input: [`FROM ${TEST_IMAGE}`, ...lines, ''].join('\n'),
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: { ...process.env, DOCKER_BUILDKIT: '0' },
+      });
+    build(USER_IMAGE, [
+      'RUN echo app:x:1234:1234::/home/app:/bin/sh >> /etc/passwd && echo app:x:1234: >> /etc/group',
+      'USER app',
+    ]);
+    // passwd an absolute link, read inside the image (on this host the target does not exist), and
+    // group a relative one climbing above the root, which stays at the image's root.
+    build(LINKED_IMAGE, [
+      'RUN mkdir -p /accounts && echo app:x:99:99::/elsewhere:/bin/sh > /accounts/passwd && ln -sf /accounts/passwd /etc/passwd && echo staff:x:77: > /accounts/group && ln -sf ../../../../../accounts/group /etc/group',
+      'USER app:staff',
+    ]);
+    const cache = await tempDir('vm-users-');
+    const disks = createImageDisks({ docker, cacheDir: cache, capBytes: 1024 ** 3 });
+    const app = await disks.acquire(USER_IMAGE);
+    expect(app.user).toEqual({ uid: 1234, gid: 1234, home: '/home/app' });
+    const root = await disks.acquire(TEST_IMAGE);
+    expect(root.user).toEqual({ uid: 0, gid: 0, home: '/root' });
+    const linked = await disks.acquire(LINKED_IMAGE);
+    expect(linked.user).toEqual({ uid: 99, gid: 77, home: '/elsewhere' });
+    for (const d of [app, root, linked]) d.release();
   });
 
   it('evicts the least recently used disk not in use when a new one passes the cap', async () => {
