@@ -38,9 +38,10 @@ export async function networkConfinement(
   if (config.jobNetwork === 'bridge') return { name, ok: true, detail: BRIDGE_WARNING };
   const r = await checkIsolation(isolationOptions(config));
   const where = `isolated on Docker network ${config.jobNetworkName} (${formatCidr(config.jobNetworkSubnet)})`;
-  // runsc --network=host passes sockets through to the namespace Docker made for the container,
-  // so the host's rules see gVisor steps as they see runc ones (test/executor/runtimes/docker/job-network.test.ts).
-  const gvisor = config.runtime === 'gvisor' ? '; gVisor steps use their own network namespace on it' : '';
+  // runsc --network=host passes sockets through to the namespace the step joins (its job's network
+  // holder's), so the host's rules see gVisor steps as they see runc ones
+  // (test/executor/runtimes/docker/job-network.test.ts).
+  const gvisor = config.runtime === 'gvisor' ? "; gVisor steps use their job's network namespace on it" : '';
   return r.ok
     ? { name, ok: true, detail: `${where}: private, link-local and host addresses refused${gvisor}` }
     : {
