@@ -196,4 +196,34 @@ describe.skipIf(!ok)('network holders (real Docker)', () => {
     await r.close?.();
     expect((await holdersOf(executorName)).map((c) => c.Id)).toEqual([otherPool]);
   }, 240_000);
+
+  it("removing the network first removes the holders a killed executor left on it, not a live one's", async () => {
+    const other = `${NET}-rm`;
+    expect(await ensureJobNetwork(docker, other, parseCidr(`10.99.${X + 1}.0/24`) as Cidr)).toMatchObject({
+      ok: true,
+    });
+    const onIt = async (pid: number) => {
+      const c = await docker.createContainer({
+        Image: TEST_IMAGE,
+        Cmd: ['sleep', '600'],
+        Labels: {
+          'executor.host': os.hostname(),
+          'executor.pid': String(pid),
+          'executor.role': 'network-holder',
+          'executor.holder': 'x-1',
+        },
+        HostConfig: { NetworkMode: other },
+      });
+      leftovers.push(c.id);
+      await c.start();
+      return c.id;
+    };
+    const live = await onIt(process.pid);
+    await expect(removeJobNetwork(docker, other)).rejects.toThrow(/active endpoints/);
+    await docker.getContainer(live).remove({ force: true });
+    const left = await onIt(spawnSync('true').pid!);
+    await removeJobNetwork(docker, other);
+    expect((await docker.listContainers({ all: true })).map((c) => c.Id)).not.toContain(left);
+    expect((await docker.listNetworks()).map((n) => n.Name)).not.toContain(other);
+  }, 120_000);
 });
