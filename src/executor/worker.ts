@@ -203,6 +203,7 @@ export function createWorker(deps: WorkerDeps): Worker {
       while (handlers.size > 0) await Promise.allSettled([...handlers]);
       await heartbeat.stop();
       await janitor.stop();
+      await deps.runtime.close?.().catch((e) => logger.warn('runtime cleanup failed', { error: e }));
     }
   }
 

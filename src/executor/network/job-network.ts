@@ -5,8 +5,12 @@
  * the configured subnet, never changed or removed by the executor (containers may be attached).
  */
 import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import type Dockerode from 'dockerode';
 import { type Cidr, formatCidr } from '../../lib/cidr.js';
+import { HOLDER_ROLE, LABELS } from '../runtimes/docker/convert.js';
+import { forceRemove } from '../runtimes/docker/engine.js';
+import { pidAlive } from '../runtimes/docker/orphans.js';
 
 const BRIDGE_NAME_OPTION = 'com.docker.network.bridge.name';
 export const NETWORK_LABEL = 'executor.network';
@@ -117,8 +121,21 @@ export async function ensureJobNetwork(
   return checkJobNetwork(docker, name, subnet);
 }
 
-/** Removes the network (tests, uninstall); absent is fine. */
+/**
+ * Removes the network (tests, uninstall); absent is fine. Docker refuses while containers are on
+ * it: the network holders of this host's executors that are gone (killed before removing them; the
+ * janitor of the next executor on this host would) are removed first. Those of a live one are not.
+ */
 export async function removeJobNetwork(docker: Dockerode, name: string): Promise<void> {
+  const left = await docker
+    .listContainers({
+      all: true,
+      filters: { network: [name], label: [`${LABELS.role}=${HOLDER_ROLE}`, `${LABELS.host}=${hostname()}`] },
+    })
+    .catch(() => []);
+  for (const c of left) {
+    if (!pidAlive(Number(c.Labels?.[LABELS.pid]))) await forceRemove(docker, c.Id);
+  }
   try {
     await docker.getNetwork(name).remove();
   } catch (e) {

@@ -35,11 +35,12 @@ export async function networkConfinement(
   if (config.jobNetwork === 'bridge') return { name, ok: true, detail: BRIDGE_WARNING };
   const r = await checkIsolation(isolationOptions(config));
   const where = `isolated on Docker network ${config.jobNetworkName} (${formatCidr(config.jobNetworkSubnet)})`;
-  // runsc --network=host passes sockets through to the namespace Docker made for the container,
-  // so the host's rules see gVisor steps as they see runc ones (test/executor/runtimes/docker/job-network.test.ts).
+  // runsc --network=host passes sockets through to the namespace the step joins (its job's network
+  // holder's), so the host's rules see gVisor steps as they see runc ones
+  // (test/executor/runtimes/docker/job-network.test.ts).
   const gvisor =
     config.runtime === 'gvisor'
-      ? '; gVisor steps use their own network namespace on it'
+      ? "; gVisor steps use their job's network namespace on it"
       : config.runtime === 'vm'
         ? "; VMs' user-mode networking leaves through a holder container on it"
         : '';

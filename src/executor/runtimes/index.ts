@@ -59,6 +59,7 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         memory: config.jobMemory,
         pidsLimit: config.jobPidsLimit,
         network: config.jobNetwork === 'isolated' ? config.jobNetworkName : config.jobNetwork,
+        networkHolders: config.jobNetwork === 'isolated' ? config.maximumNumJobs : 0,
         hostMountPath: config.dockerHostMountPath,
         additionalMounts: [...config.dockerAdditionalMounts],
         addHostGateway: config.dockerAddHostGateway,

@@ -90,4 +90,9 @@ export interface Runtime<W extends Workspace = Workspace> {
    * job (`activeJobUids`). Returns what was removed, for logs and metrics.
    */
   cleanupOrphans(activeJobUids: ReadonlySet<string>): Promise<string[]>;
+  /**
+   * Releases what the runtime keeps between jobs (the docker runtime's idle network holders).
+   * Called once, after the last job ended; no job runs after it.
+   */
+  close?(): Promise<void>;
 }

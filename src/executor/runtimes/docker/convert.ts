@@ -23,7 +23,13 @@ export const LABELS = {
   job: 'executor.job',
   attempt: 'executor.attempt',
   step: 'executor.step',
+  /** On the isolated network's holder containers: `network-holder`. */
+  role: 'executor.role',
+  /** The holder's token, which its pool knows while the holder is idle or a job's (network-holders.ts). */
+  holder: 'executor.holder',
 } as const;
+
+export const HOLDER_ROLE = 'network-holder';
 
 /** Where the workspace is mounted inside every step container. */
 export const CONTAINER_WORKSPACE = '/data';
@@ -58,6 +64,11 @@ export interface ContainerInput {
   /** Host path of the workspace as the executor sees it. */
   workspacePath: string;
   settings: ContainerSettings;
+  /**
+   * The id of the job's network holder: the step joins its network namespace (`container:<id>`)
+   * instead of being attached to `settings.network` itself.
+   */
+  holder?: string;
 }
 
 /**
@@ -216,6 +227,57 @@ export function containerLabels(input: ContainerInput): Record<string, string> {
   return labels;
 }
 
+const HOST_GATEWAY = 'host.docker.internal:host-gateway';
+
+/** The step's NetworkMode: its job's holder's namespace, or the configured network. */
+function networkMode(input: ContainerInput): string {
+  return input.holder ? `container:${input.holder}` : input.settings.network;
+}
+
+/**
+ * The Engine API create body of a network holder (network-holders.ts): the pause program of
+ * pause-image.ts on the configured network, with the labels the janitor selects on, every
+ * capability dropped, a read-only root, no mounts and no log. It runs under the daemon's default
+ * runtime whatever the step runtime: it runs no code of any job. Name resolution settings that
+ * Docker refuses on a `container:` network (extra hosts, DNS, hostname) belong here.
+ */
+export function holderCreateOptions(
+  settings: ContainerSettings,
+  token: string,
+  image: string,
+  entrypoint: string,
+): ContainerCreateOptions {
+  const hostConfig: NonNullable<ContainerCreateOptions['HostConfig']> = {
+    NetworkMode: settings.network,
+    ReadonlyRootfs: true,
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges'],
+    // The runtime's own setup threads count here before the program starts.
+    PidsLimit: 32,
+    AutoRemove: false,
+    LogConfig: { Type: 'none', Config: {} },
+  };
+  if (settings.addHostGateway) hostConfig.ExtraHosts = [HOST_GATEWAY];
+  return {
+    Image: image,
+    Entrypoint: [entrypoint],
+    Cmd: [],
+    Labels: {
+      [LABELS.name]: settings.executorName,
+      [LABELS.host]: settings.hostname,
+      [LABELS.pid]: String(settings.pid),
+      [LABELS.role]: HOLDER_ROLE,
+      [LABELS.holder]: token,
+    },
+    Tty: false,
+    OpenStdin: false,
+    AttachStdin: false,
+    AttachStdout: false,
+    AttachStderr: false,
+    HostConfig: hostConfig,
+  };
+}
+
 /** The Engine API create body for one step. */
 export function toContainerCreateOptions(input: ContainerInput): ContainerCreateOptions {
   const { spec, settings } = input;
@@ -223,7 +285,7 @@ export function toContainerCreateOptions(input: ContainerInput): ContainerCreate
   const hostDir = hostWorkspaceDir(input.workspacePath, settings.hostMountPath);
   const hostConfig: NonNullable<ContainerCreateOptions['HostConfig']> = {
     Binds: [`${hostDir}:${CONTAINER_WORKSPACE}`],
-    NetworkMode: settings.network,
+    NetworkMode: networkMode(input),
     PidsLimit: settings.pidsLimit,
     SecurityOpt: ['no-new-privileges'],
     CapDrop: ['ALL'],
@@ -242,7 +304,8 @@ export function toContainerCreateOptions(input: ContainerInput): ContainerCreate
     // Equal to Memory: the step gets no swap, so a hog is OOM-killed instead of thrashing the host.
     hostConfig.MemorySwap = mem;
   }
-  if (settings.addHostGateway) hostConfig.ExtraHosts = ['host.docker.internal:host-gateway'];
+  // Docker refuses extra hosts with a `container:` network; the holder has them, and its hosts file is the step's.
+  if (settings.addHostGateway && !input.holder) hostConfig.ExtraHosts = [HOST_GATEWAY];
   if (settings.kind === 'gvisor') hostConfig.Runtime = 'runsc';
   if (settings.storageSize) hostConfig.StorageOpt = { size: settings.storageSize };
   return {
@@ -268,7 +331,7 @@ export function toContainerCreateOptions(input: ContainerInput): ContainerCreate
 export function dockerRunArgv(input: ContainerInput): string[] {
   const { spec, settings } = input;
   const argv = ['docker', 'run', '--rm'];
-  if (settings.addHostGateway) argv.push('--add-host=host.docker.internal:host-gateway');
+  if (settings.addHostGateway && !input.holder) argv.push(`--add-host=${HOST_GATEWAY}`);
   if (settings.cpus > 0) argv.push('--cpus', String(settings.cpus));
   const mem = memoryBytes(settings.memory);
   if (mem !== undefined)
@@ -285,7 +348,7 @@ export function dockerRunArgv(input: ContainerInput): string[] {
     '--security-opt',
     'no-new-privileges',
     '--network',
-    settings.network,
+    input.holder ? `container:${input.holder.slice(0, 12)}` : settings.network,
     '--init',
   );
   if (settings.kind === 'gvisor') argv.push('--runtime', 'runsc');

@@ -1,6 +1,8 @@
 /**
  * One job's runner in the docker runtime: create -> attach -> start -> wait -> inspect -> remove per
- * step, through the Engine API. The container body comes from the pure convert.ts.
+ * step, through the Engine API. The container body comes from the pure convert.ts. On the isolated
+ * network the job takes a network holder in setup() and every step joins its network namespace;
+ * teardown() gives the holder back, which removes it (network-holders.ts).
  *
  * Cancellation: the job's AbortSignal force-removes the running container at once (the daemon
  * SIGKILLs it), closes the step's log entry and rejects with the abort reason. teardown() removes
@@ -23,6 +25,7 @@ import {
 } from './convert.js';
 import { createDemuxer } from './demux.js';
 import { forceRemove, imageExists, pullImage } from './engine.js';
+import type { Holder, HolderLease, NetworkHolders } from './network-holders.js';
 import { classifyOom, readOomKillCount, SIGKILL_EXIT } from './oom.js';
 
 /** After the container exits, how long the attach stream may take to deliver its last bytes. */
@@ -40,6 +43,8 @@ export interface DockerRunnerDeps {
   /** Read the host's OOM kill count around each step (a local daemon and a memory limit; oom.ts). */
   countHostOomKills: boolean;
   fitToDaemon(): Promise<void>;
+  /** The isolated network's holders; absent: steps attach to `settings.network` themselves. */
+  holders?: NetworkHolders;
 }
 
 export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspace, ctx: JobContext): Runner {
@@ -47,6 +52,8 @@ export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspa
   const created = new Set<string>();
   const auth = effectiveAuthConfig(job, deps.authConfig);
   const { signal } = ctx;
+  let lease: HolderLease | undefined;
+  let holder: Holder | undefined;
 
   /** Create, attach, start, wait, inspect. The id is published through `onCreated` at once. */
   async function execute(input: ContainerInput, entry: LogEntryHandle, onCreated: (c: Container) => void) {
@@ -92,6 +99,8 @@ export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspa
   return {
     async setup() {
       await deps.fitToDaemon();
+      // Taken first: a holder still starting finishes while the images are checked and pulled.
+      if (deps.holders && job.dockerSteps.length > 0) lease ??= deps.holders.take();
       const images = [...new Set(job.dockerSteps.map((s) => s.image))];
       for (const image of images) {
         if (signal.aborted) throw signal.reason;
@@ -99,11 +108,12 @@ export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspa
         log.info('pulling image', { image });
         await pullImage(docker, image, auth, signal);
       }
+      if (lease) holder = await lease;
     },
 
     async run(spec: RunSpec): Promise<StepOutcome> {
       if (signal.aborted) throw signal.reason;
-      const input: ContainerInput = { spec, job, workspacePath: ws.path, settings };
+      const input: ContainerInput = { spec, job, workspacePath: ws.path, settings, holder: holder?.id };
       const entry = ctx.logger.entry(spec.key, dockerRunArgv(input));
       let closed = false;
       const close = (code: number) => {
@@ -162,6 +172,10 @@ export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspa
         if (r.status === 'fulfilled') created.delete(ids[i]!);
         else log.warn('cannot remove container', { id: ids[i], err: r.reason });
       });
+      // After the steps: nothing of this job is left in the holder's namespace.
+      if (lease) deps.holders?.giveBack(lease);
+      lease = undefined;
+      holder = undefined;
       const failed = results.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
     },

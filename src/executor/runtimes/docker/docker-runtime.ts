@@ -18,8 +18,15 @@ import {
   specsFromSteps,
 } from '../common.js';
 import type { CheckResult, Runner, RunSpec, Runtime, Workspace } from '../types.js';
-import { type ContainerSettings, clampCpus, memoryBytes, parseMountSpecs } from './convert.js';
+import {
+  type ContainerSettings,
+  clampCpus,
+  holderCreateOptions,
+  memoryBytes,
+  parseMountSpecs,
+} from './convert.js';
 import { createDockerRunner, type DockerRunnerDeps } from './docker-runner.js';
+import { createNetworkHolders, type NetworkHolders } from './network-holders.js';
 import { daemonIsLocal } from './oom.js';
 import { removeOrphanContainers } from './orphans.js';
 import { type DaemonStorageInfo, writableLayerLimit } from './storage.js';
@@ -42,6 +49,11 @@ export interface DockerRuntimeOptions extends LocalWorkspaceSettings {
   pidsLimit: number;
   /** Docker NetworkMode: `bridge`, `none`, or the isolated network's name (EXECUTOR_JOB_NETWORK_NAME). */
   network: string;
+  /**
+   * On the isolated network: the number of job slots, one idle network holder kept for each, whose
+   * namespace a job's steps join (network-holders.ts). 0 or absent: steps attach to `network`.
+   */
+  networkHolders?: number;
   hostMountPath?: string;
   /** EXECUTOR_DOCKER_ADDITIONAL_MOUNTS, split on `;`. */
   additionalMounts: string[];
@@ -54,6 +66,23 @@ export interface DockerRuntimeOptions extends LocalWorkspaceSettings {
   /** EXECUTOR_DOCKER_AUTH_CONFIG; a job's own non-empty dockerAuthConfig wins. */
   authConfig?: DockerAuthConfig;
   logger: Logger;
+}
+
+/** The isolated network's holders (network-holders.ts), when the runtime keeps any. */
+function holdersFor(
+  slots: number,
+  docker: Dockerode,
+  settings: ContainerSettings,
+  log: Logger,
+): NetworkHolders | undefined {
+  if (slots <= 0) return undefined;
+  return createNetworkHolders({
+    docker,
+    slots,
+    // `settings` is live: a holder is made with what the runtime has fitted to the daemon.
+    createOptions: (token, image, entrypoint) => holderCreateOptions(settings, token, image, entrypoint),
+    log,
+  });
 }
 
 export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
@@ -148,6 +177,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     return remap;
   }
 
+  const holders = holdersFor(opts.networkHolders ?? 0, docker, settings, log);
   const runnerDeps: DockerRunnerDeps = {
     docker,
     settings,
@@ -156,6 +186,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     countHostOomKills,
     memoryLimited,
     fitToDaemon,
+    holders,
   };
 
   return {
@@ -195,7 +226,12 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         executorName: opts.executorName,
         hostname,
         log,
+        holders,
       });
+    },
+
+    async close(): Promise<void> {
+      await holders?.close();
     },
   };
 }

@@ -3,7 +3,7 @@
 import type Dockerode from 'dockerode';
 import type { ContainerInfo } from 'dockerode';
 import type { Logger } from '../../../lib/logger.js';
-import { LABELS } from './convert.js';
+import { HOLDER_ROLE, LABELS } from './convert.js';
 import { forceRemove } from './engine.js';
 
 export interface OrphanDeps {
@@ -11,6 +11,8 @@ export interface OrphanDeps {
   executorName: string;
   hostname: string;
   log: Logger;
+  /** The runtime's network holders: an idle holder or one of a running job is never an orphan. */
+  holders?: { isOrphan(token: string): boolean };
 }
 
 /** True when a process with this pid exists (EPERM means it exists but is not ours). */
@@ -26,7 +28,9 @@ export function pidAlive(pid: number): boolean {
 
 /**
  * Removes the step containers labelled with this host that belong to no running job of this
- * executor, and any whose executor process is gone. Returns what was removed, for logs and metrics.
+ * executor, and any whose executor process is gone; and the network holders (network-holders.ts)
+ * whose executor process is gone or that this runtime's pool does not know. Returns what was
+ * removed, for logs and metrics.
  */
 export async function removeOrphanContainers(
   activeJobUids: ReadonlySet<string>,
@@ -43,8 +47,12 @@ export async function removeOrphanContainers(
     const ours = labels[LABELS.name] === deps.executorName;
     const jobUid = labels[LABELS.job] ?? '';
     const pid = Number(labels[LABELS.pid]);
-    // Ours and not running a job we know of, or anyone's whose executor process is gone.
-    const orphan = (ours && !activeJobUids.has(jobUid)) || !pidAlive(pid);
+    // Holders carry no job: they are judged by the pool that made them.
+    const orphan =
+      labels[LABELS.role] === HOLDER_ROLE
+        ? !pidAlive(pid) || (ours && deps.holders?.isOrphan(labels[LABELS.holder] ?? '') === true)
+        : // Ours and not running a job we know of, or anyone's whose executor process is gone.
+          (ours && !activeJobUids.has(jobUid)) || !pidAlive(pid);
     if (!orphan) continue;
     try {
       await forceRemove(docker, c.Id);

@@ -2,7 +2,8 @@
  * EXECUTOR_JOB_NETWORK=isolated on real Docker and iptables, under runc and runsc (gVisor): step
  * containers on the job network are refused quickly by the metadata address, a private address,
  * the host's own address and a non-allowed port of the queue server, and reach the allowed
- * "outside" host, the queue server and the DNS resolver they are given. Re-installing leaves one
+ * "outside" host, the queue server and the DNS resolver they are given; the same for a step of the
+ * docker runtime in its job's network holder (network-holders.ts). Re-installing leaves one
  * copy of the rules; a changed allow list replaces the old rules; an executor without the rules
  * refuses to dequeue and says what is missing.
  *
@@ -47,6 +48,7 @@ import {
   parseProbes,
   probeScript,
 } from '../../network/netns-hosts.js';
+import { holderRuntime, runJob } from './holder-job.js';
 
 const pexec = promisify(execFile);
 
@@ -124,17 +126,46 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
     }
   }, 120_000);
 
-  /** Runs the probes in one container; returns `target -> {ok, seconds, out}`. */
+  const script = () =>
+    probeScript(
+      [
+        `${METADATA}:80`,
+        `${PRIVATE}:80`,
+        `${GATEWAY}:${hostPort}`,
+        `${QUEUE}:80`,
+        `${QUEUE}:8080`,
+        `${OUTSIDE}:80`,
+      ],
+      { name: 'outside.test', resolver: RESOLVER },
+    );
+
+  /** Blocked hosts refused quickly; the outside host, the queue server's port and DNS reached. */
+  function expectConfined(stdout: string) {
+    const results = parseProbes(stdout);
+    const dns = stdout.split('\n').find((l) => l.includes('outside.test')) ?? '';
+    const get = (t: string) => {
+      const r = results.get(t);
+      if (!r) throw new Error(`no result for ${t} in:\n${stdout}`);
+      return r;
+    };
+    for (const blocked of [`${METADATA}:80`, `${PRIVATE}:80`, `${GATEWAY}:${hostPort}`, `${QUEUE}:80`]) {
+      const r = get(blocked);
+      expect(r.ok, `${blocked}: ${r.out}`).toBe(false);
+      expect(r.seconds, `${blocked} took ${r.seconds}s: ${r.out}`).toBeLessThanOrEqual(REFUSED_WITHIN_S);
+    }
+    expect(get(`${OUTSIDE}:80`)).toMatchObject({
+      ok: true,
+      out: expect.stringContaining(`host ${OUTSIDE}:80`),
+    });
+    expect(get(`${QUEUE}:8080`)).toMatchObject({
+      ok: true,
+      out: expect.stringContaining(`host ${QUEUE}:8080`),
+    });
+    expect(dns).toContain(OUTSIDE);
+  }
+
+  /** Runs the probes in one container on the network; returns its output. */
   async function probe(runtime: 'runc' | 'runsc') {
-    const targets = [
-      `${METADATA}:80`,
-      `${PRIVATE}:80`,
-      `${GATEWAY}:${hostPort}`,
-      `${QUEUE}:80`,
-      `${QUEUE}:8080`,
-      `${OUTSIDE}:80`,
-    ];
-    const script = probeScript(targets, { name: 'outside.test', resolver: RESOLVER });
     const { stdout } = await pexec(
       'docker',
       [
@@ -146,39 +177,35 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
         TEST_IMAGE,
         'sh',
         '-c',
-        script,
+        script(),
       ],
       { timeout: 180_000 },
     );
-    const results = parseProbes(stdout);
-    const dns = stdout.split('\n').find((l) => l.includes('outside.test')) ?? '';
-    return { results, dns, stdout };
+    return stdout;
   }
 
   for (const runtime of ['runc', 'runsc'] as const) {
     it.skipIf(runtime === 'runsc' && !gvisorOk)(
       `${runtime}: blocked hosts are refused quickly; the outside host, the queue server and DNS work`,
+      async () => expectConfined(await probe(runtime)),
+      240_000,
+    );
+  }
+
+  for (const kind of ['docker', 'gvisor'] as const) {
+    it.skipIf(kind === 'gvisor' && !gvisorOk)(
+      `${kind} runtime: a step in its job's network holder is confined the same way`,
       async () => {
-        const { results, dns, stdout } = await probe(runtime);
-        const get = (t: string) => {
-          const r = results.get(t);
-          if (!r) throw new Error(`no result for ${t} in:\n${stdout}`);
-          return r;
-        };
-        for (const blocked of [`${METADATA}:80`, `${PRIVATE}:80`, `${GATEWAY}:${hostPort}`, `${QUEUE}:80`]) {
-          const r = get(blocked);
-          expect(r.ok, `${blocked}: ${r.out}`).toBe(false);
-          expect(r.seconds, `${blocked} took ${r.seconds}s: ${r.out}`).toBeLessThanOrEqual(REFUSED_WITHIN_S);
+        const executorName = `exj-test-${TAG}-${kind}`;
+        const runtime = holderRuntime({ kind, executorName, network: NET, slots: 1 });
+        try {
+          const [entry] = await runJob(runtime, executorName, [script()]);
+          const network = entry!.command![entry!.command!.indexOf('--network') + 1];
+          expect(network).toMatch(/^container:[0-9a-f]{12}$/);
+          expectConfined(entry!.stdout);
+        } finally {
+          await runtime.close?.();
         }
-        expect(get(`${OUTSIDE}:80`)).toMatchObject({
-          ok: true,
-          out: expect.stringContaining(`host ${OUTSIDE}:80`),
-        });
-        expect(get(`${QUEUE}:8080`)).toMatchObject({
-          ok: true,
-          out: expect.stringContaining(`host ${QUEUE}:8080`),
-        });
-        expect(dns).toContain(OUTSIDE);
       },
       240_000,
     );
@@ -300,7 +327,7 @@ describe.skipIf(!ok)('isolated job network (real Docker and iptables)', () => {
       const after: string[] = [];
       await runValidation(env, (l) => after.push(l), { runtimeChecks: async () => [] });
       expect(after.find((l) => l.includes('job network'))).toBe(
-        `✓ job network: isolated on Docker network ${NET} (${SUBNET}): private, link-local and host addresses refused; gVisor steps use their own network namespace on it`,
+        `✓ job network: isolated on Docker network ${NET} (${SUBNET}): private, link-local and host addresses refused; gVisor steps use their job's network namespace on it`,
       );
       const shell: string[] = [];
       await runValidation({ ...env, EXECUTOR_RUNTIME: 'shell' }, (l) => shell.push(l));
