@@ -51,14 +51,21 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-/** `node [--import tsx] args`: TypeScript files need the loader, compiled ones do not. */
-export function spawnNode(args: string[], env: Record<string, string | undefined> = {}): Proc {
+/**
+ * `node [--import tsx] args`: TypeScript files need the loader, compiled ones do not. With `ipc`,
+ * the child has Node's message channel to this process (`child.send`, `process.send`).
+ */
+export function spawnNode(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  opts: { ipc?: boolean } = {},
+): Proc {
   const loader = args[0]?.endsWith('.ts') ? ['--import', 'tsx'] : [];
   // BENCH_CHILD_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/some/dir") profiles the children.
   const extra = (process.env.BENCH_CHILD_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...extra, ...loader, ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));

@@ -9,17 +9,22 @@
  *     fence) called in-process by 16 concurrent loops;
  *   - http: two no-op POSTs per cycle (bodies of the same size, 204 answers) to a bare node:http
  *     server, the framework our server is built on, with the same 16 clients' fetch.
- * Target: ours >= 0.5 x the lower floor.
- * Also measured, for the note: a bare server doing only the two Store calls over node:http (see
- * bareServer), the most any implementation can reach on this machine in this setup.
+ * Target: ours >= 0.5 x the lower floor (`queue.<kind>`).
+ * The bare server (see bareServer) does only the two Store calls over node:http: the most any
+ * implementation can reach on this machine in this setup. `queue.<kind>.vs_bare` is ours against
+ * it, in the same slices (target >= 0.9).
+ * With the clients in this process, they and the server share one thread, which caps the ratio to
+ * the lower floor near 0.5 even for the bare server. So every server is also driven by the same
+ * clients in a process of their own (bench/queue-clients.ts), in slices interleaved with the
+ * others: `queue.<kind>.procs` (ours against the lower of the store floor and the no-op server
+ * driven from that process) and `queue.<kind>.procs.vs_bare` (ours against the bare server, both
+ * driven from that process).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createQueueClient } from '../src/executor/client/queue-client.js';
 import { encodeJob } from '../src/protocol/job.js';
 import type { JobSpec } from '../src/protocol/job-spec.js';
-import { executorVersion } from '../src/protocol/version.js';
 import { newJobToken } from '../src/server/executor-api/auth.js';
 import { buildJob } from '../src/server/executor-api/build-job.js';
 import { openStore } from '../src/store/index.js';
@@ -34,11 +39,23 @@ import {
   result,
   tempDir,
 } from './lib.js';
+import {
+  bareCycle,
+  CLIENTS,
+  type ClientsProcess,
+  type Driven,
+  drive,
+  executorNameOf,
+  noopCycle,
+  oursClients,
+  oursCycle,
+  QUEUE,
+  SLICE_MS,
+  startClientsProcess,
+  type Target,
+} from './queue-drive.js';
 
-const CLIENTS = 16;
-const SLICE_MS = 2_000;
 const ROUNDS = 5;
-const QUEUE = 'bench';
 
 const newJob: NewJob = {
   queue: QUEUE,
@@ -64,24 +81,6 @@ async function fill(store: Store, n: number): Promise<void> {
   );
 }
 
-/** Runs `cycle` in CLIENTS loops for SLICE_MS (or until one returns false); cycles per second. */
-async function drive(cycle: (client: number) => Promise<boolean>): Promise<number> {
-  const until = performance.now() + SLICE_MS;
-  let count = 0;
-  const start = performance.now();
-  let end = 0;
-  await Promise.all(
-    Array.from({ length: CLIENTS }, async (_, i) => {
-      while (performance.now() < until) {
-        if (!(await cycle(i))) break;
-        count++;
-      }
-      end = Math.max(end, performance.now());
-    }),
-  );
-  return count / ((end - start) / 1000);
-}
-
 type StoreKind = { label: string; open(): Promise<{ url: string; drop(): Promise<void> }> };
 
 /**
@@ -97,50 +96,62 @@ function readyJobs(store: Store, perSlice: number) {
       if (missing > 0) await fill(store, missing);
       enqueued = Math.max(enqueued, done + perSlice);
     },
-    completed() {
-      done++;
+    completed(cycles = 1) {
+      done += cycles;
     },
   };
 }
 
 interface Contender {
-  /** Cycles per second over one slice. */
+  /** Cycles per second over one slice of the clients in this process. */
   slice(): Promise<number>;
   close(): Promise<void>;
 }
 
-async function oursOverHttp(ctx: BenchContext, url: string, perSlice: number): Promise<Contender> {
-  const server = await startBenchServer({ logger: ctx.logger, databaseUrl: url });
-  const ready = readyJobs(server.store, perSlice);
-  const clients = await Promise.all(
-    Array.from({ length: CLIENTS }, async (_, i) => {
-      const c = createQueueClient({
-        frontendUrl: server.url,
-        password: server.executorsToken,
-        executorName: `bench-queue-${i}`,
-        queueName: QUEUE,
-        version: executorVersion(),
-        telemetry: () => emptyTelemetry,
-        longPollMs: 0,
-        logger: ctx.logger,
-      });
-      await c.ping(); // registers the executor, as the worker does before its first dequeue
-      return c;
-    }),
-  );
+/** A server under test: also driven by the clients' process. */
+interface Served extends Contender {
+  url: string;
+  /** Cycles per second over one slice of the clients' process against this server. */
+  remoteSlice(clients: ClientsProcess): Promise<number>;
+}
+
+/** In-process and remote slices of a server whose queue `ready` keeps filled. */
+function served(
+  target: Target,
+  url: string,
+  ready: ReturnType<typeof readyJobs> | undefined,
+  cycle: (i: number) => Promise<boolean>,
+  close: () => Promise<void>,
+): Served {
+  const counted = (d: Driven) => {
+    ready?.completed(d.cycles);
+    return d.perSecond;
+  };
   return {
+    url,
     async slice() {
-      await ready.fill();
-      return drive(async (i) => {
-        const c = clients[i]!;
-        const job = await c.dequeue();
-        if (!job) return false;
-        await c.markComplete(job);
-        ready.completed();
-        return true;
-      });
+      await ready?.fill();
+      return counted(await drive(cycle));
     },
-    close: () => server.close(),
+    async remoteSlice(clients) {
+      await ready?.fill();
+      return counted(await clients.slice(target));
+    },
+    close,
+  };
+}
+
+async function oursOverHttp(
+  ctx: BenchContext,
+  url: string,
+  perSlice: number,
+): Promise<Served & { token: string }> {
+  const server = await startBenchServer({ logger: ctx.logger, databaseUrl: url });
+  const clients = await oursClients(server.url, server.executorsToken, ctx.logger);
+  const ready = readyJobs(server.store, perSlice);
+  return {
+    ...served('ours', server.url, ready, oursCycle(clients), () => server.close()),
+    token: server.executorsToken,
   };
 }
 
@@ -151,8 +162,8 @@ async function storeFloor(url: string, perSlice: number): Promise<Contender> {
   return {
     async slice() {
       await ready.fill();
-      return drive(async (i) => {
-        const executorName = `bench-queue-${i}`;
+      const d = await drive(async (i) => {
+        const executorName = executorNameOf(i);
         const tokenHash = createHash('sha256').update(randomBytes(20)).digest('hex');
         const claimed = await store.dequeue({
           queue: QUEUE,
@@ -167,9 +178,10 @@ async function storeFloor(url: string, perSlice: number): Promise<Contender> {
           Date.now(),
         );
         if (!ok) throw new Error('markComplete fenced out');
-        ready.completed();
         return true;
       });
+      ready.completed(d.cycles);
+      return d.perSecond;
     },
     close: () => store.close(),
   };
@@ -180,12 +192,12 @@ async function storeFloor(url: string, perSlice: number): Promise<Contender> {
  * that parses each body and calls the same two Store operations (dequeue with a token hash, then
  * markCompleteByToken with the hash of the token it returned), answering with the job encoded as
  * ours encodes it; bare fetch clients. No routing, authentication of the queue routes, validation,
- * metrics or retries. Reported in the note, to show how much of the floor the target leaves.
+ * metrics or retries. The basis of the `vs_bare` figures.
  */
-async function bareServer(url: string, perSlice: number): Promise<Contender> {
+async function bareServer(url: string, perSlice: number): Promise<Served> {
   const store = openStore(url);
   await store.migrate();
-  for (let i = 0; i < CLIENTS; i++) await store.upsertExecutor(heartbeatOf(`bench-queue-${i}`), Date.now());
+  for (let i = 0; i < CLIENTS; i++) await store.upsertExecutor(heartbeatOf(executorNameOf(i)), Date.now());
   const ready = readyJobs(store, perSlice);
   const readJson = (req: http.IncomingMessage) =>
     new Promise<{ executorName: string; jobId?: number }>((resolve, reject) => {
@@ -237,41 +249,11 @@ async function bareServer(url: string, perSlice: number): Promise<Contender> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    async slice() {
-      await ready.fill();
-      return drive(async (i) => {
-        const executorName = `bench-queue-${i}`;
-        const res = await fetch(`${base}/.executors/queue/${QUEUE}/dequeue`, {
-          method: 'POST',
-          body: JSON.stringify({ executorName, version: executorVersion() }),
-          headers: { 'content-type': 'application/json', authorization: 'token-executor x' },
-        });
-        const text = Buffer.from(await res.arrayBuffer()).toString('utf8');
-        if (res.status === 204) return false;
-        const job = JSON.parse(text) as { id: number; token: string };
-        const mark = await fetch(`${base}/.executors/queue/${QUEUE}/markComplete`, {
-          method: 'POST',
-          body: JSON.stringify({ executorName, jobId: job.id }),
-          headers: {
-            'content-type': 'application/json',
-            authorization: `Bearer ${job.token}`,
-            'x-sourcegraph-job-id': String(job.id),
-            'x-sourcegraph-executor-name': executorName,
-          },
-        });
-        await mark.arrayBuffer();
-        if (mark.status !== 204) throw new Error(`bare server answered ${mark.status} to a mark`);
-        ready.completed();
-        return true;
-      });
-    },
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-      await store.close();
-    },
-  };
+  return served('bare', base, ready, bareCycle(base), async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    await store.close();
+  });
 }
 
 const heartbeatOf = (name: string): ExecutorHeartbeat => ({
@@ -283,7 +265,7 @@ const heartbeatOf = (name: string): ExecutorHeartbeat => ({
   metrics: '',
 });
 
-async function httpFloor(): Promise<Contender> {
+async function httpFloor(): Promise<Served> {
   const server = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
@@ -293,39 +275,101 @@ async function httpFloor(): Promise<Contender> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  // Bodies of the sizes the executor sends (dequeue; markComplete).
-  const dequeueBody = JSON.stringify({
-    executorName: 'bench-queue-0',
-    version: executorVersion(),
-    numCPUs: 4,
-    memory: '12G',
+  return served('http', base, undefined, noopCycle(base), async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
   });
-  const markBody = JSON.stringify({ executorName: 'bench-queue-0', jobId: 123456 });
-  const post = async (path: string, body: string, headers: Record<string, string>) => {
-    const res = await fetch(`${base}${path}`, {
-      method: 'POST',
-      body,
-      headers: { 'content-type': 'application/json', ...headers },
+}
+
+const SLICES = ['http', 'store', 'bare', 'ours', 'http.procs', 'bare.procs', 'ours.procs'] as const;
+type Slices = Record<(typeof SLICES)[number], number[]>;
+
+/** ROUNDS rounds of one slice of every contender, in the same order each round. */
+async function measure(ctx: BenchContext, kind: StoreKind & { perSlice: number }): Promise<Slices> {
+  const dbs = [await kind.open(), await kind.open(), await kind.open()];
+  const closers: (() => Promise<void>)[] = [];
+  const rates = Object.fromEntries(SLICES.map((n) => [n, [] as number[]])) as Slices;
+  try {
+    const keep = <T extends { close(): Promise<void> }>(c: T) => {
+      closers.push(() => c.close());
+      return c;
+    };
+    const http = keep(await httpFloor());
+    const store = keep(await storeFloor(dbs[0]!.url, kind.perSlice));
+    const bare = keep(await bareServer(dbs[1]!.url, kind.perSlice));
+    const ours = keep(await oursOverHttp(ctx, dbs[2]!.url, kind.perSlice));
+    const clients = await startClientsProcess({
+      QUEUE_OURS_URL: ours.url,
+      QUEUE_OURS_TOKEN: ours.token,
+      QUEUE_BARE_URL: bare.url,
+      QUEUE_NOOP_URL: http.url,
     });
-    await res.arrayBuffer();
-    if (res.status !== 204) throw new Error(`no-op server answered ${res.status}`);
-  };
-  return {
-    slice: () =>
-      drive(async () => {
-        await post('/.executors/queue/bench/dequeue', dequeueBody, { authorization: 'token-executor x' });
-        await post('/.executors/queue/bench/markComplete', markBody, {
-          authorization: 'Bearer 00',
-          'x-sourcegraph-job-id': '123456',
-          'x-sourcegraph-executor-name': 'bench-queue-0',
-        });
-        return true;
-      }),
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+    closers.unshift(() => clients.stop());
+    const slices: Record<(typeof SLICES)[number], () => Promise<number>> = {
+      http: () => http.slice(),
+      store: () => store.slice(),
+      bare: () => bare.slice(),
+      ours: () => ours.slice(),
+      'http.procs': () => http.remoteSlice(clients),
+      'bare.procs': () => bare.remoteSlice(clients),
+      'ours.procs': () => ours.remoteSlice(clients),
+    };
+    // Interleaved slices, so a burst of load elsewhere on the machine hits all of them alike.
+    for (let round = 0; round < ROUNDS; round++) {
+      ctx.say(`queue: ${kind.label} round ${round + 1}/${ROUNDS}`);
+      for (const name of SLICES) rates[name].push(await slices[name]());
+    }
+  } finally {
+    for (const close of closers) await close();
+    for (const db of dbs) await db.drop();
+  }
+  return rates;
+}
+
+function figures(label: string, rates: Slices): BenchResult[] {
+  const m = Object.fromEntries(SLICES.map((n) => [n, median(rates[n])])) as Record<keyof Slices, number>;
+  const lower = Math.min(m.store, m.http);
+  const lowerProcs = Math.min(m.store, m['http.procs']);
+  const how = `${CLIENTS} clients, medians of ${ROUNDS} rounds of interleaved ${SLICE_MS / 1000} s slices`;
+  const r = (x: number) => Math.round(x);
+  return [
+    result({
+      name: `queue.${label}`,
+      ours: m.ours,
+      baseline: lower,
+      unit: 'cycles/s',
+      target: 'ratio >= 0.5 (of the lower floor)',
+      met: (_o, ratio) => ratio >= 0.5,
+      note: `${how}; clients in the server's process; floors: store in-process ${r(m.store)}/s, no-op HTTP (2 requests) ${r(m.http)}/s; baseline is the lower; the bare server ${r(m.bare)}/s (${(m.bare / lower).toFixed(2)} of the lower floor)`,
+    }),
+    result({
+      name: `queue.${label}.vs_bare`,
+      ours: m.ours,
+      baseline: m.bare,
+      unit: 'cycles/s',
+      target: 'ratio >= 0.9 (of the bare server)',
+      met: (_o, ratio) => ratio >= 0.9,
+      note: `${how}; clients in the server's process; baseline: a bare server (node:http, the same two Store calls, nothing else) driven by bare fetch`,
+    }),
+    result({
+      name: `queue.${label}.procs`,
+      ours: m['ours.procs'],
+      baseline: lowerProcs,
+      unit: 'cycles/s',
+      target: 'ratio >= 0.5 (of the lower floor)',
+      met: (_o, ratio) => ratio >= 0.5,
+      note: `${how}; clients in a process of their own; floors: store in-process ${r(m.store)}/s, no-op HTTP (2 requests, clients in their process) ${r(m['http.procs'])}/s; baseline is the lower; the bare server ${r(m['bare.procs'])}/s (${(m['bare.procs'] / lowerProcs).toFixed(2)} of the lower floor)`,
+    }),
+    result({
+      name: `queue.${label}.procs.vs_bare`,
+      ours: m['ours.procs'],
+      baseline: m['bare.procs'],
+      unit: 'cycles/s',
+      target: 'ratio >= 0.9 (of the bare server)',
+      met: (_o, ratio) => ratio >= 0.9,
+      note: `${how}; clients in a process of their own, driving ours and the bare server alike`,
+    }),
+  ];
 }
 
 export const queue: Bench = async (ctx) => {
@@ -342,48 +386,9 @@ export const queue: Bench = async (ctx) => {
   if (ctx.postgresUrl) {
     const admin = ctx.postgresUrl;
     kinds.push({ label: 'postgres', perSlice: 6_000, open: () => freshDatabase(admin, 'queue') });
-  } else ctx.say('queue: PostgreSQL does not answer; its figure is skipped');
+  } else ctx.say('queue: PostgreSQL does not answer; its figures are skipped');
 
   const out: BenchResult[] = [];
-  for (const kind of kinds) {
-    const db1 = await kind.open();
-    const db2 = await kind.open();
-    const db3 = await kind.open();
-    const contenders: Record<'http' | 'store' | 'bare' | 'ours', Contender> = {
-      http: await httpFloor(),
-      store: await storeFloor(db1.url, kind.perSlice),
-      bare: await bareServer(db3.url, kind.perSlice),
-      ours: await oursOverHttp(ctx, db2.url, kind.perSlice),
-    };
-    const rates: Record<keyof typeof contenders, number[]> = { http: [], store: [], bare: [], ours: [] };
-    try {
-      // Interleaved slices, so a burst of load elsewhere on the machine hits all three alike.
-      for (let round = 0; round < ROUNDS; round++) {
-        ctx.say(`queue: ${kind.label} round ${round + 1}/${ROUNDS}`);
-        for (const name of ['http', 'store', 'bare', 'ours'] as const)
-          rates[name].push(await contenders[name].slice());
-      }
-    } finally {
-      for (const c of Object.values(contenders)) await c.close();
-      await db1.drop();
-      await db2.drop();
-      await db3.drop();
-    }
-    const storeRate = median(rates.store);
-    const httpRate = median(rates.http);
-    const lower = Math.min(storeRate, httpRate);
-    const bareRate = median(rates.bare);
-    out.push(
-      result({
-        name: `queue.${kind.label}`,
-        ours: median(rates.ours),
-        baseline: lower,
-        unit: 'cycles/s',
-        target: 'ratio >= 0.5 (of the lower floor)',
-        met: (_o, ratio) => ratio >= 0.5,
-        note: `${CLIENTS} clients, medians of ${ROUNDS} interleaved ${SLICE_MS / 1000} s slices; floors: store in-process ${Math.round(storeRate)}/s, no-op HTTP (2 requests) ${Math.round(httpRate)}/s; baseline is the lower; a bare server (node:http, the same two Store calls, nothing else) ${Math.round(bareRate)}/s (${(bareRate / lower).toFixed(2)} of the lower floor), ours ${(median(rates.ours) / bareRate).toFixed(2)} of it`,
-      }),
-    );
-  }
+  for (const kind of kinds) out.push(...figures(kind.label, await measure(ctx, kind)));
   return out;
 };
