@@ -169,6 +169,21 @@ export interface ExecutorRecord {
 
 export type ExecutorHeartbeat = Omit<ExecutorRecord, 'firstSeenAt' | 'lastSeenAt'>;
 
+/** One heartbeat of a batch written by `recordHeartbeats`. */
+export interface HeartbeatWrite {
+  executorName: string;
+  /** The executor's row to upsert (its name is `executorName`), or null to leave the row as it is. */
+  row: ExecutorHeartbeat | null;
+  /** The running jobs it reports, by queue, renewed as `heartbeat` renews them. */
+  jobs: { queue: string; jobIds: number[] }[];
+}
+
+/** What `heartbeat` answers for one queue's job ids. */
+export interface HeartbeatAnswer {
+  knownIds: number[];
+  cancelIds: number[];
+}
+
 export interface QueueStats {
   queue: string;
   queued: number;
@@ -284,12 +299,16 @@ export interface Store {
    * Renews the lease of the given jobs owned by executorName (processing, same owner). Returns
    * which are known and which of those have the cancel flag. Unknown ids are simply absent.
    */
-  heartbeat(
-    executorName: string,
-    queue: string,
-    jobIds: number[],
-    now: number,
-  ): Promise<{ knownIds: number[]; cancelIds: number[] }>;
+  heartbeat(executorName: string, queue: string, jobIds: number[], now: number): Promise<HeartbeatAnswer>;
+
+  /**
+   * Several heartbeats as one write (one transaction; one statement on PostgreSQL): every row given
+   * is upserted as `upsertExecutor` would (of two rows of one name, the later in the batch wins) and
+   * every job list renewed as `heartbeat` would, all at `now`. Answers per heartbeat, per job list
+   * in order, what `heartbeat` would have answered: a mark or cancel committed before the call is
+   * seen. All or nothing: when it fails, nothing of the batch was written.
+   */
+  recordHeartbeats(batch: HeartbeatWrite[], now: number): Promise<HeartbeatAnswer[][]>;
 
   /**
    * Appends a log entry to the current attempt; returns its 1-based id, or null if fenced out.
