@@ -25,6 +25,7 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
   const { clock, logger, heartbeats } = deps;
   // An idle executor sends the same body at every heartbeat: it is parsed and validated once.
   const decoded = createDecodeCache<HeartbeatRequest>();
+  const keys = new WeakMap<HeartbeatRequest, { route: string | null; key: string }>();
 
   const heartbeat = (multi: boolean) =>
     wrap(deps, async (ctx) => {
@@ -66,7 +67,15 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
         queueName: multi ? null : ctx.params.queue!,
         queueNames: multi ? (body.queueNames ?? []) : null,
       };
-      const key = rowKey({ ...body, ...queues }, body.prometheusMetrics);
+      // A body from the decode cache is the same object every time: its key is made once per
+      // route it came to (the route names the queue).
+      const route = multi ? null : queues.queueName;
+      let known = keys.get(body);
+      if (known === undefined || known.route !== route) {
+        known = { route, key: rowKey({ ...body, ...queues }, body.prometheusMetrics) };
+        keys.set(body, known);
+      }
+      const key = known.key;
       let row: ExecutorHeartbeat | null = null;
       if (heartbeats.rowDue(body.executorName, key, now)) {
         // Parsed once here, with the labels the server owns set by the server (pushed-metrics.ts).
