@@ -4,7 +4,9 @@
  * 5 s, each starting at a random offset. FLEET_MODE=longpoll asks the server to hold empty
  * dequeues (30 s); FLEET_MODE=poll is a Sourcegraph-style fleet: an empty dequeue, then 1 s of
  * sleep. A dequeued job is "run" for FLEET_JOB_MS (its id in the heartbeats meanwhile), then
- * marked complete.
+ * marked complete. With FLEET_METRICS_BYTES, each client pushes about that many bytes of
+ * Prometheus text with every heartbeat (a histogram of its heartbeats, as an executor's own RED
+ * metrics are), which changes at every heartbeat; without, it pushes none, as in the default run.
  *
  * Prints one JSON line per received job (`{"got":id,"at":epochMs}`), `{"ready":n}` once every
  * client has pinged and started, and on SIGTERM a summary: heartbeats sent and their latency p50
@@ -24,6 +26,26 @@ const queue = process.env.FLEET_QUEUE ?? 'fleet';
 const jobMs = Number(process.env.FLEET_JOB_MS ?? 2000);
 const prefix = process.env.FLEET_PREFIX ?? 'sim';
 const HEARTBEAT_MS = 5_000;
+const metricsBytes = Number(process.env.FLEET_METRICS_BYTES ?? 0);
+
+/** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
+function metricsText(beats: number): string {
+  if (metricsBytes <= 0) return '';
+  const lines = [
+    '# HELP src_apiworker_apiclient_total Total number of API client operations.',
+    '# TYPE src_apiworker_apiclient_total counter',
+    `src_apiworker_apiclient_total{op="Heartbeat"} ${beats}`,
+    '# HELP src_apiworker_apiclient_duration_seconds Time in seconds spent performing API client operations.',
+    '# TYPE src_apiworker_apiclient_duration_seconds histogram',
+  ];
+  let size = lines.join('\n').length;
+  for (let i = 0; size < metricsBytes; i++) {
+    const line = `src_apiworker_apiclient_duration_seconds_bucket{op="Heartbeat${i}",le="${(i + 1) * 0.005}"} ${beats + i}`;
+    lines.push(line);
+    size += line.length + 1;
+  }
+  return `${lines.join('\n')}\n`;
+}
 
 const heartbeatMs: number[] = [];
 let dequeues = 0;
@@ -32,6 +54,7 @@ let stopping = false;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 async function simulate(i: number): Promise<void> {
+  let beats = 0;
   const client = createQueueClient({
     frontendUrl: url,
     password: token,
@@ -39,6 +62,7 @@ async function simulate(i: number): Promise<void> {
     queueName: queue,
     version: executorVersion(),
     telemetry: () => emptyTelemetry,
+    prometheusMetrics: () => metricsText(beats),
     longPollMs: mode === 'longpoll' ? 30_000 : 0,
     retry: { maxAttempts: 1, delayBaseMs: 100, delayMaxMs: 100, retryAfterMaxMs: 0, timeoutMs: 0 },
     logger: quietLogger(),
@@ -49,6 +73,7 @@ async function simulate(i: number): Promise<void> {
     await sleep(Math.random() * HEARTBEAT_MS);
     while (!stopping) {
       const t0 = performance.now();
+      beats++;
       try {
         await client.heartbeat([...running]);
         heartbeatMs.push(performance.now() - t0);
