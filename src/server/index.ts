@@ -27,7 +27,11 @@ import type { EnqueueHook, RouteDeps } from './deps.js';
 import { createEnqueueNotifier } from './enqueue-notifier.js';
 import { registerFileRoutes } from './executor-api/files.js';
 import { registerGitRoutes } from './executor-api/git.js';
-import { createHeartbeatWriter, EXECUTOR_ROW_REFRESH_MS } from './executor-api/heartbeat-writer.js';
+import {
+  createHeartbeatWriter,
+  EXECUTOR_ROW_REFRESH_MS,
+  type HeartbeatWriter,
+} from './executor-api/heartbeat-writer.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
 import { bodyTimeouts, createRouter, discardBody, type RouteContext, sendJson, sendText } from './http.js';
@@ -139,6 +143,19 @@ const GUARDED_ROUTES: ReadonlySet<string> = new Set([
   'POST /.executors/queue/:queue/dequeue',
 ]);
 
+/**
+ * Heartbeats' writes. An unchanged row is written again at most every EXECUTOR_ROW_REFRESH_MS,
+ * and never so rarely that the janitor could forget an executor that is still heartbeating.
+ */
+function createHeartbeats(deps: ServerDeps, store: Store): HeartbeatWriter {
+  return createHeartbeatWriter({
+    store,
+    clock: deps.clock,
+    logger: deps.logger,
+    refreshMs: Math.min(EXECUTOR_ROW_REFRESH_MS, Math.floor(deps.config.executorMaxAgeMs / 2)),
+  });
+}
+
 export function createServer(deps: ServerDeps): ServerApp {
   const { config, clock, logger } = deps;
   const history = createQueueHistory({ clock, logger });
@@ -181,14 +198,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     followFallbackMs: deps.followFallbackMs ?? FOLLOW_FALLBACK_MS,
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
     repos,
-    // An unchanged row is written again at most every EXECUTOR_ROW_REFRESH_MS; never so rarely
-    // that the janitor could forget an executor that is still heartbeating.
-    heartbeats: createHeartbeatWriter({
-      store,
-      clock,
-      logger,
-      refreshMs: Math.min(EXECUTOR_ROW_REFRESH_MS, Math.floor(config.executorMaxAgeMs / 2)),
-    }),
+    heartbeats: createHeartbeats(deps, store),
   };
   const { memory } = routeDeps;
   const unsubscribe = storeAnnounces ? hook.onEnqueue?.((q) => notifier.notify(q)) : undefined;

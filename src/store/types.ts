@@ -13,7 +13,10 @@
  */
 import type { JobSpec } from '../protocol/job-spec.js';
 import type { ApiTokenRecord, NewApiToken } from './api-token-types.js';
+import type { HeartbeatAnswer, HeartbeatWrite } from './heartbeat-types.js';
 import type { NewRepository, RepositoryRecord, RepositorySync } from './repository-types.js';
+
+export type { HeartbeatAnswer, HeartbeatWrite } from './heartbeat-types.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
 export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'canceled'];
@@ -168,21 +171,6 @@ export interface ExecutorRecord {
 }
 
 export type ExecutorHeartbeat = Omit<ExecutorRecord, 'firstSeenAt' | 'lastSeenAt'>;
-
-/** One heartbeat of a batch written by `recordHeartbeats`. */
-export interface HeartbeatWrite {
-  executorName: string;
-  /** The executor's row to upsert (its name is `executorName`), or null to leave the row as it is. */
-  row: ExecutorHeartbeat | null;
-  /** The running jobs it reports, by queue, renewed as `heartbeat` renews them. */
-  jobs: { queue: string; jobIds: number[] }[];
-}
-
-/** What `heartbeat` answers for one queue's job ids. */
-export interface HeartbeatAnswer {
-  knownIds: number[];
-  cancelIds: number[];
-}
 
 export interface QueueStats {
   queue: string;
