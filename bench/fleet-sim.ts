@@ -67,7 +67,16 @@ async function simulate(i: number): Promise<void> {
     retry: { maxAttempts: 1, delayBaseMs: 100, delayMaxMs: 100, retryAfterMaxMs: 0, timeoutMs: 0 },
     logger: quietLogger(),
   });
-  await client.ping();
+  // On a loaded machine a connection of the ramp can fail: a few tries before the fleet gives up.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.ping();
+      break;
+    } catch (e) {
+      if (attempt === 5) throw e;
+      await sleep(500 * attempt);
+    }
+  }
   const running = new Set<string>();
   const heartbeats = async () => {
     await sleep(Math.random() * HEARTBEAT_MS);
