@@ -4,7 +4,9 @@
  * 5 s, each starting at a random offset. FLEET_MODE=longpoll asks the server to hold empty
  * dequeues (30 s); FLEET_MODE=poll is a Sourcegraph-style fleet: an empty dequeue, then 1 s of
  * sleep. A dequeued job is "run" for FLEET_JOB_MS (its id in the heartbeats meanwhile), then
- * marked complete.
+ * marked complete. With FLEET_METRICS_BYTES, each client pushes about that many bytes of
+ * Prometheus text with every heartbeat (a histogram of its heartbeats, as an executor's own RED
+ * metrics are), which changes at every heartbeat; without, it pushes none, as in the default run.
  *
  * Prints one JSON line per received job (`{"got":id,"at":epochMs}`), `{"ready":n}` once every
  * client has pinged and started, and on SIGTERM a summary: heartbeats sent and their latency p50
@@ -24,6 +26,26 @@ const queue = process.env.FLEET_QUEUE ?? 'fleet';
 const jobMs = Number(process.env.FLEET_JOB_MS ?? 2000);
 const prefix = process.env.FLEET_PREFIX ?? 'sim';
 const HEARTBEAT_MS = 5_000;
+const metricsBytes = Number(process.env.FLEET_METRICS_BYTES ?? 0);
+
+/** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
+function metricsText(beats: number): string {
+  if (metricsBytes <= 0) return '';
+  const lines = [
+    '# HELP src_apiworker_apiclient_total Total number of API client operations.',
+    '# TYPE src_apiworker_apiclient_total counter',
+    `src_apiworker_apiclient_total{op="Heartbeat"} ${beats}`,
+    '# HELP src_apiworker_apiclient_duration_seconds Time in seconds spent performing API client operations.',
+    '# TYPE src_apiworker_apiclient_duration_seconds histogram',
+  ];
+  let size = lines.join('\n').length;
+  for (let i = 0; size < metricsBytes; i++) {
+    const line = `src_apiworker_apiclient_duration_seconds_bucket{op="Heartbeat${i}",le="${(i + 1) * 0.005}"} ${beats + i}`;
+    lines.push(line);
+    size += line.length + 1;
+  }
+  return `${lines.join('\n')}\n`;
+}
 
 const heartbeatMs: number[] = [];
 let dequeues = 0;
@@ -34,6 +56,7 @@ let stopping = false;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function simulate(i: number): Promise<void> {
+  let beats = 0;
   const client = createQueueClient({
     frontendUrl: url,
     password: token,
@@ -41,18 +64,19 @@ async function simulate(i: number): Promise<void> {
     queueName: queue,
     version: executorVersion(),
     telemetry: () => emptyTelemetry,
+    prometheusMetrics: () => metricsText(beats),
     longPollMs: mode === 'longpoll' ? 30_000 : 0,
     retry: { maxAttempts: 1, delayBaseMs: 100, delayMaxMs: 100, retryAfterMaxMs: 0, timeoutMs: 0 },
     logger: quietLogger(),
   });
-  // A fleet coming up all at once may find the server slow to answer: try again, as an executor would.
+  // On a loaded machine a connection of the ramp can fail: a few tries before the fleet gives up.
   for (let attempt = 1; ; attempt++) {
     try {
       await client.ping();
       break;
-    } catch (err) {
-      if (attempt >= 5) throw err;
-      await sleep(1000 * attempt);
+    } catch (e) {
+      if (attempt === 5) throw e;
+      await sleep(500 * attempt);
     }
   }
   const running = new Set<string>();
@@ -60,6 +84,7 @@ async function simulate(i: number): Promise<void> {
     await sleep(Math.random() * HEARTBEAT_MS);
     while (!stopping) {
       const t0 = performance.now();
+      beats++;
       try {
         await client.heartbeat([...running]);
         heartbeatMs.push(performance.now() - t0);

@@ -12,7 +12,15 @@
  *     window (submit answered → a client holds the job).
  * The anchor, in the same run against the same kind of server: a Sourcegraph-style fleet of the
  * same size (no long-poll; an empty dequeue every second). Target: ours >= 5x cheaper in server
- * CPU (and, on PostgreSQL, in statements per second).
+ * CPU (and, on PostgreSQL, in statements per second). The note of the CPU figure also gives it per
+ * heartbeat: the server's CPU over the window over the heartbeats it answered in it (its /metrics
+ * request counters; size / 5 s when the fleet keeps up), so it includes the rest of an idle fleet's
+ * traffic (re-parked long-polls, the window's jobs).
+ *
+ * FLEET_METRICS_BYTES=N makes each simulated executor push about N bytes of metrics that change at
+ * every heartbeat, as real executors' do (default none). FLEET_ANCHOR=0 leaves the anchor out (its
+ * baseline is then NaN), for comparing builds of ours quickly; BENCH_CHILD_NODE_ARGS="--cpu-prof
+ * --cpu-prof-dir=DIR" profiles the server (and the fleet).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -75,7 +83,26 @@ async function transactions(url: string): Promise<number> {
   }
 }
 
+/**
+ * From the server's /metrics: heartbeats answered, heartbeats that wrote to the store and the store
+ * writes they took (NaN where a server has no such counter).
+ */
+async function heartbeatCounters(url: string): Promise<{ served: number; writes: number; batches: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
+  const served = [
+    ...text.matchAll(/^src_executor_server_http_requests_total\{route="[^"]*heartbeat",[^}]*\} (\d+)$/gm),
+  ];
+  return {
+    served: served.reduce((sum, m) => sum + Number(m[1]), 0),
+    writes: value('src_executor_server_heartbeat_writes_total'),
+    batches: value('src_executor_server_heartbeat_batches_total'),
+  };
+}
+
 interface Measured {
+  /** Heartbeats that wrote per store write of heartbeats, over the window. */
+  batchMean: number;
   cpuPct: number;
   rssMiB: number;
   heartbeatP99: number;
@@ -158,6 +185,7 @@ async function measure(
     const api = createApiClient({ server: server.url, token: server.apiToken });
     const cpu0 = cpuSecondsOf(server.proc.pid);
     const db0 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
+    const hb0 = await heartbeatCounters(server.url);
     const t0 = performance.now();
     const submitted = new Map<number, number>();
     for (let i = 0; i < JOBS_IN_WINDOW; i++) {
@@ -168,6 +196,7 @@ async function measure(
     const seconds = (performance.now() - t0) / 1000;
     const cpu = cpuSecondsOf(server.proc.pid) - cpu0;
     const db1 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
+    const hb1 = await heartbeatCounters(server.url);
     const rss = memoryOf(server.proc.pid).rss;
     const got = () =>
       sim
@@ -198,10 +227,11 @@ async function measure(
       ? (JSON.parse(summaryLine) as { summary: { heartbeats: number; heartbeatP99: number } }).summary
       : { heartbeats: 0, heartbeatP99: Number.NaN };
     return {
+      batchMean: (hb1.writes - hb0.writes) / (hb1.batches - hb0.batches),
       cpuPct: (cpu / seconds) * 100,
       rssMiB: rss / MiB,
       heartbeatP99: summary.heartbeatP99,
-      heartbeatsPerSec: size / 5,
+      heartbeatsPerSec: (hb1.served - hb0.served) / seconds,
       dispatchP50: percentile(dispatch, 50),
       dispatchP99: percentile(dispatch, 99),
       statementsPerSec: db0 && db1 ? (db1.tx - db0.tx) / seconds : Number.NaN,
@@ -211,6 +241,19 @@ async function measure(
     await sim.stop();
   }
 }
+
+/** The anchor's figures when it is left out (FLEET_ANCHOR=0). */
+const unmeasured: Measured = {
+  batchMean: Number.NaN,
+  cpuPct: Number.NaN,
+  rssMiB: Number.NaN,
+  heartbeatP99: Number.NaN,
+  heartbeatsPerSec: Number.NaN,
+  dispatchP50: Number.NaN,
+  dispatchP99: Number.NaN,
+  statementsPerSec: Number.NaN,
+  dbCpuPct: Number.NaN,
+};
 
 async function oneStore(ctx: BenchContext, label: string, size: number, pgAdmin: string | undefined) {
   const rows: BenchResult[] = [];
@@ -228,7 +271,8 @@ async function oneStore(ctx: BenchContext, label: string, size: number, pgAdmin:
     }
   };
   const ours = await run('longpoll');
-  const anchor = await run('poll');
+  const anchor = process.env.FLEET_ANCHOR === '0' ? unmeasured : await run('poll');
+  const perHeartbeatUs = ((ours.cpuPct / 100) * 1e6) / ours.heartbeatsPerSec;
   const name = `fleet.${label}.${size}`;
   const cpuTarget = label === 'sqlite' ? 20 : 30;
   rows.push(
@@ -239,7 +283,7 @@ async function oneStore(ctx: BenchContext, label: string, size: number, pgAdmin:
       unit: '% core',
       target: `<= ${cpuTarget} % at 10,000; anchor >= 5x ours`,
       met: (o, r) => (size < 10_000 || o <= cpuTarget) && r <= 0.2,
-      note: `server CPU; baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s). RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB)`,
+      note: `server CPU (${perHeartbeatUs.toFixed(0)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}); baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s). RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB)`,
     }),
     result({
       name: `${name}.rss`,
@@ -256,7 +300,7 @@ async function oneStore(ctx: BenchContext, label: string, size: number, pgAdmin:
       unit: 'ms',
       target: '<= 50 ms',
       met: (o) => o <= 50,
-      note: `${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s`,
+      note: `${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s answered (${size / 5}/s due)`,
     }),
     result({
       name: `${name}.dispatch_p50`,

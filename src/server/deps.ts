@@ -5,6 +5,7 @@ import type { Store } from '../store/types.js';
 import type { AuthLimiter, AuthRefusalMetrics } from './auth-limiter.js';
 import type { PruneMetrics } from './background/pruner.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
+import type { HeartbeatWriter } from './executor-api/heartbeat-writer.js';
 import type { LogNotifier } from './log-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
@@ -44,6 +45,8 @@ export interface RouteDeps {
   followers: FollowerLimits;
   /** Mirrored repositories: registration, fetches, submit's commit resolution. */
   repos: Repositories;
+  /** Heartbeats' store writes, coalesced (executor-api/heartbeat-writer.ts). */
+  heartbeats: HeartbeatWriter;
 }
 
 /**

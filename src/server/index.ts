@@ -27,6 +27,11 @@ import type { EnqueueHook, RouteDeps } from './deps.js';
 import { createEnqueueNotifier } from './enqueue-notifier.js';
 import { registerFileRoutes } from './executor-api/files.js';
 import { registerGitRoutes } from './executor-api/git.js';
+import {
+  createHeartbeatWriter,
+  EXECUTOR_ROW_REFRESH_MS,
+  type HeartbeatWriter,
+} from './executor-api/heartbeat-writer.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
 import { bodyTimeouts, createRouter, discardBody, type RouteContext, sendJson, sendText } from './http.js';
@@ -97,6 +102,8 @@ export interface ServerApp {
   waiting(): number;
   /** Log followers subscribed to wake-ups (tests and diagnostics). */
   following(): number;
+  /** Heartbeats waiting for their store write (tests and diagnostics). */
+  heartbeatsPending(): number;
   /** How long a request's headers may take to arrive (Node's headersTimeout). */
   readonly headersTimeoutMs: number;
   /** The background loops, for tests that drive them with runOnce(now). */
@@ -135,6 +142,19 @@ const GUARDED_ROUTES: ReadonlySet<string> = new Set([
   'POST /.executors/queue/dequeue',
   'POST /.executors/queue/:queue/dequeue',
 ]);
+
+/**
+ * Heartbeats' writes. An unchanged row is written again at most every EXECUTOR_ROW_REFRESH_MS,
+ * and never so rarely that the janitor could forget an executor that is still heartbeating.
+ */
+function createHeartbeats(deps: ServerDeps, store: Store): HeartbeatWriter {
+  return createHeartbeatWriter({
+    store,
+    clock: deps.clock,
+    logger: deps.logger,
+    refreshMs: Math.min(EXECUTOR_ROW_REFRESH_MS, Math.floor(deps.config.executorMaxAgeMs / 2)),
+  });
+}
 
 export function createServer(deps: ServerDeps): ServerApp {
   const { config, clock, logger } = deps;
@@ -178,6 +198,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     followFallbackMs: deps.followFallbackMs ?? FOLLOW_FALLBACK_MS,
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
     repos,
+    heartbeats: createHeartbeats(deps, store),
   };
   const { memory } = routeDeps;
   const unsubscribe = storeAnnounces ? hook.onEnqueue?.((q) => notifier.notify(q)) : undefined;
@@ -268,6 +289,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     headersTimeoutMs: Math.min(60_000, config.requestTimeoutMs),
     waiting: () => notifier.waiting(),
     following: () => logNotifier.subscribers(),
+    heartbeatsPending: () => routeDeps.heartbeats.pending(),
     startBackground() {
       if (started) return;
       started = true;

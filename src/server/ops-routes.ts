@@ -99,6 +99,7 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
           authRefusals.render() +
           deps.pruneMetrics.render() +
           deps.repos.renderMetrics() +
+          deps.heartbeats.render() +
           pushed.render(executors);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         ctx.res.end(body);

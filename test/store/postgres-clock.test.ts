@@ -104,6 +104,40 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
       expect(claims).toEqual([{ job_id: j.id, attempt: 1, executor_name: 'exec-1', outcome: 'completed' }]);
     });
 
+    it('writes a batch of heartbeats at the database time', async () => {
+      const j = await store.enqueue(newJob(), 0);
+      await claim(0);
+      const before = await dbNow();
+      const row = {
+        name: 'exec-1',
+        hostname: 'h',
+        queueName: 'clock',
+        queueNames: null,
+        os: 'linux',
+        architecture: 'amd64',
+        dockerVersion: '',
+        executorVersion: '',
+        gitVersion: '',
+        igniteVersion: '',
+        srcCliVersion: '',
+        metrics: '',
+      };
+      expect(
+        await store.recordHeartbeats(
+          [{ executorName: 'exec-1', row, jobs: [{ queue: 'clock', jobIds: [j.id] }] }],
+          YEAR_AHEAD,
+        ),
+      ).toEqual([[{ knownIds: [j.id], cancelIds: [] }]]);
+      const after = await dbNow();
+      for (const t of [
+        (await store.getJob(j.id))!.lastHeartbeatAt,
+        (await store.getExecutor('exec-1'))!.lastSeenAt,
+      ]) {
+        expect(t).toBeGreaterThanOrEqual(before);
+        expect(t).toBeLessThanOrEqual(after);
+      }
+    });
+
     it('holds a retry back for its backoff on the database clock, not the caller clock', async () => {
       const slow = await store.enqueue(newJob(), 0);
       expect((await claim(0))!.jobId).toBe(slow.id);

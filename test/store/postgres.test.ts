@@ -11,6 +11,7 @@ import { createPostgresStore } from '../../src/store/postgres/postgres-store.js'
 import type { NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip } from '../helpers/env.js';
 import { runStoreContract } from './contract.js';
+import { runHeartbeatBatchContract } from './heartbeat-batch-contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
 import { runRepositoryContract } from './repository-contract.js';
 import { runRetentionContract } from './retention-contract.js';
@@ -57,6 +58,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
   runJobEventsContract('postgres', freshStore);
   runRetentionContract('postgres', freshStore);
   runRepositoryContract('postgres', freshStore);
+  runHeartbeatBatchContract('postgres', freshStore);
 
   describe('postgres store specifics', () => {
     /** A job of queue `r` running `true`, one attempt. */

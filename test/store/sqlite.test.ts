@@ -7,6 +7,7 @@ import { openStore } from '../../src/store/index.js';
 import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { runStoreContract } from './contract.js';
+import { runHeartbeatBatchContract } from './heartbeat-batch-contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
 import { runRepositoryContract } from './repository-contract.js';
 import { runRetentionContract } from './retention-contract.js';
@@ -19,6 +20,7 @@ runStoreContract('sqlite', async () => createSqliteStore({ path: join(dir, `stor
 runJobEventsContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 runRetentionContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 runRepositoryContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
+runHeartbeatBatchContract('sqlite', async () => createSqliteStore({ path: join(dir, `store-${++n}.db`) }));
 
 describe('sqlite store specifics', () => {
   it('uses WAL on a file and keeps data across reopen', async () => {

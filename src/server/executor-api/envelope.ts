@@ -21,6 +21,7 @@ import {
   sendJson,
   sendText,
 } from '../http.js';
+import type { DecodeCache } from './decode-cache.js';
 
 export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend].join(', ');
 
@@ -65,6 +66,8 @@ export async function decode<T extends ZodType>(
   schema: T,
   /** A route's own body limit, below EXECUTOR_SERVER_EXECUTOR_BODY_LIMIT. */
   limitBytes?: number,
+  /** Bodies decoded before, by text (decode-cache.ts). */
+  cache?: DecodeCache<z.output<T>>,
 ): Promise<z.output<T>> {
   let body: Buffer;
   try {
@@ -80,9 +83,12 @@ export async function decode<T extends ZodType>(
     }
     throw e;
   }
+  const text = body.toString('utf8');
+  const known = cache?.get(text);
+  if (known !== undefined) return known;
   let json: unknown;
   try {
-    json = JSON.parse(body.toString('utf8'));
+    json = JSON.parse(text);
   } catch (e) {
     sendText(ctx.res, 400, `Failed to unmarshal payload: ${errorMessage(e)}\n`);
     throw new Responded();
@@ -92,6 +98,7 @@ export async function decode<T extends ZodType>(
     sendText(ctx.res, 400, `Failed to unmarshal payload: ${describeZod(r.error)}\n`);
     throw new Responded();
   }
+  cache?.set(text, r.data);
   return r.data;
 }
 

@@ -2,14 +2,18 @@
  * `POST /.executors/queue/heartbeat` (multi-queue, job ids grouped by queue) and
  * `POST /.executors/queue/:queue/heartbeat`: record the executor (its versions and pushed metrics),
  * renew the leases of the jobs it reports, and answer which of them the server still knows and
- * which it wants cancelled.
+ * which it wants cancelled. The writes of heartbeats arriving together go to the store as one
+ * (heartbeat-writer.ts), and an executor's row is written when it changed or has aged.
  */
-import { heartbeatRequestSchema } from '../../protocol/http.js';
+import { type HeartbeatRequest, heartbeatRequestSchema } from '../../protocol/http.js';
+import type { ExecutorHeartbeat } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
 import { type Router, sendJson } from '../http.js';
 import { normalizePushedMetrics } from '../pushed-metrics.js';
+import { createDecodeCache } from './decode-cache.js';
 import { decode, HandlerError, wrapExecutorHandler as wrap } from './envelope.js';
 import { requireExecutor } from './guards.js';
+import { rowKey } from './heartbeat-writer.js';
 
 /**
  * What a heartbeat may carry besides its metrics (job ids, telemetry): the body limit is
@@ -18,7 +22,10 @@ import { requireExecutor } from './guards.js';
 export const HEARTBEAT_BODY_MARGIN_BYTES = 1024 * 1024;
 
 export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
-  const { store, clock, logger } = deps;
+  const { clock, logger, heartbeats } = deps;
+  // An idle executor sends the same body at every heartbeat: it is parsed and validated once.
+  const decoded = createDecodeCache<HeartbeatRequest>();
+  const keys = new WeakMap<HeartbeatRequest, { route: string | null; key: string }>();
 
   const heartbeat = (multi: boolean) =>
     wrap(deps, async (ctx) => {
@@ -29,7 +36,7 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
         deps.config.executorBodyLimitBytes,
         deps.config.maxExecutorMetricsBytes + HEARTBEAT_BODY_MARGIN_BYTES,
       );
-      const body = await decode(ctx, deps, heartbeatRequestSchema, limit);
+      const body = await decode(ctx, deps, heartbeatRequestSchema, limit, decoded);
       if (body.executorName === '') throw new HandlerError('worker hostname cannot be empty');
       const groups: { queue: string; ids: string[] }[] = [];
       if (multi) {
@@ -46,53 +53,69 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
       } else {
         groups.push({ queue: ctx.params.queue!, ids: body.jobIds });
       }
+      const jobs = groups
+        .map((g) => ({
+          queue: g.queue,
+          jobIds: g.ids
+            .filter((id) => /^\d+$/.test(id))
+            .map(Number)
+            .filter(Number.isSafeInteger),
+        }))
+        .filter((g) => g.jobIds.length > 0);
       const now = clock.now();
-      // Parsed once here, with the labels the server owns set by the server (pushed-metrics.ts).
-      const pushed = normalizePushedMetrics(
-        body.executorName,
-        body.prometheusMetrics,
-        deps.config.maxExecutorMetricsBytes,
-      );
-      if (!pushed.ok)
-        logger.warn('executor metrics dropped', { executor: body.executorName, reason: pushed.reason });
-      try {
-        await store.upsertExecutor(
-          {
-            name: body.executorName,
-            hostname: body.executorName,
-            queueName: multi ? null : ctx.params.queue!,
-            queueNames: multi ? (body.queueNames ?? []) : null,
-            os: body.os,
-            architecture: body.architecture,
-            dockerVersion: body.dockerVersion,
-            executorVersion: body.executorVersion,
-            gitVersion: body.gitVersion,
-            igniteVersion: body.igniteVersion,
-            srcCliVersion: body.srcCliVersion,
-            metrics: pushed.ok ? pushed.text : '',
-          },
-          now,
-        );
-      } catch (e) {
-        // Upstream only logs this: losing the registry row must not cost the executor its jobs.
-        logger.error('upserting executor heartbeat failed', { executor: body.executorName, error: e });
+      const queues = {
+        queueName: multi ? null : ctx.params.queue!,
+        queueNames: multi ? (body.queueNames ?? []) : null,
+      };
+      // A body from the decode cache is the same object every time: its key is made once per
+      // route it came to (the route names the queue).
+      const route = multi ? null : queues.queueName;
+      let known = keys.get(body);
+      if (known === undefined || known.route !== route) {
+        known = { route, key: rowKey({ ...body, ...queues }, body.prometheusMetrics) };
+        keys.set(body, known);
       }
+      const key = known.key;
+      let row: ExecutorHeartbeat | null = null;
+      if (heartbeats.rowDue(body.executorName, key, now)) {
+        // Parsed once here, with the labels the server owns set by the server (pushed-metrics.ts).
+        const pushed = normalizePushedMetrics(
+          body.executorName,
+          body.prometheusMetrics,
+          deps.config.maxExecutorMetricsBytes,
+        );
+        if (!pushed.ok)
+          logger.warn('executor metrics dropped', { executor: body.executorName, reason: pushed.reason });
+        row = {
+          name: body.executorName,
+          hostname: body.executorName,
+          ...queues,
+          os: body.os,
+          architecture: body.architecture,
+          dockerVersion: body.dockerVersion,
+          executorVersion: body.executorVersion,
+          gitVersion: body.gitVersion,
+          igniteVersion: body.igniteVersion,
+          srcCliVersion: body.srcCliVersion,
+          metrics: pushed.ok ? pushed.text : '',
+        };
+      }
+      // Nothing to write, nothing to answer: no job ids, and a row this server wrote moments ago.
+      const answers =
+        row === null && jobs.length === 0
+          ? []
+          : await heartbeats.write({ executorName: body.executorName, row, jobs }, key);
       const knownIds: string[] = [];
       const cancelIds: string[] = [];
-      for (const g of groups) {
-        const ids = g.ids
-          .filter((id) => /^\d+$/.test(id))
-          .map(Number)
-          .filter(Number.isSafeInteger);
-        if (ids.length === 0) continue;
-        const r = await store.heartbeat(body.executorName, g.queue, ids, now);
+      jobs.forEach((g, i) => {
+        const r = answers[i]!;
         const suffix = multi ? `-${g.queue}` : '';
         for (const id of r.knownIds) knownIds.push(`${id}${suffix}`);
         for (const id of r.cancelIds) cancelIds.push(`${id}${suffix}`);
-        const lost = ids.filter((id) => !r.knownIds.includes(id));
+        const lost = g.jobIds.filter((id) => !r.knownIds.includes(id));
         if (lost.length > 0)
           logger.info('heartbeat lost a job', { executor: body.executorName, queue: g.queue, ids: lost });
-      }
+      });
       sendJson(ctx.res, 200, { knownIds, cancelIds });
     });
 

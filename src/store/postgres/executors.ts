@@ -1,11 +1,16 @@
 /**
  * Executors and what they send: the registry row a heartbeat upserts, lease renewal of the jobs a
- * heartbeat reports (one guarded UPDATE), and the job-token lookup of every job route (one query for
- * the token and the executor's registration). Single statements.
+ * heartbeat reports (one guarded UPDATE), a batch of both (recordHeartbeats), and the job-token
+ * lookup of every job route (one query for the token and the executor's registration). Single
+ * statements. Each table's rows are locked in one order everywhere (executors by name, jobs by id),
+ * so overlapping heartbeats or batches, of this replica or another, do not deadlock on one table. A
+ * batch that locks an executor row and then a job another batch locked before that executor's row
+ * could (two replicas batching heartbeats of the same two executors at once); PostgreSQL then
+ * fails one, and the server writes that batch's heartbeats one by one (heartbeat-writer.ts).
  */
 import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
-import type { ExecutorHeartbeat, Store } from '../types.js';
+import type { ExecutorHeartbeat, HeartbeatAnswer, HeartbeatWrite, Store } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at } from './fragments.js';
 import { executorValues, type PgExecutorRow, toExecutor } from './rows.js';
@@ -15,6 +20,7 @@ export function executorQueries(
 ): Pick<
   Store,
   | 'heartbeat'
+  | 'recordHeartbeats'
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
@@ -54,6 +60,63 @@ export function executorQueries(
       return { knownIds: r.map((x) => x.id), cancelIds: r.filter((x) => x.cancel).map((x) => x.id) };
     },
 
+    /**
+     * One statement: the rows upserted from a JSON array (ordered by name, one per name: a second
+     * row of one name in one INSERT would be an error), the jobs locked in id order and renewed.
+     * Data-modifying CTEs run to completion whether or not the outer query reads them.
+     */
+    async recordHeartbeats(batch: HeartbeatWrite[], now: number) {
+      if (batch.length === 0) return [];
+      const byName = new Map<string, ExecutorHeartbeat>();
+      for (const w of batch) if (w.row) byName.set(w.row.name, w.row);
+      const ids: number[] = [];
+      const owners: string[] = [];
+      const queues: string[] = [];
+      for (const w of batch) {
+        for (const g of w.jobs) {
+          for (const id of g.jobIds) {
+            ids.push(id);
+            owners.push(w.executorName);
+            queues.push(g.queue);
+          }
+        }
+      }
+      const renewed = await rows<{ id: number; cancel: boolean; worker_hostname: string; queue: string }>(
+        `WITH upserted AS (
+           INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
+             executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
+           SELECT e.name, e.hostname, e.queue_name, e.queue_names, e.os, e.architecture, e.docker_version,
+             e.executor_version, e.git_version, e.ignite_version, e.src_cli_version, ${at(5)}, ${at(5)}, e.metrics
+           FROM jsonb_to_recordset($1::jsonb) AS e(name text, hostname text, queue_name text,
+             queue_names text[], os text, architecture text, docker_version text, executor_version text,
+             git_version text, ignite_version text, src_cli_version text, metrics text)
+           ORDER BY e.name
+           ${EXECUTOR_ON_CONFLICT}
+           RETURNING 1),
+         alive AS (
+           SELECT j.id FROM jobs j
+           JOIN unnest($2::bigint[], $3::text[], $4::text[]) AS r(id, owner, queue)
+             ON j.id = r.id AND j.worker_hostname = r.owner AND j.queue = r.queue
+           WHERE j.state = 'processing'
+           ORDER BY j.id FOR UPDATE OF j)
+         UPDATE jobs SET last_heartbeat_at = ${at(5)} WHERE id IN (SELECT id FROM alive)
+         RETURNING id, cancel, worker_hostname, queue`,
+        [JSON.stringify([...byName.values()].map(executorJson)), ids, owners, queues, t(now)],
+      );
+      const byId = new Map(renewed.map((r) => [r.id, r]));
+      return batch.map((w) =>
+        w.jobs.map((g): HeartbeatAnswer => {
+          const known = [...new Set(g.jobIds)]
+            .filter((id) => {
+              const r = byId.get(id);
+              return r !== undefined && r.worker_hostname === w.executorName && r.queue === g.queue;
+            })
+            .sort((a, b) => a - b);
+          return { knownIds: known, cancelIds: known.filter((id) => byId.get(id)!.cancel) };
+        }),
+      );
+    },
+
     async upsertExecutor(hb: ExecutorHeartbeat, now: number) {
       await query(
         `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
@@ -87,5 +150,23 @@ export function executorQueries(
     async deleteExecutorsSeenBefore(cutoff: number) {
       return (await query('DELETE FROM executors WHERE last_seen_at < $1', [cutoff])).rowCount ?? 0;
     },
+  };
+}
+
+/** An executor row as jsonb_to_recordset reads it (recordHeartbeats). */
+function executorJson(hb: ExecutorHeartbeat) {
+  return {
+    name: hb.name,
+    hostname: hb.hostname,
+    queue_name: hb.queueName,
+    queue_names: hb.queueNames,
+    os: hb.os,
+    architecture: hb.architecture,
+    docker_version: hb.dockerVersion,
+    executor_version: hb.executorVersion,
+    git_version: hb.gitVersion,
+    ignite_version: hb.igniteVersion,
+    src_cli_version: hb.srcCliVersion,
+    metrics: hb.metrics,
   };
 }

@@ -1,11 +1,12 @@
 /**
  * Executors and what they send: the registry row a heartbeat upserts, lease renewal of the jobs a
  * heartbeat reports (one guarded UPDATE), and the job-token lookup of every job route. Single
- * statements; no transaction needed.
+ * statements; no transaction needed, except for a batch of heartbeats (recordHeartbeats), whose
+ * statements run in one IMMEDIATE transaction: one commit for the batch.
  */
 import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
-import type { ExecutorHeartbeat, ExecutorRecord, Store } from '../types.js';
+import type { ExecutorHeartbeat, ExecutorRecord, HeartbeatAnswer, HeartbeatWrite, Store } from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { type ExecutorRow, executorValues, toExecutor } from './rows.js';
 
@@ -14,6 +15,7 @@ export function executorQueries(
 ): Pick<
   Store,
   | 'heartbeat'
+  | 'recordHeartbeats'
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
@@ -21,30 +23,44 @@ export function executorQueries(
   | 'deleteExecutorsSeenBefore'
   | 'lookupTokenFor'
 > {
-  const { q } = c;
+  const { q, tx } = c;
+  const renew = (executorName: string, queue: string, jobIds: number[], now: number): HeartbeatAnswer => {
+    if (jobIds.length === 0) return { knownIds: [], cancelIds: [] };
+    // One statement: the guard (processing, same owner, same queue) and the renewal together.
+    const rows = q(
+      `UPDATE jobs SET last_heartbeat_at = ?
+         WHERE id IN (SELECT value FROM json_each(?)) AND state = 'processing' AND worker_hostname = ? AND queue = ?
+         RETURNING id, cancel`,
+    ).all(now, JSON.stringify(jobIds), executorName, queue) as { id: number; cancel: number }[];
+    rows.sort((a, b) => a.id - b.id);
+    return {
+      knownIds: rows.map((r) => r.id),
+      cancelIds: rows.filter((r) => r.cancel === 1).map((r) => r.id),
+    };
+  };
+  const upsert = (hb: ExecutorHeartbeat, now: number) => {
+    q(
+      `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
+           executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ${EXECUTOR_ON_CONFLICT}`,
+    ).run(...executorValues(hb), now, now, hb.metrics);
+  };
+  const record = tx((batch: HeartbeatWrite[], now: number) => {
+    for (const w of batch) if (w.row) upsert(w.row, now);
+    return batch.map((w) => w.jobs.map((g) => renew(w.executorName, g.queue, g.jobIds, now)));
+  });
   return {
     async heartbeat(executorName: string, queue: string, jobIds: number[], now: number) {
-      if (jobIds.length === 0) return { knownIds: [], cancelIds: [] };
-      // One statement: the guard (processing, same owner, same queue) and the renewal together.
-      const rows = q(
-        `UPDATE jobs SET last_heartbeat_at = ?
-           WHERE id IN (SELECT value FROM json_each(?)) AND state = 'processing' AND worker_hostname = ? AND queue = ?
-           RETURNING id, cancel`,
-      ).all(now, JSON.stringify(jobIds), executorName, queue) as { id: number; cancel: number }[];
-      rows.sort((a, b) => a.id - b.id);
-      return {
-        knownIds: rows.map((r) => r.id),
-        cancelIds: rows.filter((r) => r.cancel === 1).map((r) => r.id),
-      };
+      return renew(executorName, queue, jobIds, now);
+    },
+
+    async recordHeartbeats(batch: HeartbeatWrite[], now: number) {
+      return batch.length === 0 ? [] : record(batch, now);
     },
 
     async upsertExecutor(hb: ExecutorHeartbeat, now: number) {
-      q(
-        `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
-             executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ${EXECUTOR_ON_CONFLICT}`,
-      ).run(...executorValues(hb), now, now, hb.metrics);
+      upsert(hb, now);
     },
 
     async getExecutor(name: string): Promise<ExecutorRecord | null> {
