@@ -65,6 +65,16 @@ function expectWithinBudget(starts: number[]) {
       );
 }
 
+/** Writes a line on every turn of the event loop until `n` appends went out; the lines written. */
+async function writeUntilAppends(sink: FakeLogSink, h: { write(s: 'stdout', t: string): void }, n: number) {
+  let i = 0;
+  while (appends(sink).length < n) {
+    h.write('stdout', `line ${i++}\n`);
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  return i;
+}
+
 describe('live appends', () => {
   it('a single line leaves without waiting for the snapshot timer', async () => {
     const sink = createFakeLogSink({ append: true });
@@ -153,12 +163,8 @@ describe('live appends', () => {
     const jl = logger(sink);
     const h = jl.entry('step.docker.0', ['sh']);
     await waitFor(() => sink.calls.length === 1, { what: 'the add' });
-    let i = 0;
     // Writes on every turn of the event loop until the burst is spent and four more went out.
-    while (appends(sink).length < APPEND_BURST + 4) {
-      h.write('stdout', `line ${i++}\n`);
-      await new Promise<void>((r) => setImmediate(r));
-    }
+    await writeUntilAppends(sink, h, APPEND_BURST + 4);
     // The calls record performance.now(); the logger measures with the same clock. The timer may
     // fire a little early by the event loop's cached time, which the logger re-checks.
     const starts = sink.calls.map((c) => c.at);
@@ -181,11 +187,7 @@ describe('live appends', () => {
     const jl = logger(sink);
     const h = jl.entry('step.docker.0', ['sh']);
     await waitFor(() => sink.calls.length === 1, { what: 'the add' });
-    let i = 0;
-    while (appends(sink).length < APPEND_BURST + 4) {
-      h.write('stdout', `line ${i++}\n`);
-      await new Promise<void>((r) => setImmediate(r));
-    }
+    const i = await writeUntilAppends(sink, h, APPEND_BURST + 4);
     expectWithinBudget(sink.calls.map((c) => c.at));
     h.close(0);
     await jl.flush();
