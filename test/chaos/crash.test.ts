@@ -339,7 +339,14 @@ describe('SIGSTOP past the stall window, then SIGCONT (Docker)', () => {
         });
         zombie.child.kill('SIGSTOP');
         const stoppedAt = performance.timeOrigin + performance.now();
-        rescuer = spawnExecutor(server, { name: `rescuer-${CHAOS_SEED}`, workspaceRoot: ws, maxJobs: 1 });
+        // A docker executor, like the zombie: its janitor removes what the zombie leaves when it is
+        // killed at the end (a spare network holder of its pool, say).
+        rescuer = spawnExecutor(server, {
+          name: `rescuer-${CHAOS_SEED}`,
+          workspaceRoot: ws,
+          runtime: 'docker',
+          maxJobs: 1,
+        });
         await waitFor(
           () =>
             readAudit(server.auditFile).some((e) => e.op === 'end' && e.job === jobId && e.how === 'reset'),
@@ -383,7 +390,7 @@ describe('SIGSTOP past the stall window, then SIGCONT (Docker)', () => {
             });
             return r.violations.length === 0;
           },
-          { timeoutMs: 30_000, intervalMs: 250 },
+          { timeoutMs: 4 * TIMING.cleanupMs + 30_000, intervalMs: 250 },
         ).catch(() => undefined);
         const report = await checkInvariants({
           store: server.store,
