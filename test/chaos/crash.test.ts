@@ -23,7 +23,7 @@ import {
   submitAll,
   TIMING,
 } from './harness.js';
-import { checkInvariants } from './invariants.js';
+import { checkInvariants, leftoverContainers } from './invariants.js';
 import { CHAOS_SEED, createRandom, publish, scaled } from './scale.js';
 
 const KILLS = scaled(5, 50);
@@ -437,7 +437,13 @@ describe('SIGSTOP past the stall window, then SIGCONT (Docker)', () => {
         expect(zombieWritesAfterReset).toBe(0);
       } finally {
         await kill9(zombie);
-        if (rescuer) await kill9(rescuer);
+        if (rescuer) {
+          await kill9(rescuer);
+          // What the killed rescuer leaves (its pool's network holder) goes too: the next test's
+          // checks should not meet it.
+          const ids = leftoverContainers([rescuer.name]).map((c) => c.split(' ')[0]!);
+          if (ids.length > 0) execFileSync('docker', ['rm', '-f', ...ids], { stdio: 'pipe' });
+        }
         await server.stop();
       }
     },
