@@ -37,6 +37,7 @@ import {
   freshDatabase,
   MiB,
   memoryOf,
+  PartialBenchError,
   percentile,
   result,
   sleep,
@@ -348,6 +349,6 @@ export const fleet: Bench = async (ctx) => {
     await one('sqlite', size, undefined);
     if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl);
   }
-  if (failures.length > 0) throw new Error(`fleet: ${failures.join('; ')}`);
+  if (failures.length > 0) throw new PartialBenchError(`fleet: ${failures.join('; ')}`, out);
   return out;
 };

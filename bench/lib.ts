@@ -38,6 +38,17 @@ export interface BenchContext {
 
 export type Bench = (ctx: BenchContext) => Promise<BenchResult[]>;
 
+/** A benchmark that failed in part: the figures it did measure are kept and printed. */
+export class PartialBenchError extends Error {
+  constructor(
+    message: string,
+    readonly results: BenchResult[],
+  ) {
+    super(message);
+    this.name = 'PartialBenchError';
+  }
+}
+
 export function result(
   r: Omit<BenchResult, 'ratio' | 'met'> & { met: (ours: number, ratio: number) => boolean },
 ): BenchResult {

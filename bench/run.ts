@@ -10,7 +10,14 @@ import { clone } from './clone.js';
 import { dispatch } from './dispatch.js';
 import { fleet } from './fleet.js';
 import { footprint } from './footprint.js';
-import { type Bench, type BenchContext, type BenchResult, postgresAnswers, quietLogger } from './lib.js';
+import {
+  type Bench,
+  type BenchContext,
+  type BenchResult,
+  PartialBenchError,
+  postgresAnswers,
+  quietLogger,
+} from './lib.js';
 import { logs } from './logs.js';
 import { logsLatency, logsRequests } from './logs-live.js';
 import { prune } from './prune.js';
@@ -72,6 +79,10 @@ async function main() {
       results.push(...rs);
     } catch (e) {
       failures.push(name);
+      if (e instanceof PartialBenchError) {
+        for (const r of e.results) process.stdout.write(`${formatRow(r)}\n`);
+        results.push(...e.results);
+      }
       process.stdout.write(`${name} FAILED: ${(e as Error).stack ?? e}\n`);
     }
     process.stdout.write(`  (${((Date.now() - t) / 1000).toFixed(1)} s)\n`);
