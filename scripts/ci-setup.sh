@@ -22,9 +22,10 @@ die() { printf '[ci-setup] error: %s\n' "$*" >&2; exit 1; }
 # Packages
 # mmdebstrap makes the base of the container images (no registry to pull one from), docker-compose
 # and packer run deploy/compose and validate deploy/packer in test/deploy; qemu-system-x86, cpio and
-# e2fsprogs serve the vm runtime (QEMU microVMs, guest assets, disk images).
+# e2fsprogs serve the vm runtime (QEMU microVMs, guest assets, disk images); xfsprogs (mkfs.xfs) makes
+# the xfs on which test/e2e/docker-storage-opt.test.ts runs a private dockerd with writable-layer quotas.
 packages=(docker.io runsc busybox-static git postgresql docker-registry chromium mmdebstrap docker-compose packer
-  qemu-system-x86 cpio e2fsprogs)
+  qemu-system-x86 cpio e2fsprogs xfsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -5,7 +5,8 @@
  * (`--config-file` is a JSON file of its own, `{}` by default, so /etc/docker/daemon.json is not read).
  *
  * Not `--bridge=none`: a daemon started that way deletes the host's docker0, which breaks the host
- * daemon's bridge networking. Steps on this daemon should run with network `none`.
+ * daemon's bridge networking. Steps on this daemon should run with network `none`. Neither iptables
+ * nor ip6tables rules are written (`--ip6tables` defaults to true from Docker 27 on).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,14 +25,25 @@ export interface SecondDockerd {
   stop(): Promise<void>;
 }
 
+export interface SecondDockerdStorage {
+  /**
+   * The daemon's data root, default `<dir>/data`. One given here (a file system the test mounted)
+   * is created if missing and left in place by stop(): its owner unmounts and removes it.
+   */
+  dataRoot?: string;
+  /** Default `vfs`, which runs on any file system (also inside an overlay). */
+  storageDriver?: string;
+}
+
 /**
  * `extraArgs` are added to dockerd's command line; `config` is its daemon.json (default `{}`), for
- * settings that have no flag (a runtime's arguments).
+ * settings that have no flag (a runtime's arguments); `storage` places its images and containers.
  */
 export async function startSecondDockerd(
   extraArgs: string[],
   name: string,
   config: Record<string, unknown> = {},
+  storage: SecondDockerdStorage = {},
 ): Promise<SecondDockerd> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `${name}-`));
   // Under --userns-remap dockerd refuses a data root whose parents the remapped root cannot search.
@@ -40,6 +52,7 @@ export async function startSecondDockerd(
   const socket = path.join(dir, 'docker.sock');
   const host = `unix://${socket}`;
   const configFile = path.join(dir, 'daemon.json');
+  const dataRoot = storage.dataRoot ?? path.join(dir, 'data');
   writeFileSync(configFile, `${JSON.stringify(config)}\n`);
   let out = '';
   let child: ChildProcess | undefined;
@@ -79,14 +92,14 @@ export async function startSecondDockerd(
   try {
     execFileSync('ip', ['link', 'add', bridge, 'type', 'bridge'], { stdio: 'pipe' });
     bridgeMade = true;
-    mkdirSync(path.join(dir, 'data'));
+    mkdirSync(dataRoot, { recursive: true });
     child = spawn(
       'dockerd',
       [
         '--config-file',
         configFile,
         '--data-root',
-        path.join(dir, 'data'),
+        dataRoot,
         '--exec-root',
         path.join(dir, 'exec'),
         '--pidfile',
@@ -95,8 +108,9 @@ export async function startSecondDockerd(
         host,
         `--bridge=${bridge}`,
         '--iptables=false',
+        '--ip6tables=false',
         '--ip-masq=false',
-        '--storage-driver=vfs',
+        `--storage-driver=${storage.storageDriver ?? 'vfs'}`,
         ...extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },

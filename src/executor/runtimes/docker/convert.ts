@@ -54,7 +54,10 @@ export interface ContainerSettings {
   /** Mounts parsed by parseMountSpecs (EXECUTOR_DOCKER_ADDITIONAL_MOUNTS). */
   mounts: MountSettings[];
   addHostGateway: boolean;
-  /** Size limit of the writable layer (`--storage-opt size=`), where the daemon supports it. */
+  /**
+   * Size limit of the writable layer (`--storage-opt size=`), where the daemon supports it; a byte
+   * count (storage.ts storageOptSize).
+   */
   storageSize?: string;
 }
 

@@ -29,7 +29,7 @@ import { createDockerRunner, type DockerRunnerDeps } from './docker-runner.js';
 import { createNetworkHolders, type NetworkHolders } from './network-holders.js';
 import { daemonIsLocal } from './oom.js';
 import { removeOrphanContainers } from './orphans.js';
-import { type DaemonStorageInfo, writableLayerLimit } from './storage.js';
+import { type DaemonStorageInfo, storageOptSize, writableLayerLimit } from './storage.js';
 import { detectUsernsRemap, type RemappedRoot } from './userns.js';
 import { validateDocker } from './validate.js';
 
@@ -132,7 +132,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
       }
       if (opts.diskQuota) {
         const l = writableLayerLimit(info);
-        if (l.limited) settings.storageSize = opts.diskQuota.text;
+        if (l.limited) settings.storageSize = storageOptSize(opts.diskQuota);
         else log.warn(`step containers' writable layers are not limited: ${l.why}`);
       }
       if (opts.cpus <= 0) return;

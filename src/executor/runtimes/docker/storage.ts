@@ -8,7 +8,11 @@
  * file system but not the mount option, so overlay2 on xfs is taken as able: a daemon whose xfs
  * lacks pquota refuses the container with its own message ("--storage-opt is supported only for
  * overlay over xfs with 'pquota' mount option"), which names the fix.
+ *
+ * Tested on a real daemon in test/e2e/docker-storage-opt.test.ts (a private dockerd on a loop-mounted
+ * xfs with pquota).
  */
+import type { DiskQuota } from '../../workspace/disk-image.js';
 
 export interface DaemonStorageInfo {
   Driver?: string;
@@ -27,14 +31,28 @@ export function writableLayerLimit(info: DaemonStorageInfo): WritableLayerLimit 
   };
 }
 
-/** `executor validate`'s line on the writable layer, for a quota of `size` (undefined = none). */
-export function writableLayerCheck(info: DaemonStorageInfo, size: string | undefined) {
+/**
+ * The `size` storage option for a quota: its number of bytes, not the text as configured. Docker
+ * reads the text with its own rules (go-units RAMInBytes: every unit binary, so "20GB" would be
+ * 20 GiB where the workspace image is 20e9 bytes, and "20  G" would be refused at every step's
+ * create); a bare byte count means the same to both, so the layer gets exactly the workspace's size.
+ */
+export function storageOptSize(quota: DiskQuota): string {
+  return String(quota.bytes);
+}
+
+/** `executor validate`'s line on the writable layer, for `quota` (undefined = none). */
+export function writableLayerCheck(info: DaemonStorageInfo, quota: DiskQuota | undefined) {
   const name = 'container writable layer';
-  if (size === undefined) {
+  if (quota === undefined) {
     return { name, ok: true, detail: 'not limited (EXECUTOR_JOB_DISK_SPACE=0)' };
   }
   const l = writableLayerLimit(info);
   return l.limited
-    ? { name, ok: true, detail: `limited to ${size} per step (--storage-opt size=${size})` }
+    ? {
+        name,
+        ok: true,
+        detail: `limited to ${quota.text} per step (--storage-opt size=${storageOptSize(quota)})`,
+      }
     : { name, ok: true, detail: `NOT limited: ${l.why}` };
 }

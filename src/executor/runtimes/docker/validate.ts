@@ -30,7 +30,7 @@ export async function validateDocker(
   }
   for (const c of await validateUserns(docker, kind)) checks.push(c);
   try {
-    checks.push(writableLayerCheck(await docker.info(), diskQuota?.text));
+    checks.push(writableLayerCheck(await docker.info(), diskQuota));
   } catch (err) {
     checks.push({
       name: 'container writable layer',

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { writableLayerCheck, writableLayerLimit } from '../../../../src/executor/runtimes/docker/storage.js';
+import {
+  storageOptSize,
+  writableLayerCheck,
+  writableLayerLimit,
+} from '../../../../src/executor/runtimes/docker/storage.js';
+import { parseSizeBytes } from '../../../../src/lib/duration.js';
 
 const info = (driver: string, backing: string) => ({
   Driver: driver,
@@ -28,14 +33,28 @@ describe('writableLayerLimit', () => {
   });
 });
 
+/** EXECUTOR_JOB_DISK_SPACE as the config holds it. */
+const quota = (text: string) => ({ text, bytes: parseSizeBytes(text)! });
+
+describe('storageOptSize', () => {
+  it("is the quota's bytes, so Docker cannot read the text differently from the workspace image", () => {
+    expect(storageOptSize(quota('20G'))).toBe('21474836480');
+    expect(storageOptSize(quota('64M'))).toBe('67108864');
+    // Docker's parser (go-units RAMInBytes) takes every unit as binary: "20GB" would be 20 GiB.
+    expect(storageOptSize(quota('20GB'))).toBe('20000000000');
+    // Docker refuses more than one space between number and unit; the config accepts it.
+    expect(storageOptSize(quota('1.5  G'))).toBe(String(1.5 * 1024 ** 3));
+  });
+});
+
 describe('writableLayerCheck', () => {
   it('says whether the layer is limited, and why not', () => {
-    expect(writableLayerCheck(info('overlay2', 'xfs'), '20G')).toEqual({
+    expect(writableLayerCheck(info('overlay2', 'xfs'), quota('20G'))).toEqual({
       name: 'container writable layer',
       ok: true,
-      detail: 'limited to 20G per step (--storage-opt size=20G)',
+      detail: 'limited to 20G per step (--storage-opt size=21474836480)',
     });
-    expect(writableLayerCheck(info('overlay2', 'extfs'), '20G').detail).toMatch(
+    expect(writableLayerCheck(info('overlay2', 'extfs'), quota('20G')).detail).toMatch(
       /^NOT limited: the storage driver overlay2 on extfs does not support --storage-opt size \(it needs overlay2 on xfs mounted with pquota\)/,
     );
     expect(writableLayerCheck(info('overlay2', 'xfs'), undefined).detail).toBe(
