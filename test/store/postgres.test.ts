@@ -5,11 +5,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openStore } from '../../src/store/index.js';
-import { createPostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { LOG_ANNOUNCE_INTERVAL_MS } from '../../src/store/postgres/connection.js';
+import { createPostgresStore, LOGS_CHANNEL } from '../../src/store/postgres/postgres-store.js';
 import type { NewJob, Store } from '../../src/store/types.js';
-import { postgresUrl, requireOrSkip } from '../helpers/env.js';
+import { postgresUrl, requireOrSkip, waitFor } from '../helpers/env.js';
 import { runStoreContract } from './contract.js';
 import { runHeartbeatBatchContract } from './heartbeat-batch-contract.js';
 import { runJobEventsContract } from './job-events-contract.js';
@@ -144,6 +145,48 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
       await cleaner.query("INSERT INTO schema_migrations (version, name) VALUES (7, 'retention')");
       expect(await s.pendingMigrations()).toEqual([]);
       await s.close();
+    });
+
+    it('a burst of log announcements reaches the other replica, every job, in few NOTIFY statements', async () => {
+      const writer = createPostgresStore({ connectionString: dbUrl });
+      const reader = createPostgresStore({ connectionString: dbUrl });
+      const notifies = vi.spyOn(pg.Pool.prototype, 'query');
+      const heard = new Set<number>();
+      const off = reader.onLogWrite!((jobId) => heard.add(jobId));
+      try {
+        // The reader's LISTEN may take a moment: announce until one is heard.
+        await waitFor(
+          () => {
+            writer.announceLogWrite!(1);
+            return heard.has(1);
+          },
+          { what: 'the first announcement', intervalMs: 50 },
+        );
+        notifies.mockClear();
+        // One write per turn of the event loop, as marks of many executors arrive on a busy replica.
+        const started = performance.now();
+        for (let id = 1_000; id < 1_200; id++) {
+          writer.announceLogWrite!(id);
+          await new Promise((r) => setImmediate(r));
+        }
+        const elapsedMs = performance.now() - started;
+        await waitFor(() => heard.size === 201, { what: 'every announced job' });
+        expect([...heard].sort((a, b) => a - b)).toEqual([
+          1,
+          ...Array.from({ length: 200 }, (_, i) => 1_000 + i),
+        ]);
+        const statements = notifies.mock.calls.filter(([q]) =>
+          String(q).includes(`pg_notify('${LOGS_CHANNEL}'`),
+        );
+        // One statement leaves at once, then at most one per interval (and the last, after it).
+        expect(statements.length).toBeLessThanOrEqual(2 + Math.ceil(elapsedMs / LOG_ANNOUNCE_INTERVAL_MS));
+        expect(statements.length).toBeLessThan(200);
+      } finally {
+        notifies.mockRestore();
+        off();
+        await writer.close();
+        await reader.close();
+      }
     });
 
     it('on the database clock, an event takes the time of the change it records', async () => {
