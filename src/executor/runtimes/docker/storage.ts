@@ -3,14 +3,22 @@
  * HostConfig.StorageOpt). The workspace has its quota (workspace/disk-image.ts); without this, a
  * step can still fill the Docker daemon's disk by writing outside /data (/tmp, /root, ...).
  *
- * Docker accepts the option only from some storage drivers; with overlay2 only on an xfs backing
- * file system mounted with project quotas (pquota). `docker info` shows the driver and the backing
- * file system but not the mount option, so overlay2 on xfs is taken as able: a daemon whose xfs
- * lacks pquota refuses the container with its own message ("--storage-opt is supported only for
- * overlay over xfs with 'pquota' mount option"), which names the fix.
+ * Docker accepts the option only from some storage drivers; those taken as able here:
+ * - overlay2, only on an xfs backing file system mounted with project quotas (pquota). `docker info`
+ *   shows the driver and the backing file system but not the mount option, so overlay2 on xfs is
+ *   taken as able: a daemon whose xfs lacks pquota refuses the container with its own message
+ *   ("--storage-opt is supported only for overlay over xfs with 'pquota' mount option"), which
+ *   names the fix.
+ * - btrfs, which runs only with its data root on a btrfs (its `docker info` names no backing file
+ *   system). Each layer is a subvolume; the size becomes a limit of that subvolume's btrfs qgroup.
+ *   The driver turns quotas on in the file system itself at the first container given the option
+ *   (no `btrfs quota enable` beforehand). The limit counts the subvolume's referenced bytes, its
+ *   image's files included, so a step can write a little less than the size; past it a write fails
+ *   with EDQUOT ("Disk quota exceeded").
  *
- * Tested on a real daemon in test/e2e/docker-storage-opt.test.ts (a private dockerd on a loop-mounted
- * xfs with pquota).
+ * Tested on real daemons in test/e2e/docker-storage-opt.test.ts: a private dockerd with btrfs on a
+ * loop-mounted btrfs (required under CI), and one with overlay2 on a loop-mounted xfs with pquota
+ * (skipped where the kernel lacks CONFIG_XFS_QUOTA) and without it.
  */
 import type { DiskQuota } from '../../workspace/disk-image.js';
 
@@ -25,9 +33,10 @@ export function writableLayerLimit(info: DaemonStorageInfo): WritableLayerLimit 
   const driver = info.Driver ?? 'unknown';
   const backing = info.DriverStatus?.find(([k]) => k === 'Backing Filesystem')?.[1] ?? 'unknown';
   if (driver === 'overlay2' && backing === 'xfs') return { limited: true };
+  if (driver === 'btrfs') return { limited: true };
   return {
     limited: false,
-    why: `the storage driver ${driver} on ${backing} does not support --storage-opt size (it needs overlay2 on xfs mounted with pquota), so a step can fill the Docker daemon's disk by writing outside its workspace`,
+    why: `the storage driver ${driver} on ${backing} does not support --storage-opt size (it needs overlay2 on xfs mounted with pquota, or btrfs), so a step can fill the Docker daemon's disk by writing outside its workspace`,
   };
 }
 

@@ -15,12 +15,18 @@ const info = (driver: string, backing: string) => ({
 });
 
 describe('writableLayerLimit', () => {
-  it('is able on overlay2 over xfs only', () => {
+  it('is able on overlay2 over xfs and on btrfs only', () => {
     expect(writableLayerLimit(info('overlay2', 'xfs'))).toEqual({ limited: true });
+    // The btrfs driver names no backing file system: it runs only on a btrfs.
+    expect(writableLayerLimit({ Driver: 'btrfs', DriverStatus: [['Build Version', 'Btrfs v6.2']] })).toEqual({
+      limited: true,
+    });
     for (const [d, b] of [
       ['overlay2', 'extfs'],
       ['overlay2', 'btrfs'],
       ['vfs', 'xfs'],
+      ['vfs', 'btrfs'],
+      ['zfs', 'zfs'],
     ] as const) {
       const l = writableLayerLimit(info(d, b));
       expect(l.limited).toBe(false);
@@ -55,7 +61,10 @@ describe('writableLayerCheck', () => {
       detail: 'limited to 20G per step (--storage-opt size=21474836480)',
     });
     expect(writableLayerCheck(info('overlay2', 'extfs'), quota('20G')).detail).toMatch(
-      /^NOT limited: the storage driver overlay2 on extfs does not support --storage-opt size \(it needs overlay2 on xfs mounted with pquota\)/,
+      /^NOT limited: the storage driver overlay2 on extfs does not support --storage-opt size \(it needs overlay2 on xfs mounted with pquota, or btrfs\)/,
+    );
+    expect(writableLayerCheck({ Driver: 'btrfs' }, quota('64M')).detail).toBe(
+      'limited to 64M per step (--storage-opt size=67108864)',
     );
     expect(writableLayerCheck(info('overlay2', 'xfs'), undefined).detail).toBe(
       'not limited (EXECUTOR_JOB_DISK_SPACE=0)',
