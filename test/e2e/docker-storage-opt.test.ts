@@ -327,6 +327,23 @@ function quotaSuite(c: QuotaCase) {
     const [n] = wrote(fill.out);
     expect(n).toBeLessThanOrEqual(QUOTA_BYTES);
     expect(n).toBeGreaterThan(QUOTA_BYTES - 8 * MIB);
+    // Named as a full workspace is: the limit and its setting, in the step's log and the job's error.
+    const reason = `the container's writable layer is full: each step gets ${QUOTA} of disk outside its workspace (EXECUTOR_JOB_DISK_SPACE)`;
+    expect(fill.out).toContain(reason);
+    expect(String(final.failureMessage)).toContain(reason);
+  });
+
+  it('a step failing for another reason with room in its layer gets no such reason', async () => {
+    const job = await rig.cluster.api.submit({
+      queue: 'default',
+      steps: [{ key: 'fail', image: IMAGE, run: ['dd if=/dev/zero of=/tmp/some bs=1M count=8', 'exit 3'] }],
+    });
+    const final = await waitForEnd(rig.cluster, job.id);
+    const entries = await apiEntries(rig.cluster, job.id);
+    expect(final.state, JSON.stringify(entries, null, 1)).toBe('failed');
+    expect(entry(entries, 'step.docker.fail').exitCode).toBe(3);
+    expect(String(final.failureMessage)).toContain('command failed with exit code 3');
+    expect(`${final.failureMessage}\n${JSON.stringify(entries)}`).not.toContain('writable layer');
   });
 }
 

@@ -27,13 +27,26 @@ export interface DaemonStorageInfo {
   DriverStatus?: [string, string][] | null;
 }
 
-export type WritableLayerLimit = { limited: true } | { limited: false; why: string };
+/**
+ * What the limit counts, as `docker inspect --size` reports it: `layer` (SizeRw) what the step wrote
+ * into its own layer (overlay2's project quota covers its upper directory), `rootfs` (SizeRootFs)
+ * its whole file system, image included (btrfs's qgroup covers every byte its subvolume references).
+ */
+export type LayerCount = 'layer' | 'rootfs';
+
+export type WritableLayerLimit = { limited: true; counts: LayerCount } | { limited: false; why: string };
+
+/** The limit a runtime gives each step's writable layer. */
+export interface LayerLimit {
+  counts: LayerCount;
+  quota: DiskQuota;
+}
 
 export function writableLayerLimit(info: DaemonStorageInfo): WritableLayerLimit {
   const driver = info.Driver ?? 'unknown';
   const backing = info.DriverStatus?.find(([k]) => k === 'Backing Filesystem')?.[1] ?? 'unknown';
-  if (driver === 'overlay2' && backing === 'xfs') return { limited: true };
-  if (driver === 'btrfs') return { limited: true };
+  if (driver === 'overlay2' && backing === 'xfs') return { limited: true, counts: 'layer' };
+  if (driver === 'btrfs') return { limited: true, counts: 'rootfs' };
   return {
     limited: false,
     why: `the storage driver ${driver} on ${backing} does not support --storage-opt size (it needs overlay2 on xfs mounted with pquota, or btrfs), so a step can fill the Docker daemon's disk by writing outside its workspace`,
@@ -64,4 +77,28 @@ export function writableLayerCheck(info: DaemonStorageInfo, quota: DiskQuota | u
         detail: `limited to ${quota.text} per step (--storage-opt size=${storageOptSize(quota)})`,
       }
     : { name, ok: true, detail: `NOT limited: ${l.why}` };
+}
+
+/** `docker inspect --size` of an exited step container. */
+export interface ContainerSizes {
+  SizeRw?: number;
+  SizeRootFs?: number;
+}
+
+/**
+ * Whether an exited step's writable layer is full: what its limit counts is within 2% of the quota
+ * (at least 4 MiB). The sizes are the files' bytes; the limit also counts the file system's own
+ * blocks for them (a few hundred bytes a file on btrfs: 2000 small files left 1 MiB of 64 MiB
+ * unused), which the margin absorbs. A step that fails for another reason with its layer nearly full
+ * is reported as full, which is then also true.
+ */
+export function layerIsFull(counts: LayerCount, sizes: ContainerSizes, quota: DiskQuota): boolean {
+  const used = counts === 'rootfs' ? sizes.SizeRootFs : sizes.SizeRw;
+  if (used === undefined) return false;
+  return used >= quota.bytes - Math.max(4 * 1024 * 1024, quota.bytes / 50);
+}
+
+/** The reason added to a failed step's error when its writable layer is full. */
+export function layerFullReason(quota: DiskQuota): string {
+  return `the container's writable layer is full: each step gets ${quota.text} of disk outside its workspace (EXECUTOR_JOB_DISK_SPACE); raise it or make the step write less outside /data`;
 }
