@@ -80,7 +80,7 @@ describe('layerIsFull', () => {
   const MIB = 1024 * 1024;
   it('compares what the limit counts with the quota, less 2% (at least 4 MiB)', () => {
     const q = quota('64M');
-    // Figures from a btrfs layer limited to 64M: 100 MiB asked, 61.9 MiB written, 3 MiB of image.
+    // Figures from a btrfs layer limited to 64M: 100 MiB asked, 61.9 MiB written, 1.9 MiB of image.
     const full = { SizeRw: 64946176, SizeRootFs: 66928541 };
     expect(layerIsFull('rootfs', full, q)).toBe(true);
     // The same step with 2000 small files first: their metadata took 1 MiB of the limit.
