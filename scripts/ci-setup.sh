@@ -22,10 +22,11 @@ die() { printf '[ci-setup] error: %s\n' "$*" >&2; exit 1; }
 # Packages
 # mmdebstrap makes the base of the container images (no registry to pull one from), docker-compose
 # and packer run deploy/compose and validate deploy/packer in test/deploy; qemu-system-x86, cpio and
-# e2fsprogs serve the vm runtime (QEMU microVMs, guest assets, disk images); xfsprogs (mkfs.xfs) makes
-# the xfs on which test/e2e/docker-storage-opt.test.ts runs a private dockerd with writable-layer quotas.
+# e2fsprogs serve the vm runtime (QEMU microVMs, guest assets, disk images); btrfs-progs (mkfs.btrfs)
+# and xfsprogs (mkfs.xfs) make the file systems on which test/e2e/docker-storage-opt.test.ts runs
+# private dockerds with writable-layer quotas (the btrfs one is required under CI).
 packages=(docker.io runsc busybox-static git postgresql docker-registry chromium mmdebstrap docker-compose packer
-  qemu-system-x86 cpio e2fsprogs xfsprogs)
+  qemu-system-x86 cpio e2fsprogs btrfs-progs xfsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

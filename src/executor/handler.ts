@@ -109,16 +109,18 @@ async function readSkip(wsPath: string): Promise<string> {
 }
 
 /**
- * The error of a step that exited non-zero, with the reason when it is known: the OOM killer, or a
- * full workspace (asked of the workspace only now, after the step's processes have ended).
+ * The error of a step that exited non-zero, with the reason when it is known: the OOM killer, a
+ * full workspace (asked of the workspace only now, after the step's processes have ended), or its
+ * container's full writable layer (the runner's verdict).
  */
 async function stepFailure(
   key: string,
   exitCode: number,
   ws: Workspace,
   oomKilled?: boolean,
+  layerFull?: string,
 ): Promise<Error> {
-  const full = await ws.diskFull?.().catch(() => undefined);
+  const full = (await ws.diskFull?.().catch(() => undefined)) ?? layerFull;
   const reason = oomKilled
     ? " (killed: out of memory; raise EXECUTOR_JOB_MEMORY or lower the step's memory use)"
     : full
@@ -189,7 +191,8 @@ export async function handleJob(job: Job, deps: HandlerDeps, opts: HandleOptions
       checkAborted();
       const out = await runner.run(spec);
       checkAborted();
-      if (out.exitCode !== 0) throw await stepFailure(spec.key, out.exitCode, ws, out.oomKilled);
+      if (out.exitCode !== 0)
+        throw await stepFailure(spec.key, out.exitCode, ws, out.oomKilled, out.layerFull);
       if (spec.key.endsWith('.pre')) {
         const next = await readSkip(ws.path);
         if (next) skipKey = `${deps.runtime.stepKeyPrefix}.${next}`;

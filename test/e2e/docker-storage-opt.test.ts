@@ -1,17 +1,19 @@
 /**
  * The quota of a step container's own writable layer (`--storage-opt size=`, storage.ts) on real
  * daemons, end to end. The host's daemon runs overlay2 on ext4, where the executor does not set it;
- * so this test formats a sparse file as xfs, loop-mounts it and starts a second, private dockerd
- * (helpers/second-dockerd.ts) with overlay2 and its data root on that mount. A real executor with
- * EXECUTOR_JOB_DISK_SPACE=64M runs jobs there.
+ * so this test formats a sparse file (btrfs or xfs), loop-mounts it and starts a second, private
+ * dockerd (helpers/second-dockerd.ts) with its data root on that mount: the btrfs storage driver on
+ * btrfs, overlay2 on xfs. A real executor with EXECUTOR_JOB_DISK_SPACE=64M runs jobs there.
  *
- * With project quotas (`pquota`):
+ * On btrfs, and on xfs with project quotas (`pquota`), the same:
  * - `executor validate` says the layer is limited;
  * - a step container is created with StorageOpt size=<64 MiB in bytes>, and a step writing 40 MiB
  *   outside its workspace passes, twice in one job (each step has a layer of its own);
- * - a step writing 100 MiB into /tmp gets ENOSPC at the quota, and the job fails.
- * That needs xfs quota support in the kernel (CONFIG_XFS_QUOTA), which no package installs: where the
- * kernel lacks it those tests skip with one line, also under CI.
+ * - a step writing 100 MiB into /tmp is stopped at the quota (btrfs: EDQUOT, xfs: ENOSPC), and the
+ *   job fails.
+ * The btrfs suite is required under CI (btrfs-progs from scripts/ci-setup.sh, btrfs in the kernel).
+ * The pquota one needs xfs quota support in the kernel (CONFIG_XFS_QUOTA), which no package
+ * installs: where the kernel lacks it that suite skips with one line, also under CI.
  *
  * Without `pquota` (what `docker info` cannot tell apart): the executor still sets the option, and
  * Docker refuses the step's container with a message that names the fix; the job fails with it.
@@ -37,6 +39,7 @@ import { gunzipSync } from 'node:zlib';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
+import type { DaemonStorageInfo } from '../../src/executor/runtimes/docker/storage.js';
 import { IMAGE_SUFFIX, imagePathOf, releaseDiskImage } from '../../src/executor/workspace/disk-image.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { commandAvailable, isCI, requireOrSkip, waitFor } from '../helpers/env.js';
@@ -48,14 +51,14 @@ const QUOTA = '64M';
 const QUOTA_BYTES = 64 * 1024 * 1024;
 const MIB = 1024 * 1024;
 /** Sparse: only what dockerd and the steps write takes space on the host. */
-const XFS_BYTES = 1024 * MIB;
+const FS_BYTES = 1024 * MIB;
 const VALIDATE_LINE = `✓ container writable layer: limited to ${QUOTA} per step (--storage-opt size=${QUOTA_BYTES})`;
 
-/** Built into the kernel, or a module that mount loads. */
-function xfsAvailable(): boolean {
+/** The file system `type` is built into the kernel, or a module that mount loads. */
+function fsInKernel(type: 'xfs' | 'btrfs'): boolean {
   try {
-    if (/\sxfs$/m.test(readFileSync('/proc/filesystems', 'utf8'))) return true;
-    execFileSync('modinfo', ['-n', 'xfs'], { stdio: 'pipe' });
+    if (new RegExp(`\\s${type}$`, 'm').test(readFileSync('/proc/filesystems', 'utf8'))) return true;
+    execFileSync('modinfo', ['-n', type], { stdio: 'pipe' });
     return true;
   } catch {
     return false;
@@ -77,16 +80,22 @@ function xfsQuotaInKernel(): boolean {
   return /^CONFIG_XFS_QUOTA=y$/m.test(config);
 }
 
-const ready =
+const daemonReady =
   haveDockerAndImage() &&
-  requireOrSkip('root (a loop-mounted xfs and a second dockerd)', process.getuid?.() === 0) &&
-  requireOrSkip('dockerd', commandAvailable('dockerd')) &&
+  requireOrSkip('root (a loop-mounted file system and a second dockerd)', process.getuid?.() === 0) &&
+  requireOrSkip('dockerd', commandAvailable('dockerd'));
+const btrfsReady =
+  daemonReady &&
+  requireOrSkip('mkfs.btrfs (btrfs-progs)', commandAvailable('mkfs.btrfs')) &&
+  requireOrSkip('btrfs in the kernel', fsInKernel('btrfs'));
+const xfsReady =
+  daemonReady &&
   requireOrSkip('mkfs.xfs (xfsprogs)', commandAvailable('mkfs.xfs')) &&
-  requireOrSkip('xfs in the kernel', xfsAvailable());
+  requireOrSkip('xfs in the kernel', fsInKernel('xfs'));
 
 // A kernel option, not a package: CI cannot install it, so this skips there too, saying so.
-const quotaReady = ready && xfsQuotaInKernel();
-if (ready && !quotaReady) {
+const quotaReady = xfsReady && xfsQuotaInKernel();
+if (xfsReady && !quotaReady) {
   console.warn(
     `skipping: xfs project quotas are not in this kernel (CONFIG_XFS_QUOTA)${isCI ? ' (also under CI=true: no package provides a kernel option)' : ''}; the writable-layer quota itself is not exercised`,
   );
@@ -104,14 +113,21 @@ interface Rig {
   cluster: LocalCluster;
 }
 
+interface RigFs {
+  /** mkfs.<type> formats the image. */
+  type: 'xfs' | 'btrfs';
+  mountOptions: string;
+  storageDriver: 'overlay2' | 'btrfs';
+}
+
 /**
- * A loop-mounted xfs (with `mountOptions`), a private dockerd with overlay2 on it holding the test
+ * A loop-mounted file system (`fs`), a private dockerd with its storage driver on it holding the test
  * image, and a local cluster whose in-process executor runs its jobs there with the 64M quota.
  * `cleanup` undoes whatever part of it was made; idempotent.
  */
-function xfsRig(name: string, mountOptions: string) {
+function loopRig(name: string, fs: RigFs) {
   let dir: string | undefined;
-  let xfs = '';
+  let mnt = '';
   let workspaces = '';
   let daemon: SecondDockerd | undefined;
   let cluster: LocalCluster | undefined;
@@ -132,8 +148,8 @@ function xfsRig(name: string, mountOptions: string) {
       }
       await daemon?.stop();
       if (dir) {
-        // Unmounts (lazily if busy), detaches the loop device and deletes the xfs image.
-        await releaseDiskImage(xfs, { detachLoops: true });
+        // Unmounts (lazily if busy), detaches the loop device and deletes the file system's image.
+        await releaseDiskImage(mnt, { detachLoops: true });
         rmSync(dir, { recursive: true, force: true });
       }
     })();
@@ -143,25 +159,25 @@ function xfsRig(name: string, mountOptions: string) {
   const start = async (): Promise<Rig> => {
     try {
       dir = mkdtempSync(path.join(os.tmpdir(), `${name}-`));
-      xfs = path.join(dir, 'xfs');
+      mnt = path.join(dir, fs.type);
       workspaces = path.join(dir, 'workspaces');
-      mkdirSync(xfs);
+      mkdirSync(mnt);
       mkdirSync(workspaces);
-      const image = imagePathOf(xfs);
+      const image = imagePathOf(mnt);
       const fd = openSync(image, 'wx', 0o600);
       try {
-        ftruncateSync(fd, XFS_BYTES);
+        ftruncateSync(fd, FS_BYTES);
       } finally {
         closeSync(fd);
       }
-      execFileSync('mkfs.xfs', ['-q', image], { stdio: 'pipe' });
-      execFileSync('mount', ['-o', mountOptions, image, xfs], { stdio: 'pipe' });
+      execFileSync(`mkfs.${fs.type}`, ['-q', image], { stdio: 'pipe' });
+      execFileSync('mount', ['-o', fs.mountOptions, image, mnt], { stdio: 'pipe' });
 
       daemon = await startSecondDockerd(
         [],
         name,
         {},
-        { dataRoot: path.join(xfs, 'docker'), storageDriver: 'overlay2' },
+        { dataRoot: path.join(mnt, 'docker'), storageDriver: fs.storageDriver },
       );
       const docker = new Dockerode({ socketPath: daemon.host.slice('unix://'.length) });
       daemon.docker(['load'], execFileSync('docker', ['save', IMAGE], { maxBuffer: 256 * MIB }));
@@ -199,18 +215,26 @@ async function validate(rig: Rig): Promise<{ code: number | string; out: string 
   return { code, out: p.output() };
 }
 
-describe.skipIf(!quotaReady)('the writable-layer quota on overlay2 over xfs with pquota', () => {
-  const setup = xfsRig('stopt', 'loop,pquota');
+interface QuotaCase {
+  name: string;
+  fs: RigFs;
+  /** What the daemon's `docker info` says of its storage. */
+  checkInfo(info: DaemonStorageInfo): void;
+  /** The error of a write past the quota: ENOSPC on xfs, EDQUOT on btrfs. */
+  fullError: string;
+}
+
+/** The quota's suite, the same on each file system that can hold it. */
+function quotaSuite(c: QuotaCase) {
+  const setup = loopRig(c.name, c.fs);
   let rig: Rig;
   beforeAll(async () => {
     rig = await setup.start();
   }, 180_000);
   afterAll(setup.cleanup, 120_000);
 
-  it('the daemon runs overlay2 on xfs; executor validate says the layer is limited', async () => {
-    const info = await rig.docker.info();
-    expect(info.Driver).toBe('overlay2');
-    expect(info.DriverStatus).toContainEqual(['Backing Filesystem', 'xfs']);
+  it(`the daemon runs ${c.fs.storageDriver} on ${c.fs.type}; executor validate says the layer is limited`, async () => {
+    c.checkInfo(await rig.docker.info());
     const v = await validate(rig);
     expect(v.out).toContain(VALIDATE_LINE);
     expect(v.code, v.out).toBe(0);
@@ -275,7 +299,7 @@ describe.skipIf(!quotaReady)('the writable-layer quota on overlay2 over xfs with
     expect(entry(entries, 'step.docker.hold').command).toContain(`size=${QUOTA_BYTES}`);
   });
 
-  it('a step writing past the quota outside the workspace gets ENOSPC and the job fails', async () => {
+  it(`a step writing past the quota outside the workspace gets ${c.fullError} and the job fails`, async () => {
     const job = await rig.cluster.api.submit({
       queue: 'default',
       steps: [
@@ -297,16 +321,58 @@ describe.skipIf(!quotaReady)('the writable-layer quota on overlay2 over xfs with
     expect(final.state, JSON.stringify(entries, null, 1)).toBe('failed');
     expect(String(final.failureMessage)).toContain('"step.docker.fill"');
     expect(fill.exitCode).not.toBe(0);
-    expect(fill.out).toContain('No space left on device');
-    // Stopped by the layer's quota: not the 100 MiB asked for, nor some much smaller limit.
+    expect(fill.out).toContain(c.fullError);
+    // Stopped by the layer's quota: not the 100 MiB asked for, nor some much smaller limit (btrfs
+    // counts the image's files in the limit too: a few MiB less).
     const [n] = wrote(fill.out);
     expect(n).toBeLessThanOrEqual(QUOTA_BYTES);
     expect(n).toBeGreaterThan(QUOTA_BYTES - 8 * MIB);
+    // Named as a full workspace is: the limit and its setting, in the step's log and the job's error.
+    const reason = `the container's writable layer is full: each step gets ${QUOTA} of disk outside its workspace (EXECUTOR_JOB_DISK_SPACE)`;
+    expect(fill.out).toContain(reason);
+    expect(String(final.failureMessage)).toContain(reason);
+  });
+
+  it('a step failing for another reason with room in its layer gets no such reason', async () => {
+    const job = await rig.cluster.api.submit({
+      queue: 'default',
+      steps: [{ key: 'fail', image: IMAGE, run: ['dd if=/dev/zero of=/tmp/some bs=1M count=8', 'exit 3'] }],
+    });
+    const final = await waitForEnd(rig.cluster, job.id);
+    const entries = await apiEntries(rig.cluster, job.id);
+    expect(final.state, JSON.stringify(entries, null, 1)).toBe('failed');
+    expect(entry(entries, 'step.docker.fail').exitCode).toBe(3);
+    expect(String(final.failureMessage)).toContain('command failed with exit code 3');
+    expect(`${final.failureMessage}\n${JSON.stringify(entries)}`).not.toContain('writable layer');
+  });
+}
+
+describe.skipIf(!btrfsReady)('the writable-layer quota with the btrfs driver on btrfs', () => {
+  quotaSuite({
+    name: 'stbtr',
+    fs: { type: 'btrfs', mountOptions: 'loop', storageDriver: 'btrfs' },
+    checkInfo(info) {
+      // The btrfs driver names no backing file system: it runs only on a btrfs.
+      expect(info.Driver).toBe('btrfs');
+    },
+    fullError: 'Disk quota exceeded',
   });
 });
 
-describe.skipIf(!ready)('overlay2 over xfs without pquota', () => {
-  const setup = xfsRig('stnoq', 'loop');
+describe.skipIf(!quotaReady)('the writable-layer quota on overlay2 over xfs with pquota', () => {
+  quotaSuite({
+    name: 'stopt',
+    fs: { type: 'xfs', mountOptions: 'loop,pquota', storageDriver: 'overlay2' },
+    checkInfo(info) {
+      expect(info.Driver).toBe('overlay2');
+      expect(info.DriverStatus).toContainEqual(['Backing Filesystem', 'xfs']);
+    },
+    fullError: 'No space left on device',
+  });
+});
+
+describe.skipIf(!xfsReady)('overlay2 over xfs without pquota', () => {
+  const setup = loopRig('stnoq', { type: 'xfs', mountOptions: 'loop', storageDriver: 'overlay2' });
   let rig: Rig;
   beforeAll(async () => {
     rig = await setup.start();

@@ -116,7 +116,7 @@ const EXECUTOR_OWN_ENV = {
   EXECUTOR_JOB_DISK_SPACE: {
     default: '20G',
     description:
-      "Disk per job. docker and gvisor: each workspace is a sparse ext4 image of this size, loop-mounted for the job and removed after it; a step that fills it gets ENOSPC and the job fails naming this limit. Needs root (or CAP_SYS_ADMIN) and a loop device: without them the executor refuses to start. Where Docker's storage driver supports it (overlay2 on xfs with pquota), each step container's writable layer gets the same size. `0` = no quota (steps can fill the workspace root's file system). vm: the size of each job's workspace disk, attached to every step's VM (no loop device needed); `0` takes EXECUTOR_FIRECRACKER_DISK_SPACE, as a VM's disk needs a size.",
+      "Disk per job. docker and gvisor: each workspace is a sparse ext4 image of this size, loop-mounted for the job and removed after it; a step that fills it gets ENOSPC and the job fails naming this limit. Needs root (or CAP_SYS_ADMIN) and a loop device: without them the executor refuses to start. Where Docker's storage driver supports it (overlay2 on xfs with pquota, or btrfs), each step container's writable layer gets the same size. `0` = no quota (steps can fill the workspace root's file system). vm: the size of each job's workspace disk, attached to every step's VM (no loop device needed); `0` takes EXECUTOR_FIRECRACKER_DISK_SPACE, as a VM's disk needs a size.",
     parse: jobDiskSpace(),
   },
   EXECUTOR_KEEP_WORKSPACES: {

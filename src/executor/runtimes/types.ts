@@ -46,6 +46,8 @@ export interface StepOutcome {
   exitCode: number;
   /** The container was killed by the kernel OOM killer. */
   oomKilled?: boolean;
+  /** The step failed with its container's writable layer full: the reason to add to its error. */
+  layerFull?: string;
 }
 
 export interface Runner {

@@ -27,6 +27,7 @@ import { createDemuxer } from './demux.js';
 import { forceRemove, imageExists, pullImage } from './engine.js';
 import type { Holder, HolderLease, NetworkHolders } from './network-holders.js';
 import { classifyOom, readOomKillCount, SIGKILL_EXIT } from './oom.js';
+import { type ContainerSizes, type LayerLimit, layerFullReason, layerIsFull } from './storage.js';
 
 /** After the container exits, how long the attach stream may take to deliver its last bytes. */
 const OUTPUT_DRAIN_MS = 5_000;
@@ -45,6 +46,25 @@ export interface DockerRunnerDeps {
   fitToDaemon(): Promise<void>;
   /** The isolated network's holders; absent: steps attach to `settings.network` themselves. */
   holders?: NetworkHolders;
+  /** Live, like `settings`: fitToDaemon sets `limit` when each step's writable layer is limited. */
+  layer: { limit?: LayerLimit };
+}
+
+/**
+ * With a limited writable layer: whether a step that failed did so with its layer full (storage.ts
+ * layerIsFull), asked before its container is removed. `docker inspect --size` walks the layer (on
+ * btrfs the whole file system) for the sizes, so only failed steps are asked; a failure to answer
+ * is no reason.
+ */
+async function layerFullOf(container: Container, limit: LayerLimit): Promise<string | undefined> {
+  // The Engine API's `size` query; dockerode's types leave it and the sizes out.
+  const opts: Dockerode.ContainerInspectOptions & { size: boolean } = { size: true };
+  try {
+    const sizes = (await container.inspect(opts)) as ContainerSizes;
+    return layerIsFull(limit.counts, sizes, limit.quota) ? layerFullReason(limit.quota) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspace, ctx: JobContext): Runner {
@@ -93,7 +113,12 @@ export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspa
         id: container.id,
       });
     }
-    return { exitCode, oomKilled: verdict.oomKilled } satisfies StepOutcome;
+    const limit = deps.layer.limit;
+    const layerFull =
+      exitCode !== 0 && !verdict.oomKilled && !signal.aborted && limit
+        ? await layerFullOf(container, limit)
+        : undefined;
+    return { exitCode, oomKilled: verdict.oomKilled, layerFull } satisfies StepOutcome;
   }
 
   return {
@@ -141,6 +166,7 @@ export function createDockerRunner(deps: DockerRunnerDeps, job: Job, ws: Workspa
         if (outcome.oomKilled) {
           entry.writeRaw(`container was killed: out of memory (limit ${settings.memory.trim() || 'none'})\n`);
         }
+        if (outcome.layerFull) entry.writeRaw(`${outcome.layerFull}\n`);
         close(outcome.exitCode);
         return outcome;
       } catch (err) {

@@ -29,7 +29,7 @@ import { createDockerRunner, type DockerRunnerDeps } from './docker-runner.js';
 import { createNetworkHolders, type NetworkHolders } from './network-holders.js';
 import { daemonIsLocal } from './oom.js';
 import { removeOrphanContainers } from './orphans.js';
-import { type DaemonStorageInfo, storageOptSize, writableLayerLimit } from './storage.js';
+import { type DaemonStorageInfo, type LayerLimit, storageOptSize, writableLayerLimit } from './storage.js';
 import { detectUsernsRemap, type RemappedRoot } from './userns.js';
 import { validateDocker } from './validate.js';
 
@@ -85,6 +85,27 @@ function holdersFor(
   });
 }
 
+/**
+ * Limits each step's writable layer to the disk quota where the daemon's storage driver can
+ * (storage.ts): the containers' size option in `settings`, what the limit counts in `layer` (for a
+ * failed step's reason); says once when it cannot.
+ */
+function fitLayerLimit(
+  info: DaemonStorageInfo,
+  quota: DiskQuota,
+  settings: ContainerSettings,
+  layer: { limit?: LayerLimit },
+  log: Logger,
+): void {
+  const l = writableLayerLimit(info);
+  if (!l.limited) {
+    log.warn(`step containers' writable layers are not limited: ${l.why}`);
+    return;
+  }
+  settings.storageSize = storageOptSize(quota);
+  layer.limit = { counts: l.counts, quota };
+}
+
 export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
   const docker = opts.docker ?? new Dockerode();
   const hostname = os.hostname();
@@ -109,6 +130,9 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
   /** The host's OOM count tells only about containers on this host's kernel (see oom.ts). */
   const countHostOomKills = memoryLimited && daemonIsLocal(docker);
 
+  /** Live, like `settings`: set by fitToDaemon when each step's writable layer is limited. */
+  const layer: { limit?: LayerLimit } = {};
+
   let daemonFit: Promise<void> | undefined;
   /**
    * Reads `docker info` once and fits the step settings to the daemon: lowers the step CPU limit to
@@ -130,11 +154,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
         });
         return;
       }
-      if (opts.diskQuota) {
-        const l = writableLayerLimit(info);
-        if (l.limited) settings.storageSize = storageOptSize(opts.diskQuota);
-        else log.warn(`step containers' writable layers are not limited: ${l.why}`);
-      }
+      if (opts.diskQuota) fitLayerLimit(info, opts.diskQuota, settings, layer, log);
       if (opts.cpus <= 0) return;
       const r = clampCpus(opts.cpus, info.NCPU);
       if (r.clamped) {
@@ -187,6 +207,7 @@ export function createDockerRuntime(opts: DockerRuntimeOptions): Runtime {
     memoryLimited,
     fitToDaemon,
     holders,
+    layer,
   };
 
   return {
