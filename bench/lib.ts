@@ -38,6 +38,20 @@ export interface BenchContext {
 
 export type Bench = (ctx: BenchContext) => Promise<BenchResult[]>;
 
+/**
+ * A benchmark that could not run all of its parts, with the figures of those that did: the run
+ * records them and still counts the benchmark as failed.
+ */
+export class PartialResults extends Error {
+  constructor(
+    message: string,
+    readonly results: BenchResult[],
+  ) {
+    super(message);
+    this.name = 'PartialResults';
+  }
+}
+
 export function result(
   r: Omit<BenchResult, 'ratio' | 'met'> & { met: (ours: number, ratio: number) => boolean },
 ): BenchResult {

@@ -2,7 +2,7 @@
  * `npm run bench` runs every benchmark; `npm run bench -- NAME [NAME...]` only those. Each prints our
  * figure, the baseline measured in the same run and the ratio; all results go to
  * bench/results/latest.json. Exit code 1 when a benchmark could not run (a missed target is a
- * result, not a failure).
+ * result, not a failure); the figures of its parts that did run are recorded all the same.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -10,7 +10,14 @@ import { clone } from './clone.js';
 import { dispatch } from './dispatch.js';
 import { fleet } from './fleet.js';
 import { footprint } from './footprint.js';
-import { type Bench, type BenchContext, type BenchResult, postgresAnswers, quietLogger } from './lib.js';
+import {
+  type Bench,
+  type BenchContext,
+  type BenchResult,
+  PartialResults,
+  postgresAnswers,
+  quietLogger,
+} from './lib.js';
 import { logs } from './logs.js';
 import { logsLatency, logsRequests } from './logs-live.js';
 import { prune } from './prune.js';
@@ -72,6 +79,11 @@ async function main() {
       results.push(...rs);
     } catch (e) {
       failures.push(name);
+      // The parts that ran are recorded all the same.
+      if (e instanceof PartialResults) {
+        for (const r of e.results) process.stdout.write(`${formatRow(r)}\n`);
+        results.push(...e.results);
+      }
       process.stdout.write(`${name} FAILED: ${(e as Error).stack ?? e}\n`);
     }
     process.stdout.write(`  (${((Date.now() - t) / 1000).toFixed(1)} s)\n`);
