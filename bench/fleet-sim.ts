@@ -4,14 +4,23 @@
  * 5 s, each starting at a random offset. FLEET_MODE=longpoll asks the server to hold empty
  * dequeues (30 s); FLEET_MODE=poll is a Sourcegraph-style fleet: an empty dequeue, then 1 s of
  * sleep. A dequeued job is "run" for FLEET_JOB_MS (its id in the heartbeats meanwhile), then
- * marked complete. With FLEET_METRICS_BYTES, each client pushes about that many bytes of
- * Prometheus text with every heartbeat (a histogram of its heartbeats, as an executor's own RED
- * metrics are), which changes at every heartbeat; without, it pushes none, as in the default run.
+ * marked complete. Clients come up FLEET_RAMP_WAVE at a time (default 200). With
+ * FLEET_METRICS_BYTES, each client pushes about that many bytes of Prometheus text with every
+ * heartbeat (a histogram of its heartbeats, as an executor's own RED metrics are), which changes at
+ * every heartbeat; without, it pushes none, as in the default run.
  *
  * Prints one JSON line per received job (`{"got":id,"at":epochMs}`), `{"ready":n}` once every
  * client has pinged and started, and on SIGTERM a summary: heartbeats sent and their latency p50
- * and p99, dequeue requests, errors.
+ * and p99, dequeue requests, errors, and this process's own event-loop delay p99 and max
+ * (perf_hooks.monitorEventLoopDelay; ms beyond the sampling interval). A fleet that is late is a
+ * simulator that cannot keep up: its clients' latencies then include its own queueing.
+ *
+ * Started with an IPC channel (bench/fleet.ts starts FLEET_SIM_PROCS of these, each with its share
+ * of the fleet), it also answers the measuring window: `{"window":"start"}` clears the samples and
+ * counters, `{"window":"end"}` is answered with `{"window":{...}}`, the summary's fields over the
+ * window and every heartbeat's latency in it (ms).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createQueueClient } from '../src/executor/client/queue-client.js';
 import type { Job } from '../src/protocol/job.js';
 import { executorVersion } from '../src/protocol/version.js';
@@ -27,6 +36,7 @@ const jobMs = Number(process.env.FLEET_JOB_MS ?? 2000);
 const prefix = process.env.FLEET_PREFIX ?? 'sim';
 const HEARTBEAT_MS = 5_000;
 const metricsBytes = Number(process.env.FLEET_METRICS_BYTES ?? 0);
+const wave = Math.max(1, Number(process.env.FLEET_RAMP_WAVE ?? 200));
 
 /** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
 function metricsText(beats: number): string {
@@ -47,10 +57,29 @@ function metricsText(beats: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-const heartbeatMs: number[] = [];
+let heartbeatMs: number[] = [];
 let dequeues = 0;
 let errors = 0;
 let stopping = false;
+// Sampled every LOOP_SAMPLE_MS; a sample is the time between two timer turns, so the delay is
+// what exceeds the interval.
+const LOOP_SAMPLE_MS = 10;
+const loopDelay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
+loopDelay.enable();
+const loopMs = (ns: number) => Math.max(0, ns / 1e6 - LOOP_SAMPLE_MS);
+
+/** Since the start, or since the last `{"window":"start"}`. */
+function summary() {
+  return {
+    heartbeats: heartbeatMs.length,
+    heartbeatP50: percentile(heartbeatMs, 50),
+    heartbeatP99: percentile(heartbeatMs, 99),
+    dequeues,
+    errors,
+    loopDelayP99Ms: loopMs(loopDelay.percentile(99)),
+    loopDelayMaxMs: loopMs(loopDelay.max),
+  };
+}
 // Timers keep the process alive: in poll mode every client may be asleep at once with no socket
 // in use, and an unref'd wait would let the fleet exit silently right after it reported ready.
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -122,30 +151,39 @@ async function simulate(i: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  // Ping in waves, as a fleet coming up would, not 10,000 at once.
-  for (let i = 0; i < size; i += 200) {
-    await Promise.all(Array.from({ length: Math.min(200, size - i) }, (_, k) => simulate(i + k)));
+  // Ping in waves, as a fleet coming up would, not 10,000 at once (bench/fleet.ts divides the
+  // wave among its simulators, so that the server sees the same ramp whatever their number).
+  for (let i = 0; i < size; i += wave) {
+    await Promise.all(Array.from({ length: Math.min(wave, size - i) }, (_, k) => simulate(i + k)));
   }
   process.stdout.write(`${JSON.stringify({ ready: size })}\n`);
 }
 
 process.on('SIGTERM', () => {
   stopping = true;
-  process.stdout.write(
-    `${JSON.stringify({
-      summary: {
-        heartbeats: heartbeatMs.length,
-        heartbeatP50: percentile(heartbeatMs, 50),
-        heartbeatP99: percentile(heartbeatMs, 99),
-        dequeues,
-        errors,
-      },
-    })}\n`,
-    () => process.exit(0),
-  );
+  process.stdout.write(`${JSON.stringify({ summary: summary() })}\n`, () => process.exit(0));
 });
 
+if (process.send) {
+  const send = process.send.bind(process);
+  process.on('message', (raw: unknown) => {
+    const m = raw as { window?: string };
+    if (m.window === 'start') {
+      heartbeatMs = [];
+      dequeues = 0;
+      errors = 0;
+      loopDelay.reset();
+    } else if (m.window === 'end') {
+      send({ window: { ...summary(), heartbeatMs } });
+    }
+  });
+  // The parent gone, nobody reads the figures.
+  process.on('disconnect', () => process.exit(0));
+}
+
 main().catch((e) => {
-  process.stderr.write(`fleet-sim: ${e instanceof Error ? e.message : String(e)}\n`);
+  // fetch's "fetch failed" says nothing without its cause (ECONNRESET, ECONNREFUSED, ...).
+  const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : '';
+  process.stderr.write(`fleet-sim: ${e instanceof Error ? e.message : String(e)}${cause}\n`);
   process.exit(1);
 });

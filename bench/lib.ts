@@ -38,14 +38,17 @@ export interface BenchContext {
 
 export type Bench = (ctx: BenchContext) => Promise<BenchResult[]>;
 
-/** A benchmark that failed in part: the figures it did measure are kept and printed. */
-export class PartialBenchError extends Error {
+/**
+ * A benchmark that could not run all of its parts, with the figures of those that did: the run
+ * records them and still counts the benchmark as failed.
+ */
+export class PartialResults extends Error {
   constructor(
     message: string,
     readonly results: BenchResult[],
   ) {
     super(message);
-    this.name = 'PartialBenchError';
+    this.name = 'PartialResults';
   }
 }
 
