@@ -342,7 +342,10 @@ export function listen(app: ServerApp, host: string, port: number, tlsFiles?: Tl
   // discardBody), and a long-poll or log follow, which sends nothing after its headers, is never cut.
   server.requestTimeout = 0;
   server.headersTimeout = app.headersTimeoutMs;
-  server.keepAliveTimeout = 5_000;
+  // Idle connections stay open well past the executors' 5 s heartbeat interval (and a load
+  // balancer's usual 60 s idle timeout): with Node's 5 s default, fetch dropped each connection
+  // before the next heartbeat, so every heartbeat paid a new TCP connection (and TLS handshake).
+  server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
