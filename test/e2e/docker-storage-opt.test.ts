@@ -97,7 +97,7 @@ const xfsReady =
 const quotaReady = xfsReady && xfsQuotaInKernel();
 if (xfsReady && !quotaReady) {
   console.warn(
-    `skipping: xfs project quotas are not in this kernel (CONFIG_XFS_QUOTA)${isCI ? ' (also under CI=true: no package provides a kernel option)' : ''}; the writable-layer quota itself is not exercised`,
+    `skipping: xfs project quotas are not in this kernel (CONFIG_XFS_QUOTA)${isCI ? ' (also under CI=true: no package provides a kernel option)' : ''}; the quota on overlay2 over xfs is not exercised (the btrfs suite exercises the quota)`,
   );
 }
 
