@@ -7,7 +7,7 @@
 import { API_TOKEN_COLUMNS, type ApiTokenRow, toApiTokenRecord } from '../api-token-row.js';
 import { API_TOKEN_TOUCH_MS, type NewApiToken, type Store } from '../types.js';
 import type { PgContext } from './connection.js';
-import { at } from './fragments.js';
+import { at, sql } from './fragments.js';
 
 export function apiTokenQueries(
   c: PgContext,
@@ -17,7 +17,7 @@ export function apiTokenQueries(
     /** expiresAt is the caller's time (days away; clock skew does not matter at that scale). */
     async createApiToken(n: NewApiToken, now: number) {
       const [row] = await rows<ApiTokenRow>(
-        `INSERT INTO api_tokens (name, scope, token_hash, created_at, expires_at)
+        sql`INSERT INTO api_tokens (name, scope, token_hash, created_at, expires_at)
          VALUES ($1, $2, $3, ${at(4)}, $5::bigint)
          ON CONFLICT (name) DO UPDATE SET scope = excluded.scope, token_hash = excluded.token_hash,
            created_at = excluded.created_at, expires_at = excluded.expires_at,
@@ -32,13 +32,13 @@ export function apiTokenQueries(
 
     async listApiTokens() {
       return (
-        await rows<ApiTokenRow>(`SELECT ${API_TOKEN_COLUMNS} FROM api_tokens ORDER BY name COLLATE "C"`)
+        await rows<ApiTokenRow>(sql`SELECT ${API_TOKEN_COLUMNS} FROM api_tokens ORDER BY name COLLATE "C"`)
       ).map(toApiTokenRecord);
     },
 
     async revokeApiToken(name: string, now: number) {
       const [row] = await rows<ApiTokenRow>(
-        `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ${at(2)}) WHERE name = $1
+        sql`UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ${at(2)}) WHERE name = $1
          RETURNING ${API_TOKEN_COLUMNS}`,
         [name, t(now)],
       );
@@ -51,7 +51,7 @@ export function apiTokenQueries(
      */
     async findApiTokenByHash(tokenHash: string, now: number) {
       const [row] = await rows<ApiTokenRow>(
-        `WITH touched AS (
+        sql`WITH touched AS (
            UPDATE api_tokens SET last_used_at = ${at(2)}
            WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${at(2)})
              AND (last_used_at IS NULL OR last_used_at < ${at(2)} - $3::bigint)

@@ -8,7 +8,7 @@
 import { CLAIM_COLUMNS, type ClaimRow, type QueueStatsRow, toClaimRecord, toQueueStats } from '../rows.js';
 import type { DequeueOptions, Store } from '../types.js';
 import type { PgContext } from './connection.js';
-import { at } from './fragments.js';
+import { at, sql } from './fragments.js';
 import { type PgJobRow, toJob } from './rows.js';
 
 export function claimQueries(
@@ -41,7 +41,7 @@ export function claimQueries(
     async dequeue(o: DequeueOptions) {
       await syncRankStep(o.priorityStepMs);
       const [row] = await rows<PgJobRow>(
-        `WITH candidate AS (
+        sql`WITH candidate AS (
            SELECT id FROM jobs
            WHERE queue = $1 AND state = 'queued' AND (process_after IS NULL OR process_after <= ${at(2)})
            ORDER BY rank_key, id
@@ -73,7 +73,7 @@ export function claimQueries(
     async readyCounts(queues: string[], now: number) {
       const counts = new Map<string, number>(queues.map((name) => [name, 0]));
       const r = await rows<{ queue: string; n: number }>(
-        `SELECT queue, count(*) AS n FROM jobs
+        sql`SELECT queue, count(*) AS n FROM jobs
          WHERE queue = ANY($1::text[]) AND state = 'queued'
            AND (process_after IS NULL OR process_after <= ${at(2)})
          GROUP BY queue`,
@@ -85,7 +85,7 @@ export function claimQueries(
 
     async queueStats(now: number) {
       const r = await rows<QueueStatsRow>(
-        `SELECT queue,
+        sql`SELECT queue,
            count(*) FILTER (WHERE state = 'queued') AS queued,
            count(*) FILTER (WHERE state = 'processing') AS processing,
            MIN(GREATEST(queued_at, COALESCE(process_after, queued_at)))
@@ -98,7 +98,7 @@ export function claimQueries(
 
     async claimHistory(jobId: number) {
       const r = await rows<ClaimRow>(
-        `SELECT ${CLAIM_COLUMNS} FROM job_claims WHERE job_id = $1 ORDER BY id`,
+        sql`SELECT ${CLAIM_COLUMNS} FROM job_claims WHERE job_id = $1 ORDER BY id`,
         [jobId],
       );
       return r.map(toClaimRecord);

@@ -42,6 +42,9 @@ export const ENQUEUE_CHANNEL = 'executor_jobs';
  * that wrote (a replica wakes its own followers in-process and ignores its own announcements).
  */
 export const LOGS_CHANNEL = 'executor_logs';
+/** The NOTIFY statements, built once (see fragments.ts `sql` on why a statement's text is kept). */
+const NOTIFY_ENQUEUE = `SELECT pg_notify('${ENQUEUE_CHANNEL}', q) FROM unnest($1::text[]) AS q`;
+const NOTIFY_LOGS = `SELECT pg_notify('${LOGS_CHANNEL}', p) FROM unnest($1::text[]) AS p`;
 
 const INT8_OID = 20;
 const types: pg.CustomTypesConfig = {
@@ -103,7 +106,7 @@ function createLogAnnouncer(pool: pg.Pool, origin: string, closed: () => boolean
     announced = new Set();
     if (closed()) return;
     lastSentAt = performance.now();
-    pool.query(`SELECT pg_notify('${LOGS_CHANNEL}', p) FROM unnest($1::text[]) AS p`, [ids]).catch(() => {});
+    pool.query(NOTIFY_LOGS, [ids]).catch(() => {});
   };
   return (jobId) => {
     if (closed()) return;
@@ -218,9 +221,7 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
    */
   async function notify(queues: string[]): Promise<void> {
     if (queues.length === 0) return;
-    await pool
-      .query(`SELECT pg_notify('${ENQUEUE_CHANNEL}', q) FROM unnest($1::text[]) AS q`, [[...new Set(queues)]])
-      .catch(() => {});
+    await pool.query(NOTIFY_ENQUEUE, [[...new Set(queues)]]).catch(() => {});
   }
 
   /** A dedicated connection holds LISTEN (it cannot go back to the pool); reconnects while subscribed. */

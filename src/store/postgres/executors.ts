@@ -12,7 +12,7 @@ import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type { ExecutorHeartbeat, HeartbeatAnswer, HeartbeatWrite, Store } from '../types.js';
 import type { PgContext } from './connection.js';
-import { at } from './fragments.js';
+import { at, sql } from './fragments.js';
 import { executorValues, type PgExecutorRow, toExecutor } from './rows.js';
 
 export function executorQueries(
@@ -48,7 +48,7 @@ export function executorQueries(
     async heartbeat(executorName: string, queue: string, jobIds: number[], now: number) {
       if (jobIds.length === 0) return { knownIds: [], cancelIds: [] };
       const r = await rows<{ id: number; cancel: boolean }>(
-        `WITH alive AS (
+        sql`WITH alive AS (
            SELECT id FROM jobs
            WHERE id = ANY($1::bigint[]) AND state = 'processing' AND worker_hostname = $2 AND queue = $3
            ORDER BY id FOR UPDATE)
@@ -82,7 +82,7 @@ export function executorQueries(
         }
       }
       const renewed = await rows<{ id: number; cancel: boolean; worker_hostname: string; queue: string }>(
-        `WITH upserted AS (
+        sql`WITH upserted AS (
            INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
              executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
            SELECT e.name, e.hostname, e.queue_name, e.queue_names, e.os, e.architecture, e.docker_version,
@@ -119,7 +119,7 @@ export function executorQueries(
 
     async upsertExecutor(hb: ExecutorHeartbeat, now: number) {
       await query(
-        `INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
+        sql`INSERT INTO executors (name, hostname, queue_name, queue_names, os, architecture, docker_version,
            executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at, metrics)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${at(12)}, ${at(12)}, $13)
          ${EXECUTOR_ON_CONFLICT}`,
@@ -140,7 +140,7 @@ export function executorQueries(
       // executors_last_seen serves the range; stale rows and their texts are not read.
       return (
         await rows<{ name: string; last_seen_at: number; metrics: string }>(
-          `SELECT name, last_seen_at, metrics FROM executors
+          sql`SELECT name, last_seen_at, metrics FROM executors
            WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> '' ORDER BY name COLLATE "C"`,
           [t(now), withinMs],
         )

@@ -7,7 +7,7 @@
 import { JOB_EVENT_COLUMNS, type JobEventRow, jobValues, toJobEvent } from '../rows.js';
 import type { ListJobsQuery, NewJob, Store } from '../types.js';
 import type { PgContext } from './connection.js';
-import { at, RANK_STEP } from './fragments.js';
+import { at, RANK_STEP, sql } from './fragments.js';
 import { type PgJobRow, toJob } from './rows.js';
 
 export function jobQueries(
@@ -20,7 +20,7 @@ export function jobQueries(
   return {
     async enqueue(job: NewJob, now: number, actor?: string) {
       const [row] = await rows<PgJobRow>(
-        `WITH j AS (
+        sql`WITH j AS (
            INSERT INTO jobs (queue, state, spec, repository_name, commit_sha, priority, max_attempts, timeout_ms,
              created_at, queued_at, rank_key)
            SELECT $1::text, 'queued', $2::json, $3::text, $4::text, $5::int, $6::int, $7::bigint, n, n,
@@ -79,7 +79,7 @@ export function jobQueries(
      */
     async cancelJob(id: number, now: number, actor?: string) {
       const [row] = await rows<PgJobRow>(
-        `WITH c AS (
+        sql`WITH c AS (
            UPDATE jobs SET cancel = TRUE,
              state = CASE WHEN state IN ('queued', 'errored') THEN 'canceled' ELSE state END,
              finished_at = CASE WHEN state IN ('queued', 'errored') THEN ${at(2)} ELSE finished_at END
@@ -96,7 +96,7 @@ export function jobQueries(
 
     async retryJob(id: number, now: number, actor?: string) {
       const [row] = await rows<PgJobRow>(
-        `WITH r AS (
+        sql`WITH r AS (
            UPDATE jobs SET state = 'queued', attempts = 0, num_failures = 0, num_resets = 0, cancel = FALSE,
              failure_message = NULL, worker_hostname = NULL, started_at = NULL, last_heartbeat_at = NULL,
              finished_at = NULL, process_after = NULL, queued_at = ${at(2)},
@@ -119,7 +119,7 @@ export function jobQueries(
     /** One statement; the job's existence is checked in it. */
     async addJobEvent(e) {
       const inserted = await rows<{ job_id: number }>(
-        `INSERT INTO job_events (job_id, at, actor, action)
+        sql`INSERT INTO job_events (job_id, at, actor, action)
          SELECT id, ${at(2)}, $3::text, $4::text FROM jobs WHERE id = $1 RETURNING job_id`,
         [e.jobId, t(e.at), e.actor, e.action],
       );
@@ -128,7 +128,7 @@ export function jobQueries(
 
     async listJobEvents(jobId: number) {
       const found = await rows<JobEventRow>(
-        `SELECT ${JOB_EVENT_COLUMNS} FROM job_events WHERE job_id = $1 ORDER BY id`,
+        sql`SELECT ${JOB_EVENT_COLUMNS} FROM job_events WHERE job_id = $1 ORDER BY id`,
         [jobId],
       );
       return found.map(toJobEvent);

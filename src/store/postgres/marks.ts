@@ -5,7 +5,7 @@
  */
 import type { AttemptFence, RetryPolicy, Store } from '../types.js';
 import type { PgContext } from './connection.js';
-import { at, ERRORED_SET } from './fragments.js';
+import { at, ERRORED_SET, sql } from './fragments.js';
 
 export function markQueries(
   c: PgContext,
@@ -24,7 +24,7 @@ export function markQueries(
   ): Promise<boolean> {
     const n = params.length;
     const r = await rows<{ n: number }>(
-      `WITH m AS (
+      sql`WITH m AS (
          UPDATE jobs SET ${set}
          WHERE id = $${n + 1} AND state = 'processing' AND worker_hostname = $${n + 2} AND attempts = $${n + 3}
          RETURNING id, attempts),
@@ -40,13 +40,13 @@ export function markQueries(
 
   return {
     async markComplete(f: AttemptFence, now: number) {
-      return mark(f, 'completed', `state = 'completed', finished_at = ${at(1)}`, [t(now)], 1);
+      return mark(f, 'completed', sql`state = 'completed', finished_at = ${at(1)}`, [t(now)], 1);
     },
 
     async markCompleteByToken(tk, now) {
       // One statement: the token, the executor's registration and the fence are checked together.
       const r = await rows<{ attempts: number }>(
-        `WITH tok AS (
+        sql`WITH tok AS (
            SELECT attempt FROM job_tokens
            WHERE token_hash = $1 AND job_id = $2 AND executor_name = $3 AND queue = $4
              AND EXISTS (SELECT 1 FROM executors WHERE name = $3)),
@@ -74,7 +74,7 @@ export function markQueries(
       return mark(
         f,
         'failed',
-        `state = CASE WHEN cancel THEN 'canceled' ELSE 'failed' END,
+        sql`state = CASE WHEN cancel THEN 'canceled' ELSE 'failed' END,
          num_failures = num_failures + CASE WHEN cancel THEN 0 ELSE 1 END,
          failure_message = $1::text, finished_at = ${at(2)}`,
         [message, t(now)],

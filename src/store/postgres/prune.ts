@@ -10,6 +10,7 @@
 import type { PruneResult, Store } from '../types.js';
 import { PRUNED_OUTPUT_MARKER } from '../types.js';
 import type { PgContext } from './connection.js';
+import { sql } from './fragments.js';
 
 const TERMINAL = "state IN ('completed', 'failed', 'canceled')";
 const MARKER = Buffer.from(PRUNED_OUTPUT_MARKER, 'utf8');
@@ -26,7 +27,7 @@ export function pruneQueries(
      */
     async pruneFinishedJobs(finishedBefore: number, limit: number): Promise<PruneResult> {
       const r = await rows<{ jobs: number; bytes: number }>(
-        `WITH v AS (
+        sql`WITH v AS (
            SELECT id FROM jobs WHERE ${TERMINAL} AND finished_at < $1::bigint
            ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),
          b AS (SELECT COALESCE(SUM(octet_length(data)), 0)::bigint AS n
@@ -44,7 +45,7 @@ export function pruneQueries(
       return inTransaction(async (tx) => {
         const ids = (
           await tx.query<{ id: number }>(
-            `SELECT id FROM jobs WHERE ${TERMINAL} AND NOT logs_pruned AND finished_at < $1::bigint
+            sql`SELECT id FROM jobs WHERE ${TERMINAL} AND NOT logs_pruned AND finished_at < $1::bigint
              ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
             [finishedBefore, batch(limit)],
           )

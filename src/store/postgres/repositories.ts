@@ -12,6 +12,7 @@ import {
 } from '../repository-row.js';
 import type { NewRepository, RepositorySync, Store } from '../types.js';
 import type { PgContext } from './connection.js';
+import { sql } from './fragments.js';
 
 export function repositoryQueries(
   c: PgContext,
@@ -21,7 +22,9 @@ export function repositoryQueries(
 > {
   const { rows, query } = c;
   const get = async (name: string) =>
-    (await rows<RepositoryRow>(`SELECT ${REPOSITORY_COLUMNS} FROM repositories WHERE name = $1`, [name]))[0];
+    (
+      await rows<RepositoryRow>(sql`SELECT ${REPOSITORY_COLUMNS} FROM repositories WHERE name = $1`, [name])
+    )[0];
   return {
     async addRepository(r: NewRepository, now: number, opts: { replace?: boolean } = {}) {
       const onConflict = opts.replace
@@ -29,7 +32,7 @@ export function repositoryQueries(
         : 'DO NOTHING';
       // xmax = 0 only on a row this statement inserted (an upsert's update sets it).
       const [row] = await rows<RepositoryRow & { fresh: boolean }>(
-        `INSERT INTO repositories (name, url, credential, source, state, created_at)
+        sql`INSERT INTO repositories (name, url, credential, source, state, created_at)
          VALUES ($1, $2, $3, $4, 'new', $5::bigint)
          ON CONFLICT (name) ${onConflict}
          RETURNING ${REPOSITORY_COLUMNS}, (xmax = 0) AS fresh`,
@@ -48,7 +51,9 @@ export function repositoryQueries(
 
     async listRepositories() {
       return (
-        await rows<RepositoryRow>(`SELECT ${REPOSITORY_COLUMNS} FROM repositories ORDER BY name COLLATE "C"`)
+        await rows<RepositoryRow>(
+          sql`SELECT ${REPOSITORY_COLUMNS} FROM repositories ORDER BY name COLLATE "C"`,
+        )
       ).map(toRepositoryRecord);
     },
 
@@ -58,7 +63,7 @@ export function repositoryQueries(
 
     async recordRepositorySync(name: string, s: RepositorySync) {
       const [row] = await rows<RepositoryRow>(
-        `UPDATE repositories SET state = $2,
+        sql`UPDATE repositories SET state = $2,
            last_sync_at = COALESCE($3::bigint, last_sync_at),
            last_sync_duration_ms = COALESCE($4::bigint, last_sync_duration_ms),
            last_error = CASE WHEN $5::boolean THEN $6::text ELSE last_error END,

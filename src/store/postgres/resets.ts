@@ -8,7 +8,7 @@
 import { deadlineMessage, RESET_FAILURE_MESSAGE } from '../failure-messages.js';
 import type { RetryPolicy, Store } from '../types.js';
 import type { PgContext } from './connection.js';
-import { at, ERRORED_SET, RANK_STEP } from './fragments.js';
+import { at, ERRORED_SET, RANK_STEP, sql } from './fragments.js';
 
 export function resetQueries(c: PgContext): Pick<Store, 'resetStalled' | 'expireDeadlines'> {
   const { t, rows, notify } = c;
@@ -19,7 +19,7 @@ export function resetQueries(c: PgContext): Pick<Store, 'resetStalled' | 'expire
      */
     async resetStalled(now: number, stalledAfterMs: number, maxResets: number) {
       const failed = await rows<{ id: number }>(
-        `WITH stalled AS (
+        sql`WITH stalled AS (
            SELECT id FROM jobs
            WHERE state = 'processing' AND last_heartbeat_at < ${at(1)} - $2::bigint AND num_resets >= $3
            FOR UPDATE SKIP LOCKED),
@@ -34,7 +34,7 @@ export function resetQueries(c: PgContext): Pick<Store, 'resetStalled' | 'expire
         [t(now), stalledAfterMs, maxResets, RESET_FAILURE_MESSAGE],
       );
       const reset = await rows<{ id: number; queue: string }>(
-        `WITH stalled AS (
+        sql`WITH stalled AS (
            SELECT id FROM jobs
            WHERE state = 'processing' AND last_heartbeat_at < ${at(1)} - $2::bigint AND num_resets < $3
            FOR UPDATE SKIP LOCKED),
@@ -61,7 +61,7 @@ export function resetQueries(c: PgContext): Pick<Store, 'resetStalled' | 'expire
      */
     async expireDeadlines(now: number, retry: RetryPolicy) {
       const due = await rows<{ id: number; attempts: number; timeout_ms: number }>(
-        `SELECT id, attempts, timeout_ms FROM jobs
+        sql`SELECT id, attempts, timeout_ms FROM jobs
          WHERE state = 'processing' AND started_at + timeout_ms < ${at(1)} ORDER BY id`,
         [t(now)],
       );
@@ -69,7 +69,7 @@ export function resetQueries(c: PgContext): Pick<Store, 'resetStalled' | 'expire
       for (const j of due) {
         const message = deadlineMessage(j.timeout_ms);
         const r = await rows<{ n: number }>(
-          `WITH m AS (
+          sql`WITH m AS (
              UPDATE jobs SET ${ERRORED_SET}
              WHERE id = $5 AND state = 'processing' AND attempts = $6 RETURNING id, attempts),
            t AS (DELETE FROM job_tokens WHERE job_id IN (SELECT id FROM m)),
