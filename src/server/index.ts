@@ -167,7 +167,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     clock,
     onError: (e) => logger.warn('long-poll re-check failed', { error: errorMessage(e) }),
   });
-  const logNotifier = createLogNotifier();
+  const logNotifier = createLogNotifier({ follow: store.followLogs?.bind(store) });
   const metrics = createHttpMetrics();
   const closing = new AbortController();
   const hook = store as Store & EnqueueHook;
@@ -303,6 +303,7 @@ export function createServer(deps: ServerDeps): ServerApp {
       repos.close();
       if (typeof unsubscribe === 'function') unsubscribe();
       unsubscribeLogs?.();
+      logNotifier.close();
       await Promise.all(Object.values(loops).map((l) => l.stop()));
     },
   };

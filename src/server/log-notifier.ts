@@ -17,7 +17,27 @@ export interface LogNotifier {
   subscribe(jobId: number, wake: () => void): () => void;
   /** Current subscriptions (for tests and metrics). */
   subscribers(): number;
+  /**
+   * Settles once the replica's followers are registered with the store (Store.followLogs), so that
+   * writes on other replicas are announced from then on; at once without such a store, and after
+   * READY_WAIT_MS at most. A follower awaits it after subscribing, before its first read.
+   */
+  ready(): Promise<void>;
+  /** Ends the store registration at once (server shutdown). */
+  close(): void;
 }
+
+export interface LogNotifierOptions {
+  /** Store.followLogs: called when the first subscription starts; its release after the last ends. */
+  follow?: () => Promise<() => void>;
+  /** How long the registration outlives the last subscription (a reconnecting follower keeps it). */
+  lingerMs?: number;
+}
+
+/** The longest a follower waits for the store registration before it reads anyway. */
+export const READY_WAIT_MS = 1_000;
+/** Default of LogNotifierOptions.lingerMs. */
+export const FOLLOW_LINGER_MS = 30_000;
 
 /**
  * After a log write or mark the store accepted: wakes this replica's followers of the job and
@@ -31,9 +51,10 @@ export function logWritten(
   deps.store.announceLogWrite?.(jobId);
 }
 
-export function createLogNotifier(): LogNotifier {
+export function createLogNotifier(opts: LogNotifierOptions = {}): LogNotifier {
   const byJob = new Map<number, Set<() => void>>();
   let count = 0;
+  const registration = createRegistration(opts);
   return {
     notify(jobId) {
       const set = byJob.get(jobId);
@@ -49,18 +70,55 @@ export function createLogNotifier(): LogNotifier {
       // One function may subscribe twice; each subscription is its own entry.
       const entry = () => wake();
       set.add(entry);
-      count++;
+      if (count++ === 0) registration.start();
       let done = false;
       return () => {
         if (done) return;
         done = true;
-        count--;
+        if (--count === 0) registration.linger();
         const s = byJob.get(jobId);
         s?.delete(entry);
         if (s && s.size === 0) byJob.delete(jobId);
       };
     },
     subscribers: () => count,
+    ready: () => registration.ready(),
+    close: () => registration.end(),
+  };
+}
+
+/** The store registration of a replica's followers: held while any follow, and a while after. */
+function createRegistration(opts: LogNotifierOptions) {
+  let held: Promise<(() => void) | undefined> | undefined;
+  let lingering: NodeJS.Timeout | undefined;
+  const end = () => {
+    clearTimeout(lingering);
+    lingering = undefined;
+    const h = held;
+    held = undefined;
+    void h?.then((release) => release?.());
+  };
+  return {
+    start() {
+      clearTimeout(lingering);
+      lingering = undefined;
+      held ??= opts.follow?.().catch(() => undefined);
+    },
+    linger() {
+      if (!held) return;
+      lingering = setTimeout(end, opts.lingerMs ?? FOLLOW_LINGER_MS);
+      lingering.unref();
+    },
+    ready(): Promise<void> {
+      if (!held) return Promise.resolve();
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((r) => {
+        timer = setTimeout(r, READY_WAIT_MS);
+        timer.unref();
+      });
+      return Promise.race([held.then(() => {}), waited]).finally(() => clearTimeout(timer));
+    },
+    end,
   };
 }
 

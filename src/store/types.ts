@@ -483,14 +483,15 @@ export interface Store {
   onEnqueue?(cb: (queue: string) => void): () => void;
 
   /**
-   * Optional, for stores shared by several server replicas (PostgreSQL): `announceLogWrite(jobId)`
-   * tells the other replicas that a job's log or state changed (NOTIFY on channel `executor_logs`,
-   * best effort, not awaited), and `onLogWrite` hears the other replicas' announcements (not this
-   * store's own: the server wakes its own followers in-process). A wake-up is a hint: the follower
-   * reads the store.
+   * Optional, for stores shared by server replicas (PostgreSQL): `announceLogWrite(jobId)` tells the
+   * other replicas that a job's log or state changed (best effort) while any of them follows logs
+   * (`followLogs()` until its release; settles once the others can tell, or on failure);
+   * `onLogWrite` hears the others' announcements (the server wakes its own followers in-process).
+   * A wake-up is a hint: the follower reads the store.
    */
   announceLogWrite?(jobId: number): void;
   onLogWrite?(cb: (jobId: number) => void): () => void;
+  followLogs?(): Promise<() => void>;
 }
 
 /** Backoff before the n-th retry (n >= 1). */

@@ -14,6 +14,7 @@ import { createMemoryLogger } from '../../src/lib/logger.js';
 import { type LogStreamEvent, readLogStreamEvents } from '../../src/protocol/user-api.js';
 import { createServer, type Listening, listen, type ServerApp } from '../../src/server/index.js';
 import { openStore } from '../../src/store/index.js';
+import { FOLLOW_LOCK } from '../../src/store/postgres/log-announcer.js';
 import { LOGS_CHANNEL } from '../../src/store/postgres/postgres-store.js';
 import type { Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip, waitFor } from '../helpers/env.js';
@@ -224,6 +225,14 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
       try {
         const events = eventsOf(res);
         await events.until(outputIs('stdout: first\n'));
+        // Replica b registered its follower before the first read: it holds the followers' lock,
+        // so replica a announces its writes (it announces none while nobody else follows).
+        const holders = await db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 2`,
+          [FOLLOW_LOCK[0], FOLLOW_LOCK[1]],
+        );
+        expect(holders[0]!.n).toBe(1);
         const r = await jobRequest(a.url, `${Q}/live/appendExecutionLogEntry`, job, {
           entryId: 1,
           offset: 14,

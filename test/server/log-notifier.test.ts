@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createLogNotifier, createLogWaker } from '../../src/server/log-notifier.js';
+import { waitFor } from '../helpers/env.js';
 
 /** Far beyond the test's timeout: a wait that ends must have been woken (or aborted). */
 const NEVER_MS = 600_000;
@@ -65,5 +66,56 @@ describe('log notifier', () => {
     await after;
     expect(w.woken()).toBe(0);
     other.close();
+  });
+
+  it('registers with the store while anyone follows, and a while after (Store.followLogs)', async () => {
+    const events: string[] = [];
+    let finishRegistration = () => {};
+    const follow = () => {
+      events.push('follow');
+      return new Promise<() => void>((resolve) => {
+        finishRegistration = () => resolve(() => events.push('release'));
+      });
+    };
+    const n = createLogNotifier({ follow, lingerMs: 20 });
+    await n.ready(); // nobody follows: nothing to wait for
+    const a = createLogWaker(n, 1);
+    const b = createLogWaker(n, 2);
+    expect(events).toEqual(['follow']); // one registration for all followers
+    let ready = false;
+    const readyNow = n.ready().then(() => {
+      ready = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(ready).toBe(false); // a follower waits for the registration before its first read
+    finishRegistration();
+    await readyNow;
+    a.close();
+    b.close();
+    // A follower that comes back within the linger keeps the registration.
+    const c = createLogWaker(n, 3);
+    c.close();
+    await waitFor(() => events.includes('release'), { what: 'the release after the linger' });
+    expect(events).toEqual(['follow', 'release']);
+    // The next follower registers again.
+    const d = createLogWaker(n, 4);
+    expect(events).toEqual(['follow', 'release', 'follow']);
+    finishRegistration();
+    n.close();
+    await waitFor(() => events.length === 4, { what: 'the release at close' });
+    d.close();
+  });
+
+  it('a registration that fails or never settles does not hold a follower back for long', async () => {
+    const failing = createLogNotifier({ follow: () => Promise.reject(new Error('database away')) });
+    const f = createLogWaker(failing, 1);
+    await failing.ready();
+    f.close();
+    failing.close();
+    const stuck = createLogNotifier({ follow: () => new Promise<() => void>(() => {}) });
+    const s = createLogWaker(stuck, 1);
+    await stuck.ready(); // settles after READY_WAIT_MS (the test times out if it never does)
+    s.close();
+    stuck.close();
   });
 });

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openStore } from '../../src/store/index.js';
-import { LOG_ANNOUNCE_INTERVAL_MS } from '../../src/store/postgres/connection.js';
+import { FOLLOWER_CHECK_MS, LOG_ANNOUNCE_INTERVAL_MS } from '../../src/store/postgres/log-announcer.js';
 import { createPostgresStore, LOGS_CHANNEL } from '../../src/store/postgres/postgres-store.js';
 import type { NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip, waitFor } from '../helpers/env.js';
@@ -153,6 +153,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
       const notifies = vi.spyOn(pg.Pool.prototype, 'query');
       const heard = new Set<number>();
       const off = reader.onLogWrite!((jobId) => heard.add(jobId));
+      const release = await reader.followLogs!();
       try {
         // The reader's LISTEN may take a moment: announce until one is heard.
         await waitFor(
@@ -183,6 +184,63 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         expect(statements.length).toBeLessThan(200);
       } finally {
         notifies.mockRestore();
+        release();
+        off();
+        await writer.close();
+        await reader.close();
+      }
+    });
+
+    it('announces log writes only while another replica follows; a follower that starts is heard at once', async () => {
+      const writer = createPostgresStore({ connectionString: dbUrl });
+      const reader = createPostgresStore({ connectionString: dbUrl });
+      const statements = vi.spyOn(pg.Pool.prototype, 'query');
+      const logStatements = () =>
+        statements.mock.calls
+          .map((call, i) => ({ text: String(call[0]), i }))
+          .filter(({ text }) => text.includes(`pg_notify('${LOGS_CHANNEL}'`));
+      const heard = new Set<number>();
+      const off = reader.onLogWrite!((jobId) => heard.add(jobId));
+      // The writer follows its own logs: that is no reason to announce them.
+      const ownRelease = await writer.followLogs!();
+      try {
+        const started = performance.now();
+        for (let id = 1; id <= 200; id++) {
+          writer.announceLogWrite!(id);
+          await new Promise((r) => setImmediate(r));
+        }
+        // The first announcement looks at pg_locks in the statement that would notify: nobody else
+        // holds the lock (the writer's own is not counted), so it notified nobody.
+        await waitFor(() => logStatements().length >= 1, { what: 'the first check' });
+        const check = (await statements.mock.results[logStatements()[0]!.i]!.value) as pg.QueryResult;
+        expect(check.rows).toEqual([{ others: false, sent: 0 }]);
+        // Later ones within FOLLOWER_CHECK_MS trust it and send no statement at all.
+        expect(logStatements().length).toBeLessThanOrEqual(
+          1 + Math.ceil((performance.now() - started) / FOLLOWER_CHECK_MS),
+        );
+
+        // The reader starts following: its notice reaches the writer, which announces from then on.
+        const release = await reader.followLogs!();
+        await waitFor(
+          () => {
+            writer.announceLogWrite!(1_000);
+            return heard.has(1_000);
+          },
+          { what: 'an announcement after the reader follows', intervalMs: 20 },
+        );
+
+        // A writer that starts after the follower finds its lock on its first announcement.
+        const late = createPostgresStore({ connectionString: dbUrl });
+        try {
+          late.announceLogWrite!(2_000);
+          await waitFor(() => heard.has(2_000), { what: "the late writer's first announcement" });
+        } finally {
+          await late.close();
+        }
+        release();
+      } finally {
+        statements.mockRestore();
+        ownRelease();
         off();
         await writer.close();
         await reader.close();

@@ -97,6 +97,8 @@ export async function followLogs(
   // Subscribed before the first read, so no write after it goes unannounced.
   const waker = createLogWaker(deps.logNotifier, initial.id);
   res.on('close', () => waker.close());
+  // Registered with the store before the first read, so that other replicas announce later writes.
+  await deps.logNotifier.ready();
   const secrets = secretValues(initial);
   let lastWrite = Date.now();
   let endedSeen = false;

@@ -10,6 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { isConnectionError, toStoreError } from './errors.js';
+import { createFollowLock, createLogAnnouncer, LOGS_CHANNEL } from './log-announcer.js';
+
+export { LOGS_CHANNEL };
 
 export interface PostgresStoreOptions {
   connectionString: string;
@@ -37,14 +40,8 @@ const isCachedPlanChange = (e: unknown) =>
 
 /** LISTEN/NOTIFY channel; the payload is the queue name. */
 export const ENQUEUE_CHANNEL = 'executor_jobs';
-/**
- * LISTEN/NOTIFY channel of log writes; the payload is `<origin>:<job id>`, origin naming the store
- * that wrote (a replica wakes its own followers in-process and ignores its own announcements).
- */
-export const LOGS_CHANNEL = 'executor_logs';
-/** The NOTIFY statements, built once (see fragments.ts `sql` on why a statement's text is kept). */
+/** The NOTIFY statement, built once (see fragments.ts `sql` on why a statement's text is kept). */
 const NOTIFY_ENQUEUE = `SELECT pg_notify('${ENQUEUE_CHANNEL}', q) FROM unnest($1::text[]) AS q`;
-const NOTIFY_LOGS = `SELECT pg_notify('${LOGS_CHANNEL}', p) FROM unnest($1::text[]) AS p`;
 
 const INT8_OID = 20;
 const types: pg.CustomTypesConfig = {
@@ -64,59 +61,26 @@ export interface PgContext {
   notify(queues: string[]): Promise<void>;
   /** Tells the other replicas that the job's log changed; not awaited, best effort. */
   announceLogWrite(jobId: number): void;
+  /** Registers this replica's log followers until the returned function is called (log-announcer.ts). */
+  followLogs(): Promise<() => void>;
   /** `enqueue` events (queue name) and `logwrite` events (job id) from NOTIFY (while subscribed) */
   events: EventEmitter;
   ensureListener(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** `enqueue` (queue name) and `logwrite` (job id, from other stores than `origin`) events. */
+/**
+ * `enqueue` (queue name), `logwrite` (job id) and `follow` events; the last two only from other
+ * stores than `origin`.
+ */
 function emitNotification(msg: pg.Notification, events: EventEmitter, origin: string): void {
   if (msg.channel === ENQUEUE_CHANNEL && msg.payload) events.emit('enqueue', msg.payload);
   if (msg.channel === LOGS_CHANNEL && msg.payload) {
     const [from, id] = msg.payload.split(':');
-    const jobId = Number(id);
-    if (from !== origin && Number.isSafeInteger(jobId)) events.emit('logwrite', jobId);
+    if (from === origin) return;
+    if (id === 'follow') events.emit('follow');
+    else if (Number.isSafeInteger(Number(id))) events.emit('logwrite', Number(id));
   }
-}
-
-/**
- * The shortest time between two log announcements of one store. Every NOTIFY wakes each backend
- * that LISTENs in the database (every replica's LISTEN connection, this one's included, which reads
- * its own announcements only to drop them). One statement per event-loop turn, as before, cost the
- * queue bench (16 executors, dequeue + markComplete) 0.39 extra statements per cycle, each a
- * NOTIFY transaction and a wake-up of every listening backend: the one per-cycle difference in
- * its SQL from the server before log announcements. Waiting this long after the previous one
- * delays a follower on another replica by at most as much, and only while writes keep coming.
- */
-export const LOG_ANNOUNCE_INTERVAL_MS = 10;
-
-/**
- * NOTIFY of log writes, after they committed; best effort. Writes announced while one announcement
- * waits go out with it, in one statement (one notification per job, payload `<origin>:<job id>`).
- * The first announcement after a pause leaves in the next turn of the event loop, later ones at
- * most once per LOG_ANNOUNCE_INTERVAL_MS, so a busy replica pays a bounded number of NOTIFY
- * statements per second, not one per turn.
- */
-function createLogAnnouncer(pool: pg.Pool, origin: string, closed: () => boolean): (jobId: number) => void {
-  let announced = new Set<number>();
-  let lastSentAt = Number.NEGATIVE_INFINITY;
-  const send = () => {
-    const ids = [...announced].map((id) => `${origin}:${id}`);
-    announced = new Set();
-    if (closed()) return;
-    lastSentAt = performance.now();
-    pool.query(NOTIFY_LOGS, [ids]).catch(() => {});
-  };
-  return (jobId) => {
-    if (closed()) return;
-    if (announced.size === 0) {
-      const waitMs = lastSentAt + LOG_ANNOUNCE_INTERVAL_MS - performance.now();
-      if (waitMs > 0) setTimeout(send, waitMs);
-      else setImmediate(send);
-    }
-    announced.add(jobId);
-  };
 }
 
 export function openPostgres(opts: PostgresStoreOptions): PgContext {
@@ -143,8 +107,6 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
 
   const events = new EventEmitter();
   events.setMaxListeners(0);
-  let listener: pg.Client | null = null;
-  let listening: Promise<void> | null = null;
   let closed = false;
   const origin = randomBytes(6).toString('hex');
 
@@ -224,17 +186,64 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
     await pool.query(NOTIFY_ENQUEUE, [[...new Set(queues)]]).catch(() => {});
   }
 
-  /** A dedicated connection holds LISTEN (it cannot go back to the pool); reconnects while subscribed. */
-  function ensureListener(): Promise<void> {
+  const listen = createListener(clientConfig, events, origin, () => closed);
+
+  return {
+    t,
+    query,
+    rows,
+    inTransaction,
+    notify,
+    announceLogWrite: createLogAnnouncer({
+      pool,
+      origin,
+      events,
+      listenerPid: listen.pid,
+      closed: () => closed,
+    }),
+    followLogs: listen.follow,
+    events,
+    ensureListener: listen.ensure,
+    async close() {
+      closed = true;
+      events.removeAllListeners();
+      await listen.end();
+      await pool.end();
+    },
+  };
+}
+
+/**
+ * The dedicated connection that holds LISTEN (it cannot go back to the pool), and with it the lock
+ * of this replica's log followers (log-announcer.ts); it reconnects while anything is subscribed.
+ */
+function createListener(
+  clientConfig: pg.ClientConfig,
+  events: EventEmitter,
+  origin: string,
+  closed: () => boolean,
+) {
+  let listener: pg.Client | null = null;
+  let listening: Promise<void> | null = null;
+  /** The LISTEN connection once it listens, else null. */
+  const ready = async (): Promise<pg.Client | null> => {
+    await ensure();
+    return listener;
+  };
+  const followLock = createFollowLock({ origin, listener: ready });
+
+  function ensure(): Promise<void> {
     if (listening) return listening;
     const client = new pg.Client(clientConfig);
     const drop = () => {
       if (listener !== client) return;
       listener = null;
       listening = null;
+      followLock.disconnected();
       client.end().catch(() => {});
-      if (!closed && events.listenerCount('enqueue') + events.listenerCount('logwrite') > 0)
-        setTimeout(() => void ensureListener(), 1_000).unref();
+      const wanted =
+        events.listenerCount('enqueue') + events.listenerCount('logwrite') > 0 || followLock.wanted();
+      if (!closed() && wanted) setTimeout(() => void ensure(), 1_000).unref();
     };
     client.on('error', drop);
     client.on('end', drop);
@@ -244,27 +253,21 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
       await client.connect();
       await client.query(`LISTEN ${ENQUEUE_CHANNEL}`);
       await client.query(`LISTEN ${LOGS_CHANNEL}`);
+      followLock.connected();
     })().catch(() => drop());
     return listening;
   }
 
   return {
-    t,
-    query,
-    rows,
-    inTransaction,
-    notify,
-    announceLogWrite: createLogAnnouncer(pool, origin, () => closed),
-    events,
-    ensureListener,
-    async close() {
-      closed = true;
-      events.removeAllListeners();
+    ensure,
+    follow: () => followLock.follow(),
+    /** The LISTEN connection's backend pid, or -1. */
+    pid: () => (listener as { processID?: number | null } | null)?.processID ?? -1,
+    async end() {
       const l = listener;
       listener = null;
       listening = null;
       if (l) await l.end().catch(() => {});
-      await pool.end();
     },
   };
 }

@@ -68,5 +68,6 @@ export function createPostgresStore(opts: PostgresStoreOptions): Store {
       };
     },
     announceLogWrite: (jobId: number) => c.announceLogWrite(jobId),
+    followLogs: () => c.followLogs(),
   };
 }
