@@ -101,15 +101,6 @@ export function readBody(req: IncomingMessage, limit: number, timeouts?: BodyTim
     else req.resume();
     return Promise.reject(new BodyTooLargeError(limit));
   }
-  // A small body usually arrives with the headers, and the parser has finished it before the
-  // handler runs: taken from the stream's buffer as it is, without the listeners and timers below.
-  if (req.complete && req.readableFlowing !== true && !req.readableEnded) {
-    if (req.readableLength > limit) {
-      req.resume();
-      return Promise.reject(new BodyTooLargeError(limit));
-    }
-    return Promise.resolve((req.read() as Buffer | null) ?? Buffer.alloc(0));
-  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
