@@ -162,11 +162,14 @@ export async function bootStep(input: BootInput): Promise<BootResult> {
         streams.out.flush();
         streams.err.flush();
         if (first.error) throw new Error(`cannot start ${argv[0]}: ${first.error.message}`);
-        if (answer && !('error' in answer)) return answer;
+        // The guest waits to be killed after its answer, so an answer without both marks means
+        // output was lost on the way: an error, never a silently shortened log.
         const why =
           answer && 'error' in answer
             ? `the guest init failed: ${answer.error}`
-            : 'the VM ended before the step did';
+            : answer
+              ? `the VM ended before all of the step's output arrived (exit code ${answer.exitCode})`
+              : 'the VM ended before the step did';
         throw new Error(`${why}${await diagnostics(qemuLog, consoleLog)}`);
       }
       if (answer && 'error' in answer) throw new Error(`the guest init failed: ${answer.error}`);

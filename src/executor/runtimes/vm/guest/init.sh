@@ -12,7 +12,8 @@
 #   - the step's stdout goes to `out` and its stderr to `err`, each followed by STEP_MARK; then
 #     `exit <code> <free blocks> <block size> <free inodes>` (the workspace's file system after the
 #     step) or `error <message>` is written to `ctl` as one line, and the guest powers off.
-# The host kills the VM once it has both marks and the exit line, so nothing in flight is lost.
+# The host kills the VM once it has both marks and the exit line; the guest waits for that (or for
+# the host to close `ctl`) and never powers off first, so nothing in flight is lost.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -105,6 +106,9 @@ free=$(stat -f -c '%a %S %d' /newroot/data)
 printf '%s' "$STEP_MARK" >"$OUT"
 printf '%s' "$STEP_MARK" >"$ERR"
 echo "exit $code $free" >&3
-# The host kills the VM when it has read this; powering off is the fallback.
 sync
+# The host kills the VM once it has this line and both marks. Until then the guest must stay up:
+# output the host has not read yet may still be queued in QEMU (a slow reader throttles the port),
+# and powering off would end QEMU and lose it. `read` returns when the host closes its side.
+read -r _ <&3
 reboot -f
