@@ -212,6 +212,12 @@ const EXECUTOR_OWN_ENV = {
       'Disk the clone cache may use; beyond it the least recently used repositories are evicted (after each update). `0` turns the cache off.',
     parse: sizeBytes(),
   },
+  EXECUTOR_GIT_CACHE_CHECKOUTS: {
+    default: '1',
+    description:
+      "Checkouts the clone cache prepares per repository: after a job's full clone, a checkout at its commit is built in the background (at low CPU priority, counted in EXECUTOR_GIT_CACHE_SIZE), and the next full clone of the repository moves it into its workspace and writes only the files that changed. Not used for workspaces with EXECUTOR_JOB_DISK_SPACE (another file system). `0` turns them off.",
+    parse: int({ min: 0, max: 16 }),
+  },
   EXECUTOR_REPORTED_VERSION: {
     description:
       "Version reported to the server. Default: the Sourcegraph release whose protocol this executor implements, with this build as metadata (`5.6.0+executor.<version>`), so a Sourcegraph instance judges it as a 5.6 executor. A semver without `+metadata` gets `+executor.<version>` appended, so this project's server still recognises it.",

@@ -63,6 +63,8 @@ export interface ExecutorConfig extends JobNetworkConfig {
   gitCacheDir: string;
   /** EXECUTOR_GIT_CACHE_SIZE; 0 = no clone cache. */
   gitCacheBytes: number;
+  /** EXECUTOR_GIT_CACHE_CHECKOUTS: prepared checkouts per repository; 0 = none. */
+  gitCacheCheckouts: number;
   executorName: string;
   /** The version sent in dequeue and heartbeat requests (protocol/version.ts `executorVersion`). */
   reportedVersion: string;
@@ -167,6 +169,7 @@ function executorConfig(v: Values<typeof EXECUTOR_ENV>, env: Env, runtimeGiven: 
     workspaceRoot: v.EXECUTOR_WORKSPACE_ROOT ?? os.tmpdir(),
     gitCacheDir: v.EXECUTOR_GIT_CACHE_DIR ?? path.join(v.EXECUTOR_WORKSPACE_ROOT ?? os.tmpdir(), 'git-cache'),
     gitCacheBytes: v.EXECUTOR_GIT_CACHE_SIZE,
+    gitCacheCheckouts: v.EXECUTOR_GIT_CACHE_CHECKOUTS,
     executorName: v.EXECUTOR_NAME ?? defaultExecutorName(env),
     reportedVersion: executorVersion(v.EXECUTOR_REPORTED_VERSION),
     httpRetry: httpRetryConfig(v),

@@ -29,7 +29,7 @@ export class RuntimeUnavailableError extends Error {
   }
 }
 
-/** Builds the configured runtime. */
+/** Builds the configured runtime; its close() also stops the clone cache's background work. */
 export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtime {
   const common: LocalWorkspaceSettings = {
     executorName: config.executorName,
@@ -43,10 +43,28 @@ export function createRuntime(config: ExecutorConfig, deps: RuntimeDeps): Runtim
         ? createGitCache({
             dir: config.gitCacheDir,
             maxBytes: config.gitCacheBytes,
+            checkouts: config.gitCacheCheckouts,
             frontendUrl: config.frontendUrl,
           })
         : undefined,
   };
+  const runtime = createConfiguredRuntime(config, deps, common);
+  const cache = common.gitCache;
+  if (cache) {
+    const close = runtime.close?.bind(runtime);
+    runtime.close = async () => {
+      await cache.close();
+      await close?.();
+    };
+  }
+  return runtime;
+}
+
+function createConfiguredRuntime(
+  config: ExecutorConfig,
+  deps: RuntimeDeps,
+  common: LocalWorkspaceSettings,
+): Runtime {
   switch (config.runtime) {
     case 'docker':
     case 'gvisor':

@@ -20,6 +20,11 @@
  * so they keep their semantics). The fetch from origin then transfers nothing the cache had. A
  * failed copy is not the job's failure: the fetch from origin brings everything.
  *
+ * A full clone may instead start from a checkout the cache prepared after an earlier job
+ * (prepared-checkouts.ts), moved into the workspace (`setup.git.cache-checkout`): then only
+ * `setup.git.fetch` (from the proxy's URL: origin is already named as a clone leaves it) and
+ * `setup.git.checkout` run, and the checkout writes only the files that differ.
+ *
  * After a copy of packs, the commit is given a ref of its own (COPIED_REF) for the length of the
  * fetch: git's fetch finds the commit complete and connected through it instead of walking the
  * whole history the copy brought (every tree of every commit: most of a warm setup's time on a
@@ -55,6 +60,11 @@ export interface CloneOptions {
   graceMs?: number;
   /** The executor's clone cache (EXECUTOR_GIT_CACHE_DIR); undefined = clone from origin only. */
   cache?: GitCache;
+  /**
+   * The cache's prepared checkouts may be moved into this workspace (its directory is on the
+   * workspace root's file system); false for a workspace that is a disk image of its own.
+   */
+  preparedCheckouts?: boolean;
 }
 
 export interface GitCommand {
@@ -169,6 +179,56 @@ async function copyFromCache(
   }
 }
 
+/**
+ * The commands of a full clone into a checkout prepared by the cache (already a repository with
+ * origin named as a clone leaves it): the fetch of the job's commit from the proxy's URL, and its
+ * checkout, which writes only the files that differ from the prepared commit's.
+ */
+export function preparedCommands(job: Job, repoPath: string, proxyUrl: string): GitCommand[] {
+  const git = ['git', '-C', repoPath];
+  return [
+    {
+      key: 'setup.git.fetch',
+      argv: [
+        ...git,
+        '-c',
+        'protocol.version=2',
+        'fetch',
+        '--no-recurse-submodules',
+        ...(job.fetchTags ? ['--tags'] : []),
+        `${proxyUrl}/${job.repositoryName}`,
+        job.commit,
+      ],
+    },
+    { key: 'setup.git.checkout', argv: [...git, 'checkout', '--force', job.commit] },
+  ];
+}
+
+/**
+ * Moves a checkout prepared by the cache into `repoPath`, logged as `setup.git.cache-checkout`, and
+ * points COPIED_REF at its commit for the fetch. Resolves whether one was taken.
+ */
+async function takePrepared(
+  lease: CacheLease,
+  repoPath: string,
+  env: Record<string, string>,
+  ctx: JobContext,
+): Promise<boolean> {
+  const commit = await lease.takeCheckout(repoPath).catch(() => undefined);
+  if (commit === undefined) return false;
+  const handle = ctx.logger.entry('setup.git.cache-checkout', null);
+  try {
+    await pexec('git', ['-C', repoPath, 'update-ref', COPIED_REF, commit], { env });
+    handle.writeRaw(`Took a checkout of ${commit} prepared by the clone cache\n`);
+    handle.close(0);
+    return true;
+  } catch (err) {
+    handle.writeRaw(`The prepared checkout is unusable: ${errorMessage(err)}\n`);
+    handle.close(1);
+    throw new Error(`failed setup.git.cache-checkout: ${errorMessage(err)}`);
+  }
+}
+
 /** The ref that marks the copied commit during the fetch (see the top of this file). */
 export const COPIED_REF = 'refs/executor/cache-copy';
 
@@ -224,11 +284,17 @@ export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOpti
       throw new Error(
         `failed setup.git.cache-update: ${String((ctx.signal.reason as Error)?.message ?? ctx.signal.reason)}`,
       );
-    // Full clones copy the entry's packs; shallow and sparse ones fetch from it with their flags.
+    // Full clones take a prepared checkout or copy the entry's packs; shallow and sparse ones fetch
+    // from it with their flags.
     const full = !job.shallowClone && job.sparseCheckout.length === 0;
-    let copied = false;
-    for (const cmd of gitCommands(job, repoPath, proxy.url, full ? undefined : lease?.gitDir)) {
-      if (cmd.key === 'setup.git.fetch' && lease && full)
+    const prepared =
+      lease && full && opts.preparedCheckouts ? await takePrepared(lease, repoPath, env, ctx) : false;
+    let copied = prepared;
+    const cmds = prepared
+      ? preparedCommands(job, repoPath, proxy.url)
+      : gitCommands(job, repoPath, proxy.url, full ? undefined : lease?.gitDir);
+    for (const cmd of cmds) {
+      if (cmd.key === 'setup.git.fetch' && lease && full && !prepared)
         copied = await copyFromCache(lease, repoPath, job.commit, env, ctx);
       const res = await runCommand({
         key: cmd.key,
@@ -254,6 +320,8 @@ export async function cloneRepository(job: Job, ctx: JobContext, opts: CloneOpti
         });
       }
     }
+    // The next full clone of this repository may start from this commit's checkout.
+    if (lease && full && opts.preparedCheckouts) lease.prepareCheckout(job.commit);
   } finally {
     lease?.release();
     await proxy.close();

@@ -18,7 +18,10 @@
  *   its checksum and index (fsck trusts the indexes); a corrupt entry is deleted and built again
  *   (at once for an update, by the next job for a copy).
  * - After each update the least recently used entries beyond EXECUTOR_GIT_CACHE_SIZE are deleted
- *   (never one that is leased).
+ *   (never one that is leased), with their prepared checkouts, whose bytes count with the entry's.
+ * - Prepared checkouts (prepared-checkouts.ts, EXECUTOR_GIT_CACHE_CHECKOUTS): a full clone is
+ *   followed by the background build of a checkout at its commit, which the next full clone of the
+ *   repository takes instead of checking out every file; the entry is leased while it is built.
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -28,6 +31,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { hostEnv, runCommand } from '../command.js';
 import type { JobContext } from '../job-context.js';
+import { createPreparedCheckouts } from './prepared-checkouts.js';
 
 const pexec = promisify(execFile);
 
@@ -40,7 +44,12 @@ export interface GitCacheOptions {
   maxBytes: number;
   /** The server URL entries are keyed by. */
   frontendUrl: string;
+  /** Prepared checkouts kept per repository (EXECUTOR_GIT_CACHE_CHECKOUTS); 0 or absent: none. */
+  checkouts?: number;
 }
+
+/** Where the prepared checkouts live, under the cache's directory. */
+export const CHECKOUTS_DIR = 'checkouts';
 
 export interface CacheLease {
   /** The entry's git directory, to fetch from. */
@@ -52,6 +61,13 @@ export interface CacheLease {
   copyPacks(objectsDir: string): Promise<number>;
   /** Reports that copying from the entry failed: it is checked and deleted when corrupt. */
   copyFailed(): Promise<void>;
+  /**
+   * Moves a prepared checkout of the repository onto `dest` (an empty directory); resolves with the
+   * commit it is checked out at, undefined when there is none to take here.
+   */
+  takeCheckout(dest: string): Promise<string | undefined>;
+  /** After a full clone at `commit`: prepares a checkout of it for a later job, in the background. */
+  prepareCheckout(commit: string): void;
   release(): void;
 }
 
@@ -71,6 +87,12 @@ export interface GitCache {
   }): Promise<CacheLease | undefined>;
   /** Entry directories and sizes (tests, diagnostics). */
   entries(): Promise<{ key: string; bytes: number; lastUsedMs: number }[]>;
+  /** Resolves once no prepared checkout is being built (tests, benchmarks). */
+  idle(): Promise<void>;
+  /** Ready prepared checkouts by entry key (tests, diagnostics). */
+  preparedCheckouts(): Promise<Map<string, { commit: string; bytes: number }[]>>;
+  /** Stops preparing checkouts (the executor stops): a build running is killed and removed. */
+  close(): Promise<void>;
 }
 
 export const cacheKey = (frontendUrl: string, repositoryName: string): string =>
@@ -246,6 +268,20 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
   const locks = new Map<string, Promise<void>>();
   const leases = new Map<string, number>();
   const entryDir = (key: string) => path.join(opts.dir, `${key}.git`);
+  const maxCheckouts = opts.checkouts ?? 0;
+  const checkouts = createPreparedCheckouts(path.join(opts.dir, CHECKOUTS_DIR), maxCheckouts);
+
+  const hold = (key: string): (() => void) => {
+    leases.set(key, (leases.get(key) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (leases.get(key) ?? 1) - 1;
+      if (n <= 0) leases.delete(key);
+      else leases.set(key, n);
+    };
+  };
 
   /** Runs fn with the key's lock held (FIFO per key). */
   async function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -334,11 +370,15 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
 
   /** Deletes least recently used entries, not leased, until the total fits. */
   async function evict(): Promise<void> {
-    const all = (await listEntries(opts.dir)).sort((a, b) => a.lastUsedMs - b.lastUsedMs);
+    const prepared = maxCheckouts > 0 ? await checkouts.list() : new Map<string, { bytes: number }[]>();
+    const all = (await listEntries(opts.dir))
+      .map((e) => ({ ...e, bytes: e.bytes + (prepared.get(e.key) ?? []).reduce((s, c) => s + c.bytes, 0) }))
+      .sort((a, b) => a.lastUsedMs - b.lastUsedMs);
     let total = all.reduce((s, e) => s + e.bytes, 0);
     for (const e of all) {
       if (total <= opts.maxBytes) return;
       if ((leases.get(e.key) ?? 0) > 0 || locks.has(e.key)) continue;
+      await checkouts.drop(e.key);
       await rm(entryDir(e.key), { recursive: true, force: true });
       await rm(path.join(opts.dir, `${e.key}.used`), { force: true });
       total -= e.bytes;
@@ -370,6 +410,17 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
               await rm(gitDir, { recursive: true, force: true });
           });
         },
+        takeCheckout: (dest) => (maxCheckouts > 0 ? checkouts.take(key, dest) : Promise.resolve(undefined)),
+        prepareCheckout(commit) {
+          if (maxCheckouts <= 0) return;
+          checkouts.prepare({
+            key,
+            repositoryName: req.repositoryName,
+            commit,
+            copyPacks: (objectsDir) => copyPacks(gitDir, objectsDir),
+            done: hold(key),
+          });
+        },
         release() {
           if (released) return;
           released = true;
@@ -380,5 +431,8 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
       };
     },
     entries: () => listEntries(opts.dir),
+    idle: () => checkouts.idle(),
+    preparedCheckouts: () => checkouts.list(),
+    close: () => checkouts.close(),
   };
 }

@@ -85,6 +85,8 @@ export async function prepareLocalWorkspace(
           frontendPassword: opts.frontendPassword,
           executorName: opts.executorName,
           cache: opts.gitCache,
+          // A workspace that is a disk image of its own is another file system.
+          preparedCheckouts: !opts.disk,
         });
       }
       scriptNames = await writeWorkspaceFiles(job, dir, ctx.logger, opts.files);

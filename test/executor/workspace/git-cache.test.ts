@@ -6,8 +6,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import type { JobContext } from '../../../src/executor/job-context.js';
 import { createJobLogger } from '../../../src/executor/logs/job-logger.js';
 import { createRedactor } from '../../../src/executor/logs/redactor.js';
 import {
+  CHECKOUTS_DIR,
   cacheKey,
   createGitCache,
   type GitCache,
@@ -125,8 +126,8 @@ function context() {
   return { sink, ctx, entries };
 }
 
-const opts = (gitCache: GitCache | undefined) => ({
-  root,
+const opts = (gitCache: GitCache | undefined, workspaceRoot = root) => ({
+  root: workspaceRoot,
   keepWorkspaces: false,
   frontendUrl: frontend.url,
   frontendPassword: 'executor-shared-password-cache',
@@ -136,10 +137,10 @@ const opts = (gitCache: GitCache | undefined) => ({
 });
 
 /** Prepares a workspace for `j` and returns it with the pack bytes that crossed the network. */
-async function clone(cache: GitCache | undefined, j: Job = job()) {
+async function clone(cache: GitCache | undefined, j: Job = job(), workspaceRoot = root) {
   const { ctx, entries, sink } = context();
   const before = frontend.uploadPackBytes;
-  const ws = await prepareLocalWorkspace(j, ctx, opts(cache));
+  const ws = await prepareLocalWorkspace(j, ctx, opts(cache, workspaceRoot));
   return { ws, bytes: frontend.uploadPackBytes - before, entries, sink };
 }
 
@@ -303,5 +304,156 @@ describe('clone cache', () => {
     expect(checkedOut).toContain('d1');
     expect(checkedOut).not.toContain('d2');
     await sparse.ws.remove();
+  }, 120_000);
+});
+
+describe('prepared checkouts (EXECUTOR_GIT_CACHE_CHECKOUTS)', () => {
+  /** The one ready checkout's directory under the cache. */
+  async function preparedDir(cacheDir: string): Promise<string> {
+    const dirs = (await readdir(path.join(cacheDir, CHECKOUTS_DIR))).filter((n) =>
+      /^[0-9a-f]{32}-[0-9a-f]{12}$/.test(n),
+    );
+    expect(dirs).toHaveLength(1);
+    return path.join(cacheDir, CHECKOUTS_DIR, dirs[0]!);
+  }
+
+  it('a later full clone moves one into its workspace and writes only the files that changed', async () => {
+    const cacheDir = path.join(base, 'cache-prepared');
+    const cache = createGitCache({
+      dir: cacheDir,
+      maxBytes: 1 << 30,
+      frontendUrl: frontend.url,
+      checkouts: 1,
+    });
+    const key = cacheKey(frontend.url, REPO);
+    const first = await clone(cache);
+    expect((await first.entries()).map((e) => e.key)).not.toContain('setup.git.cache-checkout');
+    await first.ws.remove();
+    await cache.idle();
+    expect((await cache.preparedCheckouts()).get(key)?.map((c) => c.commit)).toEqual([big.head]);
+
+    // A file the next commit does not touch: the same inode in the next workspace means not rewritten.
+    const prepared = await preparedDir(cacheDir);
+    const unchanged = git(prepared, 'ls-files').split('\n')[0]!;
+    const inode = (await stat(path.join(prepared, unchanged))).ino;
+
+    const next = await commit(src, big.bare, 2, 4096);
+    const plain = await clone(undefined, job({ commit: next }));
+    const warm = await clone(cache, job({ commit: next }));
+    const entries = await warm.entries();
+    expect(entries.map((e) => e.key).filter((k) => k.startsWith('setup.git.'))).toEqual([
+      'setup.git.cache-update',
+      'setup.git.cache-checkout',
+      'setup.git.fetch',
+      'setup.git.checkout',
+    ]);
+    for (const e of entries) expect(e.exitCode, e.key).toBe(0);
+    expect(entries.find((e) => e.key === 'setup.git.cache-checkout')?.out).toContain(big.head);
+    expect(existsSync(prepared)).toBe(false);
+
+    // The workspace is what a clone without the cache leaves: commit, files, refs and configuration.
+    expect(git(warm.ws.path, 'rev-parse', 'HEAD')).toBe(next);
+    expect(git(warm.ws.path, 'status', '--porcelain', '--ignored')).toBe('');
+    expect(git(warm.ws.path, 'ls-files')).toBe(git(plain.ws.path, 'ls-files'));
+    expect(git(warm.ws.path, 'for-each-ref')).toBe('');
+    expect(git(warm.ws.path, 'config', '--local', '--list')).toBe(
+      git(plain.ws.path, 'config', '--local', '--list'),
+    );
+    expect(statSync(warm.ws.path).mode).toBe(statSync(plain.ws.path).mode);
+    expect((await stat(path.join(warm.ws.path, unchanged))).ino).toBe(inode);
+    expect(warm.bytes).toBeLessThan(plain.bytes / 10);
+    git(warm.ws.path, 'fsck', '--connectivity-only', '--no-progress');
+
+    // The next one is prepared at the commit just cloned; no token anywhere in the cache.
+    await cache.idle();
+    expect((await cache.preparedCheckouts()).get(key)?.map((c) => c.commit)).toEqual([next]);
+    expect(await allText(cacheDir)).not.toContain(TOKEN);
+    await warm.ws.remove();
+    await plain.ws.remove();
+    big.head = next;
+  }, 120_000);
+
+  it('stays for later when the workspace is on another file system; leftovers of a dead process are removed', async () => {
+    const shm = '/dev/shm';
+    const otherFs = existsSync(shm) && statSync(shm).dev !== statSync(os.tmpdir()).dev;
+    if (!otherFs) {
+      console.log(`skipped: needs ${shm} on another file system than ${os.tmpdir()}`);
+      return;
+    }
+    const cacheDir = path.join(base, 'cache-exdev');
+    const cache = createGitCache({
+      dir: cacheDir,
+      maxBytes: 1 << 30,
+      frontendUrl: frontend.url,
+      checkouts: 1,
+    });
+    await (await clone(cache)).ws.remove();
+    await cache.idle();
+    const prepared = await preparedDir(cacheDir);
+    const shmRoot = await mkdtemp(path.join(shm, 'git-cache-test-'));
+    try {
+      const elsewhere = await clone(cache, job(), shmRoot);
+      const keys = (await elsewhere.entries()).map((e) => e.key);
+      expect(keys).not.toContain('setup.git.cache-checkout');
+      expect(keys).toContain('setup.git.cache-copy');
+      expect(git(elsewhere.ws.path, 'rev-parse', 'HEAD')).toBe(big.head);
+      expect(existsSync(prepared)).toBe(true);
+      await elsewhere.ws.remove();
+    } finally {
+      await rm(shmRoot, { recursive: true, force: true });
+    }
+
+    // A half-built checkout and one without its metadata, as a killed executor leaves them.
+    const dir = path.join(cacheDir, CHECKOUTS_DIR);
+    await mkdir(path.join(dir, `.tmp-${cacheKey(frontend.url, REPO)}-0123456789ab`));
+    await mkdir(path.join(dir, `${cacheKey(frontend.url, REPO)}-ba9876543210`));
+    const restarted = createGitCache({
+      dir: cacheDir,
+      maxBytes: 1 << 30,
+      frontendUrl: frontend.url,
+      checkouts: 1,
+    });
+    const taken = await clone(restarted);
+    expect((await taken.entries()).map((e) => e.key)).toContain('setup.git.cache-checkout');
+    await restarted.idle();
+    const left = await readdir(dir);
+    expect(left.filter((n) => n.startsWith('.tmp-') || n.includes('-ba9876543210'))).toEqual([]);
+    // The one built after the taken one, and its metadata.
+    expect(left).toHaveLength(2);
+    await taken.ws.remove();
+  }, 120_000);
+
+  it('close() stops the builds: the one running leaves nothing half-built, none starts after', async () => {
+    const cacheDir = path.join(base, 'cache-prepared-close');
+    const cache = createGitCache({ dir: cacheDir, maxBytes: 1 << 30, frontendUrl: frontend.url, checkouts: 1 });
+    await (await clone(cache)).ws.remove();
+    await cache.close();
+    const left = await readdir(path.join(cacheDir, CHECKOUTS_DIR)).catch(() => [] as string[]);
+    expect(left.filter((n) => n.startsWith('.tmp-'))).toEqual([]);
+    await rm(path.join(cacheDir, CHECKOUTS_DIR), { recursive: true, force: true });
+    const after = await clone(cache);
+    await cache.idle();
+    expect(await cache.preparedCheckouts()).toEqual(new Map());
+    await after.ws.remove();
+  }, 120_000);
+
+  it("eviction takes an entry's prepared checkouts with it, and counts their bytes", async () => {
+    const third = await makeRepo('github.com/acme/third');
+    const cacheDir = path.join(base, 'cache-prepared-evict');
+    const cache = createGitCache({ dir: cacheDir, maxBytes: 1024, frontendUrl: frontend.url, checkouts: 1 });
+    await (await clone(cache)).ws.remove();
+    await cache.idle();
+    const bigKey = cacheKey(frontend.url, REPO);
+    const prepared = (await cache.preparedCheckouts()).get(bigKey);
+    expect(prepared).toHaveLength(1);
+    // A checkout holds every file: more bytes than the history's packs of incompressible files.
+    expect(prepared![0]!.bytes).toBeGreaterThan(200 * 4096);
+    const second = await clone(cache, job({ repositoryName: 'github.com/acme/third', commit: third.head }));
+    expect((await cache.entries()).map((e) => e.key)).toEqual([
+      cacheKey(frontend.url, 'github.com/acme/third'),
+    ]);
+    expect((await cache.preparedCheckouts()).has(bigKey)).toBe(false);
+    await second.ws.remove();
+    await cache.idle();
   }, 120_000);
 });
