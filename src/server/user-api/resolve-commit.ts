@@ -2,12 +2,14 @@
  * Repository lookup and commit resolution at submit time. A repository `org/repo` is found the way
  * `git http-backend` finds it under GIT_PROJECT_ROOT (`org/repo/.git`, `org/repo`, `org/repo.git/.git`,
  * `org/repo.git`), so what the API accepts is exactly what executors can clone. A sha or ref is
- * resolved to the full commit sha with `git rev-parse --verify <commit>^{commit}`.
+ * resolved to the full commit sha with `git rev-parse --verify <commit>^{commit}`; a full sha of a
+ * commit, or of nothing the repository has, is answered from its files without git (object-type.ts).
  */
 import { execFile } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { AppError } from '../../lib/errors.js';
+import { objectType } from './object-type.js';
 
 function isGitDir(dir: string): boolean {
   try {
@@ -69,6 +71,11 @@ export async function resolveCommit(reposDir: string, name: string, commit: stri
       details: [{ path: 'repository.commit', message: 'does not resolve to a commit' }],
     });
   if (/[\s\0]/.test(commit) || commit.startsWith('-')) throw unknown();
+  // A full sha is looked up in the repository's files (object-type.ts); git only when that
+  // cannot tell, or for what names another object (a tag to peel) or is not a sha.
+  const type = await objectType(gitDir, commit);
+  if (type === 'commit') return commit;
+  if (type === 'absent') throw unknown();
   const r = await runGit([
     '--git-dir',
     gitDir,
