@@ -3,6 +3,7 @@
  * the QEMU binary and its version, the guest assets (scripts/vm-assets.sh), and the TSC frequency an
  * emulated guest is told.
  */
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -41,6 +42,34 @@ export async function qemuVersion(qemu: string): Promise<string> {
 export interface AssetsInfo {
   kernelVersion?: string;
   kernelPackage?: string;
+  /** SHA-256 of the guest init the initramfs was built with (scripts/vm-assets.sh). */
+  initSha256?: string;
+}
+
+/**
+ * SHA-256 of this executor's guest init (guest/init.sh next to this module, in src/ and in dist/),
+ * undefined where it is not shipped as a file.
+ */
+export async function guestInitSha256(): Promise<string | undefined> {
+  try {
+    const text = await readFile(new URL('./guest/init.sh', import.meta.url));
+    return createHash('sha256').update(text).digest('hex');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why the assets do not go with this executor (built from another guest init: an upgrade without
+ * `npm run vm-assets`), or undefined when they do or either side is unknown.
+ */
+export function staleAssets(
+  assets: AssetsInfo,
+  initSha256: string | undefined,
+  dir: string,
+): string | undefined {
+  if (!assets.initSha256 || !initSha256 || assets.initSha256 === initSha256) return undefined;
+  return `the guest assets in ${dir} were built from another guest init than this executor's; rebuild them with \`npm run vm-assets\` (EXECUTOR_VM_ASSETS_DIR=${dir})`;
 }
 
 /** Checks that the kernel and initramfs are readable; returns what assets.json says of them. */

@@ -25,7 +25,15 @@ import { removeOrphanContainers } from '../docker/orphans.js';
 import type { CheckResult, Runner, RunSpec, Runtime } from '../types.js';
 import { NSENTER } from './boot.js';
 import { memoryMiB, type VmSettings } from './convert.js';
-import { EMULATION_WARNING, hostTscKhz, kvmUsable, qemuVersion, readAssets } from './host.js';
+import {
+  EMULATION_WARNING,
+  guestInitSha256,
+  hostTscKhz,
+  kvmUsable,
+  qemuVersion,
+  readAssets,
+  staleAssets,
+} from './host.js';
 import { createImageDisks } from './image-disks.js';
 import { removeOrphanVms } from './orphans.js';
 import { createVmRunner } from './vm-runner.js';
@@ -71,6 +79,8 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
       if (problem) throw new Error(problem);
       const kvm = (await checkKvm()).ok;
       if (!kvm) log.warn(EMULATION_WARNING);
+      const stale = staleAssets(await readAssets(opts.assetsDir), await guestInitSha256(), opts.assetsDir);
+      if (stale) log.warn(stale);
       return {
         qemu: opts.qemu,
         assetsDir: opts.assetsDir,
@@ -128,11 +138,16 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
       );
       try {
         const a = await readAssets(opts.assetsDir);
-        checks.push({
-          name: 'vm assets',
-          ok: true,
-          detail: `${opts.assetsDir}: kernel ${a.kernelVersion ?? 'of unknown version (no assets.json)'}`,
-        });
+        const stale = staleAssets(a, await guestInitSha256(), opts.assetsDir);
+        checks.push(
+          stale
+            ? { name: 'vm assets', ok: false, detail: stale }
+            : {
+                name: 'vm assets',
+                ok: true,
+                detail: `${opts.assetsDir}: kernel ${a.kernelVersion ?? 'of unknown version (no assets.json)'}`,
+              },
+        );
       } catch (err) {
         checks.push({ name: 'vm assets', ok: false, detail: (err as Error).message });
       }

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kvmUsable } from '../../../../src/executor/runtimes/vm/host.js';
+import { guestInitSha256, kvmUsable } from '../../../../src/executor/runtimes/vm/host.js';
 import { createVmRuntime, type VmRuntimeOptions } from '../../../../src/executor/runtimes/vm/vm-runtime.js';
 import { createMemoryLogger } from '../../../../src/lib/logger.js';
 import { commandAvailable, requireOrSkip } from '../../../helpers/env.js';
@@ -111,6 +111,46 @@ describe.skipIf(!haveQemu)('vm runtime: startup and validate', () => {
       ok: true,
       detail: expect.stringContaining('EMULATED'),
     });
+  });
+
+  it("assets built from another guest init than this executor's: validate fails naming npm run vm-assets, startup warns", async () => {
+    const own = await guestInitSha256();
+    expect(own).toMatch(/^[0-9a-f]{64}$/);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'vm-assets-stale-'));
+    try {
+      await writeFile(path.join(dir, 'vmlinuz'), 'k');
+      await writeFile(path.join(dir, 'initramfs.img'), 'i');
+      await writeFile(
+        path.join(dir, 'assets.json'),
+        JSON.stringify({ kernelVersion: '6.1.0-test', initSha256: '0'.repeat(64) }),
+      );
+      const logger = createMemoryLogger();
+      const rt = createVmRuntime(options({ kvm: NO_KVM, allowEmulation: true, assetsDir: dir, logger }));
+      expect((await rt.validate()).find((c) => c.name === 'vm assets')).toEqual({
+        name: 'vm assets',
+        ok: false,
+        detail: `the guest assets in ${dir} were built from another guest init than this executor's; rebuild them with \`npm run vm-assets\` (EXECUTOR_VM_ASSETS_DIR=${dir})`,
+      });
+      expect(await rt.startupProblem!()).toBeUndefined();
+      expect(logger.lines.some((l) => l.includes('"level":"warn"') && l.includes('another guest init'))).toBe(
+        true,
+      );
+
+      // Built from this executor's init: nothing to say.
+      await writeFile(
+        path.join(dir, 'assets.json'),
+        JSON.stringify({ kernelVersion: '6.1.0-test', initSha256: own }),
+      );
+      const fresh = createMemoryLogger();
+      const ok = createVmRuntime(
+        options({ kvm: NO_KVM, allowEmulation: true, assetsDir: dir, logger: fresh }),
+      );
+      expect((await ok.validate()).find((c) => c.name === 'vm assets')?.ok).toBe(true);
+      expect(await ok.startupProblem!()).toBeUndefined();
+      expect(fresh.lines.some((l) => l.includes('another guest init'))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('kvmUsable tells a missing device from a present one', async () => {
