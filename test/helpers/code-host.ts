@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseCgiHead } from '../../src/server/executor-api/git.js';
+import { GIT_TEST_ENV } from './repos.js';
 
 export interface CodeHost {
   /** `http://127.0.0.1:<port>` */
@@ -29,18 +30,8 @@ export interface CodeHost {
   close(): Promise<void>;
 }
 
-const GIT_ENV = {
-  ...process.env,
-  GIT_AUTHOR_NAME: 't',
-  GIT_AUTHOR_EMAIL: 't@example.com',
-  GIT_COMMITTER_NAME: 't',
-  GIT_COMMITTER_EMAIL: 't@example.com',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-};
-
 export function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', args, { cwd, stdio: 'pipe', env: GIT_ENV }).toString().trim();
+  return execFileSync('git', args, { cwd, stdio: 'pipe', env: GIT_TEST_ENV }).toString().trim();
 }
 
 export async function startCodeHost(auth: { username: string; password: string }): Promise<CodeHost> {

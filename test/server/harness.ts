@@ -14,6 +14,7 @@ import { createServer, listen, type ServerApp } from '../../src/server/index.js'
 import type { MemoryGuard } from '../../src/server/memory-guard.js';
 import { createSqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/types.js';
+import { GIT_TEST_ENV } from '../helpers/repos.js';
 
 export const EXECUTOR_TOKEN = 'executor-shared-secret-0123456789';
 export const API_TOKEN = 'api-token-abcdefghijklmnopqrstuvwxyz';
@@ -159,15 +160,7 @@ export function git(cwd: string, ...args: string[]): string {
   return execFileSync('git', args, {
     cwd,
     stdio: 'pipe',
-    env: {
-      ...process.env,
-      GIT_AUTHOR_NAME: 't',
-      GIT_AUTHOR_EMAIL: 't@example.com',
-      GIT_COMMITTER_NAME: 't',
-      GIT_COMMITTER_EMAIL: 't@example.com',
-      GIT_CONFIG_NOSYSTEM: '1',
-      HOME: os.tmpdir(),
-    },
+    env: { ...GIT_TEST_ENV, HOME: os.tmpdir() },
   })
     .toString()
     .trim();

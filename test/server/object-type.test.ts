@@ -9,17 +9,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { objectType } from '../../src/server/user-api/object-type.js';
+import { GIT_TEST_ENV } from '../helpers/repos.js';
 
-const env = {
-  ...process.env,
-  GIT_AUTHOR_NAME: 't',
-  GIT_AUTHOR_EMAIL: 't@example.com',
-  GIT_COMMITTER_NAME: 't',
-  GIT_COMMITTER_EMAIL: 't@example.com',
-  GIT_CONFIG_NOSYSTEM: '1',
-};
 const git = (dir: string, ...args: string[]) =>
-  execFileSync('git', ['-C', dir, ...args], { env, encoding: 'utf8' });
+  execFileSync('git', ['-C', dir, ...args], { env: GIT_TEST_ENV, encoding: 'utf8' });
 
 let base: string;
 let repo: string;

@@ -74,6 +74,28 @@ export interface GitCommand {
   optional?: boolean;
 }
 
+/** The job's fetch flags: tags, depth and filter. */
+function fetchFlagsOf(job: Job): string[] {
+  const flags: string[] = [];
+  if (job.fetchTags) flags.push('--tags');
+  if (job.shallowClone && !job.fetchTags) flags.push('--no-tags');
+  if (job.shallowClone) flags.push('--depth=1');
+  if (job.sparseCheckout.length > 0) flags.push('--filter=blob:none');
+  return flags;
+}
+
+/** `git fetch` of `commit` from `source` (a remote's name, a URL or a directory). */
+const fetchArgv = (git: string[], flags: string[], source: string, commit: string): string[] => [
+  ...git,
+  '-c',
+  'protocol.version=2',
+  'fetch',
+  '--no-recurse-submodules',
+  ...flags,
+  source,
+  commit,
+];
+
 /** The commands of a clone, in order (pure, for tests and `executor validate`). */
 export function gitCommands(
   job: Job,
@@ -82,11 +104,7 @@ export function gitCommands(
   cacheGitDir?: string,
 ): GitCommand[] {
   const sparse = job.sparseCheckout.length > 0;
-  const fetchFlags: string[] = [];
-  if (job.fetchTags) fetchFlags.push('--tags');
-  if (job.shallowClone && !job.fetchTags) fetchFlags.push('--no-tags');
-  if (job.shallowClone) fetchFlags.push('--depth=1');
-  if (sparse) fetchFlags.push('--filter=blob:none');
+  const fetchFlags = fetchFlagsOf(job);
 
   const git = ['git', '-C', repoPath];
   const cmds: GitCommand[] = [
@@ -100,33 +118,16 @@ export function gitCommands(
   if (cacheGitDir !== undefined) {
     cmds.push({
       key: 'setup.git.cache-fetch',
-      argv: [
-        ...git,
-        '-c',
-        'protocol.version=2',
-        'fetch',
-        '--no-recurse-submodules',
-        '--no-tags',
-        ...fetchFlags.filter((f) => f !== '--tags' && f !== '--no-tags'),
+      argv: fetchArgv(
+        git,
+        ['--no-tags', ...fetchFlags.filter((f) => f !== '--tags' && f !== '--no-tags')],
         cacheGitDir,
         job.commit,
-      ],
+      ),
       optional: true,
     });
   }
-  cmds.push({
-    key: 'setup.git.fetch',
-    argv: [
-      ...git,
-      '-c',
-      'protocol.version=2',
-      'fetch',
-      '--no-recurse-submodules',
-      ...fetchFlags,
-      'origin',
-      job.commit,
-    ],
-  });
+  cmds.push({ key: 'setup.git.fetch', argv: fetchArgv(git, fetchFlags, 'origin', job.commit) });
   if (sparse) {
     cmds.push(
       {
@@ -189,16 +190,7 @@ export function preparedCommands(job: Job, repoPath: string, proxyUrl: string): 
   return [
     {
       key: 'setup.git.fetch',
-      argv: [
-        ...git,
-        '-c',
-        'protocol.version=2',
-        'fetch',
-        '--no-recurse-submodules',
-        ...(job.fetchTags ? ['--tags'] : []),
-        `${proxyUrl}/${job.repositoryName}`,
-        job.commit,
-      ],
+      argv: fetchArgv(git, fetchFlagsOf(job), `${proxyUrl}/${job.repositoryName}`, job.commit),
     },
     { key: 'setup.git.checkout', argv: [...git, 'checkout', '--force', job.commit] },
   ];

@@ -308,6 +308,10 @@ describe('clone cache', () => {
 });
 
 describe('prepared checkouts (EXECUTOR_GIT_CACHE_CHECKOUTS)', () => {
+  /** A cache that prepares one checkout per repository (the executor's default). */
+  const preparing = (cacheDir: string, maxBytes = 1 << 30) =>
+    createGitCache({ dir: cacheDir, maxBytes, frontendUrl: frontend.url, checkouts: 1 });
+
   /** The one ready checkout's directory under the cache. */
   async function preparedDir(cacheDir: string): Promise<string> {
     const dirs = (await readdir(path.join(cacheDir, CHECKOUTS_DIR))).filter((n) =>
@@ -319,12 +323,7 @@ describe('prepared checkouts (EXECUTOR_GIT_CACHE_CHECKOUTS)', () => {
 
   it('a later full clone moves one into its workspace and writes only the files that changed', async () => {
     const cacheDir = path.join(base, 'cache-prepared');
-    const cache = createGitCache({
-      dir: cacheDir,
-      maxBytes: 1 << 30,
-      frontendUrl: frontend.url,
-      checkouts: 1,
-    });
+    const cache = preparing(cacheDir);
     const key = cacheKey(frontend.url, REPO);
     const first = await clone(cache);
     expect((await first.entries()).map((e) => e.key)).not.toContain('setup.git.cache-checkout');
@@ -381,12 +380,7 @@ describe('prepared checkouts (EXECUTOR_GIT_CACHE_CHECKOUTS)', () => {
       return;
     }
     const cacheDir = path.join(base, 'cache-exdev');
-    const cache = createGitCache({
-      dir: cacheDir,
-      maxBytes: 1 << 30,
-      frontendUrl: frontend.url,
-      checkouts: 1,
-    });
+    const cache = preparing(cacheDir);
     await (await clone(cache)).ws.remove();
     await cache.idle();
     const prepared = await preparedDir(cacheDir);
@@ -407,12 +401,7 @@ describe('prepared checkouts (EXECUTOR_GIT_CACHE_CHECKOUTS)', () => {
     const dir = path.join(cacheDir, CHECKOUTS_DIR);
     await mkdir(path.join(dir, `.tmp-${cacheKey(frontend.url, REPO)}-0123456789ab`));
     await mkdir(path.join(dir, `${cacheKey(frontend.url, REPO)}-ba9876543210`));
-    const restarted = createGitCache({
-      dir: cacheDir,
-      maxBytes: 1 << 30,
-      frontendUrl: frontend.url,
-      checkouts: 1,
-    });
+    const restarted = preparing(cacheDir);
     const taken = await clone(restarted);
     expect((await taken.entries()).map((e) => e.key)).toContain('setup.git.cache-checkout');
     await restarted.idle();
@@ -425,7 +414,7 @@ describe('prepared checkouts (EXECUTOR_GIT_CACHE_CHECKOUTS)', () => {
 
   it('close() stops the builds: the one running leaves nothing half-built, none starts after', async () => {
     const cacheDir = path.join(base, 'cache-prepared-close');
-    const cache = createGitCache({ dir: cacheDir, maxBytes: 1 << 30, frontendUrl: frontend.url, checkouts: 1 });
+    const cache = preparing(cacheDir);
     await (await clone(cache)).ws.remove();
     await cache.close();
     const left = await readdir(path.join(cacheDir, CHECKOUTS_DIR)).catch(() => [] as string[]);
@@ -440,7 +429,7 @@ describe('prepared checkouts (EXECUTOR_GIT_CACHE_CHECKOUTS)', () => {
   it("eviction takes an entry's prepared checkouts with it, and counts their bytes", async () => {
     const third = await makeRepo('github.com/acme/third');
     const cacheDir = path.join(base, 'cache-prepared-evict');
-    const cache = createGitCache({ dir: cacheDir, maxBytes: 1024, frontendUrl: frontend.url, checkouts: 1 });
+    const cache = preparing(cacheDir, 1024);
     await (await clone(cache)).ws.remove();
     await cache.idle();
     const bigKey = cacheKey(frontend.url, REPO);
