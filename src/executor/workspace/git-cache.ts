@@ -71,6 +71,14 @@ export interface CacheLease {
   release(): void;
 }
 
+export interface LeaseRequest {
+  repositoryName: string;
+  commit: string;
+  remoteUrl: string;
+  coldOk: boolean;
+  ctx: JobContext;
+}
+
 export interface GitCache {
   /**
    * Brings the entry of `repositoryName` up to date with `commit` through `remoteUrl` (the job's
@@ -78,13 +86,7 @@ export interface GitCache {
    * without a cache). `coldOk` false: a missing entry is not built (shallow and sparse jobs, which
    * need far less than a full history).
    */
-  lease(req: {
-    repositoryName: string;
-    commit: string;
-    remoteUrl: string;
-    coldOk: boolean;
-    ctx: JobContext;
-  }): Promise<CacheLease | undefined>;
+  lease(req: LeaseRequest): Promise<CacheLease | undefined>;
   /** Entry directories and sizes (tests, diagnostics). */
   entries(): Promise<{ key: string; bytes: number; lastUsedMs: number }[]>;
   /** Resolves once no prepared checkout is being built (tests, benchmarks). */
@@ -264,6 +266,32 @@ export async function copyPacks(gitDir: string, objectsDir: string): Promise<num
   return bytes;
 }
 
+/** Fetches `commit` into gitDir through the proxy, logged as the job's `setup.git.cache-update`. */
+async function fetchInto(gitDir: string, req: LeaseRequest): Promise<boolean> {
+  const res = await runCommand({
+    key: 'setup.git.cache-update',
+    argv: [
+      'git',
+      '--git-dir',
+      gitDir,
+      '-c',
+      'protocol.version=2',
+      '-c',
+      'fetch.unpackLimit=1',
+      'fetch',
+      '--no-tags',
+      '--no-recurse-submodules',
+      '--no-write-fetch-head',
+      req.remoteUrl,
+      `+${req.commit}:refs/cache/${req.commit}`,
+    ],
+    env: hostEnv({ GIT_TERMINAL_PROMPT: '0', GIT_LFS_SKIP_SMUDGE: '1' }),
+    logger: req.ctx.logger,
+    signal: req.ctx.signal,
+  });
+  return res.exitCode === 0;
+}
+
 export function createGitCache(opts: GitCacheOptions): GitCache {
   const locks = new Map<string, Promise<void>>();
   const leases = new Map<string, number>();
@@ -301,32 +329,6 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
     }
   }
 
-  /** Fetches `commit` into gitDir through the proxy, logged as the job's `setup.git.cache-update`. */
-  async function fetchInto(gitDir: string, req: Parameters<GitCache['lease']>[0]): Promise<boolean> {
-    const res = await runCommand({
-      key: 'setup.git.cache-update',
-      argv: [
-        'git',
-        '--git-dir',
-        gitDir,
-        '-c',
-        'protocol.version=2',
-        '-c',
-        'fetch.unpackLimit=1',
-        'fetch',
-        '--no-tags',
-        '--no-recurse-submodules',
-        '--no-write-fetch-head',
-        req.remoteUrl,
-        `+${req.commit}:refs/cache/${req.commit}`,
-      ],
-      env: hostEnv({ GIT_TERMINAL_PROMPT: '0', GIT_LFS_SKIP_SMUDGE: '1' }),
-      logger: req.ctx.logger,
-      signal: req.ctx.signal,
-    });
-    return res.exitCode === 0;
-  }
-
   /** Packs beyond which an entry is repacked into one (each update adds one). */
   const MAX_PACKS = 24;
 
@@ -337,7 +339,7 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
     if (packs.length > MAX_PACKS) await git(['--git-dir', gitDir, 'repack', '-a', '-d', '-q']);
   }
 
-  async function update(key: string, req: Parameters<GitCache['lease']>[0]): Promise<boolean> {
+  async function update(key: string, req: LeaseRequest): Promise<boolean> {
     const dir = entryDir(key);
     const exists = existsSync(dir);
     if (!exists && !req.coldOk) return false;
@@ -389,18 +391,15 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
     async lease(req) {
       const key = cacheKey(opts.frontendUrl, req.repositoryName);
       await mkdir(opts.dir, { recursive: true });
-      const ok = await withLock(key, async () => {
-        const updated = await update(key, req).catch(() => false);
-        if (updated) {
-          leases.set(key, (leases.get(key) ?? 0) + 1);
-          await touch(key);
-        }
-        return updated;
+      const release = await withLock(key, async () => {
+        if (!(await update(key, req).catch(() => false))) return undefined;
+        await touch(key);
+        // Taken under the lock: eviction skips a locked entry, then a leased one.
+        return hold(key);
       });
-      if (!ok) return undefined;
+      if (!release) return undefined;
       await evict().catch(() => {});
       const gitDir = entryDir(key);
-      let released = false;
       return {
         gitDir,
         copyPacks: (objectsDir) => copyPacks(gitDir, objectsDir),
@@ -421,13 +420,7 @@ export function createGitCache(opts: GitCacheOptions): GitCache {
             done: hold(key),
           });
         },
-        release() {
-          if (released) return;
-          released = true;
-          const n = (leases.get(key) ?? 1) - 1;
-          if (n <= 0) leases.delete(key);
-          else leases.set(key, n);
-        },
+        release,
       };
     },
     entries: () => listEntries(opts.dir),
