@@ -29,6 +29,7 @@ import { createReadStream, existsSync, constants as fsConstants } from 'node:fs'
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { diskUsage } from '../../lib/disk-usage.js';
 import { hostEnv, runCommand } from '../command.js';
 import type { JobContext } from '../job-context.js';
 import { createPreparedCheckouts } from './prepared-checkouts.js';
@@ -109,25 +110,6 @@ async function git(args: string[]): Promise<string> {
     maxBuffer: 16 * 1024 * 1024,
   });
   return stdout;
-}
-
-async function diskUsage(dir: string): Promise<number> {
-  let total = 0;
-  let entries: import('node:fs').Dirent[];
-  try {
-    entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    if (!e.isFile()) continue;
-    try {
-      total += (await stat(path.join(e.parentPath, e.name))).size;
-    } catch {
-      // Removed meanwhile.
-    }
-  }
-  return total;
 }
 
 /**
@@ -233,7 +215,11 @@ async function listEntries(dir: string): Promise<{ key: string; bytes: number; l
     if (!m) continue;
     const key = m[1]!;
     const used = await stat(path.join(dir, `${key}.used`)).catch(() => undefined);
-    out.push({ key, bytes: await diskUsage(path.join(dir, `${key}.git`)), lastUsedMs: used?.mtimeMs ?? 0 });
+    out.push({
+      key,
+      bytes: await diskUsage(path.join(dir, `${key}.git`)).catch(() => 0),
+      lastUsedMs: used?.mtimeMs ?? 0,
+    });
   }
   return out;
 }

@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { diskUsage } from '../../lib/disk-usage.js';
 import { hostEnv } from '../command.js';
 import { QUIET_GIT_ENV } from './clone.js';
 
@@ -82,15 +83,6 @@ function git(args: string[], cwd: string, signal: AbortSignal): Promise<void> {
   });
 }
 
-async function treeBytes(dir: string): Promise<number> {
-  let total = 0;
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    total += (await stat(path.join(e.parentPath, e.name)).catch(() => ({ size: 0 }))).size;
-  }
-  return total;
-}
-
 const READY = /^([0-9a-f]{32})-([0-9a-f]{12})\.json$/;
 
 export function createPreparedCheckouts(dir: string, max: number): PreparedCheckouts {
@@ -145,7 +137,7 @@ export function createPreparedCheckouts(dir: string, max: number): PreparedCheck
       await req.copyPacks(path.join(tmp, '.git', 'objects'));
       if (signal.aborted) throw new Error('closed');
       await git(['checkout', '--quiet', '--force', req.commit], tmp, signal);
-      const bytes = await treeBytes(tmp);
+      const bytes = await diskUsage(tmp);
       const ready = path.join(dir, `${req.key}-${id}`);
       await rename(tmp, ready);
       await writeFile(

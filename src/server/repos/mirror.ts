@@ -14,8 +14,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { diskUsage } from '../../lib/disk-usage.js';
 import { MirrorError, runGitRemote } from './git-remote.js';
 
 export const TMP_DIR = '.executor-tmp';
@@ -41,21 +42,6 @@ export interface FetchResult {
 }
 
 export const mirrorPath = (reposDir: string, name: string): string => path.join(reposDir, `${name}.git`);
-
-/** Bytes of every file under `dir`. */
-export async function diskUsage(dir: string): Promise<number> {
-  let total = 0;
-  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
-  for (const e of entries) {
-    if (!e.isFile()) continue;
-    try {
-      total += (await stat(path.join(e.parentPath, e.name))).size;
-    } catch {
-      // Gone between the listing and the stat (git replaced a file): not counted.
-    }
-  }
-  return total;
-}
 
 /** Lock files a killed git leaves (refs, packed-refs, HEAD, config, shallow). */
 async function removeStaleLocks(gitDir: string): Promise<void> {

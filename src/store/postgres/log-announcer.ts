@@ -124,7 +124,7 @@ export function createLogAnnouncer(d: LogAnnouncerDeps): (jobId: number) => void
 /**
  * This replica's side: `follow()` registers log followers until the returned function is called;
  * while any are registered, the LISTEN connection holds FOLLOW_LOCK (taken again after it
- * reconnects: call `connected(client)` then, and `disconnected()` when it is gone).
+ * reconnects: call `connected()` then, and `disconnected()` when it is gone).
  */
 export function createFollowLock(d: { origin: string; listener(): Promise<pg.Client | null> }) {
   let registered = 0;

@@ -11,9 +11,9 @@
 #     step's environment), all single-quoted by the host;
 #   - the step's stdout goes to `out` and its stderr to `err`, each followed by STEP_MARK; then
 #     `exit <code> <free blocks> <block size> <free inodes>` (the workspace's file system after the
-#     step) or `error <message>` is written to `ctl` as one line, and the guest powers off.
+#     step) or `error <message>` is written to `ctl` as one line.
 # The host kills the VM once it has both marks and the exit line; the guest waits for that (or for
-# the host to close `ctl`) and never powers off first, so nothing in flight is lost.
+# the host to close `ctl`, then powers off) and never powers off first, so nothing in flight is lost.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
