@@ -19,15 +19,12 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { JobSpec } from '../src/protocol/job-spec.js';
-import { executorVersion } from '../src/protocol/version.js';
 import type * as Cluster from './cluster.js';
-import { emptyTelemetry } from './cluster.js';
 import { freshDatabase, median, quietLogger } from './lib.js';
+import { CLIENTS, oursClients, SLICE_MS } from './queue-drive.js';
 
 type QueueClientModule = typeof import('../src/executor/client/queue-client.js');
 
-const CLIENTS = 16;
-const SLICE_MS = 2_000;
 const here = path.resolve(import.meta.dirname, '..');
 const [baseArg, storeArg = 'sqlite', roundsArg = '10'] = process.argv.slice(2);
 if (!baseArg || !['sqlite', 'postgres'].includes(storeArg) || !(Number(roundsArg) > 0)) {
@@ -59,22 +56,7 @@ async function side(label: string, root: string) {
   const { createQueueClient } = await load<QueueClientModule>(root, 'src/executor/client/queue-client.ts');
   const db = storeArg === 'postgres' ? await freshDatabase(postgresUrl, `ab_${label}`) : undefined;
   const server = await startBenchServer({ logger, ...(db ? { databaseUrl: db.url } : {}) });
-  const clients = await Promise.all(
-    Array.from({ length: CLIENTS }, async (_, i) => {
-      const c = createQueueClient({
-        frontendUrl: server.url,
-        password: server.executorsToken,
-        executorName: `bench-queue-${i}`,
-        queueName: 'bench',
-        version: executorVersion(),
-        telemetry: () => emptyTelemetry,
-        longPollMs: 0,
-        logger,
-      });
-      await c.ping();
-      return c;
-    }),
-  );
+  const clients = await oursClients(server.url, server.executorsToken, logger, createQueueClient);
   let ready = 0;
   const rates: number[] = [];
   const cpu: number[] = [];

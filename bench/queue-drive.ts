@@ -48,11 +48,19 @@ export async function drive(cycle: (client: number) => Promise<boolean>): Promis
   return { cycles, perSecond: cycles / ((end - start) / 1000) };
 }
 
-/** CLIENTS real queue clients of our server, registered (pinged) as the worker does first. */
-export function oursClients(url: string, token: string, logger: Logger): Promise<QueueClient[]> {
+/**
+ * CLIENTS real queue clients of our server, registered (pinged) as the worker does first; `create`
+ * is another tree's createQueueClient in bench/queue-ab.ts.
+ */
+export function oursClients(
+  url: string,
+  token: string,
+  logger: Logger,
+  create: typeof createQueueClient = createQueueClient,
+): Promise<QueueClient[]> {
   return Promise.all(
     Array.from({ length: CLIENTS }, async (_, i) => {
-      const c = createQueueClient({
+      const c = create({
         frontendUrl: url,
         password: token,
         executorName: executorNameOf(i),
