@@ -10,6 +10,11 @@ export const CAPABILITY = {
   longPoll: 'long-poll',
   /** POST /.executors/queue/{queue}/appendExecutionLogEntry (deltas with byte offsets). */
   logAppend: 'log-append',
+  /**
+   * appendExecutionLogEntry also takes the output as the raw body (`application/octet-stream`,
+   * the other fields in the query string): no JSON to build or parse for up to 1 MiB per append.
+   */
+  logAppendBytes: 'log-append-bytes',
 } as const;
 export type Capability = (typeof CAPABILITY)[keyof typeof CAPABILITY];
 

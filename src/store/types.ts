@@ -321,12 +321,12 @@ export interface Store {
     entry: LogEntryInput,
     maxOutputBytes: number,
   ): Promise<boolean>;
-  /** Extension: append `out` at byte `offset`; idempotent for chunks already stored. */
+  /** Extension: append `out` (text or UTF-8) at byte `offset`; idempotent for chunks already stored. */
   appendLogOutput(
     fence: AttemptFence,
     entryId: number,
     offset: number,
-    out: string,
+    out: string | Buffer,
     fields: { exitCode?: number; durationMs?: number },
     maxOutputBytes: number,
   ): Promise<AppendResult>;

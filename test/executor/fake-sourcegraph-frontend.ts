@@ -13,6 +13,8 @@ import type { AddressInfo } from 'node:net';
 export interface RecordedRequest {
   method: string;
   path: string;
+  /** The query string's parameters. */
+  query: Record<string, string>;
   headers: http.IncomingHttpHeaders;
   /** Raw body text. */
   raw: string;
@@ -95,8 +97,9 @@ export async function startFakeSourcegraphFrontend(): Promise<FakeFrontend> {
       } catch {
         json = undefined;
       }
-      const path = (req.url ?? '').split('?')[0]!;
-      const rec: RecordedRequest = { method: req.method ?? '', path, headers: req.headers, raw, json };
+      const [path, search = ''] = (req.url ?? '').split('?') as [string, string?];
+      const query = Object.fromEntries(new URLSearchParams(search));
+      const rec: RecordedRequest = { method: req.method ?? '', path, query, headers: req.headers, raw, json };
       fake.requests.push(rec);
       const reply = (r: ScriptedResponse) => {
         res.writeHead(r.status, r.headers ?? {});

@@ -17,7 +17,7 @@ describe('shared executor token (queue routes)', () => {
     const res = await h.exec('/.executors/test/auth');
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('ok');
-    expect(res.headers.get('x-executor-capabilities')).toBe('long-poll, log-append');
+    expect(res.headers.get('x-executor-capabilities')).toBe('long-poll, log-append, log-append-bytes');
   });
 
   it.each([
@@ -151,7 +151,7 @@ describe('heartbeat', () => {
       executorVersion: '5.3.0',
     });
     expect(res.status).toBe(200);
-    expect(res.headers.get('x-executor-capabilities')).toBe('long-poll, log-append');
+    expect(res.headers.get('x-executor-capabilities')).toBe('long-poll, log-append, log-append-bytes');
     expect(await res.json()).toEqual({ knownIds: [String(a), String(b)], cancelIds: [String(b)] });
     const other = await h.exec(`${Q}/default/heartbeat`, { executorName: 'e2', jobIds: [a] });
     expect(await other.json()).toEqual({ knownIds: [], cancelIds: [] });

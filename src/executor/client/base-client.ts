@@ -45,8 +45,10 @@ export interface RequestOptions {
   endpoint: string;
   /** JSON-encoded as given; omitted when undefined (fetch sends no body on GET/HEAD). */
   body?: unknown;
-  /** A POST body already encoded as JSON, sent as is instead of `body`. */
+  /** A POST body already encoded (JSON unless `headers` name another content type), sent as is. */
   encodedBody?: Buffer;
+  /** The URL's query string. */
+  query?: Record<string, string>;
   /** Use job auth for this job. */
   job?: JobAuth;
   headers?: Record<string, string>;
@@ -112,10 +114,10 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
   const doFetch = opts.fetch ?? fetch;
   const sleep = opts.sleep ?? sleepAbortable;
 
-  const url = (endpoint: string) => {
+  const url = (endpoint: string, query?: Record<string, string>) => {
     const u = new URL(base.href);
     u.pathname = path.posix.join(base.pathname || '/', opts.pathPrefix, endpoint);
-    u.search = '';
+    u.search = query ? new URLSearchParams(query).toString() : '';
     u.hash = '';
     return u.href;
   };
@@ -133,7 +135,7 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
       r.method !== 'POST'
         ? undefined
         : (r.encodedBody ?? (r.body === undefined ? undefined : JSON.stringify(r.body)));
-    const target = url(r.endpoint);
+    const target = url(r.endpoint, r.query);
     const deadline = r.budgetMs !== undefined ? Date.now() + r.budgetMs : Number.POSITIVE_INFINITY;
     const left = () => deadline - Date.now();
     /** Whether waiting `ms` and trying again still fits the budget. */

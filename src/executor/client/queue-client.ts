@@ -26,6 +26,7 @@ import {
   type BaseClient,
   createBaseClient,
   type HttpResponse,
+  type RequestOptions,
   UnexpectedStatusError,
 } from './base-client.js';
 import { jsonWithBytesField } from './json-bytes.js';
@@ -276,24 +277,38 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
         },
       };
       if (caps.has(CAPABILITY.logAppend)) {
+        const asBytes = caps.has(CAPABILITY.logAppendBytes);
         sink.append = async (entryId, offset, out, fields) => {
-          const body: Record<string, unknown> = { ...common(), entryId, offset };
+          const body: Record<string, string | number> = { ...common(), entryId, offset };
           if (fields.exitCode !== undefined) body.exitCode = fields.exitCode;
           if (fields.durationMs !== undefined) body.durationMs = fields.durationMs;
-          // Encoded now: `out` is the logger's to reuse once this returns (LogSink.append).
-          const encoded = jsonWithBytesField(body, 'out', out);
-          await observe('AppendExecutionLogEntry', () =>
-            request({
-              method: 'POST',
-              endpoint: `${jobQueue(job)}/appendExecutionLogEntry`,
-              encodedBody: encoded,
-              job: jobAuth(job),
-            }),
-          );
+          const call = appendRequest(`${jobQueue(job)}/appendExecutionLogEntry`, body, out, asBytes);
+          await observe('AppendExecutionLogEntry', () => request({ ...call, job: jobAuth(job) }));
         };
       }
       return sink;
     },
+  };
+}
+
+/**
+ * An append's request, encoded now: `out` is the logger's to reuse once the sink returns its
+ * promise (LogSink.append). With log-append-bytes the output is the body as it is, the fields go
+ * in the query string; else they are one JSON body.
+ */
+function appendRequest(
+  endpoint: string,
+  fields: Record<string, string | number>,
+  out: Buffer,
+  asBytes: boolean,
+): RequestOptions {
+  if (!asBytes) return { method: 'POST', endpoint, encodedBody: jsonWithBytesField(fields, 'out', out) };
+  return {
+    method: 'POST',
+    endpoint,
+    query: Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, String(v)])),
+    headers: { 'content-type': 'application/octet-stream' },
+    encodedBody: Buffer.from(out),
   };
 }
 

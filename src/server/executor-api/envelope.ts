@@ -5,6 +5,7 @@
  * 503 `{"error"}` with Retry-After when the store is unreachable, the handler's status otherwise.
  * Every answer carries the capabilities and server-version headers.
  */
+import { isUtf8 } from 'node:buffer';
 import type { ZodType, z } from 'zod';
 import { errorMessage } from '../../lib/errors.js';
 import { CAPABILITIES_HEADER, CAPABILITY, SERVER_VERSION_HEADER } from '../../protocol/capabilities.js';
@@ -23,7 +24,9 @@ import {
 } from '../http.js';
 import type { DecodeCache } from './decode-cache.js';
 
-export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend].join(', ');
+export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend, CAPABILITY.logAppendBytes].join(
+  ', ',
+);
 
 /** Ends a handler with a response already written. */
 export class Responded extends Error {
@@ -69,20 +72,7 @@ export async function decode<T extends ZodType>(
   /** Bodies decoded before, by text (decode-cache.ts). */
   cache?: DecodeCache<z.output<T>>,
 ): Promise<z.output<T>> {
-  let body: Buffer;
-  try {
-    body = await bodyOf(ctx, deps, limitBytes);
-  } catch (e) {
-    if (e instanceof BodyTooLargeError) {
-      sendText(ctx.res, 413, `request body too large (limit ${e.limit} bytes)\n`);
-      throw new Responded();
-    }
-    if (e instanceof BodyTimeoutError) {
-      sendBodyTimeout(ctx.res, `${e.message}\n`);
-      throw new Responded();
-    }
-    throw e;
-  }
+  const body = await bodyOrAnswer(ctx, deps, limitBytes);
   const text = body.toString('utf8');
   const known = cache?.get(text);
   if (known !== undefined) return known;
@@ -100,6 +90,52 @@ export async function decode<T extends ZodType>(
   }
   cache?.set(text, r.data);
   return r.data;
+}
+
+/** The request's body; a body over the limit or too slow is answered here (413, 408). */
+async function bodyOrAnswer(ctx: RouteContext, deps: RouteDeps, limitBytes?: number): Promise<Buffer> {
+  try {
+    return await bodyOf(ctx, deps, limitBytes);
+  } catch (e) {
+    if (e instanceof BodyTooLargeError) {
+      sendText(ctx.res, 413, `request body too large (limit ${e.limit} bytes)\n`);
+      throw new Responded();
+    }
+    if (e instanceof BodyTimeoutError) {
+      sendBodyTimeout(ctx.res, `${e.message}\n`);
+      throw new Responded();
+    }
+    throw e;
+  }
+}
+
+/**
+ * A `log-append-bytes` request: the fields from the query string (those named in `numbers` as
+ * numbers when they are written as integers), checked by `schema` as if they were the JSON
+ * body's, and the raw body, which must be UTF-8 (400 otherwise, as a JSON string
+ * could not carry anything else either). Nothing of the body is decoded or copied.
+ */
+export async function decodeBytes<T extends ZodType>(
+  ctx: RouteContext,
+  deps: RouteDeps,
+  schema: T,
+  numbers: ReadonlySet<string>,
+  limitBytes?: number,
+): Promise<{ fields: z.output<T>; bytes: Buffer }> {
+  const raw: Record<string, string | number> = {};
+  for (const [k, v] of ctx.url.searchParams)
+    raw[k] = numbers.has(k) && /^-?\d{1,16}$/.test(v) ? Number(v) : v;
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    sendText(ctx.res, 400, `Failed to unmarshal payload: ${describeZod(r.error)}\n`);
+    throw new Responded();
+  }
+  const bytes = await bodyOrAnswer(ctx, deps, limitBytes);
+  if (!isUtf8(bytes)) {
+    sendText(ctx.res, 400, 'Failed to unmarshal payload: the output is not valid UTF-8\n');
+    throw new Responded();
+  }
+  return { fields: r.data, bytes };
 }
 
 /** Upstream's forms: 503 `{"error"}` (executors retry it) and 500 `{"error"}` with the request id. */

@@ -6,6 +6,7 @@
  * accepted write wakes the job's followers at once (log-notifier.ts).
  */
 
+import type { z } from 'zod';
 import { isAppError } from '../../lib/errors.js';
 import {
   addExecutionLogEntryRequestSchema,
@@ -18,9 +19,9 @@ import type { RouteDeps } from '../deps.js';
 import type { RouteContext, Router } from '../http.js';
 import { sendEmpty, sendJson, sendText } from '../http.js';
 import { logWritten } from '../log-notifier.js';
-import { decode, Responded, wrapExecutorHandler as wrap } from './envelope.js';
+import { decode, decodeBytes, Responded, wrapExecutorHandler as wrap } from './envelope.js';
 import { fenceFor, requireJob } from './guards.js';
-import { maskSecrets } from './mask-secrets.js';
+import { maskSecretBytes, maskSecrets } from './mask-secrets.js';
 
 function logEntry(body: LogEntryInput, secrets: string[]): LogEntryInput {
   return {
@@ -70,6 +71,31 @@ async function boundedWrite<T>(ctx: RouteContext, write: () => Promise<T>): Prom
     if (isAppError(e) && e.code === 'PAYLOAD_TOO_LARGE') refuseTooLarge(ctx, e.message);
     throw e;
   }
+}
+
+/** The numeric fields of an append, when they come in the query string (log-append-bytes). */
+const APPEND_NUMBERS: ReadonlySet<string> = new Set(['jobId', 'entryId', 'offset', 'exitCode', 'durationMs']);
+
+/**
+ * An append's fields and output: a JSON body (log-append), or the output as the raw body with the
+ * fields in the query string (log-append-bytes, `Content-Type: application/octet-stream`).
+ */
+async function decodeAppend(
+  ctx: RouteContext,
+  deps: RouteDeps,
+): Promise<{ fields: z.output<typeof appendExecutionLogEntryRequestSchema>; out: string | Buffer }> {
+  const type = ctx.req.headers['content-type'] ?? '';
+  if (/^application\/octet-stream\s*(;|$)/i.test(type)) {
+    const { fields, bytes } = await decodeBytes(
+      ctx,
+      deps,
+      appendExecutionLogEntryRequestSchema,
+      APPEND_NUMBERS,
+    );
+    return { fields, out: bytes };
+  }
+  const fields = await decode(ctx, deps, appendExecutionLogEntryRequestSchema);
+  return { fields, out: fields.out };
 }
 
 /** Upstream's answer to a write for a job (or attempt) the store does not know. */
@@ -122,14 +148,15 @@ export function registerLogRoutes(router: Router, deps: RouteDeps): void {
     '/.executors/queue/:queue/appendExecutionLogEntry',
     wrap(deps, async (ctx) => {
       const caller = await requireJob(ctx, deps, { kind: 'queue', queue: ctx.params.queue! });
-      const body = await decode(ctx, deps, appendExecutionLogEntryRequestSchema);
+      const { fields: body, out } = await decodeAppend(ctx, deps);
       const { fence, job } = await fenceFor(ctx, deps, caller, body);
       // Masking keeps the byte length, so offsets stay those the executor counts.
+      const secrets = secretsOf(job);
       const r = await store.appendLogOutput(
         fence,
         body.entryId,
         body.offset,
-        maskSecrets(body.out, secretsOf(job)),
+        typeof out === 'string' ? maskSecrets(out, secrets) : maskSecretBytes(out, secrets),
         { exitCode: body.exitCode, durationMs: body.durationMs },
         config.maxLogBytesPerJob,
       );

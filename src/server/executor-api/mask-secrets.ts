@@ -17,3 +17,14 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
   }
   return out;
 }
+
+/** maskSecrets on UTF-8 bytes, in place: every secret's bytes become as many `*`. Returns `bytes`. */
+export function maskSecretBytes(bytes: Buffer, secrets: readonly string[]): Buffer {
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
+    if (s.length < MIN_MASKED_LENGTH) continue;
+    const secret = Buffer.from(s, 'utf8');
+    for (let at = bytes.indexOf(secret); at !== -1; at = bytes.indexOf(secret, at + secret.length))
+      bytes.fill(0x2a, at, at + secret.length);
+  }
+  return bytes;
+}

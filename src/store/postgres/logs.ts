@@ -189,7 +189,7 @@ export function logQueries(
         if (!usage) return { ok: false, reason: 'not-owner' };
         const cur = await getEntry(c, f, entryId);
         if (!cur) return { ok: false, reason: 'not-owner' };
-        const bytes = Buffer.from(out, 'utf8');
+        const bytes = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
         if (!usage.truncated && offset > cur.out_length)
           return { ok: false, reason: 'gap', length: cur.out_length };
         if (fields.exitCode !== undefined || fields.durationMs !== undefined) {

@@ -175,7 +175,7 @@ export function logQueries(
       f: AttemptFence,
       entryId: number,
       offset: number,
-      out: string,
+      out: string | Buffer,
       fields: { exitCode?: number; durationMs?: number },
       maxOutputBytes: number,
     ): AppendResult => {
@@ -187,7 +187,7 @@ export function logQueries(
           f.jobId,
           f.attempt,
         ) !== undefined;
-      const bytes = Buffer.from(out, 'utf8');
+      const bytes = typeof out === 'string' ? Buffer.from(out, 'utf8') : out;
       if (!attemptTruncated && offset > cur.out_length)
         return { ok: false, reason: 'gap', length: cur.out_length };
       if (fields.exitCode !== undefined || fields.durationMs !== undefined) {

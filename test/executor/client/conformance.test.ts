@@ -495,7 +495,7 @@ describe('auth test (run/validate_test.go)', () => {
 });
 
 describe('capabilities are negotiated, never assumed', () => {
-  function lp(): QueueClient {
+  function lp(retry: HttpRetryConfig = NO_RETRY): QueueClient {
     return createQueueClient({
       frontendUrl: fe.url,
       password: 'hunter2',
@@ -504,7 +504,7 @@ describe('capabilities are negotiated, never assumed', () => {
       version: VERSION,
       telemetry: () => telemetry,
       longPollMs: 10_000,
-      retry: NO_RETRY,
+      retry,
     });
   }
   it('a server without the header: no long-poll header, no append', async () => {
@@ -539,6 +539,40 @@ describe('capabilities are negotiated, never assumed', () => {
       out: 'hello',
       exitCode: 0,
       durationMs: 12,
+    });
+    expect(app.headers['content-type']).toBe('application/json');
+  });
+  it('a server advertising log-append-bytes: the output is the body, the fields the query', async () => {
+    fe.capabilities = 'long-poll, log-append, log-append-bytes';
+    const c = lp({ maxAttempts: 2, delayBaseMs: 1, delayMaxMs: 2, retryAfterMaxMs: 3000, timeoutMs: 0 });
+    await c.ping();
+    const sink = c.logSink(job({ token: 't' }));
+    // The first attempt fails: the retry, after the logger reused its buffer, sends the same bytes.
+    fe.script.push({ status: 503 }, { status: 200, body: '{"length":9}' });
+    const out = Buffer.from('héllo "\n\u0001');
+    const sent = sink.append!(3, 7, out, { exitCode: 0, durationMs: 12 });
+    out.fill(0); // the logger reuses its buffer once append returns its promise
+    await sent;
+    expect(fe.requests.at(-2)!.raw).toBe(fe.requests.at(-1)!.raw);
+    const app = fe.requests.at(-1)!;
+    expect(app.path).toBe('/.executors/queue/test_queue/appendExecutionLogEntry');
+    expect(app.headers['content-type']).toBe('application/octet-stream');
+    expect(app.query).toEqual({
+      executorName: 'deadbeef',
+      jobId: '42',
+      entryId: '3',
+      offset: '7',
+      exitCode: '0',
+      durationMs: '12',
+    });
+    expect(app.raw).toBe('héllo "\n\u0001');
+    fe.script.push({ status: 200, body: '{"length":12}' });
+    await sink.append!(3, 9, Buffer.from('abc'), {});
+    expect(fe.requests.at(-1)!.query).toEqual({
+      executorName: 'deadbeef',
+      jobId: '42',
+      entryId: '3',
+      offset: '9',
     });
   });
 });
