@@ -118,6 +118,18 @@ describe('loadServerConfig', () => {
     ).toMatchObject({ authFailureLimit: 3, authFailureWindowMs: 300_000 });
   });
 
+  it("the heap's growth step is 0 (V8's own) unless set, at most 400 %", () => {
+    expect(loadServerConfig({ env: required }).heapGrowingPercent).toBe(0);
+    expect(
+      loadServerConfig({ env: { ...required, EXECUTOR_SERVER_HEAP_GROWING_PERCENT: '20' } })
+        .heapGrowingPercent,
+    ).toBe(20);
+    for (const bad of ['500', '-1', 'some'])
+      expect(() =>
+        loadServerConfig({ env: { ...required, EXECUTOR_SERVER_HEAP_GROWING_PERCENT: bad } }),
+      ).toThrow(/--heap-growing-percent \/ EXECUTOR_SERVER_HEAP_GROWING_PERCENT: /);
+  });
+
   it('docs/configuration.md lists every server setting with its default', () => {
     const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8');
     const section = doc.slice(doc.indexOf('## Server (executor server)'));
