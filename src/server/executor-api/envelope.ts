@@ -24,9 +24,8 @@ import {
 } from '../http.js';
 import type { DecodeCache } from './decode-cache.js';
 
-export const CAPABILITIES_VALUE = [CAPABILITY.longPoll, CAPABILITY.logAppend, CAPABILITY.logAppendBytes].join(
-  ', ',
-);
+/** Every extension this server has, in their declaration order. */
+export const CAPABILITIES_VALUE = Object.values(CAPABILITY).join(', ');
 
 /** Ends a handler with a response already written. */
 export class Responded extends Error {
