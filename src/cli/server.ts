@@ -53,9 +53,10 @@ export function registerServerCommand(program: Command): void {
         throw e;
       }
     }
-    const [{ createServer, listen }, { openStore }] = await Promise.all([
+    const [{ createServer, listen }, { openStore }, { fdLimit }] = await Promise.all([
       import('../server/index.js'),
       import('../store/index.js'),
+      import('../server/process-metrics.js'),
     ]);
     mkdirSync(config.dataDir, { recursive: true });
     mkdirSync(config.reposDir, { recursive: true });
@@ -85,6 +86,8 @@ export function registerServerCommand(program: Command): void {
       url: server.url,
       repos: config.reposDir,
       store: config.databaseUrl.startsWith('sqlite:') ? config.databaseUrl : 'postgres',
+      // Each connected executor holds one or two connections: this bounds the fleet.
+      maxFds: fdLimit(),
     });
     let stopping = false;
     const stop = async (signal: string) => {

@@ -33,6 +33,8 @@ export interface ServerConfig {
   requestTimeoutMs: number;
   /** Longest silence while a request body is being received (408 and the connection closed). */
   bodyIdleTimeoutMs: number;
+  /** How long an idle connection stays open (Node's keepAliveTimeout). */
+  keepAliveTimeoutMs: number;
   /** Log entries one job attempt may add. */
   maxLogEntriesPerJob: number;
   /** Largest `command` of one log entry (its strings' UTF-8 bytes). */

@@ -193,6 +193,13 @@ export const SERVER_ENV = {
       'longest silence while a request body is being received (408 and the connection closed beyond)',
     parse: duration(AT_LEAST_100MS),
   },
+  EXECUTOR_SERVER_KEEP_ALIVE_TIMEOUT: {
+    flag: 'keep-alive-timeout',
+    default: '65s',
+    description:
+      "how long an idle connection is kept open for the client's next request; above the executors' 5 s heartbeat interval, an executor keeps its connections, so each of them holds one or two for its life (file descriptors: docs/operating.md); below it, each heartbeat opens a new connection",
+    parse: duration(AT_LEAST_100MS),
+  },
   EXECUTOR_SERVER_MAX_LOG_ENTRIES: {
     flag: 'max-log-entries',
     default: '1000',
@@ -406,6 +413,7 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     apiBodyLimitBytes: v.EXECUTOR_SERVER_API_BODY_LIMIT,
     requestTimeoutMs: v.EXECUTOR_SERVER_REQUEST_TIMEOUT,
     bodyIdleTimeoutMs: v.EXECUTOR_SERVER_BODY_IDLE_TIMEOUT,
+    keepAliveTimeoutMs: v.EXECUTOR_SERVER_KEEP_ALIVE_TIMEOUT,
     maxLogEntriesPerJob: v.EXECUTOR_SERVER_MAX_LOG_ENTRIES,
     maxLogCommandBytes: v.EXECUTOR_SERVER_MAX_LOG_COMMAND_BYTES,
     maxExecutorMetricsBytes: v.EXECUTOR_SERVER_MAX_EXECUTOR_METRICS,

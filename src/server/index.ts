@@ -34,12 +34,20 @@ import {
 } from './executor-api/heartbeat-writer.js';
 import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
-import { bodyTimeouts, createRouter, discardBody, type RouteContext, sendJson, sendText } from './http.js';
+import {
+  bodyTimeouts,
+  createRouter,
+  discardBody,
+  type RouteContext,
+  type Router,
+  sendJson,
+  sendText,
+} from './http.js';
 import { createLogNotifier } from './log-notifier.js';
 import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './memory-guard.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
-import { createQueueHistory } from './queue-history.js';
+import { createQueueHistory, type QueueHistory } from './queue-history.js';
 import { createRepositories } from './repos/index.js';
 import { FOLLOW_FALLBACK_MS } from './user-api/follow-logs.js';
 import { createFollowerLimits } from './user-api/follower-limits.js';
@@ -104,8 +112,11 @@ export interface ServerApp {
   following(): number;
   /** Heartbeats waiting for their store write (tests and diagnostics). */
   heartbeatsPending(): number;
-  /** How long a request's headers may take to arrive (Node's headersTimeout). */
-  readonly headersTimeoutMs: number;
+  /**
+   * For the HTTP server: how long a request's headers may take to arrive (Node's headersTimeout),
+   * and how long an idle connection stays open (its keepAliveTimeout).
+   */
+  readonly connectionTimeouts: { headersMs: number; keepAliveMs: number };
   /** The background loops, for tests that drive them with runOnce(now). */
   readonly loops: {
     resetter: BackgroundLoop;
@@ -194,7 +205,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     pruneMetrics,
     random: deps.random ?? Math.random,
     packageVersion: packageVersion(),
-    memory: deps.memory ?? createMemoryGuard({ limitBytes: config.memoryLimitBytes }),
+    memory: deps.memory ?? serverMemoryGuard(config.memoryLimitBytes, logger),
     followFallbackMs: deps.followFallbackMs ?? FOLLOW_FALLBACK_MS,
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
     repos,
@@ -205,14 +216,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   // Log writes on other replicas (PostgreSQL NOTIFY) wake this replica's followers too.
   const unsubscribeLogs = store.onLogWrite?.((jobId) => logNotifier.notify(jobId));
 
-  const router = createRouter();
-  registerExecutorRoutes(router, routeDeps);
-  registerGitRoutes(router, routeDeps);
-  registerFileRoutes(router, routeDeps);
-  registerUserRoutes(router, routeDeps);
-  registerWebRoutes(router, routeDeps, history);
-
-  registerOpsRoutes(router, routeDeps);
+  const router = createRoutes(routeDeps, history);
 
   const loops = createLoops(deps, store, {
     announceEnqueue: routeDeps.announceEnqueue,
@@ -286,7 +290,10 @@ export function createServer(deps: ServerDeps): ServerApp {
   return {
     handle,
     loops,
-    headersTimeoutMs: Math.min(60_000, config.requestTimeoutMs),
+    connectionTimeouts: {
+      headersMs: Math.min(60_000, config.requestTimeoutMs),
+      keepAliveMs: config.keepAliveTimeoutMs,
+    },
     waiting: () => notifier.waiting(),
     following: () => logNotifier.subscribers(),
     heartbeatsPending: () => routeDeps.heartbeats.pending(),
@@ -327,6 +334,29 @@ export interface TlsFiles {
   keyFile: string;
 }
 
+/** Every route of the server: the executor API, git, files, the user API, the web UI, ops. */
+function createRoutes(routeDeps: RouteDeps, history: QueueHistory): Router {
+  const router = createRouter();
+  registerExecutorRoutes(router, routeDeps);
+  registerGitRoutes(router, routeDeps);
+  registerFileRoutes(router, routeDeps);
+  registerUserRoutes(router, routeDeps);
+  registerWebRoutes(router, routeDeps, history);
+  registerOpsRoutes(router, routeDeps);
+  return router;
+}
+
+/** The guard of EXECUTOR_SERVER_MEMORY_LIMIT; a sample it cannot read (EMFILE) is logged. */
+function serverMemoryGuard(limitBytes: number, logger: Logger): MemoryGuard {
+  return createMemoryGuard({
+    limitBytes,
+    onError: (err) =>
+      logger.warn('cannot read the server process memory; the memory guard keeps its last sample', {
+        error: errorMessage(err),
+      }),
+  });
+}
+
 /** The pair as Node's TLS wants it; createSecureContext checks that key and certificate match. */
 function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
   const pair = { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
@@ -342,11 +372,12 @@ export function listen(app: ServerApp, host: string, port: number, tlsFiles?: Tl
   // (EXECUTOR_SERVER_REQUEST_TIMEOUT and EXECUTOR_SERVER_BODY_IDLE_TIMEOUT, see readBody and
   // discardBody), and a long-poll or log follow, which sends nothing after its headers, is never cut.
   server.requestTimeout = 0;
-  server.headersTimeout = app.headersTimeoutMs;
-  // Idle connections stay open well past the executors' 5 s heartbeat interval (and a load
-  // balancer's usual 60 s idle timeout): with Node's 5 s default, fetch dropped each connection
-  // before the next heartbeat, so every heartbeat paid a new TCP connection (and TLS handshake).
-  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = app.connectionTimeouts.headersMs;
+  // By default idle connections stay open well past the executors' 5 s heartbeat interval (and a
+  // load balancer's usual 60 s idle timeout): with Node's 5 s default, fetch dropped each
+  // connection before the next heartbeat, so every heartbeat paid a new TCP connection (and TLS
+  // handshake). EXECUTOR_SERVER_KEEP_ALIVE_TIMEOUT trades that for descriptors.
+  server.keepAliveTimeout = app.connectionTimeouts.keepAliveMs;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

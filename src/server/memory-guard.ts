@@ -7,7 +7,10 @@
  *
  * RSS is sampled lazily, at most once per SAMPLE_EVERY_MS, when a guarded request asks;
  * `process.memoryUsage.rss()` is one system call (about a microsecond), so the guard costs nothing
- * measurable and needs no timer.
+ * measurable and needs no timer. It reads /proc/self/stat, so it needs a free file descriptor: with
+ * the process at its descriptor limit (EMFILE, a fleet larger than `ulimit -n` allows) the read
+ * fails, and the guard keeps its last sample and says so once (`onError`) rather than failing the
+ * request, which in the request listener would end the process.
  */
 export const SAMPLE_EVERY_MS = 1_000;
 /** Retry-After of a refusal: a garbage collection and some running work finish in it, and it stays
@@ -27,16 +30,25 @@ export function createMemoryGuard(opts: {
   now?: () => number;
   /** Resident set size in bytes (default process.memoryUsage.rss). */
   rss?: () => number;
+  /** Told when a sample cannot be read (once until one can again); the last sample stands. */
+  onError?: (err: unknown) => void;
 }): MemoryGuard {
   const rss = opts.rss ?? (() => process.memoryUsage.rss());
   const clock = opts.now ?? (() => performance.now());
   let sampledAt = Number.NEGATIVE_INFINITY;
   let last = 0;
+  let failing = false;
   const sample = (): number => {
     const now = clock();
     if (now - sampledAt >= SAMPLE_EVERY_MS || now < sampledAt) {
-      last = rss();
       sampledAt = now;
+      try {
+        last = rss();
+        failing = false;
+      } catch (err) {
+        if (!failing) opts.onError?.(err);
+        failing = true;
+      }
     }
     return last;
   };

@@ -14,6 +14,7 @@ import { constantTimeEqual } from './executor-api/auth.js';
 import { type Router, sendText } from './http.js';
 import { MEMORY_RETRY_AFTER_S } from './memory-guard.js';
 import { renderQueueMetrics } from './metrics.js';
+import { renderProcessFds } from './process-metrics.js';
 import { createPushedMetricsRenderer } from './pushed-metrics.js';
 import { wrapUser } from './user-api/wrap.js';
 
@@ -100,6 +101,7 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
           deps.pruneMetrics.render() +
           deps.repos.renderMetrics() +
           deps.heartbeats.render() +
+          renderProcessFds() +
           pushed.render(executors);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         ctx.res.end(body);

@@ -224,6 +224,36 @@ describe('memory guard', () => {
     expect(createMemoryGuard({ limitBytes: 0, rss: () => 1e12 }).refusal()).toBeNull();
   });
 
+  it('a sample that cannot be read (EMFILE) keeps the last one, and is reported once per streak', () => {
+    let rss: number | Error = 5000;
+    let now = 0;
+    const errors: unknown[] = [];
+    const guard = createMemoryGuard({
+      limitBytes: 1000,
+      rss: () => {
+        if (rss instanceof Error) throw rss;
+        return rss;
+      },
+      now: () => now,
+      onError: (e) => errors.push(e),
+    });
+    expect(guard.refusal()).toMatch(/above its limit/);
+    rss = Object.assign(new Error('EMFILE: too many open files, uv_resident_set_memory'), { code: 'EMFILE' });
+    for (let i = 0; i < 3; i++) {
+      now += 1000;
+      expect(guard.refusal()).toMatch(/above its limit/);
+    }
+    expect(errors).toHaveLength(1);
+    expect(guard.state().rssBytes).toBe(5000);
+    rss = 10;
+    now += 1000;
+    expect(guard.refusal()).toBeNull();
+    rss = new Error('EMFILE again');
+    now += 1000;
+    expect(guard.refusal()).toBeNull();
+    expect(errors).toHaveLength(2);
+  });
+
   it('an injected guard over its limit refuses a follow with 503 OVERLOADED', async () => {
     h = await startHarness({ memory: createMemoryGuard({ limitBytes: 1, rss: () => 2 }) });
     const id = (
