@@ -17,6 +17,13 @@
  * request counters; size / 5 s when the fleet keeps up), so it includes the rest of an idle fleet's
  * traffic (re-parked long-polls, the window's jobs).
  *
+ * The floor, in the same run, once per size (FLEET_FLOOR=0 leaves it out): a bare node:http server
+ * (bench/floor-server.ts: canned answers, no store, no auth) under the same fleet. The row
+ * `.cpu.vs_floor` gives ours over its CPU: what one Node process pays for the requests alone, so
+ * whether a CPU target is in reach of a Node process at all. The notes also give the server's open
+ * file descriptors against its limit: each parked long-poll holds a connection and each heartbeat
+ * beside it another, and a server at its limit closes the connections beyond it.
+ *
  * The simulated fleet can be the limit before the server is (it spends two to three times the
  * server's CPU for the same traffic), so every run also reports, over the same window, the
  * simulator's own CPU (% of one core, all its processes) and its event-loop delay p99 (the worst
@@ -42,6 +49,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createApiClient } from '../src/cli/api-client.js';
 import type { JobSpec } from '../src/protocol/job-spec.js';
+import { maxOpenFiles } from '../src/server/process-metrics.js';
 import {
   type Bench,
   type BenchContext,
@@ -60,6 +68,7 @@ import {
 import { type Proc, spawnCli, spawnNode } from './procs.js';
 
 const SIM = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-sim.ts');
+const FLOOR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-server.ts');
 const WINDOW_MS = Number(process.env.FLEET_WINDOW_MS ?? 20_000);
 const JOBS_IN_WINDOW = 20;
 const SIM_PROCS = Math.max(1, Math.floor(Number(process.env.FLEET_SIM_PROCS ?? 2)) || 1);
@@ -139,11 +148,17 @@ async function heartbeatCounters(
   };
 }
 
+const noCounters = { served: Number.NaN, dequeues: Number.NaN, writes: Number.NaN, batches: Number.NaN };
+
 interface Measured {
   /** Heartbeats that wrote per store write of heartbeats, over the window. */
   batchMean: number;
   cpuPct: number;
   rssMiB: number;
+  /** The server's open file descriptors at the window's end (its connections, mostly). */
+  fds: number;
+  /** Its limit (`ulimit -n`). */
+  fdMax: number;
   heartbeatP99: number;
   heartbeatsPerSec: number;
   dispatchP50: number;
@@ -204,8 +219,33 @@ async function startServer(databaseUrl: string | undefined): Promise<Server> {
   };
 }
 
+/**
+ * The floor: a bare node:http server (bench/floor-server.ts) answering the same fleet with canned
+ * answers, no store, no auth, no metrics. What one Node process pays for the requests alone.
+ */
+async function startFloor(): Promise<Server> {
+  const proc = spawnNode([FLOOR]);
+  await waitFor(
+    'the floor server to listen',
+    () => {
+      if (proc.child.exitCode !== null) throw new Error(`the floor exited: ${proc.output().slice(-500)}`);
+      return /listening \d+/.test(proc.output());
+    },
+    60_000,
+    20,
+  );
+  const port = /listening (\d+)/.exec(proc.output())![1];
+  return {
+    url: `http://127.0.0.1:${port}`,
+    proc,
+    apiToken: '',
+    executorsToken: 'floor',
+    stop: () => proc.stop(),
+  };
+}
+
 type Got = { got: number; at: number };
-type SimWindow = { heartbeatMs: number[]; loopDelayP99Ms: number };
+type SimWindow = { heartbeatMs: number[]; dequeues: number; loopDelayP99Ms: number };
 
 /** The simulated fleet: `size` clients spread over SIM_PROCS processes of bench/fleet-sim.ts. */
 interface Fleet {
@@ -307,6 +347,7 @@ async function measure(
   mode: 'longpoll' | 'poll',
   pgUrl: string | undefined,
   say: (text: string) => void,
+  floor = false,
 ): Promise<Measured> {
   const fleet = await startFleet(server, size, mode);
   try {
@@ -318,12 +359,15 @@ async function measure(
     const sim0 = pids.map(cpuSecondsOf);
     const cpu0 = cpuSecondsOf(server.proc.pid);
     const db0 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
-    const hb0 = await heartbeatCounters(server.url);
+    // The floor has no /metrics and no jobs: its counts are the simulators'.
+    const counters = () => (floor ? Promise.resolve(noCounters) : heartbeatCounters(server.url));
+    const hb0 = await counters();
     const mono0 = monotonicUs();
     const t0 = performance.now();
     const submitted = new Map<number, number>();
     for (let i = 0; i < JOBS_IN_WINDOW; i++) {
       await sleep(WINDOW_MS / JOBS_IN_WINDOW);
+      if (floor) continue;
       const job = await api.submit({ queue: 'fleet', steps: [{ image: 'none', run: 'true' }] } as JobSpec);
       submitted.set(job.id, Date.now());
     }
@@ -332,8 +376,10 @@ async function measure(
     const cpu = cpuSecondsOf(server.proc.pid) - cpu0;
     const sim = pids.map((pid, k) => cpuSecondsOf(pid) - sim0[k]!);
     const db1 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
-    const hb1 = await heartbeatCounters(server.url);
+    const hb1 = await counters();
     const rss = memoryOf(server.proc.pid).rss;
+    const fds = readdirSync(`/proc/${server.proc.pid}/fd`).length;
+    const fdMax = maxOpenFiles(readFileSync(`/proc/${server.proc.pid}/limits`, 'utf8')) ?? Number.NaN;
     const windows = await fleet.endWindow();
     if (PROFILING)
       say(`window: ${mono0} to ${mono1} us (monotonic), server pid ${server.proc.pid}, fleet pids ${pids}`);
@@ -354,16 +400,22 @@ async function measure(
       batchMean: (hb1.writes - hb0.writes) / (hb1.batches - hb0.batches),
       cpuPct: (cpu / seconds) * 100,
       rssMiB: rss / MiB,
+      fds,
+      fdMax,
       heartbeatP99: percentile(
         windows.flatMap((w) => w.heartbeatMs),
         99,
       ),
-      heartbeatsPerSec: (hb1.served - hb0.served) / seconds,
+      heartbeatsPerSec: floor
+        ? windows.reduce((n, w) => n + w.heartbeatMs.length, 0) / seconds
+        : (hb1.served - hb0.served) / seconds,
       dispatchP50: percentile(dispatch, 50),
       dispatchP99: percentile(dispatch, 99),
       statementsPerSec: db0 && db1 ? (db1.tx - db0.tx) / seconds : Number.NaN,
       dbCpuPct: db0 && db1 ? (postgresCpuBetween(db0.cpu, db1.cpu) / seconds) * 100 : Number.NaN,
-      dequeuesPerSec: (hb1.dequeues - hb0.dequeues) / seconds,
+      dequeuesPerSec: floor
+        ? windows.reduce((n, w) => n + w.dequeues, 0) / seconds
+        : (hb1.dequeues - hb0.dequeues) / seconds,
       simCpuPct: (sim.reduce((a, b) => a + b, 0) / seconds) * 100,
       simBusiestPct: (Math.max(...sim) / seconds) * 100,
       simProcs: pids.length,
@@ -374,11 +426,25 @@ async function measure(
   }
 }
 
+/**
+ * The server's descriptors against its limit. At the limit, the event loop accepts and closes the
+ * connections beyond it: the fleet's requests fail and are retried, and the figures are not a
+ * steady state.
+ */
+const descriptors = (m: Measured) =>
+  `${m.fds} of ${m.fdMax} file descriptors open${m.fds >= m.fdMax - 64 ? ' (AT ITS LIMIT: connections beyond it were closed)' : ''}`;
+
+/** The simulated fleet's own load, which its latencies include. */
+const simSays = (m: Measured) =>
+  `simulator ${m.simCpuPct.toFixed(0)} % core in ${m.simProcs} process${m.simProcs === 1 ? '' : 'es'} (busiest ${m.simBusiestPct.toFixed(0)} %), its event-loop delay p99 ${m.simLoopDelayP99.toFixed(0)} ms`;
+
 /** The anchor's figures when it is left out (FLEET_ANCHOR=0) or could not run. */
 const unmeasured: Measured = {
   batchMean: Number.NaN,
   cpuPct: Number.NaN,
   rssMiB: Number.NaN,
+  fds: Number.NaN,
+  fdMax: Number.NaN,
   heartbeatP99: Number.NaN,
   heartbeatsPerSec: Number.NaN,
   dispatchP50: Number.NaN,
@@ -397,6 +463,7 @@ async function oneStore(
   label: string,
   size: number,
   pgAdmin: string | undefined,
+  floor: Measured | undefined,
 ): Promise<{ rows: BenchResult[]; anchorFailure?: string }> {
   const rows: BenchResult[] = [];
   const run = async (mode: 'longpoll' | 'poll') => {
@@ -407,6 +474,14 @@ async function oneStore(
         `fleet.${label}: ${size} ${mode === 'longpoll' ? 'long-polling' : 'Sourcegraph-style'} executors`,
       );
       return await measure(server, size, mode, db?.url, (t) => ctx.say(`fleet.${label}: ${t}`));
+    } catch (err) {
+      // Whether the server was still up, and what it last said, is most of the diagnosis.
+      const exit = server.proc.child.exitCode;
+      const state = exit === null ? 'the server was running' : `the server had exited (${exit})`;
+      const tail = server.proc.output().trim().split('\n').slice(-5).join(' | ');
+      throw new Error(
+        `${err instanceof Error ? err.message : String(err)}; ${state}; its output ends: ${tail}`,
+      );
     } finally {
       await server.stop();
       await db?.drop();
@@ -430,8 +505,7 @@ async function oneStore(
       : process.env.FLEET_ANCHOR === '0'
         ? 'anchor left out (FLEET_ANCHOR=0)'
         : text();
-  const sim = (m: Measured) =>
-    `simulator ${m.simCpuPct.toFixed(0)} % core in ${m.simProcs} process${m.simProcs === 1 ? '' : 'es'} (busiest ${m.simBusiestPct.toFixed(0)} %), its event-loop delay p99 ${m.simLoopDelayP99.toFixed(0)} ms`;
+  const sim = simSays;
   const perHeartbeatUs = ((ours.cpuPct / 100) * 1e6) / ours.heartbeatsPerSec;
   const name = `fleet.${label}.${size}`;
   const cpuTarget = label === 'sqlite' ? 20 : 30;
@@ -443,7 +517,7 @@ async function oneStore(
       unit: '% core',
       target: `<= ${cpuTarget} % at 10,000; anchor >= 5x ours`,
       met: (o, r) => (size < 10_000 || o <= cpuTarget) && r <= 0.2,
-      note: `server CPU (${perHeartbeatUs.toFixed(0)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}); ${sim(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${sim(anchor)}`)}. RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB)`,
+      note: `server CPU (${perHeartbeatUs.toFixed(0)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}); ${sim(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${sim(anchor)}`)}. RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
     }),
     result({
       name: `${name}.rss`,
@@ -472,6 +546,20 @@ async function oneStore(
       note: `p99 ${ours.dispatchP99.toFixed(1)} ms (target <= 50 ms); ${anchorSays(() => `anchor p50 ${anchor.dispatchP50.toFixed(0)} ms`)}`,
     }),
   );
+  if (floor) {
+    const floorPerHeartbeatUs = ((floor.cpuPct / 100) * 1e6) / floor.heartbeatsPerSec;
+    rows.push(
+      result({
+        name: `${name}.cpu.vs_floor`,
+        ours: ours.cpuPct,
+        baseline: floor.cpuPct,
+        unit: '% core',
+        target: 'none (reported)',
+        met: () => true,
+        note: `ours / a bare node:http server (bench/floor-server.ts: canned answers, no store, no auth) under the same fleet, in the same run: what one Node process pays for the requests alone. Floor: ${floorPerHeartbeatUs.toFixed(0)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${sim(floor)}. Ours: ${perHeartbeatUs.toFixed(0)} us, ${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${ours.dequeuesPerSec.toFixed(0)} dequeues/s`,
+      }),
+    );
+  }
   if (pgAdmin) {
     rows.push(
       result({
@@ -488,14 +576,46 @@ async function oneStore(
   return { rows, anchorFailure };
 }
 
+/** The floor's own figure, kept when ours cannot run. */
+function floorRow(size: number, floor: Measured): BenchResult {
+  return result({
+    name: `fleet.floor.${size}.cpu`,
+    ours: floor.cpuPct,
+    baseline: Number.NaN,
+    unit: '% core',
+    target: 'none (reported)',
+    met: () => true,
+    note: `a bare node:http server (bench/floor-server.ts) under ${size} long-polling executors: ${(((floor.cpuPct / 100) * 1e6) / floor.heartbeatsPerSec).toFixed(0)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s (${size / 5}/s due) and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${simSays(floor)}`,
+  });
+}
+
+/** The floor under a fleet of `size`, once per size (it has no store); undefined when it failed. */
+async function measureFloor(
+  ctx: BenchContext,
+  size: number,
+  failures: string[],
+): Promise<Measured | undefined> {
+  const floor = await startFloor();
+  try {
+    ctx.say(`fleet.floor: ${size} long-polling executors on a bare node:http server`);
+    return await measure(floor, size, 'longpoll', undefined, (t) => ctx.say(`fleet.floor: ${t}`), true);
+  } catch (err) {
+    failures.push(`floor ${size}: ${err instanceof Error ? err.message : String(err)}`);
+    ctx.say(`fleet.floor.${size} could not run: ${failures.at(-1)}`);
+    return undefined;
+  } finally {
+    await floor.stop();
+  }
+}
+
 export const fleet: Bench = async (ctx) => {
   const sizes = (process.env.FLEET_SIZES ?? '1000,5000,10000').split(',').map(Number);
   const out: BenchResult[] = [];
   const failures: string[] = [];
   // One size that cannot run does not throw away the figures of the others.
-  const one = async (label: string, size: number, pg: string | undefined) => {
+  const one = async (label: string, size: number, pg: string | undefined, floor: Measured | undefined) => {
     try {
-      const { rows, anchorFailure } = await oneStore(ctx, label, size, pg);
+      const { rows, anchorFailure } = await oneStore(ctx, label, size, pg, floor);
       for (const r of rows)
         ctx.say(`${r.name}: ours ${r.ours.toFixed(1)} ${r.unit}, baseline ${r.baseline.toFixed(1)}`);
       out.push(...rows);
@@ -509,8 +629,10 @@ export const fleet: Bench = async (ctx) => {
     }
   };
   for (const size of sizes) {
-    await one('sqlite', size, undefined);
-    if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl);
+    const floor = process.env.FLEET_FLOOR === '0' ? undefined : await measureFloor(ctx, size, failures);
+    if (floor) out.push(floorRow(size, floor));
+    await one('sqlite', size, undefined, floor);
+    if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl, floor);
   }
   if (failures.length > 0) throw new PartialResults(`fleet: ${failures.join('; ')}`, out);
   return out;

@@ -27,6 +27,8 @@ const server = http.createServer((req, res) => {
   });
 });
 server.requestTimeout = 0;
+// As the executor server: an executor keeps its connection between heartbeats 5 s apart.
+server.keepAliveTimeout = 65_000;
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`listening ${(server.address() as AddressInfo).port}\n`);
 });
