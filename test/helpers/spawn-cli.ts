@@ -32,3 +32,22 @@ export function spawnCli(args: string[], env: Record<string, string | undefined>
   });
   return { child, output: () => out, exited };
 }
+
+/**
+ * `executor server` on a free loopback port with its data in `dataDir`, once it listens: the
+ * process, its URL and its start log line (`queue server listening url=... maxFds=...`).
+ */
+export async function spawnServer(
+  dataDir: string,
+  env: Record<string, string | undefined>,
+): Promise<{ cli: CliProcess; url: string; line: string }> {
+  const cli = spawnCli(['server', '--listen', '127.0.0.1:0', '--data', dataDir], env);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const line = /queue server listening .*/.exec(cli.output())?.[0];
+    if (line) return { cli, url: /url=(\S+)/.exec(line)![1]!, line };
+    if (cli.child.exitCode !== null) throw new Error(`the server exited: ${cli.output().slice(-800)}`);
+    if (Date.now() > deadline) throw new Error('timed out waiting for the server to listen');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

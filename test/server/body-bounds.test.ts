@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LONG_POLL_HEADER } from '../../src/protocol/capabilities.js';
 import { waitFor } from '../helpers/env.js';
-import { type CliProcess, spawnCli } from '../helpers/spawn-cli.js';
+import { type CliProcess, spawnServer } from '../helpers/spawn-cli.js';
 import { API_TOKEN, EXECUTOR_TOKEN, type Harness, startHarness } from './harness.js';
 import { openRaw, type RawConnection } from './raw-http.js';
 
@@ -54,15 +54,10 @@ describe('refused bodies are not kept (a server process)', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'executor-body-bounds-'));
-    cli = spawnCli(['server', '--listen', '127.0.0.1:0', '--data', dir], {
+    ({ cli, url } = await spawnServer(dir, {
       EXECUTORS_ACCESS_TOKEN: EXECUTOR_TOKEN,
       EXECUTOR_SERVER_API_TOKEN: API_TOKEN,
-    });
-    const line = await waitFor(() => /queue server listening .*/.exec(cli.output())?.[0], {
-      timeoutMs: 60_000,
-      what: 'the server to listen',
-    });
-    url = /url=(\S+)/.exec(line)![1]!;
+    }));
   }, 90_000);
 
   afterAll(async () => {

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxOpenFiles } from '../../src/server/process-metrics.js';
 import { requireOrSkip, waitFor } from '../helpers/env.js';
-import { type CliProcess, spawnCli } from '../helpers/spawn-cli.js';
+import { type CliProcess, spawnServer } from '../helpers/spawn-cli.js';
 import { API_TOKEN, EXECUTOR_TOKEN } from './harness.js';
 
 const hasPrlimit = (() => {
@@ -83,15 +83,11 @@ if (requireOrSkip('prlimit (util-linux) to lower a running server’s descriptor
 
     beforeAll(async () => {
       dir = mkdtempSync(path.join(os.tmpdir(), 'executor-fd-limit-'));
-      cli = spawnCli(['server', '--listen', '127.0.0.1:0', '--data', dir], {
+      let line: string;
+      ({ cli, url, line } = await spawnServer(dir, {
         EXECUTORS_ACCESS_TOKEN: EXECUTOR_TOKEN,
         EXECUTOR_SERVER_API_TOKEN: API_TOKEN,
-      });
-      const line = await waitFor(() => /queue server listening .*/.exec(cli.output())?.[0], {
-        timeoutMs: 60_000,
-        what: 'the server to listen',
-      });
-      url = /url=(\S+)/.exec(line)![1]!;
+      }));
       // The start names the limit an operator sizes the fleet by.
       expect(Number(/maxFds=(\d+)/.exec(line)?.[1])).toBe(
         maxOpenFiles(readFileSync(`/proc/${cli.child.pid}/limits`, 'utf8')),
