@@ -82,6 +82,22 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * `fn`, tried up to 5 times, 200 ms apart: a server at its descriptor limit closes new connections
+ * at once, and the bench's own requests are new connections like any other. Its figures then
+ * carry the mark of the limit (see `descriptors`) rather than no figures at all.
+ */
+async function patiently<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (attempt === 5) throw e;
+      await sleep(200);
+    }
+  }
+}
+
 /** CPU seconds of each postgres process (the database's own work), by pid. */
 function postgresCpuSeconds(): Map<number, number> {
   const out = new Map<number, number>();
@@ -132,7 +148,7 @@ async function transactions(url: string): Promise<number> {
 async function heartbeatCounters(
   url: string,
 ): Promise<{ served: number; dequeues: number; writes: number; batches: number }> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await patiently(async () => (await fetch(`${url}/metrics`)).text());
   const value = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1]);
   const answered = (route: string) =>
     [
@@ -371,7 +387,9 @@ async function measure(
       // From the submit's start: on a busy server its answer can reach us after a client holds
       // the job, which measured from the answer gave negative dispatch times.
       const at = Date.now();
-      const job = await api.submit({ queue: 'fleet', steps: [{ image: 'none', run: 'true' }] } as JobSpec);
+      const job = await patiently(() =>
+        api.submit({ queue: 'fleet', steps: [{ image: 'none', run: 'true' }] } as JobSpec),
+      );
       submitted.set(job.id, at);
     }
     const seconds = (performance.now() - t0) / 1000;

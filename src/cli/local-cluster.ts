@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { type ExecutorConfig, loadExecutorConfig } from '../config/executor.js';
 import { loadServerConfig, type ServerConfig } from '../config/server.js';
 import { type ExecutorDeps, type RunningExecutor, startExecutor } from '../executor/index.js';
@@ -91,6 +92,10 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     EXECUTOR_QUEUE_NAME: opts.queue ?? 'default',
     EXECUTOR_RUNTIME: opts.runtime,
     EXECUTOR_MAXIMUM_NUM_JOBS: String(opts.maxJobs ?? 2),
+    // The clone cache with the rest of the cluster's data, not in the host's temporary directory
+    // where every cluster's entries met: keyed by server URL, a later cluster on a reused port
+    // found an earlier one's checkout of a repository of the same name.
+    EXECUTOR_GIT_CACHE_DIR: path.join(config.dataDir, 'git-cache'),
     ...opts.executorEnv,
     ...extra,
   });
