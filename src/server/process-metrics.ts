@@ -25,14 +25,13 @@ export function fdLimit(): number | undefined {
 
 export function renderProcessFds(): string {
   let open: number;
-  let max: number | undefined;
   try {
     // The listing includes the descriptor that reads it.
     open = readdirSync('/proc/self/fd').length - 1;
-    max = maxOpenFiles(readFileSync('/proc/self/limits', 'utf8'));
   } catch {
     return '';
   }
+  const max = fdLimit();
   const lines = [
     '# HELP src_executor_server_open_fds File descriptors the server process holds open.',
     '# TYPE src_executor_server_open_fds gauge',
