@@ -455,6 +455,9 @@ async function measure(
 const descriptors = (m: Measured) =>
   `${m.fds} of ${m.fdMax} file descriptors open${m.fds >= m.fdMax - 64 ? ' (AT ITS LIMIT: connections beyond it were closed)' : ''}`;
 
+/** A server's CPU over the heartbeats it answered, in whole microseconds. */
+const usPerHeartbeat = (m: Measured) => (((m.cpuPct / 100) * 1e6) / m.heartbeatsPerSec).toFixed(0);
+
 /** The simulated fleet's own load, which its latencies include. */
 const simSays = (m: Measured) =>
   `simulator ${m.simCpuPct.toFixed(0)} % core in ${m.simProcs} process${m.simProcs === 1 ? '' : 'es'} (busiest ${m.simBusiestPct.toFixed(0)} %), its event-loop delay p99 ${m.simLoopDelayP99.toFixed(0)} ms`;
@@ -526,8 +529,6 @@ async function oneStore(
       : process.env.FLEET_ANCHOR === '0'
         ? 'anchor left out (FLEET_ANCHOR=0)'
         : text();
-  const sim = simSays;
-  const perHeartbeatUs = ((ours.cpuPct / 100) * 1e6) / ours.heartbeatsPerSec;
   const name = `fleet.${label}.${size}`;
   const cpuTarget = label === 'sqlite' ? 20 : 30;
   rows.push(
@@ -538,7 +539,7 @@ async function oneStore(
       unit: '% core',
       target: `<= ${cpuTarget} % at 10,000; anchor >= 5x ours`,
       met: (o, r) => (size < 10_000 || o <= cpuTarget) && r <= 0.2,
-      note: `server CPU (${perHeartbeatUs.toFixed(0)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}); ${sim(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${sim(anchor)}`)}. RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
+      note: `server CPU (${usPerHeartbeat(ours)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}); ${simSays(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${simSays(anchor)}`)}. RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
     }),
     result({
       name: `${name}.rss`,
@@ -555,7 +556,7 @@ async function oneStore(
       unit: 'ms',
       target: '<= 50 ms',
       met: (o) => o <= 50,
-      note: `${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s answered (${size / 5}/s due); as the clients saw it, so it includes the ${sim(ours)}`,
+      note: `${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s answered (${size / 5}/s due); as the clients saw it, so it includes the ${simSays(ours)}`,
     }),
     result({
       name: `${name}.dispatch_p50`,
@@ -568,7 +569,6 @@ async function oneStore(
     }),
   );
   if (floor) {
-    const floorPerHeartbeatUs = ((floor.cpuPct / 100) * 1e6) / floor.heartbeatsPerSec;
     rows.push(
       result({
         name: `${name}.cpu.vs_floor`,
@@ -577,7 +577,7 @@ async function oneStore(
         unit: '% core',
         target: 'none (reported)',
         met: () => true,
-        note: `ours / a bare node:http server (bench/floor-server.ts: canned answers, no store, no auth) under the same fleet, in the same run: what one Node process pays for the requests alone. Floor: ${floorPerHeartbeatUs.toFixed(0)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${sim(floor)}. Ours: ${perHeartbeatUs.toFixed(0)} us, ${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${ours.dequeuesPerSec.toFixed(0)} dequeues/s`,
+        note: `ours / a bare node:http server (bench/floor-server.ts: canned answers, no store, no auth) under the same fleet, in the same run: what one Node process pays for the requests alone. Floor: ${usPerHeartbeat(floor)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${simSays(floor)}. Ours: ${usPerHeartbeat(ours)} us, ${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${ours.dequeuesPerSec.toFixed(0)} dequeues/s`,
       }),
     );
   }
@@ -606,7 +606,7 @@ function floorRow(size: number, floor: Measured): BenchResult {
     unit: '% core',
     target: 'none (reported)',
     met: () => true,
-    note: `a bare node:http server (bench/floor-server.ts) under ${size} long-polling executors: ${(((floor.cpuPct / 100) * 1e6) / floor.heartbeatsPerSec).toFixed(0)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s (${size / 5}/s due) and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${simSays(floor)}`,
+    note: `a bare node:http server (bench/floor-server.ts) under ${size} long-polling executors: ${usPerHeartbeat(floor)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s (${size / 5}/s due) and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${simSays(floor)}`,
   });
 }
 
