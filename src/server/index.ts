@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock } from '../lib/clock.js';
@@ -231,6 +232,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   const timeouts = bodyTimeouts(config);
   let requestCount = 0;
   const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const arrived = performance.now();
     requestCount = (requestCount + 1) % 0x100000000;
     const requestId = requestIdPrefix + requestCount.toString(16).padStart(8, '0');
     res.setHeader('x-request-id', requestId);
@@ -245,7 +247,9 @@ export function createServer(deps: ServerDeps): ServerApp {
     const match = router.match(method, url.pathname);
     const executorRoute = url.pathname.startsWith('/.executors/');
     const routeName = match.kind === 'none' ? 'unmatched' : match.name;
-    res.on('finish', () => metrics.count(routeName, method, res.statusCode));
+    res.on('finish', () =>
+      metrics.observe(routeName, method, res.statusCode, (performance.now() - arrived) / 1000),
+    );
     if (executorRoute) res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
     const ctx: RouteContext = { req, res, url, params: {}, requestId, closing: closing.signal };
     if (match.kind === 'none') {
@@ -306,6 +310,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     },
     async close() {
       closing.abort();
+      metrics.close();
       notifier.close();
       repos.close();
       if (typeof unsubscribe === 'function') unsubscribe();

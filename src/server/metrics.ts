@@ -1,22 +1,93 @@
 /**
  * Prometheus text exposition for GET /metrics: queue gauges (the names Sourcegraph's worker emits,
- * so autoscaling rules keep working) and HTTP request counters. The metrics executors push in their
- * heartbeats are in pushed-metrics.ts.
+ * so autoscaling rules keep working), HTTP request counters and durations, and the delay of the
+ * server's event loop. The metrics executors push in their heartbeats are in pushed-metrics.ts.
  */
+import { performance } from 'node:perf_hooks';
 import { escapeLabel } from '../lib/prometheus.js';
 import type { QueueStats } from '../store/types.js';
 
+/**
+ * Upper bounds of the request duration histogram, in seconds: from a heartbeat's milliseconds to a
+ * held long-poll's 30 s and a large upload's minutes.
+ */
+export const REQUEST_DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+];
+
+/** Upper bounds of the event-loop delay histogram, in seconds. */
+export const LOOP_DELAY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * How often the event loop is sampled: a sample is how much later than asked a timer of this
+ * interval ran, which is how long everything queued behind the work before it waited.
+ */
+export const LOOP_SAMPLE_MS = 50;
+
 export interface HttpMetrics {
-  count(route: string, method: string, status: number): void;
+  /** A request answered: its route pattern, method, status, and seconds from arrival to the answer's end. */
+  observe(route: string, method: string, status: number, seconds: number): void;
   render(): string;
+  /** Stops sampling the event loop. */
+  close(): void;
 }
 
-export function createHttpMetrics(): HttpMetrics {
+/** Counts per bucket (not cumulative; the rendering sums them), with the sum and count. */
+interface Buckets {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+const newBuckets = (bounds: number[]): Buckets => ({ counts: bounds.map(() => 0), sum: 0, count: 0 });
+
+function record(b: Buckets, bounds: number[], value: number): void {
+  let i = 0;
+  while (i < bounds.length && value > bounds[i]!) i++;
+  if (i < bounds.length) b.counts[i]!++;
+  b.sum += value;
+  b.count++;
+}
+
+/** Histogram lines of one series; `labels` is the label set body without `le` ('' for none). */
+function histogramLines(name: string, labels: string, bounds: number[], b: Buckets): string[] {
+  const sep = labels === '' ? '' : ',';
+  const lines: string[] = [];
+  let cumulative = 0;
+  bounds.forEach((bound, i) => {
+    cumulative += b.counts[i]!;
+    lines.push(`${name}_bucket{${labels}${sep}le="${bound}"} ${cumulative}`);
+  });
+  lines.push(`${name}_bucket{${labels}${sep}le="+Inf"} ${b.count}`);
+  const set = labels === '' ? '' : `{${labels}}`;
+  lines.push(`${name}_sum${set} ${Number(b.sum.toPrecision(15))}`, `${name}_count${set} ${b.count}`);
+  return lines;
+}
+
+export function createHttpMetrics(opts: { loopSampleMs?: number } = {}): HttpMetrics {
   const counts = new Map<string, number>();
+  // By route and method: the status would multiply the series for nothing a latency alert needs.
+  const durations = new Map<string, Buckets>();
+  const loop = newBuckets(LOOP_DELAY_BUCKETS);
+  const sampleMs = opts.loopSampleMs ?? LOOP_SAMPLE_MS;
+  let due = performance.now() + sampleMs;
+  const sampler = setInterval(() => {
+    const now = performance.now();
+    record(loop, LOOP_DELAY_BUCKETS, Math.max(0, now - due) / 1000);
+    due = now + sampleMs;
+  }, sampleMs);
+  sampler.unref();
   return {
-    count(route, method, status) {
-      const key = `route="${escapeLabel(route)}",method="${escapeLabel(method)}",code="${status}"`;
+    observe(route, method, status, seconds) {
+      const labels = `route="${escapeLabel(route)}",method="${escapeLabel(method)}"`;
+      const key = `${labels},code="${status}"`;
       counts.set(key, (counts.get(key) ?? 0) + 1);
+      let d = durations.get(labels);
+      if (!d) {
+        d = newBuckets(REQUEST_DURATION_BUCKETS);
+        durations.set(labels, d);
+      }
+      record(d, REQUEST_DURATION_BUCKETS, seconds);
     },
     render() {
       const lines = [
@@ -25,8 +96,27 @@ export function createHttpMetrics(): HttpMetrics {
       ];
       for (const [k, v] of [...counts].sort())
         lines.push(`src_executor_server_http_requests_total{${k}} ${v}`);
+      lines.push(
+        '# HELP src_executor_server_http_request_duration_seconds Time from a request arriving to the end of its answer, by route pattern and method (a long-poll dequeue includes its wait).',
+        '# TYPE src_executor_server_http_request_duration_seconds histogram',
+      );
+      for (const [k, d] of [...durations].sort((a, b) => (a[0] < b[0] ? -1 : 1)))
+        lines.push(
+          ...histogramLines(
+            'src_executor_server_http_request_duration_seconds',
+            k,
+            REQUEST_DURATION_BUCKETS,
+            d,
+          ),
+        );
+      lines.push(
+        `# HELP src_executor_server_event_loop_delay_seconds How much later than due a timer of ${sampleMs} ms ran on the server's event loop: the wait of everything queued behind the work before it.`,
+        '# TYPE src_executor_server_event_loop_delay_seconds histogram',
+        ...histogramLines('src_executor_server_event_loop_delay_seconds', '', LOOP_DELAY_BUCKETS, loop),
+      );
       return `${lines.join('\n')}\n`;
     },
+    close: () => clearInterval(sampler),
   };
 }
 
