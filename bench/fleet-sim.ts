@@ -25,6 +25,7 @@ import { createQueueClient } from '../src/executor/client/queue-client.js';
 import type { Job } from '../src/protocol/job.js';
 import { executorVersion } from '../src/protocol/version.js';
 import { emptyTelemetry } from './cluster.js';
+import { createHttpFetch } from './http-fetch.js';
 import { percentile, quietLogger } from './lib.js';
 
 const url = process.env.FLEET_URL!;
@@ -37,6 +38,8 @@ const prefix = process.env.FLEET_PREFIX ?? 'sim';
 const HEARTBEAT_MS = 5_000;
 const metricsBytes = Number(process.env.FLEET_METRICS_BYTES ?? 0);
 const wave = Math.max(1, Number(process.env.FLEET_RAMP_WAVE ?? 200));
+// The clients' transport: node:http (bench/http-fetch.ts, the default) or the global fetch.
+const transport = process.env.FLEET_TRANSPORT === 'fetch' ? fetch : createHttpFetch();
 
 /** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
 function metricsText(beats: number): string {
@@ -97,6 +100,7 @@ async function simulate(i: number): Promise<void> {
     longPollMs: mode === 'longpoll' ? 30_000 : 0,
     retry: { maxAttempts: 1, delayBaseMs: 100, delayMaxMs: 100, retryAfterMaxMs: 0, timeoutMs: 0 },
     logger: quietLogger(),
+    fetch: transport,
   });
   // On a loaded machine a connection of the ramp can fail: a few tries before the fleet gives up.
   for (let attempt = 1; ; attempt++) {
