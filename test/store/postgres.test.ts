@@ -8,7 +8,11 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openStore } from '../../src/store/index.js';
 import { FOLLOWER_CHECK_MS, LOG_ANNOUNCE_INTERVAL_MS } from '../../src/store/postgres/log-announcer.js';
-import { createPostgresStore, LOGS_CHANNEL } from '../../src/store/postgres/postgres-store.js';
+import {
+  createPostgresStore,
+  ENQUEUE_CHANNEL,
+  LOGS_CHANNEL,
+} from '../../src/store/postgres/postgres-store.js';
 import type { NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip, waitFor } from '../helpers/env.js';
 import { runStoreContract } from './contract.js';
@@ -122,6 +126,46 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         expect((await s.getJob(j.id))?.id).toBe(j.id);
       } finally {
         await s.close();
+      }
+    });
+
+    it("wakes its own replica's waiters when it enqueues, once, and another replica's through NOTIFY", async () => {
+      await cleaner.query(
+        'TRUNCATE jobs, job_tokens, job_claims, log_entries, log_chunks, executors, api_tokens, repositories RESTART IDENTITY CASCADE',
+      );
+      const [a, b] = [0, 1].map(() => createPostgresStore({ connectionString: dbUrl, poolSize: 2 }));
+      try {
+        const heardA: string[] = [];
+        const heardB: string[] = [];
+        const offA = a!.onEnqueue!((q) => heardA.push(q));
+        const offB = b!.onEnqueue!((q) => heardB.push(q));
+        // Both listen once a probe NOTIFY from a third connection reaches both (a late probe
+        // may still arrive: probes are left out below).
+        await waitFor(
+          async () => {
+            await cleaner.query(`SELECT pg_notify('${ENQUEUE_CHANNEL}', 'probe')`);
+            return heardA.includes('probe') && heardB.includes('probe');
+          },
+          { what: 'both replicas listening', intervalMs: 50 },
+        );
+        const heard = (h: string[]) => h.filter((q) => q !== 'probe');
+        heardA.length = 0;
+        heardB.length = 0;
+        await a!.enqueue({ ...trueJob, queue: 'own' }, 1_000);
+        // A's waiters were woken before its enqueue returned, without the NOTIFY round trip.
+        expect(heard(heardA)).toEqual(['own']);
+        // A NOTIFY sent after A's is delivered after it: once both hear it, A's own NOTIFY has
+        // reached both listeners, and A did not take it for a second enqueue.
+        await cleaner.query(`SELECT pg_notify('${ENQUEUE_CHANNEL}', 'after')`);
+        await waitFor(() => heardA.includes('after') && heardB.includes('after'), {
+          what: 'the marker after',
+        });
+        expect(heard(heardA)).toEqual(['own', 'after']);
+        expect(heard(heardB)).toEqual(['own', 'after']);
+        offA();
+        offB();
+      } finally {
+        await Promise.all([a!.close(), b!.close()]);
       }
     });
 

@@ -73,8 +73,15 @@ export interface PgContext {
  * `enqueue` (queue name), `logwrite` (job id) and `follow` events; the last two only from other
  * stores than `origin`.
  */
-function emitNotification(msg: pg.Notification, events: EventEmitter, origin: string): void {
-  if (msg.channel === ENQUEUE_CHANNEL && msg.payload) events.emit('enqueue', msg.payload);
+function emitNotification(
+  msg: pg.Notification,
+  events: EventEmitter,
+  origin: string,
+  ownBackends: ReadonlySet<number>,
+): void {
+  // This replica's own NOTIFY (sent by a backend of its pool) woke its waiters when it was sent.
+  if (msg.channel === ENQUEUE_CHANNEL && msg.payload && !ownBackends.has(msg.processId))
+    events.emit('enqueue', msg.payload);
   if (msg.channel === LOGS_CHANNEL && msg.payload) {
     const [from, id] = msg.payload.split(':');
     if (from === origin) return;
@@ -104,6 +111,17 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
   const pool = new pg.Pool({ ...clientConfig, max: opts.poolSize ?? 10, idleTimeoutMillis: 60_000 });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => {});
+  // The backends of this pool's connections: a NOTIFY one of them sent is this replica's own.
+  const ownBackends = new Set<number>();
+  const backendOf = (c: pg.PoolClient) => (c as { processID?: number | null }).processID;
+  pool.on('connect', (c) => {
+    const pid = backendOf(c);
+    if (typeof pid === 'number') ownBackends.add(pid);
+  });
+  pool.on('remove', (c) => {
+    const pid = backendOf(c);
+    if (typeof pid === 'number') ownBackends.delete(pid);
+  });
 
   const events = new EventEmitter();
   events.setMaxListeners(0);
@@ -183,10 +201,13 @@ export function openPostgres(opts: PostgresStoreOptions): PgContext {
    */
   async function notify(queues: string[]): Promise<void> {
     if (queues.length === 0) return;
-    await pool.query(NOTIFY_ENQUEUE, [[...new Set(queues)]]).catch(() => {});
+    const unique = [...new Set(queues)];
+    // This replica's waiters now, not a NOTIFY round trip later (its echo is not emitted again).
+    for (const q of unique) events.emit('enqueue', q);
+    await pool.query(NOTIFY_ENQUEUE, [unique]).catch(() => {});
   }
 
-  const listen = createListener(clientConfig, events, origin, () => closed);
+  const listen = createListener(clientConfig, events, origin, () => closed, ownBackends);
 
   return {
     t,
@@ -222,6 +243,7 @@ function createListener(
   events: EventEmitter,
   origin: string,
   closed: () => boolean,
+  ownBackends: ReadonlySet<number>,
 ) {
   let listener: pg.Client | null = null;
   let listening: Promise<void> | null = null;
@@ -247,7 +269,7 @@ function createListener(
     };
     client.on('error', drop);
     client.on('end', drop);
-    client.on('notification', (msg) => emitNotification(msg, events, origin));
+    client.on('notification', (msg) => emitNotification(msg, events, origin, ownBackends));
     listener = client;
     listening = (async () => {
       await client.connect();
