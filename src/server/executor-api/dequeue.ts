@@ -90,9 +90,9 @@ export function registerDequeueRoutes(router: Router, deps: RouteDeps): void {
       const holdMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, MAX_LONG_POLL_MS) : 0;
       const deadline = Date.now() + holdMs;
       // Set up on the first empty try only: most dequeues of a busy queue answer at once, and
-      // two abort signals and a listener per request are a measurable part of a dequeue.
-      let wait: { gone: AbortController; signal: AbortSignal } | undefined;
-      const clientGone = () => wait?.gone.signal.aborted === true || ctx.req.socket.destroyed;
+      // an abort signal and a listener per request are a measurable part of a dequeue.
+      let gone: AbortController | undefined;
+      const clientGone = () => gone?.signal.aborted === true || ctx.req.socket.destroyed;
       // The queue whose event woke this request: its job is this request's to claim or pass on.
       let wokenBy: string | null = null;
       for (;;) {
@@ -123,24 +123,26 @@ export function registerDequeueRoutes(router: Router, deps: RouteDeps): void {
         }
         const remaining = deadline - Date.now();
         if (remaining <= 0 || ctx.closing.aborted) break;
-        if (!wait) {
+        if (!gone) {
           // The client going away ends the wait without claiming a job nobody would receive.
           // Only when it went away: an answered wait closes too, and an abort without a reason
           // builds a DOMException (a few percent of an idle fleet's server CPU, at every re-park).
-          const gone = new AbortController();
+          const controller = new AbortController();
           ctx.res.once('close', () => {
-            if (!ctx.res.writableFinished) gone.abort(CLIENT_GONE);
+            if (!ctx.res.writableFinished) controller.abort(CLIENT_GONE);
           });
-          wait = { gone, signal: AbortSignal.any([gone.signal, ctx.closing]) };
+          gone = controller;
         }
         // Woken by an event (an enqueue here or on another replica, a job becoming due, the
-        // notifier's safety re-check), not by a timer of its own.
-        wokenBy = await notifier.wait(queues, remaining, wait.signal);
-        if (wait.gone.signal.aborted) {
+        // notifier's safety re-check), not by a timer of its own. The server closing releases
+        // every waiter (notifier.close), so the wait needs no signal of ctx.closing: a signal
+        // combined with it (AbortSignal.any) was one more signal per parked request, held by
+        // the server's own until collected.
+        wokenBy = await notifier.wait(queues, remaining, gone.signal);
+        if (gone.signal.aborted) {
           if (wokenBy !== null) notifier.notify(wokenBy);
           return;
         }
-        if (wait.signal.aborted) break;
         if (wokenBy === null) break;
       }
       sendEmpty(ctx.res, 204);
