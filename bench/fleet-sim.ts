@@ -1,7 +1,8 @@
 /**
  * A simulated fleet, in its own process (bench/fleet.ts starts it): FLEET_SIZE real queue clients
  * (createQueueClient, as the executor uses it) that ping, then loop on dequeue and heartbeat every
- * 5 s, each starting at a random offset. FLEET_MODE=longpoll asks the server to hold empty
+ * 5 s, each starting at a random offset. Their transport is node:http (bench/http-fetch.ts), which
+ * costs the simulator half of what fetch does; FLEET_TRANSPORT=fetch gives the global fetch. FLEET_MODE=longpoll asks the server to hold empty
  * dequeues (30 s); FLEET_MODE=poll is a Sourcegraph-style fleet: an empty dequeue, then 1 s of
  * sleep. A dequeued job is "run" for FLEET_JOB_MS (its id in the heartbeats meanwhile), then
  * marked complete. Clients come up FLEET_RAMP_WAVE at a time (default 200). With
