@@ -37,6 +37,9 @@ export const EXECUTOR_COUNTERS = [
 /** Executors are sampled while their last heartbeat is this recent (the /metrics window). */
 const EXECUTOR_FRESH_MS = 30_000;
 
+/** Executors' metrics are read this many at a time (see sampleExecutors). */
+const EXECUTOR_PAGE = 500;
+
 export interface QueueHistoryOptions {
   clock: Clock;
   logger: Logger;
@@ -63,6 +66,75 @@ function median(values: number[]): number | null {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** Appends `v`, keeping the last `keep` entries. */
+function keepLast<T>(list: T[], v: T, keep: number): void {
+  list.push(v);
+  if (list.length > keep) list.splice(0, list.length - keep);
+}
+
+/** The executors' series of the dashboard, from the metrics they push. */
+function createExecutorSampler(keep: number, intervalMs: number) {
+  const execSeries = new Map<string, ExecutorSeries>();
+  const lastCounter = new Map<string, { at: number; value: number }>();
+  const push = (list: Array<[number, number]>, v: [number, number]) => keepLast(list, v, keep);
+  const seriesOf = (series: ExecutorSeries, name: string) => {
+    let list = series[name];
+    if (!list) {
+      list = [];
+      series[name] = list;
+    }
+    return list;
+  };
+
+  const sampleExecutor = (e: { name: string; metrics: string }, now: number) => {
+    let series = execSeries.get(e.name);
+    if (!series) {
+      series = {};
+      execSeries.set(e.name, series);
+    }
+    for (const name of EXECUTOR_GAUGES) {
+      const v = promValue(e.metrics, name);
+      if (v !== undefined) push(seriesOf(series, name), [now, v]);
+    }
+    for (const name of EXECUTOR_COUNTERS) {
+      const v = promValue(e.metrics, name);
+      if (v === undefined) continue;
+      const key = `${e.name}\0${name}`;
+      const prev = lastCounter.get(key);
+      lastCounter.set(key, { at: now, value: v });
+      // A counter that went down restarted with its executor: no rate for this interval.
+      if (prev && now > prev.at && v >= prev.value) {
+        push(seriesOf(series, name), [now, (v - prev.value) / ((now - prev.at) / 1000)]);
+      }
+    }
+  };
+
+  /** The newest point of any of an executor's series (-Infinity when it has none). */
+  const newestOf = (series: ExecutorSeries) =>
+    Math.max(...Object.values(series).map((points) => points.at(-1)?.[0] ?? Number.NEGATIVE_INFINITY));
+
+  const sampleExecutors = async (store: Store, now: number) => {
+    // The executors seen lately that push metrics, a page at a time with a turn of the event loop
+    // between pages: one read of every executor row held the loop for 100 ms and more at 10,000
+    // executors, at every interval, and every request arriving meanwhile waited.
+    let after: string | undefined;
+    for (;;) {
+      const page = await store.recentExecutorMetrics(now, EXECUTOR_FRESH_MS, { after, limit: EXECUTOR_PAGE });
+      for (const e of page) sampleExecutor(e, now);
+      if (page.length < EXECUTOR_PAGE) break;
+      after = page[page.length - 1]!.name;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    // An executor no longer sampled keeps its series until its newest point is older than the
+    // kept window: nothing of it would show any more.
+    const horizon = now - keep * intervalMs;
+    for (const [name, series] of execSeries) if (newestOf(series) < horizon) execSeries.delete(name);
+    for (const [key, c] of lastCounter) if (c.at < horizon) lastCounter.delete(key);
+  };
+
+  return { sample: sampleExecutors, series: () => Object.fromEntries(execSeries) };
+}
+
 export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
   const intervalMs = opts.intervalMs ?? 10_000;
   const keep = opts.keep ?? 360;
@@ -70,8 +142,7 @@ export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
   const pending = new Map<string, { latencies: number[]; finished: number }>();
   /** Queue of each job dequeued here, so a mark can be attributed without a query. */
   const jobQueue = new Map<number, string>();
-  const execSeries = new Map<string, ExecutorSeries>();
-  const lastCounter = new Map<string, { at: number; value: number }>();
+  const executors = createExecutorSampler(keep, intervalMs);
 
   const bucket = (queue: string) => {
     let p = pending.get(queue);
@@ -81,18 +152,7 @@ export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
     }
     return p;
   };
-  const seriesOf = (series: ExecutorSeries, name: string) => {
-    let list = series[name];
-    if (!list) {
-      list = [];
-      series[name] = list;
-    }
-    return list;
-  };
-  const push = <T>(list: T[], v: T) => {
-    list.push(v);
-    if (list.length > keep) list.splice(0, list.length - keep);
-  };
+  const push = (list: QueueSample[], v: QueueSample) => keepLast(list, v, keep);
 
   const observe = (store: Store): Store => {
     const finished = async (fence: AttemptFence, ok: boolean) => {
@@ -143,36 +203,6 @@ export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
     });
   };
 
-  const sampleExecutors = async (store: Store, now: number) => {
-    const executors = await store.listExecutors();
-    const known = new Set(executors.map((e) => e.name));
-    for (const name of execSeries.keys()) if (!known.has(name)) execSeries.delete(name);
-    for (const key of lastCounter.keys()) if (!known.has(key.split('\0')[0]!)) lastCounter.delete(key);
-    for (const e of executors) {
-      if (now - e.lastSeenAt > EXECUTOR_FRESH_MS || !e.metrics) continue;
-      let series = execSeries.get(e.name);
-      if (!series) {
-        series = {};
-        execSeries.set(e.name, series);
-      }
-      for (const name of EXECUTOR_GAUGES) {
-        const v = promValue(e.metrics, name);
-        if (v !== undefined) push(seriesOf(series, name), [now, v]);
-      }
-      for (const name of EXECUTOR_COUNTERS) {
-        const v = promValue(e.metrics, name);
-        if (v === undefined) continue;
-        const key = `${e.name}\0${name}`;
-        const prev = lastCounter.get(key);
-        lastCounter.set(key, { at: now, value: v });
-        // A counter that went down restarted with its executor: no rate for this interval.
-        if (prev && now > prev.at && v >= prev.value) {
-          push(seriesOf(series, name), [now, (v - prev.value) / ((now - prev.at) / 1000)]);
-        }
-      }
-    }
-  };
-
   const runOnce = async (store: Store, now: number) => {
     const stats = await store.queueStats(now);
     const names = new Set([...stats.map((s) => s.queue), ...pending.keys()]);
@@ -197,7 +227,7 @@ export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
     }
     // Jobs dequeued here but finished elsewhere (reset, deadline) must not pile up.
     if (jobQueue.size > 100_000) jobQueue.clear();
-    await sampleExecutors(store, now);
+    await executors.sample(store, now);
   };
 
   return {
@@ -212,6 +242,6 @@ export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {
         runOnce: (now) => runOnce(store, now),
       }),
     queues: () => Object.fromEntries(samples),
-    executors: () => Object.fromEntries(execSeries),
+    executors: executors.series,
   };
 }

@@ -15,3 +15,16 @@ export interface HeartbeatAnswer {
   knownIds: number[];
   cancelIds: number[];
 }
+
+/** An executor's pushed metrics as /metrics and the dashboard read them (recentExecutorMetrics). */
+export interface ExecutorMetricsRow {
+  name: string;
+  lastSeenAt: number;
+  metrics: string;
+}
+
+/** A page of a listing by name: at most `limit`, those named after `after` (byte order). */
+export interface NamePage {
+  after?: string;
+  limit: number;
+}

@@ -13,10 +13,10 @@
  */
 import type { JobSpec } from '../protocol/job-spec.js';
 import type { ApiTokenRecord, NewApiToken } from './api-token-types.js';
-import type { HeartbeatAnswer, HeartbeatWrite } from './heartbeat-types.js';
+import type { ExecutorMetricsRow, HeartbeatAnswer, HeartbeatWrite, NamePage } from './heartbeat-types.js';
 import type { NewRepository, RepositoryRecord, RepositorySync } from './repository-types.js';
 
-export type { HeartbeatAnswer, HeartbeatWrite } from './heartbeat-types.js';
+export type { ExecutorMetricsRow, HeartbeatAnswer, HeartbeatWrite, NamePage } from './heartbeat-types.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
 export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'canceled'];
@@ -402,12 +402,10 @@ export interface Store {
   listExecutors(): Promise<ExecutorRecord[]>;
   /**
    * The pushed metrics of executors seen within `withinMs` of `now` (by the store's clock, as
-   * last_seen_at was written), those with metrics only, by name: what /metrics serves.
+   * last_seen_at was written), those with metrics only, by name in byte order: what /metrics
+   * serves. With `page`, the first `limit` named after `after` (no one read holds the loop).
    */
-  recentExecutorMetrics(
-    now: number,
-    withinMs: number,
-  ): Promise<{ name: string; lastSeenAt: number; metrics: string }[]>;
+  recentExecutorMetrics(now: number, withinMs: number, page?: NamePage): Promise<ExecutorMetricsRow[]>;
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 
   queueStats(now: number): Promise<QueueStats[]>;

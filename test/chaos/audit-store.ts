@@ -116,7 +116,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     getExecutor: (n) => inner.getExecutor(n),
     lookupTokenFor: (h, n) => inner.lookupTokenFor(h, n),
     listExecutors: () => inner.listExecutors(),
-    recentExecutorMetrics: (n, w) => inner.recentExecutorMetrics(n, w),
+    recentExecutorMetrics: (n, w, p) => inner.recentExecutorMetrics(n, w, p),
     deleteExecutorsSeenBefore: (c) => inner.deleteExecutorsSeenBefore(c),
     queueStats: (n) => inner.queueStats(n),
     claimHistory: (id) => inner.claimHistory(id),

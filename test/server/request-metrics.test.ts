@@ -49,12 +49,15 @@ describe('request and event-loop metrics (unit)', () => {
       expect(a.sum).toBeCloseTo(400.203, 6);
       expect(a.buckets.size).toBe(REQUEST_DURATION_BUCKETS.length + 1);
       // The status is in the counter only.
-      expect(text).toContain('src_executor_server_http_requests_total{route="/a/:x",method="POST",code="500"} 1');
+      expect(text).toContain(
+        'src_executor_server_http_requests_total{route="/a/:x",method="POST",code="500"} 1',
+      );
       expect(text).not.toMatch(/duration_seconds_bucket\{[^}]*code=/);
       const b = histogram(text, 'src_executor_server_http_request_duration_seconds', { route: '/b' });
       expect([b.buckets.get('0.001'), b.count]).toEqual([1, 1]);
       // Every line is a sample or a comment the text format allows.
-      for (const line of text.trim().split('\n')) expect(line.startsWith('#') || SAMPLE.test(line)).toBe(true);
+      for (const line of text.trim().split('\n'))
+        expect(line.startsWith('#') || SAMPLE.test(line)).toBe(true);
     } finally {
       m.close();
     }

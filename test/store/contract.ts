@@ -944,6 +944,27 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
           { name: 'b', lastSeenAt: T0 + 30_000, metrics: 'up 2\n' },
         ]);
       });
+
+      it('reads them a page at a time, in byte order of name, the same rows as at once', async () => {
+        // Upper case sorts before lower case in byte order (not in a locale's).
+        const names = ['e-10', 'e-2', 'E-1', 'e-1', 'zz', 'a'];
+        for (const [i, name] of names.entries())
+          await store.upsertExecutor(hb(name, { metrics: `up ${i}\n` }), T0 + 40_000);
+        await store.upsertExecutor(hb('stale', { metrics: 'up 9\n' }), T0);
+        await store.upsertExecutor(hb('quiet'), T0 + 40_000);
+        const all = await store.recentExecutorMetrics(T0 + 50_000, 20_000);
+        expect(all.map((e) => e.name)).toEqual(['E-1', 'a', 'e-1', 'e-10', 'e-2', 'zz']);
+        const paged: typeof all = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.recentExecutorMetrics(T0 + 50_000, 20_000, { after, limit: 4 });
+          expect(page.length).toBeLessThanOrEqual(4);
+          paged.push(...page);
+          if (page.length < 4) break;
+          after = page.at(-1)!.name;
+        }
+        expect(paged).toEqual(all);
+      });
     });
 
     describe('queue stats', () => {

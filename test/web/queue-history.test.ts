@@ -128,4 +128,59 @@ describe('queue history sampler', () => {
     await loop.runOnce(t0 + 60_000);
     expect(history.executors().e1!.src_executor_processor_handlers).toHaveLength(3);
   });
+
+  it('samples a fleet larger than one page, and forgets an executor once its points left the window', async () => {
+    store = createSqliteStore({ path: join(mkdtempSync(join(tmpdir(), 'history-')), 'db.sqlite') });
+    await store.migrate();
+    const clock = createFakeClock();
+    // Three samples kept at 10 s: the window is 30 s.
+    const history = createQueueHistory({ clock, logger: createLogger({ level: 'error' }), keep: 3 });
+    const loop = history.loop(store);
+    const t0 = clock.now();
+    const beat = (name: string, handlers: number, t: number) =>
+      store!.upsertExecutor(
+        {
+          name,
+          hostname: name,
+          queueName: 'q',
+          queueNames: null,
+          os: 'linux',
+          architecture: 'amd64',
+          dockerVersion: '',
+          executorVersion: '1.0.0',
+          gitVersion: '',
+          igniteVersion: '',
+          srcCliVersion: '',
+          metrics: `src_executor_processor_handlers ${handlers}\n`,
+        },
+        t,
+      );
+    const FLEET = 1_234;
+    for (let i = 0; i < FLEET; i++) await beat(`e-${i}`, i, t0);
+    await loop.runOnce(t0);
+    const sampled = history.executors();
+    expect(Object.keys(sampled)).toHaveLength(FLEET);
+    for (const i of [0, 499, 500, 999, 1_000, FLEET - 1])
+      expect(sampled[`e-${i}`]!.src_executor_processor_handlers).toEqual([[t0, i]]);
+    // Only e-7 keeps beating. The others are sampled while fresh (seen within 30 s: at t0 + 25 s
+    // too), then no more, and forgotten once their newest point is older than the 30 s window.
+    await beat('e-7', 70, t0 + 25_000);
+    await loop.runOnce(t0 + 25_000);
+    expect(history.executors()['e-8']!.src_executor_processor_handlers).toEqual([
+      [t0, 8],
+      [t0 + 25_000, 8],
+    ]);
+    await beat('e-7', 71, t0 + 45_000);
+    await loop.runOnce(t0 + 45_000);
+    expect(Object.keys(history.executors())).toHaveLength(FLEET);
+    expect(history.executors()['e-8']!.src_executor_processor_handlers).toHaveLength(2);
+    await beat('e-7', 72, t0 + 60_000);
+    await loop.runOnce(t0 + 60_000);
+    expect(Object.keys(history.executors())).toEqual(['e-7']);
+    expect(history.executors()['e-7']!.src_executor_processor_handlers).toEqual([
+      [t0 + 25_000, 70],
+      [t0 + 45_000, 71],
+      [t0 + 60_000, 72],
+    ]);
+  });
 });

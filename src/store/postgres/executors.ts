@@ -10,7 +10,7 @@
  */
 import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
-import type { ExecutorHeartbeat, HeartbeatAnswer, HeartbeatWrite, Store } from '../types.js';
+import type { ExecutorHeartbeat, HeartbeatAnswer, HeartbeatWrite, NamePage, Store } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at, sql } from './fragments.js';
 import { executorValues, type PgExecutorRow, toExecutor } from './rows.js';
@@ -136,15 +136,22 @@ export function executorQueries(
       return (await rows<PgExecutorRow>('SELECT * FROM executors ORDER BY name COLLATE "C"')).map(toExecutor);
     },
 
-    async recentExecutorMetrics(now: number, withinMs: number) {
+    async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
+      type Row = { name: string; last_seen_at: number; metrics: string };
       // executors_last_seen serves the range; stale rows and their texts are not read.
-      return (
-        await rows<{ name: string; last_seen_at: number; metrics: string }>(
-          sql`SELECT name, last_seen_at, metrics FROM executors
-           WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> '' ORDER BY name COLLATE "C"`,
-          [t(now), withinMs],
-        )
-      ).map((r) => ({ name: r.name, lastSeenAt: Number(r.last_seen_at), metrics: r.metrics }));
+      const found = page
+        ? await rows<Row>(
+            sql`SELECT name, last_seen_at, metrics FROM executors
+             WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> '' AND name COLLATE "C" > $3
+             ORDER BY name COLLATE "C" LIMIT $4`,
+            [t(now), withinMs, page.after ?? '', page.limit],
+          )
+        : await rows<Row>(
+            sql`SELECT name, last_seen_at, metrics FROM executors
+             WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> '' ORDER BY name COLLATE "C"`,
+            [t(now), withinMs],
+          );
+      return found.map((r) => ({ name: r.name, lastSeenAt: Number(r.last_seen_at), metrics: r.metrics }));
     },
 
     async deleteExecutorsSeenBefore(cutoff: number) {

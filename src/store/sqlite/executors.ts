@@ -6,7 +6,14 @@
  */
 import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
-import type { ExecutorHeartbeat, ExecutorRecord, HeartbeatAnswer, HeartbeatWrite, Store } from '../types.js';
+import type {
+  ExecutorHeartbeat,
+  ExecutorRecord,
+  HeartbeatAnswer,
+  HeartbeatWrite,
+  NamePage,
+  Store,
+} from '../types.js';
 import type { SqliteContext } from './connection.js';
 import { type ExecutorRow, executorValues, toExecutor } from './rows.js';
 
@@ -72,12 +79,18 @@ export function executorQueries(
       return (q('SELECT * FROM executors ORDER BY name').all() as ExecutorRow[]).map(toExecutor);
     },
 
-    async recentExecutorMetrics(now: number, withinMs: number) {
+    async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
+      type Row = { name: string; lastSeenAt: number; metrics: string };
       // executors_last_seen serves the range; stale rows and their texts are not read.
+      if (!page)
+        return q(
+          `SELECT name, last_seen_at AS lastSeenAt, metrics FROM executors
+           WHERE last_seen_at >= ? AND metrics <> '' ORDER BY name`,
+        ).all(now - withinMs) as Row[];
       return q(
         `SELECT name, last_seen_at AS lastSeenAt, metrics FROM executors
-         WHERE last_seen_at >= ? AND metrics <> '' ORDER BY name`,
-      ).all(now - withinMs) as { name: string; lastSeenAt: number; metrics: string }[];
+         WHERE last_seen_at >= ? AND metrics <> '' AND name > ? ORDER BY name LIMIT ?`,
+      ).all(now - withinMs, page.after ?? '', page.limit) as Row[];
     },
 
     async deleteExecutorsSeenBefore(cutoff: number) {
