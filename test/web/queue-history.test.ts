@@ -19,6 +19,26 @@ const newJob = (queue: string) => ({
   timeoutMs: 60_000,
 });
 
+/** A heartbeat of executor `name` that pushed `metrics`, at `t`. */
+const pushMetrics = (store: Store, name: string, metrics: string, t: number) =>
+  store.upsertExecutor(
+    {
+      name,
+      hostname: name,
+      queueName: 'q',
+      queueNames: null,
+      os: 'linux',
+      architecture: 'amd64',
+      dockerVersion: '',
+      executorVersion: '1.0.0',
+      gitVersion: '',
+      igniteVersion: '',
+      srcCliVersion: '',
+      metrics,
+    },
+    t,
+  );
+
 describe('queue history sampler', () => {
   let store: Store | undefined;
   afterEach(async () => {
@@ -92,21 +112,10 @@ describe('queue history sampler', () => {
     const history = createQueueHistory({ clock, logger: createLogger({ level: 'error' }) });
     const loop = history.loop(store);
     const beat = (t: number, handlers: number, total: number) =>
-      store!.upsertExecutor(
-        {
-          name: 'e1',
-          hostname: 'h',
-          queueName: 'q',
-          queueNames: null,
-          os: 'linux',
-          architecture: 'amd64',
-          dockerVersion: '',
-          executorVersion: '1.0.0',
-          gitVersion: '',
-          igniteVersion: '',
-          srcCliVersion: '',
-          metrics: `src_executor_processor_handlers ${handlers}\nsrc_executor_processor_total ${total}\n`,
-        },
+      pushMetrics(
+        store!,
+        'e1',
+        `src_executor_processor_handlers ${handlers}\nsrc_executor_processor_total ${total}\n`,
         t,
       );
     const t0 = clock.now();
@@ -138,23 +147,7 @@ describe('queue history sampler', () => {
     const loop = history.loop(store);
     const t0 = clock.now();
     const beat = (name: string, handlers: number, t: number) =>
-      store!.upsertExecutor(
-        {
-          name,
-          hostname: name,
-          queueName: 'q',
-          queueNames: null,
-          os: 'linux',
-          architecture: 'amd64',
-          dockerVersion: '',
-          executorVersion: '1.0.0',
-          gitVersion: '',
-          igniteVersion: '',
-          srcCliVersion: '',
-          metrics: `src_executor_processor_handlers ${handlers}\n`,
-        },
-        t,
-      );
+      pushMetrics(store!, name, `src_executor_processor_handlers ${handlers}\n`, t);
     const FLEET = 1_234;
     for (let i = 0; i < FLEET; i++) await beat(`e-${i}`, i, t0);
     await loop.runOnce(t0);
