@@ -65,9 +65,10 @@ function histogramLines(name: string, labels: string, bounds: number[], b: Bucke
 }
 
 export function createHttpMetrics(opts: { loopSampleMs?: number } = {}): HttpMetrics {
-  const counts = new Map<string, number>();
-  // By route and method: the status would multiply the series for nothing a latency alert needs.
-  const durations = new Map<string, Buckets>();
+  // By route and method, found by a plain key: the labels are escaped once per series, not per
+  // request. Durations are not split by status, which would multiply the series for nothing a
+  // latency alert needs.
+  const routes = new Map<string, { labels: string; codes: Map<number, number>; durations: Buckets }>();
   const loop = newBuckets(LOOP_DELAY_BUCKETS);
   const sampleMs = opts.loopSampleMs ?? LOOP_SAMPLE_MS;
   let due = performance.now() + sampleMs;
@@ -79,36 +80,35 @@ export function createHttpMetrics(opts: { loopSampleMs?: number } = {}): HttpMet
   sampler.unref();
   return {
     observe(route, method, status, seconds) {
-      const labels = `route="${escapeLabel(route)}",method="${escapeLabel(method)}"`;
-      const key = `${labels},code="${status}"`;
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-      let d = durations.get(labels);
-      if (!d) {
-        d = newBuckets(REQUEST_DURATION_BUCKETS);
-        durations.set(labels, d);
+      const key = `${route}\0${method}`;
+      let r = routes.get(key);
+      if (!r) {
+        const labels = `route="${escapeLabel(route)}",method="${escapeLabel(method)}"`;
+        r = { labels, codes: new Map(), durations: newBuckets(REQUEST_DURATION_BUCKETS) };
+        routes.set(key, r);
       }
-      record(d, REQUEST_DURATION_BUCKETS, seconds);
+      r.codes.set(status, (r.codes.get(status) ?? 0) + 1);
+      record(r.durations, REQUEST_DURATION_BUCKETS, seconds);
     },
     render() {
       const lines = [
         '# HELP src_executor_server_http_requests_total HTTP requests served, by route pattern, method and status.',
         '# TYPE src_executor_server_http_requests_total counter',
       ];
-      for (const [k, v] of [...counts].sort())
+      const counts: [string, number][] = [];
+      for (const r of routes.values())
+        for (const [code, n] of r.codes) counts.push([`${r.labels},code="${code}"`, n]);
+      for (const [k, v] of counts.sort((a, b) => (a[0] < b[0] ? -1 : 1)))
         lines.push(`src_executor_server_http_requests_total{${k}} ${v}`);
       lines.push(
         '# HELP src_executor_server_http_request_duration_seconds Time from a request arriving to the end of its answer, by route pattern and method (a long-poll dequeue includes its wait).',
         '# TYPE src_executor_server_http_request_duration_seconds histogram',
       );
-      for (const [k, d] of [...durations].sort((a, b) => (a[0] < b[0] ? -1 : 1)))
-        lines.push(
-          ...histogramLines(
-            'src_executor_server_http_request_duration_seconds',
-            k,
-            REQUEST_DURATION_BUCKETS,
-            d,
-          ),
-        );
+      const byLabels = [...routes.values()].sort((a, b) => (a.labels < b.labels ? -1 : 1));
+      for (const r of byLabels) {
+        const name = 'src_executor_server_http_request_duration_seconds';
+        lines.push(...histogramLines(name, r.labels, REQUEST_DURATION_BUCKETS, r.durations));
+      }
       lines.push(
         `# HELP src_executor_server_event_loop_delay_seconds How much later than due a timer of ${sampleMs} ms ran on the server's event loop: the wait of everything queued behind the work before it.`,
         '# TYPE src_executor_server_event_loop_delay_seconds histogram',
