@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import type { ServerConfig } from '../config/server.js';
-import type { Clock } from '../lib/clock.js';
+import type { Clock, Timers } from '../lib/clock.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { packageVersion } from '../lib/version.js';
@@ -70,6 +70,8 @@ export interface ServerDeps {
    * FOLLOW_FALLBACK_MS); tests set it far out to show that wake-ups alone deliver.
    */
   followFallbackMs?: number;
+  /** Timers of the heartbeat writer's touches (default: real ones); tests fire them by hand. */
+  timers?: Timers;
 }
 
 /** The background loops of one server: the store it acts on, and what they report to. */
@@ -157,15 +159,28 @@ const GUARDED_ROUTES: ReadonlySet<string> = new Set([
 
 /**
  * Heartbeats' writes. An unchanged row is written again at most every EXECUTOR_ROW_REFRESH_MS,
- * and never so rarely that the janitor could forget an executor that is still heartbeating.
+ * and at least every half EXECUTOR_SERVER_EXECUTOR_MAX_AGE (its last-seen time is touched every
+ * second meanwhile, so the janitor never forgets an executor that is still heartbeating).
  */
 function createHeartbeats(deps: ServerDeps, store: Store): HeartbeatWriter {
   return createHeartbeatWriter({
     store,
     clock: deps.clock,
     logger: deps.logger,
+    timers: deps.timers,
     refreshMs: Math.min(EXECUTOR_ROW_REFRESH_MS, Math.floor(deps.config.executorMaxAgeMs / 2)),
   });
+}
+
+/** 503 (the executors' form or the user API's) with Retry-After while the memory guard refuses. */
+function refuseOverMemory(ctx: RouteContext, executorRoute: boolean, refusal: string): void {
+  ctx.req.resume();
+  const retryAfter = { 'retry-after': String(MEMORY_RETRY_AFTER_S) };
+  if (executorRoute) sendJson(ctx.res, 503, { error: refusal }, retryAfter);
+  else {
+    ctx.res.setHeader('retry-after', retryAfter['retry-after']);
+    sendError(ctx, 'OVERLOADED', refusal);
+  }
 }
 
 export function createServer(deps: ServerDeps): ServerApp {
@@ -270,13 +285,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     ctx.params = match.params;
     const refusal = GUARDED_ROUTES.has(`${method} ${match.name}`) ? memory.refusal() : null;
     if (refusal) {
-      req.resume();
-      const retryAfter = { 'retry-after': String(MEMORY_RETRY_AFTER_S) };
-      if (executorRoute) sendJson(res, 503, { error: refusal }, retryAfter);
-      else {
-        res.setHeader('retry-after', retryAfter['retry-after']);
-        sendError(ctx, 'OVERLOADED', refusal);
-      }
+      refuseOverMemory(ctx, executorRoute, refusal);
       return;
     }
     Promise.resolve()
@@ -316,7 +325,8 @@ export function createServer(deps: ServerDeps): ServerApp {
       if (typeof unsubscribe === 'function') unsubscribe();
       unsubscribeLogs?.();
       logNotifier.close();
-      await Promise.all(Object.values(loops).map((l) => l.stop()));
+      // The loops, and the last second's touches (the store stays open until the caller closes it).
+      await Promise.all([...Object.values(loops).map((l) => l.stop()), routeDeps.heartbeats.close()]);
     },
   };
 }

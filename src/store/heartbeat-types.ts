@@ -28,3 +28,35 @@ export interface NamePage {
   after?: string;
   limit: number;
 }
+
+/** What heartbeats write: leases, executor rows, and when each executor was last seen. */
+export interface HeartbeatQueries {
+  /**
+   * Renews the lease of the given jobs owned by executorName (processing, same owner). Returns
+   * which are known and which of those have the cancel flag. Unknown ids are simply absent.
+   */
+  heartbeat(executorName: string, queue: string, jobIds: number[], now: number): Promise<HeartbeatAnswer>;
+
+  /**
+   * Several heartbeats as one write (one transaction; one statement on PostgreSQL): every row given
+   * is upserted as `upsertExecutor` would (of two rows of one name, the later in the batch wins) and
+   * every job list renewed as `heartbeat` would, all at `now`. Answers per heartbeat, per job list
+   * in order, what `heartbeat` would have answered: a mark or cancel committed before the call is
+   * seen. All or nothing: when it fails, nothing of the batch was written.
+   */
+  recordHeartbeats(batch: HeartbeatWrite[], now: number): Promise<HeartbeatAnswer[][]>;
+
+  /**
+   * Moves each named executor's last_seen_at forward to its `at` (never back; by the store's clock
+   * as `t(now)` is elsewhere), leaving the rest of its row as it is: what a heartbeat whose row did
+   * not change writes, many at a time. Answers the names that have a row; a name without one is
+   * not created (its next heartbeat writes the whole row).
+   */
+  touchExecutors(seen: ExecutorSeen[]): Promise<string[]>;
+}
+
+/** An executor and when a heartbeat of it arrived (Store.touchExecutors). */
+export interface ExecutorSeen {
+  name: string;
+  at: number;
+}

@@ -13,10 +13,16 @@
  */
 import type { JobSpec } from '../protocol/job-spec.js';
 import type { ApiTokenRecord, NewApiToken } from './api-token-types.js';
-import type { ExecutorMetricsRow, HeartbeatAnswer, HeartbeatWrite, NamePage } from './heartbeat-types.js';
+import type { ExecutorMetricsRow, HeartbeatQueries, NamePage } from './heartbeat-types.js';
 import type { NewRepository, RepositoryRecord, RepositorySync } from './repository-types.js';
 
-export type { ExecutorMetricsRow, HeartbeatAnswer, HeartbeatWrite, NamePage } from './heartbeat-types.js';
+export type {
+  ExecutorMetricsRow,
+  ExecutorSeen,
+  HeartbeatAnswer,
+  HeartbeatWrite,
+  NamePage,
+} from './heartbeat-types.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
 export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'canceled'];
@@ -243,7 +249,7 @@ export type {
   RepositorySync,
 } from './repository-types.js';
 
-export interface Store {
+export interface Store extends HeartbeatQueries {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
   /**
@@ -283,20 +289,7 @@ export interface Store {
     executorName: string,
   ): Promise<{ token: TokenRecord | null; executorKnown: boolean }>;
 
-  /**
-   * Renews the lease of the given jobs owned by executorName (processing, same owner). Returns
-   * which are known and which of those have the cancel flag. Unknown ids are simply absent.
-   */
-  heartbeat(executorName: string, queue: string, jobIds: number[], now: number): Promise<HeartbeatAnswer>;
-
-  /**
-   * Several heartbeats as one write (one transaction; one statement on PostgreSQL): every row given
-   * is upserted as `upsertExecutor` would (of two rows of one name, the later in the batch wins) and
-   * every job list renewed as `heartbeat` would, all at `now`. Answers per heartbeat, per job list
-   * in order, what `heartbeat` would have answered: a mark or cancel committed before the call is
-   * seen. All or nothing: when it fails, nothing of the batch was written.
-   */
-  recordHeartbeats(batch: HeartbeatWrite[], now: number): Promise<HeartbeatAnswer[][]>;
+  // heartbeat, recordHeartbeats, touchExecutors: HeartbeatQueries (heartbeat-types.ts).
 
   /**
    * Appends a log entry to the current attempt; returns its 1-based id, or null if fenced out.

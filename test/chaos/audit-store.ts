@@ -107,6 +107,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     readyCounts: (q, n) => inner.readyCounts(q, n),
     heartbeat: (e, q, ids, n) => inner.heartbeat(e, q, ids, n),
     recordHeartbeats: (b, n) => inner.recordHeartbeats(b, n),
+    touchExecutors: (s) => inner.touchExecutors(s),
     getLogEntries: (id, o) => inner.getLogEntries(id, o),
     readLogOutput: (id, a, e, f, m) => inner.readLogOutput(id, a, e, f, m),
     retryJob: (id, n, a) => inner.retryJob(id, n, a),

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadServerConfig, type ServerConfig } from '../../src/config/server.js';
-import { createFakeClock, type FakeClock } from '../../src/lib/clock.js';
+import { createFakeClock, type FakeClock, type Timers } from '../../src/lib/clock.js';
 import { createMemoryLogger } from '../../src/lib/logger.js';
 import type { JobSpec } from '../../src/protocol/job-spec.js';
 import { createServer, listen, type ServerApp } from '../../src/server/index.js';
@@ -57,6 +57,8 @@ export async function startHarness(
     store?: Store;
     /** How long a log follower waits for a wake-up before it reads anyway. */
     followFallbackMs?: number;
+    /** The heartbeat writer's touch timers (default: real ones). */
+    timers?: Timers;
   } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'executor-server-test-'));
@@ -82,6 +84,7 @@ export async function startHarness(
     random: opts.random,
     memory: opts.memory,
     followFallbackMs: opts.followFallbackMs,
+    timers: opts.timers,
   });
   const server = await listen(app, '127.0.0.1', 0);
   const base = server.url;

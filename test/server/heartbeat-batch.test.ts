@@ -5,16 +5,21 @@
  * store refuses costs no other heartbeat anything, nor its own executor its jobs.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { EXECUTOR_ROW_REFRESH_MS } from '../../src/server/executor-api/heartbeat-writer.js';
-import type { HeartbeatWrite, Store } from '../../src/store/types.js';
+import { createFakeTimers, type FakeTimers } from '../../src/lib/clock.js';
+import {
+  EXECUTOR_ROW_REFRESH_MS,
+  HEARTBEAT_TOUCH_INTERVAL_MS,
+} from '../../src/server/executor-api/heartbeat-writer.js';
+import type { ExecutorSeen, HeartbeatWrite, Store } from '../../src/store/types.js';
 import { waitFor } from '../helpers/env.js';
 import { type Harness, startHarness } from './harness.js';
 
 const Q = '/.executors/queue';
 
-/** The server's store, with its heartbeat batches recorded and held while `hold` is set. */
+/** The server's store, with its heartbeat batches and touches recorded, batches held while `hold` is set. */
 function gated(inner: Store) {
   const batches: HeartbeatWrite[][] = [];
+  const touches: ExecutorSeen[][] = [];
   let release: (() => void) | null = null;
   let held: Promise<void> | null = null;
   let refuse = (_w: HeartbeatWrite[]) => false;
@@ -28,6 +33,12 @@ function gated(inner: Store) {
           return target.recordHeartbeats(batch, now);
         };
       }
+      if (prop === 'touchExecutors') {
+        return (seen: ExecutorSeen[]) => {
+          touches.push(seen);
+          return target.touchExecutors(seen);
+        };
+      }
       const v = Reflect.get(target, prop, receiver);
       return typeof v === 'function' ? v.bind(target) : v;
     },
@@ -35,6 +46,7 @@ function gated(inner: Store) {
   return {
     store,
     batches,
+    touches,
     hold() {
       held = new Promise((r) => {
         release = r;
@@ -55,9 +67,10 @@ afterEach(async () => {
   await h?.close();
 });
 
-async function start() {
+async function start(timers?: FakeTimers) {
   let g: ReturnType<typeof gated> | undefined;
   h = await startHarness({
+    timers,
     wrapStore: (s) => {
       g = gated(s);
       return g.store;
@@ -73,6 +86,8 @@ async function heartbeatCounters() {
   return {
     writes: value('src_executor_server_heartbeat_writes_total'),
     batches: value('src_executor_server_heartbeat_batches_total'),
+    touches: value('src_executor_server_heartbeat_touches_total'),
+    touchWrites: value('src_executor_server_heartbeat_touch_writes_total'),
   };
 }
 
@@ -137,7 +152,7 @@ describe('coalesced heartbeats', () => {
   });
 
   it('writes an unchanged executor row again only once it is EXECUTOR_ROW_REFRESH_MS old', async () => {
-    const g = await start();
+    const g = await start(createFakeTimers());
     await h.submit({});
     const job = await h.dequeue('default', 'e1');
     const t0 = h.clock.now();
@@ -165,6 +180,53 @@ describe('coalesced heartbeats', () => {
     await beat('e1', [], { gitVersion: '2.44.0', prometheusMetrics: 'up 1\n' });
     expect(g.batches).toHaveLength(4);
     expect((await h.store.getExecutor('e1'))?.lastSeenAt).toBe(h.clock.now());
+  });
+
+  it('touches the last-seen time of executors whose rows it does not write, one store write a second', async () => {
+    const timers = createFakeTimers();
+    const g = await start(timers);
+    for (const name of ['e1', 'e2']) await h.ping('default', name);
+    const t0 = h.clock.now();
+    const rowBefore = await h.store.getExecutor('e1');
+    g.batches.length = 0;
+    h.clock.advance(1_000);
+    await beat('e1', []);
+    h.clock.advance(1_000);
+    await beat('e1', []);
+    await beat('e2', []);
+    // Nothing written while the heartbeats are answered.
+    expect([g.batches, g.touches]).toEqual([[], []]);
+    const before = await heartbeatCounters();
+    // The touch, once the interval is up: both in one write, each at its latest heartbeat (not the
+    // time the touch runs).
+    h.clock.advance(30_000);
+    timers.advance(HEARTBEAT_TOUCH_INTERVAL_MS);
+    await waitFor(async () => (await h.store.getExecutor('e2'))?.lastSeenAt === t0 + 2_000, {
+      what: 'the touch written',
+    });
+    expect(g.touches).toEqual([
+      [
+        { name: 'e1', at: t0 + 2_000 },
+        { name: 'e2', at: t0 + 2_000 },
+      ],
+    ]);
+    expect(await h.store.getExecutor('e1')).toEqual({ ...rowBefore, lastSeenAt: t0 + 2_000 });
+    const after = await heartbeatCounters();
+    expect([after.touches - before.touches, after.touchWrites - before.touchWrites]).toEqual([2, 1]);
+    // A row that is gone (the janitor took it) is not touched back: the next heartbeat writes it.
+    await h.store.deleteExecutorsSeenBefore(h.clock.now() + 1);
+    await beat('e1', []);
+    timers.advance(HEARTBEAT_TOUCH_INTERVAL_MS);
+    await waitFor(() => g.touches.length === 2, { what: 'the second touch' });
+    await waitFor(
+      async () => {
+        await beat('e1', []);
+        return g.batches.length === 1;
+      },
+      { what: 'the row written again' },
+    );
+    expect((await h.store.getExecutor('e1'))?.lastSeenAt).toBe(h.clock.now());
+    expect(g.batches.flat().map((w) => w.row?.name)).toEqual(['e1']);
   });
 
   it('fails no other heartbeat when the store refuses a row, and keeps that executor its jobs', async () => {

@@ -159,5 +159,31 @@ export function runHeartbeatBatchContract(name: string, makeStore: () => Promise
       expect(await store.getExecutor('bad')).toBeNull();
       expect((await store.getJob(job.id))?.lastHeartbeatAt).toBe(T0);
     });
+
+    it('touches last-seen times forward only, leaves the rest of the row, and answers who has a row', async () => {
+      await store.upsertExecutor(row('a', { metrics: 'm 1\n' }), T0);
+      await store.upsertExecutor(row('b'), T0 + 10_000);
+      const before = await store.getExecutor('a');
+      expect(
+        (
+          await store.touchExecutors([
+            { name: 'a', at: T0 + 5_000 },
+            { name: 'ghost', at: T0 + 5_000 },
+            // Of two entries of one name the later wins, in whatever order they come.
+            { name: 'a', at: T0 + 7_000 },
+            { name: 'a', at: T0 + 6_000 },
+            // Never back: b was seen later than this already.
+            { name: 'b', at: T0 + 1_000 },
+          ])
+        ).sort(),
+      ).toEqual(['a', 'b']);
+      expect(await store.getExecutor('a')).toEqual({ ...before, lastSeenAt: T0 + 7_000 });
+      expect((await store.getExecutor('b'))?.lastSeenAt).toBe(T0 + 10_000);
+      // A name without a row is not created.
+      expect(await store.getExecutor('ghost')).toBeNull();
+      expect(await store.touchExecutors([])).toEqual([]);
+      // What /metrics serves follows the touched time.
+      expect((await store.recentExecutorMetrics(T0 + 20_000, 13_000)).map((m) => m.name)).toEqual(['a']);
+    });
   });
 }

@@ -138,6 +138,32 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
       }
     });
 
+    it('touches last-seen times at the database time', async () => {
+      await store.upsertExecutor(
+        {
+          name: 'exec-1',
+          hostname: 'h',
+          queueName: 'clock',
+          queueNames: null,
+          os: 'linux',
+          architecture: 'amd64',
+          dockerVersion: '',
+          executorVersion: '',
+          gitVersion: '',
+          igniteVersion: '',
+          srcCliVersion: '',
+          metrics: '',
+        },
+        0,
+      );
+      const before = await dbNow();
+      expect(await store.touchExecutors([{ name: 'exec-1', at: YEAR_AHEAD }])).toEqual(['exec-1']);
+      const after = await dbNow();
+      const seen = (await store.getExecutor('exec-1'))!.lastSeenAt;
+      expect(seen).toBeGreaterThanOrEqual(before);
+      expect(seen).toBeLessThanOrEqual(after);
+    });
+
     it('holds a retry back for its backoff on the database clock, not the caller clock', async () => {
       const slow = await store.enqueue(newJob(), 0);
       expect((await claim(0))!.jobId).toBe(slow.id);

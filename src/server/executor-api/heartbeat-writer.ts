@@ -1,12 +1,17 @@
 /**
- * What heartbeats write, coalesced. A heartbeat writes at most two things: its executor's registry
- * row and the leases of the jobs it reports.
+ * What heartbeats write, coalesced. A heartbeat writes at most three things: its executor's
+ * registry row, the leases of the jobs it reports, and when its executor was last seen.
  *
  * - Rows: a row this server wrote less than EXECUTOR_ROW_REFRESH_MS ago with the same content
  *   (telemetry and pushed metrics, `rowKey`) is not written again (`rowDue`): an idle executor's
- *   heartbeats repeat themselves, and its row only needs lastSeenAt refreshed. At 5 s heartbeats
- *   every other one writes (see the constant). Each replica keeps its own record of what it wrote,
- *   so with several replicas a row is written at least as often as by any one of them.
+ *   heartbeats repeat themselves. Each replica keeps its own record of what it wrote, so with
+ *   several replicas a row is written at least as often as by any one of them.
+ * - Last seen: a heartbeat that does not write its row is `seen`, and what was seen goes to the
+ *   store every HEARTBEAT_TOUCH_INTERVAL_MS as one `touchExecutors` (last_seen_at moved forward to
+ *   each executor's latest heartbeat): an idle fleet of any size costs about one statement a
+ *   second, not one per heartbeat, and lastSeenAt trails a heartbeat by about a second. An
+ *   executor whose row is gone (the janitor, an operator) is forgotten, so its next heartbeat
+ *   writes the row again.
  * - Batches: writes arriving within HEARTBEAT_BATCH_WINDOW_MS of the first of a batch go to the
  *   store as one `recordHeartbeats` (one transaction; one statement on PostgreSQL). At most one
  *   batch is in flight; what arrives meanwhile goes in the next, which starts when it returns.
@@ -20,7 +25,7 @@
  * the executor its jobs (upstream only logs it too). An unavailable store fails the batch at once.
  */
 import { createHash } from 'node:crypto';
-import type { Clock } from '../../lib/clock.js';
+import { type Clock, systemTimers, type Timer, type Timers } from '../../lib/clock.js';
 import { isAppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Telemetry } from '../../protocol/http.js';
@@ -34,20 +39,28 @@ import type { HeartbeatAnswer, HeartbeatWrite, Store } from '../../store/types.j
 export const HEARTBEAT_BATCH_WINDOW_MS = 2;
 
 /**
- * An unchanged row is written again once it is this old. With heartbeats every 5 s this falls
- * between one interval and two with 2 s to spare either side, so every other heartbeat writes and
- * lastSeenAt trails an executor's latest heartbeat by less than 7 s: one beating every 5 s shows
- * as seen within 12 s, inside the 15 s of `active` (ACTIVE_WITHIN_MS), and its metrics stay
- * within the 30 s /metrics serves them for.
+ * An unchanged row is written again once it is this old (a minute: one heartbeat in twelve at
+ * 5 s), so a row that differs from what this replica last wrote (another writer of the same name)
+ * is put right within a minute. lastSeenAt does not wait for it: touches keep it current.
  */
-export const EXECUTOR_ROW_REFRESH_MS = 7_000;
+export const EXECUTOR_ROW_REFRESH_MS = 60_000;
+
+/**
+ * How often the executors seen since the last touch are written (one statement). An executor
+ * beating every 5 s shows as seen within about 6 s, well inside the 15 s of `active`
+ * (ACTIVE_WITHIN_MS) and the 30 s /metrics serves its pushed metrics for.
+ */
+export const HEARTBEAT_TOUCH_INTERVAL_MS = 1_000;
 
 export interface HeartbeatWriterOptions {
-  store: Pick<Store, 'recordHeartbeats'>;
+  store: Pick<Store, 'recordHeartbeats' | 'touchExecutors'>;
   clock: Clock;
   logger: Logger;
   windowMs?: number;
   refreshMs?: number;
+  /** The touch timer's (default: real ones); tests fire it by hand. */
+  timers?: Timers;
+  touchMs?: number;
 }
 
 export interface HeartbeatWriter {
@@ -55,9 +68,13 @@ export interface HeartbeatWriter {
   rowDue(executorName: string, key: string, now: number): boolean;
   /** Writes in the next batch; answers per job list in order. `key` is the row's, when it has one. */
   write(w: HeartbeatWrite, key?: string): Promise<HeartbeatAnswer[]>;
+  /** A heartbeat of this executor arrived at `now` and did not write its row: goes in the next touch. */
+  seen(executorName: string, now: number): void;
+  /** Writes what was seen and not yet touched, and stops the touch timer. */
+  close(): Promise<void>;
   /** Heartbeats waiting for their batch or in the one in flight (tests and diagnostics). */
   pending(): number;
-  /** Counters of heartbeats written and store writes, as Prometheus text (for /metrics). */
+  /** Counters of heartbeats written, touches and store writes, as Prometheus text (for /metrics). */
   render(): string;
 }
 
@@ -118,6 +135,11 @@ export function createHeartbeatWriter(opts: HeartbeatWriterOptions): HeartbeatWr
   let timer = false;
   let written = 0;
   let batches = 0;
+
+  const touches = createTouches(opts, (name) => {
+    current.delete(name);
+    previous.delete(name);
+  });
 
   /** The store's answer for `batch`, remembering the rows it wrote. Throws what the store threw. */
   async function record(batch: Pending[], now: number): Promise<HeartbeatAnswer[][]> {
@@ -209,6 +231,9 @@ export function createHeartbeatWriter(opts: HeartbeatWriterOptions): HeartbeatWr
       });
     },
 
+    seen: touches.seen,
+    close: touches.close,
+
     pending: () => queue.length + inFlight,
 
     render: () =>
@@ -219,7 +244,68 @@ export function createHeartbeatWriter(opts: HeartbeatWriterOptions): HeartbeatWr
         '# HELP src_executor_server_heartbeat_batches_total Batches those heartbeats were written in.',
         '# TYPE src_executor_server_heartbeat_batches_total counter',
         `src_executor_server_heartbeat_batches_total ${batches}`,
+        ...touches.render(),
         '',
       ].join('\n'),
+  };
+}
+
+/**
+ * The touches: executors seen since the last one, each with the time of its latest heartbeat,
+ * written every `touchMs` in one statement, one at a time. `forget` is told of each name the store
+ * has no row for.
+ */
+function createTouches(opts: HeartbeatWriterOptions, forget: (name: string) => void) {
+  const { store, logger } = opts;
+  const timers = opts.timers ?? systemTimers;
+  const touchMs = opts.touchMs ?? HEARTBEAT_TOUCH_INTERVAL_MS;
+  let seenSince = new Map<string, number>();
+  let timer: Timer | undefined;
+  let touching: Promise<void> = Promise.resolve();
+  let touched = 0;
+  let writes = 0;
+
+  const touch = async () => {
+    timer = undefined;
+    if (seenSince.size === 0) return;
+    const seen = [...seenSince].map(([name, at]) => ({ name, at }));
+    seenSince = new Map();
+    writes++;
+    touched += seen.length;
+    try {
+      const found = new Set(await store.touchExecutors(seen));
+      // No row to touch: the next heartbeat writes it whole.
+      for (const { name } of seen) if (!found.has(name)) forget(name);
+    } catch (error) {
+      // lastSeenAt trails by one more interval: each of these beats again within seconds.
+      if (!unavailable(error))
+        logger.warn('touching executors seen failed', { executors: seen.length, error });
+    }
+  };
+
+  return {
+    seen(executorName: string, now: number) {
+      const before = seenSince.get(executorName);
+      if (before === undefined || now > before) seenSince.set(executorName, now);
+      timer ??= timers.set(() => {
+        touching = touching.then(touch);
+      }, touchMs);
+    },
+
+    async close() {
+      timer?.cancel();
+      timer = undefined;
+      touching = touching.then(touch);
+      await touching;
+    },
+
+    render: () => [
+      '# HELP src_executor_server_heartbeat_touches_total Executors whose last-seen time heartbeats moved on without writing their row.',
+      '# TYPE src_executor_server_heartbeat_touches_total counter',
+      `src_executor_server_heartbeat_touches_total ${touched}`,
+      '# HELP src_executor_server_heartbeat_touch_writes_total Store writes those touches took (one a touch interval at most).',
+      '# TYPE src_executor_server_heartbeat_touch_writes_total counter',
+      `src_executor_server_heartbeat_touch_writes_total ${writes}`,
+    ],
   };
 }

@@ -3,7 +3,8 @@
  * `POST /.executors/queue/:queue/heartbeat`: record the executor (its versions and pushed metrics),
  * renew the leases of the jobs it reports, and answer which of them the server still knows and
  * which it wants cancelled. The writes of heartbeats arriving together go to the store as one
- * (heartbeat-writer.ts), and an executor's row is written when it changed or has aged.
+ * (heartbeat-writer.ts); an executor's row is written when it changed or has aged, and otherwise
+ * only when it was last seen, with the others seen in the same second.
  */
 import { type HeartbeatRequest, heartbeatRequestSchema } from '../../protocol/http.js';
 import type { ExecutorHeartbeat } from '../../store/types.js';
@@ -100,6 +101,8 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
           metrics: pushed.ok ? pushed.text : '',
         };
       }
+      // An unchanged row is not written: when its executor was seen goes in the next touch.
+      if (row === null) heartbeats.seen(body.executorName, now);
       // Nothing to write, nothing to answer: no job ids, and a row this server wrote moments ago.
       const answers =
         row === null && jobs.length === 0

@@ -10,9 +10,16 @@
  */
 import { EXECUTOR_ON_CONFLICT } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
-import type { ExecutorHeartbeat, HeartbeatAnswer, HeartbeatWrite, NamePage, Store } from '../types.js';
+import type {
+  ExecutorHeartbeat,
+  ExecutorSeen,
+  HeartbeatAnswer,
+  HeartbeatWrite,
+  NamePage,
+  Store,
+} from '../types.js';
 import type { PgContext } from './connection.js';
-import { at, sql } from './fragments.js';
+import { at, DB_NOW_MS, sql } from './fragments.js';
 import { executorValues, type PgExecutorRow, toExecutor } from './rows.js';
 
 export function executorQueries(
@@ -21,6 +28,7 @@ export function executorQueries(
   Store,
   | 'heartbeat'
   | 'recordHeartbeats'
+  | 'touchExecutors'
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
@@ -115,6 +123,25 @@ export function executorQueries(
           return { knownIds: known, cancelIds: known.filter((id) => byId.get(id)!.cancel) };
         }),
       );
+    },
+
+    /** Rows locked in name order, as recordHeartbeats' upsert locks them, so the two cannot deadlock. */
+    async touchExecutors(seen: ExecutorSeen[]) {
+      if (seen.length === 0) return [];
+      const latest = new Map<string, number>();
+      for (const e of seen) latest.set(e.name, Math.max(e.at, latest.get(e.name) ?? e.at));
+      const names = [...latest.keys()];
+      const found = await rows<{ name: string }>(
+        `WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS s(name, at)),
+         locked AS (
+           SELECT e.name, COALESCE(s.at, ${DB_NOW_MS}) AS at FROM executors e JOIN s ON s.name = e.name
+           ORDER BY e.name FOR UPDATE OF e)
+         UPDATE executors e SET last_seen_at = GREATEST(e.last_seen_at, locked.at)
+         FROM locked WHERE e.name = locked.name
+         RETURNING e.name`,
+        [names, names.map((n) => t(latest.get(n)!))],
+      );
+      return found.map((r) => r.name);
     },
 
     async upsertExecutor(hb: ExecutorHeartbeat, now: number) {

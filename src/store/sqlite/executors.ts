@@ -9,6 +9,7 @@ import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type {
   ExecutorHeartbeat,
   ExecutorRecord,
+  ExecutorSeen,
   HeartbeatAnswer,
   HeartbeatWrite,
   NamePage,
@@ -23,6 +24,7 @@ export function executorQueries(
   Store,
   | 'heartbeat'
   | 'recordHeartbeats'
+  | 'touchExecutors'
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
@@ -68,6 +70,18 @@ export function executorQueries(
 
     async upsertExecutor(hb: ExecutorHeartbeat, now: number) {
       upsert(hb, now);
+    },
+
+    async touchExecutors(seen: ExecutorSeen[]) {
+      if (seen.length === 0) return [];
+      // One statement for the lot; of two entries of one name, the later time wins (max).
+      const rows = q(
+        `UPDATE executors SET last_seen_at = max(last_seen_at, s.at)
+           FROM (SELECT value ->> 0 AS name, max(value ->> 1) AS at FROM json_each(?) GROUP BY 1) AS s
+           WHERE executors.name = s.name
+           RETURNING executors.name AS name`,
+      ).all(JSON.stringify(seen.map((e) => [e.name, e.at]))) as { name: string }[];
+      return rows.map((r) => r.name);
     },
 
     async getExecutor(name: string): Promise<ExecutorRecord | null> {
