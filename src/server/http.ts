@@ -169,14 +169,13 @@ export function sendText(
     res.end();
     return;
   }
-  const body = Buffer.from(text, 'utf8');
   res.writeHead(status, {
     ...headers,
     'content-type': 'text/plain; charset=utf-8',
     'x-content-type-options': 'nosniff',
-    'content-length': String(body.length),
+    'content-length': String(Buffer.byteLength(text)),
   });
-  res.end(body);
+  res.end(text);
 }
 
 export function sendJson(
@@ -189,11 +188,12 @@ export function sendJson(
     res.end();
     return;
   }
-  const body = Buffer.from(`${JSON.stringify(value)}\n`, 'utf8');
+  // A string, not a Buffer: node:http sends the head and a string body as one write.
+  const body = `${JSON.stringify(value)}\n`;
   res.writeHead(status, {
     ...headers,
     'content-type': 'application/json',
-    'content-length': String(body.length),
+    'content-length': String(Buffer.byteLength(body)),
   });
   res.end(body);
 }
