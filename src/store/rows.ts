@@ -12,6 +12,7 @@ import type {
   ClaimRecord,
   ExecutorHeartbeat,
   ExecutorRecord,
+  ExecutorSummary,
   JobAction,
   JobEventRecord,
   JobRecord,
@@ -69,6 +70,10 @@ export interface LogEntryRow<J, B> {
   /** The start of the command's JSON text, when read with a command limit it exceeds (command is then null). */
   command_prefix?: string | null;
 }
+
+/** Every column of `executors` but the metrics text (up to EXECUTOR_SERVER_MAX_EXECUTOR_METRICS a row). */
+export const EXECUTOR_SUMMARY_COLUMNS = `name, hostname, queue_name, queue_names, os, architecture, docker_version,
+  executor_version, git_version, ignite_version, src_cli_version, first_seen_at, last_seen_at`;
 
 export interface ExecutorRow<J> {
   name: string;
@@ -167,6 +172,24 @@ export function jobValues(job: NewJob): unknown[] {
 
 /** The record mappers of one driver, and the executor values it binds. */
 export function createRowMappers<J, B>(c: RowCodec<J, B>) {
+  /** An executor row read without its metrics text (EXECUTOR_SUMMARY_COLUMNS). */
+  const toExecutorSummary = (r: Omit<ExecutorRow<J>, 'metrics'>): ExecutorSummary => {
+    return {
+      name: r.name,
+      hostname: r.hostname,
+      queueName: r.queue_name,
+      queueNames: r.queue_names === null ? null : (c.json(r.queue_names) as string[]),
+      os: r.os,
+      architecture: r.architecture,
+      dockerVersion: r.docker_version,
+      executorVersion: r.executor_version,
+      gitVersion: r.git_version,
+      igniteVersion: r.ignite_version,
+      srcCliVersion: r.src_cli_version,
+      firstSeenAt: r.first_seen_at,
+      lastSeenAt: r.last_seen_at,
+    };
+  };
   return {
     toJob(r: JobRow<J, B>): JobRecord {
       return {
@@ -216,23 +239,10 @@ export function createRowMappers<J, B>(c: RowCodec<J, B>) {
     },
 
     toExecutor(r: ExecutorRow<J>): ExecutorRecord {
-      return {
-        name: r.name,
-        hostname: r.hostname,
-        queueName: r.queue_name,
-        queueNames: r.queue_names === null ? null : (c.json(r.queue_names) as string[]),
-        os: r.os,
-        architecture: r.architecture,
-        dockerVersion: r.docker_version,
-        executorVersion: r.executor_version,
-        gitVersion: r.git_version,
-        igniteVersion: r.ignite_version,
-        srcCliVersion: r.src_cli_version,
-        firstSeenAt: r.first_seen_at,
-        lastSeenAt: r.last_seen_at,
-        metrics: r.metrics,
-      };
+      return { ...toExecutorSummary(r), metrics: r.metrics };
     },
+
+    toExecutorSummary,
 
     /**
      * The values of the executors columns an upsert writes first, in column order: name, hostname,

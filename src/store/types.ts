@@ -177,6 +177,8 @@ export interface ExecutorRecord {
 }
 
 export type ExecutorHeartbeat = Omit<ExecutorRecord, 'firstSeenAt' | 'lastSeenAt'>;
+/** An executor as listed: all but its metrics text. */
+export type ExecutorSummary = Omit<ExecutorRecord, 'metrics'>;
 
 export interface QueueStats {
   queue: string;
@@ -392,7 +394,8 @@ export interface Store extends HeartbeatQueries {
 
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;
-  listExecutors(): Promise<ExecutorRecord[]>;
+  /** Every executor by name, without its metrics text (up to EXECUTOR_SERVER_MAX_EXECUTOR_METRICS each). */
+  listExecutors(): Promise<ExecutorSummary[]>;
   /**
    * The pushed metrics of executors seen within `withinMs` of `now` (by the store's clock, as
    * last_seen_at was written), those with metrics only, by name in byte order: what /metrics

@@ -930,6 +930,9 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         const list = await store.listExecutors();
         expect(list.map((e) => e.name)).toEqual(['a', 'b']);
         expect(list[0]).toMatchObject({ queueName: null, queueNames: ['x', 'y'], firstSeenAt: T0 + 1 });
+        // Listed without the metrics text, which can be large.
+        const { metrics: _, ...summary } = hb('b', { executorVersion: '5.4.0' });
+        expect(list[1]).toEqual({ ...summary, firstSeenAt: T0, lastSeenAt: T0 + 10 });
         expect(await store.deleteExecutorsSeenBefore(T0 + 5)).toBe(1);
         expect((await store.listExecutors()).map((e) => e.name)).toEqual(['b']);
       });

@@ -8,7 +8,7 @@
  * could (two replicas batching heartbeats of the same two executors at once); PostgreSQL then
  * fails one, and the server writes that batch's heartbeats one by one (heartbeat-writer.ts).
  */
-import { EXECUTOR_ON_CONFLICT } from '../rows.js';
+import { EXECUTOR_ON_CONFLICT, EXECUTOR_SUMMARY_COLUMNS } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type {
   ExecutorHeartbeat,
@@ -20,7 +20,7 @@ import type {
 } from '../types.js';
 import type { PgContext } from './connection.js';
 import { at, DB_NOW_MS, sql } from './fragments.js';
-import { executorValues, type PgExecutorRow, toExecutor } from './rows.js';
+import { executorValues, type PgExecutorRow, toExecutor, toExecutorSummary } from './rows.js';
 
 export function executorQueries(
   c: PgContext,
@@ -160,7 +160,11 @@ export function executorQueries(
     },
 
     async listExecutors() {
-      return (await rows<PgExecutorRow>('SELECT * FROM executors ORDER BY name COLLATE "C"')).map(toExecutor);
+      return (
+        await rows<Omit<PgExecutorRow, 'metrics'>>(
+          `SELECT ${EXECUTOR_SUMMARY_COLUMNS} FROM executors ORDER BY name COLLATE "C"`,
+        )
+      ).map(toExecutorSummary);
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {

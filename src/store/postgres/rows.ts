@@ -9,7 +9,10 @@ export type PgJobRow = JobRow<unknown, boolean>;
 export type PgLogEntryRow = LogEntryRow<unknown, boolean>;
 export type PgExecutorRow = ExecutorRow<unknown>;
 
-export const { toJob, toLogEntry, toExecutor, executorValues } = createRowMappers<unknown, boolean>({
+export const { toJob, toLogEntry, toExecutor, toExecutorSummary, executorValues } = createRowMappers<
+  unknown,
+  boolean
+>({
   json: (v) => v,
   bool: (v) => v,
   list: (v) => v,

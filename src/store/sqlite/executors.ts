@@ -4,7 +4,7 @@
  * statements; no transaction needed, except for a batch of heartbeats (recordHeartbeats), whose
  * statements run in one IMMEDIATE transaction: one commit for the batch.
  */
-import { EXECUTOR_ON_CONFLICT } from '../rows.js';
+import { EXECUTOR_ON_CONFLICT, EXECUTOR_SUMMARY_COLUMNS } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type {
   ExecutorHeartbeat,
@@ -16,7 +16,7 @@ import type {
   Store,
 } from '../types.js';
 import type { SqliteContext } from './connection.js';
-import { type ExecutorRow, executorValues, toExecutor } from './rows.js';
+import { type ExecutorRow, executorValues, toExecutor, toExecutorSummary } from './rows.js';
 
 export function executorQueries(
   c: SqliteContext,
@@ -90,7 +90,12 @@ export function executorQueries(
     },
 
     async listExecutors() {
-      return (q('SELECT * FROM executors ORDER BY name').all() as ExecutorRow[]).map(toExecutor);
+      return (
+        q(`SELECT ${EXECUTOR_SUMMARY_COLUMNS} FROM executors ORDER BY name`).all() as Omit<
+          ExecutorRow,
+          'metrics'
+        >[]
+      ).map(toExecutorSummary);
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {

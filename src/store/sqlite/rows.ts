@@ -10,7 +10,10 @@ export type JobRow = SharedJobRow<string, number>;
 export type LogEntryRow = SharedLogEntryRow<string, number>;
 export type ExecutorRow = SharedExecutorRow<string>;
 
-export const { toJob, toLogEntry, toExecutor, executorValues } = createRowMappers<string, number>({
+export const { toJob, toLogEntry, toExecutor, toExecutorSummary, executorValues } = createRowMappers<
+  string,
+  number
+>({
   json: (v) => JSON.parse(v),
   bool: (v) => v === 1,
   list: (v) => JSON.stringify(v),
