@@ -34,7 +34,9 @@
  * /metrics histograms over the window: its heartbeats' p99 from arrival to answer, and its event
  * loop's delay p99 (what a request waited before the server could read it). FLEET_SIM_PROCS=N spreads each fleet over N simulator
  * processes (default 2, which got 2.6 times the heartbeats of one through at 5,000 on two cores;
- * docs/benchmarks.md).
+ * docs/benchmarks.md). The simulated clients send through node:http with a keep-alive agent
+ * (bench/http-fetch.ts); FLEET_TRANSPORT=fetch gives them the global fetch, at about twice the
+ * simulator's CPU.
  *
  * FLEET_METRICS_BYTES=N makes each simulated executor push about N bytes of metrics that change at
  * every heartbeat, as real executors' do (default none). FLEET_ANCHOR=0 leaves the anchor out (its

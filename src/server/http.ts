@@ -101,6 +101,8 @@ export function readBody(req: IncomingMessage, limit: number, timeouts?: BodyTim
     else req.resume();
     return Promise.reject(new BodyTooLargeError(limit));
   }
+  const whole = Number.isFinite(declared) ? bodyAlreadyHere(req, declared) : undefined;
+  if (whole !== undefined) return Promise.resolve(whole);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -132,6 +134,22 @@ export function readBody(req: IncomingMessage, limit: number, timeouts?: BodyTim
   });
 }
 
+/** Requests whose declared body was read whole by `bodyAlreadyHere`: nothing is left to discard. */
+const readWhole = new WeakSet<IncomingMessage>();
+
+/**
+ * The body of a request whose declared length is all here before its handler ran (a heartbeat's
+ * few hundred bytes come in the packet of its head): read at once, with no timer or listeners.
+ * Undefined when it is not all here, or is already being read.
+ */
+function bodyAlreadyHere(req: IncomingMessage, declared: number): Buffer | undefined {
+  if (req.readableFlowing !== null || req.readableEnded || req.readableLength !== declared) return undefined;
+  const chunks: Buffer[] = [];
+  for (let chunk: Buffer | null = req.read(); chunk !== null; chunk = req.read()) chunks.push(chunk);
+  readWhole.add(req);
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
 /** Requests whose body is being discarded (one watch each, however many paths discard it). */
 const discarding = new WeakSet<IncomingMessage>();
 
@@ -141,7 +159,7 @@ const discarding = new WeakSet<IncomingMessage>();
  * cannot keep a connection by trickling bytes.
  */
 export function discardBody(req: IncomingMessage, timeouts: BodyTimeouts): void {
-  if (req.complete || req.destroyed || discarding.has(req)) return;
+  if (req.complete || req.destroyed || discarding.has(req) || readWhole.has(req)) return;
   discarding.add(req);
   watchBody(req, timeouts, () => req.socket?.destroy());
   req.resume();
