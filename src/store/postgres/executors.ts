@@ -125,24 +125,7 @@ export function executorQueries(
       );
     },
 
-    /** Rows locked in name order, as recordHeartbeats' upsert locks them, so the two cannot deadlock. */
-    async touchExecutors(seen: ExecutorSeen[]) {
-      if (seen.length === 0) return [];
-      const latest = new Map<string, number>();
-      for (const e of seen) latest.set(e.name, Math.max(e.at, latest.get(e.name) ?? e.at));
-      const names = [...latest.keys()];
-      const found = await rows<{ name: string }>(
-        `WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS s(name, at)),
-         locked AS (
-           SELECT e.name, COALESCE(s.at, ${DB_NOW_MS}) AS at FROM executors e JOIN s ON s.name = e.name
-           ORDER BY e.name FOR UPDATE OF e)
-         UPDATE executors e SET last_seen_at = GREATEST(e.last_seen_at, locked.at)
-         FROM locked WHERE e.name = locked.name
-         RETURNING e.name`,
-        [names, names.map((n) => t(latest.get(n)!))],
-      );
-      return found.map((r) => r.name);
-    },
+    touchExecutors: (seen) => touchExecutors(c, seen),
 
     async upsertExecutor(hb: ExecutorHeartbeat, now: number) {
       await query(
@@ -207,4 +190,26 @@ function executorJson(hb: ExecutorHeartbeat) {
     src_cli_version: hb.srcCliVersion,
     metrics: hb.metrics,
   };
+}
+
+/**
+ * Store.touchExecutors, one statement. Rows are locked in name order, as recordHeartbeats' upsert
+ * locks them, so the two cannot deadlock.
+ */
+async function touchExecutors({ t, rows }: PgContext, seen: ExecutorSeen[]): Promise<string[]> {
+  if (seen.length === 0) return [];
+  const latest = new Map<string, number>();
+  for (const e of seen) latest.set(e.name, Math.max(e.at, latest.get(e.name) ?? e.at));
+  const names = [...latest.keys()];
+  const found = await rows<{ name: string }>(
+    `WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS s(name, at)),
+       locked AS (
+         SELECT e.name, COALESCE(s.at, ${DB_NOW_MS}) AS at FROM executors e JOIN s ON s.name = e.name
+         ORDER BY e.name FOR UPDATE OF e)
+       UPDATE executors e SET last_seen_at = GREATEST(e.last_seen_at, locked.at)
+       FROM locked WHERE e.name = locked.name
+       RETURNING e.name`,
+    [names, names.map((n) => t(latest.get(n)!))],
+  );
+  return found.map((r) => r.name);
 }
