@@ -8,7 +8,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { ZodType, z } from 'zod';
 import { errorMessage } from '../../lib/errors.js';
-import { CAPABILITIES_HEADER, CAPABILITY, SERVER_VERSION_HEADER } from '../../protocol/capabilities.js';
+import { CAPABILITY, SERVER_VERSION_HEADER } from '../../protocol/capabilities.js';
 import { executorVersion, InvalidVersionError } from '../../protocol/version.js';
 import type { RouteDeps } from '../deps.js';
 import { answerFailure, type FailureForms } from '../failure.js';
@@ -147,10 +147,12 @@ const EXECUTOR_API_FAILURES: FailureForms = {
   afterHeaders: 'destroy',
 };
 
-/** Runs a /.executors handler with upstream's error envelope. */
+/**
+ * Runs a /.executors handler with upstream's error envelope. The capabilities header is the
+ * server's (createServer's handle sets it on every /.executors answer, 404s included).
+ */
 export function wrapExecutorHandler(deps: RouteDeps, fn: (ctx: RouteContext) => Promise<void>) {
   return async (ctx: RouteContext) => {
-    ctx.res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
     ctx.res.setHeader(SERVER_VERSION_HEADER, executorVersion());
     try {
       await fn(ctx);
