@@ -7,13 +7,29 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPostgresStore } from '../../src/store/postgres/postgres-store.js';
-import type { AttemptFence, NewJob, Store } from '../../src/store/types.js';
+import type { AttemptFence, ExecutorHeartbeat, NewJob, Store } from '../../src/store/types.js';
 import { postgresUrl, requireOrSkip, waitFor } from '../helpers/env.js';
 import { createFreshDatabase, type FreshDatabase } from '../helpers/postgres-db.js';
 
 const adminUrl = postgresUrl();
 const YEAR_AHEAD = Date.now() + 365 * 24 * 3_600_000;
 const STEP = 60_000;
+
+/** The one executor of these tests, as a heartbeat writes its row. */
+const EXECUTOR_ROW: ExecutorHeartbeat = {
+  name: 'exec-1',
+  hostname: 'h',
+  queueName: 'clock',
+  queueNames: null,
+  os: 'linux',
+  architecture: 'amd64',
+  dockerVersion: '',
+  executorVersion: '',
+  gitVersion: '',
+  igniteVersion: '',
+  srcCliVersion: '',
+  metrics: '',
+};
 
 const newJob = (over: Partial<NewJob> = {}): NewJob => ({
   queue: 'clock',
@@ -70,23 +86,7 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
         cancelIds: [],
       });
       expect(await store.markComplete(fence!, YEAR_AHEAD)).toBe(true);
-      await store.upsertExecutor(
-        {
-          name: 'exec-1',
-          hostname: 'h',
-          queueName: 'clock',
-          queueNames: null,
-          os: 'linux',
-          architecture: 'amd64',
-          dockerVersion: '',
-          executorVersion: '',
-          gitVersion: '',
-          igniteVersion: '',
-          srcCliVersion: '',
-          metrics: '',
-        },
-        0,
-      );
+      await store.upsertExecutor(EXECUTOR_ROW, 0);
       const after = await dbNow();
       const done = (await store.getJob(j.id))!;
       for (const t of [
@@ -108,23 +108,9 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
       const j = await store.enqueue(newJob(), 0);
       await claim(0);
       const before = await dbNow();
-      const row = {
-        name: 'exec-1',
-        hostname: 'h',
-        queueName: 'clock',
-        queueNames: null,
-        os: 'linux',
-        architecture: 'amd64',
-        dockerVersion: '',
-        executorVersion: '',
-        gitVersion: '',
-        igniteVersion: '',
-        srcCliVersion: '',
-        metrics: '',
-      };
       expect(
         await store.recordHeartbeats(
-          [{ executorName: 'exec-1', row, jobs: [{ queue: 'clock', jobIds: [j.id] }] }],
+          [{ executorName: 'exec-1', row: EXECUTOR_ROW, jobs: [{ queue: 'clock', jobIds: [j.id] }] }],
           YEAR_AHEAD,
         ),
       ).toEqual([[{ knownIds: [j.id], cancelIds: [] }]]);
@@ -139,23 +125,7 @@ describe.skipIf(!requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== un
     });
 
     it('touches last-seen times at the database time', async () => {
-      await store.upsertExecutor(
-        {
-          name: 'exec-1',
-          hostname: 'h',
-          queueName: 'clock',
-          queueNames: null,
-          os: 'linux',
-          architecture: 'amd64',
-          dockerVersion: '',
-          executorVersion: '',
-          gitVersion: '',
-          igniteVersion: '',
-          srcCliVersion: '',
-          metrics: '',
-        },
-        0,
-      );
+      await store.upsertExecutor(EXECUTOR_ROW, 0);
       const before = await dbNow();
       expect(await store.touchExecutors([{ name: 'exec-1', at: YEAR_AHEAD }])).toEqual(['exec-1']);
       const after = await dbNow();
