@@ -3,6 +3,8 @@
  * Responded) when one fails: the shared executor token on queue routes, the job token (or the shared
  * token with job headers) on job routes, and the fence a job write is held to.
  */
+import { timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { AttemptFence, JobRecord } from '../../store/types.js';
 import { peerOf } from '../auth-limiter.js';
 import type { RouteDeps } from '../deps.js';
@@ -50,13 +52,34 @@ function recordFailure(ctx: RouteContext, deps: RouteDeps, failure: AuthFailure)
   if (scheme !== 'Bearer') deps.authLimiter.failed({ peer: peerOf(ctx.req) });
 }
 
+/**
+ * The Authorization header last accepted on each connection. An executor sends the same one with
+ * every heartbeat on a kept-alive connection: a request that repeats it byte for byte (compared in
+ * constant time; only a length that differs takes the full check) is not digested again. A proxy
+ * that carries several clients on one connection learns nothing from it either: a header is
+ * accepted here only if it is the one that was accepted before.
+ */
+const acceptedOn = new WeakMap<Socket, { header: Buffer; expected: string }>();
+
+function acceptedBefore(req: RouteContext['req'], expected: string): boolean {
+  const header = req.headers.authorization;
+  const known = acceptedOn.get(req.socket);
+  if (header === undefined || known === undefined || known.expected !== expected) return false;
+  if (Buffer.byteLength(header) !== known.header.length) return false;
+  return timingSafeEqual(Buffer.from(header), known.header);
+}
+
 export function requireExecutor(ctx: RouteContext, deps: RouteDeps): void {
   refuseIfLimited(ctx, deps);
-  const failure = checkExecutorToken(ctx.req, deps.config.executorsAccessToken);
+  const expected = deps.config.executorsAccessToken;
+  if (expected !== '' && acceptedBefore(ctx.req, expected)) return;
+  const failure = checkExecutorToken(ctx.req, expected);
   if (failure) {
     recordFailure(ctx, deps, failure);
     refuse(ctx, failure);
   }
+  const header = ctx.req.headers.authorization;
+  if (header !== undefined) acceptedOn.set(ctx.req.socket, { header: Buffer.from(header), expected });
 }
 
 /** The caller of a job route for `scope` (a queue's job writes, a repository, job files). */
