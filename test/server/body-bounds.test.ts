@@ -4,7 +4,6 @@
  * answered 408 and its connection closed, and neither timeout cuts a long-poll.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +11,7 @@ import { LONG_POLL_HEADER } from '../../src/protocol/capabilities.js';
 import { waitFor } from '../helpers/env.js';
 import { type CliProcess, spawnServer } from '../helpers/spawn-cli.js';
 import { API_TOKEN, EXECUTOR_TOKEN, type Harness, startHarness } from './harness.js';
-import { openRaw, type RawConnection } from './raw-http.js';
+import { openRaw, pipelineHeartbeats, type RawConnection } from './raw-http.js';
 
 const MiB = 1024 * 1024;
 
@@ -228,34 +227,14 @@ describe('bodies that arrive with their heads', () => {
     await h?.close();
   });
 
-  /** Heartbeats of `names` pipelined in one write, each with its length declared; the answers' text. */
-  async function oneWrite(names: string[]): Promise<string> {
-    const { hostname, port } = new URL(h.url);
-    const socket = net.connect(Number(port), hostname);
-    const request = (name: string, last: boolean) => {
-      const body = JSON.stringify({ executorName: name, executorVersion: '5.3.0', jobIds: [] });
-      return [
-        'POST /.executors/queue/default/heartbeat HTTP/1.1',
-        `host: ${hostname}`,
-        `authorization: token-executor ${EXECUTOR_TOKEN}`,
-        'content-type: application/json',
-        `content-length: ${Buffer.byteLength(body)}`,
-        ...(last ? ['connection: close'] : []),
-        '',
-        body,
-      ].join('\r\n');
-    };
-    socket.write(names.map((n, i) => request(n, i === names.length - 1)).join(''));
-    let text = '';
-    socket.on('data', (d: Buffer) => {
-      text += d.toString('utf8');
-    });
-    await new Promise((r) => socket.once('close', r));
-    return text;
-  }
-
   it('are read whole, each its own, and answered in order', async () => {
-    const text = await oneWrite(['e1', 'e2', 'e3']);
+    const text = await pipelineHeartbeats(
+      h.url,
+      ['e1', 'e2', 'e3'].map((executorName) => ({
+        executorName,
+        authorization: `token-executor ${EXECUTOR_TOKEN}`,
+      })),
+    );
     expect(text.match(/^HTTP\/1\.1 200 /gm)).toHaveLength(3);
     expect(text.match(/\{"knownIds":\[\],"cancelIds":\[\]\}/g)).toHaveLength(3);
     // Each body was its own: every executor's row is there.

@@ -4,9 +4,9 @@
  * (executor-api/guards.ts), and nothing else is: another token of the same length, none, or the
  * right one after a wrong one, on the same connection, get exactly the answers they would alone.
  */
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXECUTOR_TOKEN, type Harness, startHarness } from './harness.js';
+import { pipelineHeartbeats } from './raw-http.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -18,26 +18,10 @@ afterAll(async () => {
 
 /** Heartbeats pipelined on one connection, one per Authorization header (none for null); their statuses. */
 async function onOneConnection(authorizations: (string | null)[]): Promise<number[]> {
-  const { hostname, port } = new URL(h.url);
-  const socket = net.connect(Number(port), hostname);
-  const body = JSON.stringify({ executorName: 'e1', executorVersion: '5.3.0', jobIds: [] });
-  const request = (auth: string | null, last: boolean) =>
-    [
-      'POST /.executors/queue/default/heartbeat HTTP/1.1',
-      `host: ${hostname}`,
-      ...(auth === null ? [] : [`authorization: ${auth}`]),
-      'content-type: application/json',
-      `content-length: ${Buffer.byteLength(body)}`,
-      ...(last ? ['connection: close'] : []),
-      '',
-      body,
-    ].join('\r\n');
-  socket.write(authorizations.map((a, i) => request(a, i === authorizations.length - 1)).join(''));
-  let text = '';
-  socket.on('data', (d: Buffer) => {
-    text += d.toString('utf8');
-  });
-  await new Promise((r) => socket.once('close', r));
+  const text = await pipelineHeartbeats(
+    h.url,
+    authorizations.map((authorization) => ({ executorName: 'e1', authorization })),
+  );
   return [...text.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1]));
 }
 

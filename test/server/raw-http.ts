@@ -68,3 +68,39 @@ export function openRaw(
     };
   });
 }
+
+/** One heartbeat of `pipelineHeartbeats`: its executor, and its Authorization header (none for null). */
+export interface RawHeartbeat {
+  executorName: string;
+  authorization: string | null;
+}
+
+/**
+ * Heartbeats sent pipelined on one connection in a single write, each with its length declared, so
+ * the server has each head and body at once; the last asks the server to close. Resolves with all
+ * that came back once the connection closed.
+ */
+export async function pipelineHeartbeats(url: string, beats: RawHeartbeat[]): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  const request = (b: RawHeartbeat, last: boolean) => {
+    const body = JSON.stringify({ executorName: b.executorName, executorVersion: '5.3.0', jobIds: [] });
+    return [
+      'POST /.executors/queue/default/heartbeat HTTP/1.1',
+      `host: ${hostname}`,
+      ...(b.authorization === null ? [] : [`authorization: ${b.authorization}`]),
+      'content-type: application/json',
+      `content-length: ${Buffer.byteLength(body)}`,
+      ...(last ? ['connection: close'] : []),
+      '',
+      body,
+    ].join('\r\n');
+  };
+  socket.write(beats.map((b, i) => request(b, i === beats.length - 1)).join(''));
+  let text = '';
+  socket.on('data', (d: Buffer) => {
+    text += d.toString('utf8');
+  });
+  await new Promise((r) => socket.once('close', r));
+  return text;
+}
