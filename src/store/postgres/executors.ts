@@ -151,20 +151,15 @@ export function executorQueries(
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
-      type Row = { name: string; last_seen_at: number; metrics: string };
-      // executors_last_seen serves the range; stale rows and their texts are not read.
-      const found = page
-        ? await rows<Row>(
-            sql`SELECT name, last_seen_at, metrics FROM executors
-             WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> '' AND name COLLATE "C" > $3
-             ORDER BY name COLLATE "C" LIMIT $4`,
-            [t(now), withinMs, page.after ?? '', page.limit],
-          )
-        : await rows<Row>(
-            sql`SELECT name, last_seen_at, metrics FROM executors
-             WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> '' ORDER BY name COLLATE "C"`,
-            [t(now), withinMs],
-          );
+      // executors_last_seen serves the range; stale rows and their texts are not read. Without a
+      // page: from the first name, no limit (LIMIT NULL).
+      const found = await rows<{ name: string; last_seen_at: number; metrics: string }>(
+        sql`SELECT name, last_seen_at, metrics FROM executors
+         WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> ''
+           AND ($3::text IS NULL OR name COLLATE "C" > $3::text)
+         ORDER BY name COLLATE "C" LIMIT $4`,
+        [t(now), withinMs, page?.after ?? null, page?.limit ?? null],
+      );
       return found.map((r) => ({ name: r.name, lastSeenAt: Number(r.last_seen_at), metrics: r.metrics }));
     },
 
@@ -198,18 +193,16 @@ function executorJson(hb: ExecutorHeartbeat) {
  */
 async function touchExecutors({ t, rows }: PgContext, seen: ExecutorSeen[]): Promise<string[]> {
   if (seen.length === 0) return [];
-  const latest = new Map<string, number>();
-  for (const e of seen) latest.set(e.name, Math.max(e.at, latest.get(e.name) ?? e.at));
-  const names = [...latest.keys()];
+  // Of two entries of one name, the later time wins (max).
   const found = await rows<{ name: string }>(
-    `WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS s(name, at)),
+    sql`WITH s AS (SELECT name, max(at) AS at FROM unnest($1::text[], $2::bigint[]) AS s(name, at) GROUP BY name),
        locked AS (
          SELECT e.name, COALESCE(s.at, ${DB_NOW_MS}) AS at FROM executors e JOIN s ON s.name = e.name
          ORDER BY e.name FOR UPDATE OF e)
        UPDATE executors e SET last_seen_at = GREATEST(e.last_seen_at, locked.at)
        FROM locked WHERE e.name = locked.name
        RETURNING e.name`,
-    [names, names.map((n) => t(latest.get(n)!))],
+    [seen.map((e) => e.name), seen.map((e) => t(e.at))],
   );
   return found.map((r) => r.name);
 }

@@ -8,6 +8,7 @@ import { EXECUTOR_ON_CONFLICT, EXECUTOR_SUMMARY_COLUMNS } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
 import type {
   ExecutorHeartbeat,
+  ExecutorMetricsRow,
   ExecutorRecord,
   ExecutorSeen,
   HeartbeatAnswer,
@@ -99,17 +100,13 @@ export function executorQueries(
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
-      type Row = { name: string; lastSeenAt: number; metrics: string };
-      // executors_last_seen serves the range; stale rows and their texts are not read.
-      if (!page)
-        return q(
-          `SELECT name, last_seen_at AS lastSeenAt, metrics FROM executors
-           WHERE last_seen_at >= ? AND metrics <> '' ORDER BY name`,
-        ).all(now - withinMs) as Row[];
+      // executors_last_seen serves the range; stale rows and their texts are not read. Without a
+      // page: from the first name, no limit (-1).
+      const after = page?.after ?? null;
       return q(
         `SELECT name, last_seen_at AS lastSeenAt, metrics FROM executors
-         WHERE last_seen_at >= ? AND metrics <> '' AND name > ? ORDER BY name LIMIT ?`,
-      ).all(now - withinMs, page.after ?? '', page.limit) as Row[];
+         WHERE last_seen_at >= ? AND metrics <> '' AND (? IS NULL OR name > ?) ORDER BY name LIMIT ?`,
+      ).all(now - withinMs, after, after, page?.limit ?? -1) as ExecutorMetricsRow[];
     },
 
     async deleteExecutorsSeenBefore(cutoff: number) {
