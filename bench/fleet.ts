@@ -22,7 +22,10 @@
  * `.cpu.vs_floor` gives ours over its CPU: what one Node process pays for the requests alone, so
  * whether a CPU target is in reach of a Node process at all. The notes also give the server's open
  * file descriptors against its limit: each parked long-poll holds a connection and each heartbeat
- * beside it another, and a server at its limit closes the connections beyond it.
+ * beside it another, and a server at its limit closes the connections beyond it. With the floor
+ * comes the raw floor (`fleet.floor_raw.N.cpu`): the same canned answers over node:net with a
+ * hand-written HTTP/1.1 reader (bench/floor-raw-server.ts), against the node:http floor: the most
+ * that leaving node:http for the two hot routes could save.
  *
  * The simulated fleet can be the limit before the server is (it spends two to three times the
  * server's CPU for the same traffic), so every run also reports, over the same window, the
@@ -73,6 +76,7 @@ import { type Proc, spawnCli, spawnNode } from './procs.js';
 
 const SIM = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-sim.ts');
 const FLOOR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-server.ts');
+const RAW_FLOOR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-raw-server.ts');
 const WINDOW_MS = Number(process.env.FLEET_WINDOW_MS ?? 20_000);
 const JOBS_IN_WINDOW = 20;
 const SIM_PROCS = Math.max(1, Math.floor(Number(process.env.FLEET_SIM_PROCS ?? 2)) || 1);
@@ -296,10 +300,11 @@ async function startServer(databaseUrl: string | undefined): Promise<Server> {
 
 /**
  * The floor: a bare node:http server (bench/floor-server.ts) answering the same fleet with canned
- * answers, no store, no auth, no metrics. What one Node process pays for the requests alone.
+ * answers, no store, no auth, no metrics. What one Node process pays for the requests alone. The
+ * raw floor (bench/floor-raw-server.ts) gives the same answers over node:net.
  */
-async function startFloor(): Promise<Server> {
-  const proc = spawnNode([FLOOR]);
+async function startFloor(script: string): Promise<Server> {
+  const proc = spawnNode([script]);
   await waitFor(
     'the floor server to listen',
     () => {
@@ -687,19 +692,38 @@ function floorRow(size: number, floor: Measured): BenchResult {
   });
 }
 
-/** The floor under a fleet of `size`, once per size (it has no store); undefined when it failed. */
+/**
+ * The raw floor's figure: a hand-written HTTP/1.1 reader over node:net giving the same canned
+ * answers, over the node:http floor's CPU in the same run. What leaving node:http for the two hot
+ * routes could save at most.
+ */
+function rawFloorRow(size: number, raw: Measured, floor: Measured | undefined): BenchResult {
+  return result({
+    name: `fleet.floor_raw.${size}.cpu`,
+    ours: raw.cpuPct,
+    baseline: floor?.cpuPct ?? Number.NaN,
+    unit: '% core',
+    target: 'none (reported)',
+    met: () => true,
+    note: `the floor's canned answers over node:net with a hand-written HTTP/1.1 reader (bench/floor-raw-server.ts), against the node:http floor in the same run (the baseline): the most a hand-written HTTP path for the heartbeat and dequeue routes could save. ${usPerHeartbeat(raw)} us per heartbeat, ${raw.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${raw.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${raw.rssMiB.toFixed(0)} MiB; ${simSays(raw)}`,
+  });
+}
+
+/** A floor under a fleet of `size`, once per size (it has no store); undefined when it failed. */
 async function measureFloor(
   ctx: BenchContext,
   size: number,
   failures: string[],
+  kind: 'floor' | 'floor_raw' = 'floor',
 ): Promise<Measured | undefined> {
-  const floor = await startFloor();
+  const floor = await startFloor(kind === 'floor' ? FLOOR : RAW_FLOOR);
   try {
-    ctx.say(`fleet.floor: ${size} long-polling executors on a bare node:http server`);
-    return await measure(floor, size, 'longpoll', undefined, (t) => ctx.say(`fleet.floor: ${t}`), true);
+    const what = kind === 'floor' ? 'a bare node:http server' : 'a bare node:net server';
+    ctx.say(`fleet.${kind}: ${size} long-polling executors on ${what}`);
+    return await measure(floor, size, 'longpoll', undefined, (t) => ctx.say(`fleet.${kind}: ${t}`), true);
   } catch (err) {
-    failures.push(`floor ${size}: ${err instanceof Error ? err.message : String(err)}`);
-    ctx.say(`fleet.floor.${size} could not run: ${failures.at(-1)}`);
+    failures.push(`${kind} ${size}: ${err instanceof Error ? err.message : String(err)}`);
+    ctx.say(`fleet.${kind}.${size} could not run: ${failures.at(-1)}`);
     return undefined;
   } finally {
     await floor.stop();
@@ -729,6 +753,10 @@ export const fleet: Bench = async (ctx) => {
   for (const size of sizes) {
     const floor = process.env.FLEET_FLOOR === '0' ? undefined : await measureFloor(ctx, size, failures);
     if (floor) out.push(floorRow(size, floor));
+    if (process.env.FLEET_FLOOR !== '0') {
+      const raw = await measureFloor(ctx, size, failures, 'floor_raw');
+      if (raw) out.push(rawFloorRow(size, raw, floor));
+    }
     await one('sqlite', size, undefined, floor);
     if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl, floor);
   }
