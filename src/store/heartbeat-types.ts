@@ -1,5 +1,8 @@
-/** What a batch of heartbeats writes and answers (Store.recordHeartbeats). */
-import type { ExecutorHeartbeat } from './types.js';
+/**
+ * What a batch of heartbeats writes and answers (Store.recordHeartbeats), and how the executor
+ * rows they write are read back (lists, counts, pushed metrics).
+ */
+import type { ExecutorHeartbeat, ExecutorSummary } from './types.js';
 
 /** One heartbeat of a batch written by `recordHeartbeats`. */
 export interface HeartbeatWrite {
@@ -53,6 +56,24 @@ export interface HeartbeatQueries {
    * not created (its next heartbeat writes the whole row).
    */
   touchExecutors(seen: ExecutorSeen[]): Promise<string[]>;
+}
+
+/** The executor rows heartbeats write, read back. */
+export interface ExecutorReads {
+  /**
+   * Executors by name in byte order, without their metrics text (up to
+   * EXECUTOR_SERVER_MAX_EXECUTOR_METRICS each): all of them, or with `page` the first `limit` named
+   * after `after`.
+   */
+  listExecutors(page?: NamePage): Promise<ExecutorSummary[]>;
+  /** How many executor rows there are, and how many were seen within `activeWithinMs` of `now`. */
+  countExecutors(now: number, activeWithinMs: number): Promise<{ total: number; active: number }>;
+  /**
+   * The pushed metrics of executors seen within `withinMs` of `now` (by the store's clock, as
+   * last_seen_at was written), those with metrics only, by name in byte order: what /metrics
+   * serves. With `page`, the first `limit` named after `after` (no one read holds the loop).
+   */
+  recentExecutorMetrics(now: number, withinMs: number, page?: NamePage): Promise<ExecutorMetricsRow[]>;
 }
 
 /** An executor and when a heartbeat of it arrived (Store.touchExecutors). */

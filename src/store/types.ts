@@ -13,7 +13,7 @@
  */
 import type { JobSpec } from '../protocol/job-spec.js';
 import type { ApiTokenRecord, NewApiToken } from './api-token-types.js';
-import type { ExecutorMetricsRow, HeartbeatQueries, NamePage } from './heartbeat-types.js';
+import type { ExecutorReads, HeartbeatQueries } from './heartbeat-types.js';
 import type { NewRepository, RepositoryRecord, RepositorySync } from './repository-types.js';
 
 export type {
@@ -251,7 +251,7 @@ export type {
   RepositorySync,
 } from './repository-types.js';
 
-export interface Store extends HeartbeatQueries {
+export interface Store extends HeartbeatQueries, ExecutorReads {
   /** Applies numbered migrations; idempotent. */
   migrate(): Promise<void>;
   /**
@@ -394,14 +394,7 @@ export interface Store extends HeartbeatQueries {
 
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;
-  /** Every executor by name, without its metrics text (up to EXECUTOR_SERVER_MAX_EXECUTOR_METRICS each). */
-  listExecutors(): Promise<ExecutorSummary[]>;
-  /**
-   * The pushed metrics of executors seen within `withinMs` of `now` (by the store's clock, as
-   * last_seen_at was written), those with metrics only, by name in byte order: what /metrics
-   * serves. With `page`, the first `limit` named after `after` (no one read holds the loop).
-   */
-  recentExecutorMetrics(now: number, withinMs: number, page?: NamePage): Promise<ExecutorMetricsRow[]>;
+  // listExecutors, countExecutors, recentExecutorMetrics: ExecutorReads (heartbeat-types.ts).
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 
   queueStats(now: number): Promise<QueueStats[]>;

@@ -968,6 +968,21 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         }
         expect(paged).toEqual(all);
       });
+
+      it('lists them a page at a time in byte order, and counts all and the recently seen', async () => {
+        const names = ['e-10', 'e-2', 'E-1', 'e-1', 'zz', 'a'];
+        for (const [i, name] of names.entries()) await store.upsertExecutor(hb(name), T0 + i * 10_000);
+        const all = await store.listExecutors();
+        expect(all.map((e) => e.name)).toEqual(['E-1', 'a', 'e-1', 'e-10', 'e-2', 'zz']);
+        expect(await store.listExecutors({ limit: 4 })).toEqual(all.slice(0, 4));
+        expect(await store.listExecutors({ after: 'e-10', limit: 4 })).toEqual(all.slice(4));
+        expect(await store.listExecutors({ after: 'zz', limit: 4 })).toEqual([]);
+        // Seen at T0 + 0 s .. 50 s: within 25 s of T0 + 50 s are those seen at 30, 40 and 50 s.
+        expect(await store.countExecutors(T0 + 50_000, 25_000)).toEqual({ total: 6, active: 3 });
+        expect(await store.countExecutors(T0 + 50_000, 50_000)).toEqual({ total: 6, active: 6 });
+        await store.deleteExecutorsSeenBefore(T0 + 35_000);
+        expect(await store.countExecutors(T0 + 200_000, 1_000)).toEqual({ total: 2, active: 0 });
+      });
     });
 
     describe('queue stats', () => {

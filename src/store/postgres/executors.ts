@@ -32,6 +32,7 @@ export function executorQueries(
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
+  | 'countExecutors'
   | 'recentExecutorMetrics'
   | 'deleteExecutorsSeenBefore'
   | 'lookupTokenFor'
@@ -142,12 +143,24 @@ export function executorQueries(
       return row ? toExecutor(row) : null;
     },
 
-    async listExecutors() {
+    async listExecutors(page?: NamePage) {
+      // Without a page: from the first name, no limit (LIMIT NULL).
       return (
         await rows<Omit<PgExecutorRow, 'metrics'>>(
-          `SELECT ${EXECUTOR_SUMMARY_COLUMNS} FROM executors ORDER BY name COLLATE "C"`,
+          `SELECT ${EXECUTOR_SUMMARY_COLUMNS} FROM executors
+           WHERE ($1::text IS NULL OR name COLLATE "C" > $1::text) ORDER BY name COLLATE "C" LIMIT $2`,
+          [page?.after ?? null, page?.limit ?? null],
         )
       ).map(toExecutorSummary);
+    },
+
+    async countExecutors(now: number, activeWithinMs: number) {
+      const [r] = await rows<{ total: string; active: string }>(
+        sql`SELECT count(*) AS total, count(*) FILTER (WHERE last_seen_at >= ${at(1)} - $2) AS active
+         FROM executors`,
+        [t(now), activeWithinMs],
+      );
+      return { total: Number(r?.total ?? 0), active: Number(r?.active ?? 0) };
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {

@@ -29,6 +29,7 @@ export function executorQueries(
   | 'upsertExecutor'
   | 'getExecutor'
   | 'listExecutors'
+  | 'countExecutors'
   | 'recentExecutorMetrics'
   | 'deleteExecutorsSeenBefore'
   | 'lookupTokenFor'
@@ -90,13 +91,21 @@ export function executorQueries(
       return row ? toExecutor(row) : null;
     },
 
-    async listExecutors() {
+    async listExecutors(page?: NamePage) {
+      // Without a page: from the first name, no limit (-1).
+      const after = page?.after ?? null;
       return (
-        q(`SELECT ${EXECUTOR_SUMMARY_COLUMNS} FROM executors ORDER BY name`).all() as Omit<
-          ExecutorRow,
-          'metrics'
-        >[]
+        q(
+          `SELECT ${EXECUTOR_SUMMARY_COLUMNS} FROM executors
+           WHERE (? IS NULL OR name > ?) ORDER BY name LIMIT ?`,
+        ).all(after, after, page?.limit ?? -1) as Omit<ExecutorRow, 'metrics'>[]
       ).map(toExecutorSummary);
+    },
+
+    async countExecutors(now: number, activeWithinMs: number) {
+      return q(
+        `SELECT count(*) AS total, count(CASE WHEN last_seen_at >= ? THEN 1 END) AS active FROM executors`,
+      ).get(now - activeWithinMs) as { total: number; active: number };
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
