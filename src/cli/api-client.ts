@@ -145,7 +145,14 @@ export function createApiClient(opts: ApiClientOptions) {
     },
     cancel: (id: number) => call<JobView>('POST', `/jobs/${id}/cancel`),
     retry: (id: number) => call<JobView>('POST', `/jobs/${id}/retry`),
-    executors: () => call<ExecutorListView>('GET', '/executors'),
+    /** Every executor, or with `limit` a page of them by name after `after`. */
+    executors: (q: { limit?: number; after?: string } = {}) => {
+      const params = new URLSearchParams();
+      if (q.limit !== undefined) params.set('limit', String(q.limit));
+      if (q.after !== undefined) params.set('after', q.after);
+      const qs = params.toString();
+      return call<ExecutorListView>('GET', `/executors${qs ? `?${qs}` : ''}`);
+    },
     queues: () => call<QueueListView>('GET', '/queues'),
     whoami: () => call<WhoamiView>('GET', '/whoami'),
     createToken: (t: { name: string; scope: string; expires?: string }) =>

@@ -1,6 +1,6 @@
 /**
- * Client commands against a running server: submit, jobs, show, logs, cancel, retry, executors,
- * queues. Human output by default (tables, colour on a TTY), `--json` for scripts.
+ * Client commands against a running server: submit, jobs, show, logs, cancel, retry (executors
+ * and queues: fleet-commands.ts). Human output by default (tables, colour on a TTY), `--json` for scripts.
  * `submit --follow` and `logs -f` exit with the job's outcome: 0 completed, 1 otherwise; Ctrl-C stops
  * following without cancelling the job.
  */
@@ -61,9 +61,9 @@ function parseId(text: string): number {
   return n;
 }
 
-const out = (s: string) => process.stdout.write(`${s}\n`);
+export const out = (s: string) => process.stdout.write(`${s}\n`);
 
-function str(v: unknown): string {
+export function str(v: unknown): string {
   return v === null || v === undefined || v === '' ? '-' : String(v);
 }
 
@@ -423,61 +423,4 @@ export function registerClientCommands(program: Command): void {
       }),
     );
   }
-
-  withGlobal(
-    program.command('executors').description('List executors with versions and compatibility'),
-  ).action((opts: GlobalOpts) =>
-    runAction(async () => {
-      const res = (await clientFrom(opts).executors()) as
-        | { executors?: Record<string, unknown>[] }
-        | Record<string, unknown>[];
-      const list = Array.isArray(res) ? res : (res.executors ?? []);
-      if (opts.json) out(JSON.stringify(res));
-      else
-        out(
-          list.length === 0
-            ? 'no executors have been seen'
-            : table(
-                ['NAME', 'QUEUES', 'VERSION', 'COMPATIBILITY', 'ACTIVE', 'LAST SEEN'],
-                list.map((e) => [
-                  str(e.name ?? e.hostname),
-                  str((e.queueNames as string[] | null)?.join(',') ?? e.queueName),
-                  str(e.executorVersion),
-                  str(e.compatibility),
-                  e.active ? paint('yes', 'green') : paint('no', 'gray'),
-                  ago(e.lastSeenAt as string),
-                ]),
-              ),
-        );
-      return 0;
-    }),
-  );
-
-  withGlobal(program.command('queues').description('Queue depth, processing and oldest waiting job')).action(
-    (opts: GlobalOpts) =>
-      runAction(async () => {
-        const res = (await clientFrom(opts).queues()) as
-          | { queues?: Record<string, unknown>[] }
-          | Record<string, unknown>[];
-        const list = Array.isArray(res) ? res : (res.queues ?? []);
-        if (opts.json) out(JSON.stringify(res));
-        else
-          out(
-            list.length === 0
-              ? 'no queues yet'
-              : table(
-                  ['QUEUE', 'QUEUED', 'PROCESSING', 'OLDEST WAITING'],
-                  list.map((q) => [
-                    str(q.queue ?? q.name),
-                    str(q.queued ?? q.depth),
-                    str(q.processing),
-                    q.oldestAgeMs !== undefined && q.oldestAgeMs !== null
-                      ? humanDuration(Number(q.oldestAgeMs))
-                      : '-',
-                  ]),
-                ),
-          );
-        return 0;
-      }),
-  );
 }

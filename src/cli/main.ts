@@ -8,6 +8,7 @@ import { registerBackupCommands } from './backup.js';
 import { relaunchWithCaFile } from './ca-file.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerExecCommand } from './exec.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { registerInstallCommand } from './install.js';
 import { registerRepoCommands } from './repo-commands.js';
 import { registerRunCommand } from './run.js';
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerValidateCommand(program);
   registerServerCommand(program);
   registerClientCommands(program);
+  registerFleetCommands(program);
   registerTokenCommands(program);
   registerRepoCommands(program);
   registerInstallCommand(program);

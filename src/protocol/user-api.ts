@@ -195,7 +195,16 @@ export type ExecutorView = Telemetry & {
   compatibility: Compatibility | null;
 };
 
+/** The largest page of `GET /api/v1/executors?limit=`, and the dashboard's page. */
+export const EXECUTOR_PAGE_MAX = 1000;
+export const EXECUTOR_PAGE_SIZE = 100;
+
 export type ExecutorListView = {
+  /** Every executor row the server has, and those seen within the last 15 s. */
+  total: number;
+  active: number;
+  /** With `?limit=`: the `after` of the next page, null on the last. Always null without a limit. */
+  nextAfter: string | null;
   executors: ExecutorView[];
 };
 

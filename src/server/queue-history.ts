@@ -56,7 +56,24 @@ export interface QueueHistory {
   loop(store: Store): BackgroundLoop<void>;
   readonly intervalMs: number;
   queues(): Record<string, QueueSample[]>;
-  executors(): Record<string, ExecutorSeries>;
+  /**
+   * Each executor's series; with a range, those named after `after` up to and including `through`
+   * (byte order, as `GET /api/v1/executors` pages): the dashboard's page of executors.
+   */
+  executors(range?: NameRange): Record<string, ExecutorSeries>;
+}
+
+/** Names after `after` (exclusive) up to `through` (inclusive), in byte order; either end open. */
+export interface NameRange {
+  after?: string;
+  through?: string;
+}
+
+/** Whether `name` is in `range`, comparing as the stores order names (bytes of UTF-8). */
+function inRange(name: string, range: NameRange): boolean {
+  const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+  if (range.after !== undefined && byteOrder(name, range.after) <= 0) return false;
+  return range.through === undefined || byteOrder(name, range.through) <= 0;
 }
 
 function median(values: number[]): number | null {
@@ -132,7 +149,9 @@ function createExecutorSampler(keep: number, intervalMs: number) {
     for (const [key, c] of lastCounter) if (c.at < horizon) lastCounter.delete(key);
   };
 
-  return { sample: sampleExecutors, series: () => Object.fromEntries(execSeries) };
+  const series = (range?: NameRange) =>
+    Object.fromEntries(range ? [...execSeries].filter(([name]) => inRange(name, range)) : execSeries);
+  return { sample: sampleExecutors, series };
 }
 
 export function createQueueHistory(opts: QueueHistoryOptions): QueueHistory {

@@ -100,6 +100,46 @@ describe('client commands against a running server', { timeout: 240_000 }, () =>
     expect(JSON.stringify(JSON.parse(q.out))).toContain('default');
   });
 
+  it('executors --limit and --after page through them by name', async () => {
+    // A second executor, seen by its heartbeat: "0-extra" sorts before the cluster's own.
+    const hb = await fetch(`${cluster.url}/.executors/queue/default/heartbeat`, {
+      method: 'POST',
+      headers: {
+        authorization: `token-executor ${cluster.executorsAccessToken}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ executorName: '0-extra', jobIds: [], os: 'linux', architecture: 'amd64' }),
+    });
+    expect(hb.status).toBe(200);
+    const first = await cli('executors', '--limit', '1');
+    expect(first.code, first.out).toBe(0);
+    expect(first.out).toContain('0-extra');
+    const next = /next page: --after (\S+)/.exec(first.out);
+    expect(next?.[1]).toBe('0-extra');
+    expect(first.out).toMatch(/2 in all, 2 active/);
+    const second = await cli('executors', '--limit', '1', '--after', '0-extra', '--json');
+    const page = JSON.parse(second.out) as {
+      executors: { name: string }[];
+      total: number;
+      nextAfter: string | null;
+    };
+    expect(page.executors.map((e) => e.name)).not.toContain('0-extra');
+    expect(page.executors).toHaveLength(1);
+    expect(page.total).toBe(2);
+    const all = await cli('executors');
+    expect(all.out).toContain('0-extra');
+    expect(all.out).not.toContain('next page');
+    for (const bad of [
+      ['--limit', '0'],
+      ['--limit', 'x'],
+      ['--after', '0-extra'],
+    ]) {
+      const r = await cli('executors', ...bad);
+      expect(r.code, bad.join(' ')).toBe(2);
+      expect(r.out).toMatch(/--limit|--after/);
+    }
+  });
+
   it('bad input gets a one-line error that says what to do, and a non-zero exit', async () => {
     const missing = await cli('submit', join(dir, 'nope.yaml'));
     expect(missing.code).toBe(2);

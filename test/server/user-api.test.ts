@@ -308,6 +308,38 @@ describe('executors, queues, health, metrics', () => {
     expect(by('ours')).toMatchObject({ active: false, compatibility: null });
   });
 
+  it('GET /executors pages by name with ?limit and ?after, and counts all and the active', async () => {
+    for (const name of ['c', 'a', 'b']) await h.exec(`${Q}/default/heartbeat`, { executorName: name });
+    h.clock.advance(15_001);
+    await h.exec(`${Q}/default/heartbeat`, { executorName: 'd' });
+    type L = {
+      executors: { name: string; active: boolean }[];
+      total: number;
+      active: number;
+      nextAfter: string | null;
+    };
+    const get = async (qs: string) => (await (await h.api('GET', `/executors${qs}`)).json()) as L;
+    const names = (l: L) => l.executors.map((e) => e.name);
+    const all = await get('');
+    expect(names(all)).toEqual(['a', 'b', 'c', 'd']);
+    expect(all).toMatchObject({ total: 4, active: 1, nextAfter: null });
+    const first = await get('?limit=3');
+    expect(names(first)).toEqual(['a', 'b', 'c']);
+    expect(first).toMatchObject({ total: 4, active: 1, nextAfter: 'c' });
+    const second = await get(`?limit=3&after=${first.nextAfter}`);
+    expect(names(second)).toEqual(['d']);
+    expect(second).toMatchObject({ total: 4, active: 1, nextAfter: null });
+    // A full last page says there may be more; the page after it is empty.
+    const full = await get('?limit=2&after=b');
+    expect(full.nextAfter).toBe('d');
+    expect(names(await get('?limit=2&after=d'))).toEqual([]);
+    for (const bad of ['?limit=0', '?limit=1001', '?limit=x', '?after=b']) {
+      const r = await h.api('GET', `/executors${bad}`);
+      expect(r.status, bad).toBe(400);
+      expect(((await r.json()) as ApiError).error.code).toBe('VALIDATION');
+    }
+  });
+
   it('GET /queues reports depth, processing and the oldest age', async () => {
     await h.submit({ queue: 'q1' });
     h.clock.advance(5_000);

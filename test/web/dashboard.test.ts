@@ -13,6 +13,7 @@ import { type Browser, type BrowserContext, chromium, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalCluster, startLocalCluster } from '../../src/cli/local-cluster.js';
 import { createLogger } from '../../src/lib/logger.js';
+import { EXECUTOR_PAGE_SIZE } from '../../src/protocol/user-api.js';
 import { requireOrSkip, waitFor } from '../helpers/env.js';
 import { makeDemoRepo } from '../helpers/repos.js';
 import { createRepo as createBareRepoIn } from '../server/harness.js';
@@ -263,6 +264,47 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     await expect(row.textContent()).resolves.toContain('Active');
     await page.locator('figure.chart', { hasText: 'Jobs running' }).locator('svg path.line').waitFor();
     await shot(page, 'executors');
+  });
+
+  it('pages through a fleet of executors by name, each page with its own charts', async () => {
+    const auth = { authorization: `Bearer ${cluster.apiToken}` };
+    const before = (await (await fetch(`${cluster.url}/api/v1/executors`, { headers: auth })).json()) as {
+      executors: Array<{ name: string }>;
+    };
+    expect(before.executors).toHaveLength(1);
+    const own = before.executors[0]!.name;
+    // 100 more, named to sort before the cluster's own: it is alone on the second page.
+    const extra = Array.from({ length: EXECUTOR_PAGE_SIZE }, (_, i) => `aaa-${String(i).padStart(3, '0')}`);
+    expect(own > extra.at(-1)!).toBe(true);
+    for (const name of extra) {
+      const r = await fetch(`${cluster.url}/.executors/queue/default/heartbeat`, {
+        method: 'POST',
+        headers: { authorization: `token-executor ${cluster.executorsAccessToken}` },
+        body: JSON.stringify({ executorName: name, jobIds: [] }),
+      });
+      expect(r.status).toBe(200);
+    }
+    await page.goto(`${cluster.url}/#/executors`);
+    const summary = page.locator('#executors-summary');
+    await summary.filter({ hasText: `Showing 1–${EXECUTOR_PAGE_SIZE} by name.` }).waitFor();
+    await expect(summary.textContent()).resolves.toMatch(/^101 executors, 101 active\./);
+    await expect(page.locator('tr[data-executor]').count()).resolves.toBe(EXECUTOR_PAGE_SIZE);
+    await expect(page.locator('tr[data-executor]').first().getAttribute('data-executor')).resolves.toBe(
+      'aaa-000',
+    );
+    await expect(page.locator(`tr[data-executor="${own}"]`).count()).resolves.toBe(0);
+    await page.getByRole('button', { name: 'Next →' }).click();
+    await page.locator(`tr[data-executor="${own}"]`).waitFor();
+    await summary.filter({ hasText: 'Showing 101 by name.' }).waitFor();
+    await expect(page.locator('tr[data-executor]').count()).resolves.toBe(1);
+    // The charts are those of this page's executors: the cluster's own pushes metrics.
+    await page.locator(`section[aria-label="Metrics of ${own}"]`).waitFor();
+    await expect(page.locator('section.card').count()).resolves.toBe(1);
+    await expect(page.getByRole('button', { name: 'Next →' }).isDisabled()).resolves.toBe(true);
+    await shot(page, 'executors-page-2');
+    await page.getByRole('button', { name: '← Previous' }).click();
+    await page.locator('tr[data-executor="aaa-000"]').waitFor();
+    await expect(page.getByRole('button', { name: '← Previous' }).isDisabled()).resolves.toBe(true);
   });
 
   it('shows queues with depth and charts over time', async () => {

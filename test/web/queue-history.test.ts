@@ -155,6 +155,12 @@ describe('queue history sampler', () => {
     expect(Object.keys(sampled)).toHaveLength(FLEET);
     for (const i of [0, 499, 500, 999, 1_000, FLEET - 1])
       expect(sampled[`e-${i}`]!.src_executor_processor_handlers).toEqual([[t0, i]]);
+    // A page of the executors list by name (byte order): after one name, through another.
+    expect(Object.keys(history.executors({ after: 'e-10', through: 'e-100' }))).toEqual(['e-100']);
+    expect(Object.keys(history.executors({ after: 'e-998', through: 'e-999' }))).toEqual(['e-999']);
+    expect(Object.keys(history.executors({ through: 'e-0' }))).toEqual(['e-0']);
+    const tail = Object.keys(history.executors({ after: 'e-998' })).sort();
+    expect(tail).toEqual(['e-999']);
     // Only e-7 keeps beating. The others are sampled while fresh (seen within 30 s: at t0 + 25 s
     // too), then no more, and forgotten once their newest point is older than the 30 s window.
     await beat('e-7', 70, t0 + 25_000);

@@ -7,6 +7,7 @@ import { parseDurationMs } from '../../lib/duration.js';
 import { AppError, type ErrorDetail } from '../../lib/errors.js';
 import { validateJobSpec } from '../../protocol/job-spec.js';
 import {
+  EXECUTOR_PAGE_MAX,
   type ExecutorListView,
   JOB_ENTRIES_PAGE,
   JOB_STATES,
@@ -206,9 +207,24 @@ function registerFleetRoutes(router: Router, deps: RouteDeps): void {
   const { store, config, clock } = deps;
 
   addUserRoute(router, deps, 'GET /api/v1/executors', async (ctx) => {
+    const problems: ErrorDetail[] = [];
+    // Without `limit`, every executor (as before paging); with it, a page by name after `after`.
+    const limit = intParam(ctx.url, 'limit', 1, EXECUTOR_PAGE_MAX, problems);
+    const after = ctx.url.searchParams.get('after') || undefined;
+    if (after !== undefined && limit === undefined && problems.length === 0)
+      problems.push({ path: 'after', message: 'needs limit' });
+    if (problems.length > 0)
+      throw new AppError('VALIDATION', 'The query has invalid parameters.', { details: problems });
     const now = clock.now();
-    const executors = await store.listExecutors();
+    const [executors, counts] = await Promise.all([
+      store.listExecutors(limit === undefined ? undefined : { after, limit }),
+      store.countExecutors(now, ACTIVE_WITHIN_MS),
+    ]);
+    const last = executors[executors.length - 1];
     sendJson(ctx.res, 200, {
+      total: counts.total,
+      active: counts.active,
+      nextAfter: limit !== undefined && executors.length === limit && last ? last.name : null,
       executors: executors.map((e) => {
         const active = now - e.lastSeenAt <= ACTIVE_WITHIN_MS;
         // Ours is judged by our own version in its build metadata against this server's; any other

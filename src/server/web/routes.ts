@@ -109,6 +109,13 @@ export function registerWebRoutes(router: Router, deps: RouteDeps, history: Queu
     sendJson(ctx.res, 200, { intervalMs: history.intervalMs, queues: history.queues() });
   });
   addUserRoute(router, deps, 'GET /api/v1/executors/history', async (ctx) => {
-    sendJson(ctx.res, 200, { intervalMs: history.intervalMs, executors: history.executors() });
+    // ?after=&through=: the executors of one page of GET /api/v1/executors (names in between).
+    const q = ctx.url.searchParams;
+    const range = { after: q.get('after') || undefined, through: q.get('through') || undefined };
+    const ranged = range.after !== undefined || range.through !== undefined;
+    sendJson(ctx.res, 200, {
+      intervalMs: history.intervalMs,
+      executors: history.executors(ranged ? range : undefined),
+    });
   });
 }

@@ -1,5 +1,13 @@
-/** Executors: identity, versions, compatibility, liveness, running jobs, and their pushed metrics. */
-import type { ExecutorHistoryView, ExecutorListView, JobListView } from '../../../protocol/user-api.js';
+/**
+ * Executors: identity, versions, compatibility, liveness, running jobs, and their pushed metrics,
+ * a page of EXECUTOR_PAGE_SIZE at a time by name (a fleet of thousands is not read whole every 5 s).
+ */
+import {
+  EXECUTOR_PAGE_SIZE,
+  type ExecutorHistoryView,
+  type ExecutorListView,
+  type JobListView,
+} from '../../../protocol/user-api.js';
 import { apiGet } from './api.js';
 import { lineChart, type Series } from './charts.js';
 import { clear, h } from './dom.js';
@@ -27,7 +35,33 @@ const CHARTS: Array<{ title: string; series: Array<[string, string]>; fmt: (v: n
   { title: 'CPU (cores)', series: [['process_cpu_seconds_total', 'cpu']], fmt: formatNumber },
 ];
 
+/** The names the pages before this one started after ("" for the first), so "Previous" can go back. */
+function trailOf(q: URLSearchParams): string[] {
+  try {
+    const t = JSON.parse(q.get('trail') ?? '[]') as unknown;
+    return Array.isArray(t) ? t.filter((s): s is string => typeof s === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 export async function renderExecutorsPage(ctx: PageContext): Promise<void> {
+  const after = ctx.query.get('after') ?? '';
+  const trail = trailOf(ctx.query);
+  const go = (to: string, nextTrail: string[]) => {
+    const p = new URLSearchParams();
+    if (to) p.set('after', to);
+    if (nextTrail.length > 0) p.set('trail', JSON.stringify(nextTrail));
+    const s = p.toString();
+    location.hash = `#/executors${s ? `?${s}` : ''}`;
+  };
+  const previous = h('button', { type: 'button', disabled: trail.length === 0 && !after }, '← Previous');
+  const next = h('button', { type: 'button', disabled: true }, 'Next →');
+  previous.addEventListener('click', () => go(trail[trail.length - 1] ?? '', trail.slice(0, -1)));
+  let nextAfter: string | null = null;
+  next.addEventListener('click', () => {
+    if (nextAfter !== null) go(nextAfter, [...trail, after]);
+  });
   const tbody = h('tbody');
   const charts = h('div', { className: 'executor-charts' });
   const summary = h('p', { className: 'summary', id: 'executors-summary' });
@@ -62,20 +96,36 @@ export async function renderExecutorsPage(ctx: PageContext): Promise<void> {
         tbody,
       ),
     ),
+    h('nav', { className: 'pager', 'aria-label': 'Pages' }, previous, next),
     h('h2', {}, 'Pushed metrics'),
     charts,
   );
 
   const load = async () => {
-    const [ex, running, hist] = await Promise.all([
-      apiGet<ExecutorListView>('/api/v1/executors', ctx.signal),
+    const page = new URLSearchParams({ limit: String(EXECUTOR_PAGE_SIZE) });
+    if (after) page.set('after', after);
+    const [ex, running] = await Promise.all([
+      apiGet<ExecutorListView>(`/api/v1/executors?${page}`, ctx.signal),
       apiGet<JobListView>('/api/v1/jobs?state=processing&limit=500', ctx.signal),
-      apiGet<ExecutorHistoryView>('/api/v1/executors/history', ctx.signal),
     ]);
+    // The charts of this page's executors only: the names after `after` through its last.
+    const range = new URLSearchParams();
+    if (after) range.set('after', after);
+    const last = ex.executors[ex.executors.length - 1];
+    if (last) range.set('through', last.name);
+    const hist: ExecutorHistoryView = last
+      ? await apiGet<ExecutorHistoryView>(`/api/v1/executors/history?${range}`, ctx.signal)
+      : { intervalMs: 0, executors: {} };
+    nextAfter = ex.nextAfter;
+    next.disabled = ex.nextAfter === null;
     const counts = new Map<string, number>();
     for (const j of running.jobs) if (j.executor) counts.set(j.executor, (counts.get(j.executor) ?? 0) + 1);
-    const active = ex.executors.filter((e) => e.active).length;
-    summary.textContent = `${ex.executors.length} executor${ex.executors.length === 1 ? '' : 's'}, ${active} active.`;
+    const first = trail.length * EXECUTOR_PAGE_SIZE + 1;
+    const shown =
+      ex.executors.length > 0 && ex.executors.length < ex.total
+        ? ` Showing ${first}${ex.executors.length > 1 ? `–${first + ex.executors.length - 1}` : ''} by name.`
+        : '';
+    summary.textContent = `${ex.total} executor${ex.total === 1 ? '' : 's'}, ${ex.active} active.${shown}`;
     clear(tbody);
     for (const e of ex.executors) {
       const [label, cls] = e.compatibility
