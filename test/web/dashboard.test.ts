@@ -259,6 +259,8 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     await page.goto(`${cluster.url}/#/executors`);
     const row = page.locator(`tr[data-executor="${ex.name}"]`);
     await row.waitFor();
+    // One page: no pager.
+    await expect(page.getByRole('navigation', { name: 'Pages' }).isHidden()).resolves.toBe(true);
     await expect(row.textContent()).resolves.toContain(`executor ${ex.executorVersion}`);
     await expect(row.locator('.badge').first().textContent()).resolves.toBe('Up to date');
     await expect(row.textContent()).resolves.toContain('Active');

@@ -62,6 +62,8 @@ export async function renderExecutorsPage(ctx: PageContext): Promise<void> {
   next.addEventListener('click', () => {
     if (nextAfter !== null) go(nextAfter, [...trail, after]);
   });
+  // Shown once there is more than one page.
+  const pager = h('nav', { className: 'pager', 'aria-label': 'Pages', hidden: true }, previous, next);
   const tbody = h('tbody');
   const charts = h('div', { className: 'executor-charts' });
   const summary = h('p', { className: 'summary', id: 'executors-summary' });
@@ -96,7 +98,7 @@ export async function renderExecutorsPage(ctx: PageContext): Promise<void> {
         tbody,
       ),
     ),
-    h('nav', { className: 'pager', 'aria-label': 'Pages' }, previous, next),
+    pager,
     h('h2', {}, 'Pushed metrics'),
     charts,
   );
@@ -118,6 +120,7 @@ export async function renderExecutorsPage(ctx: PageContext): Promise<void> {
       : { intervalMs: 0, executors: {} };
     nextAfter = ex.nextAfter;
     next.disabled = ex.nextAfter === null;
+    pager.hidden = next.disabled && previous.disabled;
     const counts = new Map<string, number>();
     for (const j of running.jobs) if (j.executor) counts.set(j.executor, (counts.get(j.executor) ?? 0) + 1);
     const first = trail.length * EXECUTOR_PAGE_SIZE + 1;
