@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import { createApiClient } from '../src/cli/api-client.js';
 import { startExecutor } from '../src/executor/index.js';
-import { kvmUsable } from '../src/executor/runtimes/vm/host.js';
+import { kvmWorks } from '../src/executor/runtimes/vm/host.js';
 import type { JobSpec } from '../src/protocol/job-spec.js';
 import { executorConfig, executorEnv, startBenchServer } from './cluster.js';
 import { type Bench, median, result, tempDir } from './lib.js';
@@ -24,7 +24,7 @@ const RUNS = Number(process.env.BENCH_VM_RUNS ?? 5);
 export const vm: Bench = async (ctx) => {
   const assets = process.env.EXECUTOR_VM_ASSETS_DIR ?? '/var/lib/executor/vm';
   if (!existsSync(`${assets}/vmlinuz`)) throw new Error(`no guest assets in ${assets}: npm run vm-assets`);
-  const kvm = (await kvmUsable()).ok;
+  const kvm = (await kvmWorks('qemu-system-x86_64', `${assets}/vmlinuz`)).ok;
   const server = await startBenchServer({ logger: ctx.logger });
   const work = tempDir('vm');
   const stamps = {

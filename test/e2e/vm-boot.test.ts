@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { RunSpec } from '../../src/executor/runtimes/types.js';
 import { bootStep } from '../../src/executor/runtimes/vm/boot.js';
 import { stepDescription } from '../../src/executor/runtimes/vm/convert.js';
-import { hostTscKhz, kvmUsable } from '../../src/executor/runtimes/vm/host.js';
+import { hostTscKhz, kvmWorks } from '../../src/executor/runtimes/vm/host.js';
 import { createImageDisks } from '../../src/executor/runtimes/vm/image-disks.js';
 import { IMAGE } from './docker-e2e.js';
 import { haveVm, VM_ASSETS_DIR } from './vm-e2e.js';
@@ -50,7 +50,7 @@ describe.skipIf(!ok)('vm boot with a slow reader', () => {
         settings: {
           qemu: 'qemu-system-x86_64',
           assetsDir: VM_ASSETS_DIR,
-          kvm: (await kvmUsable()).ok,
+          kvm: (await kvmWorks('qemu-system-x86_64', join(VM_ASSETS_DIR, 'vmlinuz'))).ok,
           cpus: 1,
           memoryMiB: 256,
           tscKhz: await hostTscKhz(),

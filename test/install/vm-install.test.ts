@@ -88,11 +88,21 @@ describe.skipIf(!haveQemu)('installVm', () => {
     );
     expect(r.ok).toBe(true);
 
+    const probed: string[][] = [];
     const withKvm = await installVm(
       { root, envPath: path.join(root, ENV_PATH), env: {}, dryRun: false },
-      deps({ kvm: async () => ({ ok: true }) }),
+      deps({
+        kvm: async (qemu: string, kernel: string) => {
+          probed.push([qemu, kernel]);
+          return { ok: true };
+        },
+      }),
     );
-    expect(withKvm.lines.at(-1)).toBe('✓ kvm: /dev/kvm is usable: VMs run with hardware virtualisation');
+    // KVM is probed by booting the kernel just built, with the configured QEMU.
+    expect(probed).toEqual([['qemu-system-x86_64', path.join(root, 'var/lib/executor/vm', 'vmlinuz')]]);
+    expect(withKvm.lines.at(-1)).toBe(
+      '✓ kvm: /dev/kvm is usable and a guest kernel boots with it: VMs run with hardware virtualisation',
+    );
     expect(withKvm.ok).toBe(true);
   });
 

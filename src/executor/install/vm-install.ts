@@ -5,7 +5,7 @@
  *     when the assets of the current kernel package and init are there), builds them into
  *     EXECUTOR_VM_ASSETS_DIR, under `--root` when one is given;
  *   - QEMU: EXECUTOR_VM_QEMU runs;
- *   - KVM: /dev/kvm can be opened. Without it the runtime refuses to start unless
+ *   - KVM: /dev/kvm can be opened and QEMU boots the guest kernel with it. Without it the runtime refuses to start unless
  *     EXECUTOR_VM_ALLOW_EMULATION=true; install reports which, and never sets that variable.
  * One line per outcome: `✓` done or present, `✗` missing with what to do, `-` not done (dry run).
  */
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { VM_ENV } from '../../config/executor/vm-config.js';
 import { readBool } from '../../config/parsers.js';
 import { errorMessage } from '../../lib/errors.js';
-import { kvmUsable, qemuVersion } from '../runtimes/vm/host.js';
+import { kvmWorks, qemuVersion } from '../runtimes/vm/host.js';
 import { parseEnvFile } from './env-file.js';
 
 /**
@@ -35,7 +35,8 @@ export interface VmInstallDeps {
   /** Runs the asset script with EXECUTOR_VM_ASSETS_DIR=dir; resolves with its output lines. */
   buildAssets(dir: string): Promise<string[]>;
   qemuVersion(qemu: string): Promise<string>;
-  kvm(): Promise<{ ok: boolean; why?: string }>;
+  /** Whether VMs can run with KVM: QEMU boots `kernel` with it (host.ts kvmWorks). */
+  kvm(qemu: string, kernel: string): Promise<{ ok: boolean; why?: string }>;
 }
 
 export interface VmInstallOptions {
@@ -74,7 +75,7 @@ export function runAssetScript(dir: string, script = VM_ASSETS_SCRIPT): Promise<
 export const DEFAULT_VM_INSTALL_DEPS: VmInstallDeps = {
   buildAssets: (dir) => runAssetScript(dir),
   qemuVersion,
-  kvm: () => kvmUsable(),
+  kvm: (qemu, kernel) => kvmWorks(qemu, kernel),
 };
 
 /** A setting as the service will read it: the env file's, else the installer's, else the default. */
@@ -131,9 +132,11 @@ export async function installVm(
     );
   }
 
-  const kvm = await deps.kvm();
+  const kvm = await deps.kvm(qemu.value, path.join(dir, 'vmlinuz'));
   if (kvm.ok) {
-    lines.push('✓ kvm: /dev/kvm is usable: VMs run with hardware virtualisation');
+    lines.push(
+      '✓ kvm: /dev/kvm is usable and a guest kernel boots with it: VMs run with hardware virtualisation',
+    );
   } else if (readBool(merged.EXECUTOR_VM_ALLOW_EMULATION) === true) {
     lines.push(
       `✓ kvm: ${kvm.why}; EXECUTOR_VM_ALLOW_EMULATION=true: VMs are EMULATED, for tests and trials only`,

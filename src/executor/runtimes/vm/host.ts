@@ -3,6 +3,7 @@
  * the QEMU binary and its version, the guest assets (scripts/vm-assets.sh), and the TSC frequency an
  * emulated guest is told.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, open, readFile } from 'node:fs/promises';
@@ -31,6 +32,81 @@ export async function kvmUsable(device = KVM_DEVICE): Promise<{ ok: boolean; why
           : `${device} cannot be opened: ${errorMessage(err)}`,
     };
   }
+}
+
+/** How long the KVM probe waits for the guest kernel's first line. */
+export const KVM_PROBE_TIMEOUT_MS = 15_000;
+
+/**
+ * Whether VMs can run with KVM here: /dev/kvm opens (kvmUsable), and QEMU, given it, starts the
+ * guest kernel (`kernel`, booted with no root file system) far enough to print its banner within
+ * `timeoutMs`. A device that opens is not enough: under some nested virtualisation QEMU aborts
+ * setting the virtual CPU's registers, or the guest stops before its first line.
+ */
+export async function kvmWorks(
+  qemu: string,
+  kernel: string,
+  /** `accel: 'tcg'` probes the same way without KVM: for tests, where no working KVM exists. */
+  opts: { device?: string; timeoutMs?: number; accel?: 'kvm' | 'tcg' } = {},
+): Promise<{ ok: boolean; why?: string }> {
+  const device = opts.device ?? KVM_DEVICE;
+  const kvm = (opts.accel ?? 'kvm') === 'kvm';
+  if (kvm) {
+    const usable = await kvmUsable(device);
+    if (!usable.ok) return usable;
+  }
+  const argv = [
+    ...['-M', 'microvm,rtc=on', '-accel', kvm ? 'kvm' : 'tcg', '-cpu', kvm ? 'host' : 'max'],
+    ...['-smp', '1', '-m', '128M'],
+    ...['-nodefaults', '-no-user-config', '-display', 'none', '-serial', 'stdio', '-no-reboot'],
+    ...['-kernel', kernel, '-append', 'console=ttyS0 earlyprintk=ttyS0 panic=-1 reboot=t'],
+  ];
+  const timeoutMs = opts.timeoutMs ?? KVM_PROBE_TIMEOUT_MS;
+  const within = timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`;
+  // Answers once QEMU is gone: killed when the banner came or the time ran out, or exited by itself.
+  return new Promise((resolve) => {
+    let out = '';
+    let verdict: { ok: boolean; why?: string } | undefined;
+    const child = spawn(qemu, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const decide = (v: { ok: boolean; why?: string }) => {
+      if (verdict) return;
+      verdict = v;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+    };
+    const timer = setTimeout(
+      () =>
+        decide({
+          ok: false,
+          why: `${device} opens, but a guest kernel booted with KVM printed nothing within ${within}`,
+        }),
+      timeoutMs,
+    );
+    const read = (chunk: Buffer) => {
+      out = (out + chunk.toString('latin1')).slice(-4096);
+      if (out.includes('Linux version')) decide({ ok: true });
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve(verdict ?? { ok: false, why: `${qemu} does not run: ${errorMessage(err)}` });
+    });
+    child.on('close', () => {
+      clearTimeout(timer);
+      const said =
+        out
+          .split('\n')
+          .find((l) => /error|assert/i.test(l))
+          ?.trim() ?? out.trim().split('\n').at(-1);
+      resolve(
+        verdict ?? {
+          ok: false,
+          why: `${device} opens, but QEMU cannot run a guest with KVM here${said ? ` (${said.slice(0, 200)})` : ''}`,
+        },
+      );
+    });
+  });
 }
 
 /** The first line of `qemu --version`, e.g. `QEMU emulator version 7.2.22 (Debian ...)`. */

@@ -1,13 +1,14 @@
 /**
  * The vm runtime (EXECUTOR_RUNTIME=vm): every step runs in its own QEMU microVM with its own guest
  * kernel, booted from the step's image (converted into a read-only root disk, image-disks.ts) with
- * the job's workspace disk (workspace-disk.ts) at /data. KVM where /dev/kvm is usable; otherwise
+ * the job's workspace disk (workspace-disk.ts) at /data. KVM where a guest kernel boots with it (host.ts kvmWorks); otherwise
  * software emulation (TCG), only with EXECUTOR_VM_ALLOW_EMULATION=true. Log keys are the docker
  * runtime's (`step.docker.<key>`), so a Sourcegraph instance sees the same entries. Under
  * EXECUTOR_JOB_NETWORK isolated or bridge VMs get user-mode networking through a holder container
  * on that Docker network (network.ts); under none they have no network device.
  */
 import os from 'node:os';
+import path from 'node:path';
 import Dockerode from 'dockerode';
 import type { Logger } from '../../../lib/logger.js';
 import type { DockerAuthConfig, Job } from '../../../protocol/job.js';
@@ -29,7 +30,7 @@ import {
   EMULATION_WARNING,
   guestInitSha256,
   hostTscKhz,
-  kvmUsable,
+  kvmWorks,
   qemuVersion,
   readAssets,
   staleAssets,
@@ -65,11 +66,18 @@ export interface VmRuntimeOptions extends LocalWorkspaceSettings {
   logger: Logger;
 }
 
+/** Whether KVM works: probed once per runtime (a guest kernel booted with it, host.ts), then kept. */
+function kvmCheck(opts: VmRuntimeOptions): () => Promise<{ ok: boolean; why?: string }> {
+  if (opts.kvm) return opts.kvm;
+  let verdict: Promise<{ ok: boolean; why?: string }> | undefined;
+  return () => (verdict ??= kvmWorks(opts.qemu, path.join(opts.assetsDir, 'vmlinuz')));
+}
+
 export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
   const docker = opts.docker ?? new Dockerode();
   const log = opts.logger.child({ runtime: 'vm' });
   const images = createImageDisks({ docker, cacheDir: opts.imageCacheDir, capBytes: opts.imageCacheBytes });
-  const checkKvm = opts.kvm ?? (() => kvmUsable());
+  const checkKvm = kvmCheck(opts);
 
   let settings: Promise<VmSettings> | undefined;
   /** The VM settings, with the KVM verdict read once; rejects when the runtime must refuse. */
@@ -123,7 +131,7 @@ export function createVmRuntime(opts: VmRuntimeOptions): Runtime<VmWorkspace> {
       const kvm = await checkKvm();
       checks.push(
         kvm.ok
-          ? { name: 'kvm', ok: true, detail: '/dev/kvm is usable: VMs run with hardware virtualisation' }
+          ? { name: 'kvm', ok: true, detail: 'a guest boots with KVM: VMs run with hardware virtualisation' }
           : opts.allowEmulation
             ? {
                 name: 'kvm',

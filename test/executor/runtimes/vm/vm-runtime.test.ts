@@ -3,14 +3,18 @@
  * test/e2e boots them). KVM is injected so the refusal is tested the same on hosts with and without
  * /dev/kvm; QEMU and the assets are the real ones where present.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guestInitSha256, kvmUsable } from '../../../../src/executor/runtimes/vm/host.js';
+import { guestInitSha256, kvmUsable, kvmWorks } from '../../../../src/executor/runtimes/vm/host.js';
 import { createVmRuntime, type VmRuntimeOptions } from '../../../../src/executor/runtimes/vm/vm-runtime.js';
 import { createMemoryLogger } from '../../../../src/lib/logger.js';
 import { commandAvailable, requireOrSkip } from '../../../helpers/env.js';
+
+/** The real guest assets (npm run vm-assets), where present: the KVM probe boots their kernel. */
+const REAL_ASSETS = process.env.EXECUTOR_VM_ASSETS_DIR || '/var/lib/executor/vm';
 
 const haveQemu = requireOrSkip('QEMU (qemu-system-x86_64)', commandAvailable('qemu-system-x86_64'));
 
@@ -159,5 +163,69 @@ describe.skipIf(!haveQemu)('vm runtime: startup and validate', () => {
       why: '/nonexistent/kvm does not exist (no hardware virtualisation here, or the kvm module is not loaded)',
     });
     expect(await kvmUsable('/dev/null')).toEqual({ ok: true });
+  });
+
+  describe('kvmWorks: a device that opens is not enough, a guest kernel must boot with it', () => {
+    let fakes: string;
+    beforeAll(async () => {
+      fakes = await mkdtemp(path.join(os.tmpdir(), 'kvm-probe-'));
+    });
+    afterAll(async () => {
+      await rm(fakes, { recursive: true, force: true });
+    });
+    /** A fake QEMU (a shell script): what it prints, and whether it then exits or waits. */
+    const fakeQemu = async (name: string, script: string) => {
+      const file = path.join(fakes, name);
+      await writeFile(file, `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+      return file;
+    };
+
+    it('refuses a missing device without starting QEMU, and a QEMU that does not run', async () => {
+      expect(
+        await kvmWorks('/nonexistent/qemu', '/nonexistent/vmlinuz', { device: '/nonexistent/kvm' }),
+      ).toEqual({
+        ok: false,
+        why: '/nonexistent/kvm does not exist (no hardware virtualisation here, or the kvm module is not loaded)',
+      });
+      const r = await kvmWorks('/nonexistent/qemu', '/nonexistent/vmlinuz', { device: '/dev/null' });
+      expect(r.ok).toBe(false);
+      expect(r.why).toContain('/nonexistent/qemu does not run');
+    });
+
+    it('a fake QEMU that aborts (as under nested virtualisation) is refused with its error line', async () => {
+      const qemu = await fakeQemu(
+        'aborts',
+        "echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2\nexit 134",
+      );
+      const r = await kvmWorks(qemu, '/nonexistent/vmlinuz', { device: '/dev/null' });
+      expect(r).toEqual({
+        ok: false,
+        why: '/dev/null opens, but QEMU cannot run a guest with KVM here (qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69)',
+      });
+    });
+
+    it('a fake QEMU whose guest prints nothing is refused at the timeout, and killed', async () => {
+      const qemu = await fakeQemu('silent', `echo $$ > ${path.join(fakes, 'silent.pid')}\nexec sleep 60`);
+      const r = await kvmWorks(qemu, '/nonexistent/vmlinuz', { device: '/dev/null', timeoutMs: 300 });
+      expect(r).toEqual({
+        ok: false,
+        why: '/dev/null opens, but a guest kernel booted with KVM printed nothing within 300 ms',
+      });
+      // The answer comes once QEMU is gone (the script exec'd into sleep: that process was killed).
+      const pid = Number((await readFile(path.join(fakes, 'silent.pid'), 'utf8')).trim());
+      expect(existsSync(`/proc/${pid}`)).toBe(false);
+    });
+
+    it.runIf(haveQemu && existsSync(path.join(REAL_ASSETS, 'vmlinuz')))(
+      'sees the banner of the real guest kernel (booted with TCG: the probe itself, where no working KVM is)',
+      async () => {
+        expect(
+          await kvmWorks('qemu-system-x86_64', path.join(REAL_ASSETS, 'vmlinuz'), {
+            accel: 'tcg',
+            timeoutMs: 60_000,
+          }),
+        ).toEqual({ ok: true });
+      },
+    );
   });
 });
