@@ -31,7 +31,7 @@ export const VM_ENV = {
   EXECUTOR_VM_ALLOW_EMULATION: {
     default: 'false',
     description:
-      'vm runtime: without a usable /dev/kvm the executor refuses to start unless this is `true`; then VMs are emulated (QEMU TCG), tens of times slower, with a warning at startup. For tests and trials only.',
+      'vm runtime: without working KVM (`/dev/kvm` opens and QEMU boots the guest kernel with it) the executor refuses to start unless this is `true`; then VMs are emulated (QEMU TCG), tens of times slower, with a warning at startup. For tests and trials only.',
     parse: bool(),
   },
   EXECUTOR_VM_IMAGE_CACHE_DIR: {
