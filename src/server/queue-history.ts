@@ -69,11 +69,17 @@ export interface NameRange {
   through?: string;
 }
 
-/** Whether `name` is in `range`, comparing as the stores order names (bytes of UTF-8). */
-function inRange(name: string, range: NameRange): boolean {
-  const byteOrder = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
-  if (range.after !== undefined && byteOrder(name, range.after) <= 0) return false;
-  return range.through === undefined || byteOrder(name, range.through) <= 0;
+/** A test of whether a name is in `range`, comparing as the stores order names (bytes of UTF-8). */
+function inRange(range: NameRange): (name: string) => boolean {
+  const after = range.after === undefined ? undefined : Buffer.from(range.after);
+  const through = range.through === undefined ? undefined : Buffer.from(range.through);
+  return (name) => {
+    const n = Buffer.from(name);
+    return (
+      (after === undefined || Buffer.compare(n, after) > 0) &&
+      (through === undefined || Buffer.compare(n, through) <= 0)
+    );
+  };
 }
 
 function median(values: number[]): number | null {
@@ -149,8 +155,11 @@ function createExecutorSampler(keep: number, intervalMs: number) {
     for (const [key, c] of lastCounter) if (c.at < horizon) lastCounter.delete(key);
   };
 
-  const series = (range?: NameRange) =>
-    Object.fromEntries(range ? [...execSeries].filter(([name]) => inRange(name, range)) : execSeries);
+  const series = (range?: NameRange) => {
+    if (!range) return Object.fromEntries(execSeries);
+    const within = inRange(range);
+    return Object.fromEntries([...execSeries].filter(([name]) => within(name)));
+  };
   return { sample: sampleExecutors, series };
 }
 
