@@ -751,12 +751,11 @@ export const fleet: Bench = async (ctx) => {
     }
   };
   for (const size of sizes) {
-    const floor = process.env.FLEET_FLOOR === '0' ? undefined : await measureFloor(ctx, size, failures);
+    const floors = process.env.FLEET_FLOOR !== '0';
+    const floor = floors ? await measureFloor(ctx, size, failures) : undefined;
     if (floor) out.push(floorRow(size, floor));
-    if (process.env.FLEET_FLOOR !== '0') {
-      const raw = await measureFloor(ctx, size, failures, 'floor_raw');
-      if (raw) out.push(rawFloorRow(size, raw, floor));
-    }
+    const raw = floors ? await measureFloor(ctx, size, failures, 'floor_raw') : undefined;
+    if (raw) out.push(rawFloorRow(size, raw, floor));
     await one('sqlite', size, undefined, floor);
     if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl, floor);
   }
