@@ -25,7 +25,10 @@
  * beside it another, and a server at its limit closes the connections beyond it. With the floor
  * comes the raw floor (`fleet.floor_raw.N.cpu`): the same canned answers over node:net with a
  * hand-written HTTP/1.1 reader (bench/floor-raw-server.ts), against the node:http floor: the most
- * that leaving node:http for the two hot routes could save.
+ * that leaving node:http for the two hot routes could save. And the kernel floor
+ * (`fleet.floor_kernel.N.cpu`): the same answers from one C thread on epoll
+ * (bench/floor-c-server.c, compiled with cc; left out with a line when there is no cc): what the
+ * kernel charges the server for the fleet's requests, which no server here can go below.
  *
  * The simulated fleet can be the limit before the server is (it spends two to three times the
  * server's CPU for the same traffic), so every run also reports, over the same window, the
@@ -49,6 +52,7 @@
  * window's bounds are then printed on the monotonic clock the profiles use, for
  * bench/cpuprofile-summary.ts.
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -72,11 +76,12 @@ import {
   tempDir,
   waitFor,
 } from './lib.js';
-import { type Proc, spawnCli, spawnNode } from './procs.js';
+import { type Proc, spawnCli, spawnNode, spawnProgram } from './procs.js';
 
 const SIM = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fleet-sim.ts');
 const FLOOR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-server.ts');
 const RAW_FLOOR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-raw-server.ts');
+const KERNEL_FLOOR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'floor-c-server.c');
 const WINDOW_MS = Number(process.env.FLEET_WINDOW_MS ?? 20_000);
 const JOBS_IN_WINDOW = 20;
 const SIM_PROCS = Math.max(1, Math.floor(Number(process.env.FLEET_SIM_PROCS ?? 2)) || 1);
@@ -301,10 +306,11 @@ async function startServer(databaseUrl: string | undefined): Promise<Server> {
 /**
  * The floor: a bare node:http server (bench/floor-server.ts) answering the same fleet with canned
  * answers, no store, no auth, no metrics. What one Node process pays for the requests alone. The
- * raw floor (bench/floor-raw-server.ts) gives the same answers over node:net.
+ * raw floor (bench/floor-raw-server.ts) gives the same answers over node:net; the kernel floor
+ * (bench/floor-c-server.c, compiled) from C on epoll.
  */
-async function startFloor(script: string): Promise<Server> {
-  const proc = spawnNode([script]);
+async function startFloor(start: () => Proc): Promise<Server> {
+  const proc = start();
   await waitFor(
     'the floor server to listen',
     () => {
@@ -709,16 +715,57 @@ function rawFloorRow(size: number, raw: Measured, floor: Measured | undefined): 
   });
 }
 
+/**
+ * The kernel floor's figure: the same canned answers from one C thread on epoll, over the
+ * node:http floor's CPU in the same run. What the kernel charges for the requests: below it, no
+ * server on this machine can go.
+ */
+function kernelFloorRow(size: number, kernel: Measured, floor: Measured | undefined): BenchResult {
+  return result({
+    name: `fleet.floor_kernel.${size}.cpu`,
+    ours: kernel.cpuPct,
+    baseline: floor?.cpuPct ?? Number.NaN,
+    unit: '% core',
+    target: 'none (reported)',
+    met: () => true,
+    note: `the floor's canned answers from one C thread on epoll (bench/floor-c-server.c), against the node:http floor in the same run (the baseline): what the kernel charges a server for the fleet's sockets, which no server here can go below. ${usPerHeartbeat(kernel)} us per heartbeat, ${kernel.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${kernel.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${kernel.rssMiB.toFixed(0)} MiB; ${simSays(kernel)}`,
+  });
+}
+
+type FloorKind = 'floor' | 'floor_raw' | 'floor_kernel';
+
+/** bench/floor-c-server.c compiled into `dir`, or a reason it cannot be. */
+function compileKernelFloor(dir: string): { binary: string } | { missing: string } {
+  const binary = path.join(dir, 'floor-c-server');
+  try {
+    execFileSync('cc', ['-O2', '-o', binary, KERNEL_FLOOR], { stdio: 'pipe' });
+    return { binary };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
+    return {
+      missing:
+        err.code === 'ENOENT' ? 'no C compiler (cc)' : `cc failed: ${String(err.stderr ?? err.message)}`,
+    };
+  }
+}
+
 /** A floor under a fleet of `size`, once per size (it has no store); undefined when it failed. */
 async function measureFloor(
   ctx: BenchContext,
   size: number,
   failures: string[],
-  kind: 'floor' | 'floor_raw' = 'floor',
+  kind: FloorKind = 'floor',
+  binary = '',
 ): Promise<Measured | undefined> {
-  const floor = await startFloor(kind === 'floor' ? FLOOR : RAW_FLOOR);
+  const floor = await startFloor(() =>
+    kind === 'floor_kernel' ? spawnProgram(binary) : spawnNode([kind === 'floor' ? FLOOR : RAW_FLOOR]),
+  );
   try {
-    const what = kind === 'floor' ? 'a bare node:http server' : 'a bare node:net server';
+    const what = {
+      floor: 'a bare node:http server',
+      floor_raw: 'a bare node:net server',
+      floor_kernel: 'a C server',
+    }[kind];
     ctx.say(`fleet.${kind}: ${size} long-polling executors on ${what}`);
     return await measure(floor, size, 'longpoll', undefined, (t) => ctx.say(`fleet.${kind}: ${t}`), true);
   } catch (err) {
@@ -750,14 +797,25 @@ export const fleet: Bench = async (ctx) => {
       ctx.say(`fleet.${label}.${size} could not run: ${failures.at(-1)}`);
     }
   };
-  for (const size of sizes) {
-    const floors = process.env.FLEET_FLOOR !== '0';
-    const floor = floors ? await measureFloor(ctx, size, failures) : undefined;
-    if (floor) out.push(floorRow(size, floor));
-    const raw = floors ? await measureFloor(ctx, size, failures, 'floor_raw') : undefined;
-    if (raw) out.push(rawFloorRow(size, raw, floor));
-    await one('sqlite', size, undefined, floor);
-    if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl, floor);
+  const floors = process.env.FLEET_FLOOR !== '0';
+  const built = tempDir('fleet-floor');
+  try {
+    const compiled = floors ? compileKernelFloor(built.path) : undefined;
+    if (compiled && 'missing' in compiled) ctx.say(`fleet.floor_kernel left out: ${compiled.missing}`);
+    for (const size of sizes) {
+      const floor = floors ? await measureFloor(ctx, size, failures) : undefined;
+      if (floor) out.push(floorRow(size, floor));
+      const raw = floors ? await measureFloor(ctx, size, failures, 'floor_raw') : undefined;
+      if (raw) out.push(rawFloorRow(size, raw, floor));
+      if (compiled && 'binary' in compiled) {
+        const kernel = await measureFloor(ctx, size, failures, 'floor_kernel', compiled.binary);
+        if (kernel) out.push(kernelFloorRow(size, kernel, floor));
+      }
+      await one('sqlite', size, undefined, floor);
+      if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl, floor);
+    }
+  } finally {
+    built.remove();
   }
   if (failures.length > 0) throw new PartialResults(`fleet: ${failures.join('; ')}`, out);
   return out;

@@ -67,6 +67,11 @@ export function spawnNode(
     env: { ...process.env, ...env },
     stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
   });
+  return asProc(child);
+}
+
+/** The handle of a started child: its output so far, and a stop that waits for its exit. */
+function asProc(child: ChildProcess): Proc {
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
@@ -84,6 +89,11 @@ export function spawnNode(
       }
     },
   };
+}
+
+/** Any program (a compiled measuring stick, say), with the same handle as spawnNode's. */
+export function spawnProgram(file: string, args: string[] = []): Proc {
+  return asProc(spawn(file, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 export const spawnCli = (args: string[], env: Record<string, string | undefined>) =>
