@@ -698,37 +698,33 @@ function floorRow(size: number, floor: Measured): BenchResult {
   });
 }
 
-/**
- * The raw floor's figure: a hand-written HTTP/1.1 reader over node:net giving the same canned
- * answers, over the node:http floor's CPU in the same run. What leaving node:http for the two hot
- * routes could save at most.
- */
-function rawFloorRow(size: number, raw: Measured, floor: Measured | undefined): BenchResult {
-  return result({
-    name: `fleet.floor_raw.${size}.cpu`,
-    ours: raw.cpuPct,
-    baseline: floor?.cpuPct ?? Number.NaN,
-    unit: '% core',
-    target: 'none (reported)',
-    met: () => true,
-    note: `the floor's canned answers over node:net with a hand-written HTTP/1.1 reader (bench/floor-raw-server.ts), against the node:http floor in the same run (the baseline): the most a hand-written HTTP path for the heartbeat and dequeue routes could save. ${usPerHeartbeat(raw)} us per heartbeat, ${raw.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${raw.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${raw.rssMiB.toFixed(0)} MiB; ${simSays(raw)}`,
-  });
-}
+/** What the lower floors are, as their rows' notes say it. */
+const LOWER_FLOORS = {
+  floor_raw:
+    "the floor's canned answers over node:net with a hand-written HTTP/1.1 reader (bench/floor-raw-server.ts), against the node:http floor in the same run (the baseline): the most a hand-written HTTP path for the heartbeat and dequeue routes could save.",
+  floor_kernel:
+    "the floor's canned answers from one C thread on epoll (bench/floor-c-server.c), against the node:http floor in the same run (the baseline): what the kernel charges a server for the fleet's sockets, which no server here can go below.",
+} as const;
 
 /**
- * The kernel floor's figure: the same canned answers from one C thread on epoll, over the
- * node:http floor's CPU in the same run. What the kernel charges for the requests: below it, no
- * server on this machine can go.
+ * A lower floor's figure over the node:http floor's CPU in the same run: the raw floor (what
+ * leaving node:http for the two hot routes could save at most) or the kernel floor (what the
+ * kernel charges for the requests: below it, no server on this machine can go).
  */
-function kernelFloorRow(size: number, kernel: Measured, floor: Measured | undefined): BenchResult {
+function lowerFloorRow(
+  kind: keyof typeof LOWER_FLOORS,
+  size: number,
+  m: Measured,
+  floor: Measured | undefined,
+): BenchResult {
   return result({
-    name: `fleet.floor_kernel.${size}.cpu`,
-    ours: kernel.cpuPct,
+    name: `fleet.${kind}.${size}.cpu`,
+    ours: m.cpuPct,
     baseline: floor?.cpuPct ?? Number.NaN,
     unit: '% core',
     target: 'none (reported)',
     met: () => true,
-    note: `the floor's canned answers from one C thread on epoll (bench/floor-c-server.c), against the node:http floor in the same run (the baseline): what the kernel charges a server for the fleet's sockets, which no server here can go below. ${usPerHeartbeat(kernel)} us per heartbeat, ${kernel.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${kernel.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${kernel.rssMiB.toFixed(0)} MiB; ${simSays(kernel)}`,
+    note: `${LOWER_FLOORS[kind]} ${usPerHeartbeat(m)} us per heartbeat, ${m.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${m.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${m.rssMiB.toFixed(0)} MiB; ${simSays(m)}`,
   });
 }
 
@@ -806,10 +802,10 @@ export const fleet: Bench = async (ctx) => {
       const floor = floors ? await measureFloor(ctx, size, failures) : undefined;
       if (floor) out.push(floorRow(size, floor));
       const raw = floors ? await measureFloor(ctx, size, failures, 'floor_raw') : undefined;
-      if (raw) out.push(rawFloorRow(size, raw, floor));
+      if (raw) out.push(lowerFloorRow('floor_raw', size, raw, floor));
       if (compiled && 'binary' in compiled) {
         const kernel = await measureFloor(ctx, size, failures, 'floor_kernel', compiled.binary);
-        if (kernel) out.push(kernelFloorRow(size, kernel, floor));
+        if (kernel) out.push(lowerFloorRow('floor_kernel', size, kernel, floor));
       }
       await one('sqlite', size, undefined, floor);
       if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl, floor);
