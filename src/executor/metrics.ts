@@ -78,10 +78,14 @@ export interface ExecutorMetrics {
 }
 
 export function createExecutorMetrics(registry: MetricsRegistry = createMetricsRegistry()): ExecutorMetrics {
+  const handlers = registry.gauge('src_executor_processor_handlers', 'Number of jobs being processed.');
+  // Present from the first heartbeat: an idle executor runs 0 jobs, which is not the same as a
+  // gauge that is absent (the dashboard's "Jobs running" chart and absent() alerts read it).
+  handlers.set({}, 0);
   return {
     registry,
     processor: createRedMetrics(registry, 'executor_processor', 'job processor', PROCESSOR_BUCKETS),
-    handlers: registry.gauge('src_executor_processor_handlers', 'Number of jobs being processed.'),
+    handlers,
     queueClient: createRedMetrics(registry, 'apiworker_apiclient_queue', 'queue API client'),
     filesClient: createRedMetrics(registry, 'apiworker_apiclient_files', 'files API client'),
     command: createRedMetrics(registry, 'apiworker_command', 'command', [1, 5, 10, 30, 60, 300, 600, 1800]),

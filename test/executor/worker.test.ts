@@ -181,4 +181,23 @@ describe('worker', () => {
       await ex.done;
     }
   });
+
+  it('an idle executor reports 0 jobs running from its first heartbeat, not no gauge', async () => {
+    const before = fe.requests.length;
+    const { ex } = await startShellExecutor(testConfig(fe, ws.dir));
+    try {
+      const first = await waitFor(() =>
+        fe.requests
+          .slice(before)
+          .filter((r) => r.path.endsWith('/heartbeat'))
+          .map((r) => r.json as { prometheusMetrics?: string })
+          // The first request to the heartbeat route is the ping, which carries no metrics.
+          .at(1),
+      );
+      expect(first.prometheusMetrics).toMatch(/^src_executor_processor_handlers 0$/m);
+    } finally {
+      await ex.forceStop();
+      await ex.done;
+    }
+  });
 });

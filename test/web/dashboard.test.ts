@@ -238,12 +238,22 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
   });
 
   it('lists the executor with its version, compatibility and pushed metrics', async () => {
-    const executors = (await (
-      await fetch(`${cluster.url}/api/v1/executors`, {
-        headers: { authorization: `Bearer ${cluster.apiToken}` },
-      })
-    ).json()) as { executors: Array<{ name: string; executorVersion: string }> };
-    const ex = executors.executors[0]!;
+    // Run first (alone, say), the cluster's executor may not have sent its first heartbeat yet.
+    let ex: { name: string; executorVersion: string } | undefined;
+    await waitFor(
+      async () => {
+        const executors = (await (
+          await fetch(`${cluster.url}/api/v1/executors`, {
+            headers: { authorization: `Bearer ${cluster.apiToken}` },
+          })
+        ).json()) as { executors: Array<{ name: string; executorVersion: string }> };
+        ex = executors.executors[0];
+        return ex !== undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, what: "the cluster's executor listed" },
+    );
+    if (ex === undefined) throw new Error('unreachable: waitFor returned without an executor');
+    const { name } = ex;
     await waitFor(
       async () => {
         await cluster.app.loops.history.runOnce(Date.now());
@@ -252,19 +262,22 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
             headers: { authorization: `Bearer ${cluster.apiToken}` },
           })
         ).json()) as { executors: Record<string, Record<string, unknown[]>> };
-        return (h.executors[ex.name]?.src_executor_processor_handlers?.length ?? 0) >= 2;
+        return (h.executors[name]?.src_executor_processor_handlers?.length ?? 0) >= 2;
       },
       { timeoutMs: 60_000, intervalMs: 500, what: 'two metric samples' },
     );
     await page.goto(`${cluster.url}/#/executors`);
-    const row = page.locator(`tr[data-executor="${ex.name}"]`);
+    const row = page.locator(`tr[data-executor="${name}"]`);
     await row.waitFor();
     // One page: no pager.
     await expect(page.getByRole('navigation', { name: 'Pages' }).isHidden()).resolves.toBe(true);
     await expect(row.textContent()).resolves.toContain(`executor ${ex.executorVersion}`);
     await expect(row.locator('.badge').first().textContent()).resolves.toBe('Up to date');
     await expect(row.textContent()).resolves.toContain('Active');
-    await page.locator('figure.chart', { hasText: 'Jobs running' }).locator('svg path.line').waitFor();
+    // Attached, not visible: an idle executor's line is flat (0 jobs), a path with no height.
+    const line = page.locator('figure.chart', { hasText: 'Jobs running' }).locator('svg path.line');
+    await line.waitFor({ state: 'attached' });
+    await expect(line.getAttribute('d')).resolves.toMatch(/^M[\d.]+,[\d.]+( L[\d.]+,[\d.]+)+$/);
     await shot(page, 'executors');
   });
 
@@ -315,6 +328,12 @@ describe.skipIf(!available)('dashboard in Chromium', () => {
     const bulk = page.locator('tr[data-queue="bulk"]');
     await bulk.waitFor();
     await expect(bulk.locator('td').first().textContent()).resolves.toBe(String(BULK));
+    // Nobody polls bulk: said in its row. The cluster's executor polls default (with the fleet of
+    // the paging test, when that ran first).
+    await expect(bulk.locator('td.unpolled').textContent()).resolves.toBe('no active executor');
+    await expect(page.locator('tr[data-queue="default"] td').last().textContent()).resolves.toMatch(
+      /^(1 executor|\d+ executors)$/,
+    );
     const card = page.locator('section.card', { hasText: 'bulk' });
     await expect(card.locator('figure.chart').count()).resolves.toBe(3);
     await expect(card.locator('svg[role="img"]').first().getAttribute('aria-label')).resolves.toContain(
