@@ -63,31 +63,30 @@ export function registerFleetCommands(program: Command): void {
       }),
     );
 
-  withGlobal(program.command('queues').description('Queue depth, processing and oldest waiting job')).action(
-    (opts: GlobalOpts) =>
-      runAction(async () => {
-        const res = (await clientFrom(opts).queues()) as
-          | { queues?: Record<string, unknown>[] }
-          | Record<string, unknown>[];
-        const list = Array.isArray(res) ? res : (res.queues ?? []);
-        if (opts.json) out(JSON.stringify(res));
-        else
-          out(
-            list.length === 0
-              ? 'no queues yet'
-              : table(
-                  ['QUEUE', 'QUEUED', 'PROCESSING', 'OLDEST WAITING'],
-                  list.map((q) => [
-                    str(q.queue ?? q.name),
-                    str(q.queued ?? q.depth),
-                    str(q.processing),
-                    q.oldestAgeMs !== undefined && q.oldestAgeMs !== null
-                      ? humanDuration(Number(q.oldestAgeMs))
-                      : '-',
-                  ]),
-                ),
-          );
-        return 0;
-      }),
+  withGlobal(
+    program
+      .command('queues')
+      .description('Queue depth, processing, oldest waiting job and the active executors polling each'),
+  ).action((opts: GlobalOpts) =>
+    runAction(async () => {
+      const res = await clientFrom(opts).queues();
+      if (opts.json) out(JSON.stringify(res));
+      else
+        out(
+          res.queues.length === 0
+            ? 'no queues yet'
+            : table(
+                ['QUEUE', 'QUEUED', 'PROCESSING', 'OLDEST WAITING', 'POLLED BY'],
+                res.queues.map((q) => [
+                  q.queue,
+                  String(q.depth),
+                  String(q.processing),
+                  q.oldestAgeSeconds === null ? '-' : humanDuration(q.oldestAgeSeconds * 1000),
+                  q.pollers === 0 && q.depth > 0 ? paint('no active executor', 'yellow') : String(q.pollers),
+                ]),
+              ),
+        );
+      return 0;
+    }),
   );
 }

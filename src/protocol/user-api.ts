@@ -212,11 +212,14 @@ export type QueueView = {
   queue: string;
   depth: number;
   processing: number;
+  /** Executors seen within the last 15 s that poll this queue. */
+  pollers: number;
   oldestQueuedAt: string | null;
   oldestAgeSeconds: number | null;
 };
 
 export type QueueListView = {
+  /** Every queue that has jobs queued or processing, or an active executor polling it, by name. */
   queues: QueueView[];
 };
 

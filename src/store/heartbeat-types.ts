@@ -69,11 +69,22 @@ export interface ExecutorReads {
   /** How many executor rows there are, and how many were seen within `activeWithinMs` of `now`. */
   countExecutors(now: number, activeWithinMs: number): Promise<{ total: number; active: number }>;
   /**
+   * The queues executors seen within `activeWithinMs` of `now` poll (their queue_name, or each of
+   * their queue_names), each with how many of them poll it, by queue name in byte order.
+   */
+  queuePollers(now: number, activeWithinMs: number): Promise<QueuePollers[]>;
+  /**
    * The pushed metrics of executors seen within `withinMs` of `now` (by the store's clock, as
    * last_seen_at was written), those with metrics only, by name in byte order: what /metrics
    * serves. With `page`, the first `limit` named after `after` (no one read holds the loop).
    */
   recentExecutorMetrics(now: number, withinMs: number, page?: NamePage): Promise<ExecutorMetricsRow[]>;
+}
+
+/** A queue and how many recently seen executors poll it (ExecutorReads.queuePollers). */
+export interface QueuePollers {
+  queue: string;
+  executors: number;
 }
 
 /** An executor and when a heartbeat of it arrived (Store.touchExecutors). */

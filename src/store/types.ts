@@ -22,6 +22,7 @@ export type {
   HeartbeatAnswer,
   HeartbeatWrite,
   NamePage,
+  QueuePollers,
 } from './heartbeat-types.js';
 
 export type JobState = 'queued' | 'processing' | 'completed' | 'errored' | 'failed' | 'canceled';
@@ -394,7 +395,7 @@ export interface Store extends HeartbeatQueries, ExecutorReads {
 
   upsertExecutor(hb: ExecutorHeartbeat, now: number): Promise<void>;
   getExecutor(name: string): Promise<ExecutorRecord | null>;
-  // listExecutors, countExecutors, recentExecutorMetrics: ExecutorReads (heartbeat-types.ts).
+  // listExecutors, countExecutors, queuePollers, recentExecutorMetrics: ExecutorReads (heartbeat-types.ts).
   deleteExecutorsSeenBefore(cutoff: number): Promise<number>;
 
   queueStats(now: number): Promise<QueueStats[]>;

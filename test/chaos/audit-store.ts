@@ -118,6 +118,7 @@ export function createAuditStore(inner: Store, file: string, faults: AuditFaults
     lookupTokenFor: (h, n) => inner.lookupTokenFor(h, n),
     listExecutors: (p) => inner.listExecutors(p),
     countExecutors: (n, w) => inner.countExecutors(n, w),
+    queuePollers: (n, w) => inner.queuePollers(n, w),
     recentExecutorMetrics: (n, w, p) => inner.recentExecutorMetrics(n, w, p),
     deleteExecutorsSeenBefore: (c) => inner.deleteExecutorsSeenBefore(c),
     queueStats: (n) => inner.queueStats(n),

@@ -97,7 +97,12 @@ describe('client commands against a running server', { timeout: 240_000 }, () =>
     expect(ex.out).toMatch(/NAME\s+QUEUES\s+VERSION/);
     expect(ex.out).toContain('+executor');
     const q = await cli('queues', '--json');
-    expect(JSON.stringify(JSON.parse(q.out))).toContain('default');
+    const listed = JSON.parse(q.out) as { queues: { queue: string; pollers: number }[] };
+    expect(listed.queues.find((x) => x.queue === 'default')?.pollers).toBe(1);
+    // The table: the cluster's one executor polls default.
+    const human = await cli('queues');
+    expect(human.out).toMatch(/^QUEUE\s+QUEUED\s+PROCESSING\s+OLDEST WAITING\s+POLLED BY$/m);
+    expect(human.out).toMatch(/^default\s+\d+\s+\d+\s+\S+\s+1$/m);
   });
 
   it('executors --limit and --after page through them by name', async () => {

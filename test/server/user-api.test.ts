@@ -355,6 +355,22 @@ describe('executors, queues, health, metrics', () => {
     expect(q2).toMatchObject({ depth: 0, processing: 1 });
   });
 
+  it('GET /queues counts the active executors polling each queue, and lists a polled queue with no jobs', async () => {
+    await h.submit({ queue: 'waiting' });
+    await h.exec(`${Q}/idle/heartbeat`, { executorName: 'one' });
+    await h.exec(`${Q}/heartbeat`, { executorName: 'two', queueNames: ['idle', 'waiting'] });
+    type Listed = { queue: string; depth: number; pollers: number }[];
+    const queues = async () => ((await (await h.api('GET', '/queues')).json()) as { queues: Listed }).queues;
+    expect(await queues()).toMatchObject([
+      { queue: 'idle', depth: 0, processing: 0, pollers: 2, oldestQueuedAt: null },
+      { queue: 'waiting', depth: 1, pollers: 1 },
+    ]);
+    // Executors not seen for more than 15 s poll nothing; an empty queue nobody polls is not listed.
+    h.clock.advance(15_001);
+    expect(await queues()).toMatchObject([{ queue: 'waiting', depth: 1, pollers: 0 }]);
+    expect(await queues()).toHaveLength(1);
+  });
+
   it('GET /healthz is 200 ok, and 503 once the store fails', async () => {
     let res = await fetch(`${h.url}/healthz`);
     expect(res.status).toBe(200);

@@ -983,6 +983,34 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>):
         await store.deleteExecutorsSeenBefore(T0 + 35_000);
         expect(await store.countExecutors(T0 + 200_000, 1_000)).toEqual({ total: 2, active: 0 });
       });
+
+      it('counts the executors polling each queue among the recently seen', async () => {
+        expect(await store.queuePollers(T0, 15_000)).toEqual([]);
+        await store.upsertExecutor(hb('one', { queueName: 'b' }), T0);
+        await store.upsertExecutor(
+          hb('many', { queueName: null, queueNames: ['b', 'a', 'Z', 'b'] }),
+          T0 + 10_000,
+        );
+        await store.upsertExecutor(hb('other', { queueName: 'c' }), T0 + 20_000);
+        await store.upsertExecutor(hb('gone', { queueName: 'old' }), T0 - 60_000);
+        // Byte order (Z before a); 'many' names b twice and counts once; 'gone' is not recent.
+        expect(await store.queuePollers(T0 + 20_000, 30_000)).toEqual([
+          { queue: 'Z', executors: 1 },
+          { queue: 'a', executors: 1 },
+          { queue: 'b', executors: 2 },
+          { queue: 'c', executors: 1 },
+        ]);
+        // Within 15 s of T0 + 20 s: 'many' (seen at 10 s) and 'other' (20 s).
+        expect(await store.queuePollers(T0 + 20_000, 15_000)).toEqual([
+          { queue: 'Z', executors: 1 },
+          { queue: 'a', executors: 1 },
+          { queue: 'b', executors: 1 },
+          { queue: 'c', executors: 1 },
+        ]);
+        // A touch moves an executor back into the window.
+        await store.touchExecutors([{ name: 'gone', at: T0 + 20_000 }]);
+        expect((await store.queuePollers(T0 + 20_000, 5_000)).map((p) => p.queue)).toEqual(['c', 'old']);
+      });
     });
 
     describe('queue stats', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { JobFileError, parseJobText } from '../../src/cli/job-file.js';
 import { checkJobFileText } from '../../src/protocol/job-file-text.js';
-import type { ExecutorView } from '../../src/protocol/user-api.js';
+import type { QueueView } from '../../src/protocol/user-api.js';
 import {
   EXAMPLE_JOB,
   jobSpecOfForm,
@@ -122,17 +122,8 @@ describe('the submit form helpers', () => {
   });
 
   it('says which queues active executors poll, and when a job would wait', () => {
-    const ex = (over: Partial<ExecutorView>) => ({
-      active: true,
-      queueName: null,
-      queueNames: null,
-      ...over,
-    });
-    const polled = polledQueues([
-      ex({ queueName: 'default' }),
-      ex({ queueNames: ['gpu', 'batch'] }),
-      ex({ active: false, queueName: 'old' }),
-    ] as ExecutorView[]);
+    const q = (queue: string, pollers: number, depth = 0) => ({ queue, pollers, depth }) as QueueView;
+    const polled = polledQueues([q('gpu', 2), q('default', 1, 3), q('unpolled', 0, 5), q('batch', 1)]);
     expect(polled).toEqual(['batch', 'default', 'gpu']);
     expect(queueHint('gpu', polled)).toBe(
       'Queue gpu is polled by an active executor. Queues active executors poll: batch, default, gpu.',

@@ -16,6 +16,7 @@ import {
   type JobLogsView,
   LOG_PAGE,
   type QueueListView,
+  type QueueView,
 } from '../../protocol/user-api.js';
 import { calculateCompatibility, ourVersionOf } from '../../protocol/version.js';
 import { type JobRecord, type JobState, TERMINAL_STATES } from '../../store/types.js';
@@ -254,15 +255,35 @@ function registerFleetRoutes(router: Router, deps: RouteDeps): void {
 
   addUserRoute(router, deps, 'GET /api/v1/queues', async (ctx) => {
     const now = clock.now();
-    const stats = await store.queueStats(now);
-    sendJson(ctx.res, 200, {
-      queues: stats.map((s) => ({
+    const [stats, pollers] = await Promise.all([
+      store.queueStats(now),
+      store.queuePollers(now, ACTIVE_WITHIN_MS),
+    ]);
+    const polledBy = new Map(pollers.map((p) => [p.queue, p.executors]));
+    const views = stats.map(
+      (s): QueueView => ({
         queue: s.queue,
         depth: s.queued,
         processing: s.processing,
+        pollers: polledBy.get(s.queue) ?? 0,
         oldestQueuedAt: s.oldestQueuedAt === null ? null : new Date(s.oldestQueuedAt).toISOString(),
         oldestAgeSeconds: s.oldestQueuedAt === null ? null : Math.max(0, (now - s.oldestQueuedAt) / 1000),
-      })),
-    } satisfies QueueListView);
+      }),
+    );
+    // A queue with pollers and no jobs is listed too: where a job sent now would start at once.
+    const listed = new Set(views.map((v) => v.queue));
+    for (const p of pollers) {
+      if (listed.has(p.queue)) continue;
+      views.push({
+        queue: p.queue,
+        depth: 0,
+        processing: 0,
+        pollers: p.executors,
+        oldestQueuedAt: null,
+        oldestAgeSeconds: null,
+      });
+    }
+    views.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
+    sendJson(ctx.res, 200, { queues: views } satisfies QueueListView);
   });
 }

@@ -16,6 +16,7 @@ import type {
   HeartbeatAnswer,
   HeartbeatWrite,
   NamePage,
+  QueuePollers,
   Store,
 } from '../types.js';
 import type { PgContext } from './connection.js';
@@ -33,6 +34,7 @@ export function executorQueries(
   | 'getExecutor'
   | 'listExecutors'
   | 'countExecutors'
+  | 'queuePollers'
   | 'recentExecutorMetrics'
   | 'deleteExecutorsSeenBefore'
   | 'lookupTokenFor'
@@ -163,6 +165,8 @@ export function executorQueries(
       return { total: Number(r?.total ?? 0), active: Number(r?.active ?? 0) };
     },
 
+    queuePollers: (now: number, activeWithinMs: number) => queuePollers(c, now, activeWithinMs),
+
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
       // executors_last_seen serves the range; stale rows and their texts are not read. Without a
       // page: from the first name, no limit (LIMIT NULL).
@@ -204,6 +208,25 @@ function executorJson(hb: ExecutorHeartbeat) {
  * Store.touchExecutors, one statement. Rows are locked in name order, as recordHeartbeats' upsert
  * locks them, so the two cannot deadlock.
  */
+/** Store.queuePollers. An executor names one queue or a list; UNION drops one that names a queue twice. */
+async function queuePollers(
+  { t, rows }: PgContext,
+  now: number,
+  activeWithinMs: number,
+): Promise<QueuePollers[]> {
+  const found = await rows<{ queue: string; executors: string }>(
+    sql`SELECT queue, count(*) AS executors FROM (
+       SELECT name, queue_name AS queue FROM executors
+         WHERE last_seen_at >= ${at(1)} - $2 AND queue_name IS NOT NULL
+       UNION
+       SELECT name, unnest(queue_names) FROM executors
+         WHERE last_seen_at >= ${at(1)} - $2 AND queue_names IS NOT NULL
+     ) AS polled GROUP BY queue ORDER BY queue COLLATE "C"`,
+    [t(now), activeWithinMs],
+  );
+  return found.map((r) => ({ queue: r.queue, executors: Number(r.executors) }));
+}
+
 async function touchExecutors({ t, rows }: PgContext, seen: ExecutorSeen[]): Promise<string[]> {
   if (seen.length === 0) return [];
   // Of two entries of one name, the later time wins (max).

@@ -14,6 +14,7 @@ import type {
   HeartbeatAnswer,
   HeartbeatWrite,
   NamePage,
+  QueuePollers,
   Store,
 } from '../types.js';
 import type { SqliteContext } from './connection.js';
@@ -30,6 +31,7 @@ export function executorQueries(
   | 'getExecutor'
   | 'listExecutors'
   | 'countExecutors'
+  | 'queuePollers'
   | 'recentExecutorMetrics'
   | 'deleteExecutorsSeenBefore'
   | 'lookupTokenFor'
@@ -106,6 +108,19 @@ export function executorQueries(
       return q(
         `SELECT count(*) AS total, count(CASE WHEN last_seen_at >= ? THEN 1 END) AS active FROM executors`,
       ).get(now - activeWithinMs) as { total: number; active: number };
+    },
+
+    async queuePollers(now: number, activeWithinMs: number) {
+      // executors_last_seen serves the range. An executor names one queue or a list (JSON text);
+      // UNION drops an executor that names a queue twice.
+      return q(
+        `SELECT queue, count(*) AS executors FROM (
+           SELECT name, queue_name AS queue FROM executors WHERE last_seen_at >= ? AND queue_name IS NOT NULL
+           UNION
+           SELECT e.name, l.value FROM executors e, json_each(e.queue_names) l
+             WHERE e.last_seen_at >= ? AND e.queue_names IS NOT NULL
+         ) GROUP BY queue ORDER BY queue`,
+      ).all(now - activeWithinMs, now - activeWithinMs) as QueuePollers[];
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {

@@ -7,7 +7,7 @@ import { isMap, isScalar, parseDocument } from 'yaml';
 import { type Checked, jobSpecOfFile } from '../../../protocol/job-file-text.js';
 import type { JobFile, JobSpec, SpecProblem } from '../../../protocol/job-spec.js';
 import { secretPlaceholder } from '../../../protocol/job-spec.js';
-import type { ExecutorView } from '../../../protocol/user-api.js';
+import type { QueueView } from '../../../protocol/user-api.js';
 
 /** What the form is prefilled with: a small job that runs on any runtime. */
 export const EXAMPLE_JOB = `# A job file, as \`executor submit\` reads it (YAML or JSON).
@@ -136,13 +136,11 @@ export function maskValues(message: string, sent: Readonly<Record<string, string
 }
 
 /** The queues active executors poll, sorted. */
-export function polledQueues(executors: readonly ExecutorView[]): string[] {
-  const names = new Set<string>();
-  for (const e of executors) {
-    if (!e.active) continue;
-    for (const q of e.queueNames ?? (e.queueName ? [e.queueName] : [])) names.add(q);
-  }
-  return [...names].sort();
+export function polledQueues(queues: readonly QueueView[]): string[] {
+  return queues
+    .filter((q) => q.pollers > 0)
+    .map((q) => q.queue)
+    .sort();
 }
 
 /**

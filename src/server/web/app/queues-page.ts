@@ -1,10 +1,17 @@
-/** Queues: depth, processing, oldest waiting job, and charts of depth, throughput and dispatch latency. */
+/**
+ * Queues: depth, processing, oldest waiting job, the active executors polling each, and charts of
+ * depth, throughput and dispatch latency.
+ */
 import type { QueueHistoryView, QueueListView, QueueSample } from '../../../protocol/user-api.js';
 import { apiGet } from './api.js';
 import { lineChart } from './charts.js';
 import { clear, h } from './dom.js';
 import { formatDuration, formatNumber } from './format.js';
 import { every, type PageContext } from './shared.js';
+
+function pollersText(n: number): string {
+  return n === 1 ? '1 executor' : `${formatNumber(n)} executors`;
+}
 
 export async function renderQueuesPage(ctx: PageContext): Promise<void> {
   const tbody = h('tbody');
@@ -25,7 +32,9 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
           h(
             'tr',
             {},
-            ...['Queue', 'Waiting', 'Processing', 'Oldest waiting'].map((c) => h('th', { scope: 'col' }, c)),
+            ...['Queue', 'Waiting', 'Processing', 'Oldest waiting', 'Polled by'].map((c) =>
+              h('th', { scope: 'col' }, c),
+            ),
           ),
         ),
         tbody,
@@ -42,7 +51,9 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
     ]);
     clear(tbody);
     if (now.queues.length === 0)
-      tbody.append(h('tr', {}, h('td', { colspan: 4 }, 'No queues yet: submit a job.')));
+      tbody.append(
+        h('tr', {}, h('td', { colspan: 5 }, 'No queues yet: submit a job, or start an executor.')),
+      );
     for (const q of now.queues) {
       tbody.append(
         h(
@@ -52,6 +63,12 @@ export async function renderQueuesPage(ctx: PageContext): Promise<void> {
           h('td', {}, String(q.depth)),
           h('td', {}, String(q.processing)),
           h('td', {}, q.oldestAgeSeconds === null ? '—' : formatDuration(q.oldestAgeSeconds * 1000)),
+          h(
+            'td',
+            // Jobs waiting that no active executor polls wait until one does: said, not only shown.
+            q.pollers === 0 && q.depth > 0 ? { className: 'unpolled' } : {},
+            q.pollers === 0 ? (q.depth > 0 ? 'no active executor' : '0') : pollersText(q.pollers),
+          ),
         ),
       );
     }

@@ -11,7 +11,7 @@
  */
 import { checkJobFileText } from '../../../protocol/job-file-text.js';
 import type { SpecProblem } from '../../../protocol/job-spec.js';
-import type { ExecutorListView, JobView } from '../../../protocol/user-api.js';
+import type { JobView, QueueListView } from '../../../protocol/user-api.js';
 import { ApiError, apiGet, apiPost, loadWhoami, may } from './api.js';
 import { clear, h } from './dom.js';
 import {
@@ -246,7 +246,9 @@ export async function renderSubmitPage(ctx: PageContext): Promise<void> {
   );
   check();
   try {
-    polled = polledQueues((await apiGet<ExecutorListView>('/api/v1/executors', ctx.signal)).executors);
+    // The queues' list names the polled ones: not the whole executor list, which at a fleet of
+    // thousands is megabytes.
+    polled = polledQueues((await apiGet<QueueListView>('/api/v1/queues', ctx.signal)).queues);
     peekAgain();
   } catch (e) {
     if (!ctx.signal.aborted) ctx.report(e);
