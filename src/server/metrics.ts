@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { escapeLabel } from '../lib/prometheus.js';
-import type { QueueStats } from '../store/types.js';
+import type { QueuePollers, QueueStats } from '../store/types.js';
 
 /**
  * Upper bounds of the request duration histogram, in seconds: from a heartbeat's milliseconds to a
@@ -120,7 +120,12 @@ export function createHttpMetrics(opts: { loopSampleMs?: number } = {}): HttpMet
   };
 }
 
-export function renderQueueMetrics(stats: QueueStats[], now: number): string {
+/**
+ * The queue gauges. `src_executor_queue_pollers` covers every queue with jobs or pollers, so a queue
+ * whose jobs nobody polls has a series at 0 to alert on (`src_executor_total > 0 and
+ * src_executor_queue_pollers == 0`).
+ */
+export function renderQueueMetrics(stats: QueueStats[], now: number, pollers: QueuePollers[] = []): string {
   const lines: string[] = [];
   const family = (name: string, help: string, type: string, value: (s: QueueStats) => number) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -139,5 +144,13 @@ export function renderQueueMetrics(stats: QueueStats[], now: number): string {
     (s) => (s.oldestQueuedAt === null ? 0 : Math.max(0, (now - s.oldestQueuedAt) / 1000)),
   );
   family('src_executor_processing', 'Jobs being processed.', 'gauge', (s) => s.processing);
+  const polledBy = new Map(stats.map((s) => [s.queue, 0]));
+  for (const p of pollers) polledBy.set(p.queue, p.executors);
+  lines.push(
+    '# HELP src_executor_queue_pollers Executors seen within the last 15 s that poll the queue.',
+    '# TYPE src_executor_queue_pollers gauge',
+  );
+  for (const [queue, n] of [...polledBy].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)))
+    lines.push(`src_executor_queue_pollers{queue="${escapeLabel(queue)}"} ${n}`);
   return `${lines.join('\n')}\n`;
 }

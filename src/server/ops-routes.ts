@@ -16,6 +16,7 @@ import { MEMORY_RETRY_AFTER_S } from './memory-guard.js';
 import { renderQueueMetrics } from './metrics.js';
 import { renderProcessFds } from './process-metrics.js';
 import { createPushedMetricsRenderer } from './pushed-metrics.js';
+import { ACTIVE_WITHIN_MS } from './user-api/routes.js';
 import { wrapUser } from './user-api/wrap.js';
 
 /** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */
@@ -90,12 +91,13 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
           }
         }
         const now = clock.now();
-        const [stats, executors] = await Promise.all([
+        const [stats, executors, pollers] = await Promise.all([
           store.queueStats(now),
           store.recentExecutorMetrics(now, EXECUTOR_METRICS_TTL_MS),
+          store.queuePollers(now, ACTIVE_WITHIN_MS),
         ]);
         const body =
-          renderQueueMetrics(stats, now) +
+          renderQueueMetrics(stats, now, pollers) +
           metrics.render() +
           authRefusals.render() +
           deps.pruneMetrics.render() +

@@ -414,4 +414,18 @@ describe('executors, queues, health, metrics', () => {
     text = await (await fetch(`${h.url}/metrics`)).text();
     expect(text).not.toContain('exec-a');
   });
+
+  it('GET /metrics: pollers per queue, 0 for a queue whose jobs nobody polls', async () => {
+    await h.submit({ queue: 'stuck' });
+    await h.exec(`${Q}/idle/heartbeat`, { executorName: 'exec-a' });
+    await h.exec(`${Q}/heartbeat`, { executorName: 'exec-b', queueNames: ['idle', 'other'] });
+    const text = await (await fetch(`${h.url}/metrics`)).text();
+    expect(text).toContain('# TYPE src_executor_queue_pollers gauge');
+    const series = text.split('\n').filter((l) => l.startsWith('src_executor_queue_pollers{'));
+    expect(series).toEqual([
+      'src_executor_queue_pollers{queue="idle"} 2',
+      'src_executor_queue_pollers{queue="other"} 1',
+      'src_executor_queue_pollers{queue="stuck"} 0',
+    ]);
+  });
 });
