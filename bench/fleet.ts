@@ -257,6 +257,21 @@ interface Measured {
   simProcs: number;
   /** The worst p99 of its processes' event-loop delay, ms. */
   simLoopDelayP99: number;
+  /**
+   * Over the window, the machine's connections refused for a full accept queue and its SYNs sent
+   * again (/proc/net/netstat, TcpExt): a client whose SYN was dropped waits 1 s, then 3 s, to retry.
+   */
+  listenOverflows: number;
+  synRetransmits: number;
+}
+
+/** The TcpExt counters of /proc/net/netstat by name (the machine's, not one process's). */
+function tcpExt(): Map<string, number> {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+  const i = lines.findIndex((l) => l.startsWith('TcpExt:'));
+  const names = lines[i]?.split(' ').slice(1) ?? [];
+  const values = lines[i + 1]?.split(' ').slice(1) ?? [];
+  return new Map(names.map((n, k) => [n, Number(values[k])]));
 }
 
 interface Server {
@@ -448,6 +463,7 @@ async function measure(
     // The floor has no /metrics and no jobs: its counts are the simulators'.
     const counters = () => (floor ? Promise.resolve(noCounters) : heartbeatCounters(server.url));
     const hb0 = await counters();
+    const tcp0 = tcpExt();
     const mono0 = monotonicUs();
     const t0 = performance.now();
     const submitted = new Map<number, number>();
@@ -464,6 +480,7 @@ async function measure(
     }
     const seconds = (performance.now() - t0) / 1000;
     const mono1 = monotonicUs();
+    const tcp1 = tcpExt();
     const cpu = cpuSecondsOf(server.proc.pid) - cpu0;
     const sim = pids.map((pid, k) => cpuSecondsOf(pid) - sim0[k]!);
     const db1 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
@@ -524,6 +541,8 @@ async function measure(
       simBusiestPct: (Math.max(...sim) / seconds) * 100,
       simProcs: pids.length,
       simLoopDelayP99: Math.max(...windows.map((w) => w.loopDelayP99Ms)),
+      listenOverflows: (tcp1.get('ListenOverflows') ?? 0) - (tcp0.get('ListenOverflows') ?? 0),
+      synRetransmits: (tcp1.get('TCPSynRetrans') ?? 0) - (tcp0.get('TCPSynRetrans') ?? 0),
     };
   } finally {
     await fleet.stop();
@@ -544,6 +563,10 @@ const usPerHeartbeat = (m: Measured) => (((m.cpuPct / 100) * 1e6) / m.heartbeats
 /** The simulated fleet's own load, which its latencies include. */
 const simSays = (m: Measured) =>
   `simulator ${m.simCpuPct.toFixed(0)} % core in ${m.simProcs} process${m.simProcs === 1 ? '' : 'es'} (busiest ${m.simBusiestPct.toFixed(0)} %), its event-loop delay p99 ${m.simLoopDelayP99.toFixed(0)} ms`;
+
+/** The machine's TCP trouble over the window: refused connections make 1 s waits. */
+const tcpSays = (m: Measured) =>
+  `On the machine over the window: ${m.listenOverflows} connections refused for a full accept queue, ${m.synRetransmits} SYNs sent again (each a wait of 1 s or more)`;
 
 /** The anchor's figures when it is left out (FLEET_ANCHOR=0) or could not run. */
 const unmeasured: Measured = {
@@ -568,6 +591,8 @@ const unmeasured: Measured = {
   simBusiestPct: Number.NaN,
   simProcs: 0,
   simLoopDelayP99: Number.NaN,
+  listenOverflows: Number.NaN,
+  synRetransmits: Number.NaN,
 };
 
 async function oneStore(
@@ -644,7 +669,7 @@ async function oneStore(
       unit: 'ms',
       target: '<= 50 ms',
       met: (o) => o <= 50,
-      note: `${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s answered (${size / 5}/s due); as the clients saw it, so it includes the ${simSays(ours)}. At the server (its /metrics histograms, bucket bounds): heartbeat p99 <= ${ours.serverHeartbeatP99} ms from arrival to answer, its event-loop delay p99 <= ${ours.serverLoopDelayP99} ms and worst <= ${ours.serverLoopDelayMax} ms (a stall is one sample however long it lasts, and delays every request arriving in it)`,
+      note: `${ours.heartbeatsPerSec.toFixed(0)} heartbeats/s answered (${size / 5}/s due); as the clients saw it, so it includes the ${simSays(ours)}. At the server (its /metrics histograms, bucket bounds): heartbeat p99 <= ${ours.serverHeartbeatP99} ms from arrival to answer, its event-loop delay p99 <= ${ours.serverLoopDelayP99} ms and worst <= ${ours.serverLoopDelayMax} ms (a stall is one sample however long it lasts, and delays every request arriving in it). ${tcpSays(ours)}`,
     }),
     result({
       name: `${name}.dispatch_p50`,
@@ -694,7 +719,7 @@ function floorRow(size: number, floor: Measured): BenchResult {
     unit: '% core',
     target: 'none (reported)',
     met: () => true,
-    note: `a bare node:http server (bench/floor-server.ts) under ${size} long-polling executors: ${usPerHeartbeat(floor)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s (${size / 5}/s due) and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${simSays(floor)}`,
+    note: `a bare node:http server (bench/floor-server.ts) under ${size} long-polling executors: ${usPerHeartbeat(floor)} us per heartbeat, ${floor.heartbeatsPerSec.toFixed(0)} heartbeats/s (${size / 5}/s due) and ${floor.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${floor.rssMiB.toFixed(0)} MiB, ${descriptors(floor)}; ${simSays(floor)}. ${tcpSays(floor)}`,
   });
 }
 
@@ -724,7 +749,7 @@ function lowerFloorRow(
     unit: '% core',
     target: 'none (reported)',
     met: () => true,
-    note: `${LOWER_FLOORS[kind]} ${usPerHeartbeat(m)} us per heartbeat, ${m.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${m.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${m.rssMiB.toFixed(0)} MiB; ${simSays(m)}`,
+    note: `${LOWER_FLOORS[kind]} ${usPerHeartbeat(m)} us per heartbeat, ${m.heartbeatsPerSec.toFixed(0)} heartbeats/s and ${m.dequeuesPerSec.toFixed(0)} dequeues/s answered, RSS ${m.rssMiB.toFixed(0)} MiB; ${simSays(m)}. ${tcpSays(m)}`,
   });
 }
 
