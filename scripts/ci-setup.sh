@@ -26,7 +26,7 @@ die() { printf '[ci-setup] error: %s\n' "$*" >&2; exit 1; }
 # and xfsprogs (mkfs.xfs) make the file systems on which test/e2e/docker-storage-opt.test.ts runs
 # private dockerds with writable-layer quotas (the btrfs one is required under CI).
 packages=(docker.io runsc busybox-static git postgresql docker-registry chromium mmdebstrap docker-compose packer
-  qemu-system-x86 cpio e2fsprogs btrfs-progs xfsprogs)
+  qemu-system-x86 cpio e2fsprogs btrfs-progs xfsprogs iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

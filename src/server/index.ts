@@ -135,6 +135,14 @@ export interface ServerApp {
 }
 
 /** Routes outside both APIs (dashboard assets, /healthz, /metrics) answer failures as text. */
+/**
+ * Connections the kernel may hold for the server before it accepts them (Linux caps it at
+ * net.core.somaxconn, 4096 by default). A fleet that comes back at once, after a restart, sends
+ * thousands of SYNs together: with Node's default of 511 the kernel dropped most of them and each
+ * dropped client waited 1 s, then 3 s, to try again (docs/operating.md).
+ */
+export const LISTEN_BACKLOG = 65_535;
+
 const PLAIN_FAILURES: FailureForms = {
   unavailableLog: 'request failed: store unavailable',
   failedLog: 'request failed',
@@ -395,7 +403,7 @@ export function listen(app: ServerApp, host: string, port: number, tlsFiles?: Tl
   server.keepAliveTimeout = app.connectionTimeouts.keepAliveMs;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       const addr = server.address() as AddressInfo;
       const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

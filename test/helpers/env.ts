@@ -62,10 +62,6 @@ export function kvmAvailable(): boolean {
   return existsSync('/dev/kvm');
 }
 
-/**
- * Returns true when the dependency is there. When it is not: under CI=true throws (the suite fails);
- * elsewhere prints one line and returns false so the caller can `describe.skipIf(!ok)`.
- */
 /** Whether `cmd` is on PATH. */
 export function commandAvailable(cmd: string): boolean {
   try {
@@ -76,6 +72,10 @@ export function commandAvailable(cmd: string): boolean {
   }
 }
 
+/**
+ * Returns true when the dependency is there. When it is not: under CI=true throws (the suite fails);
+ * elsewhere prints one line and returns false so the caller can `describe.skipIf(!ok)`.
+ */
 export function requireOrSkip(what: string, available: boolean): boolean {
   if (available) return true;
   if (isCI) throw new Error(`${what} is required under CI=true but is not available`);
