@@ -1,8 +1,10 @@
 /**
  * A simulated fleet, in its own process (bench/fleet.ts starts it): FLEET_SIZE real queue clients
  * (createQueueClient, as the executor uses it) that ping, then loop on dequeue and heartbeat every
- * 5 s, each starting at a random offset. Their transport is node:http (bench/http-fetch.ts), which
- * costs the simulator half of what fetch does; FLEET_TRANSPORT=fetch gives the global fetch. FLEET_MODE=longpoll asks the server to hold empty
+ * 5 s, each starting at a random offset. Their transport is a hand-written HTTP/1.1 exchange over
+ * node:net (bench/raw-fetch.ts), which costs the simulator about 0.6 of what node:http's client does
+ * (FLEET_TRANSPORT=http, bench/http-fetch.ts), itself half of the global fetch
+ * (FLEET_TRANSPORT=fetch). FLEET_MODE=longpoll asks the server to hold empty
  * dequeues (30 s); FLEET_MODE=poll is a Sourcegraph-style fleet: an empty dequeue, then 1 s of
  * sleep. A dequeued job is "run" for FLEET_JOB_MS (its id in the heartbeats meanwhile), then
  * marked complete. Clients come up FLEET_RAMP_WAVE at a time (default 200). With
@@ -28,6 +30,7 @@ import { executorVersion } from '../src/protocol/version.js';
 import { emptyTelemetry } from './cluster.js';
 import { createHttpFetch } from './http-fetch.js';
 import { percentile, quietLogger } from './lib.js';
+import { createRawFetch } from './raw-fetch.js';
 
 const url = process.env.FLEET_URL!;
 const token = process.env.FLEET_TOKEN!;
@@ -39,8 +42,14 @@ const prefix = process.env.FLEET_PREFIX ?? 'sim';
 const HEARTBEAT_MS = 5_000;
 const metricsBytes = Number(process.env.FLEET_METRICS_BYTES ?? 0);
 const wave = Math.max(1, Number(process.env.FLEET_RAMP_WAVE ?? 200));
-// The clients' transport: node:http (bench/http-fetch.ts, the default) or the global fetch.
-const transport = process.env.FLEET_TRANSPORT === 'fetch' ? fetch : createHttpFetch();
+// The clients' transport, one for the process: raw (bench/raw-fetch.ts: a hand-written HTTP/1.1
+// exchange over node:net, the default), node:http (bench/http-fetch.ts) or the global fetch.
+const transport =
+  process.env.FLEET_TRANSPORT === 'fetch'
+    ? fetch
+    : process.env.FLEET_TRANSPORT === 'http'
+      ? createHttpFetch()
+      : createRawFetch();
 
 /** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
 function metricsText(beats: number): string {

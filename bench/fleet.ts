@@ -40,9 +40,10 @@
  * /metrics histograms over the window: its heartbeats' p99 from arrival to answer, and its event
  * loop's delay p99 (what a request waited before the server could read it). FLEET_SIM_PROCS=N spreads each fleet over N simulator
  * processes (default 2, which got 2.6 times the heartbeats of one through at 5,000 on two cores;
- * docs/benchmarks.md). The simulated clients send through node:http with a keep-alive agent
- * (bench/http-fetch.ts); FLEET_TRANSPORT=fetch gives them the global fetch, at about twice the
- * simulator's CPU.
+ * docs/benchmarks.md). The simulated clients send through a hand-written HTTP/1.1 exchange over
+ * node:net with pooled kept-alive connections (bench/raw-fetch.ts); FLEET_TRANSPORT=http gives them
+ * node:http with a keep-alive agent (bench/http-fetch.ts, about 1.6 times the simulator's CPU) and
+ * FLEET_TRANSPORT=fetch the global fetch (about twice that again).
  *
  * FLEET_METRICS_BYTES=N makes each simulated executor push about N bytes of metrics that change at
  * every heartbeat, as real executors' do (default none). FLEET_ANCHOR=0 leaves the anchor out (its
