@@ -456,14 +456,19 @@ async function measure(
     // Let every client reach its steady state (parked, heartbeats spread over 5 s).
     await sleep(6_000);
     const api = createApiClient({ server: server.url, token: server.apiToken });
+    // The floor has no /metrics and no jobs: its counts are the simulators'.
+    const counters = () => (floor ? Promise.resolve(noCounters) : heartbeatCounters(server.url));
+    // A saturated server (the anchor's) can take seconds to answer /metrics: the CPU readings
+    // start after it has, and its counters are rated over the time between the two answers, so
+    // that neither counts a wait the other does not (CPU was once read before the first answer
+    // and divided by the window alone, which put a saturated server at over 300 % of a core).
+    const hb0 = await counters();
+    const counted0 = performance.now();
     fleet.startWindow();
     const pids = fleet.procs.map((p) => p.pid);
     const sim0 = pids.map(cpuSecondsOf);
     const cpu0 = cpuSecondsOf(server.proc.pid);
     const db0 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
-    // The floor has no /metrics and no jobs: its counts are the simulators'.
-    const counters = () => (floor ? Promise.resolve(noCounters) : heartbeatCounters(server.url));
-    const hb0 = await counters();
     const tcp0 = tcpExt();
     const mono0 = monotonicUs();
     const t0 = performance.now();
@@ -486,6 +491,7 @@ async function measure(
     const sim = pids.map((pid, k) => cpuSecondsOf(pid) - sim0[k]!);
     const db1 = pgUrl ? { tx: await transactions(pgUrl), cpu: postgresCpuSeconds() } : undefined;
     const hb1 = await counters();
+    const countedSeconds = (performance.now() - counted0) / 1000;
     const rss = memoryOf(server.proc.pid).rss;
     const fds = readdirSync(`/proc/${server.proc.pid}/fd`).length;
     const fdMax = maxOpenFiles(readFileSync(`/proc/${server.proc.pid}/limits`, 'utf8')) ?? Number.NaN;
@@ -528,7 +534,7 @@ async function measure(
       serverLoopDelayMax: bucketQuantileMs(hb0.loopDelay, hb1.loopDelay, 1),
       heartbeatsPerSec: floor
         ? windows.reduce((n, w) => n + w.heartbeatMs.length, 0) / seconds
-        : (hb1.served - hb0.served) / seconds,
+        : (hb1.served - hb0.served) / countedSeconds,
       dispatchP50: percentile(dispatch, 50),
       dispatchP99: percentile(dispatch, 99),
       claimP50: percentile(claimed, 50),
@@ -537,7 +543,7 @@ async function measure(
       dbCpuPct: db0 && db1 ? (postgresCpuBetween(db0.cpu, db1.cpu) / seconds) * 100 : Number.NaN,
       dequeuesPerSec: floor
         ? windows.reduce((n, w) => n + w.dequeues, 0) / seconds
-        : (hb1.dequeues - hb0.dequeues) / seconds,
+        : (hb1.dequeues - hb0.dequeues) / countedSeconds,
       simCpuPct: (sim.reduce((a, b) => a + b, 0) / seconds) * 100,
       simBusiestPct: (Math.max(...sim) / seconds) * 100,
       simProcs: pids.length,
