@@ -134,7 +134,6 @@ export interface ServerApp {
   };
 }
 
-/** Routes outside both APIs (dashboard assets, /healthz, /metrics) answer failures as text. */
 /**
  * Connections the kernel may hold for the server before it accepts them (Linux caps it at
  * net.core.somaxconn, 4096 by default). A fleet that comes back at once, after a restart, sends
@@ -143,6 +142,7 @@ export interface ServerApp {
  */
 export const LISTEN_BACKLOG = 65_535;
 
+/** Routes outside both APIs (dashboard assets, /healthz, /metrics) answer failures as text. */
 const PLAIN_FAILURES: FailureForms = {
   unavailableLog: 'request failed: store unavailable',
   failedLog: 'request failed',
