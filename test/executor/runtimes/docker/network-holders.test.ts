@@ -149,11 +149,17 @@ describe.skipIf(!ok)('network holders (real Docker)', () => {
 
   it('the janitor removes leftover holders and keeps the idle one of its pool', async () => {
     const { runtime: r, executorName } = runtime('janitor');
-    await runJob(r, executorName, [WHO]);
-    const [idle] = await waitFor(async () => {
-      const up = await holdersOf(executorName);
-      return up.length === 1 && up[0]!.State === 'running' ? up : undefined;
-    });
+    const [entry] = await runJob(r, executorName, [WHO]);
+    const used = who(entry!.stdout).host;
+    // The job's own holder is removed in the background after the job; wait for the fresh one.
+    const [idle] = await waitFor(
+      async () => {
+        const up = await holdersOf(executorName);
+        if (up.some((c) => c.Id.startsWith(used))) return undefined;
+        return up.length === 1 && up[0]!.State === 'running' ? up : undefined;
+      },
+      { what: "the job's holder removed and a fresh one running" },
+    );
     const pool = idle!.Labels['executor.holder']!.split('-')[0]!;
     const dead = spawnSync('true').pid!;
     async function holderLike(name: string, pid: number, token: string) {
