@@ -195,6 +195,12 @@ export type ExecutorView = Telemetry & {
   compatibility: Compatibility | null;
 };
 
+/**
+ * An executor counts as active (`active`, the queues' pollers) when seen within three heartbeat
+ * intervals (Sourcegraph: 3 x 5 s).
+ */
+export const ACTIVE_WITHIN_MS = 15_000;
+
 /** The largest page of `GET /api/v1/executors?limit=`, and the dashboard's page. */
 export const EXECUTOR_PAGE_MAX = 1000;
 export const EXECUTOR_PAGE_SIZE = 100;

@@ -4,6 +4,7 @@
  * server's event loop. The metrics executors push in their heartbeats are in pushed-metrics.ts.
  */
 import { performance } from 'node:perf_hooks';
+import { byCodeUnits } from '../lib/order.js';
 import { escapeLabel } from '../lib/prometheus.js';
 import type { QueuePollers, QueueStats } from '../store/types.js';
 
@@ -98,13 +99,13 @@ export function createHttpMetrics(opts: { loopSampleMs?: number } = {}): HttpMet
       const counts: [string, number][] = [];
       for (const r of routes.values())
         for (const [code, n] of r.codes) counts.push([`${r.labels},code="${code}"`, n]);
-      for (const [k, v] of counts.sort((a, b) => (a[0] < b[0] ? -1 : 1)))
+      for (const [k, v] of counts.sort((a, b) => byCodeUnits(a[0], b[0])))
         lines.push(`src_executor_server_http_requests_total{${k}} ${v}`);
       lines.push(
         '# HELP src_executor_server_http_request_duration_seconds Time from a request arriving to the end of its answer, by route pattern and method (a long-poll dequeue includes its wait).',
         '# TYPE src_executor_server_http_request_duration_seconds histogram',
       );
-      const byLabels = [...routes.values()].sort((a, b) => (a.labels < b.labels ? -1 : 1));
+      const byLabels = [...routes.values()].sort((a, b) => byCodeUnits(a.labels, b.labels));
       for (const r of byLabels) {
         const name = 'src_executor_server_http_request_duration_seconds';
         lines.push(...histogramLines(name, r.labels, REQUEST_DURATION_BUCKETS, r.durations));
@@ -150,7 +151,7 @@ export function renderQueueMetrics(stats: QueueStats[], now: number, pollers: Qu
     '# HELP src_executor_queue_pollers Executors seen within the last 15 s that poll the queue.',
     '# TYPE src_executor_queue_pollers gauge',
   );
-  for (const [queue, n] of [...polledBy].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)))
+  for (const [queue, n] of [...polledBy].sort((a, b) => byCodeUnits(a[0], b[0])))
     lines.push(`src_executor_queue_pollers{queue="${escapeLabel(queue)}"} ${n}`);
   return `${lines.join('\n')}\n`;
 }

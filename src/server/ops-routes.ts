@@ -8,6 +8,7 @@
  * open otherwise: it reveals no job content, but queue and executor names.
  */
 import { AppError, isAppError } from '../lib/errors.js';
+import { ACTIVE_WITHIN_MS } from '../protocol/user-api.js';
 import { peerOf } from './auth-limiter.js';
 import type { RouteDeps } from './deps.js';
 import { constantTimeEqual } from './executor-api/auth.js';
@@ -16,7 +17,6 @@ import { MEMORY_RETRY_AFTER_S } from './memory-guard.js';
 import { renderQueueMetrics } from './metrics.js';
 import { renderProcessFds } from './process-metrics.js';
 import { createPushedMetricsRenderer } from './pushed-metrics.js';
-import { ACTIVE_WITHIN_MS } from './user-api/routes.js';
 import { wrapUser } from './user-api/wrap.js';
 
 /** Executors pushing metrics are included in /metrics while seen within this window (Redis TTL upstream). */

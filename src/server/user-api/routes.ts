@@ -5,8 +5,10 @@
 
 import { parseDurationMs } from '../../lib/duration.js';
 import { AppError, type ErrorDetail } from '../../lib/errors.js';
+import { byCodeUnits } from '../../lib/order.js';
 import { validateJobSpec } from '../../protocol/job-spec.js';
 import {
+  ACTIVE_WITHIN_MS,
   EXECUTOR_PAGE_MAX,
   type ExecutorListView,
   JOB_ENTRIES_PAGE,
@@ -32,9 +34,6 @@ import { registerRepositoryRoutes } from './repository-routes.js';
 import { addUserRoute } from './scopes.js';
 import { registerTokenRoutes } from './token-routes.js';
 import { readJson } from './wrap.js';
-
-/** An executor counts as active when seen within three heartbeat intervals (Sourcegraph: 3 x 5 s). */
-export const ACTIVE_WITHIN_MS = 15_000;
 
 function parseId(text: string | undefined): number {
   if (!text || !/^\d{1,15}$/.test(text)) throw new AppError('NOT_FOUND', 'No such job.');
@@ -283,7 +282,7 @@ function registerFleetRoutes(router: Router, deps: RouteDeps): void {
         oldestAgeSeconds: null,
       });
     }
-    views.sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
+    views.sort((a, b) => byCodeUnits(a.queue, b.queue));
     sendJson(ctx.res, 200, { queues: views } satisfies QueueListView);
   });
 }
