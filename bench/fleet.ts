@@ -826,9 +826,9 @@ export const fleet: Bench = async (ctx) => {
     }
   };
   const floors = process.env.FLEET_FLOOR !== '0';
-  const built = tempDir('fleet-floor');
+  const built = floors ? tempDir('fleet-floor') : undefined;
   try {
-    const compiled = floors ? compileKernelFloor(built.path) : undefined;
+    const compiled = built ? compileKernelFloor(built.path) : undefined;
     if (compiled && 'missing' in compiled) ctx.say(`fleet.floor_kernel left out: ${compiled.missing}`);
     for (const size of sizes) {
       const floor = floors ? await measureFloor(ctx, size, failures) : undefined;
@@ -843,7 +843,7 @@ export const fleet: Bench = async (ctx) => {
       if (ctx.postgresUrl) await one('postgres', size, ctx.postgresUrl, floor);
     }
   } finally {
-    built.remove();
+    built?.remove();
   }
   if (failures.length > 0) throw new PartialResults(`fleet: ${failures.join('; ')}`, out);
   return out;
