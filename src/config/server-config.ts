@@ -35,6 +35,8 @@ export interface ServerConfig {
   bodyIdleTimeoutMs: number;
   /** How long an idle connection stays open (Node's keepAliveTimeout). */
   keepAliveTimeoutMs: number;
+  /** EXECUTOR_SERVER_HEARTBEAT_LANE: heartbeats read by the lane (server/lane/lane.ts), not node:http. */
+  heartbeatLane: boolean;
   /** Log entries one job attempt may add. */
   maxLogEntriesPerJob: number;
   /** Largest `command` of one log entry (its strings' UTF-8 bytes). */

@@ -200,6 +200,13 @@ export const SERVER_ENV = {
       "how long an idle connection is kept open for the client's next request; above the executors' 5 s heartbeat interval, an executor keeps its connections, so each of them holds one or two for its life (file descriptors: docs/operating.md); below it, each heartbeat opens a new connection",
     parse: duration(AT_LEAST_100MS),
   },
+  EXECUTOR_SERVER_HEARTBEAT_LANE: {
+    flag: 'heartbeat-lane',
+    default: 'true',
+    description:
+      "answer heartbeats without node:http on connections that have carried nothing else (HTTP and HTTPS; a connection is node:http's from its first other request on), the same answers for about half the CPU at 10,000 executors (docs/benchmarks.md); true or false",
+    parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
+  },
   EXECUTOR_SERVER_MAX_LOG_ENTRIES: {
     flag: 'max-log-entries',
     default: '1000',
@@ -414,6 +421,7 @@ function serverConfig(v: Values<typeof SERVER_ENV>, cwd: string): ServerConfig {
     requestTimeoutMs: v.EXECUTOR_SERVER_REQUEST_TIMEOUT,
     bodyIdleTimeoutMs: v.EXECUTOR_SERVER_BODY_IDLE_TIMEOUT,
     keepAliveTimeoutMs: v.EXECUTOR_SERVER_KEEP_ALIVE_TIMEOUT,
+    heartbeatLane: v.EXECUTOR_SERVER_HEARTBEAT_LANE,
     maxLogEntriesPerJob: v.EXECUTOR_SERVER_MAX_LOG_ENTRIES,
     maxLogCommandBytes: v.EXECUTOR_SERVER_MAX_LOG_COMMAND_BYTES,
     maxExecutorMetricsBytes: v.EXECUTOR_SERVER_MAX_EXECUTOR_METRICS,

@@ -6,6 +6,7 @@ import type { AuthLimiter, AuthRefusalMetrics } from './auth-limiter.js';
 import type { PruneMetrics } from './background/pruner.js';
 import type { EnqueueNotifier } from './enqueue-notifier.js';
 import type { HeartbeatWriter } from './executor-api/heartbeat-writer.js';
+import type { LaneCounters } from './lane/lane.js';
 import type { LogNotifier } from './log-notifier.js';
 import type { MemoryGuard } from './memory-guard.js';
 import type { HttpMetrics } from './metrics.js';
@@ -47,6 +48,8 @@ export interface RouteDeps {
   repos: Repositories;
   /** Heartbeats' store writes, coalesced (executor-api/heartbeat-writer.ts). */
   heartbeats: HeartbeatWriter;
+  /** The heartbeat lane's counters (lane/lane.ts). */
+  lane: LaneCounters;
 }
 
 /**

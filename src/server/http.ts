@@ -95,6 +95,13 @@ export function watchBody(
  * is refused with BodyTimeoutError (the caller answers 408 and closes the connection).
  */
 export function readBody(req: IncomingMessage, limit: number, timeouts?: BodyTimeouts): Promise<Buffer> {
+  // The heartbeat lane's requests (lane/lane.ts) come with their body read.
+  const lane = req as Partial<{ wholeBody: Buffer; bodyError: Error }>;
+  if (lane.bodyError !== undefined) return Promise.reject(lane.bodyError);
+  if (lane.wholeBody !== undefined)
+    return lane.wholeBody.length > limit
+      ? Promise.reject(new BodyTooLargeError(limit))
+      : Promise.resolve(lane.wholeBody);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     if (timeouts) discardBody(req, timeouts);

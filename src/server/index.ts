@@ -1,22 +1,9 @@
-/**
- * The queue server: `createServer(deps)` builds the request handler and the background loops;
- * `listen(app, host, port)` binds it. Nothing listens or starts inside createServer, so tests and
- * `executor up` decide when.
- */
-
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import tls from 'node:tls';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerConfig } from '../config/server.js';
 import type { Clock, Timers } from '../lib/clock.js';
 import { errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { packageVersion } from '../lib/version.js';
-import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
 import type { Store } from '../store/types.js';
 import { createAuthLimiter, createAuthRefusalMetrics } from './auth-limiter.js';
 import { createDeadlineEnforcer } from './background/deadline-enforcer.js';
@@ -33,19 +20,12 @@ import {
   EXECUTOR_ROW_REFRESH_MS,
   type HeartbeatWriter,
 } from './executor-api/heartbeat-writer.js';
-import { CAPABILITIES_VALUE, registerExecutorRoutes } from './executor-api/routes.js';
-import { answerFailure, type FailureForms } from './failure.js';
-import {
-  bodyTimeouts,
-  createRouter,
-  discardBody,
-  type RouteContext,
-  type Router,
-  sendJson,
-  sendText,
-} from './http.js';
+import { registerExecutorRoutes } from './executor-api/routes.js';
+import { createHandlers } from './handle.js';
+import { type BodyTimeouts, bodyTimeouts, createRouter, type Router } from './http.js';
+import { createLaneCounters, type LaneAnswer, type LaneEvent } from './lane/lane.js';
 import { createLogNotifier } from './log-notifier.js';
-import { createMemoryGuard, MEMORY_RETRY_AFTER_S, type MemoryGuard } from './memory-guard.js';
+import { createMemoryGuard, type MemoryGuard } from './memory-guard.js';
 import { createHttpMetrics } from './metrics.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { createQueueHistory, type QueueHistory } from './queue-history.js';
@@ -53,7 +33,6 @@ import { createRepositories } from './repos/index.js';
 import { FOLLOW_FALLBACK_MS } from './user-api/follow-logs.js';
 import { createFollowerLimits } from './user-api/follower-limits.js';
 import { registerUserRoutes } from './user-api/routes.js';
-import { sendError } from './user-api/wrap.js';
 import { registerWebRoutes } from './web/routes.js';
 
 export interface ServerDeps {
@@ -106,6 +85,11 @@ function createLoops(
 
 export interface ServerApp {
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * The heartbeat lane (EXECUTOR_SERVER_HEARTBEAT_LANE): what answers the heartbeats it reads, and
+   * its counters. Undefined when it is off: node:http reads every connection.
+   */
+  readonly lane?: { answer: LaneAnswer; count: (what: LaneEvent) => void; body: BodyTimeouts };
   startBackground(): void;
   /** Ends long-polls and log follows, stops background loops. Does not close the Store. */
   close(): Promise<void>;
@@ -135,37 +119,6 @@ export interface ServerApp {
 }
 
 /**
- * Connections the kernel may hold for the server before it accepts them (Linux caps it at
- * net.core.somaxconn, 4096 by default). A fleet that comes back at once, after a restart, sends
- * thousands of SYNs together: with Node's default of 511 the kernel dropped most of them and each
- * dropped client waited 1 s, then 3 s, to try again (docs/operating.md).
- */
-export const LISTEN_BACKLOG = 65_535;
-
-/** Routes outside both APIs (dashboard assets, /healthz, /metrics) answer failures as text. */
-const PLAIN_FAILURES: FailureForms = {
-  unavailableLog: 'request failed: store unavailable',
-  failedLog: 'request failed',
-  abortedLog: 'request body aborted by the client',
-  unavailable: (ctx, e) => sendText(ctx.res, 503, `${e.message}\n`, { 'retry-after': '1' }),
-  internal: (ctx) => sendText(ctx.res, 500, `internal error (request id ${ctx.requestId})`),
-  afterHeaders: 'destroy',
-};
-
-/**
- * Routes that start new work, refused with 503 while the memory guard is over its limit (the
- * follow of a job's log is refused in its handler, where `follow=1` is known). Heartbeats, marks
- * and log writes of running jobs are not: they finish admitted work, which frees memory, and an
- * executor refused them would fail its job.
- */
-const GUARDED_ROUTES: ReadonlySet<string> = new Set([
-  'POST /api/v1/jobs',
-  'POST /api/v1/jobs/:id/retry',
-  'POST /.executors/queue/dequeue',
-  'POST /.executors/queue/:queue/dequeue',
-]);
-
-/**
  * Heartbeats' writes. An unchanged row is written again at most every EXECUTOR_ROW_REFRESH_MS,
  * and at least every half EXECUTOR_SERVER_EXECUTOR_MAX_AGE (its last-seen time is touched every
  * second meanwhile, so the janitor never forgets an executor that is still heartbeating).
@@ -178,17 +131,6 @@ function createHeartbeats(deps: ServerDeps, store: Store): HeartbeatWriter {
     timers: deps.timers,
     refreshMs: Math.min(EXECUTOR_ROW_REFRESH_MS, Math.floor(deps.config.executorMaxAgeMs / 2)),
   });
-}
-
-/** 503 (the executors' form or the user API's) with Retry-After while the memory guard refuses. */
-function refuseOverMemory(ctx: RouteContext, executorRoute: boolean, refusal: string): void {
-  ctx.req.resume();
-  const retryAfter = { 'retry-after': String(MEMORY_RETRY_AFTER_S) };
-  if (executorRoute) sendJson(ctx.res, 503, { error: refusal }, retryAfter);
-  else {
-    ctx.res.setHeader('retry-after', retryAfter['retry-after']);
-    sendError(ctx, 'OVERLOADED', refusal);
-  }
 }
 
 export function createServer(deps: ServerDeps): ServerApp {
@@ -234,6 +176,7 @@ export function createServer(deps: ServerDeps): ServerApp {
     followers: createFollowerLimits({ perJob: config.maxFollowersPerJob, total: config.maxFollowers }),
     repos,
     heartbeats: createHeartbeats(deps, store),
+    lane: createLaneCounters(),
   };
   const { memory } = routeDeps;
   const unsubscribe = storeAnnounces ? hook.onEnqueue?.((q) => notifier.notify(q)) : undefined;
@@ -249,67 +192,21 @@ export function createServer(deps: ServerDeps): ServerApp {
     repoSync: repos.loop,
   });
 
-  // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
-  // of a call into the random generator per request.
-  const requestIdPrefix = randomBytes(4).toString('hex');
-  const timeouts = bodyTimeouts(config);
-  let requestCount = 0;
-  const handle = (req: IncomingMessage, res: ServerResponse) => {
-    const arrived = performance.now();
-    requestCount = (requestCount + 1) % 0x100000000;
-    const requestId = requestIdPrefix + requestCount.toString(16).padStart(8, '0');
-    res.setHeader('x-request-id', requestId);
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://server');
-    } catch {
-      sendText(res, 400, 'bad request');
-      return;
-    }
-    const method = req.method ?? 'GET';
-    const match = router.match(method, url.pathname);
-    const executorRoute = url.pathname.startsWith('/.executors/');
-    const routeName = match.kind === 'none' ? 'unmatched' : match.name;
-    res.on('finish', () =>
-      metrics.observe(routeName, method, res.statusCode, (performance.now() - arrived) / 1000),
-    );
-    if (executorRoute) res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
-    const ctx: RouteContext = { req, res, url, params: {}, requestId, closing: closing.signal };
-    if (match.kind === 'none') {
-      discardBody(req, timeouts);
-      if (url.pathname.startsWith('/api/')) sendError(ctx, 'NOT_FOUND', 'No such route.');
-      else sendText(res, 404, '404 page not found\n');
-      return;
-    }
-    if (match.kind === 'method') {
-      discardBody(req, timeouts);
-      const allow = match.allow.join(', ');
-      if (url.pathname.startsWith('/api/')) {
-        res.setHeader('allow', allow);
-        sendError(ctx, 'METHOD_NOT_ALLOWED', `Use ${allow} on this route.`);
-      } else sendText(res, 405, '405 method not allowed\n', { allow });
-      return;
-    }
-    ctx.params = match.params;
-    const refusal = GUARDED_ROUTES.has(`${method} ${match.name}`) ? memory.refusal() : null;
-    if (refusal) {
-      refuseOverMemory(ctx, executorRoute, refusal);
-      return;
-    }
-    Promise.resolve()
-      .then(() => match.handler(ctx))
-      .catch((e) => answerFailure(ctx, logger, PLAIN_FAILURES, e))
-      .finally(() => {
-        // A handler that answered without reading the body (a refused request) leaves it unread:
-        // it is drained without being kept, so the connection can be reused, and cut if the
-        // sender goes silent or takes too long.
-        discardBody(req, timeouts);
-      });
-  };
+  const { handle, answerLane } = createHandlers({
+    router,
+    logger,
+    metrics,
+    memory,
+    closing: closing.signal,
+    timeouts: bodyTimeouts(config),
+  });
 
   let started = false;
   return {
     handle,
+    lane: config.heartbeatLane
+      ? { answer: answerLane, count: routeDeps.lane.count, body: bodyTimeouts(config) }
+      : undefined,
     loops,
     connectionTimeouts: {
       headersMs: Math.min(60_000, config.requestTimeoutMs),
@@ -339,24 +236,6 @@ export function createServer(deps: ServerDeps): ServerApp {
   };
 }
 
-export interface Listening {
-  url: string;
-  port: number;
-  /** Stops accepting, ends long-polls and follows, waits for in-flight requests, stops loops. */
-  close(): Promise<void>;
-  /**
-   * HTTPS only: reads the certificate and key files again and uses them for new TLS handshakes;
-   * open connections (long-polls, log follows) keep theirs. Throws, keeping the old pair, when the
-   * files cannot be read or do not match.
-   */
-  reloadTls(): void;
-}
-
-export interface TlsFiles {
-  certFile: string;
-  keyFile: string;
-}
-
 /** Every route of the server: the executor API, git, files, the user API, the web UI, ops. */
 function createRoutes(routeDeps: RouteDeps, history: QueueHistory): Router {
   const router = createRouter();
@@ -380,57 +259,4 @@ function serverMemoryGuard(limitBytes: number, logger: Logger): MemoryGuard {
   });
 }
 
-/** The pair as Node's TLS wants it; createSecureContext checks that key and certificate match. */
-function readTls(files: TlsFiles): { cert: Buffer; key: Buffer } {
-  const pair = { cert: readFileSync(files.certFile), key: readFileSync(files.keyFile) };
-  tls.createSecureContext(pair);
-  return pair;
-}
-
-/** `tls`: serve HTTPS (HTTP/1.1) with these files instead of HTTP. */
-export function listen(app: ServerApp, host: string, port: number, tlsFiles?: TlsFiles): Promise<Listening> {
-  const handler = (req: IncomingMessage, res: ServerResponse) => app.handle(req, res);
-  const server = tlsFiles ? https.createServer(readTls(tlsFiles), handler) : http.createServer(handler);
-  // Node's requestTimeout stays off: request bodies are timed where they are read
-  // (EXECUTOR_SERVER_REQUEST_TIMEOUT and EXECUTOR_SERVER_BODY_IDLE_TIMEOUT, see readBody and
-  // discardBody), and a long-poll or log follow, which sends nothing after its headers, is never cut.
-  server.requestTimeout = 0;
-  server.headersTimeout = app.connectionTimeouts.headersMs;
-  // By default idle connections stay open well past the executors' 5 s heartbeat interval (and a
-  // load balancer's usual 60 s idle timeout): with Node's 5 s default, fetch dropped each
-  // connection before the next heartbeat, so every heartbeat paid a new TCP connection (and TLS
-  // handshake). EXECUTOR_SERVER_KEEP_ALIVE_TIMEOUT trades that for descriptors.
-  server.keepAliveTimeout = app.connectionTimeouts.keepAliveMs;
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
-      server.off('error', reject);
-      const addr = server.address() as AddressInfo;
-      const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-      let closed: Promise<void> | undefined;
-      resolve({
-        url: `${tlsFiles ? 'https' : 'http'}://${shownHost}:${addr.port}`,
-        port: addr.port,
-        reloadTls() {
-          if (!tlsFiles) throw new Error('the server is not serving HTTPS');
-          (server as https.Server).setSecureContext(readTls(tlsFiles));
-        },
-        close() {
-          closed ??= (async () => {
-            const done = new Promise<void>((r) => server.close(() => r()));
-            server.closeIdleConnections();
-            await app.close();
-            // In-flight requests get a grace period, then their connections are cut.
-            const grace = setTimeout(() => server.closeAllConnections(), 10_000);
-            grace.unref();
-            const idle = setInterval(() => server.closeIdleConnections(), 100);
-            await done;
-            clearTimeout(grace);
-            clearInterval(idle);
-          })();
-          return closed;
-        },
-      });
-    });
-  });
-}
+export { LISTEN_BACKLOG, type Listening, listen, type TlsFiles } from './listen.js';

@@ -103,6 +103,7 @@ export function registerOpsRoutes(router: Router, deps: RouteDeps): void {
           deps.pruneMetrics.render() +
           deps.repos.renderMetrics() +
           deps.heartbeats.render() +
+          deps.lane.render() +
           renderProcessFds() +
           pushed.render(executors);
         ctx.res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });

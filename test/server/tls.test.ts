@@ -9,6 +9,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBaseClient } from '../../src/executor/client/base-client.js';
 import { commandAvailable, requireOrSkip, waitFor } from '../helpers/env.js';
@@ -131,6 +132,44 @@ if (requireOrSkip('openssl', haveOpenssl)) {
       const node = await cli(['jobs'], { NODE_EXTRA_CA_CERTS: a.ca });
       expect(node.code, node.out).toBe(0);
     }, 60_000);
+
+    it('the heartbeat lane reads what TLS decrypted, and hands the connection over intact', async () => {
+      const answered = async () =>
+        Number(
+          /^src_executor_server_lane_answers_total (\d+)$/m.exec((await get('/metrics', a.ca)).body)?.[1],
+        );
+      const before = await answered();
+      const body = JSON.stringify({ executorName: 'tls-lane', jobIds: [] });
+      const hb = [
+        'POST /.executors/queue/default/heartbeat HTTP/1.1',
+        'Host: 127.0.0.1',
+        `Authorization: token-executor ${EXECUTOR_TOKEN}`,
+        `Content-Length: ${body.length}`,
+        '',
+        body,
+      ].join('\r\n');
+      const auth = `GET /.executors/test/auth HTTP/1.1\r\nHost: x\r\nAuthorization: token-executor ${EXECUTOR_TOKEN}\r\n\r\n`;
+      const { port } = new URL(url);
+      const socket = tls.connect({ host: '127.0.0.1', port: Number(port), ca: readFileSync(a.ca) });
+      let text = '';
+      socket.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+      });
+      socket.write(hb + hb + auth + hb);
+      const statuses = await waitFor(() => {
+        const all = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+        return all.length === 4 && text.endsWith('{"knownIds":[],"cancelIds":[]}\n') ? all : undefined;
+      });
+      socket.destroy();
+      expect(statuses).toEqual([200, 200, 200, 200]);
+      const none = '{"knownIds":[],"cancelIds":[]}\n';
+      const bodies = text
+        .split('\r\n\r\n')
+        .slice(1)
+        .map((part) => part.replace(/HTTP\/1\.1 [\s\S]*$/, ''));
+      expect(bodies).toEqual([none, none, 'ok', none]);
+      expect((await answered()) - before).toBe(2);
+    });
 
     it('says it is a certificate problem without the CA, or with the wrong one', async () => {
       const none = await cli(['jobs']);

@@ -1,0 +1,396 @@
+/**
+ * The heartbeat lane: every connection the server accepts starts here, and the heartbeats it
+ * carries are answered without node:http. At 10,000 executors a server answers 2,000 heartbeats a
+ * second, and node:http's request and response objects, its parser's callbacks and its socket
+ * bookkeeping were half of what each one cost (docs/benchmarks.md). The lane reads the bytes
+ * itself (request.ts), gives the same route handler the server's other path gives (the same
+ * authentication, decoding, answers and failures: `LaneAnswer`) a request whose body is already
+ * here, and writes the answer as node:http would, headers included.
+ *
+ * The first request that is not a heartbeat (a dequeue, a log, anything malformed, a request not
+ * all here within the headers timeout) ends the lane for that connection: the bytes not yet
+ * answered are put back and the connection is node:http's from then on, as if it had been from the
+ * start. An executor's connection that parks long-polls therefore goes to node:http, and the one
+ * its heartbeats ride stays here.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { BodyTimeoutError, type BodyTimeouts } from '../http.js';
+import { type LaneHead, type LaneRead, readLaneRequest } from './request.js';
+
+/** The request a lane gives the route handler: what the heartbeat path reads of a request. */
+export interface LaneRequest {
+  method: 'POST';
+  url: string;
+  httpVersion: '1.1';
+  headers: Record<string, string>;
+  socket: Socket;
+  complete: true;
+  destroyed: false;
+  /** The whole body, read before the handler runs (http.ts's readBody takes it from here). */
+  wholeBody: Buffer;
+  /** Or why it never came: readBody fails with it. */
+  bodyError?: BodyTimeoutError;
+}
+
+/** Answers one heartbeat read by the lane: calls `res.end` (or `res.destroy`) once. */
+export type LaneAnswer = (queue: string | null, req: LaneRequest, res: LaneResponse) => void;
+
+export interface LaneOptions {
+  answer: LaneAnswer;
+  /** Gives a connection to node:http (the server's own connection listener). */
+  handOff: (socket: Socket) => void;
+  /** node:http's keepAliveTimeout and headersTimeout, which the lane keeps while it has a connection. */
+  keepAliveMs: number;
+  headersMs: number;
+  /** How long a body may take, in all and between two bytes (EXECUTOR_SERVER_REQUEST_TIMEOUT, ...). */
+  body: BodyTimeouts;
+  /** Counts what the lane did: heartbeats answered, connections handed over. */
+  counted?: (what: LaneEvent) => void;
+}
+
+export interface Lanes {
+  accept(socket: Socket): void;
+  /** Connections in the lane now. */
+  size(): number;
+  /** Closes the idle ones; the others close after their answer. New ones are still handed over. */
+  close(): void;
+  /** Cuts every connection still in the lane. */
+  destroyAll(): void;
+}
+
+let dateSecond = -1;
+let dateText = '';
+/** The Date header, made once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
+/** What a route handler writes to: the part of node:http's ServerResponse the handlers use. */
+export class LaneResponse {
+  statusCode = 200;
+  headersSent = false;
+  private readonly names = new Map<string, string>();
+  private readonly values = new Map<string, string>();
+  private finishers: Array<() => void> = [];
+
+  constructor(
+    private readonly write: (text: string, close: boolean) => void,
+    private readonly cut: () => void,
+    private readonly keepAliveSeconds: number,
+  ) {}
+
+  setHeader(name: string, value: string | number): this {
+    const key = name.toLowerCase();
+    this.names.set(key, name);
+    this.values.set(key, String(value));
+    return this;
+  }
+
+  getHeader(name: string): string | undefined {
+    return this.values.get(name.toLowerCase());
+  }
+
+  writeHead(status: number, headers: Record<string, string> = {}): this {
+    this.statusCode = status;
+    for (const [name, value] of Object.entries(headers)) this.setHeader(name, value);
+    return this;
+  }
+
+  on(event: string, fn: () => void): this {
+    if (event === 'finish') this.finishers.push(fn);
+    return this;
+  }
+
+  end(body: string | Buffer = ''): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (!this.values.has('content-length')) this.setHeader('content-length', Buffer.byteLength(text));
+    const close = this.values.get('connection')?.toLowerCase() === 'close';
+    let head = `HTTP/1.1 ${this.statusCode} ${STATUS_CODES[this.statusCode] ?? 'unknown'}\r\n`;
+    for (const [key, value] of this.values) {
+      // Handlers set only values of their own making; one that could split the head is a bug.
+      if (/[\r\n]/.test(value)) throw new Error(`header ${key} holds a line break`);
+      if (key !== 'connection') head += `${this.names.get(key)}: ${value}\r\n`;
+    }
+    head += `Date: ${httpDate()}\r\n`;
+    head += close
+      ? 'Connection: close\r\n'
+      : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.keepAliveSeconds}\r\n`;
+    this.write(`${head}\r\n${text}`, close);
+    const finishers = this.finishers;
+    this.finishers = [];
+    for (const fn of finishers) fn();
+  }
+
+  destroy(): void {
+    this.headersSent = true;
+    this.finishers = [];
+    this.cut();
+  }
+}
+
+/** What node:http answers to a head not all sent within its headersTimeout, before it cuts. */
+const HEAD_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
+
+/** What a lane's connections share. */
+interface LaneShared {
+  options: LaneOptions;
+  keepAliveSeconds: number;
+  open: Set<Connection>;
+  closing: boolean;
+}
+
+/** One connection while the lane has it. */
+class Connection {
+  private pending: Buffer = Buffer.alloc(0);
+  private busy = false;
+  private ended = false;
+  /** When the request being read began (its first byte), its head ended, and its last byte came. */
+  private began = 0;
+  private headDone = 0;
+  private lastByte = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly onData = (chunk: Buffer) => {
+    this.lastByte = Date.now();
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    if (!this.busy) this.next();
+  };
+  private readonly onEnd = () => {
+    this.ended = true;
+    if (!this.busy) this.next();
+  };
+  // An idle connection past the keep-alive timeout is closed, as node:http closes it.
+  private readonly onTimeout = () => {
+    if (this.busy || this.pending.length > 0) return;
+    this.socket.destroy();
+  };
+  private readonly onClose = () => this.forget();
+  private readonly onError = () => this.socket.destroy();
+
+  constructor(
+    readonly socket: Socket,
+    private readonly lane: LaneShared,
+  ) {
+    lane.open.add(this);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('timeout', this.onTimeout);
+    socket.on('close', this.onClose);
+    socket.on('error', this.onError);
+    socket.setTimeout(this.lane.options.keepAliveMs);
+  }
+
+  idle(): boolean {
+    return !this.busy && this.pending.length === 0;
+  }
+
+  private forget(): void {
+    this.lane.open.delete(this);
+    const s = this.socket;
+    s.off('data', this.onData);
+    s.off('end', this.onEnd);
+    s.off('timeout', this.onTimeout);
+    s.off('close', this.onClose);
+    s.off('error', this.onError);
+    s.setTimeout(0);
+    this.unarm();
+  }
+
+  private unarm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Reads again after `ms` (a timeout of the request being read may have come). */
+  private arm(ms: number): void {
+    this.unarm();
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.busy && this.lane.open.has(this)) this.next();
+    }, ms);
+  }
+
+  /** node:http takes the connection, with the bytes not answered yet. */
+  private giveUp(): void {
+    this.forget();
+    this.lane.options.counted?.('request');
+    const s = this.socket;
+    s.pause();
+    if (this.pending.length > 0) s.unshift(this.pending);
+    this.pending = Buffer.alloc(0);
+    this.lane.options.handOff(s);
+    s.resume();
+  }
+
+  /** Answers the heartbeats that are all here, one at a time, in order. */
+  private next(): void {
+    if (this.pending.length === 0) {
+      this.began = 0;
+      this.unarm();
+      if (this.ended || this.lane.closing) this.socket.end();
+      return;
+    }
+    const now = Date.now();
+    if (this.began === 0) this.began = now;
+    const read: LaneRead = readLaneRequest(this.pending);
+    if (read.kind === 'other') {
+      this.giveUp();
+      return;
+    }
+    if (read.kind === 'incomplete') {
+      // A head not all here within the headers timeout is answered as node:http answers it.
+      const left = this.began + this.lane.options.headersMs - now;
+      if (this.ended) this.socket.destroy();
+      else if (left > 0) this.arm(left);
+      else {
+        this.forget();
+        this.socket.end(HEAD_TIMEOUT_ANSWER);
+      }
+      return;
+    }
+    if (read.kind === 'partial') {
+      // The body as node:http's path times it (http.ts's readBody): silent for too long, or
+      // not all here in time, and the route answers (408, or a refusal it makes first).
+      if (this.headDone === 0) this.headDone = now;
+      const idleLeft = Math.max(this.lastByte, this.headDone) + this.lane.options.body.idleMs - now;
+      const deadlineLeft = this.headDone + this.lane.options.body.deadlineMs - now;
+      if (this.ended) this.socket.destroy();
+      else if (idleLeft > 0 && deadlineLeft > 0) this.arm(Math.min(idleLeft, deadlineLeft));
+      else {
+        const late =
+          deadlineLeft <= 0
+            ? new BodyTimeoutError('deadline', this.lane.options.body.deadlineMs)
+            : new BodyTimeoutError('idle', this.lane.options.body.idleMs);
+        this.serve(read.head, Buffer.alloc(0), this.pending.length, late);
+      }
+      return;
+    }
+    this.serve(read.head, read.body, read.used);
+  }
+
+  /**
+   * Gives the route one request. One whose body did not come (`late`) ends the connection
+   * after its answer: the rest of that body may still be on its way.
+   */
+  private serve(head: LaneHead, whole: Buffer, used: number, late?: BodyTimeoutError): void {
+    this.pending = this.pending.subarray(used);
+    this.began = 0;
+    this.headDone = 0;
+    this.unarm();
+    this.busy = true;
+    this.socket.setTimeout(0);
+    const req: LaneRequest = {
+      method: 'POST',
+      url: head.path,
+      httpVersion: '1.1',
+      headers: head.headers,
+      socket: this.socket,
+      complete: true,
+      destroyed: false,
+      wholeBody: whole,
+      bodyError: late,
+    };
+    const res = new LaneResponse(
+      (text, close) => {
+        this.busy = false;
+        this.lane.options.counted?.('answered');
+        if (close || late) {
+          this.forget();
+          this.socket.end(text);
+          return;
+        }
+        this.socket.write(text);
+        this.socket.setTimeout(this.lane.options.keepAliveMs);
+        if (this.lane.open.has(this)) queueMicrotask(() => this.next());
+      },
+      () => {
+        this.forget();
+        this.socket.destroy();
+      },
+      this.lane.keepAliveSeconds,
+    );
+    this.lane.options.answer(head.queue, req, res);
+  }
+}
+
+export function createLanes(options: LaneOptions): Lanes {
+  const lane: LaneShared = {
+    options,
+    keepAliveSeconds: Math.floor(options.keepAliveMs / 1000),
+    open: new Set(),
+    closing: false,
+  };
+  return {
+    accept(socket) {
+      if (lane.closing) options.handOff(socket);
+      else new Connection(socket, lane);
+    },
+    size: () => lane.open.size,
+    close() {
+      lane.closing = true;
+      for (const c of lane.open) if (c.idle()) c.socket.end();
+    },
+    destroyAll() {
+      for (const c of [...lane.open]) c.socket.destroy();
+    },
+  };
+}
+
+export type LaneEvent = 'answered' | 'request';
+
+export interface LaneCounters {
+  count(what: LaneEvent): void;
+  render(): string;
+}
+
+/** `/metrics`: heartbeats the lane answered, and connections it gave to node:http, by why. */
+export function createLaneCounters(): LaneCounters {
+  let answered = 0;
+  let handed = 0;
+  return {
+    count(what) {
+      if (what === 'answered') answered++;
+      else handed++;
+    },
+    render: () =>
+      [
+        '# HELP src_executor_server_lane_answers_total Heartbeats the heartbeat lane answered without node:http.',
+        '# TYPE src_executor_server_lane_answers_total counter',
+        `src_executor_server_lane_answers_total ${answered}`,
+        '# HELP src_executor_server_lane_handovers_total Connections the heartbeat lane gave to node:http, at their first request that is not a heartbeat it reads.',
+        '# TYPE src_executor_server_lane_handovers_total counter',
+        `src_executor_server_lane_handovers_total ${handed}`,
+        '',
+      ].join('\n'),
+  };
+}
+
+/**
+ * Puts the lane in front of `server`'s own listener for `event` ('connection' for HTTP,
+ * 'secureConnection' for HTTPS, where the lane reads what TLS decrypted): each new connection
+ * goes to the lane, and the listener gets it when the lane hands it over.
+ */
+export function laneInFront(
+  server: NodeJS.EventEmitter,
+  event: 'connection' | 'secureConnection',
+  options: Omit<LaneOptions, 'handOff'>,
+): Lanes {
+  const own = server.listeners(event) as Array<(socket: Socket) => void>;
+  server.removeAllListeners(event);
+  const lanes = createLanes({
+    ...options,
+    handOff: (socket) => {
+      for (const fn of own) fn.call(server, socket);
+    },
+  });
+  server.on(event, (socket: Socket) => lanes.accept(socket));
+  return lanes;
+}
