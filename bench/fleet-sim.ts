@@ -44,12 +44,20 @@ const metricsBytes = Number(process.env.FLEET_METRICS_BYTES ?? 0);
 const wave = Math.max(1, Number(process.env.FLEET_RAMP_WAVE ?? 200));
 // The clients' transport, one for the process: raw (bench/raw-fetch.ts: a hand-written HTTP/1.1
 // exchange over node:net, the default), node:http (bench/http-fetch.ts) or the global fetch.
-const transport =
+const makeTransport = (): typeof fetch =>
   process.env.FLEET_TRANSPORT === 'fetch'
     ? fetch
     : process.env.FLEET_TRANSPORT === 'http'
       ? createHttpFetch()
       : createRawFetch();
+// An executor's own client takes the first free connection of its pool, so its heartbeats ride a
+// connection its parked long-poll does not hold, and its long-polls the one they came back on.
+// One pool for the whole simulator would mix them in a way no executor does: heartbeats get a pool
+// of their own (FLEET_POOL=shared: one pool for everything, as before).
+const shared = makeTransport();
+const heartbeatPool = process.env.FLEET_POOL === 'shared' ? shared : makeTransport();
+const transport: typeof fetch = (input, init) =>
+  (String(input).endsWith('/heartbeat') ? heartbeatPool : shared)(input, init);
 
 /** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
 function metricsText(beats: number): string {

@@ -200,6 +200,7 @@ async function heartbeatCounters(url: string): Promise<Counters> {
     dequeues: answered('dequeue'),
     writes: value('src_executor_server_heartbeat_writes_total'),
     batches: value('src_executor_server_heartbeat_batches_total'),
+    laneAnswers: value('src_executor_server_lane_answers_total'),
     heartbeatSeconds: bucketsOf(
       text,
       'src_executor_server_http_request_duration_seconds',
@@ -214,6 +215,8 @@ interface Counters {
   dequeues: number;
   writes: number;
   batches: number;
+  /** Heartbeats the heartbeat lane answered (NaN without one). */
+  laneAnswers: number;
   heartbeatSeconds: Buckets;
   loopDelay: Buckets;
 }
@@ -223,6 +226,7 @@ const noCounters: Counters = {
   dequeues: Number.NaN,
   writes: Number.NaN,
   batches: Number.NaN,
+  laneAnswers: Number.NaN,
   heartbeatSeconds: new Map(),
   loopDelay: new Map(),
 };
@@ -230,6 +234,8 @@ const noCounters: Counters = {
 interface Measured {
   /** Heartbeats that wrote per store write of heartbeats, over the window. */
   batchMean: number;
+  /** The share of the window's heartbeats the server's heartbeat lane answered (NaN without). */
+  laneShare: number;
   cpuPct: number;
   rssMiB: number;
   /** The server's open file descriptors at the window's end (its connections, mostly). */
@@ -521,6 +527,7 @@ async function measure(
     );
     return {
       batchMean: (hb1.writes - hb0.writes) / (hb1.batches - hb0.batches),
+      laneShare: (hb1.laneAnswers - hb0.laneAnswers) / (hb1.served - hb0.served),
       cpuPct: (cpu / seconds) * 100,
       rssMiB: rss / MiB,
       fds,
@@ -567,6 +574,12 @@ const descriptors = (m: Measured) =>
 /** A server's CPU over the heartbeats it answered, in whole microseconds. */
 const usPerHeartbeat = (m: Measured) => (((m.cpuPct / 100) * 1e6) / m.heartbeatsPerSec).toFixed(0);
 
+/** How many of the heartbeats the lane answered rather than node:http (server/lane). */
+const laneSays = (m: Measured) =>
+  Number.isNaN(m.laneShare)
+    ? 'no heartbeat lane'
+    : `the heartbeat lane answered ${(m.laneShare * 100).toFixed(0)} % of the heartbeats`;
+
 /** The simulated fleet's own load, which its latencies include. */
 const simSays = (m: Measured) =>
   `simulator ${m.simCpuPct.toFixed(0)} % core in ${m.simProcs} process${m.simProcs === 1 ? '' : 'es'} (busiest ${m.simBusiestPct.toFixed(0)} %), its event-loop delay p99 ${m.simLoopDelayP99.toFixed(0)} ms`;
@@ -578,6 +591,7 @@ const tcpSays = (m: Measured) =>
 /** The anchor's figures when it is left out (FLEET_ANCHOR=0) or could not run. */
 const unmeasured: Measured = {
   batchMean: Number.NaN,
+  laneShare: Number.NaN,
   cpuPct: Number.NaN,
   rssMiB: Number.NaN,
   fds: Number.NaN,
@@ -659,7 +673,7 @@ async function oneStore(
       unit: '% core',
       target: `<= ${cpuTarget} % at 10,000; anchor >= 5x ours`,
       met: (o, r) => (size < 10_000 || o <= cpuTarget) && r <= 0.2,
-      note: `server CPU (${usPerHeartbeat(ours)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}); ${simSays(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${simSays(anchor)}`)}. RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
+      note: `server CPU (${usPerHeartbeat(ours)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}; ${laneSays(ours)}); ${simSays(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${simSays(anchor)}`)}. RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
     }),
     result({
       name: `${name}.rss`,
