@@ -148,6 +148,8 @@ interface LaneShared {
   closing: boolean;
 }
 
+const NOTHING = Buffer.alloc(0);
+
 /** One connection while the lane has it. */
 class Connection {
   private pending: Buffer = Buffer.alloc(0);
@@ -167,7 +169,8 @@ class Connection {
     this.ended = true;
     if (!this.busy) this.next();
   };
-  // An idle connection past the keep-alive timeout is closed, as node:http closes it.
+  // A connection silent for the keep-alive timeout (the socket's timeout restarts at every read
+  // and write) is closed when it is idle, as node:http closes it.
   private readonly onTimeout = () => {
     if (this.busy || this.pending.length > 0) return;
     this.socket.destroy();
@@ -281,12 +284,12 @@ class Connection {
    * after its answer: the rest of that body may still be on its way.
    */
   private serve(head: LaneHead, whole: Buffer, used: number, late?: BodyTimeoutError): void {
-    this.pending = this.pending.subarray(used);
+    // A view of what is left, or nothing: an empty view would keep the whole read alive.
+    this.pending = used === this.pending.length ? NOTHING : this.pending.subarray(used);
     this.began = 0;
     this.headDone = 0;
     this.unarm();
     this.busy = true;
-    this.socket.setTimeout(0);
     const req: LaneRequest = {
       method: 'POST',
       url: head.path,
@@ -308,7 +311,6 @@ class Connection {
           return;
         }
         this.socket.write(text);
-        this.socket.setTimeout(this.lane.options.keepAliveMs);
         if (this.lane.open.has(this)) queueMicrotask(() => this.next());
       },
       () => {
