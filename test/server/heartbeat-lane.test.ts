@@ -198,7 +198,7 @@ describe('the lane in a server', () => {
     for (const h of harnesses.splice(0)) await h.close();
   });
   const start = async (env: Record<string, string> = {}) => {
-    const h = await startHarness({ env });
+    const h = await startHarness({ env: { EXECUTOR_SERVER_HEARTBEAT_LANE: 'true', ...env } });
     harnesses.push(h);
     return h;
   };
@@ -321,7 +321,7 @@ describe('the lane in a server', () => {
   });
 
   it('closes its idle connections when the server closes, and ends after an answer', async () => {
-    const h = await startHarness();
+    const h = await startHarness({ env: { EXECUTOR_SERVER_HEARTBEAT_LANE: 'true' } });
     const c = open(h);
     c.write(request('/.executors/queue/default/heartbeat'));
     expect((await c.answer()).status).toBe(200);

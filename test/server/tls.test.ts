@@ -90,7 +90,11 @@ if (requireOrSkip('openssl', haveOpenssl)) {
           '--tls-key',
           servedKey(),
         ],
-        { EXECUTORS_ACCESS_TOKEN: EXECUTOR_TOKEN, EXECUTOR_SERVER_API_TOKEN: API_TOKEN },
+        {
+          EXECUTORS_ACCESS_TOKEN: EXECUTOR_TOKEN,
+          EXECUTOR_SERVER_API_TOKEN: API_TOKEN,
+          EXECUTOR_SERVER_HEARTBEAT_LANE: 'true',
+        },
       );
       url = await waitFor(() => /queue server listening url=(\S+)/.exec(server.output())?.[1], {
         what: 'the listening line',
