@@ -320,6 +320,33 @@ describe('the lane in a server', () => {
     expect((await parked).status).toBe(200);
   });
 
+  it('reads no further from a client that sends without reading its answers, and loses none', async () => {
+    const h = await start();
+    const counted = await laneCounter(open(h));
+    const c = open(h);
+    c.socket.pause();
+    // About 20 MB of heartbeats and as much of answers: more than the kernel holds on loopback.
+    const N = 60_000;
+    c.write(request('/.executors/queue/default/heartbeat').repeat(N));
+    // The server stops when its answers have nowhere to go: the count stands still below N.
+    let last = -1;
+    let still = 0;
+    const stalled = await waitFor(
+      async () => {
+        const { answered } = await counted();
+        still = answered === last ? still + 1 : 0;
+        last = answered;
+        return still >= 3 ? answered : undefined;
+      },
+      { intervalMs: 100, what: 'the server to stop answering' },
+    );
+    expect(stalled).toBeGreaterThan(0);
+    expect(stalled).toBeLessThan(N);
+    c.socket.resume();
+    for (let i = 0; i < N; i++) expect((await c.answer()).status).toBe(200);
+    expect((await counted()).answered).toBe(N);
+  }, 120_000);
+
   it('closes its idle connections when the server closes, and ends after an answer', async () => {
     const h = await startHarness({ env: { EXECUTOR_SERVER_HEARTBEAT_LANE: 'true' } });
     const c = open(h);

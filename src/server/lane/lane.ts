@@ -1,8 +1,10 @@
 /**
- * The heartbeat lane: every connection the server accepts starts here, and the heartbeats it
- * carries are answered without node:http. At 10,000 executors a server answers 2,000 heartbeats a
- * second, and node:http's request and response objects, its parser's callbacks and its socket
- * bookkeeping were half of what each one cost (docs/benchmarks.md). The lane reads the bytes
+ * The heartbeat lane (EXECUTOR_SERVER_HEARTBEAT_LANE): every connection the server accepts starts
+ * here, and the heartbeats it carries are answered without node:http. At 10,000 executors a server
+ * answers 2,000 heartbeats a second; node:http's request and response objects, its parser's
+ * callbacks and its socket bookkeeping were about 50 us of the 230 to 260 each one cost, and the
+ * lane saves 8 to 18 % of it, for a heap that grows further between full collections
+ * (docs/benchmarks.md, "The heartbeat lane"). The lane reads the bytes
  * itself (request.ts), gives the same route handler the server's other path gives (the same
  * authentication, decoding, answers and failures: `LaneAnswer`) a request whose body is already
  * here, and writes the answer as node:http would, headers included.
@@ -16,7 +18,13 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { BodyTimeoutError, type BodyTimeouts } from '../http.js';
-import { type LaneHead, type LaneRead, readLaneRequest } from './request.js';
+import {
+  LANE_MAX_BODY_BYTES,
+  LANE_MAX_HEAD_BYTES,
+  type LaneHead,
+  type LaneRead,
+  readLaneRequest,
+} from './request.js';
 
 /** The request a lane gives the route handler: what the heartbeat path reads of a request. */
 export interface LaneRequest {
@@ -150,6 +158,9 @@ interface LaneShared {
 
 const NOTHING = Buffer.alloc(0);
 
+/** Bytes a connection may hold while an answer is pending: one whole heartbeat. */
+const LANE_HOLD_BYTES = LANE_MAX_HEAD_BYTES + LANE_MAX_BODY_BYTES;
+
 /** One connection while the lane has it. */
 class Connection {
   private pending: Buffer = Buffer.alloc(0);
@@ -164,6 +175,8 @@ class Connection {
     this.lastByte = Date.now();
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     if (!this.busy) this.next();
+    // Requests sent ahead of their answers wait in the kernel, not here, beyond one request's worth.
+    else if (this.pending.length > LANE_HOLD_BYTES) this.socket.pause();
   };
   private readonly onEnd = () => {
     this.ended = true;
@@ -231,6 +244,16 @@ class Connection {
     this.pending = Buffer.alloc(0);
     this.lane.options.handOff(s);
     s.resume();
+  }
+
+  /** After an answer is out: reads on, and answers what is already here. */
+  private goOn(): void {
+    this.busy = false;
+    if (!this.lane.open.has(this)) return;
+    if (this.socket.isPaused()) this.socket.resume();
+    queueMicrotask(() => {
+      if (!this.busy && this.lane.open.has(this)) this.next();
+    });
   }
 
   /** Answers the heartbeats that are all here, one at a time, in order. */
@@ -303,15 +326,16 @@ class Connection {
     };
     const res = new LaneResponse(
       (text, close) => {
-        this.busy = false;
         this.lane.options.counted?.('answered');
         if (close || late) {
+          this.busy = false;
           this.forget();
           this.socket.end(text);
           return;
         }
-        this.socket.write(text);
-        if (this.lane.open.has(this)) queueMicrotask(() => this.next());
+        // A client that sends without reading its answers is read no further until they are out.
+        if (this.socket.write(text)) this.goOn();
+        else this.socket.once('drain', () => this.goOn());
       },
       () => {
         this.forget();
