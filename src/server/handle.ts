@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../lib/logger.js';
-import { CAPABILITIES_HEADER } from '../protocol/capabilities.js';
+import { CAPABILITIES_HEADER, SERVER_VERSION_HEADER } from '../protocol/capabilities.js';
+import { executorVersion } from '../protocol/version.js';
+import type { QuickHeartbeat } from './executor-api/heartbeat.js';
 import { CAPABILITIES_VALUE } from './executor-api/routes.js';
 import { answerFailure, type FailureForms } from './failure.js';
 import {
@@ -66,8 +68,13 @@ function refuseOverMemory(ctx: RouteContext, executorRoute: boolean, refusal: st
   }
 }
 
+/** A heartbeat's answer when it reported no jobs. */
+const NO_IDS = { knownIds: [], cancelIds: [] };
+
 export interface HandlerDeps {
   router: Router;
+  /** The heartbeat route's answer to an idle executor's heartbeat, without its promises. */
+  quickHeartbeat: QuickHeartbeat;
   logger: Logger;
   metrics: HttpMetrics;
   memory: MemoryGuard;
@@ -80,7 +87,7 @@ export function createHandlers(deps: HandlerDeps): {
   handle: (req: IncomingMessage, res: ServerResponse) => void;
   answerLane: LaneAnswer;
 } {
-  const { router, logger, metrics, memory, timeouts } = deps;
+  const { router, logger, metrics, memory, timeouts, quickHeartbeat } = deps;
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
   // of a call into the random generator per request.
   const requestIdPrefix = randomBytes(4).toString('hex');
@@ -167,6 +174,12 @@ export function createHandlers(deps: HandlerDeps): {
       metrics.observe(route.name, 'POST', res.statusCode, (performance.now() - arrived) / 1000),
     );
     res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
+    if (queue !== null && laneReq.bodyError === undefined && quickHeartbeat(queue, req, laneReq.wholeBody)) {
+      // What the route answers (envelope.ts sets the version header first).
+      res.setHeader(SERVER_VERSION_HEADER, executorVersion());
+      sendJson(res, 200, NO_IDS);
+      return;
+    }
     let url: URL | undefined;
     const ctx: RouteContext = {
       req,

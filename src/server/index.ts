@@ -15,6 +15,7 @@ import type { EnqueueHook, RouteDeps } from './deps.js';
 import { createEnqueueNotifier } from './enqueue-notifier.js';
 import { registerFileRoutes } from './executor-api/files.js';
 import { registerGitRoutes } from './executor-api/git.js';
+import type { QuickHeartbeat } from './executor-api/heartbeat.js';
 import {
   createHeartbeatWriter,
   EXECUTOR_ROW_REFRESH_MS,
@@ -183,7 +184,7 @@ export function createServer(deps: ServerDeps): ServerApp {
   // Log writes on other replicas (PostgreSQL NOTIFY) wake this replica's followers too.
   const unsubscribeLogs = store.onLogWrite?.((jobId) => logNotifier.notify(jobId));
 
-  const router = createRoutes(routeDeps, history);
+  const { router, quickHeartbeat } = createRoutes(routeDeps, history);
 
   const loops = createLoops(deps, store, {
     announceEnqueue: routeDeps.announceEnqueue,
@@ -194,6 +195,7 @@ export function createServer(deps: ServerDeps): ServerApp {
 
   const { handle, answerLane } = createHandlers({
     router,
+    quickHeartbeat,
     logger,
     metrics,
     memory,
@@ -237,15 +239,18 @@ export function createServer(deps: ServerDeps): ServerApp {
 }
 
 /** Every route of the server: the executor API, git, files, the user API, the web UI, ops. */
-function createRoutes(routeDeps: RouteDeps, history: QueueHistory): Router {
+function createRoutes(
+  routeDeps: RouteDeps,
+  history: QueueHistory,
+): { router: Router; quickHeartbeat: QuickHeartbeat } {
   const router = createRouter();
-  registerExecutorRoutes(router, routeDeps);
+  const quickHeartbeat = registerExecutorRoutes(router, routeDeps);
   registerGitRoutes(router, routeDeps);
   registerFileRoutes(router, routeDeps);
   registerUserRoutes(router, routeDeps);
   registerWebRoutes(router, routeDeps, history);
   registerOpsRoutes(router, routeDeps);
-  return router;
+  return { router, quickHeartbeat };
 }
 
 /** The guard of EXECUTOR_SERVER_MEMORY_LIMIT; a sample it cannot read (EMFILE) is logged. */

@@ -228,7 +228,14 @@ describe('the lane in a server', () => {
       );
       c.write(request('/.executors/queue/default/heartbeat', '{"executorName":'));
       c.write(request('/.executors/queue/heartbeat', JSON.stringify({ executorName: 'lane-1', jobIds: [] })));
-      const got = [await c.answer(), await c.answer(), await c.answer()];
+      // An idle executor's heartbeat twice: the route answers the first (its row is written), the
+      // lane's quick path the second (nothing to write).
+      const idle = request(
+        '/.executors/queue/default/heartbeat',
+        JSON.stringify({ executorName: 'lane-2', jobIds: [] }),
+      );
+      c.write(idle + idle);
+      const got = [await c.answer(), await c.answer(), await c.answer(), await c.answer(), await c.answer()];
       answers.push(got.map((a) => ({ ...a, headers: [...a.headers.keys()], date: a.headers.get('date') })));
       counts.push(await counted());
     }
@@ -237,12 +244,14 @@ describe('the lane in a server', () => {
       [200, `{"knownIds":["1"],"cancelIds":["1"]}\n`],
       [400, expect.stringMatching(/^Failed to unmarshal payload: /)],
       [500, '{"error":"queueNames must be set for multi-queue heartbeats"}\n'],
+      [200, '{"knownIds":[],"cancelIds":[]}\n'],
+      [200, '{"knownIds":[],"cancelIds":[]}\n'],
     ]);
     expect(lane!.map((a) => [a.status, a.body])).toEqual(node!.map((a) => [a.status, a.body]));
     // The same headers, in the same order.
     expect(lane!.map((a) => a.headers)).toEqual(node!.map((a) => a.headers));
     expect(counts).toEqual([
-      { answered: 3, request: 0 },
+      { answered: 5, request: 0 },
       { answered: 0, request: 0 },
     ]);
   });

@@ -69,6 +69,19 @@ function acceptedBefore(req: RouteContext['req'], expected: string): boolean {
   return timingSafeEqual(Buffer.from(header), known.header);
 }
 
+/**
+ * True when requireExecutor would let `req` through at once: its peer is not over the failure
+ * limit and it repeats the header already accepted on its connection.
+ */
+export function executorAcceptedAgain(req: RouteContext['req'], deps: RouteDeps): boolean {
+  const expected = deps.config.executorsAccessToken;
+  return (
+    expected !== '' &&
+    deps.authLimiter.blocked({ peer: peerOf(req) }) === null &&
+    acceptedBefore(req, expected)
+  );
+}
+
 export function requireExecutor(ctx: RouteContext, deps: RouteDeps): void {
   refuseIfLimited(ctx, deps);
   const expected = deps.config.executorsAccessToken;

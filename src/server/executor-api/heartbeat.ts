@@ -6,6 +6,7 @@
  * (heartbeat-writer.ts); an executor's row is written when it changed or has aged, and otherwise
  * only when it was last seen, with the others seen in the same second.
  */
+import type { IncomingMessage } from 'node:http';
 import { type HeartbeatRequest, heartbeatRequestSchema } from '../../protocol/http.js';
 import type { ExecutorHeartbeat } from '../../store/types.js';
 import type { RouteDeps } from '../deps.js';
@@ -13,7 +14,7 @@ import { type Router, sendJson } from '../http.js';
 import { normalizePushedMetrics } from '../pushed-metrics.js';
 import { createDecodeCache } from './decode-cache.js';
 import { decode, HandlerError, wrapExecutorHandler as wrap } from './envelope.js';
-import { requireExecutor } from './guards.js';
+import { executorAcceptedAgain, requireExecutor } from './guards.js';
 import { rowKey } from './heartbeat-writer.js';
 
 /**
@@ -22,7 +23,16 @@ import { rowKey } from './heartbeat-writer.js';
  */
 export const HEARTBEAT_BODY_MARGIN_BYTES = 1024 * 1024;
 
-export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
+/**
+ * An idle executor's heartbeat on the single-queue route, whose body has whole (the heartbeat
+ * lane's): answered without the route's promises when nothing in it needs the store (its token
+ * accepted on this connection before, its body decoded before, no job ids, its row not due). True
+ * when it was recorded and its answer is `{"knownIds":[],"cancelIds":[]}`; false when the route
+ * must answer it.
+ */
+export type QuickHeartbeat = (queue: string, req: IncomingMessage, body: Buffer) => boolean;
+
+export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): QuickHeartbeat {
   const { clock, logger, heartbeats } = deps;
   // An idle executor sends the same body at every heartbeat: it is parsed and validated once.
   const decoded = createDecodeCache<HeartbeatRequest>();
@@ -129,4 +139,17 @@ export function registerHeartbeatRoutes(router: Router, deps: RouteDeps): void {
     heartbeat(false),
     '/.executors/queue/:queue/heartbeat',
   );
+
+  return (queue, req, bytes) => {
+    if (!executorAcceptedAgain(req, deps)) return false;
+    const body = decoded.get(bytes.toString('utf8'));
+    if (body === undefined || body.executorName === '' || body.jobIds.length > 0) return false;
+    // The row's key was made when the route answered this body on this queue before.
+    const known = keys.get(body);
+    if (known === undefined || known.route !== queue) return false;
+    const now = clock.now();
+    if (heartbeats.rowDue(body.executorName, known.key, now)) return false;
+    heartbeats.seen(body.executorName, now);
+    return true;
+  };
 }

@@ -11,13 +11,13 @@ import { type Router, sendText } from '../http.js';
 import { registerDequeueRoutes } from './dequeue.js';
 import { wrapExecutorHandler as wrap } from './envelope.js';
 import { requireExecutor } from './guards.js';
-import { registerHeartbeatRoutes } from './heartbeat.js';
+import { type QuickHeartbeat, registerHeartbeatRoutes } from './heartbeat.js';
 import { registerLogRoutes } from './logs.js';
 import { registerMarkRoutes } from './marks.js';
 
 export { CAPABILITIES_VALUE } from './envelope.js';
 
-export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
+export function registerExecutorRoutes(router: Router, deps: RouteDeps): QuickHeartbeat {
   router.add(
     'GET',
     '/.executors/test/auth',
@@ -28,7 +28,8 @@ export function registerExecutorRoutes(router: Router, deps: RouteDeps): void {
   );
 
   registerDequeueRoutes(router, deps);
-  registerHeartbeatRoutes(router, deps);
+  const quick = registerHeartbeatRoutes(router, deps);
   registerLogRoutes(router, deps);
   registerMarkRoutes(router, deps);
+  return quick;
 }
