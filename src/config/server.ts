@@ -204,7 +204,7 @@ export const SERVER_ENV = {
     flag: 'heartbeat-lane',
     default: 'false',
     description:
-      "answer heartbeats without node:http on connections that have carried nothing else (HTTP and HTTPS; a connection is node:http's from its first other request on): at 10,000 idle executors 8 to 18 % less CPU and 100 to 300 MiB more memory (docs/benchmarks.md); true or false",
+      "answer heartbeats without node:http on connections that have carried nothing else (HTTP and HTTPS; a connection is node:http's from its first other request on): at 10,000 idle executors about a quarter less CPU and 80 to 150 MiB more memory (docs/benchmarks.md); true or false",
     parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
   },
   EXECUTOR_SERVER_MAX_LOG_ENTRIES: {
