@@ -88,6 +88,7 @@ export function createHandlers(deps: HandlerDeps): {
   answerLane: LaneAnswer;
 } {
   const { router, logger, metrics, memory, timeouts, quickHeartbeat } = deps;
+  const serverVersion = executorVersion();
   // Request ids need to be unique, not secret: a random prefix per server and a counter, instead
   // of a call into the random generator per request.
   const requestIdPrefix = randomBytes(4).toString('hex');
@@ -176,7 +177,7 @@ export function createHandlers(deps: HandlerDeps): {
     res.setHeader(CAPABILITIES_HEADER, CAPABILITIES_VALUE);
     if (queue !== null && laneReq.bodyError === undefined && quickHeartbeat(queue, req, laneReq.wholeBody)) {
       // What the route answers (envelope.ts sets the version header first).
-      res.setHeader(SERVER_VERSION_HEADER, executorVersion());
+      res.setHeader(SERVER_VERSION_HEADER, serverVersion);
       sendJson(res, 200, NO_IDS);
       return;
     }

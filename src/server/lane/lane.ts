@@ -30,7 +30,6 @@ import {
 export interface LaneRequest {
   method: 'POST';
   url: string;
-  httpVersion: '1.1';
   headers: Record<string, string>;
   socket: Socket;
   complete: true;
@@ -59,8 +58,6 @@ export interface LaneOptions {
 
 export interface Lanes {
   accept(socket: Socket): void;
-  /** Connections in the lane now. */
-  size(): number;
   /** Closes the idle ones; the others close after their answer. New ones are still handed over. */
   close(): void;
   /** Cuts every connection still in the lane. */
@@ -99,10 +96,6 @@ export class LaneResponse {
     this.names.set(key, name);
     this.values.set(key, String(value));
     return this;
-  }
-
-  getHeader(name: string): string | undefined {
-    return this.values.get(name.toLowerCase());
   }
 
   writeHead(status: number, headers: Record<string, string> = {}): this {
@@ -316,7 +309,6 @@ class Connection {
     const req: LaneRequest = {
       method: 'POST',
       url: head.path,
-      httpVersion: '1.1',
       headers: head.headers,
       socket: this.socket,
       complete: true,
@@ -359,7 +351,6 @@ export function createLanes(options: LaneOptions): Lanes {
       if (lane.closing) options.handOff(socket);
       else new Connection(socket, lane);
     },
-    size: () => lane.open.size,
     close() {
       lane.closing = true;
       for (const c of lane.open) if (c.idle()) c.socket.end();
