@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadServerConfig, SERVER_SETTINGS, ServerConfigError } from '../config/server.js';
 import { systemClock } from '../lib/clock.js';
-import { setHeapGrowingPercent } from '../lib/heap-growth.js';
+import { setHeapGrowingPercent, stopPretenuring } from '../lib/heap-growth.js';
 import { createLogger } from '../lib/logger.js';
 
 // The server and the Store drivers are imported when the command runs, not when the CLI registers
@@ -39,6 +39,7 @@ export function registerServerCommand(program: Command): void {
       throw e;
     }
     setHeapGrowingPercent(config.heapGrowingPercent);
+    stopPretenuring();
     // A bad repositories file stops the start, every problem listed (it is re-read while running).
     if (config.repositoriesFile) {
       const { readRepositoryFile, RepositoryFileError } = await import('../server/repos/repository-file.js');
