@@ -6,7 +6,12 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LONG_POLL_HEADER } from '../../src/protocol/capabilities.js';
-import { LANE_MAX_BODY_BYTES, LANE_MAX_HEAD_BYTES, readLaneRequest } from '../../src/server/lane/request.js';
+import {
+  LANE_MAX_BODY_BYTES,
+  LANE_MAX_HEAD_BYTES,
+  LaneReader,
+  readLaneRequest,
+} from '../../src/server/lane/request.js';
 import { waitFor } from '../helpers/env.js';
 import { EXECUTOR_TOKEN, type Harness, startHarness } from './harness.js';
 
@@ -91,6 +96,34 @@ describe('the lane reader', () => {
     for (const [what, text] of Object.entries(cases)) expect(read(text).kind, what).toBe('other');
     // Connection: keep-alive, in any case, is the lane's.
     expect(read(request(hb, BODY, ['connection: Keep-Alive'])).kind).toBe('heartbeat');
+  });
+
+  it('gives a repeated head as read the first time, and reads any other afresh, body and all', () => {
+    const reader = new LaneReader();
+    const hb = '/.executors/queue/default/heartbeat';
+    const bytes = (text: string) => Buffer.from(text, 'latin1');
+    const first = reader.read(bytes(request(hb)));
+    if (first.kind !== 'heartbeat') throw new Error('not read');
+    // Same head, another body of the same length, and the next request behind it.
+    const other = BODY.replace('lane-1', 'lane-2');
+    const again = reader.read(bytes(`${request(hb, other)}GET / HTTP/1.1\r\n`));
+    if (again.kind !== 'heartbeat') throw new Error('not read');
+    expect(again.head).toBe(first.head);
+    expect(again.body.toString()).toBe(other);
+    expect(again.used).toBe(first.used);
+    const whole = request(hb);
+    expect(reader.read(bytes(whole.slice(0, -1)))).toEqual({ kind: 'partial', head: first.head });
+    expect(reader.read(bytes(whole.slice(0, whole.indexOf('\r\n\r\n'))))).toEqual({ kind: 'incomplete' });
+    // Anything else is read as readLaneRequest reads it, and a new heartbeat's head is kept.
+    expect(reader.read(bytes(request(hb, BODY, ['Connection: close']))).kind).toBe('other');
+    const multi = reader.read(bytes(request('/.executors/queue/heartbeat')));
+    expect(multi).toMatchObject({ kind: 'heartbeat', head: { queue: null } });
+    const longer = `${BODY} `;
+    const third = reader.read(bytes(request('/.executors/queue/heartbeat', longer)));
+    expect(third).toMatchObject({ kind: 'heartbeat', head: { queue: null } });
+    if (third.kind !== 'heartbeat' || multi.kind !== 'heartbeat') throw new Error('not read');
+    expect(third.head).not.toBe(multi.head);
+    expect(third.body.toString()).toBe(longer);
   });
 });
 

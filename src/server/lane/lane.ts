@@ -23,7 +23,7 @@ import {
   LANE_MAX_HEAD_BYTES,
   type LaneHead,
   type LaneRead,
-  readLaneRequest,
+  LaneReader,
 } from './request.js';
 
 /** The request a lane gives the route handler: what the heartbeat path reads of a request. */
@@ -111,21 +111,35 @@ export class LaneResponse {
 
   end(body: string | Buffer = ''): void {
     if (this.headersSent) return;
-    this.headersSent = true;
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (!this.values.has('content-length')) this.setHeader('content-length', Buffer.byteLength(text));
     const close = this.values.get('connection')?.toLowerCase() === 'close';
-    let head = `HTTP/1.1 ${this.statusCode} ${STATUS_CODES[this.statusCode] ?? 'unknown'}\r\n`;
+    let lines = '';
     for (const [key, value] of this.values) {
       // Handlers set only values of their own making; one that could split the head is a bug.
       if (/[\r\n]/.test(value)) throw new Error(`header ${key} holds a line break`);
-      if (key !== 'connection') head += `${this.names.get(key)}: ${value}\r\n`;
+      if (key !== 'connection') lines += `${this.names.get(key)}: ${value}\r\n`;
     }
-    head += `Date: ${httpDate()}\r\n`;
-    head += close
+    this.send(lines, text, close);
+  }
+
+  /**
+   * The answer `end` would write for `status`, header lines of the caller's making (each with its
+   * CRLF, in the order `setHeader` would have had them, none set before) and `text`, kept alive.
+   */
+  endWith(status: number, lines: string, text: string): void {
+    if (this.headersSent) return;
+    this.statusCode = status;
+    this.send(lines, text, false);
+  }
+
+  private send(lines: string, text: string, close: boolean): void {
+    this.headersSent = true;
+    const status = `HTTP/1.1 ${this.statusCode} ${STATUS_CODES[this.statusCode] ?? 'unknown'}\r\n`;
+    const connection = close
       ? 'Connection: close\r\n'
       : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.keepAliveSeconds}\r\n`;
-    this.write(`${head}\r\n${text}`, close);
+    this.write(`${status}${lines}Date: ${httpDate()}\r\n${connection}\r\n${text}`, close);
     const finishers = this.finishers;
     this.finishers = [];
     for (const fn of finishers) fn();
@@ -157,6 +171,7 @@ const LANE_HOLD_BYTES = LANE_MAX_HEAD_BYTES + LANE_MAX_BODY_BYTES;
 /** One connection while the lane has it. */
 class Connection {
   private pending: Buffer = Buffer.alloc(0);
+  private readonly reader = new LaneReader();
   private busy = false;
   private ended = false;
   /** When the request being read began (its first byte), its head ended, and its last byte came. */
@@ -259,7 +274,7 @@ class Connection {
     }
     const now = Date.now();
     if (this.began === 0) this.began = now;
-    const read: LaneRead = readLaneRequest(this.pending);
+    const read: LaneRead = this.reader.read(this.pending);
     if (read.kind === 'other') {
       this.giveUp();
       return;

@@ -89,3 +89,32 @@ export function readLaneRequest(buf: Buffer): LaneRead {
   if (buf.length < from + length) return { kind: 'partial', head };
   return { kind: 'heartbeat', head, body: buf.subarray(from, from + length), used: from + length };
 }
+
+/**
+ * A connection's reader: `readLaneRequest`, but a heartbeat whose head repeats the last one read
+ * byte for byte (an executor sends the same head every 5 s) is not parsed again: the same bytes
+ * read the same, so the head read last time is given again (handlers do not change it).
+ */
+export class LaneReader {
+  private head: LaneHead | undefined;
+  private headBytes: Buffer = Buffer.alloc(0);
+  private bodyLength = 0;
+
+  read(buf: Buffer): LaneRead {
+    const known = this.headBytes;
+    const from = known.length;
+    if (this.head !== undefined && buf.length >= from && buf.compare(known, 0, from, 0, from) === 0) {
+      const end = from + this.bodyLength;
+      if (buf.length < end) return { kind: 'partial', head: this.head };
+      return { kind: 'heartbeat', head: this.head, body: buf.subarray(from, end), used: end };
+    }
+    const read = readLaneRequest(buf);
+    if (read.kind === 'heartbeat') {
+      this.head = read.head;
+      this.bodyLength = read.body.length;
+      // A copy: a view would keep the whole read alive.
+      this.headBytes = Buffer.from(buf.subarray(0, read.used - read.body.length));
+    }
+    return read;
+  }
+}
