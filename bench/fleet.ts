@@ -46,7 +46,7 @@
  * FLEET_TRANSPORT=fetch the global fetch (about twice that again). Heartbeats have a pool of their
  * own, as each executor's client keeps them on a connection its long-poll does not hold
  * (FLEET_POOL=shared: one pool for everything). The server is started with this process's
- * environment, so EXECUTOR_SERVER_HEARTBEAT_LANE=true and the like reach it.
+ * environment, so EXECUTOR_SERVER_HEARTBEAT_LANE=false and the like reach it.
  *
  * FLEET_METRICS_BYTES=N makes each simulated executor push about N bytes of metrics that change at
  * every heartbeat, as real executors' do (default none). FLEET_ANCHOR=0 leaves the anchor out (its

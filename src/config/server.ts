@@ -202,9 +202,9 @@ export const SERVER_ENV = {
   },
   EXECUTOR_SERVER_HEARTBEAT_LANE: {
     flag: 'heartbeat-lane',
-    default: 'false',
+    default: 'true',
     description:
-      "answer heartbeats without node:http on connections that have carried nothing else (HTTP and HTTPS; a connection is node:http's from its first other request on): at 10,000 idle executors about a quarter less CPU and 80 to 150 MiB more memory (docs/benchmarks.md); true or false",
+      "answer heartbeats without node:http on connections that have carried nothing else (HTTP and HTTPS; a connection is node:http's from its first other request on): at 10,000 idle executors about a third less CPU (docs/benchmarks.md); false gives every connection to node:http",
     parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
   },
   EXECUTOR_SERVER_MAX_LOG_ENTRIES: {

@@ -3,8 +3,9 @@
  * here, and the heartbeats it carries are answered without node:http. At 10,000 executors a server
  * answers 2,000 heartbeats a second; node:http's request and response objects, its parser's
  * callbacks and its socket bookkeeping were about 50 us of the 230 to 260 each one cost; with the
- * route's quick case (heartbeat.ts) the lane saves about a quarter, for a heap that grows further
- * between full collections (docs/benchmarks.md, "The heartbeat lane"). The lane reads the bytes
+ * route's quick case (heartbeat.ts) the lane saves about a third (docs/benchmarks.md, "The
+ * heartbeat lane" and "Pretenuring off"). On by default; EXECUTOR_SERVER_HEARTBEAT_LANE=false
+ * gives every connection to node:http. The lane reads the bytes
  * itself (request.ts), gives the same route handler the server's other path gives (the same
  * authentication, decoding, answers and failures: `LaneAnswer`) a request whose body is already
  * here, and writes the answer as node:http would, headers included.
