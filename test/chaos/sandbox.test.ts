@@ -177,13 +177,14 @@ for (const runtime of ['docker', 'gvisor'] as const) {
         job(
           'bomb',
           [
-            'f=/sys/fs/cgroup/pids/pids.current; [ -e $f ] || f=/sys/fs/cgroup/pids.current',
+            'e=/sys/fs/cgroup/pids/pids.events; [ -e $e ] || e=/sys/fs/cgroup/pids.events',
             'bomb() { bomb | bomb & }',
             'bomb',
             // Builtins only (no fork is possible while the bomb holds every pid): wait until the
-            // pids counter is at the limit where the cgroup is visible, else spin briefly; then
-            // end, and the container's end takes the bomb with it.
-            `if [ -e $f ]; then while read n < $f; [ "$n" -lt ${PIDS_LIMIT} ]; do :; done; else i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; fi`,
+            // kernel has refused a fork at the limit (pids.events only grows; pids.current at the
+            // limit can be missed for minutes on a busy machine) where the cgroup is visible, else
+            // spin briefly; then end, and the container's end takes the bomb with it.
+            'if [ -e $e ]; then while read k refused < $e; [ "$refused" -eq 0 ]; do :; done; else i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; fi',
             'echo contained',
           ].join('\n'),
         ),
