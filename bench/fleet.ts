@@ -12,7 +12,10 @@
  *     window (the submit sent → a client holds the job).
  * The anchor, in the same run against the same kind of server: a Sourcegraph-style fleet of the
  * same size (no long-poll; an empty dequeue every second). Target: ours >= 5x cheaper in server
- * CPU (and, on PostgreSQL, in statements per second). The note of the CPU figure also gives it per
+ * CPU (and, on PostgreSQL, in statements per second). An anchor whose server, at a whole core,
+ * answered fewer requests than are due (10,000 on two cores) has its CPU and statements scaled to
+ * the rate due, said in the notes; the jobs of its window that no client held within 30 s are
+ * counted, not a failure. The note of the CPU figure also gives it per
  * heartbeat: the server's CPU over the window over the heartbeats it answered in it (its /metrics
  * request counters; size / 5 s when the fleet keeps up), so it includes the rest of an idle fleet's
  * traffic (re-parked long-polls, the window's jobs).
@@ -235,6 +238,8 @@ const noCounters: Counters = {
 };
 
 interface Measured {
+  /** Jobs submitted in the window that no client held within 30 s after it (the anchor's only). */
+  undispatched: number;
   /** Heartbeats that wrote per store write of heartbeats, over the window. */
   batchMean: number;
   /** The share of the window's heartbeats the server's heartbeat lane answered (NaN without). */
@@ -507,15 +512,20 @@ async function measure(
     const windows = await fleet.endWindow();
     if (PROFILING)
       say(`window: ${mono0} to ${mono1} us (monotonic), server pid ${server.proc.pid}, fleet pids ${pids}`);
-    await waitFor(
-      'every submitted job dispatched',
-      () => {
-        fleet.check();
-        return fleet.got().filter((g) => submitted.has(g.got)).length === submitted.size;
-      },
-      30_000,
-      20,
-    );
+    const dispatched = () => fleet.got().filter((g) => submitted.has(g.got)).length;
+    // A Sourcegraph-style fleet its server cannot keep up with (10,000 on two cores: their
+    // heartbeats come late and the resetter takes their jobs back) may never hold some of the
+    // window's jobs: the anchor is measured all the same, with the count of those.
+    const until = performance.now() + 30_000;
+    while (dispatched() < submitted.size) {
+      fleet.check();
+      if (performance.now() > until) {
+        if (mode === 'poll') break;
+        throw new Error('timed out waiting for every submitted job dispatched');
+      }
+      await sleep(20);
+    }
+    const undispatched = submitted.size - dispatched();
     const dispatch = fleet
       .got()
       .filter((g) => submitted.has(g.got))
@@ -529,6 +539,7 @@ async function measure(
       }),
     );
     return {
+      undispatched,
       batchMean: (hb1.writes - hb0.writes) / (hb1.batches - hb0.batches),
       laneShare: (hb1.laneAnswers - hb0.laneAnswers) / (hb1.served - hb0.served),
       cpuPct: (cpu / seconds) * 100,
@@ -593,6 +604,7 @@ const tcpSays = (m: Measured) =>
 
 /** The anchor's figures when it is left out (FLEET_ANCHOR=0) or could not run. */
 const unmeasured: Measured = {
+  undispatched: Number.NaN,
   batchMean: Number.NaN,
   laneShare: Number.NaN,
   cpuPct: Number.NaN,
@@ -668,15 +680,28 @@ async function oneStore(
         : text();
   const name = `fleet.${label}.${size}`;
   const cpuTarget = label === 'sqlite' ? 20 : 30;
+  // The anchor's requests due a second (a dequeue per executor a second, a heartbeat per 5 s) and
+  // those its server answered. A server that answered fewer at a whole core (90 % or more) was
+  // saturated: its baselines are scaled to the rate due, at the cost per request it showed (the
+  // lowest a server shows: saturated, each turn of its event loop serves many requests). Below
+  // that, its simulator was the limit, and the baselines are as measured.
+  const anchorDue = size + size / 5;
+  const anchorAnswered = anchor.dequeuesPerSec + anchor.heartbeatsPerSec;
+  const anchorScale =
+    anchorAnswered < 0.95 * anchorDue && anchor.cpuPct >= 90 ? anchorDue / anchorAnswered : 1;
+  const anchorScaled = (what: string, measured: number, unit: string) =>
+    anchorScale === 1
+      ? ''
+      : ` SATURATED: it answered ${anchorAnswered.toFixed(0)} of ${anchorDue} requests due a second; its ${what} (${measured.toFixed(1)} ${unit} measured) is scaled to the rate due, x${anchorScale.toFixed(2)}.`;
   rows.push(
     result({
       name: `${name}.cpu`,
       ours: ours.cpuPct,
-      baseline: anchor.cpuPct,
+      baseline: anchor.cpuPct * anchorScale,
       unit: '% core',
       target: `<= ${cpuTarget} % at 10,000; anchor >= 5x ours`,
       met: (o, r) => (size < 10_000 || o <= cpuTarget) && r <= 0.2,
-      note: `server CPU (${usPerHeartbeat(ours)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}; ${laneSays(ours)}); ${simSays(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${simSays(anchor)}`)}. RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
+      note: `server CPU (${usPerHeartbeat(ours)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}; ${laneSays(ours)}); ${simSays(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${simSays(anchor)}.${anchorScaled('CPU', anchor.cpuPct, '%')}`)} RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
     }),
     result({
       name: `${name}.rss`,
@@ -702,7 +727,7 @@ async function oneStore(
       unit: 'ms',
       target: '<= 10 ms',
       met: (o) => o <= 10,
-      note: `p99 ${ours.dispatchP99.toFixed(1)} ms (target <= 50 ms); claimed at the server (the job's startedAt) p50 ${ours.claimP50.toFixed(0)} ms, p99 ${ours.claimP99.toFixed(0)} ms after the submit was sent; ${anchorSays(() => `anchor p50 ${anchor.dispatchP50.toFixed(0)} ms`)}`,
+      note: `p99 ${ours.dispatchP99.toFixed(1)} ms (target <= 50 ms); claimed at the server (the job's startedAt) p50 ${ours.claimP50.toFixed(0)} ms, p99 ${ours.claimP99.toFixed(0)} ms after the submit was sent; ${anchorSays(() => `anchor p50 ${anchor.dispatchP50.toFixed(0)} ms${anchor.undispatched > 0 ? `, ${anchor.undispatched} of its ${JOBS_IN_WINDOW} jobs never held by a client within 30 s` : ''}`)}`,
     }),
   );
   if (floor) {
@@ -723,11 +748,11 @@ async function oneStore(
       result({
         name: `${name}.statements`,
         ours: ours.statementsPerSec,
-        baseline: anchor.statementsPerSec,
+        baseline: anchor.statementsPerSec * anchorScale,
         unit: 'stmt/s',
         target: `<= 1.1 x heartbeats (${(1.1 * ours.heartbeatsPerSec).toFixed(0)}/s); anchor >= 5x ours`,
         met: (o, r) => o <= 1.1 * ours.heartbeatsPerSec && r <= 0.2,
-        note: `database CPU ${ours.dbCpuPct.toFixed(1)} %; ${anchorSays(() => `anchor: database CPU ${anchor.dbCpuPct.toFixed(1)} %, ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s answered of ${size}/s due`)}`,
+        note: `database CPU ${ours.dbCpuPct.toFixed(1)} %; ${anchorSays(() => `anchor: database CPU ${anchor.dbCpuPct.toFixed(1)} %, ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s answered of ${size}/s due.${anchorScaled('statements a second', anchor.statementsPerSec, '/s')}`)}`,
       }),
     );
   }
