@@ -12,10 +12,11 @@
  *     window (the submit sent → a client holds the job).
  * The anchor, in the same run against the same kind of server: a Sourcegraph-style fleet of the
  * same size (no long-poll; an empty dequeue every second). Target: ours >= 5x cheaper in server
- * CPU (and, on PostgreSQL, in statements per second). An anchor whose server, at a whole core,
- * answered fewer requests than are due (10,000 on two cores) has its CPU and statements scaled to
- * the rate due, said in the notes; the jobs of its window that no client held within 30 s are
- * counted, not a failure. The note of the CPU figure also gives it per
+ * CPU (and, on PostgreSQL, in statements per second). An anchor whose server answered fewer
+ * requests than are due (10,000 on two cores) keeps its measured figures, and the notes add what
+ * the rate due would cost at its cost per request (a model); the jobs of its window that its
+ * server did not take or no client held within 30 s are counted, not a failure. The note of the
+ * CPU figure also gives it per
  * heartbeat: the server's CPU over the window over the heartbeats it answered in it (its /metrics
  * request counters; size / 5 s when the fleet keeps up), so it includes the rest of an idle fleet's
  * traffic (re-parked long-polls, the window's jobs).
@@ -238,7 +239,10 @@ const noCounters: Counters = {
 };
 
 interface Measured {
-  /** Jobs submitted in the window that no client held within 30 s after it (the anchor's only). */
+  /**
+   * Jobs of the window that no client held within 30 s after it, or whose submit the server did
+   * not take (the anchor's only: ours fails the run).
+   */
   undispatched: number;
   /** Heartbeats that wrote per store write of heartbeats, over the window. */
   batchMean: number;
@@ -487,6 +491,7 @@ async function measure(
     const mono0 = monotonicUs();
     const t0 = performance.now();
     const submitted = new Map<number, number>();
+    let unsubmitted = 0;
     for (let i = 0; i < JOBS_IN_WINDOW; i++) {
       await sleep(WINDOW_MS / JOBS_IN_WINDOW);
       if (floor) continue;
@@ -495,8 +500,13 @@ async function measure(
       const at = Date.now();
       const job = await patiently(() =>
         api.submit({ queue: 'fleet', steps: [{ image: 'none', run: 'true' }] } as JobSpec),
-      );
-      submitted.set(job.id, at);
+      ).catch((e: unknown) => {
+        // A saturated anchor's server may not take a connection for a submit: counted, not fatal.
+        if (mode === 'longpoll') throw e;
+        unsubmitted++;
+        return undefined;
+      });
+      if (job) submitted.set(job.id, at);
     }
     const seconds = (performance.now() - t0) / 1000;
     const mono1 = monotonicUs();
@@ -525,7 +535,7 @@ async function measure(
       }
       await sleep(20);
     }
-    const undispatched = submitted.size - dispatched();
+    const undispatched = submitted.size - dispatched() + unsubmitted;
     const dispatch = fleet
       .got()
       .filter((g) => submitted.has(g.got))
@@ -534,7 +544,10 @@ async function measure(
     // dispatch is the answer's way to the client and the simulator's own delay.
     const claimed = await Promise.all(
       [...submitted].map(async ([id, at]) => {
-        const job = await patiently(() => api.getJob(id));
+        const job = await patiently(() => api.getJob(id)).catch((e: unknown) => {
+          if (mode === 'longpoll') throw e;
+          return { startedAt: null };
+        });
         return job.startedAt === null ? Number.NaN : Date.parse(job.startedAt) - at;
       }),
     );
@@ -681,27 +694,25 @@ async function oneStore(
   const name = `fleet.${label}.${size}`;
   const cpuTarget = label === 'sqlite' ? 20 : 30;
   // The anchor's requests due a second (a dequeue per executor a second, a heartbeat per 5 s) and
-  // those its server answered. A server that answered fewer at a whole core (90 % or more) was
-  // saturated: its baselines are scaled to the rate due, at the cost per request it showed (the
-  // lowest a server shows: saturated, each turn of its event loop serves many requests). Below
-  // that, its simulator was the limit, and the baselines are as measured.
+  // those its server answered. A server that answered fewer while its simulator had room (its
+  // busiest process under 90 % of a core) could not keep up: its baselines stay as measured, and
+  // the notes add what the rate due would cost at the cost per request it showed (a model).
   const anchorDue = size + size / 5;
   const anchorAnswered = anchor.dequeuesPerSec + anchor.heartbeatsPerSec;
-  const anchorScale =
-    anchorAnswered < 0.95 * anchorDue && anchor.cpuPct >= 90 ? anchorDue / anchorAnswered : 1;
-  const anchorScaled = (what: string, measured: number, unit: string) =>
-    anchorScale === 1
-      ? ''
-      : ` SATURATED: it answered ${anchorAnswered.toFixed(0)} of ${anchorDue} requests due a second; its ${what} (${measured.toFixed(1)} ${unit} measured) is scaled to the rate due, x${anchorScale.toFixed(2)}.`;
+  const anchorShort = anchorAnswered < 0.95 * anchorDue && anchor.simBusiestPct < 90;
+  const anchorScaled = (what: string, measured: number, ours: number, unit: string) =>
+    anchorShort
+      ? ` IT COULD NOT KEEP UP: it answered ${anchorAnswered.toFixed(0)} of ${anchorDue} requests due a second; at its cost per request, the rate due would take ${((measured * anchorDue) / anchorAnswered).toFixed(1)} ${unit} of ${what}, ${((measured * anchorDue) / anchorAnswered / ours).toFixed(1)}x ours (a model, not measured).`
+      : '';
   rows.push(
     result({
       name: `${name}.cpu`,
       ours: ours.cpuPct,
-      baseline: anchor.cpuPct * anchorScale,
+      baseline: anchor.cpuPct,
       unit: '% core',
       target: `<= ${cpuTarget} % at 10,000; anchor >= 5x ours`,
       met: (o, r) => (size < 10_000 || o <= cpuTarget) && r <= 0.2,
-      note: `server CPU (${usPerHeartbeat(ours)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}; ${laneSays(ours)}); ${simSays(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${simSays(anchor)}.${anchorScaled('CPU', anchor.cpuPct, '%')}`)} RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
+      note: `server CPU (${usPerHeartbeat(ours)} us per heartbeat; heartbeats that wrote per store write ${ours.batchMean.toFixed(1)}; ${laneSays(ours)}); ${simSays(ours)}. Baseline: the same server under a Sourcegraph-style fleet (dequeue every 1 s); ${anchorSays(() => `it answered ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s of ${size}/s due, ${simSays(anchor)}.${anchorScaled('server CPU', anchor.cpuPct, ours.cpuPct, '%')}`)} RSS ${ours.rssMiB.toFixed(0)} MiB (anchor ${anchor.rssMiB.toFixed(0)} MiB); ${descriptors(ours)}`,
     }),
     result({
       name: `${name}.rss`,
@@ -727,7 +738,7 @@ async function oneStore(
       unit: 'ms',
       target: '<= 10 ms',
       met: (o) => o <= 10,
-      note: `p99 ${ours.dispatchP99.toFixed(1)} ms (target <= 50 ms); claimed at the server (the job's startedAt) p50 ${ours.claimP50.toFixed(0)} ms, p99 ${ours.claimP99.toFixed(0)} ms after the submit was sent; ${anchorSays(() => `anchor p50 ${anchor.dispatchP50.toFixed(0)} ms${anchor.undispatched > 0 ? `, ${anchor.undispatched} of its ${JOBS_IN_WINDOW} jobs never held by a client within 30 s` : ''}`)}`,
+      note: `p99 ${ours.dispatchP99.toFixed(1)} ms (target <= 50 ms); claimed at the server (the job's startedAt) p50 ${ours.claimP50.toFixed(0)} ms, p99 ${ours.claimP99.toFixed(0)} ms after the submit was sent; ${anchorSays(() => `anchor p50 ${anchor.dispatchP50.toFixed(0)} ms${anchor.undispatched > 0 ? `, ${anchor.undispatched} of its ${JOBS_IN_WINDOW} jobs not submitted (its server took no connection) or never held by a client within 30 s` : ''}`)}`,
     }),
   );
   if (floor) {
@@ -748,11 +759,11 @@ async function oneStore(
       result({
         name: `${name}.statements`,
         ours: ours.statementsPerSec,
-        baseline: anchor.statementsPerSec * anchorScale,
+        baseline: anchor.statementsPerSec,
         unit: 'stmt/s',
         target: `<= 1.1 x heartbeats (${(1.1 * ours.heartbeatsPerSec).toFixed(0)}/s); anchor >= 5x ours`,
         met: (o, r) => o <= 1.1 * ours.heartbeatsPerSec && r <= 0.2,
-        note: `database CPU ${ours.dbCpuPct.toFixed(1)} %; ${anchorSays(() => `anchor: database CPU ${anchor.dbCpuPct.toFixed(1)} %, ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s answered of ${size}/s due.${anchorScaled('statements a second', anchor.statementsPerSec, '/s')}`)}`,
+        note: `database CPU ${ours.dbCpuPct.toFixed(1)} %; ${anchorSays(() => `anchor: database CPU ${anchor.dbCpuPct.toFixed(1)} %, ${anchor.dequeuesPerSec.toFixed(0)} dequeues/s answered of ${size}/s due.${anchorScaled('statements', anchor.statementsPerSec, ours.statementsPerSec, '/s')}`)}`,
       }),
     );
   }
