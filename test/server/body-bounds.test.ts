@@ -81,7 +81,7 @@ describe('refused bodies are not kept (a server process)', () => {
 
     // markComplete, whose quick path once read bodies before the token, is every other one.
     const N = 24;
-    const perConnection = 8 * MiB;
+    const perConnection = 10 * MiB - 1;
     const conns: RawConnection[] = [];
     const started = Date.now();
     for (let i = 0; i < N; i++) {
@@ -90,11 +90,11 @@ describe('refused bodies are not kept (a server process)', () => {
         await openRaw(url, 'POST', w.path, {
           ...w.headers,
           'content-type': 'application/json',
-          'content-length': String(10 * MiB - 1),
+          'content-length': String(perConnection),
         }),
       );
     }
-    // Each sends 8 MiB of its body (192 MiB in all) while the connection stays open.
+    // Each sends its whole body (240 MiB in all) while the connection stays open.
     const sending = conns.map((c) => c.send(perConnection));
     const statuses = await Promise.all(conns.map((c) => c.status));
     const answeredMs = Date.now() - started;
@@ -104,10 +104,11 @@ describe('refused bodies are not kept (a server process)', () => {
     expect(statuses).toEqual(new Array(N).fill(401));
     // The answers came before the bodies: none of them was waited for.
     expect(answeredMs).toBeLessThan(10_000);
-    // Buffered, the markComplete bodies alone would add 12 * 8 MiB = 96 MiB. Drained, what stays
-    // is the garbage of the reads before the collector takes it: about 32 MiB here, whether 4 or
-    // 8 MiB per connection are sent (it does not grow with the bodies); 64 MiB leaves room for both.
-    expect(after - before).toBeLessThan(64 * MiB);
+    // Buffered, the markComplete bodies alone would add 12 * 10 MiB = 120 MiB. Drained, what stays
+    // is the garbage of the reads before the collector takes it, which does not grow with the
+    // bodies but moves with the machine's load: 29 to 65 MiB in runs of 8 MiB per connection (a
+    // CI run failed a bound of 64 MiB so). 96 MiB is under what buffering alone would add.
+    expect(after - before).toBeLessThan(96 * MiB);
     for (const c of conns) c.socket.destroy();
   }, 60_000);
 });
