@@ -181,6 +181,7 @@ if (requireOrSkip('PostgreSQL (TEST_DATABASE_URL)', adminUrl !== undefined)) {
         { version: 5, name: 'job_events' },
         { version: 6, name: 'repositories' },
         { version: 7, name: 'retention' },
+        { version: 8, name: 'executors_last_seen_unindexed' },
       ]);
       expect(Array.isArray((await s.listJobs({ limit: 1 })).jobs)).toBe(true);
       expect(await s.pendingMigrations()).toEqual([]);

@@ -56,6 +56,7 @@ describe('sqlite store specifics', () => {
       { version: 6, name: 'repositories' },
       { version: 7, name: 'retention' },
       { version: 8, name: 'job_claims_ended_only' },
+      { version: 9, name: 'executors_last_seen_unindexed' },
     ]);
     raw.close();
   });

@@ -168,8 +168,8 @@ export function executorQueries(
     queuePollers: (now: number, activeWithinMs: number) => queuePollers(c, now, activeWithinMs),
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
-      // executors_last_seen serves the range; stale rows and their texts are not read. Without a
-      // page: from the first name, no limit (LIMIT NULL).
+      // Stale rows are skipped, not avoided: last_seen_at is not indexed (migration 8), so that
+      // touches are heap-only updates. Without a page: from the first name, no limit (LIMIT NULL).
       const found = await rows<{ name: string; last_seen_at: number; metrics: string }>(
         sql`SELECT name, last_seen_at, metrics FROM executors
          WHERE last_seen_at >= ${at(1)} - $2 AND metrics <> ''
@@ -204,10 +204,6 @@ function executorJson(hb: ExecutorHeartbeat) {
   };
 }
 
-/**
- * Store.touchExecutors, one statement. Rows are locked in name order, as recordHeartbeats' upsert
- * locks them, so the two cannot deadlock.
- */
 /** Store.queuePollers. An executor names one queue or a list; UNION drops one that names a queue twice. */
 async function queuePollers(
   { t, rows }: PgContext,
@@ -227,6 +223,11 @@ async function queuePollers(
   return found.map((r) => ({ queue: r.queue, executors: Number(r.executors) }));
 }
 
+/**
+ * Store.touchExecutors, one statement. Rows are locked in name order, as recordHeartbeats' upsert
+ * locks them, so the two cannot deadlock. last_seen_at is in no index (migration 8), so each row's
+ * update can stay on its page (heap-only) and writes no index.
+ */
 async function touchExecutors({ t, rows }: PgContext, seen: ExecutorSeen[]): Promise<string[]> {
   if (seen.length === 0) return [];
   // Of two entries of one name, the later time wins (max).

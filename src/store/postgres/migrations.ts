@@ -219,4 +219,14 @@ ALTER TABLE log_chunks SET (autovacuum_vacuum_scale_factor = 0.05);
 ALTER TABLE log_entries SET (autovacuum_vacuum_scale_factor = 0.05);
 `,
   },
+  {
+    version: 8,
+    name: 'executors_last_seen_unindexed',
+    sql: `
+-- last_seen_at moves on every heartbeat (touchExecutors); with it indexed no touch could be a
+-- heap-only (HOT) update, so each wrote both indexes. Its readers (the counts and lists of
+-- /metrics, the janitor) run seldom and read most rows anyway, so they scan the table instead.
+DROP INDEX executors_last_seen;
+`,
+  },
 ];

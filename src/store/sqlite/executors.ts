@@ -111,8 +111,8 @@ export function executorQueries(
     },
 
     async queuePollers(now: number, activeWithinMs: number) {
-      // executors_last_seen serves the range. An executor names one queue or a list (JSON text);
-      // UNION drops an executor that names a queue twice.
+      // A scan: last_seen_at is not indexed (migration 9), and most rows are recent. An executor
+      // names one queue or a list (JSON text); UNION drops an executor that names a queue twice.
       return q(
         `SELECT queue, count(*) AS executors FROM (
            SELECT name, queue_name AS queue FROM executors WHERE last_seen_at >= ? AND queue_name IS NOT NULL
@@ -124,8 +124,8 @@ export function executorQueries(
     },
 
     async recentExecutorMetrics(now: number, withinMs: number, page?: NamePage) {
-      // executors_last_seen serves the range; stale rows and their texts are not read. Without a
-      // page: from the first name, no limit (-1).
+      // In name order through the primary key, stale rows skipped (last_seen_at is not indexed:
+      // migration 9). Without a page: from the first name, no limit (-1).
       const after = page?.after ?? null;
       return q(
         `SELECT name, last_seen_at AS lastSeenAt, metrics FROM executors

@@ -238,4 +238,14 @@ ALTER TABLE job_claims_ended RENAME TO job_claims;
 CREATE INDEX job_claims_job ON job_claims (job_id, id);
 `,
   },
+  {
+    version: 9,
+    name: 'executors_last_seen_unindexed',
+    sql: `
+-- last_seen_at moves on every heartbeat (touchExecutors) and its index moved with it: half the
+-- cost of a touch. Its readers (the counts and lists of /metrics, the janitor) run seldom and read
+-- most rows anyway, so they scan the table instead.
+DROP INDEX executors_last_seen;
+`,
+  },
 ];
