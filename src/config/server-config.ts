@@ -35,7 +35,7 @@ export interface ServerConfig {
   bodyIdleTimeoutMs: number;
   /** How long an idle connection stays open (Node's keepAliveTimeout). */
   keepAliveTimeoutMs: number;
-  /** EXECUTOR_SERVER_HEARTBEAT_LANE: heartbeats read by the lane (server/lane/lane.ts), not node:http. */
+  /** EXECUTOR_SERVER_HEARTBEAT_LANE: heartbeats and dequeues read by the lane (server/lane/lane.ts), not node:http. */
   heartbeatLane: boolean;
   /** Log entries one job attempt may add. */
   maxLogEntriesPerJob: number;

@@ -204,7 +204,7 @@ export const SERVER_ENV = {
     flag: 'heartbeat-lane',
     default: 'true',
     description:
-      "answer heartbeats without node:http on connections that have carried nothing else (HTTP and HTTPS; a connection is node:http's from its first other request on): at 10,000 idle executors about a third less CPU (docs/benchmarks.md); false gives every connection to node:http",
+      "answer heartbeats and dequeues without node:http on connections that have carried nothing else (HTTP and HTTPS; a connection is node:http's from its first other request on): at 10,000 idle executors about half the CPU (docs/benchmarks.md); false gives every connection to node:http",
     parse: oneOf(['true', 'false'], 'must be true or false').transform((v) => v === 'true'),
   },
   EXECUTOR_SERVER_MAX_LOG_ENTRIES: {

@@ -160,22 +160,34 @@ export function createHandlers(deps: HandlerDeps): {
   };
 
   // The heartbeat lane's requests (lane/lane.ts) go to the routes node:http's would match.
-  const heartbeatRoutes = {
-    multi: foundRoute(router, '/.executors/queue/heartbeat'),
-    single: foundRoute(router, '/.executors/queue/q/heartbeat'),
+  const laneRoutes = {
+    heartbeat: {
+      multi: foundRoute(router, '/.executors/queue/heartbeat'),
+      single: foundRoute(router, '/.executors/queue/q/heartbeat'),
+    },
+    dequeue: {
+      multi: foundRoute(router, '/.executors/queue/dequeue'),
+      single: foundRoute(router, '/.executors/queue/q/dequeue'),
+    },
   };
   // The quick case's header lines after its request id: the ones, in the order, that the route's
   // answer has (here the request id and capabilities, envelope.ts the version, sendJson the rest).
   const quickLines =
     `${CAPABILITIES_HEADER}: ${CAPABILITIES_VALUE}\r\n${SERVER_VERSION_HEADER}: ${serverVersion}\r\n` +
     `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(NO_IDS_TEXT)}\r\n`;
-  const answerLane: LaneAnswer = (queue, laneReq, laneRes) => {
+  const answerLane: LaneAnswer = (head, laneReq, laneRes) => {
     const arrived = performance.now();
-    const route = queue === null ? heartbeatRoutes.multi : heartbeatRoutes.single;
+    const { queue } = head;
+    const route = queue === null ? laneRoutes[head.route].multi : laneRoutes[head.route].single;
     const req = laneReq as unknown as IncomingMessage;
     const res = laneRes as unknown as ServerResponse;
     const requestId = nextRequestId();
-    if (queue !== null && laneReq.bodyError === undefined && quickHeartbeat(queue, req, laneReq.wholeBody)) {
+    if (
+      head.route === 'heartbeat' &&
+      queue !== null &&
+      laneReq.bodyError === undefined &&
+      quickHeartbeat(queue, req, laneReq.wholeBody)
+    ) {
       laneRes.endWith(200, `x-request-id: ${requestId}\r\n${quickLines}`, NO_IDS_TEXT);
       metrics.observe(route.name, 'POST', 200, (performance.now() - arrived) / 1000);
       return;

@@ -17,6 +17,7 @@ import { EXECUTOR_TOKEN, type Harness, startHarness } from './harness.js';
 
 const AUTH = `token-executor ${EXECUTOR_TOKEN}`;
 const BODY = JSON.stringify({ executorName: 'lane-1', jobIds: [], os: 'linux', executorVersion: '5.3.0' });
+const DEQUEUE_BODY = JSON.stringify({ executorName: 'lane-1', version: '5.3.0' });
 
 function request(path: string, body = BODY, extra: string[] = []): string {
   return [
@@ -34,23 +35,33 @@ function request(path: string, body = BODY, extra: string[] = []): string {
 describe('the lane reader', () => {
   const read = (text: string) => readLaneRequest(Buffer.from(text, 'latin1'));
 
-  it('reads a heartbeat on both routes, with its body, and where the next request starts', () => {
+  it('reads a heartbeat or a dequeue on both routes, with its body, and where the next request starts', () => {
     const one = request('/.executors/queue/default/heartbeat');
     const r = read(`${one}GET / HTTP/1.1\r\n`);
     expect(r).toMatchObject({
-      kind: 'heartbeat',
-      head: { queue: 'default', path: '/.executors/queue/default/heartbeat' },
+      kind: 'whole',
+      head: { route: 'heartbeat', queue: 'default', path: '/.executors/queue/default/heartbeat' },
     });
-    if (r.kind !== 'heartbeat') throw new Error('not read');
+    if (r.kind !== 'whole') throw new Error('not read');
     expect(r.body.toString()).toBe(BODY);
     expect(r.used).toBe(Buffer.byteLength(one));
     expect(r.head.headers.authorization).toBe(AUTH);
     expect(read(request('/.executors/queue/heartbeat'))).toMatchObject({
-      kind: 'heartbeat',
+      kind: 'whole',
       head: { queue: null },
     });
     expect(read(request('/.executors/queue/heartbeat/heartbeat'))).toMatchObject({
       head: { queue: 'heartbeat' },
+    });
+    expect(read(request('/.executors/queue/default/dequeue'))).toMatchObject({
+      kind: 'whole',
+      head: { route: 'dequeue', queue: 'default', path: '/.executors/queue/default/dequeue' },
+    });
+    expect(read(request('/.executors/queue/dequeue'))).toMatchObject({
+      head: { route: 'dequeue', queue: null },
+    });
+    expect(read(request('/.executors/queue/dequeue/heartbeat'))).toMatchObject({
+      head: { route: 'heartbeat', queue: 'dequeue' },
     });
   });
 
@@ -69,7 +80,8 @@ describe('the lane reader', () => {
   it('leaves node:http everything it would read otherwise', () => {
     const hb = '/.executors/queue/default/heartbeat';
     const cases: Record<string, string> = {
-      'another route': request('/.executors/queue/default/dequeue'),
+      'another route': request('/.executors/queue/default/markComplete'),
+      'another route that ends like one': request('/.executors/queue/default/x-dequeue'),
       'another method': request(hb).replace(/^POST/, 'PUT'),
       'a GET, known at its first bytes': 'GET /',
       'a query string': request(`${hb}?x=1`),
@@ -95,7 +107,7 @@ describe('the lane reader', () => {
     };
     for (const [what, text] of Object.entries(cases)) expect(read(text).kind, what).toBe('other');
     // Connection: keep-alive, in any case, is the lane's.
-    expect(read(request(hb, BODY, ['connection: Keep-Alive'])).kind).toBe('heartbeat');
+    expect(read(request(hb, BODY, ['connection: Keep-Alive'])).kind).toBe('whole');
   });
 
   it('gives a repeated head as read the first time, and reads any other afresh, body and all', () => {
@@ -103,11 +115,11 @@ describe('the lane reader', () => {
     const hb = '/.executors/queue/default/heartbeat';
     const bytes = (text: string) => Buffer.from(text, 'latin1');
     const first = reader.read(bytes(request(hb)));
-    if (first.kind !== 'heartbeat') throw new Error('not read');
+    if (first.kind !== 'whole') throw new Error('not read');
     // Same head, another body of the same length, and the next request behind it.
     const other = BODY.replace('lane-1', 'lane-2');
     const again = reader.read(bytes(`${request(hb, other)}GET / HTTP/1.1\r\n`));
-    if (again.kind !== 'heartbeat') throw new Error('not read');
+    if (again.kind !== 'whole') throw new Error('not read');
     expect(again.head).toBe(first.head);
     expect(again.body.toString()).toBe(other);
     expect(again.used).toBe(first.used);
@@ -117,11 +129,11 @@ describe('the lane reader', () => {
     // Anything else is read as readLaneRequest reads it, and a new heartbeat's head is kept.
     expect(reader.read(bytes(request(hb, BODY, ['Connection: close']))).kind).toBe('other');
     const multi = reader.read(bytes(request('/.executors/queue/heartbeat')));
-    expect(multi).toMatchObject({ kind: 'heartbeat', head: { queue: null } });
+    expect(multi).toMatchObject({ kind: 'whole', head: { queue: null } });
     const longer = `${BODY} `;
     const third = reader.read(bytes(request('/.executors/queue/heartbeat', longer)));
-    expect(third).toMatchObject({ kind: 'heartbeat', head: { queue: null } });
-    if (third.kind !== 'heartbeat' || multi.kind !== 'heartbeat') throw new Error('not read');
+    expect(third).toMatchObject({ kind: 'whole', head: { queue: null } });
+    if (third.kind !== 'whole' || multi.kind !== 'whole') throw new Error('not read');
     expect(third.head).not.toBe(multi.head);
     expect(third.body.toString()).toBe(longer);
   });
@@ -197,7 +209,8 @@ function connect(url: string) {
   };
 }
 
-type LaneCounts = { answered: number; request: number };
+/** Heartbeats and dequeues the lane answered, and connections it handed over. */
+type LaneCounts = { answered: number; dequeues: number; request: number };
 
 /**
  * The lane's counters, read over a connection of their own (node:http's from its first request:
@@ -209,7 +222,8 @@ async function laneCounter(c: ReturnType<typeof connect>): Promise<() => Promise
     const text = (await c.answer()).body;
     const n = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
     return {
-      answered: n(/^src_executor_server_lane_answers_total (\d+)$/m),
+      answered: n(/^src_executor_server_lane_answers_total\{route="heartbeat"\} (\d+)$/m),
+      dequeues: n(/^src_executor_server_lane_answers_total\{route="dequeue"\} (\d+)$/m),
       request: n(/^src_executor_server_lane_handovers_total (\d+)$/m),
     };
   };
@@ -218,6 +232,7 @@ async function laneCounter(c: ReturnType<typeof connect>): Promise<() => Promise
     const now = await read();
     return {
       answered: now.answered - base.answered,
+      dequeues: now.dequeues - base.dequeues,
       request: now.request - base.request,
     };
   };
@@ -284,8 +299,8 @@ describe('the lane in a server', () => {
     // The same headers, in the same order.
     expect(lane!.map((a) => a.headers)).toEqual(node!.map((a) => a.headers));
     expect(counts).toEqual([
-      { answered: 5, request: 0 },
-      { answered: 0, request: 0 },
+      { answered: 5, dequeues: 0, request: 0 },
+      { answered: 0, dequeues: 0, request: 0 },
     ]);
   });
 
@@ -298,7 +313,7 @@ describe('the lane in a server', () => {
     const got = [await c.answer(), await c.answer(), await c.answer()];
     expect(got.map((a) => a.status)).toEqual([401, 401, 429]);
     expect(got[2]!.headers.get('retry-after')).toMatch(/^\d+$/);
-    expect(await counted()).toEqual({ answered: 3, request: 0 });
+    expect(await counted()).toEqual({ answered: 3, dequeues: 0, request: 0 });
   });
 
   it('hands a connection to node:http at its first other request, in order, and keeps it there', async () => {
@@ -321,7 +336,7 @@ describe('the lane in a server', () => {
     expect(ids.slice(1).map((id, i) => id - ids[i]!)).toEqual([1, 1, 1]);
     c.write(hb);
     expect((await c.answer()).status).toBe(200);
-    expect(await counted()).toEqual({ answered: 2, request: 1 });
+    expect(await counted()).toEqual({ answered: 2, dequeues: 0, request: 1 });
   });
 
   it('waits for a heartbeat sent in pieces, and answers 408 to a head not finished in time', async () => {
@@ -334,7 +349,7 @@ describe('the lane in a server', () => {
       await new Promise((r) => setImmediate(r));
     }
     expect((await c.answer()).status).toBe(200);
-    expect(await counted()).toEqual({ answered: 1, request: 0 });
+    expect(await counted()).toEqual({ answered: 1, dequeues: 0, request: 0 });
     // Half a head, then silence past the headers timeout: answered and closed as node:http does.
     const slow = open(h);
     const sent = Date.now();
@@ -346,7 +361,7 @@ describe('the lane in a server', () => {
     expect(cut.headers.get('connection')).toBe('close');
   });
 
-  it("keeps an executor's heartbeats in the lane while its long-poll holds the other connection (fetch's pool)", async () => {
+  it("keeps an executor's heartbeats and its parked long-poll in the lane, each on its connection (fetch's pool)", async () => {
     const h = await start();
     const counted = await laneCounter(open(h));
     const body = { executorName: 'lane-1', version: '5.3.0' };
@@ -356,10 +371,86 @@ describe('the lane in a server', () => {
       const hb = await h.exec('/.executors/queue/default/heartbeat', { executorName: 'lane-1', jobIds: [] });
       expect(await hb.json()).toEqual({ knownIds: [], cancelIds: [] });
     }
-    // The parked dequeue's connection went to node:http; the heartbeats' stayed in the lane.
-    expect(await counted()).toEqual({ answered: 3, request: 1 });
-    await h.submit({});
-    expect((await parked).status).toBe(200);
+    expect(await counted()).toEqual({ answered: 3, dequeues: 0, request: 0 });
+    const id = await h.submit({});
+    const got = await parked;
+    expect(got.status).toBe(200);
+    expect(((await got.json()) as { id: number }).id).toBe(id);
+    // The one handover: the connection the submission (the user API) came on.
+    expect(await counted()).toEqual({ answered: 3, dequeues: 1, request: 1 });
+  });
+
+  it('answers a dequeue exactly as node:http does: empty, refused, malformed, and with a job', async () => {
+    const on = await start();
+    const off = await start({ EXECUTOR_SERVER_HEARTBEAT_LANE: 'false' });
+    const answers = [];
+    const counts: LaneCounts[] = [];
+    for (const h of [on, off]) {
+      const counted = await laneCounter(open(h));
+      const c = open(h);
+      c.write(request('/.executors/queue/default/dequeue', DEQUEUE_BODY));
+      c.write(request('/.executors/queue/default/dequeue', DEQUEUE_BODY).replace(EXECUTOR_TOKEN, 'wrong'));
+      c.write(request('/.executors/queue/default/dequeue', '{"executorName":'));
+      c.write(
+        request('/.executors/queue/dequeue', JSON.stringify({ executorName: 'lane-1', version: '5.3.0' })),
+      );
+      const got = [await c.answer(), await c.answer(), await c.answer(), await c.answer()];
+      const id = await h.submit({});
+      c.write(request('/.executors/queue/default/dequeue', DEQUEUE_BODY));
+      const job = await c.answer();
+      expect(JSON.parse(job.body)).toMatchObject({ id, token: expect.any(String) });
+      got.push({ ...job, body: `job ${JSON.parse(job.body).id}` });
+      answers.push(got.map((a) => ({ status: a.status, body: a.body, headers: [...a.headers.keys()] })));
+      counts.push(await counted());
+    }
+    const [lane, node] = answers;
+    expect(lane!.map((a) => a.status)).toEqual([204, 401, 400, 204, 200]);
+    expect(lane).toEqual(node);
+    // The one handover: the connection the submission (the user API) came on.
+    expect(counts).toEqual([
+      { answered: 0, dequeues: 5, request: 1 },
+      { answered: 0, dequeues: 0, request: 0 },
+    ]);
+  });
+
+  it('refuses a dequeue over the memory limit as node:http does, and keeps the connection', async () => {
+    const h = await start({ EXECUTOR_SERVER_MEMORY_LIMIT: '1Mi' });
+    const counted = await laneCounter(open(h));
+    const c = open(h);
+    c.write(request('/.executors/queue/default/dequeue', DEQUEUE_BODY));
+    const refused = await c.answer();
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(JSON.parse(refused.body).error).toContain('memory');
+    // Heartbeats are not refused, on the same connection.
+    c.write(request('/.executors/queue/default/heartbeat'));
+    expect((await c.answer()).status).toBe(200);
+    expect(await counted()).toEqual({ answered: 1, dequeues: 1, request: 0 });
+  });
+
+  it('releases a parked dequeue whose client went away, and gives the job to the next one', async () => {
+    const h = await start();
+    const c = open(h);
+    c.write(request('/.executors/queue/default/dequeue', DEQUEUE_BODY, [`${LONG_POLL_HEADER}: 25000`]));
+    await waitFor(() => h.app.waiting() === 1, { what: 'the dequeue parked' });
+    c.end();
+    // Released by its connection's close, not by its 25 s running out.
+    await waitFor(() => h.app.waiting() === 0, { what: 'the gone waiter released', timeoutMs: 10_000 });
+    const id = await h.submit({});
+    // Not claimed for the client that went away: the next dequeue gets it.
+    const job = await h.dequeue('default', 'lane-2');
+    expect(job.id).toBe(id);
+  });
+
+  it('answers a parked dequeue 204 when the server closes, and closes its connection', async () => {
+    const h = await startHarness({ env: { EXECUTOR_SERVER_HEARTBEAT_LANE: 'true' } });
+    const c = open(h);
+    c.write(request('/.executors/queue/default/dequeue', DEQUEUE_BODY, [`${LONG_POLL_HEADER}: 25000`]));
+    await waitFor(() => h.app.waiting() === 1, { what: 'the dequeue parked' });
+    const closed = h.close();
+    expect((await c.answer()).status).toBe(204);
+    await waitFor(() => c.closed(), { what: 'the connection closed after its answer' });
+    await closed;
   });
 
   it('reads no further from a client that sends without reading its answers, and loses none', async () => {

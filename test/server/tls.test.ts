@@ -140,7 +140,9 @@ if (requireOrSkip('openssl', haveOpenssl)) {
     it('the heartbeat lane reads what TLS decrypted, and hands the connection over intact', async () => {
       const answered = async () =>
         Number(
-          /^src_executor_server_lane_answers_total (\d+)$/m.exec((await get('/metrics', a.ca)).body)?.[1],
+          /^src_executor_server_lane_answers_total\{route="heartbeat"\} (\d+)$/m.exec(
+            (await get('/metrics', a.ca)).body,
+          )?.[1],
         );
       const before = await answered();
       const body = JSON.stringify({ executorName: 'tls-lane', jobIds: [] });

@@ -1,20 +1,20 @@
 /**
  * The heartbeat lane (EXECUTOR_SERVER_HEARTBEAT_LANE): every connection the server accepts starts
- * here, and the heartbeats it carries are answered without node:http. At 10,000 executors a server
- * answers 2,000 heartbeats a second; node:http's request and response objects, its parser's
- * callbacks and its socket bookkeeping were about 50 us of the 230 to 260 each one cost; with the
- * route's quick case (heartbeat.ts) the lane saves about a third (docs/benchmarks.md, "The
- * heartbeat lane" and "Pretenuring off"). On by default; EXECUTOR_SERVER_HEARTBEAT_LANE=false
- * gives every connection to node:http. The lane reads the bytes
- * itself (request.ts), gives the same route handler the server's other path gives (the same
- * authentication, decoding, answers and failures: `LaneAnswer`) a request whose body is already
- * here, and writes the answer as node:http would, headers included.
+ * here, and the heartbeats and dequeues it carries are answered without node:http. At 10,000
+ * executors a server answers 2,000 heartbeats a second and about 330 long-polls that ended empty;
+ * node:http's request and response objects, its parser's callbacks and its socket bookkeeping
+ * were about 50 us of the 230 to 260 each heartbeat cost; with the route's quick case
+ * (heartbeat.ts) the lane saves about a third (docs/benchmarks.md, "The heartbeat lane",
+ * "Pretenuring off" and "Dequeues in the lane"). On by default; EXECUTOR_SERVER_HEARTBEAT_LANE=false
+ * gives every connection to node:http. The lane reads the bytes itself (request.ts), gives the
+ * same route handler the server's other path gives (the same authentication, decoding, answers,
+ * long-poll and failures: `LaneAnswer`) a request whose body is already here, and writes the
+ * answer as node:http would, headers included. A parked dequeue holds its connection: the
+ * connection closing while it waits is the response's `close`, as node:http's is.
  *
- * The first request that is not a heartbeat (a dequeue, a log, anything malformed, a request not
- * all here within the headers timeout) ends the lane for that connection: the bytes not yet
- * answered are put back and the connection is node:http's from then on, as if it had been from the
- * start. An executor's connection that parks long-polls therefore goes to node:http, and the one
- * its heartbeats ride stays here.
+ * The first request that is neither (a job's log or mark, anything malformed, a request not all
+ * here within the headers timeout) ends the lane for that connection: the bytes not yet answered
+ * are put back and the connection is node:http's from then on, as if it had been from the start.
  */
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
@@ -25,9 +25,10 @@ import {
   type LaneHead,
   type LaneRead,
   LaneReader,
+  type LaneRoute,
 } from './request.js';
 
-/** The request a lane gives the route handler: what the heartbeat path reads of a request. */
+/** The request a lane gives the route handler: what the heartbeat and dequeue paths read of a request. */
 export interface LaneRequest {
   method: 'POST';
   url: string;
@@ -39,10 +40,15 @@ export interface LaneRequest {
   wholeBody: Buffer;
   /** Or why it never came: readBody fails with it. */
   bodyError?: BodyTimeoutError;
+  /** The body is read already: nothing to resume (a refusal before reading calls it). */
+  resume(): void;
 }
 
-/** Answers one heartbeat read by the lane: calls `res.end` (or `res.destroy`) once. */
-export type LaneAnswer = (queue: string | null, req: LaneRequest, res: LaneResponse) => void;
+/**
+ * Answers one request read by the lane: calls `res.end` (or `res.destroy`) once, or nothing when
+ * the connection closed first (a parked dequeue whose client went away).
+ */
+export type LaneAnswer = (head: LaneHead, req: LaneRequest, res: LaneResponse) => void;
 
 export interface LaneOptions {
   answer: LaneAnswer;
@@ -53,8 +59,8 @@ export interface LaneOptions {
   headersMs: number;
   /** How long a body may take, in all and between two bytes (EXECUTOR_SERVER_REQUEST_TIMEOUT, ...). */
   body: BodyTimeouts;
-  /** Counts what the lane did: heartbeats answered, connections handed over. */
-  counted?: (what: LaneEvent) => void;
+  /** Counts what the lane did: requests answered (by route), connections handed over. */
+  counted?: (what: LaneEvent, route?: LaneRoute) => void;
 }
 
 export interface Lanes {
@@ -82,9 +88,12 @@ function httpDate(): string {
 export class LaneResponse {
   statusCode = 200;
   headersSent = false;
+  /** True once the answer is written (or the response destroyed), as node:http's after `finish`. */
+  writableFinished = false;
   private readonly names = new Map<string, string>();
   private readonly values = new Map<string, string>();
   private finishers: Array<() => void> = [];
+  private closers: Array<() => void> = [];
 
   constructor(
     private readonly write: (text: string, close: boolean) => void,
@@ -105,9 +114,30 @@ export class LaneResponse {
     return this;
   }
 
+  /** `finish` (the answer written) and `close` (after it, or when the connection closed first). */
   on(event: string, fn: () => void): this {
     if (event === 'finish') this.finishers.push(fn);
+    else if (event === 'close') this.closers.push(fn);
     return this;
+  }
+
+  /** Each event comes at most once, so `once` is `on`. */
+  once(event: string, fn: () => void): this {
+    return this.on(event, fn);
+  }
+
+  /** The connection closed before the answer was written: `close` without `finish`. */
+  gone(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.finishers = [];
+    this.emitClose();
+  }
+
+  private emitClose(): void {
+    const closers = this.closers;
+    this.closers = [];
+    for (const fn of closers) fn();
   }
 
   end(body: string | Buffer = ''): void {
@@ -141,15 +171,19 @@ export class LaneResponse {
       ? 'Connection: close\r\n'
       : `Connection: keep-alive\r\nKeep-Alive: timeout=${this.keepAliveSeconds}\r\n`;
     this.write(`${status}${lines}Date: ${httpDate()}\r\n${connection}\r\n${text}`, close);
+    this.writableFinished = true;
     const finishers = this.finishers;
     this.finishers = [];
     for (const fn of finishers) fn();
+    this.emitClose();
   }
 
   destroy(): void {
+    if (this.headersSent) return;
     this.headersSent = true;
     this.finishers = [];
     this.cut();
+    this.emitClose();
   }
 }
 
@@ -166,7 +200,7 @@ interface LaneShared {
 
 const NOTHING = Buffer.alloc(0);
 
-/** Bytes a connection may hold while an answer is pending: one whole heartbeat. */
+/** Bytes a connection may hold while an answer is pending: one whole request. */
 const LANE_HOLD_BYTES = LANE_MAX_HEAD_BYTES + LANE_MAX_BODY_BYTES;
 
 /** One connection while the lane has it. */
@@ -174,6 +208,8 @@ class Connection {
   private pending: Buffer = Buffer.alloc(0);
   private readonly reader = new LaneReader();
   private busy = false;
+  /** The answer being made, until it is written. */
+  private current: LaneResponse | undefined;
   private ended = false;
   /** When the request being read began (its first byte), its head ended, and its last byte came. */
   private began = 0;
@@ -189,7 +225,18 @@ class Connection {
   };
   private readonly onEnd = () => {
     this.ended = true;
-    if (!this.busy) this.next();
+    if (!this.busy) {
+      this.next();
+      return;
+    }
+    // As node:http: the client's end aborts the request in flight (a parked dequeue stops
+    // waiting, and claims nothing for it), and the connection is ended; the answer has nowhere
+    // to go.
+    const res = this.current;
+    this.current = undefined;
+    this.forget();
+    this.socket.end();
+    res?.gone();
   };
   // A connection silent for the keep-alive timeout (the socket's timeout restarts at every read
   // and write) is closed when it is idle, as node:http closes it.
@@ -197,7 +244,12 @@ class Connection {
     if (this.busy || this.pending.length > 0) return;
     this.socket.destroy();
   };
-  private readonly onClose = () => this.forget();
+  private readonly onClose = () => {
+    this.forget();
+    const res = this.current;
+    this.current = undefined;
+    res?.gone();
+  };
   private readonly onError = () => this.socket.destroy();
 
   constructor(
@@ -265,7 +317,7 @@ class Connection {
     });
   }
 
-  /** Answers the heartbeats that are all here, one at a time, in order. */
+  /** Answers the requests that are all here, one at a time, in order. */
   private next(): void {
     if (this.pending.length === 0) {
       this.began = 0;
@@ -331,10 +383,12 @@ class Connection {
       destroyed: false,
       wholeBody: whole,
       bodyError: late,
+      resume: () => {},
     };
     const res = new LaneResponse(
       (text, close) => {
-        this.lane.options.counted?.('answered');
+        this.current = undefined;
+        this.lane.options.counted?.('answered', head.route);
         if (close || late) {
           this.busy = false;
           this.forget();
@@ -346,12 +400,14 @@ class Connection {
         else this.socket.once('drain', () => this.goOn());
       },
       () => {
+        this.current = undefined;
         this.forget();
         this.socket.destroy();
       },
       this.lane.keepAliveSeconds,
     );
-    this.lane.options.answer(head.queue, req, res);
+    this.current = res;
+    this.lane.options.answer(head, req, res);
   }
 }
 
@@ -380,25 +436,26 @@ export function createLanes(options: LaneOptions): Lanes {
 export type LaneEvent = 'answered' | 'request';
 
 export interface LaneCounters {
-  count(what: LaneEvent): void;
+  count(what: LaneEvent, route?: LaneRoute): void;
   render(): string;
 }
 
-/** `/metrics`: heartbeats the lane answered, and connections it gave to node:http, by why. */
+/** `/metrics`: requests the lane answered, by route, and connections it gave to node:http. */
 export function createLaneCounters(): LaneCounters {
-  let answered = 0;
+  const answered: Record<LaneRoute, number> = { heartbeat: 0, dequeue: 0 };
   let handed = 0;
   return {
-    count(what) {
-      if (what === 'answered') answered++;
+    count(what, route = 'heartbeat') {
+      if (what === 'answered') answered[route]++;
       else handed++;
     },
     render: () =>
       [
-        '# HELP src_executor_server_lane_answers_total Heartbeats the heartbeat lane answered without node:http.',
+        '# HELP src_executor_server_lane_answers_total Requests the heartbeat lane answered without node:http, by route (heartbeat, dequeue).',
         '# TYPE src_executor_server_lane_answers_total counter',
-        `src_executor_server_lane_answers_total ${answered}`,
-        '# HELP src_executor_server_lane_handovers_total Connections the heartbeat lane gave to node:http, at their first request that is not a heartbeat it reads.',
+        `src_executor_server_lane_answers_total{route="heartbeat"} ${answered.heartbeat}`,
+        `src_executor_server_lane_answers_total{route="dequeue"} ${answered.dequeue}`,
+        '# HELP src_executor_server_lane_handovers_total Connections the heartbeat lane gave to node:http, at their first request that is neither a heartbeat nor a dequeue it reads.',
         '# TYPE src_executor_server_lane_handovers_total counter',
         `src_executor_server_lane_handovers_total ${handed}`,
         '',

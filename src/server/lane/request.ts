@@ -1,7 +1,8 @@
 /**
- * The heartbeat lane's reader (lane.ts): the one request it answers, read from the bytes a
- * connection sent. It recognises only a plain HTTP/1.1 heartbeat, exactly formed: `POST` to
- * `/.executors/queue/heartbeat` or `/.executors/queue/<queue>/heartbeat` (no query, no escapes),
+ * The heartbeat lane's reader (lane.ts): the requests it answers, read from the bytes a
+ * connection sent. It recognises only a plain HTTP/1.1 heartbeat or dequeue, exactly formed: `POST`
+ * to `/.executors/queue/heartbeat`, `/.executors/queue/<queue>/heartbeat` or the same paths ending
+ * in `dequeue` (no query, no escapes),
  * headers of printable ASCII each named once, a Host, a Content-Length and nothing that changes
  * how the message is framed or answered (Transfer-Encoding, Expect, Upgrade, a Connection other
  * than keep-alive). Anything else is "other", and the connection, with every byte it sent, goes
@@ -15,8 +16,12 @@ export const LANE_MAX_HEAD_BYTES = 8 * 1024;
 /** And a body of at most this many; a heartbeat carrying more metrics goes to node:http. */
 export const LANE_MAX_BODY_BYTES = 64 * 1024;
 
-/** A heartbeat's head, read. */
+/** The routes the lane reads: each on both paths (multi-queue, and one queue). */
+export type LaneRoute = 'heartbeat' | 'dequeue';
+
+/** A request's head, read. */
 export interface LaneHead {
+  route: LaneRoute;
   /** The queue of the path; null on the multi-queue route. */
   queue: string | null;
   /** The path as sent. */
@@ -26,14 +31,14 @@ export interface LaneHead {
 }
 
 export type LaneRead =
-  /** Could still become a heartbeat: wait for more bytes. */
+  /** Could still become one of the lane's requests: wait for more bytes. */
   | { kind: 'incomplete' }
-  /** A heartbeat's head, whose body is not all here. */
+  /** A head, whose body is not all here. */
   | { kind: 'partial'; head: LaneHead }
   /** Not the lane's: hand the connection to node:http. */
   | { kind: 'other' }
   | {
-      kind: 'heartbeat';
+      kind: 'whole';
       head: LaneHead;
       body: Buffer;
       /** Bytes of `buf` this request took. */
@@ -42,7 +47,7 @@ export type LaneRead =
 
 const PREFIX = Buffer.from('POST /.executors/queue/', 'latin1');
 const REQUEST_LINE =
-  /^POST (\/\.executors\/queue\/(?:([A-Za-z0-9_][A-Za-z0-9._-]{0,127})\/)?heartbeat) HTTP\/1\.1$/;
+  /^POST (\/\.executors\/queue\/(?:([A-Za-z0-9_][A-Za-z0-9._-]{0,127})\/)?(heartbeat|dequeue)) HTTP\/1\.1$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const VALUE = /^[\t\x20-\x7e]*$/;
 const EDGE_SPACE = /^[ \t]+|[ \t]+$/g;
@@ -55,7 +60,7 @@ const OTHER: LaneRead = { kind: 'other' };
 
 /** The request at the start of `buf`, as the lane sees it. */
 export function readLaneRequest(buf: Buffer): LaneRead {
-  // Most requests that are not heartbeats are known by their first bytes.
+  // Most requests that are not the lane's are known by their first bytes.
   const start = Math.min(buf.length, PREFIX.length);
   if (buf.compare(PREFIX, 0, start, 0, start) !== 0) return OTHER;
   const headEnd = buf.indexOf('\r\n\r\n');
@@ -85,15 +90,16 @@ export function readLaneRequest(buf: Buffer): LaneRead {
   const length = Number(declared);
   if (length > LANE_MAX_BODY_BYTES) return OTHER;
   const from = headEnd + 4;
-  const head: LaneHead = { queue: line[2] ?? null, path: line[1]!, headers };
+  const head: LaneHead = { route: line[3] as LaneRoute, queue: line[2] ?? null, path: line[1]!, headers };
   if (buf.length < from + length) return { kind: 'partial', head };
-  return { kind: 'heartbeat', head, body: buf.subarray(from, from + length), used: from + length };
+  return { kind: 'whole', head, body: buf.subarray(from, from + length), used: from + length };
 }
 
 /**
- * A connection's reader: `readLaneRequest`, but a heartbeat whose head repeats the last one read
- * byte for byte (an executor sends the same head every 5 s) is not parsed again: the same bytes
- * read the same, so the head read last time is given again (handlers do not change it).
+ * A connection's reader: `readLaneRequest`, but a request whose head repeats the last one read
+ * byte for byte (an executor sends the same heartbeat head every 5 s, the same dequeue head every
+ * long-poll) is not parsed again: the same bytes read the same, so the head read last time is given
+ * again (handlers do not change it).
  */
 export class LaneReader {
   private head: LaneHead | undefined;
@@ -106,10 +112,10 @@ export class LaneReader {
     if (this.head !== undefined && buf.length >= from && buf.compare(known, 0, from, 0, from) === 0) {
       const end = from + this.bodyLength;
       if (buf.length < end) return { kind: 'partial', head: this.head };
-      return { kind: 'heartbeat', head: this.head, body: buf.subarray(from, end), used: end };
+      return { kind: 'whole', head: this.head, body: buf.subarray(from, end), used: end };
     }
     const read = readLaneRequest(buf);
-    if (read.kind === 'heartbeat') {
+    if (read.kind === 'whole') {
       this.head = read.head;
       this.bodyLength = read.body.length;
       // A copy: a view would keep the whole read alive.
