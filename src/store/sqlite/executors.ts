@@ -1,8 +1,8 @@
 /**
  * Executors and what they send: the registry row a heartbeat upserts, lease renewal of the jobs a
  * heartbeat reports (one guarded UPDATE), and the job-token lookup of every job route. Single
- * statements; no transaction needed, except for a batch of heartbeats (recordHeartbeats), whose
- * statements run in one IMMEDIATE transaction: one commit for the batch.
+ * statements; no transaction needed, except for a batch of heartbeats (recordHeartbeats) and a
+ * touch (touchExecutors), whose statements run in one IMMEDIATE transaction: one commit each.
  */
 import { EXECUTOR_ON_CONFLICT, EXECUTOR_SUMMARY_COLUMNS } from '../rows.js';
 import { type TokenRow, toTokenRecord } from '../token-row.js';
@@ -59,6 +59,15 @@ export function executorQueries(
          ${EXECUTOR_ON_CONFLICT}`,
     ).run(...executorValues(hb), now, now, hb.metrics);
   };
+  // One transaction of one-row updates by primary key: in fleet-shaped runs (2,000 of 10,000
+  // rows a second, in arrival order) about 4 us a row, where one statement over json_each took 7.
+  // Of two entries of one name, the later time wins (max).
+  const touch = tx((seen: ExecutorSeen[]) => {
+    const row = q('UPDATE executors SET last_seen_at = max(last_seen_at, ?) WHERE name = ?');
+    const found = new Set<string>();
+    for (const e of seen) if (row.run(e.at, e.name).changes > 0) found.add(e.name);
+    return [...found];
+  });
   const record = tx((batch: HeartbeatWrite[], now: number) => {
     for (const w of batch) if (w.row) upsert(w.row, now);
     return batch.map((w) => w.jobs.map((g) => renew(w.executorName, g.queue, g.jobIds, now)));
@@ -77,15 +86,7 @@ export function executorQueries(
     },
 
     async touchExecutors(seen: ExecutorSeen[]) {
-      if (seen.length === 0) return [];
-      // One statement for the lot; of two entries of one name, the later time wins (max).
-      const rows = q(
-        `UPDATE executors SET last_seen_at = max(last_seen_at, s.at)
-           FROM (SELECT value ->> 0 AS name, max(value ->> 1) AS at FROM json_each(?) GROUP BY 1) AS s
-           WHERE executors.name = s.name
-           RETURNING executors.name AS name`,
-      ).all(JSON.stringify(seen.map((e) => [e.name, e.at]))) as { name: string }[];
-      return rows.map((r) => r.name);
+      return seen.length === 0 ? [] : touch(seen);
     },
 
     async getExecutor(name: string): Promise<ExecutorRecord | null> {
