@@ -1,10 +1,11 @@
 /**
  * Parked long-polls cost the store nothing: idle executors do not re-run claims on a timer; an
  * enqueue of k jobs answers k of them and leaves the rest parked; a job put back with a retry
- * backoff wakes a parked executor when it becomes due.
+ * backoff wakes a parked executor when it becomes due; a repeated dequeue body is decoded once.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LONG_POLL_HEADER } from '../../src/protocol/capabilities.js';
+import { dequeueRequestSchema } from '../../src/protocol/http.js';
 import type { Store } from '../../src/store/types.js';
 import { waitFor } from '../helpers/env.js';
 import { type Harness, startHarness } from './harness.js';
@@ -100,5 +101,19 @@ describe('parked long-polls', () => {
     const answer = await pending;
     expect(answer.status).toBe(200);
     expect(((await answer.json()) as { id: number }).id).toBe(id);
+  });
+
+  it("decode a repeated body once: an idle executor's long-polls repeat it byte for byte", async () => {
+    const parse = vi.spyOn(dequeueRequestSchema, 'safeParse');
+    try {
+      const body = { executorName: 'decoded-once', version: '5.3.0' };
+      for (let i = 0; i < 3; i++) expect((await h.exec(`${Q}/idle/dequeue`, body)).status).toBe(204);
+      expect(parse).toHaveBeenCalledTimes(1);
+      // Another body is decoded: what is cached is the text, not the executor.
+      expect((await h.exec(`${Q}/idle/dequeue`, { ...body, numCPUs: 4 })).status).toBe(204);
+      expect(parse).toHaveBeenCalledTimes(2);
+    } finally {
+      parse.mockRestore();
+    }
   });
 });

@@ -4,6 +4,7 @@
  * answered as a v1 or v2 payload by the executor's version; 204 when nothing is ready. With the
  * long-poll extension the request waits for an enqueue, up to the time the executor asked for.
  */
+import type { z } from 'zod';
 import { errorMessage } from '../../lib/errors.js';
 import { LONG_POLL_HEADER, MAX_LONG_POLL_MS } from '../../protocol/capabilities.js';
 import { dequeueRequestSchema } from '../../protocol/http.js';
@@ -13,6 +14,7 @@ import type { RouteDeps } from '../deps.js';
 import { type Router, sendEmpty, sendJson } from '../http.js';
 import { newJobToken } from './auth.js';
 import { buildJob } from './build-job.js';
+import { createDecodeCache } from './decode-cache.js';
 import { decode, HandlerError, wrapExecutorHandler as wrap } from './envelope.js';
 import { requireExecutor } from './guards.js';
 
@@ -36,6 +38,9 @@ export function pickWeighted(
 
 export function registerDequeueRoutes(router: Router, deps: RouteDeps): void {
   const { store, config, clock, logger, notifier } = deps;
+  // An idle executor sends the same body at every long-poll: decoded once (the handler reads it
+  // and changes nothing of it).
+  const decoded = createDecodeCache<z.output<typeof dequeueRequestSchema>>();
 
   /** One dequeue try over `queues`; null when nothing was ready (or a race was lost). */
   const tryDequeue = async (queues: string[], multi: boolean, executorName: string, v2: boolean) => {
@@ -78,7 +83,7 @@ export function registerDequeueRoutes(router: Router, deps: RouteDeps): void {
   const dequeue = (multi: boolean) =>
     wrap(deps, async (ctx) => {
       requireExecutor(ctx, deps);
-      const body = await decode(ctx, deps, dequeueRequestSchema);
+      const body = await decode(ctx, deps, dequeueRequestSchema, undefined, decoded);
       if (body.executorName === '') throw new HandlerError('worker hostname cannot be empty');
       const v2 = supportsV2Payload(body.version);
       const queues = multi ? [...new Set(body.queues ?? [])] : [ctx.params.queue!];
