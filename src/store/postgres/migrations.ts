@@ -226,7 +226,10 @@ ALTER TABLE log_entries SET (autovacuum_vacuum_scale_factor = 0.05);
 -- last_seen_at moves on every heartbeat (touchExecutors); with it indexed no touch could be a
 -- heap-only (HOT) update, so each wrote both indexes. Its readers (the counts and lists of
 -- /metrics, the janitor) run seldom and read most rows anyway, so they scan the table instead.
+-- Pages kept a fifth empty leave the new version room beside the old: of 36,000 touches of 10,000
+-- rows, none were heap-only with the index, 91 % without it, 98 % with this fill factor too.
 DROP INDEX executors_last_seen;
+ALTER TABLE executors SET (fillfactor = 80);
 `,
   },
 ];
