@@ -207,9 +207,7 @@ async function heartbeatCounters(url: string): Promise<Counters> {
     dequeues: answered('dequeue'),
     writes: value('src_executor_server_heartbeat_writes_total'),
     batches: value('src_executor_server_heartbeat_batches_total'),
-    laneAnswers: Number(
-      /^src_executor_server_lane_answers_total\{route="heartbeat"\} (\d+)$/m.exec(text)?.[1],
-    ),
+    laneAnswers: value('src_executor_server_lane_answers_total\\{route="heartbeat"\\}'),
     heartbeatSeconds: bucketsOf(
       text,
       'src_executor_server_http_request_duration_seconds',

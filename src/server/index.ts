@@ -24,8 +24,7 @@ import {
 import { registerExecutorRoutes } from './executor-api/routes.js';
 import { createHandlers } from './handle.js';
 import { type BodyTimeouts, bodyTimeouts, createRouter, type Router } from './http.js';
-import { createLaneCounters, type LaneAnswer, type LaneEvent } from './lane/lane.js';
-import type { LaneRoute } from './lane/request.js';
+import { createLaneCounters, type LaneAnswer, type LaneCounters } from './lane/lane.js';
 import { createLogNotifier } from './log-notifier.js';
 import { createMemoryGuard, type MemoryGuard } from './memory-guard.js';
 import { createHttpMetrics } from './metrics.js';
@@ -91,11 +90,7 @@ export interface ServerApp {
    * The heartbeat lane (EXECUTOR_SERVER_HEARTBEAT_LANE): what answers the heartbeats it reads, and
    * its counters. Undefined when it is off: node:http reads every connection.
    */
-  readonly lane?: {
-    answer: LaneAnswer;
-    count: (what: LaneEvent, route?: LaneRoute) => void;
-    body: BodyTimeouts;
-  };
+  readonly lane?: { answer: LaneAnswer; count: LaneCounters['count']; body: BodyTimeouts };
   startBackground(): void;
   /** Ends long-polls and log follows, stops background loops. Does not close the Store. */
   close(): Promise<void>;

@@ -232,11 +232,9 @@ class Connection {
     // As node:http: the client's end aborts the request in flight (a parked dequeue stops
     // waiting, and claims nothing for it), and the connection is ended; the answer has nowhere
     // to go.
-    const res = this.current;
-    this.current = undefined;
     this.forget();
     this.socket.end();
-    res?.gone();
+    this.abandon();
   };
   // A connection silent for the keep-alive timeout (the socket's timeout restarts at every read
   // and write) is closed when it is idle, as node:http closes it.
@@ -246,9 +244,7 @@ class Connection {
   };
   private readonly onClose = () => {
     this.forget();
-    const res = this.current;
-    this.current = undefined;
-    res?.gone();
+    this.abandon();
   };
   private readonly onError = () => this.socket.destroy();
 
@@ -279,6 +275,13 @@ class Connection {
     s.off('error', this.onError);
     s.setTimeout(0);
     this.unarm();
+  }
+
+  /** The answer being made will not be written: its response closes without finishing. */
+  private abandon(): void {
+    const res = this.current;
+    this.current = undefined;
+    res?.gone();
   }
 
   private unarm(): void {
