@@ -96,7 +96,10 @@ describe('stopPretenuring', () => {
     expect(own.of).toBe(6000);
     expect(own.young).toBeLessThan(own.of / 2);
     const stopped = youngAfterSurvivalBurst(module, 'stopPretenuring()');
-    expect(stopped).toEqual({ young: 6000, of: 6000, said: 'true' });
+    expect(stopped).toMatchObject({ of: 6000, said: 'true' });
+    // All but a stray few: V8 may still make an object old now and then (one of 6,000 in a CI
+    // run on a loaded machine), where its default made most of them old.
+    expect(stopped.young).toBeGreaterThanOrEqual(stopped.of * 0.99);
   }, 60_000);
 
   it('leaves V8 alone when node was started with a say on pretenuring', () => {
