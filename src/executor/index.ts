@@ -10,6 +10,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { MAX_LONG_POLL_MS } from '../protocol/capabilities.js';
 import type { Telemetry } from '../protocol/http.js';
+import { createControlTransport } from './client/control-transport.js';
 import { createFilesClient } from './client/files-client.js';
 import { createQueueClient, type QueueClient } from './client/queue-client.js';
 import { createExecutorMetrics, type ExecutorMetrics, serveMetrics } from './metrics.js';
@@ -23,6 +24,11 @@ import { diskQuotaProblem } from './workspace/disk-confinement.js';
 export interface ExecutorDeps {
   logger: Logger;
   clock?: Clock;
+  /**
+   * Every request of the executor when given (tests that watch or fake them all). Default: the
+   * global fetch for logs, marks and files, and a pool of its own for ping, heartbeats and
+   * dequeues (client/control-transport.ts).
+   */
   fetch?: typeof fetch;
   /** Default: createRuntime(config). */
   runtime?: Runtime;
@@ -77,6 +83,8 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
   const refusal = await runtime.startupProblem?.();
   if (refusal) throw new Error(refusal);
   const telemetry = deps.telemetry ?? (await gatherTelemetry(runtime, logger, config.reportedVersion));
+  // Closed when the executor stops, so that its idle connections do not outlive it.
+  const control = deps.fetch ? undefined : createControlTransport();
   const client = createQueueClient({
     frontendUrl: config.frontendUrl,
     password: config.frontendPassword,
@@ -94,6 +102,7 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
     longPollMs: LONG_POLL_MS,
     retry: config.httpRetry,
     fetch: deps.fetch,
+    controlFetch: control?.fetch,
     logger,
     metrics: metrics.queueClient,
   });
@@ -118,6 +127,7 @@ export async function startExecutor(config: ExecutorConfig, deps: ExecutorDeps):
     version: config.reportedVersion,
   });
   const done = worker.run().finally(async () => {
+    control?.close();
     await metricsServer?.close();
     logger.info('executor stopped');
   });

@@ -15,7 +15,7 @@ export async function tempDir(prefix: string): Promise<{ dir: string; cleanup():
 }
 
 export function testConfig(
-  fe: FakeFrontend,
+  fe: Pick<FakeFrontend, 'url'>,
   workspaceRoot: string,
   env: Record<string, string> = {},
 ): ExecutorConfig {

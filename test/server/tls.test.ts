@@ -12,6 +12,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBaseClient } from '../../src/executor/client/base-client.js';
+import { createControlTransport } from '../../src/executor/client/control-transport.js';
 import { commandAvailable, requireOrSkip, waitFor } from '../helpers/env.js';
 import { type CliProcess, spawnCli } from '../helpers/spawn-cli.js';
 import { API_TOKEN, EXECUTOR_TOKEN } from './harness.js';
@@ -121,6 +122,28 @@ if (requireOrSkip('openssl', haveOpenssl)) {
         req.on('error', reject);
       });
 
+    /** Submits a job over HTTPS trusting CA a; resolves with its id. */
+    const submitJob = (spec: Record<string, unknown>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = https.request(
+          `${url}/api/v1/jobs`,
+          {
+            method: 'POST',
+            ca: readFileSync(a.ca),
+            headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => {
+              body += d;
+            });
+            res.on('end', () => resolve((JSON.parse(body) as { id: number }).id));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify(spec));
+      });
+
     const cli = (args: string[], env: Record<string, string> = {}) => {
       const p = spawnCli([...args, '--server', url, '--token', API_TOKEN], env);
       return p.exited.then((code) => ({ code, out: p.output() }));
@@ -177,6 +200,41 @@ if (requireOrSkip('openssl', haveOpenssl)) {
       expect((await answered()) - before).toBe(2);
     });
 
+    it('an executor trusting the CA runs a job, its heartbeats and dequeues in the lane', async () => {
+      const lane = async (route: string) =>
+        Number(
+          new RegExp(`^src_executor_server_lane_answers_total\\{route="${route}"\\} (\\d+)$`, 'm').exec(
+            (await get('/metrics', a.ca)).body,
+          )?.[1],
+        );
+      const before = { heartbeats: await lane('heartbeat'), dequeues: await lane('dequeue') };
+      const ws = mkdtempSync(path.join(dir, 'ws-'));
+      const executor = spawnCli(['run'], {
+        EXECUTOR_FRONTEND_URL: url,
+        EXECUTOR_FRONTEND_PASSWORD: EXECUTOR_TOKEN,
+        EXECUTOR_FRONTEND_CA_FILE: a.ca,
+        EXECUTOR_QUEUE_NAME: 'tls-run',
+        EXECUTOR_RUNTIME: 'shell',
+        EXECUTOR_WORKSPACE_ROOT: ws,
+        EXECUTOR_MIN_FREE_DISK: '0',
+        EXECUTOR_NUM_TOTAL_JOBS: '1',
+        EXECUTOR_NAME: 'tls-runner',
+      });
+      try {
+        const id = await submitJob({ queue: 'tls-run', steps: [{ image: 'ignored', run: 'echo over-tls' }] });
+        expect(await executor.exited, executor.output()).toBe(0);
+        const job = JSON.parse(
+          (await get(`/api/v1/jobs/${id}`, a.ca, { authorization: `Bearer ${API_TOKEN}` })).body,
+        ) as { state: string };
+        expect(job.state).toBe('completed');
+      } finally {
+        executor.child.kill('SIGKILL');
+      }
+      // Its ping and its dequeue, over its own connections (the job's logs and mark over others).
+      expect((await lane('heartbeat')) - before.heartbeats).toBeGreaterThanOrEqual(1);
+      expect((await lane('dequeue')) - before.dequeues).toBeGreaterThanOrEqual(1);
+    }, 60_000);
+
     it('says it is a certificate problem without the CA, or with the wrong one', async () => {
       const none = await cli(['jobs']);
       expect(none.code).toBe(3);
@@ -191,19 +249,31 @@ if (requireOrSkip('openssl', haveOpenssl)) {
       expect(missing.code).toBe(2);
       expect(missing.out).toMatch(/--ca-file .*nope\.pem: no such file/);
 
-      // The executor's client: the same message, and no retrying a certificate that will not change.
-      const client = createBaseClient({
-        baseUrl: url,
-        pathPrefix: '/.executors/queue',
-        password: EXECUTOR_TOKEN,
-        executorName: 'e1',
-        retry: { maxAttempts: 20, delayBaseMs: 1000, delayMaxMs: 1000, retryAfterMaxMs: 1000, timeoutMs: 0 },
-      });
-      const started = Date.now();
-      await expect(client.request({ method: 'POST', endpoint: 'q/heartbeat', body: {} })).rejects.toThrow(
-        /TLS certificate problem .*EXECUTOR_FRONTEND_CA_FILE/,
-      );
-      expect(Date.now() - started).toBeLessThan(1000);
+      // The executor's client, over the global fetch and over its own connections for heartbeats
+      // and dequeues: the same message, and no retrying a certificate that will not change.
+      const control = createControlTransport();
+      for (const fetch of [undefined, control.fetch]) {
+        const client = createBaseClient({
+          baseUrl: url,
+          pathPrefix: '/.executors/queue',
+          password: EXECUTOR_TOKEN,
+          executorName: 'e1',
+          retry: {
+            maxAttempts: 20,
+            delayBaseMs: 1000,
+            delayMaxMs: 1000,
+            retryAfterMaxMs: 1000,
+            timeoutMs: 0,
+          },
+          fetch,
+        });
+        const started = Date.now();
+        await expect(client.request({ method: 'POST', endpoint: 'q/heartbeat', body: {} })).rejects.toThrow(
+          /TLS certificate problem .*UNABLE_TO_VERIFY_LEAF_SIGNATURE.*EXECUTOR_FRONTEND_CA_FILE/,
+        );
+        expect(Date.now() - started).toBeLessThan(1000);
+      }
+      control.close();
     }, 60_000);
 
     it('refuses to start with a key that does not match the certificate, and says which setting', async () => {
@@ -226,25 +296,7 @@ if (requireOrSkip('openssl', haveOpenssl)) {
     }, 60_000);
 
     it('SIGHUP loads the new certificate for new connections; an open follow keeps going', async () => {
-      const submit = await new Promise<number>((resolve, reject) => {
-        const req = https.request(
-          `${url}/api/v1/jobs`,
-          {
-            method: 'POST',
-            ca: readFileSync(a.ca),
-            headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
-          },
-          (res) => {
-            let body = '';
-            res.on('data', (d: Buffer) => {
-              body += d;
-            });
-            res.on('end', () => resolve((JSON.parse(body) as { id: number }).id));
-          },
-        );
-        req.on('error', reject);
-        req.end(JSON.stringify({ queue: 'tls', steps: [{ image: 'alpine', run: 'true' }] }));
-      });
+      const submit = await submitJob({ queue: 'tls', steps: [{ image: 'alpine', run: 'true' }] });
       // A log follow (server-sent events) opened over the old certificate.
       let events = '';
       let streamError: Error | undefined;

@@ -67,13 +67,29 @@ export interface RequestOptions {
   budgetMs?: number;
 }
 
+/** The answer of a `Transport`: what the clients read of a fetch Response. */
+export interface TransportResponse {
+  status: number;
+  headers: Headers;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+/**
+ * What the clients use of fetch: the global fetch fits, and so does the executor's own pool for
+ * ping, heartbeats and dequeues (control-transport.ts).
+ */
+export type Transport = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string | Buffer; signal?: AbortSignal },
+) => Promise<TransportResponse>;
+
 export interface BaseClientOptions {
   baseUrl: string;
   pathPrefix: string;
   password: string;
   executorName: string;
   retry?: HttpRetryConfig;
-  fetch?: typeof fetch;
+  fetch?: Transport;
   logger?: Logger;
   /** Injected for tests: waits between attempts. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -111,7 +127,7 @@ export function parseBaseUrl(text: string): URL {
 export function createBaseClient(opts: BaseClientOptions): BaseClient {
   const base = parseBaseUrl(opts.baseUrl);
   const retry = opts.retry ?? DEFAULT_HTTP_RETRY;
-  const doFetch = opts.fetch ?? fetch;
+  const doFetch: Transport = opts.fetch ?? fetch;
   const sleep = opts.sleep ?? sleepAbortable;
 
   const url = (endpoint: string, query?: Record<string, string>) => {
@@ -162,7 +178,7 @@ export function createBaseClient(opts: BaseClientOptions): BaseClient {
       const onCallerAbort = () => attemptAbort!.abort(r.signal!.reason);
       if (r.signal?.aborted) onCallerAbort();
       else r.signal?.addEventListener('abort', onCallerAbort, { once: true });
-      let res: Response;
+      let res: TransportResponse;
       let buf: Buffer;
       try {
         res = await doFetch(target, { method: r.method, headers, body, signal: attemptAbort?.signal });

@@ -27,6 +27,7 @@ import {
   createBaseClient,
   type HttpResponse,
   type RequestOptions,
+  type Transport,
   UnexpectedStatusError,
 } from './base-client.js';
 import { jsonWithBytesField } from './json-bytes.js';
@@ -49,7 +50,13 @@ export interface QueueClientOptions {
   /** How long to ask a long-poll-capable server to hold an empty dequeue. 0 = never ask. */
   longPollMs?: number;
   retry?: HttpRetryConfig;
-  fetch?: typeof fetch;
+  /** Logs, marks (and everything when `controlFetch` is not given). */
+  fetch?: Transport;
+  /**
+   * Ping, heartbeats and dequeues, on connections that carry nothing else: the server answers
+   * those in its heartbeat lane (control-transport.ts says why). Defaults to `fetch`.
+   */
+  controlFetch?: Transport;
   logger?: Logger;
   metrics?: RedMetrics;
 }
@@ -148,17 +155,22 @@ function heartbeatBody(
 }
 
 export function createQueueClient(opts: QueueClientOptions): QueueClient {
-  const base: BaseClient = createBaseClient({
-    baseUrl: opts.frontendUrl,
-    pathPrefix: '/.executors/queue',
-    password: opts.password,
-    executorName: opts.executorName,
-    retry: opts.retry,
-    fetch: opts.fetch,
-    logger: opts.logger,
-  });
+  const baseOn = (fetch: Transport | undefined): BaseClient =>
+    createBaseClient({
+      baseUrl: opts.frontendUrl,
+      pathPrefix: '/.executors/queue',
+      password: opts.password,
+      executorName: opts.executorName,
+      retry: opts.retry,
+      fetch,
+      logger: opts.logger,
+    });
+  const base = baseOn(opts.fetch);
+  const control = opts.controlFetch ? baseOn(opts.controlFetch) : base;
   const request: BaseClient['request'] = (r) =>
     base.request({ attemptTimeoutMs: CALL_ATTEMPT_TIMEOUT_MS, ...r });
+  const controlRequest: BaseClient['request'] = (r) =>
+    control.request({ attemptTimeoutMs: CALL_ATTEMPT_TIMEOUT_MS, ...r });
   const multi = !opts.queueName;
   const queueNames = [...(opts.queueNames ?? [])].sort();
   if (multi && queueNames.length === 0)
@@ -197,7 +209,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
       const body: Record<string, unknown> = { version: '', executorName: opts.executorName };
       if (multi) body.queueNames = queueNames;
       Object.assign(body, emptyTelemetry, { prometheusMetrics: '' });
-      const res = await request({ method: 'POST', endpoint: heartbeatEndpoint, body, signal });
+      const res = await controlRequest({ method: 'POST', endpoint: heartbeatEndpoint, body, signal });
       noteCaps(res);
     },
 
@@ -216,7 +228,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
         attemptTimeoutMs = waitMs + LONG_POLL_MARGIN_MS;
       }
       const res = await observe('Dequeue', () =>
-        base.request({
+        control.request({
           method: 'POST',
           endpoint: multi ? 'dequeue' : `${opts.queueName}/dequeue`,
           body,
@@ -238,7 +250,7 @@ export function createQueueClient(opts: QueueClientOptions): QueueClient {
         opts.prometheusMetrics?.() ?? '',
       );
       const res = await observe('Heartbeat', () =>
-        request({ method: 'POST', endpoint: heartbeatEndpoint, body, budgetMs: hbOpts?.budgetMs }),
+        controlRequest({ method: 'POST', endpoint: heartbeatEndpoint, body, budgetMs: hbOpts?.budgetMs }),
       );
       noteCaps(res);
       if (res.status === 204 || res.body.length === 0) return { knownIds: [], cancelIds: [] };

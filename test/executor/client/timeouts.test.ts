@@ -1,12 +1,18 @@
 /**
  * Executor HTTP calls never hang on a silent connection: every attempt has a timeout (retried on a
  * fresh connection), a heartbeat gives up within its budget, and a long-poll dequeue is allowed its
- * wait plus a margin. Against a real loopback server that accepts requests and never answers.
+ * wait plus a margin. Against a real loopback server that accepts requests and never answers; each
+ * case over both transports (the global fetch, and the executor's pool for ping, heartbeats and
+ * dequeues).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createBaseClient } from '../../../src/executor/client/base-client.js';
+import { createBaseClient, type Transport } from '../../../src/executor/client/base-client.js';
+import {
+  type ControlTransport,
+  createControlTransport,
+} from '../../../src/executor/client/control-transport.js';
 import { createHeartbeat } from '../../../src/executor/heartbeat.js';
 import { createRunningJobs } from '../../../src/executor/running-jobs.js';
 import { createMemoryLogger } from '../../../src/lib/logger.js';
@@ -15,7 +21,10 @@ import { waitFor } from '../../helpers/env.js';
 const retry = { maxAttempts: 20, delayBaseMs: 10, delayMaxMs: 50, retryAfterMaxMs: 3000, timeoutMs: 0 };
 
 let server: http.Server | undefined;
+let control: ControlTransport | undefined;
 afterEach(async () => {
+  control?.close();
+  control = undefined;
   server?.closeAllConnections();
   await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
   server = undefined;
@@ -35,10 +44,32 @@ async function silentServer(silent: number): Promise<{ url: string; seen: () => 
   return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, seen: () => seen };
 }
 
-describe('executor HTTP timeouts', () => {
+const transports: [string, () => Transport][] = [
+  ['the global fetch', () => fetch],
+  [
+    'the control transport',
+    () => {
+      control = createControlTransport();
+      return control.fetch;
+    },
+  ],
+];
+
+describe.each(transports)('executor HTTP timeouts, over %s', (_name, transport) => {
+  /** A client of `url` over the transport under test. */
+  const clientOf = (url: string, retryConfig = retry, fetch: Transport = transport()) =>
+    createBaseClient({
+      baseUrl: url,
+      pathPrefix: '/x',
+      password: 'p',
+      executorName: 'e',
+      retry: retryConfig,
+      fetch,
+    });
+
   it('an attempt that gets no answer is cut at attemptTimeoutMs and retried', async () => {
     const s = await silentServer(2);
-    const c = createBaseClient({ baseUrl: s.url, pathPrefix: '/x', password: 'p', executorName: 'e', retry });
+    const c = clientOf(s.url);
     const t = Date.now();
     const res = await c.request({ method: 'POST', endpoint: 'a', body: {}, attemptTimeoutMs: 200 });
     expect(res.status).toBe(200);
@@ -50,13 +81,7 @@ describe('executor HTTP timeouts', () => {
   it('a call gives up at its budget, retries included', async () => {
     const s = await silentServer(1000);
     // Attempts enough to take minutes, so only the budget can end the call within the bound below.
-    const c = createBaseClient({
-      baseUrl: s.url,
-      pathPrefix: '/x',
-      password: 'p',
-      executorName: 'e',
-      retry: { ...retry, maxAttempts: 1000 },
-    });
+    const c = clientOf(s.url, { ...retry, maxAttempts: 1000 });
     const t = Date.now();
     await expect(
       c.request({ method: 'POST', endpoint: 'a', body: {}, attemptTimeoutMs: 150, budgetMs: 600 }),
@@ -69,7 +94,7 @@ describe('executor HTTP timeouts', () => {
 
   it('the heartbeat loop keeps its rate when beats cannot get through', async () => {
     const s = await silentServer(1000);
-    const c = createBaseClient({ baseUrl: s.url, pathPrefix: '/x', password: 'p', executorName: 'e', retry });
+    const c = clientOf(s.url);
     const logger = createMemoryLogger();
     const intervalMs = 1000;
     const began: number[] = [];
@@ -114,17 +139,11 @@ describe('executor HTTP timeouts', () => {
     const headersReceived = new Promise<void>((r) => {
       headersIn = r;
     });
-    const c = createBaseClient({
-      baseUrl: url,
-      pathPrefix: '/x',
-      password: 'p',
-      executorName: 'e',
-      retry,
-      fetch: async (input, init) => {
-        const res = await fetch(input, init);
-        headersIn();
-        return res;
-      },
+    const under = transport();
+    const c = clientOf(url, retry, async (input, init) => {
+      const res = await under(input, init);
+      headersIn();
+      return res;
     });
 
     const answered = new AbortController();
