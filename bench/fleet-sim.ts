@@ -3,7 +3,7 @@
  * (createQueueClient, as the executor uses it) that ping, then loop on dequeue and heartbeat every
  * 5 s, each starting at a random offset. Their transport is a hand-written HTTP/1.1 exchange over
  * node:net (bench/raw-fetch.ts), which costs the simulator about 0.6 of what node:http's client does
- * (FLEET_TRANSPORT=http, bench/http-fetch.ts), itself half of the global fetch
+ * (FLEET_TRANSPORT=http, the executor's own pool for heartbeats), itself half of the global fetch
  * (FLEET_TRANSPORT=fetch). FLEET_MODE=longpoll asks the server to hold empty
  * dequeues (30 s); FLEET_MODE=poll is a Sourcegraph-style fleet: an empty dequeue, then 1 s of
  * sleep. A dequeued job is "run" for FLEET_JOB_MS (its id in the heartbeats meanwhile), then
@@ -24,11 +24,12 @@
  * window and every heartbeat's latency in it (ms).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { Transport } from '../src/executor/client/base-client.js';
+import { createControlTransport } from '../src/executor/client/control-transport.js';
 import { createQueueClient } from '../src/executor/client/queue-client.js';
 import type { Job } from '../src/protocol/job.js';
 import { executorVersion } from '../src/protocol/version.js';
 import { emptyTelemetry } from './cluster.js';
-import { createHttpFetch } from './http-fetch.js';
 import { percentile, quietLogger } from './lib.js';
 import { createRawFetch } from './raw-fetch.js';
 
@@ -43,21 +44,19 @@ const HEARTBEAT_MS = 5_000;
 const metricsBytes = Number(process.env.FLEET_METRICS_BYTES ?? 0);
 const wave = Math.max(1, Number(process.env.FLEET_RAMP_WAVE ?? 200));
 // The clients' transport, one for the process: raw (bench/raw-fetch.ts: a hand-written HTTP/1.1
-// exchange over node:net, the default), node:http (bench/http-fetch.ts) or the global fetch.
-const makeTransport = (): typeof fetch =>
+// exchange over node:net, the default), node:http (the executor's own pool for ping, heartbeats
+// and dequeues, src/executor/client/control-transport.ts) or the global fetch.
+const makeTransport = (): Transport =>
   process.env.FLEET_TRANSPORT === 'fetch'
     ? fetch
     : process.env.FLEET_TRANSPORT === 'http'
-      ? createHttpFetch()
+      ? createControlTransport().fetch
       : createRawFetch();
-// An executor's own client takes the first free connection of its pool, so its heartbeats ride a
-// connection its parked long-poll does not hold, and its long-polls the one they came back on.
-// One pool for the whole simulator would mix them in a way no executor does: heartbeats get a pool
-// of their own (FLEET_POOL=shared: one pool for everything, as before).
-const shared = makeTransport();
-const heartbeatPool = process.env.FLEET_POOL === 'shared' ? shared : makeTransport();
-const transport: typeof fetch = (input, init) =>
-  (String(input).endsWith('/heartbeat') ? heartbeatPool : shared)(input, init);
+// As an executor's client does, ping, heartbeats and dequeues have a pool of their own, and the
+// marks of the jobs a client "runs" another (FLEET_POOL=shared: one pool for everything). A
+// heartbeat takes a free connection of its pool, not the one a parked long-poll holds.
+const control = makeTransport();
+const shared = process.env.FLEET_POOL === 'shared' ? control : makeTransport();
 
 /** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
 function metricsText(beats: number): string {
@@ -118,7 +117,8 @@ async function simulate(i: number): Promise<void> {
     longPollMs: mode === 'longpoll' ? 30_000 : 0,
     retry: { maxAttempts: 1, delayBaseMs: 100, delayMaxMs: 100, retryAfterMaxMs: 0, timeoutMs: 0 },
     logger: quietLogger(),
-    fetch: transport,
+    fetch: shared,
+    controlFetch: control,
   });
   // On a loaded machine a connection of the ramp can fail: a few tries before the fleet gives up.
   for (let attempt = 1; ; attempt++) {

@@ -46,10 +46,11 @@
  * processes (default 2, which got 2.6 times the heartbeats of one through at 5,000 on two cores;
  * docs/benchmarks.md). The simulated clients send through a hand-written HTTP/1.1 exchange over
  * node:net with pooled kept-alive connections (bench/raw-fetch.ts); FLEET_TRANSPORT=http gives them
- * node:http with a keep-alive agent (bench/http-fetch.ts, about 1.6 times the simulator's CPU) and
- * FLEET_TRANSPORT=fetch the global fetch (about twice that again). Heartbeats have a pool of their
- * own, as each executor's client keeps them on a connection its long-poll does not hold
- * (FLEET_POOL=shared: one pool for everything). The server is started with this process's
+ * node:http with a keep-alive agent (the executor's own pool for ping, heartbeats and dequeues,
+ * src/executor/client/control-transport.ts; about 1.6 times the simulator's CPU) and
+ * FLEET_TRANSPORT=fetch the global fetch (about twice that again). Ping, heartbeats and dequeues
+ * have a pool of their own and marks another, as in an executor's client (FLEET_POOL=shared: one
+ * pool for everything). The server is started with this process's
  * environment, so EXECUTOR_SERVER_HEARTBEAT_LANE=false and the like reach it.
  *
  * FLEET_METRICS_BYTES=N makes each simulated executor push about N bytes of metrics that change at

@@ -5,7 +5,8 @@
  * holds as many connections as it has requests in flight, about one per executor (each executor
  * of its own would hold two, its parked long-poll's and its heartbeats', which at 10,000 is more
  * descriptors than this machine's limit lets the server have). The queue client above it is the
- * executor's own; only the transport is lighter than node:http's client (bench/http-fetch.ts),
+ * executor's own; only the transport is lighter than node:http's client (the executor's
+ * control-transport.ts),
  * whose request objects, agent and socket bookkeeping were most of the simulator's CPU: a
  * simulator that shares the machine's two cores with the server delays the server and its own
  * clients, and both show in the latencies it reports.
