@@ -52,11 +52,19 @@ const makeTransport = (): Transport =>
     : process.env.FLEET_TRANSPORT === 'http'
       ? createControlTransport().fetch
       : createRawFetch();
-// As an executor's client does, ping, heartbeats and dequeues have a pool of their own, and the
-// marks of the jobs a client "runs" another (FLEET_POOL=shared: one pool for everything). A
-// heartbeat takes a free connection of its pool, not the one a parked long-poll holds.
-const control = makeTransport();
-const shared = process.env.FLEET_POOL === 'shared' ? control : makeTransport();
+// As in an executor's client, ping, heartbeats and dequeues go on connections of their own (its
+// control pool) and the marks of the jobs a client "runs" on others. An executor's heartbeat takes
+// its free control connection, not the one its parked long-poll holds, and its next long-poll the
+// one the last came back on (node:http's agent reuses the most recent): so each connection carries
+// one kind of request, and its heads repeat. The simulator's pools are shared by all the clients of
+// its process, so heartbeats and dequeues get one each to keep that; one pool for both would put
+// them on the same connections in turn, which no executor does (FLEET_POOL=shared: one pool for
+// everything).
+const shared = makeTransport();
+const separate = process.env.FLEET_POOL !== 'shared';
+const heartbeatPool = separate ? makeTransport() : shared;
+const dequeuePool = separate ? makeTransport() : shared;
+const control: Transport = (url, init) => (url.endsWith('/dequeue') ? dequeuePool : heartbeatPool)(url, init);
 
 /** About `metricsBytes` of Prometheus text whose counters move with `beats`. */
 function metricsText(beats: number): string {
