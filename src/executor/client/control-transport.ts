@@ -26,7 +26,7 @@ export const CONTROL_IDLE_MAX_MS = 600_000;
 
 export interface ControlTransport {
   readonly fetch: Transport;
-  /** Closes the idle connections and refuses nothing: a later request opens a new one. */
+  /** Closes its connections (the executor calls it once stopped); a later request opens new ones. */
   close(): void;
 }
 
