@@ -15,14 +15,18 @@
  * (with its `code`) as the cause, so retries, certificate advice and logs read them as before; an
  * abort rejects with the signal's reason, also while the body is read. Keep-alive follows the
  * server's `Keep-Alive: timeout=N` hint (a connection is let go a second before the server would
- * close it), as fetch does; without a hint it is kept for up to 10 minutes.
+ * close it), as fetch does; without a hint it is kept for up to 90 s, as Go's default HTTP transport
+ * keeps one.
  */
 import http from 'node:http';
 import https from 'node:https';
 import type { Transport, TransportResponse } from './base-client.js';
 
-/** How long an idle connection is kept when the server sends no keep-alive hint (fetch's maximum). */
-export const CONTROL_IDLE_MAX_MS = 600_000;
+/**
+ * How long an idle connection is kept when the server sends no shorter keep-alive hint: Go's
+ * `http.DefaultTransport` keeps one as long; well above the 5 s between heartbeats.
+ */
+export const CONTROL_IDLE_MAX_MS = 90_000;
 
 export interface ControlTransport {
   readonly fetch: Transport;
