@@ -122,8 +122,11 @@ describe('crash chaos (shell runtime)', () => {
           await submit(1);
         }
       }
-      // A random point from the first dequeue (clone) to past the final flush (~1-2 s of work).
-      const delay = Math.floor(random() * 2500);
+      // A random point from the first dequeue (clone) to past the final flush (~1-2 s of work); in
+      // every other round within the first second, which the job's 0.8 s of output alone outlasts,
+      // so that some kills land in a running job whatever the draws (a seed whose five draws all
+      // fell past 1.3 s once killed only finished victims).
+      const delay = Math.floor(random() * (k % 2 === 0 ? 1000 : 2500));
       await waitFor(() => performance.timeOrigin + performance.now() >= startedAt + delay, {
         timeoutMs: 10_000,
         intervalMs: 5,
