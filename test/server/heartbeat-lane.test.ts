@@ -7,6 +7,8 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LONG_POLL_HEADER } from '../../src/protocol/capabilities.js';
 import {
+  createLaneHeads,
+  LANE_CACHED_HEAD_CHARS,
   LANE_MAX_BODY_BYTES,
   LANE_MAX_HEAD_BYTES,
   LaneReader,
@@ -136,6 +138,42 @@ describe('the lane reader', () => {
     if (third.kind !== 'whole' || multi.kind !== 'whole') throw new Error('not read');
     expect(third.head).not.toBe(multi.head);
     expect(third.body.toString()).toBe(longer);
+  });
+
+  it("shares the heads it read between a lane's connections, but for long ones and the ones not the lane's", () => {
+    const heads = createLaneHeads();
+    const [a, b] = [new LaneReader(heads), new LaneReader(heads)];
+    const bytes = (text: string) => Buffer.from(text, 'latin1');
+    const hb = '/.executors/queue/default/heartbeat';
+    const dq = '/.executors/queue/default/dequeue';
+    // Connection a carries a heartbeat, then a dequeue; b the same dequeue, then the heartbeat.
+    const first = a.read(bytes(request(hb)));
+    const firstDequeue = a.read(bytes(request(dq, DEQUEUE_BODY)));
+    const second = b.read(bytes(request(dq, DEQUEUE_BODY)));
+    const again = b.read(bytes(request(hb)));
+    if (first.kind !== 'whole' || firstDequeue.kind !== 'whole') throw new Error('not read');
+    expect(second).toMatchObject({ kind: 'whole', head: { route: 'dequeue' } });
+    expect(again).toMatchObject({ kind: 'whole', head: { route: 'heartbeat' } });
+    if (second.kind !== 'whole' || again.kind !== 'whole') throw new Error('not read');
+    expect(second.head).toBe(firstDequeue.head);
+    expect(again.head).toBe(first.head);
+    // A head whose body is not all here is found too, with the length its Content-Length gives.
+    const whole = request(hb, `${BODY} `);
+    const fresh = new LaneReader(heads);
+    const partial = fresh.read(bytes(whole.slice(0, -1)));
+    expect(partial).toMatchObject({ kind: 'partial', head: { length: Buffer.byteLength(BODY) + 1 } });
+    if (partial.kind !== 'partial') throw new Error('not read');
+    expect(new LaneReader(heads).read(bytes(whole))).toMatchObject({ kind: 'whole', head: partial.head });
+    // A head longer than the cache keeps is read afresh each time, and read the same.
+    const pad = [`X-Pad: ${'p'.repeat(LANE_CACHED_HEAD_CHARS)}`];
+    const long1 = new LaneReader(heads).read(bytes(request(hb, BODY, pad)));
+    const long2 = new LaneReader(heads).read(bytes(request(hb, BODY, pad)));
+    if (long1.kind !== 'whole' || long2.kind !== 'whole') throw new Error('not read');
+    expect(long2.head).not.toBe(long1.head);
+    expect(long2.head).toEqual(long1.head);
+    // What is not the lane's is not kept: it stays "other" however often it comes.
+    for (let i = 0; i < 2; i++)
+      expect(new LaneReader(heads).read(bytes(request(hb, BODY, ['Connection: close']))).kind).toBe('other');
   });
 });
 

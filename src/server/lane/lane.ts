@@ -20,9 +20,11 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { BodyTimeoutError, type BodyTimeouts } from '../http.js';
 import {
+  createLaneHeads,
   LANE_MAX_BODY_BYTES,
   LANE_MAX_HEAD_BYTES,
   type LaneHead,
+  type LaneHeads,
   type LaneRead,
   LaneReader,
   type LaneRoute,
@@ -90,10 +92,10 @@ export class LaneResponse {
   headersSent = false;
   /** True once the answer is written (or the response destroyed), as node:http's after `finish`. */
   writableFinished = false;
-  private readonly names = new Map<string, string>();
-  private readonly values = new Map<string, string>();
-  private finishers: Array<() => void> = [];
-  private closers: Array<() => void> = [];
+  /** Headers set, by lower-cased name: the name as set and its value. Made at the first. */
+  private headers: Map<string, [string, string]> | undefined;
+  private finishers: Array<() => void> | undefined;
+  private closers: Array<() => void> | undefined;
 
   constructor(
     private readonly write: (text: string, close: boolean) => void,
@@ -102,9 +104,8 @@ export class LaneResponse {
   ) {}
 
   setHeader(name: string, value: string | number): this {
-    const key = name.toLowerCase();
-    this.names.set(key, name);
-    this.values.set(key, String(value));
+    this.headers ??= new Map();
+    this.headers.set(name.toLowerCase(), [name, String(value)]);
     return this;
   }
 
@@ -116,8 +117,8 @@ export class LaneResponse {
 
   /** `finish` (the answer written) and `close` (after it, or when the connection closed first). */
   on(event: string, fn: () => void): this {
-    if (event === 'finish') this.finishers.push(fn);
-    else if (event === 'close') this.closers.push(fn);
+    if (event === 'finish') this.finishers = [...(this.finishers ?? []), fn];
+    else if (event === 'close') this.closers = [...(this.closers ?? []), fn];
     return this;
   }
 
@@ -130,26 +131,28 @@ export class LaneResponse {
   gone(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.finishers = [];
+    this.finishers = undefined;
     this.emitClose();
   }
 
   private emitClose(): void {
     const closers = this.closers;
-    this.closers = [];
-    for (const fn of closers) fn();
+    this.closers = undefined;
+    if (closers) for (const fn of closers) fn();
   }
 
   end(body: string | Buffer = ''): void {
     if (this.headersSent) return;
     const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (!this.values.has('content-length')) this.setHeader('content-length', Buffer.byteLength(text));
-    const close = this.values.get('connection')?.toLowerCase() === 'close';
+    const headers = this.headers ?? new Map<string, [string, string]>();
+    if (!headers.has('content-length'))
+      headers.set('content-length', ['content-length', String(Buffer.byteLength(text))]);
+    const close = headers.get('connection')?.[1].toLowerCase() === 'close';
     let lines = '';
-    for (const [key, value] of this.values) {
+    for (const [key, [name, value]] of headers) {
       // Handlers set only values of their own making; one that could split the head is a bug.
       if (/[\r\n]/.test(value)) throw new Error(`header ${key} holds a line break`);
-      if (key !== 'connection') lines += `${this.names.get(key)}: ${value}\r\n`;
+      if (key !== 'connection') lines += `${name}: ${value}\r\n`;
     }
     this.send(lines, text, close);
   }
@@ -173,15 +176,15 @@ export class LaneResponse {
     this.write(`${status}${lines}Date: ${httpDate()}\r\n${connection}\r\n${text}`, close);
     this.writableFinished = true;
     const finishers = this.finishers;
-    this.finishers = [];
-    for (const fn of finishers) fn();
+    this.finishers = undefined;
+    if (finishers) for (const fn of finishers) fn();
     this.emitClose();
   }
 
   destroy(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.finishers = [];
+    this.finishers = undefined;
     this.cut();
     this.emitClose();
   }
@@ -196,6 +199,8 @@ interface LaneShared {
   keepAliveSeconds: number;
   open: Set<Connection>;
   closing: boolean;
+  /** Heads read on any of its connections. */
+  heads: LaneHeads;
 }
 
 const NOTHING = Buffer.alloc(0);
@@ -206,7 +211,7 @@ const LANE_HOLD_BYTES = LANE_MAX_HEAD_BYTES + LANE_MAX_BODY_BYTES;
 /** One connection while the lane has it. */
 class Connection {
   private pending: Buffer = Buffer.alloc(0);
-  private readonly reader = new LaneReader();
+  private readonly reader: LaneReader;
   private busy = false;
   /** The answer being made, until it is written. */
   private current: LaneResponse | undefined;
@@ -252,6 +257,7 @@ class Connection {
     readonly socket: Socket,
     private readonly lane: LaneShared,
   ) {
+    this.reader = new LaneReader(lane.heads);
     lane.open.add(this);
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
@@ -420,6 +426,7 @@ export function createLanes(options: LaneOptions): Lanes {
     keepAliveSeconds: Math.floor(options.keepAliveMs / 1000),
     open: new Set(),
     closing: false,
+    heads: createLaneHeads(),
   };
   return {
     accept(socket) {
