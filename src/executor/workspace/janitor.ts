@@ -9,6 +9,11 @@
  * written right after the directory is created, so a young directory may just be starting).
  * Workspaces of other hosts (a shared root) and workspaces kept on purpose are never touched.
  *
+ * An owner file without its directory is left by an executor killed between writing it and making
+ * the directory (prepare.ts writes it first), or between removing the two: it goes when it names
+ * this host and its process is gone. An owner file still being written (`.owner-staging-*`) goes
+ * once older than ORPHAN_WITHOUT_OWNER_AGE_MS.
+ *
  * An orphan's disk image (disk-image.ts) is unmounted and deleted before its directory. An image
  * `workspace-*.disk.img` whose directory is gone is always an orphan: a job's image is made after its
  * directory and deleted before it, so only a crash between those two deletions leaves one.
@@ -19,7 +24,7 @@ import path from 'node:path';
 import type { Clock } from '../../lib/clock.js';
 import { systemClock } from '../../lib/clock.js';
 import { IMAGE_SUFFIX, releaseDiskImage, SCRATCH_PREFIXES } from './disk-image.js';
-import { OWNER_SUFFIX, WORKSPACE_PREFIX, type WorkspaceOwner } from './prepare.js';
+import { OWNER_STAGING_PREFIX, OWNER_SUFFIX, WORKSPACE_PREFIX, type WorkspaceOwner } from './prepare.js';
 
 export const ORPHAN_WITHOUT_OWNER_AGE_MS = 60 * 60 * 1000;
 
@@ -108,6 +113,14 @@ export async function removeOrphanWorkspaces(
       // Left for the next round; the caller logs what was removed.
     }
   }
+  for (const file of await findStrayOwners(root, opts.isAlive ?? pidAlive)) {
+    try {
+      await rm(file, { force: true });
+      removed.push(file);
+    } catch {
+      // Left for the next round.
+    }
+  }
   for (const dir of await findStaleScratch(root, opts.clock ?? systemClock)) {
     try {
       await releaseDiskImage(dir, { detachLoops: true });
@@ -128,18 +141,38 @@ export async function removeOrphanWorkspaces(
   return removed;
 }
 
+/** Owner files of this host whose workspace directory is gone and whose process is gone too. */
+export async function findStrayOwners(root: string, isAlive: (pid: number) => boolean): Promise<string[]> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  const host = os.hostname();
+  const stray: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(WORKSPACE_PREFIX) || !name.endsWith(OWNER_SUFFIX)) continue;
+    const file = path.join(root, name);
+    if (await stat(file.slice(0, -OWNER_SUFFIX.length)).catch(() => undefined)) continue;
+    const owner = await readOwner(file);
+    if (typeof owner !== 'object' || owner.hostname !== host || owner.preserved) continue;
+    if (typeof owner.pid === 'number' && !isAlive(owner.pid)) stray.push(file);
+  }
+  return stray;
+}
+
 /**
- * Scratch directories of the disk probe and template (disk-image.ts) older than
- * ORPHAN_WITHOUT_OWNER_AGE_MS: each lives for well under a second, unless its process died.
+ * Scratch directories of the disk probe and template (disk-image.ts), and owner files being
+ * written (prepare.ts), older than ORPHAN_WITHOUT_OWNER_AGE_MS: each lives for well under a
+ * second, unless its process died.
  */
 async function findStaleScratch(root: string, clock: Clock): Promise<string[]> {
   const names = await readdir(root).catch(() => [] as string[]);
   const stale: string[] = [];
   for (const name of names) {
-    if (!SCRATCH_PREFIXES.some((p) => name.startsWith(p)) || name.endsWith(IMAGE_SUFFIX)) continue;
-    const dir = path.join(root, name);
-    const st = await stat(dir).catch(() => undefined);
-    if (st?.isDirectory() && clock.now() - st.mtimeMs > ORPHAN_WITHOUT_OWNER_AGE_MS) stale.push(dir);
+    const staging = name.startsWith(OWNER_STAGING_PREFIX);
+    if (!staging && (!SCRATCH_PREFIXES.some((p) => name.startsWith(p)) || name.endsWith(IMAGE_SUFFIX)))
+      continue;
+    const entry = path.join(root, name);
+    const st = await stat(entry).catch(() => undefined);
+    const kind = staging ? st?.isFile() : st?.isDirectory();
+    if (kind && clock.now() - st!.mtimeMs > ORPHAN_WITHOUT_OWNER_AGE_MS) stale.push(entry);
   }
   return stale;
 }

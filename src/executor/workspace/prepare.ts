@@ -4,9 +4,13 @@
  * the job names a repository), then files and step scripts.
  *
  * The owner file sits NEXT TO the workspace (`<dir>.owner.json`), not inside it: the job can write
- * anywhere in its workspace, so nothing the janitor trusts may live there.
+ * anywhere in its workspace, so nothing the janitor trusts may live there. It is there, whole,
+ * before the directory is made (written beside under a temporary name, then renamed), so that an
+ * executor killed at any point leaves no workspace the janitor cannot attribute: a directory
+ * without its owner file once stayed for an hour (janitor.ts).
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage } from '../../lib/errors.js';
@@ -52,6 +56,8 @@ export interface WorkspaceOwner {
 
 export const OWNER_SUFFIX = '.owner.json';
 export const WORKSPACE_PREFIX = 'workspace-';
+/** An owner file being written, before it is renamed beside its workspace (the janitor ages them out). */
+export const OWNER_STAGING_PREFIX = '.owner-staging-';
 
 export async function prepareLocalWorkspace(
   job: Job,
@@ -59,7 +65,7 @@ export async function prepareLocalWorkspace(
   opts: PrepareWorkspaceOptions,
 ): Promise<Workspace> {
   await mkdir(opts.root, { recursive: true });
-  const dir = await mkdtemp(path.join(opts.root, `${WORKSPACE_PREFIX}${job.id}-`));
+  const dir = path.join(opts.root, `${WORKSPACE_PREFIX}${job.id}-${randomBytes(6).toString('hex')}`);
   const ownerPath = `${dir}${OWNER_SUFFIX}`;
   const quota = opts.disk?.quota;
   const diskFull = quota
@@ -73,8 +79,11 @@ export async function prepareLocalWorkspace(
     createdAt: new Date().toISOString(),
   };
 
+  const staged = path.join(opts.root, `${OWNER_STAGING_PREFIX}${randomBytes(6).toString('hex')}`);
   try {
-    await writeFile(ownerPath, JSON.stringify(owner), { mode: 0o600 });
+    await writeFile(staged, JSON.stringify(owner), { mode: 0o600, flag: 'wx' });
+    await rename(staged, ownerPath);
+    await mkdir(dir, { mode: 0o700 });
     await opts.disk?.mount(dir);
     let scriptNames: string[];
     try {
@@ -135,6 +144,7 @@ export async function prepareLocalWorkspace(
     if (quota) await releaseDiskImage(dir).catch(() => {});
     await rm(dir, { recursive: true, force: true }).catch(() => {});
     await rm(ownerPath, { force: true }).catch(() => {});
+    await rm(staged, { force: true }).catch(() => {});
     throw err;
   }
 }

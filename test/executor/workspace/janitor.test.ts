@@ -78,6 +78,40 @@ describe('workspace janitor', () => {
     }
   });
 
+  it('removes an owner file whose workspace was never made, or is gone, once its process is gone', async () => {
+    const owner = (o: Partial<WorkspaceOwner>) =>
+      JSON.stringify({
+        executorName: 'other',
+        hostname: os.hostname(),
+        pid: deadPid(),
+        jobUid: '1',
+        createdAt: new Date().toISOString(),
+        ...o,
+      });
+    const file = (name: string) => path.join(root, name);
+    // Killed between writing the owner file and making the directory (or removing the two).
+    await writeFile(file('workspace-1-aaa.owner.json'), owner({}));
+    // Its process still running: between the two, or a workspace on its way.
+    await writeFile(file('workspace-2-bbb.owner.json'), owner({ pid: process.pid }));
+    await writeFile(file('workspace-3-ccc.owner.json'), owner({ hostname: `${os.hostname()}-elsewhere` }));
+    await writeFile(file('workspace-4-ddd.owner.json'), '');
+    // An owner file still being written: kept while young, removed when old.
+    await writeFile(file('.owner-staging-young'), owner({}));
+    await writeFile(file('.owner-staging-old'), owner({}));
+    const old = new Date(Date.now() - 2 * 3600_000);
+    await utimes(file('.owner-staging-old'), old, old);
+
+    const removed = await removeOrphanWorkspaces(root, new Set(), 'self');
+    expect(removed.sort()).toEqual([file('.owner-staging-old'), file('workspace-1-aaa.owner.json')]);
+    for (const kept of [
+      'workspace-2-bbb.owner.json',
+      'workspace-3-ccc.owner.json',
+      'workspace-4-ddd.owner.json',
+      '.owner-staging-young',
+    ])
+      expect(existsSync(file(kept)), kept).toBe(true);
+  });
+
   it('returns nothing for a missing root', async () => {
     expect(await findOrphanWorkspaces(path.join(root, 'nope'), new Set(), 'self')).toEqual([]);
   });
