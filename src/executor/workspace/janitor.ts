@@ -5,8 +5,9 @@
  * (`<dir>.owner.json`, see prepare.ts) names this host and either
  *   - its executor is `selfName` and its jobUid is not among this executor's active jobs, or
  *   - the process that created it is no longer alive;
- * or when it has no owner file and is older than ORPHAN_WITHOUT_OWNER_AGE_MS (the owner file is
- * written right after the directory is created, so a young directory may just be starting).
+ * or when it has no owner file and is older than ORPHAN_WITHOUT_OWNER_AGE_MS (prepare.ts writes the
+ * owner file before it makes the directory, so one without is an earlier version's, which wrote it
+ * just after and may still be starting, or not an executor's at all: its host is not known).
  * Workspaces of other hosts (a shared root) and workspaces kept on purpose are never touched.
  *
  * An owner file without its directory is left by an executor killed between writing it and making
@@ -171,8 +172,8 @@ async function findStaleScratch(root: string, clock: Clock): Promise<string[]> {
       continue;
     const entry = path.join(root, name);
     const st = await stat(entry).catch(() => undefined);
-    const kind = staging ? st?.isFile() : st?.isDirectory();
-    if (kind && clock.now() - st!.mtimeMs > ORPHAN_WITHOUT_OWNER_AGE_MS) stale.push(entry);
+    if (st === undefined || clock.now() - st.mtimeMs <= ORPHAN_WITHOUT_OWNER_AGE_MS) continue;
+    if (staging ? st.isFile() : st.isDirectory()) stale.push(entry);
   }
   return stale;
 }
